@@ -1,0 +1,241 @@
+"""Host side of the worker protocol: a client over any byte transport, plus the local transport.
+
+The framing itself lives in :mod:`pytest_edgeort.worker` (the file that also runs on boards), so
+host and worker can never disagree about it. A transport only moves bytes; the SSH transport in
+:mod:`pytest_edgeort.ssh` plugs into the same :class:`WorkerClient`.
+"""
+from __future__ import annotations
+
+import collections
+import os
+import select
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from . import worker as wire
+
+WORKER_PATH = Path(wire.__file__).resolve()
+Arrays = List[Tuple[str, np.ndarray]]
+
+
+class WorkerError(Exception):
+    """A request failed on the worker side; ``kind`` says how (create, run, missing-provider, ...)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class WorkerDied(Exception):
+    """The worker process is gone (crash, kill, dropped connection) or stopped answering."""
+
+
+class Transport:
+    """Moves bytes to and from one worker process."""
+
+    description = "worker"
+
+    def send(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    def recv(self, max_bytes: int, timeout: Optional[float]) -> bytes:
+        """Return 1..max_bytes bytes, b"" at EOF; raise TimeoutError after ``timeout`` seconds."""
+        raise NotImplementedError
+
+    def exit_status(self) -> Optional[int]:
+        raise NotImplementedError
+
+    def stderr_tail(self) -> str:
+        raise NotImplementedError
+
+    def terminate(self) -> None:
+        raise NotImplementedError
+
+
+class StderrTail:
+    """Keeps the last lines a worker wrote to stderr (QNN is chatty; errors need context)."""
+
+    def __init__(self, maxlen: int = 40) -> None:
+        self.lines: Deque[str] = collections.deque(maxlen=maxlen)
+
+    def feed_stream(self, stream: Any) -> threading.Thread:
+        def pump() -> None:
+            for raw in iter(stream.readline, b""):
+                line = raw.decode("utf-8", "replace").rstrip()
+                if line:
+                    self.lines.append(line)
+
+        thread = threading.Thread(target=pump, daemon=True, name="edgeort-stderr")
+        thread.start()
+        return thread
+
+    def text(self, last: int = 6) -> str:
+        return " | ".join(list(self.lines)[-last:])
+
+
+class LocalTransport(Transport):
+    """A worker subprocess on this machine."""
+
+    def __init__(self, python: str, workdir: Path, env: Optional[Dict[str, str]] = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen(
+            [python, str(WORKER_PATH), "--workdir", str(workdir)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            start_new_session=True,
+        )
+        self.description = f"local worker pid {self.proc.pid}"
+        self.stderr = StderrTail()
+        self.stderr.feed_stream(self.proc.stderr)
+        self._fd = self.proc.stdout.fileno()
+
+    def send(self, data: bytes) -> None:
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise WorkerDied(f"cannot write to {self.description}: {exc}") from None
+
+    def recv(self, max_bytes: int, timeout: Optional[float]) -> bytes:
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        if not ready:
+            raise TimeoutError
+        return os.read(self._fd, max_bytes)
+
+    def exit_status(self) -> Optional[int]:
+        return self.proc.poll()
+
+    def stderr_tail(self) -> str:
+        return self.stderr.text()
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def describe_exit(status: Optional[int]) -> str:
+    """'exit code 3' / 'killed by SIGSEGV' / 'still running'."""
+    if status is None:
+        return "connection lost"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit code {status}"
+
+
+class WorkerClient:
+    """Request/response over one transport; one request at a time."""
+
+    def __init__(self, transport: Transport, label: str, startup_timeout: float = 60.0) -> None:
+        self.transport = transport
+        self.label = label
+        self._buffer = bytearray()
+        self._lock = threading.Lock()
+        self.alive = True
+        hello, _ = self._read_reply(startup_timeout, "start-up")
+        if not hello.get("ok"):
+            self.close()
+            raise WorkerError(hello.get("kind", "environment"), f"{label}: {hello.get('error')}")
+        self.pid = hello.get("pid")
+
+    def _read_exact_until(self, deadline: Optional[float], what: str) -> Callable[[int], bytes]:
+        def read_exact(n: int) -> bytes:
+            while len(self._buffer) < n:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                try:
+                    chunk = self.transport.recv(max(65536, n - len(self._buffer)), remaining)
+                except TimeoutError:
+                    self._die()
+                    raise WorkerDied(
+                        f"{self.label} did not answer {what} within its timeout; the worker was stopped"
+                    ) from None
+                if not chunk:
+                    raise EOFError
+                self._buffer += chunk
+            data = bytes(self._buffer[:n])
+            del self._buffer[:n]
+            return data
+
+        return read_exact
+
+    def _read_reply(self, timeout: Optional[float], what: str) -> Tuple[Dict[str, Any], Arrays]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            return wire.read_frame(self._read_exact_until(deadline, what))
+        except (EOFError, wire.ProtocolError) as exc:
+            status = self._wait_exit()
+            tail = self.transport.stderr_tail()
+            self._die()
+            detail = f" ({exc})" if isinstance(exc, wire.ProtocolError) else ""
+            raise WorkerDied(
+                f"{self.label} died during {what}: {describe_exit(status)}{detail}"
+                + (f"; last stderr: {tail}" if tail else "")
+            ) from None
+
+    def _wait_exit(self) -> Optional[int]:
+        for _ in range(50):
+            status = self.transport.exit_status()
+            if status is not None:
+                return status
+            time.sleep(0.02)
+        return None
+
+    def _die(self) -> None:
+        self.alive = False
+        self.transport.terminate()
+
+    def request(
+        self, op: str, arrays: Sequence[Tuple[str, np.ndarray]] = (), timeout: Optional[float] = None, **fields: Any
+    ) -> Tuple[Dict[str, Any], Arrays]:
+        """Send one request and return ``(reply header, arrays)``; raise WorkerError / WorkerDied."""
+        if not self.alive:
+            raise WorkerDied(f"{self.label} is no longer running")
+        with self._lock:
+            frame = wire.encode_frame(dict(fields, op=op), arrays)
+            self.transport.send(frame)
+            reply, out = self._read_reply(timeout, op)
+        if not reply.get("ok"):
+            raise WorkerError(reply.get("kind", "internal"), reply.get("error", "unknown worker error"))
+        return reply, out
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Ask the worker to exit, then make sure it is gone."""
+        if self.alive and self.transport.exit_status() is None:
+            try:
+                self.transport.send(wire.encode_header_only({"op": "shutdown"}))
+                self._read_reply(timeout, "shutdown")
+            except (WorkerDied, OSError):
+                pass
+        self.alive = False
+        self.transport.terminate()
+
+
+def local_python() -> str:
+    """The interpreter the local worker runs on: the one running pytest."""
+    return sys.executable

@@ -1,0 +1,156 @@
+"""Devices: where workers run. ``local`` spawns subprocesses; SSH boards live in :mod:`.ssh`.
+
+A device owns one worker per isolation group (sessions whose options change process-global QNN
+state get their own process), knows the worker's capabilities, and uploads models by sha256.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from .channel import LocalTransport, Transport, WorkerClient, WorkerDied, WorkerError
+from .inventory import DeviceConfig
+from .modelinfo import ModelInfo
+from .placement import Placement
+from .providers import ALIASES, ProviderSpec, available_aliases, isolation_group
+
+_session_ids = itertools.count(1)
+
+
+class DeviceUnavailable(Exception):
+    """The device cannot be reached or cannot run workers (one line naming the device)."""
+
+
+@dataclass
+class SessionHandle:
+    """An open session inside a worker, as created (facts the host records with every result)."""
+
+    device: str
+    sid: str
+    client: WorkerClient
+    reply: Dict[str, Any]
+    placement: Optional[Placement] = None
+    run_count: int = field(default=0)
+
+    @property
+    def alive(self) -> bool:
+        return self.client.alive
+
+
+class Device:
+    """Base class: worker lifecycle, capabilities, model upload, session creation."""
+
+    def __init__(self, config: DeviceConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.clients: Dict[str, WorkerClient] = {}
+        self._caps: Optional[Dict[str, Any]] = None
+        self.uploads = 0
+        self.workers_started = 0
+
+    # -- subclass hooks
+    def _start_transport(self, group: str) -> Transport:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        for client in list(self.clients.values()):
+            client.close()
+        self.clients.clear()
+
+    # -- workers
+    def client(self, group: str = "default") -> WorkerClient:
+        """The live worker of ``group``, started (again) on demand."""
+        existing = self.clients.get(group)
+        if existing is not None and existing.alive:
+            return existing
+        transport = self._start_transport(group)
+        label = f"worker on device {self.name!r}" + ("" if group == "default" else f" (group {group})")
+        try:
+            client = WorkerClient(transport, label, startup_timeout=max(30.0, self.config.command_timeout))
+        except WorkerError as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
+        except WorkerDied as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
+        self.workers_started += 1
+        self.clients[group] = client
+        return client
+
+    def capabilities(self) -> Dict[str, Any]:
+        if self._caps is None:
+            reply, _ = self.client().request("capabilities", timeout=self.config.command_timeout)
+            self._caps = reply
+        return self._caps
+
+    def provider_aliases(self) -> List[str]:
+        caps = self.capabilities()
+        return available_aliases(tuple(caps["providers"]), tuple(caps.get("qnn", {}).get("backends", ())))
+
+    def missing_provider(self, spec: ProviderSpec) -> Optional[str]:
+        """None if the device can run ``spec``, else a one-line reason naming what it does have."""
+        caps = self.capabilities()
+        have = self.provider_aliases()
+        if spec.ep_name in caps["providers"] and (spec.alias in have or spec.alias not in ALIASES):
+            return None
+        errors = caps.get("plugin_errors") or {}
+        extra = f" ({spec.ep_name} failed to load: {errors[spec.ep_name]})" if spec.ep_name in errors else ""
+        return (
+            f"device {self.name!r} has no provider {spec.alias!r} ({spec.ep_name}"
+            + (f", backend {spec.qnn_backend}" if spec.qnn_backend else "")
+            + f"){extra}; it has: {', '.join(have)} (onnxruntime {caps.get('onnxruntime')})"
+        )
+
+    def ensure_model(self, client: WorkerClient, model: ModelInfo) -> None:
+        """Upload the model unless the worker's cache already has its sha256."""
+        reply, _ = client.request("has_model", sha256=model.sha256, timeout=self.config.command_timeout)
+        if reply["present"]:
+            return
+        data = np.frombuffer(model.path.read_bytes(), dtype=np.uint8)
+        client.request("put_model", [("model", data)], sha256=model.sha256, timeout=self.config.command_timeout)
+        self.uploads += 1
+
+    def create_session(
+        self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool
+    ) -> SessionHandle:
+        """Create a session in the right worker; WorkerError(kind='create') when the EP refuses."""
+        client = self.client(isolation_group(spec, options))
+        self.ensure_model(client, model)
+        sid = f"s{next(_session_ids)}"
+        reply, _ = client.request(
+            "create_session",
+            sid=sid,
+            sha256=model.sha256,
+            ep=spec.ep_name,
+            options=dict(options),
+            cpu_fallback=cpu_fallback,
+            timeout=self.config.command_timeout,
+        )
+        return SessionHandle(self.name, sid, client, reply, Placement.from_worker(reply.get("placement")))
+
+
+class LocalDevice(Device):
+    """This machine: workers are subprocesses of the pytest process."""
+
+    def __init__(self, config: DeviceConfig, cache_root: Optional[Path] = None) -> None:
+        super().__init__(config)
+        root = config.workdir or str(cache_root or Path(tempfile.gettempdir()) / f"edgeort-{os.getuid()}")
+        self.workdir = Path(os.path.expanduser(root))
+
+    def _start_transport(self, group: str) -> Transport:
+        python = self.config.python or sys.executable
+        return LocalTransport(python, self.workdir, dict(self.config.env))
+
+
+def make_device(config: DeviceConfig) -> Device:
+    """The device object for an inventory entry."""
+    if config.kind == "local":
+        return LocalDevice(config)
+    from .ssh import SSHDevice
+
+    return SSHDevice(config)

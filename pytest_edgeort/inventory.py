@@ -1,0 +1,116 @@
+"""The device inventory, ``edge-devices.toml``: parsed and validated into :class:`DeviceConfig`."""
+from __future__ import annotations
+
+import difflib
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on 3.9/3.10 only
+    import tomli as tomllib
+
+DEFAULT_WORKDIR = "/var/tmp/edgeort"
+
+
+class InventoryError(ValueError):
+    """The inventory is malformed; the message names the file, the device, the key and the expectation."""
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    """One device of the inventory (``local`` always exists)."""
+
+    name: str
+    kind: str = "local"
+    host: Optional[str] = None
+    user: Optional[str] = None
+    port: Optional[int] = None
+    identity_file: Optional[str] = None
+    known_hosts: Optional[str] = None
+    insecure_skip_host_key_check: bool = False
+    python: Optional[str] = None
+    workdir: Optional[str] = None
+    connect_timeout: float = 10.0
+    command_timeout: float = 120.0
+    env: Mapping[str, str] = field(default_factory=dict)
+    providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+
+# key -> (accepted python types, expectation in words, kinds it applies to)
+_KEYS: Dict[str, tuple] = {
+    "kind": ((str,), 'one of "local", "ssh"', ("local", "ssh")),
+    "host": ((str,), "a host name, address or ~/.ssh/config alias", ("ssh",)),
+    "user": ((str,), "a user name", ("ssh",)),
+    "port": ((int,), "an integer port 1-65535", ("ssh",)),
+    "identity_file": ((str,), "a path to a private key", ("ssh",)),
+    "known_hosts": ((str,), "a path to a known_hosts file", ("ssh",)),
+    "insecure_skip_host_key_check": ((bool,), "true or false", ("ssh",)),
+    "python": ((str,), "the path of the board's python3", ("local", "ssh")),
+    "workdir": ((str,), "a directory path", ("local", "ssh")),
+    "connect_timeout": ((int, float), "a number of seconds > 0", ("local", "ssh")),
+    "command_timeout": ((int, float), "a number of seconds > 0", ("local", "ssh")),
+    "env": ((dict,), "a table of string values", ("local", "ssh")),
+    "providers": ((dict,), "a table of provider option tables", ("local", "ssh")),
+}
+
+
+def _check_device(path: Path, name: str, table: Any) -> DeviceConfig:
+    where = f"{path}: [devices.{name}]"
+    if not isinstance(table, dict):
+        raise InventoryError(f"{where} must be a table, got {type(table).__name__}")
+    kind = table.get("kind", "local" if name == "local" else None)
+    if kind not in ("local", "ssh"):
+        raise InventoryError(f'{where} key "kind": expected one of "local", "ssh", got {kind!r}')
+    values: Dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in _KEYS:
+            close = difflib.get_close_matches(key, list(_KEYS), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise InventoryError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(_KEYS)}")
+        types, expected, kinds = _KEYS[key]
+        ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
+        if key == "port" and ok:
+            ok = 0 < value < 65536
+        if key in ("connect_timeout", "command_timeout") and ok:
+            ok = value > 0
+        if key == "env" and ok:
+            ok = all(isinstance(v, str) for v in value.values())
+        if key == "providers" and ok:
+            ok = all(isinstance(v, dict) for v in value.values())
+        if not ok:
+            raise InventoryError(f"{where} key {key!r}: expected {expected}, got {value!r}")
+        if kind not in kinds:
+            raise InventoryError(f"{where} key {key!r} only applies to kind = \"ssh\"")
+        values[key] = value
+    if kind == "ssh" and "host" not in values:
+        raise InventoryError(f'{where}: kind = "ssh" needs key "host"')
+    values["kind"] = kind
+    return DeviceConfig(name=name, **values)
+
+
+def load_inventory(path: Optional[Path]) -> Dict[str, DeviceConfig]:
+    """Devices from ``path`` (if it exists) plus the implicit ``local`` device."""
+    devices: Dict[str, DeviceConfig] = {"local": DeviceConfig("local")}
+    if path is None or not path.exists():
+        return devices
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise InventoryError(f"{path}: invalid TOML: {exc}") from None
+    unknown = sorted(set(data) - {"devices"})
+    if unknown:
+        raise InventoryError(f"{path}: unknown top-level key {unknown[0]!r}; expected only [devices.<name>] tables")
+    tables = data.get("devices", {})
+    if not isinstance(tables, dict):
+        raise InventoryError(f"{path}: key 'devices' must hold [devices.<name>] tables")
+    for name, table in tables.items():
+        devices[name] = _check_device(path, name, table)
+    return devices
+
+
+def unknown_device_message(name: str, devices: Mapping[str, DeviceConfig], path: Optional[Path]) -> str:
+    source = str(path) if path is not None and path.exists() else "no inventory file"
+    return f"unknown edge device {name!r}; known devices: {', '.join(sorted(devices))} (from {source})"

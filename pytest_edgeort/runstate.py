@@ -1,0 +1,131 @@
+"""Run-wide state: options, inventory, devices, the session cache and recorded results."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .devices import Device, DeviceUnavailable, make_device
+from .inventory import DeviceConfig, InventoryError, load_inventory, unknown_device_message
+from .modelinfo import ModelInfo, model_info
+from .providers import provider_options, resolve_provider
+from .session import EdgeSession, EdgeSessionError
+
+DEFAULT_SEED = 20240607
+DEFAULT_PROVIDERS = ("qnn-htp",)
+
+
+@dataclass(frozen=True)
+class EdgeOptions:
+    """The plugin's command-line/ini options, resolved."""
+
+    devices: Tuple[str, ...] = ("local",)
+    devices_file: Optional[Path] = None
+    providers: Tuple[str, ...] = ()  # filter; empty keeps everything
+    default_providers: Tuple[str, ...] = DEFAULT_PROVIDERS
+    strict: bool = False
+    seed: int = DEFAULT_SEED
+    update_golden: bool = False
+    report: Optional[Path] = None
+
+
+SessionKey = Tuple[str, str, str, Tuple[Tuple[str, str], ...], bool]
+
+
+@dataclass
+class EdgeRun:
+    """Everything the plugin keeps for one pytest run (one per xdist worker)."""
+
+    options: EdgeOptions
+    rootdir: Path
+    devices: Dict[str, Device] = field(default_factory=dict)
+    unreachable: Dict[str, str] = field(default_factory=dict)
+    sessions: Dict[SessionKey, EdgeSession] = field(default_factory=dict)
+    failed_sessions: Dict[SessionKey, str] = field(default_factory=dict)
+    sessions_created: int = 0
+    records: List[Dict[str, Any]] = field(default_factory=list)
+    _inventory: Optional[Dict[str, DeviceConfig]] = None
+
+    # -- inventory and devices
+    @property
+    def inventory(self) -> Dict[str, DeviceConfig]:
+        if self._inventory is None:
+            self._inventory = load_inventory(self.options.devices_file)
+        return self._inventory
+
+    def device_names(self) -> Tuple[str, ...]:
+        """The selected devices, validated against the inventory."""
+        for name in self.options.devices:
+            if name not in self.inventory:
+                raise InventoryError(unknown_device_message(name, self.inventory, self.options.devices_file))
+        return self.options.devices
+
+    def device(self, name: str) -> Device:
+        """The device object, connected lazily; DeviceUnavailable is remembered for the run."""
+        if name in self.unreachable:
+            raise DeviceUnavailable(self.unreachable[name])
+        if name not in self.devices:
+            self.devices[name] = make_device(self.inventory[name])
+        device = self.devices[name]
+        try:
+            device.capabilities()
+        except DeviceUnavailable as exc:
+            self.unreachable[name] = str(exc)
+            raise
+        return device
+
+    def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:
+        """Providers a test/suite asks for (or the defaults), minus those --edge-provider drops."""
+        wanted = list(requested or self.options.default_providers)
+        for name in wanted:
+            resolve_provider(name)  # unknown names fail early with a hint
+        if self.options.providers:
+            keep = set(self.options.providers)
+            wanted = [p for p in wanted if p in keep or resolve_provider(p).ep_name in keep]
+        return wanted
+
+    # -- sessions
+    def session(
+        self,
+        device_name: str,
+        model_path: Path,
+        provider: str,
+        options: Optional[Mapping[str, Any]] = None,
+        cpu_fallback: bool = True,
+    ) -> EdgeSession:
+        """A cached session for (device, model sha256, provider, options, fallback mode)."""
+        spec = resolve_provider(provider)
+        device = self.device(device_name)
+        inventory_opts = self.inventory[device_name].providers.get(spec.alias)
+        merged = provider_options(spec, inventory_opts, options, where=f"device {device_name!r}")
+        model = model_info(model_path)
+        key: SessionKey = (device_name, model.sha256, spec.alias, tuple(sorted(merged.items())), cpu_fallback)
+        if key in self.failed_sessions:  # a refused session is not re-created for every test
+            raise EdgeSessionError(self.failed_sessions[key])
+        cached = self.sessions.get(key)
+        if cached is None:
+            try:
+                cached = EdgeSession(device, model, spec, merged, cpu_fallback, self._count_creation)
+            except EdgeSessionError as exc:
+                self.failed_sessions[key] = str(exc)
+                raise
+            self.sessions[key] = cached
+        return cached
+
+    def _count_creation(self, session: EdgeSession) -> None:
+        self.sessions_created += 1
+
+    def model(self, path: Path) -> ModelInfo:
+        return model_info(path)
+
+    def record(self, entry: Dict[str, Any]) -> None:
+        self.records.append(entry)
+
+    def close(self) -> None:
+        """Close every session and stop every worker (no stray processes)."""
+        for session in self.sessions.values():
+            session.close()
+        self.sessions.clear()
+        for device in self.devices.values():
+            device.close()
+        self.devices.clear()

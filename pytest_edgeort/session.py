@@ -1,0 +1,159 @@
+"""The object a test gets as ``edge_session``: one model on one device and provider."""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from .channel import WorkerDied, WorkerError
+from .devices import Device, SessionHandle
+from .inputs import Feed, check_feed
+from .modelinfo import ModelInfo
+from .placement import Placement, format_fallback
+from .providers import ProviderSpec
+
+
+class EdgeSessionError(Exception):
+    """A session could not be created or run (one line: device, provider, model, cause)."""
+
+
+class EdgeSession:
+    """A cached ONNX Runtime session in a worker; ``run(feed)`` returns ``{output name: array}``."""
+
+    def __init__(
+        self,
+        device: Device,
+        model: ModelInfo,
+        spec: ProviderSpec,
+        options: Mapping[str, str],
+        cpu_fallback: bool,
+        on_create: Callable[["EdgeSession"], None],
+    ) -> None:
+        self.device = device
+        self.model = model
+        self.spec = spec
+        self.options = dict(options)
+        self.cpu_fallback = cpu_fallback
+        self.last_inputs: Optional[Feed] = None
+        self.last_run_ms: Optional[float] = None
+        self._on_create = on_create
+        self._handle: Optional[SessionHandle] = None
+        self._open()
+
+    # -- identity
+    @property
+    def provider(self) -> str:
+        return self.spec.alias
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.path.name} on {self.device.name}/{self.spec.alias}"
+
+    @property
+    def placement(self) -> Optional[Placement]:
+        return self._handle.placement if self._handle else None
+
+    @property
+    def create_ms(self) -> float:
+        return float(self._handle.reply.get("create_ms", 0.0)) if self._handle else 0.0
+
+    @property
+    def npu_coverage(self) -> Optional[float]:
+        """Fraction of nodes on the provider's EP (None when placement is unknown)."""
+        placement = self.placement
+        return None if placement is None else placement.coverage(self.spec.ep_name)
+
+    def provenance(self) -> Dict[str, Any]:
+        """Facts to record with every result from this session."""
+        caps = self.device.capabilities()
+        offload = None
+        if self.spec.ep_name == "QNNExecutionProvider":
+            # QNN turns graph-I/O quantization offload off by itself when CPU fallback is disabled.
+            offload = self.options.get("offload_graph_io_quantization", "1") if self.cpu_fallback else "0"
+        return {
+            "device": self.device.name,
+            "provider": self.spec.alias,
+            "ep": self.spec.ep_name,
+            "ep_api": self._handle.reply.get("api") if self._handle else None,
+            "provider_options": dict(self.options),
+            "cpu_fallback": self.cpu_fallback,
+            "offload_graph_io_quantization": offload,
+            "model": self.model.path.name,
+            "model_sha256": self.model.sha256,
+            "platform": caps.get("platform"),
+            "soc": caps.get("soc"),
+            "onnxruntime": caps.get("onnxruntime"),
+            "qnn_sdk": (caps.get("qnn") or {}).get("sdk_version"),
+            "qnn_ep": (caps.get("qnn") or {}).get("ep_package_version"),
+            "npu_coverage": self.npu_coverage,
+        }
+
+    # -- lifecycle
+    def _open(self) -> None:
+        try:
+            self._handle = self.device.create_session(self.model, self.spec, self.options, self.cpu_fallback)
+        except WorkerError as exc:
+            mode = "" if self.cpu_fallback else " with CPU fallback disabled"
+            raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {exc}") from None
+        except WorkerDied as exc:
+            raise EdgeSessionError(f"{self.label}: {exc}") from None
+        self._on_create(self)
+        self._check_placement()
+
+    def _check_placement(self) -> None:
+        placement = self.placement
+        if not self.spec.accelerator or placement is None or placement.total == 0:
+            return
+        if placement.count(self.spec.ep_name) == 0:
+            where = format_fallback(placement.nodes_not_on(self.spec.ep_name))
+            raise EdgeSessionError(
+                f"{self.label}: {self.spec.ep_name} took none of the {placement.total} nodes, everything runs on "
+                f"CPU, so there is no {self.spec.alias} result to report; nodes: {where}"
+            )
+
+    def _live_handle(self) -> SessionHandle:
+        if self._handle is None or not self._handle.alive:
+            self._open()  # the worker died earlier (crash/kill): recreate in a fresh worker
+        assert self._handle is not None
+        return self._handle
+
+    def _request(self, op: str, feed: Feed, **fields: Any):
+        handle = self._live_handle()
+        try:
+            return handle.client.request(
+                op, list(feed.items()), sid=handle.sid, timeout=self.device.config.command_timeout, **fields
+            )
+        except WorkerError as exc:
+            raise EdgeSessionError(f"{self.label}: {op} failed: {exc}") from None
+        except WorkerDied as exc:
+            raise EdgeSessionError(f"{self.label}: {exc}") from None
+
+    # -- what tests call
+    def run(self, feed: Mapping[str, np.ndarray], check_unwritten: bool = False) -> Dict[str, np.ndarray]:
+        """Run one inference; with ``check_unwritten`` also fail on output elements the EP never wrote."""
+        feed = check_feed(self.model, feed, self.label)
+        fields = {"sentinels": [-12345.0, 23456.0]} if check_unwritten else {}
+        reply, outputs = self._request("run", feed, **fields)
+        self.last_inputs = feed
+        self.last_run_ms = reply.get("run_ms")
+        if reply.get("unwritten"):
+            detail = ", ".join(f"{k}: {v} elements" for k, v in reply["unwritten"].items())
+            raise EdgeSessionError(f"{self.label}: the provider left output elements unwritten ({detail})")
+        return dict(outputs)
+
+    def time(self, feed: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 2) -> List[float]:
+        """Per-inference latencies in ms measured inside the worker (no transport in the numbers)."""
+        feed = check_feed(self.model, feed, self.label)
+        reply, _ = self._request("time", feed, runs=runs, warmup=warmup)
+        return list(reply["times_ms"])
+
+    def close(self) -> None:
+        if self._handle is not None and self._handle.alive:
+            try:
+                self._handle.client.request("close_session", sid=self._handle.sid, timeout=10)
+            except Exception:  # closing is best effort; the worker is stopped at run end anyway
+                pass
+        self._handle = None
+
+    def __repr__(self) -> str:
+        return f"<EdgeSession {self.label} fallback={'on' if self.cpu_fallback else 'off'}>"
