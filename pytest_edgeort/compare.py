@@ -283,7 +283,8 @@ def compare_output(
     mismatch = ~both & ~matched
     res.nonfinite_mismatch = int(mismatch.sum())
     if res.nonfinite_mismatch:
-        fail(f"non-finite values differ at {res.nonfinite_mismatch} positions (actual: "
+        plural = "s" if res.nonfinite_mismatch != 1 else ""
+        fail(f"non-finite values differ at {res.nonfinite_mismatch} position{plural} (actual: "
              f"{res.nan_actual} NaN, {res.inf_actual} Inf; expected: {res.nan_expected} NaN, "
              f"{res.inf_expected} Inf)")
 
@@ -441,8 +442,9 @@ def _check_bound(res: OutputComparison, tol: Tolerance, err: np.ndarray, abs_e: 
             res.failures.append(f"{label} |err| {_fmt(stat_err[0])} > {label} bound {text} "
                                 f"= {_fmt(limit)}")
     for key in keys:
-        res.smallest_passing[key] = _smallest_bound(key, tol, stat_err, stat_mag, lsb_size,
-                                                    allowed)
+        value = _smallest_bound(key, tol, stat_err, stat_mag, lsb_size, allowed)
+        if math.isfinite(value):  # infinite: non-finite mismatches no bound can cover
+            res.smallest_passing[key] = value
 
 
 def _check_topk(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray) -> None:
@@ -513,9 +515,8 @@ def _check_vs_float(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: n
         allowed = _allowed_count(tol.max_mismatch, n)
         value = _kth_largest(excess.reshape(-1), allowed)
         if math.isfinite(value):
-            value = _nudge_up(value, lambda v: n - int(np.count_nonzero(ep_c <= ref_c + v * rng))
-                              <= allowed)
-        res.smallest_passing["vs_float"] = value
+            res.smallest_passing["vs_float"] = _nudge_up(
+                value, lambda v: n - int(np.count_nonzero(ep_c <= ref_c + v * rng)) <= allowed)
         if bad > allowed:
             extra = f", max_mismatch allows {allowed}" if tol.max_mismatch else ""
             res.failures.append(
@@ -525,8 +526,8 @@ def _check_vs_float(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: n
     s_ep, s_ref = _stat(ep_c.reshape(-1), tol), _stat(ref_c.reshape(-1), tol)
     info.update(ep_err=s_ep, ref_err=s_ref)
     value = max((s_ep - s_ref) / rng, 0.0)
-    res.smallest_passing["vs_float"] = (
-        _nudge_up(value, lambda v: s_ep <= s_ref + v * rng) if math.isfinite(value) else value)
+    if math.isfinite(value):
+        res.smallest_passing["vs_float"] = _nudge_up(value, lambda v: s_ep <= s_ref + v * rng)
     if not s_ep <= s_ref + slack:
         res.failures.append(f"vs_float: {tol.stat} |actual - float| {_fmt(s_ep)} > {tol.stat} "
                             f"|expected - float| {_fmt(s_ref)} + {tol.vs_float:g}*range "
