@@ -1,0 +1,123 @@
+"""Tolerance validation, defaults and resolution."""
+
+import pytest
+
+from pytest_edgeort.tolerance import (
+    PRECISIONS,
+    TOLERANCE_KEYS,
+    Tolerance,
+    default_tolerance,
+    parse_tolerance,
+    resolve_tolerance,
+)
+
+WHERE = "edge_tolerance in tests/test_x.py::test_a"
+VALID = "atol, lsb, max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, topk, vs_float"
+
+
+def test_keys():
+    assert TOLERANCE_KEYS == {"atol", "rtol", "lsb", "stat", "quantile", "max_mismatch",
+                              "min_snr_db", "min_cosine", "topk", "vs_float"}
+
+
+def test_parse_splits_global_and_per_output():
+    rules, per = parse_tolerance(
+        {"lsb": 2, "min_snr_db": 30, "outputs": {"logits": {"topk": 5, "stat": "mean"}}}, WHERE)
+    assert rules == {"lsb": 2.0, "min_snr_db": 30.0}
+    assert per == {"logits": {"topk": 5, "stat": "mean"}}
+    assert isinstance(rules["lsb"], float) and isinstance(per["logits"]["topk"], int)
+
+
+def test_parse_none_clears_optional_rule():
+    assert parse_tolerance({"min_snr_db": None}, WHERE) == ({"min_snr_db": None}, {})
+
+
+def test_unknown_key_message_is_one_line():
+    with pytest.raises(ValueError) as info:
+        parse_tolerance({"lbs": 2}, WHERE)
+    assert str(info.value) == (
+        f"{WHERE}: unknown tolerance key 'lbs' (did you mean 'lsb'? valid: {VALID})")
+
+
+def test_unknown_key_without_close_match():
+    with pytest.raises(ValueError) as info:
+        parse_tolerance({"zzz": 1}, "edge_suite.toml [tolerance]")
+    assert str(info.value) == (
+        f"edge_suite.toml [tolerance]: unknown tolerance key 'zzz' (valid: {VALID})")
+
+
+def test_unknown_key_in_outputs_names_the_output():
+    with pytest.raises(ValueError) as info:
+        parse_tolerance({"outputs": {"logits": {"outputs": {}}}}, WHERE)
+    assert str(info.value).startswith(
+        f"{WHERE} (outputs.logits): unknown tolerance key 'outputs' (valid: atol, lsb,")
+
+
+@pytest.mark.parametrize("key, value, expected", [
+    ("atol", "abc", "a non-negative number, got 'abc'"),
+    ("atol", -1, "a non-negative number, got -1"),
+    ("lsb", True, "a non-negative number, got True"),
+    ("rtol", float("nan"), "a non-negative number, got nan"),
+    ("stat", "avg", "one of elemwise, max, mean, median, quantile, got 'avg'"),
+    ("quantile", 1.5, "a number in [0, 1], got 1.5"),
+    ("max_mismatch", None, "a number in [0, 1], got None"),
+    ("min_cosine", 2, "a number in [-1, 1], got 2"),
+    ("topk", 0, "an integer >= 1, got 0"),
+    ("topk", 2.5, "an integer >= 1, got 2.5"),
+    ("vs_float", "0.1", "a non-negative number, got '0.1'"),
+])
+def test_bad_values(key, value, expected):
+    with pytest.raises(ValueError) as info:
+        parse_tolerance({key: value}, WHERE)
+    assert str(info.value) == f"{WHERE}: tolerance key {key!r} must be {expected}"
+
+
+def test_outputs_must_be_mapping():
+    with pytest.raises(ValueError, match=r"tolerance key 'outputs' must be a mapping"):
+        parse_tolerance({"outputs": ["logits"]}, WHERE)
+    with pytest.raises(ValueError, match=r"\(outputs.logits\): expected a mapping"):
+        parse_tolerance({"outputs": {"logits": 3}}, WHERE)
+
+
+def test_tolerance_constructor_validates_and_normalizes():
+    assert Tolerance(atol=1).atol == 1.0 and isinstance(Tolerance(atol=1).atol, float)
+    with pytest.raises(ValueError, match="Tolerance: tolerance key 'stat'"):
+        Tolerance(stat="mode")
+
+
+def test_resolve_later_wins_and_none_clears():
+    base = default_tolerance("u8", accelerator=True)
+    tol = resolve_tolerance(base, {"lsb": 2, "min_snr_db": 20}, {}, {"lsb": 3},
+                            {"min_snr_db": None})
+    assert tol.lsb == 3.0 and tol.min_snr_db is None
+    assert base.lsb is None  # defaults are not mutated
+    with pytest.raises(ValueError, match="unknown tolerance key 'lbs'"):
+        resolve_tolerance(base, {"lbs": 1})
+
+
+@pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.parametrize("accelerator", [True, False])
+def test_every_precision_has_rules(precision, accelerator):
+    tol = default_tolerance(precision, accelerator)
+    assert tol.has_bound or tol.min_snr_db is not None
+
+
+def test_defaults_follow_measurements():
+    assert default_tolerance("u8", True).min_snr_db == 15.0
+    assert default_tolerance("u16", True).min_snr_db == 20.0
+    fp16 = default_tolerance("fp16", True)
+    assert fp16 == default_tolerance("fp32", True)  # real HTP computes float in fp16
+    assert fp16.atol == fp16.rtol == 1e-2 and fp16.min_snr_db == 30.0
+    cpu = default_tolerance("fp32", False)
+    assert (cpu.atol, cpu.rtol, cpu.max_mismatch) == (1e-5, 1e-4, 0.0)
+    for exact in ("int", "bool"):
+        tol = default_tolerance(exact, True)
+        assert tol.atol == 0.0 and tol.rtol is None and tol.max_mismatch == 0.0
+    with pytest.raises(ValueError, match="unknown output precision 'fp8'"):
+        default_tolerance("fp8", True)
+
+
+def test_describe():
+    assert Tolerance(lsb=2, min_snr_db=15).describe() == "lsb=2 min_snr_db=15"
+    assert Tolerance(stat="quantile", lsb=1).describe() == "lsb=1 stat=quantile quantile=0.99"
+    assert Tolerance().describe() == "(no rules)"
