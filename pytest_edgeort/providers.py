@@ -60,6 +60,8 @@ ALIASES: Dict[str, ProviderSpec] = {
         ProviderSpec("dml", "DmlExecutionProvider"),
     )
 }
+# Listed by onnxruntime as available but not a device to run models on.
+NOT_INFERENCE_EPS = frozenset({"AzureExecutionProvider"})
 _EP_TO_ALIAS = {spec.ep_name: name for name, spec in reversed(list(ALIASES.items()))}
 
 
@@ -126,5 +128,6 @@ def available_aliases(ep_names: Tuple[str, ...], qnn_backends: Tuple[str, ...] =
         if spec.qnn_backend and qnn_backends and spec.qnn_backend not in qnn_backends:
             continue
         out.append(alias)
-    out.extend(ep for ep in ep_names if ep not in {s.ep_name for s in ALIASES.values()})
+    known = {s.ep_name for s in ALIASES.values()} | NOT_INFERENCE_EPS
+    out.extend(ep for ep in ep_names if ep not in known)
     return out

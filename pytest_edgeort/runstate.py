@@ -5,6 +5,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+import pytest
+
 from .devices import Device, DeviceUnavailable, make_device
 from .inventory import DeviceConfig, InventoryError, load_inventory, unknown_device_message
 from .modelinfo import ModelInfo, model_info
@@ -41,7 +43,7 @@ class EdgeRun:
     devices: Dict[str, Device] = field(default_factory=dict)
     unreachable: Dict[str, str] = field(default_factory=dict)
     sessions: Dict[SessionKey, EdgeSession] = field(default_factory=dict)
-    failed_sessions: Dict[SessionKey, str] = field(default_factory=dict)
+    failed_sessions: Dict[SessionKey, EdgeSessionError] = field(default_factory=dict)
     sessions_created: int = 0
     records: List[Dict[str, Any]] = field(default_factory=list)
     _inventory: Optional[Dict[str, DeviceConfig]] = None
@@ -101,13 +103,13 @@ class EdgeRun:
         model = model_info(model_path)
         key: SessionKey = (device_name, model.sha256, spec.alias, tuple(sorted(merged.items())), cpu_fallback)
         if key in self.failed_sessions:  # a refused session is not re-created for every test
-            raise EdgeSessionError(self.failed_sessions[key])
+            raise self.failed_sessions[key]
         cached = self.sessions.get(key)
         if cached is None:
             try:
                 cached = EdgeSession(device, model, spec, merged, cpu_fallback, self._count_creation)
             except EdgeSessionError as exc:
-                self.failed_sessions[key] = str(exc)
+                self.failed_sessions[key] = exc
                 raise
             self.sessions[key] = cached
         return cached
@@ -129,3 +131,11 @@ class EdgeRun:
         for device in self.devices.values():
             device.close()
         self.devices.clear()
+
+
+RUN_KEY = pytest.StashKey[EdgeRun]()
+
+
+def edge_run(config: pytest.Config) -> EdgeRun:
+    """The run state of this pytest process (created in pytest_configure)."""
+    return config.stash[RUN_KEY]

@@ -16,6 +16,10 @@ from .providers import ProviderSpec
 class EdgeSessionError(Exception):
     """A session could not be created or run (one line: device, provider, model, cause)."""
 
+    def __init__(self, message: str, placement: Optional[Placement] = None) -> None:
+        super().__init__(message)
+        self.placement = placement
+
 
 class EdgeSession:
     """A cached ONNX Runtime session in a worker; ``run(feed)`` returns ``{output name: array}``."""
@@ -108,7 +112,8 @@ class EdgeSession:
             where = format_fallback(placement.nodes_not_on(self.spec.ep_name))
             raise EdgeSessionError(
                 f"{self.label}: {self.spec.ep_name} took none of the {placement.total} nodes, everything runs on "
-                f"CPU, so there is no {self.spec.alias} result to report; nodes: {where}"
+                f"CPU, so there is no {self.spec.alias} result to report; nodes: {where}",
+                placement,
             )
 
     def _live_handle(self) -> SessionHandle:

@@ -1,0 +1,3 @@
+"""pytest-edgeort: on-device ONNX model conformance testing with pytest."""
+
+__version__ = "0.1.0"

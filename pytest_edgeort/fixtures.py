@@ -1,0 +1,243 @@
+"""The fixtures tests use: device/provider parameters, sessions, inputs, compare, no-fallback check."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Tuple
+
+import numpy as np
+import pytest
+
+from .compare import Comparison
+from .devices import DeviceUnavailable
+from .checks import compare_session, diagnose_no_fallback
+from .inputs import InputError, check_feed, generate_inputs, load_npz
+from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
+from .modelinfo import ModelError, ModelInfo, model_info
+from .providers import ProviderError, resolve_provider
+from .report import format_comparison
+from .runstate import EdgeRun, edge_run
+from .session import EdgeSession, EdgeSessionError
+
+
+def unavailable(run: EdgeRun, message: str) -> None:
+    """Skip, or fail under --edge-strict, because a device/provider/package is missing."""
+    if run.options.strict:
+        fail(f"{message} [--edge-strict]")
+    pytest.skip(message)
+
+
+def require_provider(run: EdgeRun, device: str, provider: str) -> None:
+    """Skip (fail when strict) unless ``device`` is reachable and has ``provider``."""
+    try:
+        spec = resolve_provider(provider)
+    except ProviderError as exc:
+        spec, error = None, str(exc)
+    if spec is None:
+        fail(error)
+    try:
+        missing = run.device(device).missing_provider(spec)
+    except DeviceUnavailable as exc:
+        missing = str(exc)
+    if missing:
+        unavailable(run, missing)
+
+
+def open_session(
+    run: EdgeRun, device: str, model: Path, provider: str, options: Optional[Mapping[str, Any]] = None,
+    cpu_fallback: bool = True,
+) -> EdgeSession:
+    """A cached session, turning every expected problem into one readable skip/fail line."""
+    require_provider(run, device, provider)
+    try:
+        return run.session(device, model, provider, options, cpu_fallback)
+    except (EdgeSessionError, ProviderError, ModelError) as exc:
+        error = str(exc)
+    fail(error)
+
+
+def fail(message: str) -> NoReturn:
+    """Fail the test with one line (no traceback, no exception chain)."""
+    __tracebackhide__ = True
+    pytest.fail(message, pytrace=False)
+
+
+@pytest.fixture(name="_edge_target")
+def _edge_target_fixture() -> Tuple[str, str]:
+    """Replaced by parametrization (pytest_generate_tests); reaching this body means no marker data."""
+    raise pytest.UsageError("edge fixtures need the test to be collected by pytest-edgeort")
+
+
+@pytest.fixture
+def edge_device(_edge_target: Tuple[str, str]) -> str:
+    """Name of the device this test instance runs on (``local``, ``board1``, ...)."""
+    return _edge_target[0]
+
+
+@pytest.fixture
+def edge_provider(_edge_target: Tuple[str, str]) -> str:
+    """Provider alias this test instance checks (``qnn-htp``, ``cpu``, ...)."""
+    return _edge_target[1]
+
+
+@pytest.fixture
+def edge_run_state(request: pytest.FixtureRequest) -> EdgeRun:
+    """The run-wide state (session cache, devices, recorded results)."""
+    return edge_run(request.config)
+
+
+@pytest.fixture
+def edge_model_marker(request: pytest.FixtureRequest) -> ModelMarker:
+    """The test's ``edge_model`` marker, resolved (paths relative to the test file)."""
+    marker = model_marker(request.node)
+    if marker is None:
+        fail(f"{request.node.nodeid}: this fixture needs @pytest.mark.edge_model(\"model.onnx\")")
+    return marker
+
+
+@pytest.fixture
+def edge_session(edge_run_state: EdgeRun, edge_device: str, edge_provider: str, edge_model_marker: ModelMarker,
+                 request: pytest.FixtureRequest) -> EdgeSession:
+    """The marked model on the current device and provider (CPU fallback allowed, placement checked)."""
+    options = providers_marker(request.node).options
+    session = open_session(edge_run_state, edge_device, edge_model_marker.model, edge_provider,
+                           {**edge_model_marker.options, **options})
+    _record_properties(request, session)
+    return session
+
+
+@pytest.fixture
+def edge_reference(edge_run_state: EdgeRun, edge_device: str, edge_model_marker: ModelMarker) -> EdgeSession:
+    """The reference: ``reference_model`` (or the model) on the reference provider (``cpu``)."""
+    marker = edge_model_marker
+    device = "local" if marker.reference == "host" else edge_device
+    provider = "cpu" if marker.reference in ("host", "cpu") else marker.reference
+    return open_session(edge_run_state, device, marker.reference_model or marker.model, provider)
+
+
+@pytest.fixture
+def edge_inputs(edge_run_state: EdgeRun, edge_model_marker: ModelMarker) -> Dict[str, np.ndarray]:
+    """Inputs from the marker's ``.npz`` or generated from the model's metadata (seeded)."""
+    marker = edge_model_marker
+    try:
+        info = model_info(marker.model)
+        if marker.inputs is not None:
+            return first_example(info, load_npz(marker.inputs), str(marker.inputs), marker.shapes)
+        return generate_inputs(info, edge_run_state.options.seed, 0, marker.input_ranges, marker.shapes)
+    except (InputError, ModelError) as exc:
+        error = str(exc)
+    fail(error)
+
+
+def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str, shapes: Any) -> Dict[str, np.ndarray]:
+    """One feed from an .npz: arrays of the exact input shape, or the first of N stacked on axis 0."""
+    feed = {}
+    for tensor in info.inputs:
+        array = arrays.get(tensor.name)
+        if array is not None and tensor.is_static and array.ndim == len(tensor.shape) + 1:
+            array = array[0]
+        feed[tensor.name] = array if array is not None else None
+    present = {k: v for k, v in feed.items() if v is not None}
+    present.update({k: v for k, v in arrays.items() if k not in feed})
+    return check_feed(info, present, source, shapes)
+
+
+@pytest.fixture
+def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
+                 ) -> Callable[..., Comparison]:
+    """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
+    marker = model_marker(request.node)
+
+    def compare(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
+                baseline: Optional[Mapping[str, np.ndarray]] = None, **tolerance: Any) -> Comparison:
+        where = f"edge_compare in {request.node.nodeid}"
+        session = _session_for_compare(request, edge_run_state, edge_device, edge_provider, marker)
+        try:
+            rules = [tolerance_marker(request.node), tolerance]
+            if baseline is None and marker.float_model and _wants_vs_float(rules) and session.last_inputs is not None:
+                float_session = open_session(edge_run_state, edge_device, marker.float_model, "cpu")
+                baseline = float_session.run(session.last_inputs)
+            result = compare_session(session, actual, expected, rules, baseline, where)
+        except ValueError as exc:
+            result = exc
+        if isinstance(result, ValueError):
+            fail(str(result))
+        edge_run_state.record({"nodeid": request.node.nodeid, "check": "conformance",
+                               "comparison": result.to_dict(), **session.provenance()})
+        _record_metrics(request, result)
+        if not result.passed:
+            fail(format_comparison(result, title=f"{session.label} vs reference"))
+        return result
+
+    return compare
+
+
+def _wants_vs_float(rules) -> bool:
+    for layer in rules:
+        if layer.get("vs_float") is not None or any(o.get("vs_float") is not None for o in layer.get("outputs", {}).values()):
+            return True
+    return False
+
+
+def _session_for_compare(request, run, device, provider, marker) -> EdgeSession:
+    if marker is None:
+        fail(f"{request.node.nodeid}: edge_compare needs @pytest.mark.edge_model(...) to know output scales")
+    return open_session(run, device, marker.model, provider, {**marker.options, **providers_marker(request.node).options})
+
+
+@pytest.fixture
+def edge_assert_no_fallback(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str,
+                            edge_provider: str, edge_model_marker: ModelMarker) -> Callable[[], float]:
+    """``edge_assert_no_fallback()``: the model must be created with CPU fallback disabled."""
+
+    def check() -> float:
+        options = {**edge_model_marker.options, **providers_marker(request.node).options}
+        if not resolve_provider(edge_provider).accelerator:
+            pytest.skip(f"provider {edge_provider} is CPU itself: there is no CPU fallback to check")
+        require_provider(edge_run_state, edge_device, edge_provider)
+        try:
+            message = diagnose_no_fallback(edge_run_state, edge_device, edge_provider, edge_model_marker.model, options)
+        except (ProviderError, ModelError) as exc:
+            message = str(exc)
+        if message:
+            edge_run_state.record({"nodeid": request.node.nodeid, "check": "no_cpu_fallback", "passed": False,
+                                   "device": edge_device, "provider": edge_provider, "error": message})
+            fail(message)
+        session = open_session(edge_run_state, edge_device, edge_model_marker.model, edge_provider, options,
+                               cpu_fallback=False)
+        coverage = session.npu_coverage if session.npu_coverage is not None else 1.0
+        edge_run_state.record({"nodeid": request.node.nodeid, "check": "no_cpu_fallback", "passed": True,
+                               **session.provenance()})
+        request.node.user_properties.append(("edge_npu_coverage", f"{coverage:.4f}"))
+        return coverage
+
+    return check
+
+
+@pytest.fixture
+def edge_open(edge_run_state: EdgeRun, edge_device: str, request: pytest.FixtureRequest) -> Callable[..., EdgeSession]:
+    """Factory: ``edge_open(model, provider="cpu", options=None, cpu_fallback=True, device=None)``."""
+    base = Path(str(request.node.fspath)).parent
+
+    def open_(model: Any, provider: str = "cpu", options: Optional[Mapping[str, Any]] = None,
+              cpu_fallback: bool = True, device: Optional[str] = None) -> EdgeSession:
+        path = Path(model)
+        if not path.is_absolute():
+            path = base / path
+        return open_session(edge_run_state, device or edge_device, path, provider, options, cpu_fallback)
+
+    return open_
+
+
+def _record_properties(request: pytest.FixtureRequest, session: EdgeSession) -> None:
+    prov = session.provenance()
+    for key in ("device", "provider", "model_sha256", "onnxruntime", "qnn_sdk", "platform"):
+        if prov.get(key) is not None:
+            request.node.user_properties.append((f"edge_{key}", str(prov[key])))
+
+
+def _record_metrics(request: pytest.FixtureRequest, result: Comparison) -> None:
+    for out in result.outputs:
+        for key in ("max_lsb", "max_abs", "snr_db", "topk_agreement"):
+            value = getattr(out, key)
+            if value is not None:
+                request.node.user_properties.append((f"edge_{out.name}_{key}", f"{value:.6g}"))

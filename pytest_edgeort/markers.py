@@ -1,0 +1,111 @@
+"""The edge markers: their help text and how their arguments are read and validated."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+import pytest
+
+from .tolerance import parse_tolerance
+
+MARKERS = {
+    "edge_model": (
+        "edge_model(path, *, reference='cpu', reference_model=None, float_model=None, inputs=None, "
+        "input_ranges=None, shapes=None, options=None): the ONNX model the edge fixtures open (paths relative "
+        "to the test file). reference: provider of edge_reference ('cpu' of the same device, 'host' = this "
+        "machine's CPU, or any provider); reference_model: compute the reference with another model; "
+        "float_model: float baseline for the vs_float rule; inputs: .npz feed; input_ranges: "
+        "{input: (low, high)}; shapes: {input: [dims]} for dynamic inputs; options: provider options."
+    ),
+    "edge_providers": (
+        "edge_providers(*providers, options=None): parametrize the test over these providers "
+        "(qnn-htp, qnn-htp-fp16, qnn-gpu, cpu, cuda, tensorrt, openvino, coreml, dml or an EP name); "
+        "ids are [<device>-<provider>]. options: provider options for all of them."
+    ),
+    "edge_tolerance": (
+        "edge_tolerance(atol=, rtol=, lsb=, stat=, quantile=, max_mismatch=, min_snr_db=, min_cosine=, topk=, "
+        "vs_float=, outputs={name: {...}}): tolerance for edge_compare, over the per-precision defaults."
+    ),
+}
+
+_MODEL_KWARGS = ("reference", "reference_model", "float_model", "inputs", "input_ranges", "shapes", "options")
+
+
+class MarkerError(ValueError):
+    """A marker was used with wrong arguments (one line naming the test and the argument)."""
+
+
+@dataclass(frozen=True)
+class ModelMarker:
+    """``edge_model`` resolved to absolute paths."""
+
+    model: Path
+    reference: str = "cpu"
+    reference_model: Optional[Path] = None
+    float_model: Optional[Path] = None
+    inputs: Optional[Path] = None
+    input_ranges: Optional[Mapping[str, Sequence[float]]] = None
+    shapes: Optional[Mapping[str, Sequence[int]]] = None
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ProvidersMarker:
+    """``edge_providers`` arguments."""
+
+    providers: Tuple[str, ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _resolve(node: pytest.Item, value: Any) -> Path:
+    path = Path(str(value)).expanduser()
+    if path.is_absolute():
+        return path
+    here = Path(str(node.fspath)).parent / path
+    if here.exists():
+        return here
+    rooted = Path(str(node.config.rootpath)) / path
+    return rooted if rooted.exists() else here
+
+
+def model_marker(node: pytest.Item) -> Optional[ModelMarker]:
+    """The closest ``edge_model`` marker of ``node``, validated; None when absent."""
+    mark = node.get_closest_marker("edge_model")
+    if mark is None:
+        return None
+    if len(mark.args) != 1:
+        raise MarkerError(f"{node.nodeid}: edge_model takes exactly one model path, got {len(mark.args)} arguments")
+    unknown = sorted(set(mark.kwargs) - set(_MODEL_KWARGS))
+    if unknown:
+        raise MarkerError(f"{node.nodeid}: edge_model got unknown argument {unknown[0]!r}; valid: {', '.join(_MODEL_KWARGS)}")
+    kw = dict(mark.kwargs)
+    for key in ("reference_model", "float_model", "inputs"):
+        if kw.get(key) is not None:
+            kw[key] = _resolve(node, kw[key])
+    return ModelMarker(model=_resolve(node, mark.args[0]), **{k: v for k, v in kw.items() if v is not None})
+
+
+def providers_marker(node: pytest.Item) -> ProvidersMarker:
+    """The closest ``edge_providers`` marker (empty when absent)."""
+    mark = node.get_closest_marker("edge_providers")
+    if mark is None:
+        return ProvidersMarker()
+    unknown = sorted(set(mark.kwargs) - {"options"})
+    if unknown:
+        raise MarkerError(f"{node.nodeid}: edge_providers got unknown argument {unknown[0]!r}; valid: options")
+    names = []
+    for arg in mark.args:
+        names.extend([arg] if isinstance(arg, str) else list(arg))
+    return ProvidersMarker(tuple(names), dict(mark.kwargs.get("options") or {}))
+
+
+def tolerance_marker(node: pytest.Item) -> Dict[str, Any]:
+    """The closest ``edge_tolerance`` kwargs, validated (``outputs`` kept for per-output rules)."""
+    mark = node.get_closest_marker("edge_tolerance")
+    if mark is None:
+        return {}
+    rules, per_output = parse_tolerance(dict(mark.kwargs), f"edge_tolerance in {node.nodeid}")
+    if per_output:
+        rules["outputs"] = per_output
+    return rules

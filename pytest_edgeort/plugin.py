@@ -1,0 +1,122 @@
+"""pytest hooks: options, markers, parametrization, suite collection. Wiring only."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import pytest
+
+from . import fixtures
+from .devices import DeviceUnavailable
+from .inventory import InventoryError
+from .markers import MARKERS, providers_marker
+from .providers import ProviderError
+from .runstate import DEFAULT_PROVIDERS, DEFAULT_SEED, RUN_KEY, EdgeOptions, EdgeRun, edge_run
+
+TARGET = "_edge_target"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("edgeort", "on-device ONNX conformance (pytest-edgeort)")
+    group.addoption("--edge-device", action="append", dest="edge_device", metavar="NAME",
+                    help="run edge tests on this device (repeatable; default: local)")
+    group.addoption("--edge-devices-file", dest="edge_devices_file", metavar="PATH",
+                    help="device inventory (default: edge-devices.toml in the rootdir)")
+    group.addoption("--edge-provider", action="append", dest="edge_provider", metavar="NAME",
+                    help="keep only these providers of what markers/suites ask for (repeatable)")
+    group.addoption("--edge-strict", action="store_true", dest="edge_strict", default=None,
+                    help="an unreachable device or a missing provider/package/golden FAILS instead of skipping")
+    group.addoption("--edge-update-golden", action="store_true", dest="edge_update_golden", default=None,
+                    help="(re)write golden outputs instead of comparing against them")
+    group.addoption("--edge-report", dest="edge_report", metavar="PATH",
+                    help="write a JSON report of every comparison, placement and latency")
+    group.addoption("--edge-seed", dest="edge_seed", type=int, metavar="N",
+                    help=f"seed for generated inputs (default {DEFAULT_SEED})")
+    parser.addini("edge_device", "devices to run edge tests on", type="linelist", default=[])
+    parser.addini("edge_devices_file", "device inventory path (relative to the rootdir)", default="")
+    parser.addini("edge_provider", "provider filter", type="linelist", default=[])
+    parser.addini("edge_default_providers", "providers for edge tests without edge_providers",
+                  type="linelist", default=list(DEFAULT_PROVIDERS))
+    parser.addini("edge_strict", "fail instead of skip on missing devices/providers", type="bool", default=False)
+    parser.addini("edge_update_golden", "rewrite golden outputs", type="bool", default=False)
+    parser.addini("edge_report", "JSON report path", default="")
+    parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
+
+
+def _options(config: pytest.Config) -> EdgeOptions:
+    def pick(name: str):
+        value = config.getoption(name)
+        return value if value not in (None, []) else config.getini(name)
+
+    root = Path(str(config.rootpath))
+    devices_file = pick("edge_devices_file") or "edge-devices.toml"
+    report = pick("edge_report")
+    try:
+        seed = int(pick("edge_seed"))
+    except ValueError:
+        raise pytest.UsageError(f"edge_seed must be an integer, got {pick('edge_seed')!r}") from None
+    return EdgeOptions(
+        devices=tuple(pick("edge_device") or ["local"]),
+        devices_file=(root / devices_file) if not Path(devices_file).is_absolute() else Path(devices_file),
+        providers=tuple(pick("edge_provider") or ()),
+        default_providers=tuple(config.getini("edge_default_providers") or DEFAULT_PROVIDERS),
+        strict=bool(pick("edge_strict")),
+        seed=seed,
+        update_golden=bool(pick("edge_update_golden")),
+        report=Path(report) if report else None,
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    config.stash[RUN_KEY] = EdgeRun(_options(config), Path(str(config.rootpath)))
+    config.pluginmanager.register(fixtures, "edgeort-fixtures")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if RUN_KEY in config.stash:
+        config.stash[RUN_KEY].close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if TARGET not in metafunc.fixturenames:
+        return
+    run = edge_run(metafunc.config)
+    try:
+        devices = run.device_names()
+        providers = run.providers_for(providers_marker(metafunc.definition).providers or None)
+    except (InventoryError, ProviderError) as exc:
+        raise pytest.UsageError(str(exc)) from None
+    targets = [(d, p) for d in devices for p in providers]
+    metafunc.parametrize(TARGET, targets, ids=[f"{d}-{p}" for d, p in targets])
+
+
+def is_edge_item(item: pytest.Item) -> bool:
+    return TARGET in getattr(item, "fixturenames", ())
+
+
+def pytest_report_collectionfinish(config: pytest.Config, items: List[pytest.Item]) -> Optional[List[str]]:
+    if not any(is_edge_item(i) for i in items):
+        return None
+    run = edge_run(config)
+    lines = [f"edgeort: devices {', '.join(run.options.devices)}; seed {run.options.seed}"
+             + (f"; providers {', '.join(run.options.providers)}" if run.options.providers else "")
+             + ("; strict" if run.options.strict else "")]
+    for name in run.options.devices:
+        lines.append(device_header(run, name))
+    return lines
+
+
+def device_header(run: EdgeRun, name: str) -> str:
+    """'edgeort device local: Linux-...-x86_64, onnxruntime 1.31.1, QNN SDK 2.51.0 (EP 2.7.0), providers ...'."""
+    try:
+        caps = run.device(name).capabilities()
+        providers = run.device(name).provider_aliases()
+    except (DeviceUnavailable, InventoryError) as exc:
+        return f"edgeort device {name}: unavailable: {exc}"
+    qnn = caps.get("qnn") or {}
+    qnn_text = f", QNN SDK {qnn.get('sdk_version')} (EP {qnn.get('ep_package_version')})" if qnn else ""
+    soc = f" [{caps['soc']}]" if caps.get("soc") else ""
+    return (f"edgeort device {name}: {caps.get('platform')}{soc}, python {caps.get('python')}, "
+            f"onnxruntime {caps.get('onnxruntime')}{qnn_text}; providers: {', '.join(providers)}")

@@ -1,0 +1,120 @@
+"""Small real ONNX models built for the tests (float, u8 QDQ via onnxruntime.quantization, Det)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+OPSET = 17
+IR_VERSION = 9
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> Path:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def conv_matmul_float(path: Path, seed: int = 0) -> Path:
+    """x[1,3,16,16] -> Conv(8,3x3) -> Relu -> Conv(8, 3x3, stride 2) -> Relu -> Flatten -> MatMul -> y[1,10]."""
+    rng = np.random.default_rng(seed)
+    w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
+    b1 = (rng.standard_normal(8) * 0.05).astype(np.float32)
+    w2 = (rng.standard_normal((8, 8, 3, 3)) * 0.15).astype(np.float32)
+    b2 = (rng.standard_normal(8) * 0.05).astype(np.float32)
+    wm = (rng.standard_normal((8 * 8 * 8, 10)) * 0.05).astype(np.float32)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("Flatten", ["r2"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "wm"], ["y"], name="matmul"),
+    ]
+    graph = helper.make_graph(
+        nodes, "conv_matmul",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (wm, "wm"))],
+    )
+    return _save(graph, path)
+
+
+class _Calibration:
+    def __init__(self, count: int = 16) -> None:
+        rng = np.random.default_rng(123)
+        self._feeds: Iterator = iter([{"x": rng.random((1, 3, 16, 16), dtype=np.float32)} for _ in range(count)])
+
+    def get_next(self) -> Optional[dict]:
+        return next(self._feeds, None)
+
+
+def quantize_u8(float_path: Path, path: Path) -> Path:
+    """Static QDQ quantization, uint8 activations and weights (what QNN HTP runs)."""
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Reader(_Calibration, CalibrationDataReader):
+        pass
+
+    quantize_static(str(float_path), str(path), Reader(), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8)
+    return path
+
+
+def conv_matmul_qdq(directory: Path) -> Path:
+    """The u8 QDQ conv/matmul model (its float model lies beside it as conv_matmul.onnx)."""
+    float_path = conv_matmul_float(directory / "conv_matmul.onnx")
+    return quantize_u8(float_path, directory / "conv_matmul_qdq.onnx")
+
+
+def with_changed_channel(qdq_path: Path, path: Path, weight: str = "w1", channel: int = 2) -> Path:
+    """Copy of a QDQ model with one output channel of a quantized conv weight replaced (a real error)."""
+    model = onnx.load(str(qdq_path))
+    for init in model.graph.initializer:
+        if init.name.startswith(weight) and init.data_type in (TensorProto.UINT8, TensorProto.INT8) and len(init.dims) == 4:
+            array = numpy_helper.to_array(init).copy()
+            info = np.iinfo(array.dtype)
+            array[channel] = info.max - array[channel] + info.min  # mirrored weights: a wrong channel
+            init.CopyFrom(numpy_helper.from_array(array, init.name))
+            break
+    else:
+        raise ValueError(f"no quantized weight {weight!r} in {qdq_path}")
+    onnx.save(model, str(path))
+    return path
+
+
+def det_model(path: Path) -> Path:
+    """x[1,4,4] -> Mul(2) -> Det -> Add(1) -> y[1]: QNN has no Det, so that node must fall back to CPU."""
+    nodes = [
+        helper.make_node("Mul", ["x", "two"], ["m"], name="scale"),
+        helper.make_node("Det", ["m"], ["d"], name="det_node"),
+        helper.make_node("Add", ["d", "one"], ["y"], name="shift"),
+    ]
+    graph = helper.make_graph(
+        nodes, "det",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+        [numpy_helper.from_array(np.array(2.0, np.float32), "two"), numpy_helper.from_array(np.array(1.0, np.float32), "one")],
+    )
+    return _save(graph, path)
+
+
+def all_dtypes_identity(path: Path) -> Path:
+    """One Identity per tensor type model I/O can have: for protocol round-trip tests."""
+    types = {
+        "f32": TensorProto.FLOAT, "f16": TensorProto.FLOAT16, "i8": TensorProto.INT8, "i16": TensorProto.INT16,
+        "i32": TensorProto.INT32, "i64": TensorProto.INT64, "u8": TensorProto.UINT8, "u16": TensorProto.UINT16,
+        "b": TensorProto.BOOL,
+    }
+    nodes = [helper.make_node("Identity", [f"in_{k}"], [f"out_{k}"], name=f"id_{k}") for k in types]
+    graph = helper.make_graph(
+        nodes, "identities",
+        [helper.make_tensor_value_info(f"in_{k}", t, [2, 3]) for k, t in types.items()],
+        [helper.make_tensor_value_info(f"out_{k}", t, [2, 3]) for k, t in types.items()],
+    )
+    return _save(graph, path)
