@@ -11,7 +11,8 @@ Steps, in order (each optional):
 2. ``script``       -- ``prepare(model: onnx.ModelProto) -> onnx.ModelProto`` from a python file in the
    suite folder (model-specific rewrites the HTP needs).
 3. ``qnn_preprocess`` -- ``onnxruntime.quantization.execution_providers.qnn.qnn_preprocess_model``
-   (Gelu / LpNormalization / SpaceToDepth fusions).
+   (ORT basic graph optimization: constant folding, Conv+BatchNormalization fusion; then Gelu /
+   LpNormalization / SpaceToDepth fusions). The optimized model is kept even when nothing was fused.
 4. ``quantize``     -- QDQ static quantization with ``get_qnn_qdq_config`` + ``quantize`` and the
    suite's calibration ``.npz`` (per input name an array ``[N, *input_shape]``).
 """
@@ -38,7 +39,7 @@ __all__ = [
 ]
 
 #: Bumped when the preparation pipeline changes in a way that changes its output.
-PIPELINE_VERSION = "1"
+PIPELINE_VERSION = "2"
 
 ACTIVATION_TYPES = ("uint8", "uint16")
 WEIGHT_TYPES = ("uint8", "int8")
@@ -241,6 +242,23 @@ def _suite_file(suite_dir: Path, name: str, step: str) -> Path:
 def _step_fix_shapes(model: "onnx.ModelProto", fix_shapes: dict[str, list[int]]) -> "onnx.ModelProto":
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
 
+    # A dim_param asked to take two different values (exporters write "?" for every unknown dim,
+    # e.g. rapidocr's x[-1,3,"?","?"]) cannot be propagated graph-wide: set it on the input only.
+    values: dict[str, set[int]] = {}
+    inputs = {i.name: i for i in model.graph.input}
+    for name, shape in fix_shapes.items():
+        if name in inputs:
+            for dim, value in zip(inputs[name].type.tensor_type.shape.dim, shape):
+                if dim.HasField("dim_param"):
+                    values.setdefault(dim.dim_param, set()).add(value)
+    ambiguous = {p for p, v in values.items() if len(v) > 1}
+    for name, shape in fix_shapes.items():
+        if name in inputs and len(inputs[name].type.tensor_type.shape.dim) == len(shape):
+            for dim, value in zip(inputs[name].type.tensor_type.shape.dim, shape):
+                if dim.HasField("dim_param") and dim.dim_param in ambiguous:
+                    dim.Clear()
+                    dim.dim_value = value
+
     for name, shape in fix_shapes.items():
         make_input_shape_fixed(model.graph, name, list(shape))
     fix_output_shapes(model)
@@ -274,10 +292,15 @@ def _step_qnn_preprocess(model: "onnx.ModelProto", workdir: Path) -> "onnx.Model
     from onnxruntime.quantization.execution_providers.qnn import qnn_preprocess_model
 
     del model.metadata_props[:]  # qnn_preprocess_model crashes on models with metadata
-    out = workdir / "qnn_preprocessed.onnx"
-    if qnn_preprocess_model(model, out):
-        model = onnx.load(str(out))
-    return model
+    src, out = workdir / "qnn_preprocess_in.onnx", workdir / "qnn_preprocessed.onnx"
+    onnx.save(model, str(src))  # by path: given a ModelProto it moves its tensors to external data
+    if not qnn_preprocess_model(src, out):
+        # Nothing fused: ORT then discards its own basic-level optimization pass (constant folding,
+        # Conv+BatchNormalization fusion, ...), which quantization for the HTP needs. Keep it.
+        from onnxruntime.tools.onnx_model_utils import optimize_model
+
+        optimize_model(src, out)
+    return onnx.load(str(out))
 
 
 class _NpzReader:
@@ -335,6 +358,7 @@ def _load_calibration(model: "onnx.ModelProto", npz_path: Path) -> dict[str, Any
 
 
 def _step_quantize(model: "onnx.ModelProto", q: dict, calibration_path: Path, out_path: Path) -> None:
+    import onnx
     from onnxruntime.quantization import QuantType, quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
 
@@ -342,14 +366,16 @@ def _step_quantize(model: "onnx.ModelProto", q: dict, calibration_path: Path, ou
     if q.get("per_channel"):
         model = _ensure_opset(model, 13)  # per-channel DequantizeLinear needs `axis` (opset >= 13)
     reader = _NpzReader(_load_calibration(model, calibration_path))
+    src = out_path.with_name("quantize_in.onnx")
+    onnx.save(model, str(src))  # quantize by path: ORT's tools may mutate a ModelProto they are given
     config = get_qnn_qdq_config(
-        model,
+        str(src),
         reader,
         activation_type=qtypes[q["activations"]],
         weight_type=qtypes[q["weights"]],
         per_channel=bool(q.get("per_channel", False)),
     )
-    quantize(model, str(out_path), config)
+    quantize(str(src), str(out_path), config)
 
 
 def _ensure_opset(model: "onnx.ModelProto", version: int) -> "onnx.ModelProto":

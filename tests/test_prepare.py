@@ -371,3 +371,46 @@ def test_missing_model(tmp_path, suite):
     with pytest.raises(PrepareError) as info:
         prepare_model(tmp_path / "nope.onnx", PrepareRecipe(), suite, tmp_path / "c")
     assert str(info.value) == f"{suite}: prepare step 'load' failed: model not found: {tmp_path / 'nope.onnx'}"
+
+
+def test_fix_shapes_with_one_dim_param_for_several_dims(tmp_path, suite):
+    """Exporters (e.g. rapidocr's Paddle models) name every unknown dim '?': x[-1, 3, '?', '?']."""
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((2, 3, 1, 1)).astype(np.float32), "W")
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [-1, 3, "?", "?"])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [-1, 2, "?", "?"])
+    graph = helper.make_graph([helper.make_node("Conv", ["x", "W"], ["y"], name="conv")], "g", [x], [y], [w])
+    path = tmp_path / "q.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 11)], ir_version=7), str(path))
+    out = prepare_model(path, PrepareRecipe(fix_shapes={"x": [1, 3, 4, 16]}), suite, tmp_path / "c")
+    m = onnx.load(str(out))
+    assert dims(m.graph.input[0]) == [1, 3, 4, 16]
+    assert dims(m.graph.output[0]) == [1, 2, 4, 16]
+
+
+def test_qnn_preprocess_keeps_basic_optimizations_when_nothing_fuses(tmp_path, suite):
+    """Conv -> BatchNormalization must reach quantization fused (the HTP runs unfused QDQ BN wrongly)."""
+    rng = np.random.default_rng(0)
+    inits = [
+        numpy_helper.from_array(rng.standard_normal((4, 3, 3, 3)).astype(np.float32), "W"),
+        numpy_helper.from_array(rng.uniform(0.5, 2, 4).astype(np.float32), "gamma"),
+        numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "beta"),
+        numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "mean"),
+        numpy_helper.from_array(rng.uniform(0.5, 2, 4).astype(np.float32), "var"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["x", "W"], ["c"], pads=[1, 1, 1, 1], name="conv"),
+        helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["y"], name="bn"),
+    ]
+    graph = helper.make_graph(
+        nodes, "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
+        inits,
+    )
+    path = tmp_path / "bn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8), str(path))
+    out = prepare_model(path, PrepareRecipe(qnn_preprocess=True), suite, tmp_path / "c")
+    assert [n.op_type for n in onnx.load(str(out)).graph.node] == ["Conv"]
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(run_cpu(out, x), run_cpu(path, x), rtol=1e-5, atol=1e-5)
