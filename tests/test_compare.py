@@ -133,10 +133,11 @@ def _ort_rule(f, cpu, qnn, tolerance):
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), tol_value=st.sampled_from([0.0, 0.004, 0.02]))
-def test_vs_float_matches_ort_rule(seed, tol_value):
+@given(seed=st.integers(0, 2**32 - 1), tol_value=st.sampled_from([0.0, 0.004, 0.02]),
+       offset=st.sampled_from([0.0, 10.0, -50.0]))
+def test_vs_float_matches_ort_rule(seed, tol_value, offset):
     rng = np.random.default_rng(seed)
-    f = rng.normal(0, 2, 30)
+    f = rng.normal(offset, 2, 30)  # with an offset the range must still include 0, as in ORT
     cpu = f + rng.normal(0, 0.05, 30)
     qnn = f + rng.normal(0, 0.08, 30)
     ort_ok = _ort_rule(f, cpu, qnn, tol_value)
