@@ -16,16 +16,13 @@ from typing import Any, Dict, List, Mapping, Optional
 import numpy as np
 
 from .channel import LocalTransport, Transport, WorkerClient, WorkerDied, WorkerError
+from .errors import DeviceUnavailable
 from .inventory import DeviceConfig
 from .modelinfo import ModelInfo
 from .placement import Placement
 from .providers import ALIASES, ProviderSpec, available_aliases, isolation_group
 
 _session_ids = itertools.count(1)
-
-
-class DeviceUnavailable(Exception):
-    """The device cannot be reached or cannot run workers (one line naming the device)."""
 
 
 @dataclass

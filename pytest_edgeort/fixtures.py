@@ -2,21 +2,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Dict, Mapping, NoReturn, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, NoReturn, Optional, Tuple
 
-import numpy as np
 import pytest
 
-from .compare import Comparison
-from .devices import DeviceUnavailable
-from .checks import compare_session, diagnose_no_fallback
-from .inputs import InputError, check_feed, generate_inputs, load_npz
+from .errors import DeviceUnavailable, EdgeSessionError, InputError, ModelError, ProviderError
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
-from .modelinfo import ModelError, ModelInfo, model_info
-from .providers import ProviderError, resolve_provider
-from .report import format_comparison
+from .providers import resolve_provider
 from .runstate import EdgeRun, edge_run
-from .session import EdgeSession, EdgeSessionError
+
+if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixtures that need them
+    import numpy as np
+
+    from .compare import Comparison
+    from .modelinfo import ModelInfo
+    from .session import EdgeSession
 
 
 def unavailable(run: EdgeRun, message: str) -> None:
@@ -115,8 +115,11 @@ def edge_reference(edge_run_state: EdgeRun, edge_device: str, edge_model_marker:
 
 
 @pytest.fixture
-def edge_inputs(edge_run_state: EdgeRun, edge_model_marker: ModelMarker) -> Dict[str, np.ndarray]:
+def edge_inputs(edge_run_state: EdgeRun, edge_model_marker: ModelMarker) -> Dict[str, "np.ndarray"]:
     """Inputs from the marker's ``.npz`` or generated from the model's metadata (seeded)."""
+    from .inputs import generate_inputs, load_npz
+    from .modelinfo import model_info
+
     marker = edge_model_marker
     try:
         info = model_info(marker.model)
@@ -130,6 +133,8 @@ def edge_inputs(edge_run_state: EdgeRun, edge_model_marker: ModelMarker) -> Dict
 
 def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str, shapes: Any) -> Dict[str, np.ndarray]:
     """One feed from an .npz: arrays of the exact input shape, or the first of N stacked on axis 0."""
+    from .inputs import check_feed
+
     feed = {}
     for tensor in info.inputs:
         array = arrays.get(tensor.name)
@@ -145,6 +150,9 @@ def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str
 def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
                  ) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
+    from .checks import compare_session
+    from .report import format_comparison
+
     marker = model_marker(request.node)
 
     def compare(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
@@ -188,6 +196,8 @@ def _session_for_compare(request, run, device, provider, marker) -> EdgeSession:
 def edge_assert_no_fallback(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str,
                             edge_provider: str, edge_model_marker: ModelMarker) -> Callable[[], float]:
     """``edge_assert_no_fallback()``: the model must be created with CPU fallback disabled."""
+
+    from .checks import diagnose_no_fallback
 
     def check() -> float:
         options = {**edge_model_marker.options, **providers_marker(request.node).options}

@@ -8,16 +8,13 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .errors import InputError
 from .modelinfo import ModelInfo, TensorInfo
 
 Feed = Dict[str, np.ndarray]
 # Default generation ranges, [low, high): a QDQ input uses the range its QuantizeLinear can represent.
 DEFAULT_FLOAT_RANGE = (0.0, 1.0)
 DEFAULT_INT_RANGE = (0, 128)
-
-
-class InputError(ValueError):
-    """Inputs cannot be generated or loaded as asked (one line, names the model/file and input)."""
 
 
 def static_shape(model: ModelInfo, tensor: TensorInfo, shapes: Optional[Mapping[str, Sequence[int]]] = None) -> Tuple[int, ...]:

@@ -12,11 +12,9 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
+from .errors import InventoryError
+
 DEFAULT_WORKDIR = "/var/tmp/edgeort"
-
-
-class InventoryError(ValueError):
-    """The inventory is malformed; the message names the file, the device, the key and the expectation."""
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,8 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .errors import ModelError
+
 # ONNX TensorProto data type -> numpy dtype name, for every type model I/O can have here.
 ONNX_TO_NUMPY = {
     onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64",
@@ -20,10 +22,6 @@ ONNX_TO_NUMPY = {
 }
 _PASS_THROUGH = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
 _QUANT_PRECISION = {"uint8": "u8", "uint16": "u16", "int8": "i8", "int16": "i16"}
-
-
-class ModelError(ValueError):
-    """The model file is missing, unreadable or unusable as given (one line, names the file)."""
 
 
 @dataclass(frozen=True)

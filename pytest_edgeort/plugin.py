@@ -7,10 +7,8 @@ from typing import List, Optional
 import pytest
 
 from . import fixtures
-from .devices import DeviceUnavailable
-from .inventory import InventoryError
+from .errors import DeviceUnavailable, InventoryError, ProviderError
 from .markers import MARKERS, providers_marker
-from .providers import ProviderError
 from .runstate import DEFAULT_PROVIDERS, DEFAULT_SEED, RUN_KEY, EdgeOptions, EdgeRun, edge_run
 
 TARGET = "_edge_target"
@@ -68,8 +66,8 @@ def _options(config: pytest.Config) -> EdgeOptions:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for name, text in MARKERS.items():
-        config.addinivalue_line("markers", f"{name}: {text}")
+    for text in MARKERS.values():
+        config.addinivalue_line("markers", text)
     config.stash[RUN_KEY] = EdgeRun(_options(config), Path(str(config.rootpath)))
     config.pluginmanager.register(fixtures, "edgeort-fixtures")
 
@@ -87,9 +85,16 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         devices = run.device_names()
         providers = run.providers_for(providers_marker(metafunc.definition).providers or None)
     except (InventoryError, ProviderError) as exc:
-        raise pytest.UsageError(str(exc)) from None
+        run.usage_errors.append(f"{metafunc.definition.nodeid}: {exc}" if isinstance(exc, ProviderError) else str(exc))
+        devices, providers = (), ()
     targets = [(d, p) for d in devices for p in providers]
     metafunc.parametrize(TARGET, targets, ids=[f"{d}-{p}" for d, p in targets])
+
+
+def pytest_collection_modifyitems(config: pytest.Config) -> None:
+    errors = edge_run(config).usage_errors
+    if errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
+        raise pytest.UsageError(errors[0])
 
 
 def is_edge_item(item: pytest.Item) -> bool:
@@ -97,9 +102,9 @@ def is_edge_item(item: pytest.Item) -> bool:
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: List[pytest.Item]) -> Optional[List[str]]:
-    if not any(is_edge_item(i) for i in items):
-        return None
     run = edge_run(config)
+    if run.usage_errors or not any(is_edge_item(i) for i in items):
+        return None
     lines = [f"edgeort: devices {', '.join(run.options.devices)}; seed {run.options.seed}"
              + (f"; providers {', '.join(run.options.providers)}" if run.options.providers else "")
              + ("; strict" if run.options.strict else "")]

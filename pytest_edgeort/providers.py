@@ -5,6 +5,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Mapping, Optional, Tuple
 
+from .errors import ProviderError
+
 # Keys onnxruntime-qnn accepts (QNN EP docs + the 2.x library's own option table). QNN silently
 # ignores unknown keys, so a typo would otherwise just change nothing: we refuse them instead.
 QNN_OPTION_KEYS = frozenset({
@@ -63,10 +65,6 @@ ALIASES: Dict[str, ProviderSpec] = {
 # Listed by onnxruntime as available but not a device to run models on.
 NOT_INFERENCE_EPS = frozenset({"AzureExecutionProvider"})
 _EP_TO_ALIAS = {spec.ep_name: name for name, spec in reversed(list(ALIASES.items()))}
-
-
-class ProviderError(ValueError):
-    """A provider name or option is invalid (one line, names what was expected)."""
 
 
 def resolve_provider(name: str) -> ProviderSpec:

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import pytest
 
-from .devices import Device, DeviceUnavailable, make_device
-from .inventory import DeviceConfig, InventoryError, load_inventory, unknown_device_message
-from .modelinfo import ModelInfo, model_info
+from .errors import DeviceUnavailable, EdgeSessionError, InventoryError
+from .inventory import DeviceConfig, load_inventory, unknown_device_message
 from .providers import provider_options, resolve_provider
-from .session import EdgeSession, EdgeSessionError
+
+if TYPE_CHECKING:  # numpy/onnx/onnxruntime-side modules load only when an edge test runs
+    from .devices import Device
+    from .session import EdgeSession
 
 DEFAULT_SEED = 20240607
 DEFAULT_PROVIDERS = ("qnn-htp",)
@@ -46,6 +48,7 @@ class EdgeRun:
     failed_sessions: Dict[SessionKey, EdgeSessionError] = field(default_factory=dict)
     sessions_created: int = 0
     records: List[Dict[str, Any]] = field(default_factory=list)
+    usage_errors: List[str] = field(default_factory=list)
     _inventory: Optional[Dict[str, DeviceConfig]] = None
 
     # -- inventory and devices
@@ -67,6 +70,8 @@ class EdgeRun:
         if name in self.unreachable:
             raise DeviceUnavailable(self.unreachable[name])
         if name not in self.devices:
+            from .devices import make_device
+
             self.devices[name] = make_device(self.inventory[name])
         device = self.devices[name]
         try:
@@ -96,6 +101,9 @@ class EdgeRun:
         cpu_fallback: bool = True,
     ) -> EdgeSession:
         """A cached session for (device, model sha256, provider, options, fallback mode)."""
+        from .modelinfo import model_info
+        from .session import EdgeSession
+
         spec = resolve_provider(provider)
         device = self.device(device_name)
         inventory_opts = self.inventory[device_name].providers.get(spec.alias)
@@ -114,11 +122,8 @@ class EdgeRun:
             self.sessions[key] = cached
         return cached
 
-    def _count_creation(self, session: EdgeSession) -> None:
+    def _count_creation(self, session: "EdgeSession") -> None:
         self.sessions_created += 1
-
-    def model(self, path: Path) -> ModelInfo:
-        return model_info(path)
 
     def record(self, entry: Dict[str, Any]) -> None:
         self.records.append(entry)
@@ -130,7 +135,6 @@ class EdgeRun:
         self.sessions.clear()
         for device in self.devices.values():
             device.close()
-        self.devices.clear()
 
 
 RUN_KEY = pytest.StashKey[EdgeRun]()

@@ -7,18 +7,11 @@ import numpy as np
 
 from .channel import WorkerDied, WorkerError
 from .devices import Device, SessionHandle
+from .errors import EdgeSessionError
 from .inputs import Feed, check_feed
 from .modelinfo import ModelInfo
 from .placement import Placement, format_fallback
 from .providers import ProviderSpec
-
-
-class EdgeSessionError(Exception):
-    """A session could not be created or run (one line: device, provider, model, cause)."""
-
-    def __init__(self, message: str, placement: Optional[Placement] = None) -> None:
-        super().__init__(message)
-        self.placement = placement
 
 
 class EdgeSession:

@@ -20,7 +20,7 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def conv_matmul_float(path: Path, seed: int = 0) -> Path:
+def conv_matmul_float(path: Path, seed: int = 0, batch: "int | str" = 1) -> Path:
     """x[1,3,16,16] -> Conv(8,3x3) -> Relu -> Conv(8, 3x3, stride 2) -> Relu -> Flatten -> MatMul -> y[1,10]."""
     rng = np.random.default_rng(seed)
     w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
@@ -38,8 +38,8 @@ def conv_matmul_float(path: Path, seed: int = 0) -> Path:
     ]
     graph = helper.make_graph(
         nodes, "conv_matmul",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 10])],
         [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (wm, "wm"))],
     )
     return _save(graph, path)
@@ -88,13 +88,19 @@ def with_changed_channel(qdq_path: Path, path: Path, weight: str = "w1", channel
     return path
 
 
-def det_model(path: Path) -> Path:
-    """x[1,4,4] -> Mul(2) -> Det -> Add(1) -> y[1]: QNN has no Det, so that node must fall back to CPU."""
-    nodes = [
-        helper.make_node("Mul", ["x", "two"], ["m"], name="scale"),
-        helper.make_node("Det", ["m"], ["d"], name="det_node"),
-        helper.make_node("Add", ["d", "one"], ["y"], name="shift"),
-    ]
+def det_model(path: Path, neighbours: bool = True) -> Path:
+    """x[1,4,4] -> Mul(2) -> Det -> Add(1) -> y[1]: QNN has no Det, so that node must fall back to CPU.
+
+    ``neighbours=False`` keeps only the Det node: nothing in the graph can run on QNN.
+    """
+    if neighbours:
+        nodes = [
+            helper.make_node("Mul", ["x", "two"], ["m"], name="scale"),
+            helper.make_node("Det", ["m"], ["d"], name="det_node"),
+            helper.make_node("Add", ["d", "one"], ["y"], name="shift"),
+        ]
+    else:
+        nodes = [helper.make_node("Det", ["x"], ["y"], name="det_node")]
     graph = helper.make_graph(
         nodes, "det",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4])],

@@ -1,0 +1,39 @@
+"""The errors users see. Each carries ONE readable line naming the file/key/device at fault.
+
+Kept free of heavy imports so the plugin can load without numpy/onnx (unrelated runs stay fast).
+"""
+from __future__ import annotations
+
+from typing import Any, Optional
+
+
+class EdgeError(Exception):
+    """Base class: the message is the whole story, shown without a traceback."""
+
+
+class InventoryError(EdgeError, ValueError):
+    """The device inventory is malformed (names the file, the device, the key and the expectation)."""
+
+
+class ProviderError(EdgeError, ValueError):
+    """A provider name or option is invalid (names what was expected)."""
+
+
+class ModelError(EdgeError, ValueError):
+    """A model file is missing, unreadable or unusable as given (names the file)."""
+
+
+class InputError(EdgeError, ValueError):
+    """Inputs cannot be generated or loaded as asked (names the model/file and input)."""
+
+
+class DeviceUnavailable(EdgeError):
+    """A device cannot be reached or cannot run workers (names the device)."""
+
+
+class EdgeSessionError(EdgeError):
+    """A session could not be created or run (device, provider, model, cause)."""
+
+    def __init__(self, message: str, placement: Optional[Any] = None) -> None:
+        super().__init__(message)
+        self.placement = placement
