@@ -9,10 +9,10 @@ Conventions:
 - dtypes must match exactly (kind, width and signedness); shapes must match.
 - Integer and bool outputs are compared as integers (exact, via 64-bit arithmetic); one LSB is one
   integer unit, whatever ``scale`` says.
-- Float outputs with a quantization ``scale`` are compared in LSB units: ``|a - e| / scale`` is snapped
-  to the nearest integer when within 1/64 LSB, which absorbs float32 rounding of dequantized values.
-  Every bound compares that snapped error ``err`` (``err_lsb * scale``), so ``lsb=k`` behaves exactly
-  like ``atol=k*scale``.
+- Float outputs with a quantization ``scale`` are compared in LSB units: ``|a - e| / scale`` is
+  snapped to the nearest integer when within 1/64 LSB, which absorbs float32 rounding of
+  dequantized values. Every bound compares that snapped error (``err_lsb * scale``), so ``lsb=k``
+  behaves exactly like ``atol=k*scale``.
 - NaN at the same positions on both sides, and infinities of the same sign, compare equal. A
   non-finite value on one side only is always a failure; such elements count as outside every bound.
   SNR, cosine, max/mean error are computed over the elements that are finite on both sides.
@@ -545,9 +545,10 @@ def compare_outputs(
     scales: Mapping[str, Optional[float]] = {},  # noqa: B006 - read only
     float_outputs: Optional[Mapping[str, np.ndarray]] = None,
 ) -> Comparison:
-    """Compare every expected output; outputs only in ``actual`` are listed as extra (not a failure).
+    """Compare every expected output; outputs only in ``actual`` are listed as ``extra``.
 
-    ``tolerances`` must hold a Tolerance for every expected output name.
+    Extra outputs are not a failure, missing ones are. ``tolerances`` must hold a Tolerance for
+    every expected output name (else ValueError).
     """
     missing_tol = [name for name in expected if name not in tolerances]
     if missing_tol:

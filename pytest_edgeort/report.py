@@ -1,4 +1,4 @@
-"""Human-readable rendering of :class:`~pytest_edgeort.compare.Comparison` results (<= 100 columns)."""
+"""Human-readable rendering of :class:`~pytest_edgeort.compare.Comparison` (<= 100 columns)."""
 
 from __future__ import annotations
 
@@ -13,14 +13,15 @@ SHAPE_WIDTH = 13
 # (header, width) of the per-output table; the first three columns are left-aligned.
 COLUMNS = (
     ("output", NAME_WIDTH), ("shape", SHAPE_WIDTH), ("verdict", 7), ("max|err|", 9),
-    ("mean|err|", 9), ("max LSB", 7), ("within", 7), ("SNR dB", 6), ("cosine", 8), ("top-k", 6),
+    ("mean|err|", 9), ("max LSB", 7), ("within", 7), ("SNR dB", 6), ("cosine", 8),
+    ("top-k", 6),
 )
 # Rules relaxing the same elementwise bound: any one of them alone would pass.
 BOUND_KEYS = ("lsb", "atol", "rtol", "max_mismatch")
 
 
 def fmt_num(x: Optional[float], digits: int = 4) -> str:
-    """Compact number: ``-`` for None, ``inf``/``nan`` spelled out, ``digits`` significant digits."""
+    """Compact number: ``-`` for None, inf/nan spelled out, else ``digits`` significant digits."""
     if x is None:
         return "-"
     if isinstance(x, bool):

@@ -12,48 +12,41 @@ A :class:`Tolerance` is a set of rules; an output passes when it satisfies *ever
   against ``atol + rtol * <same statistic of |e|>`` / ``lsb * scale``.
 - ``min_snr_db``: ``10 * log10(sum(e**2) / sum((a - e)**2))`` must be at least this.
 - ``min_cosine``: cosine similarity of the flattened outputs must be at least this.
-- ``topk``: per row along the last axis, the top-1 index of the actual output must be among the top-k
-  of the expected output (ties at the k-th expected value count as inside); at most a fraction
+- ``topk``: per row along the last axis, the top-1 index (argmax) of the actual output must be
+  among the top-k of the expected output (ties at the k-th expected value count as inside); at most a fraction
   ``max_mismatch`` of the rows may disagree.
 - ``vs_float`` (ONNX Runtime's ``TestQDQModelAccuracy`` rule, needs the float model's outputs): the
   provider's error against the float output may exceed the reference's error against it by at most
   ``vs_float`` times the float output's range (0.004 = ORT's default = about one u8 LSB).
 
-Defaults per output precision (``default_tolerance``), chosen from the HTP-simulator-vs-CPU numbers
+Defaults per output precision (``default_tolerance``), chosen from the HTP-simulator-vs-CPU figures
 in MEASUREMENTS.md (onnxruntime 1.31.1, onnxruntime-qnn 2.7.0 / QNN 2.51):
 
-========================= ============================================ ==========================================
-precision (provider)      default rules                                why
-========================= ============================================ ==========================================
-u8 / i8 QDQ (any)         min_snr_db = 15                              HTP vs CPU on healthy u8 models: digits CNN
-                                                                       40 dB, text-orientation cls 27-30 dB, magika
-                                                                       30.6 dB, silero-vad 24 dB, PP-OCR det 17-19
-                                                                       dB (worst; max ~200 LSB apart). The real
-                                                                       NPU defect (ddddocr det u8, channels offset
-                                                                       by ~59 LSB) measures 10 dB and fails. An
-                                                                       LSB bound cannot separate them: healthy
-                                                                       deep models end tens to hundreds of LSB
-                                                                       apart, so LSB is opt-in for shallow outputs.
-u16 / i16 QDQ (a16w8)     min_snr_db = 20                              healthy a16w8 HTP vs CPU: silero 22.7 dB,
-                                                                       PP-OCR det 23.6 dB, ddddocr 30 dB, cls 38
-                                                                       dB, digits 50.6 dB, magika 57 dB. Hundreds
-                                                                       of u16 LSB apart is normal, so no LSB rule.
-fp16 (any), fp32 on an    atol = 1e-2, rtol = 1e-2,                    real HTP computes float in fp16 (fp16 eps
-accelerator               max_mismatch = 0.001, min_snr_db = 30        ~1e-3; deep nets accumulate ~1e-2). The
-                                                                       SNR floor covers outputs whose magnitude is
-                                                                       far below atol; 0.1% of elements may exceed
-                                                                       the elementwise bound (cancellation).
-fp32 on a CPU-class       atol = 1e-5, rtol = 1e-4                     same arithmetic, only summation order and
-provider                                                               kernel choice differ (~1e-6 relative).
-int (argmax, int32/64),   atol = 0 (exact)                             indices, counts and masks have no
-bool                                                                   rounding slack.
-========================= ============================================ ==========================================
+| output precision              | default rules                                        |
+| ----------------------------- | ---------------------------------------------------- |
+| u8 / i8 QDQ                   | `min_snr_db=15`                                      |
+| u16 / i16 QDQ (a16w8)         | `min_snr_db=20`                                      |
+| fp16; fp32 on an accelerator  | `atol=1e-2 rtol=1e-2 max_mismatch=0.001 min_snr_db=30` |
+| fp32 on a CPU-class provider  | `atol=1e-5 rtol=1e-4`                                |
+| int (argmax, int32/64), bool  | `atol=0` (exact)                                     |
 
-Quantized defaults do not depend on the provider: the floors come from the HTP, which rounds less
-exactly than CPU-class kernels (2-4 LSB per layer vs within 1), so they raise no false alarm there.
-A single wrong channel among C channels of similar energy costs about ``10*log10(C/2)`` dB
-(C=16: 9 dB, fails; C=64: 15 dB, borderline for u8): set ``lsb``/``quantile`` bounds for shallow
-outputs or ``vs_float`` with a float model to close that gap.
+- u8: healthy models measured HTP vs CPU: digits CNN 40 dB, text-orientation cls 27-30 dB, magika
+  30.6 dB, silero-vad 24 dB, PP-OCR det 17-19 dB (the worst, with max ~200 LSB apart). The real
+  NPU defect (ddddocr det u8, objectness/class channels offset by ~59 LSB) measures 10 dB and
+  fails. No LSB bound separates the two (healthy deep models end tens to hundreds of LSB apart), so
+  ``lsb`` is opt-in for shallow outputs (small nets measured max 1-5 LSB).
+- u16: healthy a16w8 HTP vs CPU: silero 22.7 dB, PP-OCR det 23.6 dB, ddddocr 30 dB, cls 38 dB,
+  digits 50.6 dB, magika 57 dB; hundreds of u16 LSB apart is normal, so no LSB rule.
+- float on an accelerator: real HTP computes float in fp16 (eps ~1e-3, deep nets accumulate
+  ~1e-2). The SNR floor covers outputs far smaller than ``atol`` and catches single garbage values;
+  0.1% of elements may exceed the elementwise bound (cancellation near zero).
+- fp32 on CPU-class providers: the same arithmetic, only summation order and kernels differ.
+- int/bool: indices, counts and masks have no rounding slack.
+- Quantized defaults do not depend on the provider: they come from the HTP, which rounds less
+  exactly than CPU-class kernels (2-4 LSB per layer vs within 1), so they raise no false alarm
+  there. A single wrong channel among C channels of similar energy costs about ``10*log10(C/2)`` dB
+  (C=16: 9 dB, fails; C=64: 15 dB, borderline for u8): set ``lsb``/``quantile`` bounds for shallow
+  outputs, or ``vs_float`` with a float model, to close that gap.
 """
 
 from __future__ import annotations
@@ -85,7 +78,8 @@ class Tolerance:
 
     def __post_init__(self) -> None:
         for f in fields(self):
-            object.__setattr__(self, f.name, _validate_value(f.name, getattr(self, f.name), "Tolerance"))
+            value = _validate_value(f.name, getattr(self, f.name), "Tolerance")
+            object.__setattr__(self, f.name, value)
 
     @property
     def has_bound(self) -> bool:
@@ -163,7 +157,9 @@ def _unknown_key(key: Any, valid: Tuple[str, ...], where: str) -> ValueError:
     )
 
 
-def _validate_rules(mapping: Mapping[str, Any], where: str, extra: Tuple[str, ...] = ()) -> Dict[str, Any]:
+def _validate_rules(
+    mapping: Mapping[str, Any], where: str, extra: Tuple[str, ...] = ()
+) -> Dict[str, Any]:
     valid = tuple(sorted(TOLERANCE_KEYS | set(extra)))
     out: Dict[str, Any] = {}
     for key, value in mapping.items():
@@ -185,7 +181,8 @@ def parse_tolerance(
     ``ValueError`` naming ``where``, the key and what was expected.
     """
     if not isinstance(mapping, Mapping):
-        raise ValueError(f"{where}: tolerance must be a table/mapping, got {type(mapping).__name__}")
+        raise ValueError(
+            f"{where}: tolerance must be a table/mapping, got {type(mapping).__name__}")
     rules = _validate_rules(mapping, where, extra=("outputs",))
     per_output: Dict[str, Dict[str, Any]] = {}
     outputs = mapping.get("outputs", {})

@@ -12,7 +12,8 @@ from pytest_edgeort.tolerance import (
 )
 
 WHERE = "edge_tolerance in tests/test_x.py::test_a"
-VALID = "atol, lsb, max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, topk, vs_float"
+VALID = ("atol, lsb, max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, topk, "
+         "vs_float")
 
 
 def test_keys():
