@@ -13,8 +13,8 @@ A :class:`Tolerance` is a set of rules; an output passes when it satisfies *ever
 - ``min_snr_db``: ``10 * log10(sum(e**2) / sum((a - e)**2))`` must be at least this.
 - ``min_cosine``: cosine similarity of the flattened outputs must be at least this.
 - ``topk``: per row along the last axis, the top-1 index (argmax) of the actual output must be
-  among the top-k of the expected output (ties at the k-th expected value count as inside); at most a fraction
-  ``max_mismatch`` of the rows may disagree.
+  among the top-k of the expected output (ties at the k-th expected value count as inside); at
+  most a fraction ``max_mismatch`` of the rows may disagree.
 - ``vs_float`` (ONNX Runtime's ``TestQDQModelAccuracy`` rule, needs the float model's outputs): the
   provider's error against the float output may exceed the reference's error against it by at most
   ``vs_float`` times the float output's range (0.004 = ORT's default = about one u8 LSB).
