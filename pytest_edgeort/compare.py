@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -170,7 +170,7 @@ def _kth_largest(values: np.ndarray, allowed: int) -> float:
     return float(max(np.partition(values, k)[k], 0.0))
 
 
-def _nudge_up(value: float, passes) -> float:
+def _nudge_up(value: float, passes: Callable[[float], bool]) -> float:
     """Raise ``value`` by a few ulps until ``passes(value)`` (absorbs float rounding)."""
     for _ in range(64):
         if passes(value):
@@ -192,9 +192,9 @@ def _snr_db(a: np.ndarray, e: np.ndarray) -> float:
 
 
 def _cosine(a: np.ndarray, e: np.ndarray) -> float:
-    na, ne = float(np.linalg.norm(a)), float(np.linalg.norm(e))
-    if na == 0.0 and ne == 0.0:
+    if np.array_equal(a, e):  # exactly 1, which rounding in the formula may miss
         return 1.0
+    na, ne = float(np.linalg.norm(a)), float(np.linalg.norm(e))
     if na == 0.0 or ne == 0.0:
         return 0.0
     return float(np.clip(np.dot(a, e) / (na * ne), -1.0, 1.0))
@@ -206,10 +206,10 @@ def _topk_ranks(a: np.ndarray, e: np.ndarray) -> np.ndarray:
     The rank counts expected values strictly greater, so ties in ``e`` share the better rank; the
     top-1 of ``a`` is ``argmax`` (first maximum), what application code would pick.
     """
+    if a.size == 0:
+        return np.zeros(0, dtype=np.int64)
     last = a.shape[-1] if a.ndim else 1
     ar, er = a.reshape(-1, last), e.reshape(-1, last)
-    if ar.shape[0] == 0 or last == 0:
-        return np.zeros(0, dtype=np.int64)
     top1 = np.argmax(ar, axis=1)
     ev = er[np.arange(er.shape[0]), top1]
     return (er > ev[:, None]).sum(axis=1) + 1

@@ -39,7 +39,11 @@ def test_identical_arrays_pass_every_default(dtype, shape, data, scale):
         for accelerator in (True, False):
             res = compare_output("y", x, x.copy(), default_tolerance(precision, accelerator), scale)
             assert res.passed, (precision, accelerator, res.failures)
-            assert res.max_abs in (0.0, None) or res.max_abs == 0.0
+            assert res.max_abs == 0.0
+    every_rule = Tolerance(atol=0, lsb=0, min_snr_db=1e9, min_cosine=1.0, topk=1)
+    res = compare_output("y", x, x.copy(), every_rule, scale)
+    assert res.passed or res.failures == [
+        "lsb tolerance needs a quantized output; this output has no quantization scale"]
 
 
 @settings(max_examples=200, deadline=None)
