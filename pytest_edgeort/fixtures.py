@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, NoReturn, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
 import pytest
 
-from .errors import DeviceUnavailable, EdgeSessionError, InputError, ModelError, ProviderError
+from .errors import InputError, ModelError
+from .outcomes import assert_no_fallback, fail, open_session
+from .tolerance import uses_vs_float
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
-from .providers import resolve_provider
 from .runstate import EdgeRun, edge_run
 
 if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixtures that need them
@@ -17,48 +18,6 @@ if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixture
     from .compare import Comparison
     from .modelinfo import ModelInfo
     from .session import EdgeSession
-
-
-def unavailable(run: EdgeRun, message: str) -> None:
-    """Skip, or fail under --edge-strict, because a device/provider/package is missing."""
-    if run.options.strict:
-        fail(f"{message} [--edge-strict]")
-    pytest.skip(message)
-
-
-def require_provider(run: EdgeRun, device: str, provider: str) -> None:
-    """Skip (fail when strict) unless ``device`` is reachable and has ``provider``."""
-    try:
-        spec = resolve_provider(provider)
-    except ProviderError as exc:
-        spec, error = None, str(exc)
-    if spec is None:
-        fail(error)
-    try:
-        missing = run.device(device).missing_provider(spec)
-    except DeviceUnavailable as exc:
-        missing = str(exc)
-    if missing:
-        unavailable(run, missing)
-
-
-def open_session(
-    run: EdgeRun, device: str, model: Path, provider: str, options: Optional[Mapping[str, Any]] = None,
-    cpu_fallback: bool = True,
-) -> EdgeSession:
-    """A cached session, turning every expected problem into one readable skip/fail line."""
-    require_provider(run, device, provider)
-    try:
-        return run.session(device, model, provider, options, cpu_fallback)
-    except (EdgeSessionError, ProviderError, ModelError) as exc:
-        error = str(exc)
-    fail(error)
-
-
-def fail(message: str) -> NoReturn:
-    """Fail the test with one line (no traceback, no exception chain)."""
-    __tracebackhide__ = True
-    pytest.fail(message, pytrace=False)
 
 
 @pytest.fixture(name="_edge_target")
@@ -161,7 +120,7 @@ def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_d
         session = _session_for_compare(request, edge_run_state, edge_device, edge_provider, marker)
         try:
             rules = [tolerance_marker(request.node), tolerance]
-            if baseline is None and marker.float_model and _wants_vs_float(rules) and session.last_inputs is not None:
+            if baseline is None and marker.float_model and uses_vs_float(rules) and session.last_inputs is not None:
                 float_session = open_session(edge_run_state, edge_device, marker.float_model, "cpu")
                 baseline = float_session.run(session.last_inputs)
             result = compare_session(session, actual, expected, rules, baseline, where)
@@ -179,13 +138,6 @@ def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_d
     return compare
 
 
-def _wants_vs_float(rules) -> bool:
-    for layer in rules:
-        if layer.get("vs_float") is not None or any(o.get("vs_float") is not None for o in layer.get("outputs", {}).values()):
-            return True
-    return False
-
-
 def _session_for_compare(request, run, device, provider, marker) -> EdgeSession:
     if marker is None:
         fail(f"{request.node.nodeid}: edge_compare needs @pytest.mark.edge_model(...) to know output scales")
@@ -197,28 +149,10 @@ def edge_assert_no_fallback(request: pytest.FixtureRequest, edge_run_state: Edge
                             edge_provider: str, edge_model_marker: ModelMarker) -> Callable[[], float]:
     """``edge_assert_no_fallback()``: the model must be created with CPU fallback disabled."""
 
-    from .checks import diagnose_no_fallback
-
     def check() -> float:
         options = {**edge_model_marker.options, **providers_marker(request.node).options}
-        if not resolve_provider(edge_provider).accelerator:
-            pytest.skip(f"provider {edge_provider} is CPU itself: there is no CPU fallback to check")
-        require_provider(edge_run_state, edge_device, edge_provider)
-        try:
-            message = diagnose_no_fallback(edge_run_state, edge_device, edge_provider, edge_model_marker.model, options)
-        except (ProviderError, ModelError) as exc:
-            message = str(exc)
-        if message:
-            edge_run_state.record({"nodeid": request.node.nodeid, "check": "no_cpu_fallback", "passed": False,
-                                   "device": edge_device, "provider": edge_provider, "error": message})
-            fail(message)
-        session = open_session(edge_run_state, edge_device, edge_model_marker.model, edge_provider, options,
-                               cpu_fallback=False)
-        coverage = session.npu_coverage if session.npu_coverage is not None else 1.0
-        edge_run_state.record({"nodeid": request.node.nodeid, "check": "no_cpu_fallback", "passed": True,
-                               **session.provenance()})
-        request.node.user_properties.append(("edge_npu_coverage", f"{coverage:.4f}"))
-        return coverage
+        return assert_no_fallback(edge_run_state, request.node, edge_device, edge_provider, edge_model_marker.model,
+                                  options)
 
     return check
 

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import pytest
 
 from . import fixtures
 from .errors import DeviceUnavailable, InventoryError, ProviderError
 from .markers import MARKERS, providers_marker
+from .suite import MANIFEST
 from .runstate import DEFAULT_PROVIDERS, DEFAULT_SEED, RUN_KEY, EdgeOptions, EdgeRun, edge_run
 
 TARGET = "_edge_target"
@@ -97,8 +98,24 @@ def pytest_collection_modifyitems(config: pytest.Config) -> None:
         raise pytest.UsageError(errors[0])
 
 
+def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:
+    if file_path.name == MANIFEST:
+        from .suite_items import SuiteFile
+
+        return SuiteFile.from_parent(parent, path=file_path)
+    return None
+
+
 def is_edge_item(item: pytest.Item) -> bool:
-    return TARGET in getattr(item, "fixturenames", ())
+    return TARGET in getattr(item, "fixturenames", ()) or type(item).__name__ == "SuiteItem"
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    updates = [r for r in edge_run(config).records if r.get("golden_update")]
+    if updates:
+        terminalreporter.section("edgeort golden updates")
+        for record in updates:
+            terminalreporter.write_line(f"{record['golden']} ({record['device']}): " + "; ".join(record["golden_update"]))
 
 
 def pytest_report_collectionfinish(config: pytest.Config, items: List[pytest.Item]) -> Optional[List[str]]:

@@ -55,7 +55,7 @@ import difflib
 import math
 import numbers
 from dataclasses import dataclass, fields, replace
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 STATS = ("elemwise", "max", "mean", "median", "quantile")
 PRECISIONS = ("u8", "u16", "i8", "i16", "fp16", "fp32", "int", "bool")
@@ -232,3 +232,13 @@ def resolve_tolerance(default: Tolerance, *overrides: Mapping[str, Any]) -> Tole
         if mapping:
             result = replace(result, **_validate_rules(mapping, "tolerance override"))
     return result
+
+
+def uses_vs_float(layers: Sequence[Mapping[str, Any]]) -> bool:
+    """True when any tolerance layer (or its per-output rules) sets ``vs_float``: a float baseline is needed."""
+    for layer in layers:
+        if layer.get("vs_float") is not None:
+            return True
+        if any(isinstance(o, Mapping) and o.get("vs_float") is not None for o in layer.get("outputs", {}).values()):
+            return True
+    return False

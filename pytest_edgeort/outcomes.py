@@ -1,0 +1,79 @@
+"""Turning expected problems into one-line pytest outcomes: skip (or fail when strict) and fail."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Optional
+
+import pytest
+
+from .errors import DeviceUnavailable, EdgeSessionError, ModelError, ProviderError
+from .providers import resolve_provider
+from .runstate import EdgeRun
+
+if TYPE_CHECKING:
+    from .session import EdgeSession
+
+
+def unavailable(run: EdgeRun, message: str) -> None:
+    """Skip, or fail under --edge-strict, because a device/provider/package is missing."""
+    if run.options.strict:
+        fail(f"{message} [--edge-strict]")
+    pytest.skip(message)
+
+
+def require_provider(run: EdgeRun, device: str, provider: str) -> None:
+    """Skip (fail when strict) unless ``device`` is reachable and has ``provider``."""
+    try:
+        spec = resolve_provider(provider)
+    except ProviderError as exc:
+        spec, error = None, str(exc)
+    if spec is None:
+        fail(error)
+    try:
+        missing = run.device(device).missing_provider(spec)
+    except DeviceUnavailable as exc:
+        missing = str(exc)
+    if missing:
+        unavailable(run, missing)
+
+
+def open_session(
+    run: EdgeRun, device: str, model: Path, provider: str, options: Optional[Mapping[str, Any]] = None,
+    cpu_fallback: bool = True,
+) -> "EdgeSession":
+    """A cached session, turning every expected problem into one readable skip/fail line."""
+    require_provider(run, device, provider)
+    try:
+        return run.session(device, model, provider, options, cpu_fallback)
+    except (EdgeSessionError, ProviderError, ModelError) as exc:
+        error = str(exc)
+    fail(error)
+
+
+def fail(message: str) -> NoReturn:
+    """Fail the test with one line (no traceback, no exception chain)."""
+    __tracebackhide__ = True
+    pytest.fail(message, pytrace=False)
+
+
+def assert_no_fallback(run: EdgeRun, node: pytest.Item, device: str, provider: str, model: Path,
+                       options: Optional[Mapping[str, Any]] = None) -> float:
+    """Fail unless ``model`` is created with CPU fallback disabled; return the EP's node coverage."""
+    from .checks import diagnose_no_fallback
+
+    if not resolve_provider(provider).accelerator:
+        pytest.skip(f"provider {provider} is CPU itself: there is no CPU fallback to check")
+    require_provider(run, device, provider)
+    try:
+        message = diagnose_no_fallback(run, device, provider, model, options)
+    except (ProviderError, ModelError) as exc:
+        message = str(exc)
+    if message:
+        run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": False, "device": device,
+                    "provider": provider, "error": message})
+        fail(message)
+    session = open_session(run, device, model, provider, options, cpu_fallback=False)
+    coverage = session.npu_coverage if session.npu_coverage is not None else 1.0
+    run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": True, **session.provenance()})
+    node.user_properties.append(("edge_npu_coverage", f"{coverage:.4f}"))
+    return coverage

@@ -1,0 +1,301 @@
+"""pytest nodes for ``edge_suite.toml``: one item per check x device x provider."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional
+
+import pytest
+
+from .tolerance import uses_vs_float
+from .errors import EdgeError
+from .outcomes import assert_no_fallback, fail, open_session, unavailable
+from .providers import resolve_provider
+from .runstate import EdgeRun, edge_run
+from .suite import MissingPackage, Suite, SuiteError, load_suite
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .compare import Comparison
+    from .session import EdgeSession
+
+CACHE_DIR = ".edgeort-cache"
+
+
+@dataclass
+class SuiteModels:
+    """What a suite runs: the (prepared) model, its float baseline and the input feeds."""
+
+    model: Path
+    float_model: Optional[Path]
+    feeds: List[Dict[str, "np.ndarray"]]
+    ranges: Mapping[str, Any]
+
+
+class SuiteFile(pytest.File):
+    """An ``edge_suite.toml``; prepares its model once, lazily, for all its items."""
+
+    def collect(self) -> Iterator["SuiteItem"]:
+        run = edge_run(self.config)
+        try:
+            self.suite = load_suite(self.path)
+            providers = run.providers_for(self.suite.providers or None)
+            devices = run.device_names()
+        except (SuiteError, ValueError) as exc:
+            raise self.CollectError(str(exc)) from None
+        self._models: Optional[SuiteModels] = None
+        self._error: Optional[Exception] = None
+        for check in self.suite.checks():
+            for device in devices:
+                for provider in providers:
+                    if check == "no_cpu_fallback" and not resolve_provider(provider).accelerator:
+                        continue
+                    item = SuiteItem.from_parent(self, name=f"{check}[{device}-{provider}]", check=check,
+                                                 device=device, provider=provider)
+                    if check in self.suite.xfail:
+                        item.add_marker(pytest.mark.xfail(reason=self.suite.xfail[check], strict=True))
+                    yield item
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, self.CollectError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    def models(self, run: EdgeRun) -> SuiteModels:
+        """Resolve, prepare (content-hash cached) and load inputs once; errors are remembered."""
+        if self._error is not None:
+            raise self._error
+        if self._models is None:
+            try:
+                self._models = self._load_models(run)
+            except (EdgeError, ValueError) as exc:
+                self._error = exc
+                raise
+        return self._models
+
+    def _load_models(self, run: EdgeRun) -> SuiteModels:
+        from .inputs import generate_inputs, load_npz, split_examples
+        from .modelinfo import model_info
+
+        suite = self.suite
+        source = suite.resolve_model(suite.model, "model")
+        float_source = suite.resolve_model(suite.float_model, "float_model") if suite.float_model else None
+        model, float_model = source, float_source
+        if suite.prepare:
+            from .prepare import PrepareRecipe, prepare_model
+
+            recipe = PrepareRecipe.from_mapping(suite.prepare, str(suite.path))
+            cache = run.rootdir / CACHE_DIR / "prepared"
+            model = prepare_model(source, recipe, suite.folder, cache)
+            baseline = recipe.float_baseline()
+            if float_source is not None:
+                float_model = float_source if baseline.is_empty else prepare_model(float_source, baseline, suite.folder, cache)
+            elif recipe.quantize:
+                float_model = prepare_model(source, baseline, suite.folder, cache)
+        info = model_info(model)
+        ranges: Dict[str, Any] = {}
+        if suite.inputs:
+            path = suite.local_file(suite.inputs, "inputs")
+            feeds = split_examples(info, load_npz(path), str(path))
+        else:
+            spec = suite.generate
+            count = spec.count if spec else 4
+            seed = spec.seed if spec and spec.seed is not None else run.options.seed
+            if spec:
+                ranges = {t.name: spec.default_range for t in info.inputs if spec.default_range}
+                ranges.update(spec.ranges)
+            feeds = [generate_inputs(info, seed, i, ranges) for i in range(count)]
+        return SuiteModels(model, float_model, feeds, ranges)
+
+
+class SuiteItem(pytest.Item):
+    """One check of a suite on one device and provider."""
+
+    def __init__(self, *, check: str, device: str, provider: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.check = check
+        self.device = device
+        self.provider = provider
+
+    @property
+    def suite(self) -> Suite:
+        return self.parent.suite  # type: ignore[attr-defined,no-any-return]
+
+    def reportinfo(self):
+        return self.path, None, f"{self.suite.path.parent.name}::{self.name}"
+
+    def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
+        if isinstance(excinfo.value, EdgeError):
+            return str(excinfo.value)
+        return super().repr_failure(excinfo)
+
+    # -- shared steps
+    def _models(self, run: EdgeRun) -> SuiteModels:
+        try:
+            return self.parent.models(run)  # type: ignore[attr-defined,no-any-return]
+        except MissingPackage as exc:
+            unavailable(run, str(exc))
+        except (EdgeError, ValueError) as exc:
+            error = str(exc)
+        fail(error)
+
+    def _options(self, provider: str) -> Mapping[str, Any]:
+        return self.suite.provider_options.get(provider, {})
+
+    def _session(self, run: EdgeRun, models: SuiteModels) -> "EdgeSession":
+        return open_session(run, self.device, models.model, self.provider, self._options(self.provider))
+
+    def _reference(self, run: EdgeRun, models: SuiteModels) -> "EdgeSession":
+        ref = self.suite.reference
+        device = "local" if ref == "host" else self.device
+        provider = "cpu" if ref in ("host", "cpu") else ref
+        return open_session(run, device, models.model, provider, self._options(provider))
+
+    def _baseline(self, run: EdgeRun, models: SuiteModels) -> Optional["EdgeSession"]:
+        if models.float_model is None or not uses_vs_float([self.suite.tolerance]):
+            return None
+        return open_session(run, self.device, models.float_model, "cpu")
+
+    def _compare(self, session: "EdgeSession", actual: Mapping[str, "np.ndarray"], expected: Mapping[str, "np.ndarray"],
+                 baseline: Optional[Mapping[str, "np.ndarray"]]) -> "Comparison":
+        from .checks import compare_session
+
+        try:
+            return compare_session(session, actual, expected, [self.suite.tolerance], baseline,
+                                   f"{self.suite.path}: [tolerance]")
+        except ValueError as exc:
+            error = str(exc)
+        fail(error)
+
+    def _fail_examples(self, title: str, results: List["Comparison"]) -> None:
+        from .report import format_comparison
+
+        failed = [i for i, r in enumerate(results) if not r.passed]
+        if failed:
+            first = failed[0]
+            fail(f"{title}: {len(failed)} of {len(results)} examples outside tolerance (examples {failed[:20]}); "
+                 f"example {first}:\n" + format_comparison(results[first], title=f"{title}, example {first}"))
+
+    def _record(self, run: EdgeRun, session: "EdgeSession", **fields: Any) -> None:
+        run.record({"nodeid": self.nodeid, "check": self.check, "suite": str(self.suite.path), **session.provenance(),
+                    **fields})
+
+    # -- the checks
+    def runtest(self) -> None:
+        run = edge_run(self.config)
+        getattr(self, f"run_{self.check}")(run)
+
+    def run_conformance(self, run: EdgeRun) -> None:
+        models = self._models(run)
+        session = self._session(run, models)
+        reference = self._reference(run, models)
+        baseline = self._baseline(run, models)
+        results = []
+        for feed in models.feeds:
+            actual = session.run(feed)
+            float_out = baseline.run(feed) if baseline is not None else None
+            results.append(self._compare(session, actual, reference.run(feed), float_out))
+        self._record(run, session, passed=all(r.passed for r in results),
+                     comparisons=[r.to_dict() for r in results])
+        self._fail_examples(f"{session.label} vs {reference.spec.alias} reference", results)
+
+    def run_no_cpu_fallback(self, run: EdgeRun) -> None:
+        models = self._models(run)
+        assert_no_fallback(run, self, self.device, self.provider, models.model, self._options(self.provider))
+
+    def run_golden(self, run: EdgeRun) -> None:
+        from .golden import GoldenError, drift, load_golden, stack_examples, write_golden
+
+        models = self._models(run)
+        session = self._session(run, models)
+        outputs = [session.run(feed) for feed in models.feeds]
+        folder = self.suite.local_file(self.suite.golden_dir, "golden_dir")
+        hint = f"pytest --edge-update-golden {self.suite.path.relative_to(run.rootdir) if self.suite.path.is_relative_to(run.rootdir) else self.suite.path}"
+        if run.options.update_golden:
+            try:
+                old = load_golden(folder, self.provider, hint)
+            except GoldenError:
+                old = None
+            stacked = stack_examples(outputs)
+            write_golden(folder, self.provider, stacked, {**session.provenance(), "examples": len(outputs)})
+            lines = drift(old, stacked, {o.name: session.model.scale(o.name) for o in session.model.outputs})
+            self._record(run, session, passed=True, golden_update=lines, golden=str(folder / f"{self.provider}.npz"))
+            return
+        try:
+            golden = load_golden(folder, self.provider, hint)
+        except GoldenError as exc:
+            unavailable(run, str(exc))
+            return
+        if golden.count != len(outputs):
+            fail(f"golden {folder / self.provider}.npz holds {golden.count} examples, the suite has {len(outputs)}; "
+                 f"update it with: {hint}")
+        baseline = self._baseline(run, models)
+        results = [self._compare(session, out, golden.example(i), baseline.run(feed) if baseline else None)
+                   for i, (out, feed) in enumerate(zip(outputs, models.feeds))]
+        self._record(run, session, passed=all(r.passed for r in results), golden_provenance=golden.provenance,
+                     comparisons=[r.to_dict() for r in results])
+        self._fail_examples(f"{session.label} vs golden {self.provider}.npz "
+                            f"(written {golden.provenance.get('written', '?')})", results)
+
+    def run_latency(self, run: EdgeRun) -> None:
+        from .latency import LatencyStats
+
+        models = self._models(run)
+        session = self._session(run, models)
+        stats = LatencyStats.from_times(session.time(models.feeds[0], runs=self.suite.latency_runs))
+        speedup = None
+        if self.provider != "cpu":
+            cpu = open_session(run, self.device, models.model, "cpu")
+            cpu_stats = LatencyStats.from_times(cpu.time(models.feeds[0], runs=self.suite.latency_runs))
+            speedup = stats.speedup_over(cpu_stats)
+        gate = self.suite.latency_p90_ms
+        passed = gate is None or stats.p90_ms <= gate
+        self._record(run, session, passed=passed, latency=stats.to_dict(), speedup_vs_cpu=speedup, latency_gate_ms=gate)
+        for key, value in (("p50_ms", stats.p50_ms), ("p90_ms", stats.p90_ms)):
+            self.user_properties.append((f"edge_latency_{key}", f"{value:.4g}"))
+        if not passed:
+            fail(f"{session.label}: latency p90 {stats.p90_ms:.3g} ms > latency_p90_ms {gate:g} "
+                 f"(p50 {stats.p50_ms:.3g} ms, min {stats.min_ms:.3g} ms over {stats.runs} runs)")
+
+    def run_fuzz(self, run: EdgeRun) -> None:
+        from hypothesis import HealthCheck, Verbosity, given, seed, settings
+
+        from .strategies import inputs_for
+
+        models = self._models(run)
+        session = self._session(run, models)
+        reference = self._reference(run, models)
+        baseline = self._baseline(run, models)
+        last_failure: Dict[str, Any] = {}
+
+        @seed(run.options.seed)
+        @settings(max_examples=self.suite.fuzz_examples, database=None, deadline=None, verbosity=Verbosity.quiet,
+                  suppress_health_check=list(HealthCheck))
+        @given(feed=inputs_for(session.model, ranges=models.ranges or None))
+        def conforms(feed: Dict[str, "np.ndarray"]) -> None:
+            result = self._compare(session, session.run(feed), reference.run(feed),
+                                   baseline.run(feed) if baseline else None)
+            if not result.passed:
+                last_failure.update(feed=feed, result=result)  # Hypothesis replays the shrunk one last
+                raise AssertionError("outside tolerance")
+
+        try:
+            conforms()
+        except AssertionError:
+            path = self._save_failing(run, last_failure["feed"])
+            from .report import format_comparison
+
+            fail(f"{session.label}: a generated input is outside tolerance (shrunk); reproduce with "
+                 f"numpy.load({str(path)!r}):\n" + format_comparison(last_failure["result"], title="fuzz"))
+        self._record(run, session, passed=True, fuzz_examples=self.suite.fuzz_examples)
+
+    def _save_failing(self, run: EdgeRun, feed: Mapping[str, "np.ndarray"]) -> Path:
+        import numpy as np
+
+        folder = run.rootdir / CACHE_DIR / "fuzz"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{self.suite.folder.name}-{self.device}-{self.provider}.npz"
+        np.savez(path, **feed)
+        return path
+
