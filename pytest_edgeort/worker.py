@@ -46,7 +46,7 @@ def encode_frame(header, arrays=()):
         array = np.asarray(array)
         if array.dtype.hasobject:
             raise TypeError("array %r has dtype object; only numeric/bool tensors can be sent" % name)
-        data = np.ascontiguousarray(array)
+        data = array if array.flags.c_contiguous else np.ascontiguousarray(array)  # (keeps 0-d arrays 0-d)
         if data.dtype.byteorder == ">":
             data = data.astype(data.dtype.newbyteorder("<"))
         raw = data.tobytes()
@@ -78,7 +78,7 @@ def read_frame(read_exact):
 
         for meta in header["arrays"]:
             raw = read_exact(meta["nbytes"])
-            array = np.frombuffer(raw, dtype=np.dtype(meta["dtype"])).reshape(meta["shape"])
+            array = np.frombuffer(raw, dtype=np.dtype(meta["dtype"])).reshape(tuple(meta["shape"]))
             arrays.append((meta["name"], array.copy()))
     return header, arrays
 
