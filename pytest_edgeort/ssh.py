@@ -1,0 +1,362 @@
+"""SSH boards: one fabric connection per device, one persistent worker per isolation group.
+
+The worker is the same ``worker.py`` the ``local`` device runs, uploaded once into the board's
+workdir under its content hash. Each worker is one ``exec`` channel on the connection, started as
+``exec sh -c 'echo "edgeort-worker $$"; "$@"; exit $?' ... python worker-<hash>.py`` so that
+
+* the first stdout line names the worker's process group (sshd gives every exec session its own),
+  which :meth:`SSHTransport.terminate` kills over a fresh exec if closing stdin does not stop it;
+* a worker killed by a signal is reported as such (``exit $?`` turns it into status 128+N, which
+  paramiko delivers; it drops OpenSSH's ``exit-signal`` message).
+
+After that line, stdin/stdout carry the framed protocol and stderr feeds a :class:`StderrTail`.
+Host keys are checked against ``known_hosts`` (unknown or changed keys are refused) unless the
+inventory says ``insecure_skip_host_key_check = true``.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+import shlex
+import socket
+import threading
+from pathlib import Path
+from typing import Callable, List, Optional
+
+import paramiko
+from fabric import Connection
+from invoke.exceptions import CommandTimedOut
+
+from .channel import WORKER_PATH, StderrTail, Transport, WorkerDied
+from .devices import Device
+from .errors import DeviceUnavailable
+from .inventory import DEFAULT_WORKDIR, DeviceConfig
+
+WORKER_BYTES = WORKER_PATH.read_bytes()
+WORKER_SHA256 = hashlib.sha256(WORKER_BYTES).hexdigest()
+WORKER_NAME = f"worker-{WORKER_SHA256[:16]}.py"
+PREAMBLE = b"edgeort-worker "
+# Bigger than paramiko's 2 MiB default so large tensors stream back without stalling on window updates.
+WINDOW_SIZE = 16 * 1024 * 1024
+MAX_PACKET_SIZE = 32 * 1024
+_LAUNCHER = 'echo "edgeort-worker $$"; "$@"; exit $?'
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """OpenSSH-style ``SHA256:...`` fingerprint of a host key."""
+    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
+    return f"{key.get_name()} SHA256:{digest}"
+
+
+class HostKeyRefused(Exception):
+    """Raised by :class:`_RefuseUnknownHost` from inside paramiko's connect."""
+
+
+class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
+    """paramiko's RejectPolicy with a message that says what to do."""
+
+    def __init__(self, device: str, known_hosts: Path, exists: bool) -> None:
+        self.device = device
+        self.known_hosts = known_hosts
+        self.exists = exists
+
+    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
+        host, port = _split_host_key_name(hostname)
+        where = str(self.known_hosts) + ("" if self.exists else " (that file does not exist)")
+        scan = f"ssh-keyscan{'' if port == 22 else f' -p {port}'} {host} >> {self.known_hosts}"
+        raise HostKeyRefused(
+            f"device {self.device!r}: host key for {host}:{port} is not in {where} (refusing to connect; "
+            f"the server offers {fingerprint(key)}; add it with `{scan}` after checking that fingerprint, "
+            "or set insecure_skip_host_key_check = true)"
+        )
+
+
+def _split_host_key_name(name: str) -> tuple:
+    """``[host]:port`` / ``host`` (paramiko's known_hosts lookup name) -> (host, port)."""
+    if name.startswith("[") and "]:" in name:
+        host, port = name[1:].split("]:", 1)
+        return host, int(port)
+    return name, 22
+
+
+class _ChannelStderr:
+    """A ``readline()`` view of a channel's stderr for :meth:`StderrTail.feed_stream`.
+
+    The channel's timeout is set per protocol read; timeouts here just mean "no stderr yet".
+    """
+
+    def __init__(self, channel: paramiko.Channel) -> None:
+        self.channel = channel
+        self.buffer = bytearray()
+
+    def readline(self) -> bytes:
+        while b"\n" not in self.buffer:
+            try:
+                data = self.channel.recv_stderr(32768)
+            except socket.timeout:
+                continue
+            if not data:
+                line = bytes(self.buffer)
+                self.buffer.clear()
+                return line
+            self.buffer += data
+        end = self.buffer.index(b"\n") + 1
+        line = bytes(self.buffer[:end])
+        del self.buffer[:end]
+        return line
+
+
+class SSHTransport(Transport):
+    """The framed protocol over one exec channel; the remote process group dies with it."""
+
+    def __init__(self, channel: paramiko.Channel, where: str, startup_timeout: float,
+                 command_timeout: float, kill_group: Callable[[int], None]) -> None:
+        self.channel = channel
+        self.where = where
+        self.command_timeout = command_timeout
+        self.kill_group = kill_group
+        self.pgid: Optional[int] = None
+        self._pending = b""
+        self._terminated = False
+        self.stderr = StderrTail()
+        self.stderr.feed_stream(_ChannelStderr(channel))
+        self.description = f"worker on {where}"
+        self._read_preamble(startup_timeout)
+
+    def _read_preamble(self, timeout: float) -> None:
+        """Skip anything a login script printed, up to the launcher's ``edgeort-worker <pgid>`` line."""
+        data = b""
+        while True:
+            start = data.find(PREAMBLE)
+            if start >= 0 and b"\n" in data[start:]:
+                end = data.index(b"\n", start)
+                self.pgid = int(data[start + len(PREAMBLE):end])
+                self._pending = data[end + 1:]
+                self.description = f"worker (process group {self.pgid}) on {self.where}"
+                return
+            try:
+                chunk = self.recv(65536, timeout)
+            except TimeoutError:
+                chunk = b""
+            if not chunk:
+                status = self.exit_status()
+                self.terminate()
+                raise WorkerDied(
+                    f"the worker launcher on {self.where} did not start (exit status {status})"
+                    + (f"; stderr: {self.stderr.text()}" if self.stderr.text() else "")
+                )
+            data += chunk
+
+    def send(self, data: bytes) -> None:
+        # Channel.sendall re-slices the remaining bytes after every packet: quadratic for big tensors.
+        view = memoryview(data)
+        offset = 0
+        try:
+            self.channel.settimeout(self.command_timeout)
+            while offset < len(view):
+                offset += self.channel.send(bytes(view[offset:offset + MAX_PACKET_SIZE]))
+        except (socket.timeout, OSError, EOFError, paramiko.SSHException) as exc:
+            raise WorkerDied(f"cannot write to {self.description}: {exc or type(exc).__name__}") from None
+
+    def recv(self, max_bytes: int, timeout: Optional[float]) -> bytes:
+        if self._pending:
+            data, self._pending = self._pending[:max_bytes], self._pending[max_bytes:]
+            return data
+        self.channel.settimeout(timeout)
+        try:
+            return self.channel.recv(max_bytes)
+        except socket.timeout:
+            raise TimeoutError from None
+
+    def exit_status(self) -> Optional[int]:
+        """The worker's exit code, ``-N`` for signal N (via ``exit $?``), None if unknown/running."""
+        if not self.channel.status_event.is_set():
+            return None
+        status = self.channel.exit_status
+        return -(status - 128) if 128 < status < 128 + 65 else status
+
+    def stderr_tail(self) -> str:
+        return self.stderr.text()
+
+    def terminate(self) -> None:
+        """Close stdin (an idle worker exits), then kill the process group if it is still there."""
+        if self._terminated:
+            return
+        self._terminated = True
+        channel = self.channel
+        if not channel.status_event.is_set() and not channel.closed:
+            try:
+                channel.shutdown_write()
+            except (OSError, EOFError, paramiko.SSHException):
+                pass
+            if not channel.status_event.wait(2.0) and self.pgid is not None and not channel.closed:
+                self.kill_group(self.pgid)
+        channel.close()
+
+
+class SSHDevice(Device):
+    """A board reached over SSH (fabric/paramiko), with workers started in ``workdir``."""
+
+    def __init__(self, config: DeviceConfig) -> None:
+        super().__init__(config)
+        self._conn: Optional[Connection] = None
+        self._workdir: Optional[str] = None
+        self._lock = threading.Lock()
+        self.worker_uploads = 0
+        self.connections = 0
+
+    # -- connection
+    @property
+    def address(self) -> str:
+        conn = self._conn
+        if conn is None:
+            return f"{self.config.host}:{self.config.port or 22}"
+        return f"{conn.host}:{conn.port}"
+
+    def connection(self) -> Connection:
+        """The open connection, (re)connecting when there is none or it dropped."""
+        with self._lock:
+            if self._conn is not None and self._conn.is_connected:
+                return self._conn
+            self._drop_connection()
+            self._conn = self._connect()
+            self.connections += 1
+            self._workdir = None
+            return self._conn
+
+    def _connect(self) -> Connection:
+        cfg = self.config
+        timeout = cfg.connect_timeout
+        kwargs = {"timeout": timeout, "banner_timeout": timeout, "auth_timeout": timeout, "channel_timeout": timeout}
+        if cfg.identity_file:
+            kwargs["key_filename"] = [os.path.expanduser(cfg.identity_file)]
+        conn = Connection(cfg.host, user=cfg.user, port=cfg.port, connect_kwargs=kwargs)
+        conn.connect_timeout = None  # fabric truncates it to int; paramiko gets the float in connect_kwargs
+        if cfg.insecure_skip_host_key_check:
+            conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # in memory only, never saved
+        else:
+            known = self._known_hosts(conn)
+            if known.is_file():
+                conn.client.get_host_keys().load(str(known))
+            conn.client.set_missing_host_key_policy(_RefuseUnknownHost(self.name, known, known.is_file()))
+        where = f"{conn.host}:{conn.port}"
+        try:
+            conn.open()
+        except HostKeyRefused as exc:
+            message = str(exc)
+        except paramiko.BadHostKeyException as exc:
+            known = self._known_hosts(conn)
+            entry = f"[{conn.host}]:{conn.port}" if conn.port != 22 else conn.host
+            message = (
+                f"device {self.name!r}: host key for {where} has CHANGED: the server offers "
+                f"{fingerprint(exc.key)} but {known} has {fingerprint(exc.expected_key)} (refusing to connect; "
+                f"someone may be intercepting the connection, or the board was reinstalled: if so, remove the "
+                f"old entry with `ssh-keygen -R '{entry}' -f {known}` and add the new key)"
+            )
+        except paramiko.AuthenticationException as exc:
+            message = (f"device {self.name!r}: authentication as {conn.user!r} on {where} failed ({exc}); "
+                       "check user and identity_file")
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            reason = " ".join(str(exc).split()) or type(exc).__name__
+            message = f"device {self.name!r}: cannot connect to {where} within {timeout:g} s: {reason}"
+        else:
+            return conn
+        conn.close()
+        raise DeviceUnavailable(message)
+
+    def _known_hosts(self, conn: Connection) -> Path:
+        """Inventory ``known_hosts``, else ssh_config ``UserKnownHostsFile``, else ~/.ssh/known_hosts."""
+        path = self.config.known_hosts
+        if path is None:
+            configured = conn.ssh_config.get("userknownhostsfile")
+            path = configured.split()[0] if configured else "~/.ssh/known_hosts"
+        return Path(os.path.expanduser(path))
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # a dropped connection may fail to close cleanly; it is gone either way
+                pass
+            self._conn = None
+
+    def run(self, command: str, timeout: Optional[float] = None) -> str:
+        """Run a short shell command on the board; return stdout; DeviceUnavailable on failure."""
+        conn = self.connection()
+        timeout = timeout or self.config.command_timeout
+        try:
+            result = conn.run(command, hide=True, warn=True, timeout=timeout, in_stream=False)
+        except CommandTimedOut:
+            raise DeviceUnavailable(f"device {self.name!r}: `{command}` did not finish within {timeout:g} s") from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: `{command}` failed: {exc}") from None
+        if result.exited != 0:
+            detail = " ".join(result.stderr.split()) or f"exit code {result.exited}"
+            raise DeviceUnavailable(f"device {self.name!r}: `{command}` failed on {self.address}: {detail}")
+        return result.stdout
+
+    # -- worker
+    def workdir(self) -> str:
+        """The board's workdir (``~`` expanded remotely), created, with the current worker.py in it."""
+        self.connection()
+        if self._workdir is None:
+            workdir = self.config.workdir or DEFAULT_WORKDIR
+            if workdir == "~" or workdir.startswith("~/"):
+                workdir = self.run('printf %s "$HOME"') + workdir[1:]
+            target = f"{workdir}/{WORKER_NAME}"
+            state = self.run(f"mkdir -p -- {shlex.quote(workdir)} && "
+                             f"if test -f {shlex.quote(target)}; then echo present; else echo absent; fi")
+            if state.strip() != "present":
+                self._upload_worker(workdir, target)
+            self._workdir = workdir
+        return self._workdir
+
+    def _upload_worker(self, workdir: str, target: str) -> None:
+        tmp = f"{target}.{os.getpid()}.tmp"
+        try:
+            sftp = self.connection().sftp()
+            sftp.putfo(io.BytesIO(WORKER_BYTES), tmp)
+            sftp.posix_rename(tmp, target)
+        except (OSError, paramiko.SSHException) as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: cannot upload the worker to {workdir} on "
+                                    f"{self.address}: {exc}") from None
+        self.worker_uploads += 1
+
+    def worker_command(self, workdir: str) -> str:
+        """The exec line that starts one worker (every path and argument quoted)."""
+        python = self.config.python or "python3"
+        env = {"PYTHONUNBUFFERED": "1", **self.config.env}
+        argv: List[str] = ["env", *(f"{k}={v}" for k, v in env.items()), python, f"{workdir}/{WORKER_NAME}",
+                           "--workdir", workdir]
+        return " ".join(["exec", "sh", "-c", shlex.quote(_LAUNCHER), "edgeort-worker", *map(shlex.quote, argv)])
+
+    def _start_transport(self, group: str) -> SSHTransport:
+        workdir = self.workdir()
+        conn = self.connection()
+        cfg = self.config
+        where = f"device {self.name!r} ({conn.user}@{self.address}, {cfg.python or 'python3'})"
+        try:
+            channel = conn.transport.open_session(window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE,
+                                                  timeout=cfg.connect_timeout)
+            channel.exec_command(self.worker_command(workdir))
+            return SSHTransport(channel, where, max(30.0, cfg.command_timeout), cfg.command_timeout, self._kill_group)
+        except WorkerDied as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: cannot start a worker on {self.address}: {exc}") from None
+
+    def _kill_group(self, pgid: int) -> None:
+        """Kill a worker's process group over a fresh exec (best effort when the connection is gone)."""
+        if self._conn is None or not self._conn.is_connected:
+            return
+        try:
+            self.run(f"kill -KILL -- -{int(pgid)} 2>/dev/null; true", timeout=min(10.0, self.config.command_timeout))
+        except DeviceUnavailable:
+            pass
+
+    def close(self) -> None:
+        super().close()
+        with self._lock:
+            self._drop_connection()
