@@ -231,7 +231,9 @@ class Worker(object):
         so.log_severity_level = int(req.get("log_severity", 3))
         if req.get("intra_op_threads"):
             so.intra_op_num_threads = int(req["intra_op_threads"])
-        config = {"session.record_ep_graph_assignment_info": "1"}
+        # No spinning thread pools: several sessions share this process and the board's cores, and a
+        # spinning CPU-EP pool slows the QNN HTP simulator (or a board's CPU side) by up to 10x.
+        config = {"session.record_ep_graph_assignment_info": "1", "session.intra_op.allow_spinning": "0"}
         if not req.get("cpu_fallback", True):
             config["session.disable_cpu_ep_fallback"] = "1"
         config.update(req.get("session_config") or {})

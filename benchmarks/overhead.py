@@ -1,0 +1,140 @@
+"""Plugin overhead: N QNN-HTP-vs-CPU comparisons through pytest-edgeort vs hand-written ORT code.
+
+Three ways to do the same work end to end, each in a fresh process (python start, imports, session
+creation, N x (generate input, run on QNN HTP, run on CPU, compare)), alternated and repeated so
+machine noise hits all alike:
+
+- plain:     a hand-written onnxruntime script (no pytest at all);
+- pytest:    the same hand-written onnxruntime code as N parametrized pytest tests (what teams write
+             before they adopt a plugin: module-scoped sessions, an SNR assert);
+- edgeort:   the same N tests with pytest-edgeort's markers and fixtures (worker process, placement
+             check, full comparison report, records for the JSON report).
+
+The target (plugin within 1.2x) is edgeort / pytest: the cost the plugin adds to a pytest run.
+edgeort / plain is printed too; it also contains pytest's own per-test cost.
+
+    python benchmarks/overhead.py [--n 200] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from tests.models import conv_matmul_qdq  # noqa: E402  (same small u8 QDQ conv/matmul model as the tests)
+
+PLAIN = '''
+import sys
+import numpy as np
+import onnxruntime as ort
+import onnxruntime_qnn
+
+model, n = sys.argv[1], int(sys.argv[2])
+ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
+so = ort.SessionOptions()
+so.add_provider_for_devices([d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"],
+                            {"backend_type": "htp"})
+npu = ort.InferenceSession(model, sess_options=so)
+npu.disable_fallback()
+cpu = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+failures = 0
+for i in range(n):
+    x = np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)
+    a, = npu.run(None, {"x": x})
+    e, = cpu.run(None, {"x": x})
+    err = a.astype(np.float64) - e
+    snr = 10 * np.log10(np.sum(e.astype(np.float64) ** 2) / max(np.sum(err ** 2), 1e-30))
+    failures += snr < 15
+print("failures", failures)
+sys.exit(1 if failures else 0)
+'''
+
+HAND_TEST = '''
+import numpy as np
+import onnxruntime as ort
+import onnxruntime_qnn
+import pytest
+
+MODEL = r"{model}"
+
+@pytest.fixture(scope="module")
+def sessions():
+    ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
+    so = ort.SessionOptions()
+    so.add_provider_for_devices([d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"],
+                                {{"backend_type": "htp"}})
+    npu = ort.InferenceSession(MODEL, sess_options=so)
+    npu.disable_fallback()
+    return npu, ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
+
+@pytest.mark.parametrize("i", range({n}))
+def test_matches_cpu(i, sessions):
+    npu, cpu = sessions
+    x = {{"x": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)}}
+    a, = npu.run(None, x)
+    e, = cpu.run(None, x)
+    err = a.astype(np.float64) - e
+    assert 10 * np.log10(np.sum(e.astype(np.float64) ** 2) / max(np.sum(err ** 2), 1e-30)) >= 15
+'''
+
+PLUGIN_TEST = '''
+import numpy as np
+import pytest
+
+@pytest.mark.edge_model(r"{model}")
+@pytest.mark.edge_providers("qnn-htp")
+@pytest.mark.parametrize("i", range({n}))
+def test_matches_cpu(i, edge_session, edge_reference, edge_compare):
+    x = {{"x": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)}}
+    edge_compare(edge_session.run(x), edge_reference.run(x))
+'''
+
+
+def timed(cmd: list, cwd: Path) -> float:
+    start = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    elapsed = time.perf_counter() - start
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=200, help="comparisons per run")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        model = conv_matmul_qdq(folder)
+        (folder / "plain.py").write_text(PLAIN)
+        (folder / "test_hand.py").write_text(textwrap.dedent(HAND_TEST.format(model=model, n=args.n)))
+        (folder / "test_edgeort.py").write_text(textwrap.dedent(PLUGIN_TEST.format(model=model, n=args.n)))
+        pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
+        commands = {
+            "plain": [sys.executable, "plain.py", str(model), str(args.n)],
+            "pytest": pytest_cmd + ["test_hand.py"],
+            "edgeort": pytest_cmd + ["test_edgeort.py"],
+        }
+        times: dict = {name: [] for name in commands}
+        for _ in range(args.repeats):
+            for name, cmd in commands.items():
+                times[name].append(timed(cmd, folder))
+    med = {name: statistics.median(t) for name, t in times.items()}
+    labels = {"plain": "plain onnxruntime script", "pytest": "hand-written pytest + ORT", "edgeort": "pytest-edgeort"}
+    print(f"{args.n} comparisons (u8 QDQ conv/matmul 1x3x16x16, QNN HTP simulator vs CPU), median of {args.repeats}:")
+    for name, label in labels.items():
+        runs = ", ".join(f"{t:.2f}" for t in times[name])
+        print(f"  {label:27s}: {med[name]:7.3f} s  ({1000 * med[name] / args.n:6.2f} ms/comparison; runs {runs})")
+    print(f"  ratio edgeort / hand-written pytest: {med['edgeort'] / med['pytest']:5.2f}x  (target <= 1.2x)")
+    print(f"  ratio edgeort / plain script       : {med['edgeort'] / med['plain']:5.2f}x  (includes pytest itself)")
+
+
+if __name__ == "__main__":
+    main()
