@@ -69,7 +69,9 @@ def _options(config: pytest.Config) -> EdgeOptions:
 def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
-    config.stash[RUN_KEY] = EdgeRun(_options(config), Path(str(config.rootpath)))
+    run = EdgeRun(_options(config), Path(str(config.rootpath)))
+    config.stash[RUN_KEY] = run
+    config.pluginmanager.register(OutcomeRecorder(run), "edgeort-outcomes")
     config.pluginmanager.register(fixtures, "edgeort-fixtures")
 
 
@@ -108,6 +110,30 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[p
 
 def is_edge_item(item: pytest.Item) -> bool:
     return TARGET in getattr(item, "fixturenames", ()) or type(item).__name__ == "SuiteItem"
+
+
+class OutcomeRecorder:
+    """Keeps each test's final outcome for the JSON report (a plugin object bound to the run)."""
+
+    def __init__(self, run: EdgeRun) -> None:
+        self.run = run
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
+        if report.when == "call" or report.outcome != "passed":
+            self.run.outcomes[report.nodeid] = outcome
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    run = edge_run(session.config)
+    if run.options.report is None or not run.records:
+        return
+    from .jsonreport import build_report, write_report
+
+    devices = {name: dev._caps or {} for name, dev in run.devices.items()}
+    nodeids = {r.get("nodeid") for r in run.records}
+    outcomes = {k: v for k, v in run.outcomes.items() if k in nodeids}
+    write_report(run.options.report, build_report(run.records, devices, run.options.seed, outcomes))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

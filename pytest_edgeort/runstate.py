@@ -49,6 +49,7 @@ class EdgeRun:
     sessions_created: int = 0
     records: List[Dict[str, Any]] = field(default_factory=list)
     usage_errors: List[str] = field(default_factory=list)
+    outcomes: Dict[str, str] = field(default_factory=dict)  # nodeid -> final pytest outcome
     _inventory: Optional[Dict[str, DeviceConfig]] = None
 
     # -- inventory and devices

@@ -83,6 +83,7 @@ class EdgeSession:
             "qnn_sdk": (caps.get("qnn") or {}).get("sdk_version"),
             "qnn_ep": (caps.get("qnn") or {}).get("ep_package_version"),
             "npu_coverage": self.npu_coverage,
+            "placement": self.placement.to_dict() if self.placement is not None else None,
         }
 
     # -- lifecycle

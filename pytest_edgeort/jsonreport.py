@@ -1,0 +1,47 @@
+"""The machine-readable run report (``--edge-report PATH``), written atomically."""
+from __future__ import annotations
+
+import datetime
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Mapping
+
+SCHEMA = "pytest-edgeort/report"
+SCHEMA_VERSION = 1
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return _json_safe(value.item())
+    return value
+
+
+def build_report(records: List[Dict[str, Any]], devices: Mapping[str, Dict[str, Any]], seed: int,
+                 outcomes: Mapping[str, str]) -> Dict[str, Any]:
+    """The report document: every recorded check with the pytest outcome of its test."""
+    results = [dict(r, outcome=outcomes.get(r.get("nodeid", ""), "unknown")) for r in records]
+    return _json_safe({
+        "schema": SCHEMA,
+        "version": SCHEMA_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "seed": seed,
+        "devices": dict(devices),
+        "results": results,
+        "outcomes": dict(outcomes),
+    })
+
+
+def write_report(path: Path, document: Dict[str, Any]) -> None:
+    """Write via a temp file and rename, so a reader never sees half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
