@@ -218,7 +218,11 @@ class WorkerClient:
             raise WorkerDied(f"{self.label} is no longer running")
         with self._lock:
             frame = wire.encode_frame(dict(fields, op=op), arrays)
-            self.transport.send(frame)
+            try:
+                self.transport.send(frame)
+            except WorkerDied:
+                self._die()  # a failed write leaves no usable worker: the next request starts a new one
+                raise
             reply, out = self._read_reply(timeout, op)
         if not reply.get("ok"):
             raise WorkerError(reply.get("kind", "internal"), reply.get("error", "unknown worker error"))

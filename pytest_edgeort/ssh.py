@@ -150,6 +150,8 @@ class SSHTransport(Transport):
             data += chunk
 
     def send(self, data: bytes) -> None:
+        """Write a frame. Write errors are left to the next ``recv`` (EOF): the client then reports
+        how the worker ended (killed, connection lost) instead of a bare write error."""
         # Channel.sendall re-slices the remaining bytes after every packet: quadratic for big tensors.
         view = memoryview(data)
         offset = 0
@@ -157,8 +159,10 @@ class SSHTransport(Transport):
             self.channel.settimeout(self.command_timeout)
             while offset < len(view):
                 offset += self.channel.send(bytes(view[offset:offset + MAX_PACKET_SIZE]))
-        except (socket.timeout, OSError, EOFError, paramiko.SSHException) as exc:
-            raise WorkerDied(f"cannot write to {self.description}: {exc or type(exc).__name__}") from None
+        except socket.timeout:
+            raise WorkerDied(f"{self.description} did not accept input within {self.command_timeout:g} s") from None
+        except (OSError, EOFError, paramiko.SSHException):
+            pass  # the channel or the connection is gone: recv() sees EOF and the client says how it ended
 
     def recv(self, max_bytes: int, timeout: Optional[float]) -> bytes:
         if self._pending:
@@ -172,9 +176,9 @@ class SSHTransport(Transport):
 
     def exit_status(self) -> Optional[int]:
         """The worker's exit code, ``-N`` for signal N (via ``exit $?``), None if unknown/running."""
-        if not self.channel.status_event.is_set():
-            return None
         status = self.channel.exit_status
+        if not self.channel.status_event.is_set() or status == -1:  # -1: closed without a status
+            return None
         return -(status - 128) if 128 < status < 128 + 65 else status
 
     def stderr_tail(self) -> str:
@@ -260,6 +264,8 @@ class SSHDevice(Device):
                        "check user and identity_file")
         except (OSError, EOFError, paramiko.SSHException) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
+            if "banner" in reason or reason in ("No existing session", "Negotiation failed."):  # paramiko's words
+                reason = "the SSH handshake did not complete (is an SSH server listening there?)"
             message = f"device {self.name!r}: cannot connect to {where} within {timeout:g} s: {reason}"
         else:
             return conn
