@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +13,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
-from .errors import InventoryError
+from .errors import InventoryError, ProviderError
+from .providers import provider_options, resolve_provider
 
 DEFAULT_WORKDIR = "/var/tmp/edgeort"
 
@@ -50,18 +52,35 @@ _KEYS: Dict[str, tuple] = {
     "workdir": ((str,), "a directory path", ("local", "ssh")),
     "connect_timeout": ((int, float), "a number of seconds > 0", ("local", "ssh")),
     "command_timeout": ((int, float), "a number of seconds > 0", ("local", "ssh")),
-    "env": ((dict,), "a table of string values", ("local", "ssh")),
+    "env": ((dict,), "a table of NAME = \"string\" environment variables", ("local", "ssh")),
     "providers": ((dict,), "a table of provider option tables", ("local", "ssh")),
 }
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def _check_providers(where: str, tables: Mapping[str, Mapping[str, Any]]) -> None:
+    """Provider names and option keys, checked now so a typo names the inventory file."""
+    for provider, options in tables.items():
+        try:
+            provider_options(resolve_provider(provider), options)
+        except ProviderError as exc:
+            raise InventoryError(f"{where} key 'providers.{provider}': {exc}") from None
 
 
 def _check_device(path: Path, name: str, table: Any) -> DeviceConfig:
     where = f"{path}: [devices.{name}]"
     if not isinstance(table, dict):
         raise InventoryError(f"{where} must be a table, got {type(table).__name__}")
-    kind = table.get("kind", "local" if name == "local" else None)
+    if "kind" not in table and name != "local":
+        raise InventoryError(f'{where}: missing key "kind" (expected "local" or "ssh")')
+    kind = table.get("kind", "local")
     if kind not in ("local", "ssh"):
         raise InventoryError(f'{where} key "kind": expected one of "local", "ssh", got {kind!r}')
+    if name == "local" and kind != "local":
+        raise InventoryError(f'{where}: the name "local" is reserved for this machine (kind = "local"); '
+                             "give the board another name")
     values: Dict[str, Any] = {}
     for key, value in table.items():
         if key not in _KEYS:
@@ -74,14 +93,18 @@ def _check_device(path: Path, name: str, table: Any) -> DeviceConfig:
             ok = 0 < value < 65536
         if key in ("connect_timeout", "command_timeout") and ok:
             ok = value > 0
+        if str in types and ok:
+            ok = bool(value.strip())
         if key == "env" and ok:
-            ok = all(isinstance(v, str) for v in value.values())
+            ok = all(isinstance(v, str) and _ENV_NAME.match(k) for k, v in value.items())
         if key == "providers" and ok:
             ok = all(isinstance(v, dict) for v in value.values())
         if not ok:
             raise InventoryError(f"{where} key {key!r}: expected {expected}, got {value!r}")
         if kind not in kinds:
             raise InventoryError(f"{where} key {key!r} only applies to kind = \"ssh\"")
+        if key == "providers":
+            _check_providers(where, value)
         values[key] = value
     if kind == "ssh" and "host" not in values:
         raise InventoryError(f'{where}: kind = "ssh" needs key "host"')
