@@ -1,0 +1,219 @@
+"""SSH board overhead: the persistent worker vs what a naive remote runner does, on a loopback sshd.
+
+Starts a throwaway ``/usr/sbin/sshd`` on 127.0.0.1 (tests/sshd.py; this Python is the board's python)
+and prints, side by side in one run:
+
+(a) per-inference overhead for a 1x3x32x32 float32 input (a one-node Relu model on the CPU EP, so
+    the inference itself is microseconds): round-trip time minus the inference time the board
+    measured, through the persistent worker (one request frame each way over an open exec channel)
+    vs a naive sequence over the same fabric connection (mkdir, put an .npz, exec a runner script,
+    get the output .npz). Target: the worker's overhead >= 100x lower.
+(b) throughput moving a 64 MB tensor to the board and back through the worker (the ``echo`` request;
+    2 x 64 MB moved) vs OpenSSH itself: ``ssh host 'cat > /dev/null'`` of the same bytes (64 MB moved,
+    a fresh connection as a user would type it, and over an already open ControlMaster connection so
+    the handshake is not counted), and ``ssh host cat`` (there and back). Target: >= 50% of raw SSH.
+
+    python benchmarks/remote_overhead.py [--n 300] [--naive-n 8] [--mb 64] [--repeats 3]
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pytest_edgeort.inventory import DeviceConfig  # noqa: E402
+from pytest_edgeort.modelinfo import model_info  # noqa: E402
+from pytest_edgeort.providers import resolve_provider  # noqa: E402
+from pytest_edgeort.ssh import SSHDevice  # noqa: E402
+from tests.sshd import SSHKit, SSHServer, sshd_missing  # noqa: E402
+
+RUNNER = '''
+import sys, time
+import numpy as np
+import onnxruntime as ort
+
+model, src, dst = sys.argv[1:4]
+feeds = dict(np.load(src, allow_pickle=False))
+sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+start = time.perf_counter()
+outs = sess.run(None, feeds)
+ms = (time.perf_counter() - start) * 1000.0
+np.savez(dst, **{o.name: v for o, v in zip(sess.get_outputs(), outs)})
+print(ms)
+'''
+
+
+def relu_model(path: Path) -> Path:
+    """x[1,3,32,32] float32 -> Relu -> y."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 32, 32])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 32, 32])
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"], name="relu")], "relu", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 9
+    onnx.save(model, str(path))
+    return path
+
+
+def persistent(device: SSHDevice, model: Path, x: np.ndarray, n: int) -> Dict[str, float]:
+    """Median round trip and board-side inference time (ms) of ``run`` requests to one session."""
+    handle = device.create_session(model_info(model), resolve_provider("cpu"), {}, True)
+    for _ in range(20):  # warm-up
+        handle.client.request("run", [("x", x)], sid=handle.sid)
+    total, infer = [], []
+    for _ in range(n):
+        start = time.perf_counter()
+        reply, outputs = handle.client.request("run", [("x", x)], sid=handle.sid)
+        total.append((time.perf_counter() - start) * 1000.0)
+        infer.append(reply["run_ms"])
+        assert outputs[0][1].shape == x.shape
+    return {"round trip": statistics.median(total), "inference": statistics.median(infer),
+            "overhead": statistics.median(t - i for t, i in zip(total, infer))}
+
+
+def naive(device: SSHDevice, remote_model: str, runner: str, x: np.ndarray, n: int) -> Dict[str, float]:
+    """Median times (ms) of mkdir / put .npz / exec runner / get .npz per inference, same connection."""
+    conn = device.connection()
+    python = shlex.quote(device.config.python or "python3")
+    base = f"{device.workdir()}/naive"
+    steps: Dict[str, List[float]] = {k: [] for k in ("mkdir", "put", "exec", "get", "round trip", "inference",
+                                                      "overhead")}
+    payload = io.BytesIO()
+    np.savez(payload, x=x)
+    for i in range(n):
+        d = f"{base}/{i}"
+        t0 = time.perf_counter()
+        conn.run(f"mkdir -p {shlex.quote(d)}", hide=True)
+        t1 = time.perf_counter()
+        payload.seek(0)
+        conn.put(payload, f"{d}/in.npz")
+        t2 = time.perf_counter()
+        ran = conn.run(f"{python} {shlex.quote(runner)} {shlex.quote(remote_model)} {shlex.quote(d + '/in.npz')} "
+                       f"{shlex.quote(d + '/out.npz')}", hide=True)
+        t3 = time.perf_counter()
+        out = io.BytesIO()
+        conn.get(f"{d}/out.npz", out)
+        t4 = time.perf_counter()
+        out.seek(0)
+        assert np.load(out, allow_pickle=False)["y"].shape == x.shape
+        infer = float(ran.stdout.split()[-1])
+        for key, value in (("mkdir", t1 - t0), ("put", t2 - t1), ("exec", t3 - t2), ("get", t4 - t3),
+                           ("round trip", t4 - t0)):
+            steps[key].append(value * 1000.0)
+        steps["inference"].append(infer)
+        steps["overhead"].append((t4 - t0) * 1000.0 - infer)
+    conn.run(f"rm -rf {shlex.quote(base)}", hide=True)
+    return {k: statistics.median(v) for k, v in steps.items()}
+
+
+def best_of(repeats: int, fn: Callable[[], None]) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def throughput(device: SSHDevice, server: SSHServer, mb: int, repeats: int, tmp: Path) -> Dict[str, float]:
+    """MB/s of tensor bytes moved: worker echo (there and back) vs OpenSSH cat."""
+    tensor = np.random.default_rng(0).random(mb * 1024 * 1024 // 4, dtype=np.float32)
+    raw = tensor.tobytes()
+    client = device.client()
+
+    def echo() -> None:
+        _, out = client.request("echo", [("t", tensor)])
+        assert out[0][1].nbytes == tensor.nbytes
+
+    def ssh(command: str, *options: str) -> Callable[[], None]:
+        args = server.ssh_args(command)
+        args[1:1] = list(options)
+        return lambda: subprocess.run(args, input=raw, stdout=subprocess.DEVNULL, check=True)
+
+    control = ["-o", f"ControlPath={tmp / 'cm.sock'}"]
+    master = subprocess.Popen(server.ssh_args()[:1] + ["-M", "-N", *control] + server.ssh_args()[1:])
+    try:
+        deadline = time.monotonic() + 10
+        while not (tmp / "cm.sock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        results = {
+            "worker echo (there and back)": 2 * mb / best_of(repeats, echo),
+            "ssh 'cat > /dev/null' (fresh connection)": mb / best_of(repeats, ssh("cat > /dev/null")),
+            "ssh 'cat > /dev/null' (open connection)": mb / best_of(repeats, ssh("cat > /dev/null", *control)),
+            "ssh cat (there and back, open connection)": 2 * mb / best_of(repeats, ssh("cat", *control)),
+        }
+    finally:
+        master.terminate()
+        master.wait()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=300, help="persistent-worker inferences")
+    parser.add_argument("--naive-n", type=int, default=8, help="naive per-inference sequences")
+    parser.add_argument("--mb", type=int, default=64, help="tensor size for the throughput test")
+    parser.add_argument("--repeats", type=int, default=3, help="throughput repeats (best taken)")
+    args = parser.parse_args()
+    if sshd_missing():
+        print(f"cannot run: {sshd_missing()}")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="edgeort-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        kit = SSHKit(tmp / "sshd")
+        try:
+            server = kit.start("bench")
+            device = SSHDevice(DeviceConfig(
+                "bench", kind="ssh", host=server.host, port=server.port, user=server.user,
+                identity_file=str(server.identity_file), known_hosts=str(server.known_hosts),
+                python=sys.executable, workdir=str(tmp / "board")))
+            model = relu_model(tmp / "relu.onnx")
+            x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
+            caps = device.capabilities()
+            print(f"board: {server.user}@{server.host}:{server.port} (loopback sshd), python {caps['python']}, "
+                  f"onnxruntime {caps['onnxruntime']}; cipher {device.connection().transport.remote_cipher}")
+            conn = device.connection()
+            remote_model = f"{device.workdir()}/relu.onnx"
+            runner = f"{device.workdir()}/naive_runner.py"
+            conn.put(str(model), remote_model)
+            conn.put(io.BytesIO(RUNNER.encode()), runner)
+
+            fast = persistent(device, model, x, args.n)
+            slow = naive(device, remote_model, runner, x, args.naive_n)
+            print(f"\n(a) per-inference overhead, 1x3x32x32 float32 (median ms; persistent n={args.n}, "
+                  f"naive n={args.naive_n})")
+            print(f"    {'':28}{'persistent worker':>20}{'naive mkdir/put/exec/get':>28}")
+            for key in ("round trip", "inference", "overhead"):
+                print(f"    {key:28}{fast[key]:>20.3f}{slow[key]:>28.1f}")
+            print("    naive steps: " + ", ".join(f"{k} {slow[k]:.1f}" for k in ("mkdir", "put", "exec", "get")))
+            ratio = slow["overhead"] / fast["overhead"]
+            print(f"    overhead ratio: {ratio:,.0f}x lower with the persistent worker "
+                  f"(target >= 100x: {'met' if ratio >= 100 else 'NOT met'})")
+
+            rates = throughput(device, server, args.mb, args.repeats, tmp)
+            print(f"\n(b) throughput, {args.mb} MB float32 tensor (MB/s of tensor bytes moved, best of {args.repeats})")
+            for key, value in rates.items():
+                print(f"    {key:44}{value:>10.1f}")
+            worker = rates["worker echo (there and back)"]
+            for key in ("ssh 'cat > /dev/null' (fresh connection)", "ssh 'cat > /dev/null' (open connection)"):
+                share = worker / rates[key]
+                print(f"    worker vs {key}: {share:.0%} (target >= 50%: {'met' if share >= 0.5 else 'NOT met'})")
+            device.close()
+        finally:
+            kit.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
