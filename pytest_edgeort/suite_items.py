@@ -168,14 +168,25 @@ class SuiteItem(pytest.Item):
             error = str(exc)
         fail(error)
 
-    def _fail_examples(self, title: str, results: List["Comparison"]) -> None:
+    def _compare_all(self, session: "EdgeSession", actual: List[Mapping[str, "np.ndarray"]],
+                     expected: Mapping[str, "np.ndarray"], baseline: Optional["EdgeSession"],
+                     feeds: List[Mapping[str, "np.ndarray"]]) -> "Comparison":
+        """Compare all examples at once, stacked on a new axis 0: SNR/cosine over the whole set (the
+        basis of the measured tolerances); elementwise rules are unchanged."""
+        from .golden import stack_examples
+
+        float_out = stack_examples([baseline.run(f) for f in feeds]) if baseline is not None else None
+        return self._compare(session, stack_examples(actual), expected, float_out)
+
+    def _conclude(self, run: EdgeRun, session: "EdgeSession", result: "Comparison", title: str, examples: int,
+                  **fields: Any) -> None:
+        """Record the comparison, then fail with the full report if it did not pass."""
         from .report import format_comparison
 
-        failed = [i for i, r in enumerate(results) if not r.passed]
-        if failed:
-            first = failed[0]
-            fail(f"{title}: {len(failed)} of {len(results)} examples outside tolerance (examples {failed[:20]}); "
-                 f"example {first}:\n" + format_comparison(results[first], title=f"{title}, example {first}"))
+        self._record(run, session, passed=result.passed, comparison=result.to_dict(), examples=examples, **fields)
+        if not result.passed:
+            fail(f"{title}, {examples} examples stacked on axis 0 (the first index of an element is its example):\n"
+                 + format_comparison(result, title=title))
 
     def _record(self, run: EdgeRun, session: "EdgeSession", **fields: Any) -> None:
         run.record({"nodeid": self.nodeid, "check": self.check, "suite": str(self.suite.path), **session.provenance(),
@@ -187,18 +198,15 @@ class SuiteItem(pytest.Item):
         getattr(self, f"run_{self.check}")(run)
 
     def run_conformance(self, run: EdgeRun) -> None:
+        from .golden import stack_examples
+
         models = self._models(run)
         session = self._session(run, models)
         reference = self._reference(run, models)
-        baseline = self._baseline(run, models)
-        results = []
-        for feed in models.feeds:
-            actual = session.run(feed)
-            float_out = baseline.run(feed) if baseline is not None else None
-            results.append(self._compare(session, actual, reference.run(feed), float_out))
-        self._record(run, session, passed=all(r.passed for r in results),
-                     comparisons=[r.to_dict() for r in results])
-        self._fail_examples(f"{session.label} vs {reference.spec.alias} reference", results)
+        actual = [session.run(feed) for feed in models.feeds]
+        expected = stack_examples([reference.run(feed) for feed in models.feeds])
+        result = self._compare_all(session, actual, expected, self._baseline(run, models), models.feeds)
+        self._conclude(run, session, result, f"{session.label} vs {reference.spec.alias} reference", len(actual))
 
     def run_no_cpu_fallback(self, run: EdgeRun) -> None:
         models = self._models(run)
@@ -230,13 +238,10 @@ class SuiteItem(pytest.Item):
         if golden.count != len(outputs):
             fail(f"golden {folder / self.provider}.npz holds {golden.count} examples, the suite has {len(outputs)}; "
                  f"update it with: {hint}")
-        baseline = self._baseline(run, models)
-        results = [self._compare(session, out, golden.example(i), baseline.run(feed) if baseline else None)
-                   for i, (out, feed) in enumerate(zip(outputs, models.feeds))]
-        self._record(run, session, passed=all(r.passed for r in results), golden_provenance=golden.provenance,
-                     comparisons=[r.to_dict() for r in results])
-        self._fail_examples(f"{session.label} vs golden {self.provider}.npz "
-                            f"(written {golden.provenance.get('written', '?')})", results)
+        result = self._compare_all(session, outputs, golden.outputs, self._baseline(run, models), models.feeds)
+        self._conclude(run, session, result,
+                       f"{session.label} vs golden {self.provider}.npz (written {golden.provenance.get('written', '?')})",
+                       len(outputs), golden_provenance=golden.provenance)
 
     def run_latency(self, run: EdgeRun) -> None:
         from .latency import LatencyStats

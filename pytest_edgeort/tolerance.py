@@ -125,7 +125,7 @@ def _is_real(value: Any) -> bool:
 def _validate_value(key: str, value: Any, where: str) -> Any:
     """Return ``value`` normalized (float / int / str / None) or raise a one-line ValueError."""
     expected, nullable = _EXPECTED[key]
-    if value is None:
+    if value is None or value is False:  # TOML has no null: ``min_snr_db = false`` switches a rule off
         if nullable:
             return None
     elif key == "stat":
@@ -146,7 +146,8 @@ def _validate_value(key: str, value: Any, where: str) -> Any:
             ok = v >= 0.0
         if ok:
             return v
-    raise ValueError(f"{where}: tolerance key {key!r} must be {expected}, got {value!r}")
+    off = " (or false to switch it off)" if nullable else ""
+    raise ValueError(f"{where}: tolerance key {key!r} must be {expected}{off}, got {value!r}")
 
 
 def _unknown_key(key: Any, valid: Tuple[str, ...], where: str) -> ValueError:
