@@ -195,7 +195,7 @@ class SSHTransport(Transport):
                 channel.shutdown_write()
             except (OSError, EOFError, paramiko.SSHException):
                 pass
-            if not channel.status_event.wait(2.0) and self.pgid is not None and not channel.closed:
+            if not channel.status_event.wait(1.0) and self.pgid is not None and not channel.closed:
                 self.kill_group(self.pgid)
         channel.close()
 
@@ -207,7 +207,7 @@ class SSHDevice(Device):
         super().__init__(config)
         self._conn: Optional[Connection] = None
         self._workdir: Optional[str] = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self.worker_uploads = 0
         self.connections = 0
 
@@ -224,6 +224,9 @@ class SSHDevice(Device):
         with self._lock:
             if self._conn is not None and self._conn.is_connected:
                 return self._conn
+            for client in self.clients.values():  # workers of a dropped connection are gone with it
+                client.alive = False
+                client.transport.terminate()
             self._drop_connection()
             self._conn = self._connect()
             self.connections += 1

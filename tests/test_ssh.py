@@ -18,6 +18,7 @@ from typing import Dict, Iterator, List
 
 import pytest
 
+from pytest_edgeort.channel import WorkerDied
 from pytest_edgeort.errors import DeviceUnavailable
 from pytest_edgeort.inventory import DeviceConfig
 
@@ -473,3 +474,20 @@ def test_unknown_device_lists_the_inventory(pytester, model_dir, board, board_wo
     result.stderr.fnmatch_lines([
         f"*unknown edge device 'bord1'; known devices: board1, local (from {pytester.path / 'edge-devices.toml'})*"
     ])
+
+
+def test_reconnect_retires_the_workers_of_every_isolation_group(board, board_workdir):
+    device = SSHDevice(DeviceConfig("board1", kind="ssh", host=board.host, port=board.port, user=board.user,
+                                    identity_file=str(board.identity_file), known_hosts=str(board.known_hosts),
+                                    python=sys.executable, workdir=board_workdir))
+    try:
+        first, other = device.client(), device.client("qnn-htp:soc_model=60")
+        device.connection().transport.sock.shutdown(socket.SHUT_RDWR)
+        with pytest.raises(WorkerDied, match="died during echo: connection lost"):
+            first.request("echo", timeout=10)
+        fresh = device.client()
+        assert not other.alive and device.connections == 2
+        assert device.client("qnn-htp:soc_model=60").request("echo", timeout=10)[0]["ok"]
+        assert fresh.alive and fresh is not first
+    finally:
+        device.close()
