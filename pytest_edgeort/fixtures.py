@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 import pytest
 
 from .errors import InputError, ModelError
-from .outcomes import assert_no_fallback, fail, open_session
+from .outcomes import assert_no_fallback, fail, open_session, record_metrics, record_properties
 from .tolerance import uses_vs_float
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
 from .runstate import EdgeRun, edge_run
@@ -60,7 +60,7 @@ def edge_session(edge_run_state: EdgeRun, edge_device: str, edge_provider: str, 
     options = providers_marker(request.node).options
     session = open_session(edge_run_state, edge_device, edge_model_marker.model, edge_provider,
                            {**edge_model_marker.options, **options})
-    _record_properties(request, session)
+    record_properties(request.node, session)
     return session
 
 
@@ -130,7 +130,7 @@ def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_d
             fail(str(result))
         edge_run_state.record({"nodeid": request.node.nodeid, "check": "conformance",
                                "comparison": result.to_dict(), **session.provenance()})
-        _record_metrics(request, result)
+        record_metrics(request.node, result)
         if not result.passed:
             fail(format_comparison(result, title=f"{session.label} vs reference"))
         return result
@@ -170,18 +170,3 @@ def edge_open(edge_run_state: EdgeRun, edge_device: str, request: pytest.Fixture
         return open_session(edge_run_state, device or edge_device, path, provider, options, cpu_fallback)
 
     return open_
-
-
-def _record_properties(request: pytest.FixtureRequest, session: EdgeSession) -> None:
-    prov = session.provenance()
-    for key in ("device", "provider", "model_sha256", "onnxruntime", "qnn_sdk", "platform"):
-        if prov.get(key) is not None:
-            request.node.user_properties.append((f"edge_{key}", str(prov[key])))
-
-
-def _record_metrics(request: pytest.FixtureRequest, result: Comparison) -> None:
-    for out in result.outputs:
-        for key in ("max_lsb", "max_abs", "snr_db", "topk_agreement"):
-            value = getattr(out, key)
-            if value is not None:
-                request.node.user_properties.append((f"edge_{out.name}_{key}", f"{value:.6g}"))

@@ -45,9 +45,10 @@ def load_golden(folder: Path, provider: str, create_hint: str) -> Golden:
     try:
         with np.load(npz, allow_pickle=False) as data:
             outputs = {k: data[k] for k in data.files}
-    except (ValueError, OSError) as exc:
-        raise GoldenError(f"golden {npz} is unreadable ({exc}); recreate it with: {create_hint}") from None
-    provenance = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+        provenance = json.loads(sidecar.read_text()) if sidecar.exists() else {}
+    except Exception as exc:  # truncated zip, bad JSON, pickled content...: all mean "recreate it"
+        raise GoldenError(f"golden {npz} is unreadable ({type(exc).__name__}: {exc}); "
+                          f"recreate it with: {create_hint}") from None
     return Golden(outputs, provenance)
 
 

@@ -11,6 +11,7 @@ from .providers import resolve_provider
 from .runstate import EdgeRun
 
 if TYPE_CHECKING:
+    from .compare import Comparison
     from .session import EdgeSession
 
 
@@ -77,3 +78,21 @@ def assert_no_fallback(run: EdgeRun, node: pytest.Item, device: str, provider: s
     run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": True, **session.provenance()})
     node.user_properties.append(("edge_npu_coverage", f"{coverage:.4f}"))
     return coverage
+
+
+def record_properties(node: pytest.Item, session: "EdgeSession") -> None:
+    """JUnit XML properties (record_property machinery): device, provider, model hash, versions."""
+    prov = session.provenance()
+    present = {name for name, _ in node.user_properties}
+    for key in ("device", "provider", "model_sha256", "onnxruntime", "qnn_sdk", "qnn_ep", "platform"):
+        if prov.get(key) is not None and f"edge_{key}" not in present:
+            node.user_properties.append((f"edge_{key}", str(prov[key])))
+
+
+def record_metrics(node: pytest.Item, result: "Comparison") -> None:
+    """Key metrics of a comparison as JUnit XML properties."""
+    for out in result.outputs:
+        for key in ("max_lsb", "max_abs", "snr_db", "topk_agreement"):
+            value = getattr(out, key)
+            if value is not None:
+                node.user_properties.append((f"edge_{out.name}_{key}", f"{value:.6g}"))

