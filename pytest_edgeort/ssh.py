@@ -22,14 +22,15 @@ import os
 import shlex
 import socket
 import threading
+import time
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import paramiko
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
-from .channel import WORKER_PATH, StderrTail, Transport, WorkerDied
+from .channel import WORKER_PATH, StderrTail, Transport, WorkerDied, describe_exit
 from .devices import Device
 from .errors import DeviceUnavailable
 from .inventory import DEFAULT_WORKDIR, DeviceConfig
@@ -73,7 +74,7 @@ class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
         )
 
 
-def _split_host_key_name(name: str) -> tuple:
+def _split_host_key_name(name: str) -> Tuple[str, int]:
     """``[host]:port`` / ``host`` (paramiko's known_hosts lookup name) -> (host, port)."""
     if name.startswith("[") and "]:" in name:
         host, port = name[1:].split("]:", 1)
@@ -127,6 +128,7 @@ class SSHTransport(Transport):
 
     def _read_preamble(self, timeout: float) -> None:
         """Skip anything a login script printed, up to the launcher's ``edgeort-worker <pgid>`` line."""
+        deadline = time.monotonic() + timeout
         data = b""
         while True:
             start = data.find(PREAMBLE)
@@ -137,16 +139,16 @@ class SSHTransport(Transport):
                 self.description = f"worker (process group {self.pgid}) on {self.where}"
                 return
             try:
-                chunk = self.recv(65536, timeout)
+                chunk = self.recv(65536, max(0.0, deadline - time.monotonic()))
             except TimeoutError:
-                chunk = b""
+                self.terminate()
+                raise WorkerDied(f"the worker launcher on {self.where} printed nothing within {timeout:g} s") from None
             if not chunk:
                 status = self.exit_status()
                 self.terminate()
-                raise WorkerDied(
-                    f"the worker launcher on {self.where} did not start (exit status {status})"
-                    + (f"; stderr: {self.stderr.text()}" if self.stderr.text() else "")
-                )
+                tail = self.stderr.text()
+                raise WorkerDied(f"the worker launcher on {self.where} ended before the worker started "
+                                 f"({describe_exit(status)})" + (f"; stderr: {tail}" if tail else ""))
             data += chunk
 
     def send(self, data: bytes) -> None:

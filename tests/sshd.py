@@ -106,10 +106,6 @@ class SSHServer:
         """Processes under this sshd that are edgeort workers (there must be none after a session)."""
         return [pid for pid in _children(self.proc.pid) if "worker-" in cmdline(pid) and ".py" in cmdline(pid)]
 
-    def session_pids(self) -> List[int]:
-        """The per-connection sshd processes (children of the listener)."""
-        return [pid for pid in _children(self.proc.pid) if cmdline(pid).startswith("sshd")]
-
     def stop(self) -> None:
         for pid in reversed(_children(self.proc.pid)):
             try:

@@ -30,8 +30,6 @@ if sshd_missing():
 
 from pytest_edgeort.ssh import SSHDevice  # noqa: E402  (imports fabric/paramiko)
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="session")
 def ssh_kit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHKit]:
@@ -212,7 +210,7 @@ def test_two_boards_one_in_a_network_namespace(pytester, model_dir, board, netns
     pytester.makepyfile(CORE_TESTS.format(models=model_dir))
     result = run(pytester, "-v", "--edge-device=board1", "--edge-device=board2")
     assert_same_verdicts(pytester, result, ["board1", "board2"])
-    result.stdout.fnmatch_lines([f"edgeort device board2: Linux*", "*test_matches_cpu[[]board2-qnn-htp[]] PASSED*"])
+    result.stdout.fnmatch_lines(["edgeort device board2: Linux*", "*test_matches_cpu[[]board2-qnn-htp[]] PASSED*"])
 
 
 MATCH_TEST = '''
