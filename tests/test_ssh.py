@@ -407,6 +407,29 @@ def test_b_recovers(edge_session, edge_inputs):
     ])
 
 
+def test_hung_worker_times_out_is_killed_and_the_next_test_passes(pytester, model_dir, board, board_workdir):
+    write_inventory(pytester, entry(board, "board1", board_workdir, command_timeout=3))
+    pytester.makepyfile(f'''
+import pytest
+
+pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("cpu")]
+
+def test_a_hangs(edge_session, edge_inputs):
+    device = edge_session.device
+    device.run(f"kill -STOP {{device.clients['default'].pid}}")
+    edge_session.run(edge_inputs)
+
+def test_b_recovers(edge_session, edge_inputs):
+    assert set(edge_session.run(edge_inputs)) == {{"y"}}
+''')
+    result = run(pytester, "--edge-device=board1")
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([
+        "*conv_matmul_qdq.onnx on board1/cpu: worker on device 'board1' did not answer run within its timeout; "
+        "the worker was stopped*",
+    ])
+
+
 def test_dropped_connection_fails_the_running_test_and_the_next_reconnects(pytester, model_dir, board,
                                                                            board_workdir):
     write_inventory(pytester, entry(board, "board1", board_workdir))
