@@ -94,10 +94,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(TARGET, targets, ids=[f"{d}-{p}" for d, p in targets])
 
 
-def pytest_collection_modifyitems(config: pytest.Config) -> None:
-    errors = edge_run(config).usage_errors
-    if errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
-        raise pytest.UsageError(errors[0])
+def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
+    run = edge_run(config)
+    if run.usage_errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
+        raise pytest.UsageError(run.usage_errors[0])
+    run.edge_nodeids.update(i.nodeid for i in items if is_edge_item(i))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:
@@ -119,9 +120,13 @@ class OutcomeRecorder:
         self.run = run
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.nodeid not in self.run.edge_nodeids:
+            return
         outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
         if report.when == "call" or report.outcome != "passed":
-            self.run.outcomes[report.nodeid] = outcome
+            self.run.outcomes[report.nodeid] = "error" if report.when != "call" and report.failed else outcome
+        if report.skipped and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
+            self.run.skip_reasons.append(str(report.longrepr[2]).replace("Skipped: ", "", 1))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -137,7 +142,18 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    updates = [r for r in edge_run(config).records if r.get("golden_update")]
+    run = edge_run(config)
+    if run.records or run.skip_reasons:
+        from .summary import build_rows, format_rows, skip_counts
+
+        terminalreporter.section("edgeort summary")
+        rows = build_rows(run.records, run.outcomes)
+        if rows:
+            for line in format_rows(rows):
+                terminalreporter.write_line(line)
+        for reason, count in skip_counts(run.skip_reasons):
+            terminalreporter.write_line(f"skipped {count}x: {reason}", yellow=True)
+    updates = [r for r in run.records if r.get("golden_update")]
     if updates:
         terminalreporter.section("edgeort golden updates")
         for record in updates:

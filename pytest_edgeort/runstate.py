@@ -50,6 +50,8 @@ class EdgeRun:
     records: List[Dict[str, Any]] = field(default_factory=list)
     usage_errors: List[str] = field(default_factory=list)
     outcomes: Dict[str, str] = field(default_factory=dict)  # nodeid -> final pytest outcome
+    edge_nodeids: set = field(default_factory=set)
+    skip_reasons: List[str] = field(default_factory=list)
     _inventory: Optional[Dict[str, DeviceConfig]] = None
 
     # -- inventory and devices

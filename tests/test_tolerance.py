@@ -70,7 +70,17 @@ def test_unknown_key_in_outputs_names_the_output():
 def test_bad_values(key, value, expected):
     with pytest.raises(ValueError) as info:
         parse_tolerance({key: value}, WHERE)
+    if key not in ("stat", "quantile", "max_mismatch"):  # rules that can be switched off say how
+        text, got = expected.rsplit(", got ", 1)
+        expected = f"{text} (or false to switch it off), got {got}"
     assert str(info.value) == f"{WHERE}: tolerance key {key!r} must be {expected}"
+
+
+def test_false_switches_a_default_rule_off():
+    """TOML has no null: ``min_snr_db = false`` removes the default SNR floor."""
+    rules, _ = parse_tolerance({"min_snr_db": False, "lsb": 3}, WHERE)
+    tol = resolve_tolerance(default_tolerance("u8", accelerator=True), rules)
+    assert tol.min_snr_db is None and tol.lsb == 3
 
 
 def test_outputs_must_be_mapping():

@@ -1,0 +1,96 @@
+"""End-of-run summary: one row per model x device x provider, failures first, plus skip reasons."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+_BAD = ("failed", "error")
+
+
+@dataclass
+class SummaryRow:
+    """Aggregated results of one model on one device and provider."""
+
+    model: str
+    device: str
+    provider: str
+    outcomes: List[str] = field(default_factory=list)
+    max_lsb: Optional[float] = None
+    snr_db: Optional[float] = None
+    topk: Optional[float] = None
+    coverage: Optional[float] = None
+    p50_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    speedup: Optional[float] = None
+
+    @property
+    def verdict(self) -> str:
+        if any(o in _BAD for o in self.outcomes):
+            return "FAIL"
+        if self.outcomes and all(o == "skipped" for o in self.outcomes):
+            return "SKIP"
+        return "PASS"
+
+
+def _worst(current: Optional[float], value: Any, pick) -> Optional[float]:
+    if value in ("inf", "-inf"):  # JSON-safe spelling of infinities (identical outputs: SNR inf)
+        value = float(value)
+    if not isinstance(value, (int, float)):
+        return current
+    return value if current is None else pick(current, value)
+
+
+def build_rows(records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, str]) -> List[SummaryRow]:
+    """Rows from the run's check records (see runstate.EdgeRun.record), failures first."""
+    rows: Dict[Tuple[str, str, str], SummaryRow] = {}
+    seen: Dict[Tuple[str, str, str], set] = {}
+    for rec in records:
+        if "model" not in rec:
+            continue
+        key = (rec["model"], rec["device"], rec["provider"])
+        row = rows.setdefault(key, SummaryRow(*key))
+        nodeid = rec.get("nodeid", "")
+        if nodeid not in seen.setdefault(key, set()):
+            seen[key].add(nodeid)
+            row.outcomes.append(outcomes.get(nodeid, "passed" if rec.get("passed", True) else "failed"))
+        for out in (rec.get("comparison") or {}).get("outputs", []):
+            row.max_lsb = _worst(row.max_lsb, out.get("max_lsb"), max)
+            row.snr_db = _worst(row.snr_db, out.get("snr_db"), min)
+            row.topk = _worst(row.topk, out.get("topk_agreement"), min)
+        if rec.get("check") != "no_cpu_fallback" and rec.get("cpu_fallback", True) and rec.get("ep") != "CPUExecutionProvider":
+            row.coverage = _worst(row.coverage, rec.get("npu_coverage"), min)
+        latency = rec.get("latency") or {}
+        if latency:
+            row.p50_ms, row.p90_ms = latency.get("p50_ms"), latency.get("p90_ms")
+            row.speedup = rec.get("speedup_vs_cpu")
+    return sorted(rows.values(), key=lambda r: (r.verdict != "FAIL", r.model, r.device, r.provider))
+
+
+def _num(value: Optional[float], fmt: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    return format(value, fmt)
+
+
+def format_rows(rows: List[SummaryRow]) -> List[str]:
+    header = (f"{'model':28s} {'device':10s} {'provider':12s} {'verdict':7s} {'maxLSB':>7s} {'SNR dB':>7s} "
+              f"{'top-k':>6s} {'NPU %':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'speedup':>8s}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        coverage = None if r.coverage is None else 100 * r.coverage
+        topk = None if r.topk is None else 100 * r.topk
+        lines.append(
+            f"{r.model[:28]:28s} {r.device[:10]:10s} {r.provider[:12]:12s} {r.verdict:7s} {_num(r.max_lsb, '.0f'):>7s} "
+            f"{_num(r.snr_db, '.1f'):>7s} {_num(topk, '.0f'):>6s} {_num(coverage, '.0f'):>6s} "
+            f"{_num(r.p50_ms, '.3g'):>8s} {_num(r.p90_ms, '.3g'):>8s} {_num(r.speedup, '.2g'):>8s}"
+        )
+    return lines
+
+
+def skip_counts(reasons: Iterable[str]) -> List[Tuple[str, int]]:
+    """Skip reasons with their counts, most frequent first."""
+    return Counter(reasons).most_common()

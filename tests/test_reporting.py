@@ -1,0 +1,68 @@
+"""What CI reads: the terminal summary table, skip counts, the JSON report and JUnit properties."""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+pytest.importorskip("onnxruntime_qnn", reason="the QNN HTP simulator (onnxruntime-qnn) is the NPU under test")
+
+TESTS = '''
+import pytest
+
+@pytest.mark.edge_model(r"{qdq}")
+@pytest.mark.edge_providers("qnn-htp", "cuda")
+def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+@pytest.mark.edge_model(r"{det}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_runs_fully_on_npu(edge_assert_no_fallback):
+    edge_assert_no_fallback()
+'''
+
+
+@pytest.fixture
+def result(pytester, model_dir):
+    pytester.makepyfile(TESTS.format(qdq=model_dir / "conv_matmul_qdq.onnx", det=model_dir / "det.onnx"))
+    return pytester.runpytest("-p", "no:cacheprovider", "--edge-report=out/report.json", "--junitxml=junit.xml")
+
+
+def test_summary_rows_failures_first_and_skip_reasons_counted(result):
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
+    result.stdout.fnmatch_lines([
+        "*edgeort summary*",
+        "model*device*provider*verdict*maxLSB*SNR dB*top-k*NPU %*p50 ms*p90 ms*speedup",
+        "det.onnx*local*qnn-htp*FAIL*",
+        "conv_matmul_qdq.onnx*local*qnn-htp*PASS*",
+        "skipped 1x: device 'local' has no provider 'cuda'*",
+    ])
+    row = next(line for line in result.stdout.lines if line.startswith("conv_matmul_qdq.onnx"))
+    max_lsb, snr, _, coverage = row.split()[4:8]
+    assert 0 <= int(max_lsb) <= 5 and float(snr) > 15 and 50 < int(coverage) <= 100
+
+
+def test_json_report_is_versioned_and_has_provenance(result, pytester):
+    report = json.loads((pytester.path / "out" / "report.json").read_text())
+    assert report["schema"] == "pytest-edgeort/report" and report["version"] == 1
+    assert report["devices"]["local"]["onnxruntime"]
+    by_check = {r["check"]: r for r in report["results"]}
+    conformance = by_check["conformance"]
+    assert conformance["outcome"] == "passed" and conformance["provider"] == "qnn-htp"
+    assert len(conformance["model_sha256"]) == 64 and conformance["qnn_sdk"]
+    assert conformance["placement"]["QNNExecutionProvider"]["Conv"] == 2
+    output = conformance["comparison"]["outputs"][0]
+    assert output["name"] == "y" and output["tolerance"]["min_snr_db"] == 15
+    fallback = by_check["no_cpu_fallback"]
+    assert fallback["outcome"] == "failed" and "Det x1 (det_node)" in fallback["error"]
+    assert not list((pytester.path / "out").glob(".*.tmp"))  # atomic write leaves no temp file
+
+
+def test_junit_properties_carry_device_versions_and_metrics(result, pytester):
+    tree = ET.parse(pytester.path / "junit.xml")
+    case = next(c for c in tree.iter("testcase") if c.get("name") == "test_matches_cpu[local-qnn-htp]")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["edge_device"] == "local" and props["edge_provider"] == "qnn-htp"
+    assert len(props["edge_model_sha256"]) == 64 and props["edge_onnxruntime"] and props["edge_qnn_sdk"]
+    assert float(props["edge_y_snr_db"]) > 15
