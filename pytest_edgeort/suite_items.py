@@ -191,7 +191,7 @@ class SuiteItem(pytest.Item):
 
     def _record(self, run: EdgeRun, session: "EdgeSession", **fields: Any) -> None:
         run.record({"nodeid": self.nodeid, "check": self.check, "suite": str(self.suite.path), **session.provenance(),
-                    **fields})
+                    "model": self.suite.folder.name, **fields})  # prepared models are named by hash: show the suite
         record_properties(self, session)
 
     # -- the checks
