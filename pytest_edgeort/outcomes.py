@@ -58,8 +58,10 @@ def fail(message: str) -> NoReturn:
 
 
 def assert_no_fallback(run: EdgeRun, node: pytest.Item, device: str, provider: str, model: Path,
-                       options: Optional[Mapping[str, Any]] = None) -> float:
-    """Fail unless ``model`` is created with CPU fallback disabled; return the EP's node coverage."""
+                       options: Optional[Mapping[str, Any]] = None, label: Optional[str] = None) -> float:
+    """Fail unless ``model`` is created with CPU fallback disabled; return the EP's node coverage.
+
+    ``label`` names the model in records (suites show their folder, not the prepared file's hash)."""
     from .checks import diagnose_no_fallback
 
     if not resolve_provider(provider).accelerator:
@@ -71,11 +73,12 @@ def assert_no_fallback(run: EdgeRun, node: pytest.Item, device: str, provider: s
         message = str(exc)
     if message:
         run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": False, "device": device,
-                    "provider": provider, "model": model.name, "error": message})
+                    "provider": provider, "model": label or model.name, "error": message})
         fail(message)
     session = open_session(run, device, model, provider, options, cpu_fallback=False)
     coverage = session.npu_coverage if session.npu_coverage is not None else 1.0
-    run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": True, **session.provenance()})
+    run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": True, **session.provenance(),
+                "model": label or model.name})
     node.user_properties.append(("edge_npu_coverage", f"{coverage:.4f}"))
     return coverage
 

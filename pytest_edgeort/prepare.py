@@ -312,8 +312,10 @@ class _NpzReader:
         self._it: Iterator[dict[str, Any]] = self._samples()
 
     def _samples(self) -> Iterator[dict[str, Any]]:
+        import numpy as np
+
         for i in range(self._n):
-            yield {k: v[i] for k, v in self._arrays.items()}
+            yield {k: np.asarray(v[i]) for k, v in self._arrays.items()}  # rank-0 inputs stay arrays
 
     def get_next(self) -> dict[str, Any] | None:
         return next(self._it, None)

@@ -212,7 +212,8 @@ class SuiteItem(pytest.Item):
 
     def run_no_cpu_fallback(self, run: EdgeRun) -> None:
         models = self._models(run)
-        assert_no_fallback(run, self, self.device, self.provider, models.model, self._options(self.provider))
+        assert_no_fallback(run, self, self.device, self.provider, models.model, self._options(self.provider),
+                           label=self.suite.folder.name)
 
     def run_golden(self, run: EdgeRun) -> None:
         from .golden import GoldenError, drift, load_golden, stack_examples, write_golden
