@@ -1,4 +1,4 @@
-"""Predicted content types per file for measure.py (labels from magika's own config)."""
+"""Predicted content types per file for tools/measure_suite.py (labels from magika's own config)."""
 import json
 import importlib.resources
 

@@ -1,4 +1,4 @@
-# Model-specific metrics for measure.py: DB text-mask agreement (rapidocr DBPostProcess thresh 0.3).
+# Model-specific metrics for tools/measure_suite.py: DB text-mask agreement (rapidocr DBPostProcess thresh 0.3).
 def report(here, arrays, n, outs):
     import numpy as np
 

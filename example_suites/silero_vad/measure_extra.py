@@ -1,4 +1,4 @@
-"""Speech decisions (p > 0.5) for measure.py."""
+"""Speech decisions (p > 0.5) for tools/measure_suite.py."""
 import numpy as np
 
 

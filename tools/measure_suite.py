@@ -1,6 +1,6 @@
 """Measure this suite's model on QNN HTP (simulator on x86) vs the CPU EP, and both vs the float model.
 
-    python example_suites/ppocr_det/measure.py [--activations uint16] [--weights int8] [--per-channel]
+    python tools/measure_suite.py example_suites/<suite> [--activations uint16] [--weights int8] [--per-channel]
 
 Prepares the model with pytest_edgeort.prepare (recipe from edge_suite.toml, quantize options
 overridable), then prints per output: max |d|, max LSB, % exact / within 1 LSB, SNR dB and cosine
@@ -22,16 +22,16 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 from pytest_edgeort.prepare import PrepareRecipe, prepare_model  # noqa: E402
 
 
-def resolve(model: str) -> Path:
+def resolve(model: str, here: Path) -> Path:
     if model.startswith("pkg:"):
         pkg, _, res = model[4:].partition("/")
         return Path(str(importlib.resources.files(pkg).joinpath(res)))
-    return HERE / model
+    return here / model
 
 
 def output_scales(path: Path) -> dict[str, float]:
@@ -117,13 +117,15 @@ def compare(a: np.ndarray, b: np.ndarray, scale: float | None, f: np.ndarray | N
 
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("suite", type=Path, help="suite folder (with edge_suite.toml)")
     ap.add_argument("--activations")
     ap.add_argument("--weights")
     ap.add_argument("--per-channel", action="store_true")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N examples")
     args = ap.parse_args()
+    here = args.suite.resolve()
 
-    manifest = tomllib.loads((HERE / "edge_suite.toml").read_text())
+    manifest = tomllib.loads((here / "edge_suite.toml").read_text())
     prep = dict(manifest.get("prepare", {}))
     q = dict(prep.get("quantize", {}))
     if args.activations:
@@ -133,15 +135,15 @@ def main() -> None:
     if args.per_channel:
         q["per_channel"] = True
     prep["quantize"] = q
-    recipe = PrepareRecipe.from_mapping(prep, str(HERE / "edge_suite.toml"))
-    src = resolve(manifest["model"])
-    cache = HERE.parents[1] / ".edgeort-cache" / "prepared"
+    recipe = PrepareRecipe.from_mapping(prep, str(here / "edge_suite.toml"))
+    src = resolve(manifest["model"], here)
+    cache = ROOT / ".edgeort-cache" / "prepared"
     t = time.perf_counter()
-    qdq = prepare_model(src, recipe, HERE, cache)
-    flt = prepare_model(src, recipe.float_baseline(), HERE, cache)
+    qdq = prepare_model(src, recipe, here, cache)
+    flt = prepare_model(src, recipe.float_baseline(), here, cache)
     print(f"prepared {src.name} -> {qdq.name} ({time.perf_counter() - t:.1f}s) {json.dumps(recipe.quantize)}")
 
-    with np.load(HERE / manifest["inputs"], allow_pickle=False) as z:
+    with np.load(here / manifest["inputs"], allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     n = len(next(iter(arrays.values())))
     n = min(n, args.limit) if args.limit else n
@@ -161,11 +163,11 @@ def main() -> None:
         print("  HTP vs CPU-QDQ  ", compare(htp[name], cpu[name], s, fl[name]))
         print("  CPU-QDQ vs float", compare(cpu[name], fl[name], s))
         print("  HTP vs float    ", compare(htp[name], fl[name], s))
-    extra = HERE / "measure_extra.py"
+    extra = here / "measure_extra.py"
     if extra.exists():  # model-specific metrics (e.g. accuracy against labels)
         ns: dict = {}
         exec(compile(extra.read_text(), str(extra), "exec"), ns)
-        ns["report"](HERE, arrays, n, {"htp": htp, "cpu": cpu, "float": fl})
+        ns["report"](here, arrays, n, {"htp": htp, "cpu": cpu, "float": fl})
 
 
 if __name__ == "__main__":
