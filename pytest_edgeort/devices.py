@@ -9,7 +9,7 @@ import itertools
 import os
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
@@ -34,7 +34,6 @@ class SessionHandle:
     client: WorkerClient
     reply: Dict[str, Any]
     placement: Optional[Placement] = None
-    run_count: int = field(default=0)
 
     @property
     def alive(self) -> bool:

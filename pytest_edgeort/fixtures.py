@@ -94,15 +94,13 @@ def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str
     """One feed from an .npz: arrays of the exact input shape, or the first of N stacked on axis 0."""
     from .inputs import check_feed
 
+    tensors = {t.name: t for t in info.inputs}
     feed = {}
-    for tensor in info.inputs:
-        array = arrays.get(tensor.name)
-        if array is not None and tensor.is_static and array.ndim == len(tensor.shape) + 1:
-            array = array[0]
-        feed[tensor.name] = array if array is not None else None
-    present = {k: v for k, v in feed.items() if v is not None}
-    present.update({k: v for k, v in arrays.items() if k not in feed})
-    return check_feed(info, present, source, shapes)
+    for name, array in arrays.items():
+        tensor = tensors.get(name)
+        stacked = tensor is not None and tensor.is_static and array.ndim == len(tensor.shape) + 1
+        feed[name] = array[0] if stacked else array
+    return check_feed(info, feed, source, shapes)
 
 
 @pytest.fixture

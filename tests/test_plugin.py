@@ -230,3 +230,27 @@ def test_ids(edge_provider):
     result = run(pytester, "-v")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["edgeort: devices local; seed 7; providers cpu*"])
+
+
+def test_edge_inputs_from_npz_exact_or_stacked_and_mismatch_named(pytester, model_dir):
+    import numpy as np
+
+    x = np.random.default_rng(0).random((3, 1, 3, 16, 16), dtype=np.float32)
+    np.savez(pytester.path / "stacked.npz", x=x)
+    np.savez(pytester.path / "exact.npz", x=x[1])
+    np.savez(pytester.path / "wrong.npz", image=x[0])
+    body = '''
+@pytest.mark.edge_model(r"{model}", inputs="{npz}")
+@pytest.mark.edge_providers("cpu")
+def test_{name}(edge_inputs):
+    np.testing.assert_array_equal(edge_inputs["x"], np.load("{npz}")["x"][{index}])
+'''
+    model = model_dir / "conv_matmul_qdq.onnx"
+    pytester.makepyfile("import numpy as np\nimport pytest\n"
+                        + body.format(model=model, npz="stacked.npz", name="stacked", index=0)
+                        + body.format(model=model, npz="exact.npz", name="exact", index="...")
+                        + body.format(model=model, npz="wrong.npz", name="wrong", index=0))
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    assert ("wrong.npz: inputs do not match conv_matmul_qdq.onnx; missing ['x']; unexpected ['image'] "
+            "(model inputs: ['x'])") in result.stdout.str()

@@ -385,16 +385,21 @@ def test_env(edge_session, edge_run_state):
     run(pytester, "--edge-device=board1").assert_outcomes(passed=1)
 
 
-def test_worker_killed_mid_run_errors_that_test_and_next_one_recovers(pytester, model_dir, board, board_workdir):
-    write_inventory(pytester, entry(board, "board1", board_workdir))
+@pytest.mark.parametrize("signal_name, inventory, message", [
+    ("KILL", {}, "died during run: killed by SIGKILL"),
+    ("STOP", {"command_timeout": 3}, "did not answer run within its timeout; the worker was stopped"),
+], ids=["killed", "hung"])
+def test_killed_or_hung_worker_fails_that_test_and_the_next_one_recovers(
+        pytester, model_dir, board, board_workdir, signal_name, inventory, message):
+    write_inventory(pytester, entry(board, "board1", board_workdir, **inventory))
     pytester.makepyfile(f'''
 import pytest
 
 pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("cpu")]
 
-def test_a_killed(edge_session, edge_inputs):
+def test_a_broken(edge_session, edge_inputs):
     device = edge_session.device
-    device.run(f"kill -KILL {{device.clients['default'].pid}}")
+    device.run(f"kill -{signal_name} {{device.clients['default'].pid}}")
     edge_session.run(edge_inputs)
 
 def test_b_recovers(edge_session, edge_inputs):
@@ -402,32 +407,7 @@ def test_b_recovers(edge_session, edge_inputs):
 ''')
     result = run(pytester, "--edge-device=board1")
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines([
-        "*conv_matmul_qdq.onnx on board1/cpu: worker on device 'board1' died during run: killed by SIGKILL*",
-    ])
-
-
-def test_hung_worker_times_out_is_killed_and_the_next_test_passes(pytester, model_dir, board, board_workdir):
-    write_inventory(pytester, entry(board, "board1", board_workdir, command_timeout=3))
-    pytester.makepyfile(f'''
-import pytest
-
-pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("cpu")]
-
-def test_a_hangs(edge_session, edge_inputs):
-    device = edge_session.device
-    device.run(f"kill -STOP {{device.clients['default'].pid}}")
-    edge_session.run(edge_inputs)
-
-def test_b_recovers(edge_session, edge_inputs):
-    assert set(edge_session.run(edge_inputs)) == {{"y"}}
-''')
-    result = run(pytester, "--edge-device=board1")
-    result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines([
-        "*conv_matmul_qdq.onnx on board1/cpu: worker on device 'board1' did not answer run within its timeout; "
-        "the worker was stopped*",
-    ])
+    result.stdout.fnmatch_lines([f"*conv_matmul_qdq.onnx on board1/cpu: worker on device 'board1' {message}*"])
 
 
 def test_dropped_connection_fails_the_running_test_and_the_next_reconnects(pytester, model_dir, board,
