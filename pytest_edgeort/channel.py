@@ -64,6 +64,7 @@ class StderrTail:
 
     def __init__(self, maxlen: int = 40) -> None:
         self.lines: Deque[str] = collections.deque(maxlen=maxlen)
+        self._pump: Optional[threading.Thread] = None
 
     def feed_stream(self, stream: Any) -> threading.Thread:
         def pump() -> None:
@@ -72,11 +73,14 @@ class StderrTail:
                 if line:
                     self.lines.append(line)
 
-        thread = threading.Thread(target=pump, daemon=True, name="edgeort-stderr")
-        thread.start()
-        return thread
+        self._pump = threading.Thread(target=pump, daemon=True, name="edgeort-stderr")
+        self._pump.start()
+        return self._pump
 
-    def text(self, last: int = 6) -> str:
+    def text(self, last: int = 6, drain: float = 1.0) -> str:
+        """The last lines; waits up to ``drain`` s for a dying worker's final words to arrive."""
+        if self._pump is not None:
+            self._pump.join(timeout=drain)
         return " | ".join(list(self.lines)[-last:])
 
 

@@ -117,9 +117,10 @@ def test_library_output_on_stdout_cannot_corrupt_the_channel(tmp_path):
             reply, _ = client.request("capabilities", timeout=30)
             assert "CPUExecutionProvider" in reply["providers"]
         deadline = time.monotonic() + 5
-        while "C-level noise" not in transport.stderr_tail() and time.monotonic() < deadline:
+        while "C-level noise" not in transport.stderr.text(drain=0) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert "python-level noise" in transport.stderr_tail() and "C-level noise" in transport.stderr_tail()
+        tail = transport.stderr.text(drain=0)
+        assert "python-level noise" in tail and "C-level noise" in tail
     finally:
         client.close()
 
