@@ -87,13 +87,14 @@ class StderrTail:
 class LocalTransport(Transport):
     """A worker subprocess on this machine."""
 
-    def __init__(self, python: str, workdir: Path, env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(self, python: str, workdir: Path, env: Optional[Dict[str, str]] = None,
+                 args: Sequence[str] = ()) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen(
-            [python, str(WORKER_PATH), "--workdir", str(workdir)],
+            [python, str(WORKER_PATH), "--workdir", str(workdir), *args],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

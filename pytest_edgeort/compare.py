@@ -28,6 +28,7 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tup
 
 import numpy as np
 
+from .jsonreport import json_safe
 from .tolerance import Tolerance
 
 WORST_COUNT = 5
@@ -88,7 +89,7 @@ class OutputComparison:
         d["expected_shape"] = list(self.expected_shape)
         d["worst"] = [w._asdict() | {"index": list(w.index)} for w in self.worst]
         d["histogram"] = [[label, count] for label, count in self.histogram]
-        return _json_safe(d)
+        return json_safe(d)
 
 
 @dataclass
@@ -112,18 +113,6 @@ class Comparison:
             "extra": list(self.extra),
             "outputs": [o.to_dict() for o in self.outputs],
         }
-
-
-def _json_safe(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
-    return value
 
 
 def _category(dtype: np.dtype) -> str:

@@ -1,7 +1,9 @@
 """Devices: where workers run. ``local`` spawns subprocesses; SSH boards live in :mod:`.ssh`.
 
 A device owns one worker per isolation group (sessions whose options change process-global QNN
-state get their own process), knows the worker's capabilities, and uploads models by sha256.
+state get their own process), knows the worker's capabilities, and uploads models by sha256. When
+the inventory asks for it (SSH boards by default), it holds the board lock (:mod:`.boardlock`)
+before it starts any other worker, and gives it back last.
 """
 from __future__ import annotations
 
@@ -11,10 +13,11 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
+from .boardlock import LOCK_GROUP, LOCK_NAME, BoardLock, acquire
 from .channel import LocalTransport, Transport, WorkerClient, WorkerDied, WorkerError
 from .errors import DeviceUnavailable
 from .inventory import DeviceConfig
@@ -50,24 +53,62 @@ class Device:
         self._caps: Optional[Dict[str, Any]] = None
         self.uploads = 0
         self.workers_started = 0
+        self.board_lock: Optional[BoardLock] = None
+        self.notify: Callable[[str], None] = lambda message: None
 
     # -- subclass hooks
     def _start_transport(self, group: str) -> Transport:
+        """Start ``worker.py`` (with ``worker_args(group)``) and return its transport."""
         raise NotImplementedError
 
+    def lock_path(self) -> str:
+        """Where the board lock lives on the device."""
+        raise NotImplementedError
+
+    @property
+    def where(self) -> str:
+        """The device's address in messages."""
+        return "this machine"
+
     def close(self) -> None:
-        for client in list(self.clients.values()):
-            client.close()
+        """Stop every worker; the lock-only worker goes last, so the board is free only when idle."""
+        for group in sorted(self.clients, key=lambda g: g == LOCK_GROUP):
+            self.clients[group].close()
         self.clients.clear()
+        self.board_lock = None
 
     # -- workers
+    @staticmethod
+    def worker_args(group: str) -> List[str]:
+        return ["--lock-only"] if group == LOCK_GROUP else []
+
+    def _hold_board_lock(self) -> None:
+        """Take the board lock unless this device does not use one or it is held (again, if its holder died)."""
+        holder = self.clients.get(LOCK_GROUP)
+        if not self.config.uses_lock or (holder is not None and holder.alive and holder.transport.exit_status() is None):
+            return
+        client = self.client(LOCK_GROUP)
+        try:
+            self.board_lock = acquire(client, self.config.lock_file or self.lock_path(), self.config.lock_timeout,
+                                      self.name, self.where, self.notify, self.config.command_timeout)
+            return
+        except DeviceUnavailable as exc:
+            error = exc
+        except (WorkerError, WorkerDied) as exc:
+            error = DeviceUnavailable(f"device {self.name!r}: {exc}")
+        client.close()
+        del self.clients[LOCK_GROUP]
+        raise error
+
     def client(self, group: str = "default") -> WorkerClient:
-        """The live worker of ``group``, started (again) on demand."""
+        """The live worker of ``group``, started (again) on demand, under the board lock."""
+        if group != LOCK_GROUP:
+            self._hold_board_lock()
         existing = self.clients.get(group)
         if existing is not None and existing.alive:
             return existing
         transport = self._start_transport(group)
-        label = f"worker on device {self.name!r}" + ("" if group == "default" else f" (group {group})")
+        label = f"worker on device {self.name!r}" + ("" if group == "default" else f" ({group} group)")
         try:
             client = WorkerClient(transport, label, startup_timeout=max(30.0, self.config.command_timeout))
         except WorkerError as exc:
@@ -83,6 +124,10 @@ class Device:
             reply, _ = self.client().request("capabilities", timeout=self.config.command_timeout)
             self._caps = reply
         return self._caps
+
+    def facts(self) -> Dict[str, Any]:
+        """What the report says about the device: its capabilities and the board lock it waited for."""
+        return {**(self._caps or {}), "board_lock": self.board_lock.to_dict() if self.board_lock else None}
 
     def provider_aliases(self) -> List[str]:
         caps = self.capabilities()
@@ -140,7 +185,10 @@ class LocalDevice(Device):
 
     def _start_transport(self, group: str) -> Transport:
         python = self.config.python or sys.executable
-        return LocalTransport(python, self.workdir, dict(self.config.env))
+        return LocalTransport(python, self.workdir, dict(self.config.env), self.worker_args(group))
+
+    def lock_path(self) -> str:
+        return str(self.workdir / LOCK_NAME)
 
 
 def make_device(config: DeviceConfig) -> Device:

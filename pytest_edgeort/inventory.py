@@ -17,6 +17,7 @@ from .errors import InventoryError, ProviderError
 from .providers import provider_options, resolve_provider
 
 DEFAULT_WORKDIR = "/var/tmp/edgeort"
+DEFAULT_LOCK_TIMEOUT = 900.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,14 @@ class DeviceConfig:
     command_timeout: float = 120.0
     env: Mapping[str, str] = field(default_factory=dict)
     providers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    lock: Optional[bool] = None
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    lock_file: Optional[str] = None
+
+    @property
+    def uses_lock(self) -> bool:
+        """Whether runs take the board lock: SSH boards do unless ``lock = false``; ``local`` only if asked."""
+        return self.lock if self.lock is not None else self.kind == "ssh"
 
 
 # key -> (accepted python types, expectation in words, kinds it applies to)
@@ -54,6 +63,9 @@ _KEYS: Dict[str, tuple] = {
     "command_timeout": ((int, float), "a number of seconds > 0", ("local", "ssh")),
     "env": ((dict,), "a table of NAME = \"string\" environment variables", ("local", "ssh")),
     "providers": ((dict,), "a table of provider option tables", ("local", "ssh")),
+    "lock": ((bool,), "true or false", ("local", "ssh")),
+    "lock_timeout": ((int, float), "a number of seconds >= 0", ("local", "ssh")),
+    "lock_file": ((str,), "a path on the device (default <workdir>/board.lock)", ("local", "ssh")),
 }
 
 
@@ -93,6 +105,8 @@ def _check_device(path: Path, name: str, table: Any) -> DeviceConfig:
             ok = 0 < value < 65536
         if key in ("connect_timeout", "command_timeout") and ok:
             ok = value > 0
+        if key == "lock_timeout" and ok:
+            ok = value >= 0
         if str in types and ok:
             ok = bool(value.strip())
         if key == "env" and ok:

@@ -6,36 +6,41 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any, Dict, List, Mapping
+from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
 SCHEMA = "pytest-edgeort/report"
 SCHEMA_VERSION = 1
+INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED (Ctrl-C), without importing pytest here
 
 
-def _json_safe(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
+    """Plain JSON data: numpy scalars as numbers, tuples as lists, infinities/NaN as strings."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, Mapping):
-        return {str(k): _json_safe(v) for k, v in value.items()}
+        return {str(k): json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return _json_safe(value.item())
+        return json_safe(value.item())
     return value
 
 
 def build_report(records: List[Dict[str, Any]], devices: Mapping[str, Dict[str, Any]], seed: int,
-                 outcomes: Mapping[str, str]) -> Dict[str, Any]:
+                 outcomes: Mapping[str, str], skips: Sequence[Tuple[str, int]], exitstatus: int) -> Dict[str, Any]:
     """The report document: every recorded check with the pytest outcome of its test."""
     results = [dict(r, outcome=outcomes.get(r.get("nodeid", ""), "unknown")) for r in records]
-    return _json_safe({
+    return json_safe({
         "schema": SCHEMA,
         "version": SCHEMA_VERSION,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "exitstatus": exitstatus,
+        "interrupted": exitstatus == INTERRUPTED,
         "seed": seed,
         "devices": dict(devices),
         "results": results,
         "outcomes": dict(outcomes),
+        "skipped": [{"reason": reason, "count": count} for reason, count in skips],
     })
 
 

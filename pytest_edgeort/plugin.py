@@ -1,8 +1,10 @@
-"""pytest hooks: options, markers, parametrization, suite collection. Wiring only."""
+"""pytest hooks: options, markers, parametrization, suite collection, xdist grouping. Wiring only."""
 from __future__ import annotations
 
+import contextlib
+import sys
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional
 
 import pytest
 
@@ -69,7 +71,9 @@ def _options(config: pytest.Config) -> EdgeOptions:
 def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
-    run = EdgeRun(_options(config), Path(str(config.rootpath)))
+    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "loadgroup"  # xdist's default mode, plus: each device's items stay on one worker
+    run = EdgeRun(_options(config), Path(str(config.rootpath)), notify=_notifier(config))
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(OutcomeRecorder(run), "edgeort-outcomes")
     config.pluginmanager.register(fixtures, "edgeort-fixtures")
@@ -94,11 +98,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(TARGET, targets, ids=[f"{d}-{p}" for d, p in targets])
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns xdist_group marks into nodeid suffixes
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
     run = edge_run(config)
     if run.usage_errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
         raise pytest.UsageError(run.usage_errors[0])
-    run.edge_nodeids.update(i.nodeid for i in items if is_edge_item(i))
+    if not is_xdist_worker(config):
+        return
+    devices = [(item, item_device(item)) for item in items]
+    if not any(device for _, device in devices):
+        return
+    if not getattr(config.option, "loadgroup", False):
+        raise pytest.UsageError(
+            "pytest-edgeort: edge tests under pytest-xdist need --dist loadgroup (or xdist's default, load, "
+            "which the plugin switches to loadgroup) so that each device is driven by one worker")
+    for item, device in devices:
+        if device is not None:
+            item.add_marker(pytest.mark.xdist_group(device))
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:
@@ -109,19 +125,56 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[p
     return None
 
 
+def item_device(item: pytest.Item) -> Optional[str]:
+    """The device an edge item runs on, None for any other item."""
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and TARGET in callspec.params:
+        return callspec.params[TARGET][0]
+    return getattr(item, "device", None) if type(item).__name__ == "SuiteItem" else None
+
+
 def is_edge_item(item: pytest.Item) -> bool:
-    return TARGET in getattr(item, "fixturenames", ()) or type(item).__name__ == "SuiteItem"
+    return item_device(item) is not None
+
+
+def is_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def _notifier(config: pytest.Config) -> Callable[[str], None]:
+    """Print a notice now, even from inside a test (e.g. "waiting for the board lock")."""
+
+    def notify(message: str) -> None:
+        capman = config.pluginmanager.get_plugin("capturemanager")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        with capman.global_and_fixture_disabled() if capman else contextlib.nullcontext():
+            if reporter is not None and not is_xdist_worker(config):
+                reporter.write_line(message, yellow=True)
+            else:  # an xdist worker's terminal output goes nowhere; its stderr reaches the console
+                sys.stderr.write(f"[{config.workerinput['workerid']}] {message}\n" if is_xdist_worker(config)
+                                 else message + "\n")
+
+    return notify
 
 
 class OutcomeRecorder:
-    """Keeps each test's final outcome for the JSON report (a plugin object bound to the run)."""
+    """Carries results on test reports and collects them, in this process or the xdist controller."""
 
     def __init__(self, run: EdgeRun) -> None:
         self.run = run
 
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
+        report = yield
+        if is_edge_item(item):  # plain data on the report: pytest-xdist ships it to the controller
+            report.edgeort = self.run.take_payload(call.start, call.stop)
+        return report
+
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        if report.nodeid not in self.run.edge_nodeids:
+        payload = getattr(report, "edgeort", None)
+        if payload is None:
             return
+        self.run.merge_payload(payload)
         outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
         if report.when == "call" or report.outcome != "passed":
             self.run.outcomes[report.nodeid] = "error" if report.when != "call" and report.failed else outcome
@@ -129,24 +182,31 @@ class OutcomeRecorder:
             self.run.skip_reasons.append(str(report.longrepr[2]).replace("Skipped: ", "", 1))
 
 
-def pytest_sessionfinish(session: pytest.Session) -> None:
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Write the JSON report (also after Ctrl-C: pytest still finishes the session)."""
     run = edge_run(session.config)
-    if run.options.report is None or not run.records:
+    if run.options.report is None or not (run.records or run.outcomes) or is_xdist_worker(session.config):
         return
     from .jsonreport import build_report, write_report
+    from .summary import skip_counts
 
-    devices = {name: dev._caps or {} for name, dev in run.devices.items()}
-    nodeids = {r.get("nodeid") for r in run.records}
-    outcomes = {k: v for k, v in run.outcomes.items() if k in nodeids}
-    write_report(run.options.report, build_report(run.records, devices, run.options.seed, outcomes))
+    write_report(run.options.report, build_report(run.records, run.device_facts, run.options.seed, run.outcomes,
+                                                  skip_counts(run.skip_reasons), int(exitstatus)))
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     run = edge_run(config)
+    if is_xdist_worker(config):
+        return
     if run.records or run.skip_reasons:
-        from .summary import build_rows, format_rows, skip_counts
+        from .summary import build_rows, device_line, format_rows, lock_lines, skip_counts
 
         terminalreporter.section("edgeort summary")
+        if not run.devices:  # the xdist controller: the workers' devices, as their reports described them
+            for name, facts in sorted(run.device_facts.items()):
+                terminalreporter.write_line(device_line(name, facts))
+        for line in lock_lines(run.device_facts):
+            terminalreporter.write_line(line, yellow=True)
         rows = build_rows(run.records, run.outcomes)
         if rows:
             for line in format_rows(rows):
@@ -162,8 +222,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def pytest_report_collectionfinish(config: pytest.Config, items: List[pytest.Item]) -> Optional[List[str]]:
     run = edge_run(config)
-    if run.usage_errors or not any(is_edge_item(i) for i in items):
-        return None
+    if run.usage_errors or is_xdist_worker(config) or not any(is_edge_item(i) for i in items):
+        return None  # an xdist worker would connect to every device here; the controller's summary lists them
     lines = [f"edgeort: devices {', '.join(run.options.devices)}; seed {run.options.seed}"
              + (f"; providers {', '.join(run.options.providers)}" if run.options.providers else "")
              + ("; strict" if run.options.strict else "")]
@@ -174,13 +234,9 @@ def pytest_report_collectionfinish(config: pytest.Config, items: List[pytest.Ite
 
 def device_header(run: EdgeRun, name: str) -> str:
     """'edgeort device local: Linux-...-x86_64, onnxruntime 1.31.1, QNN SDK 2.51.0 (EP 2.7.0), providers ...'."""
+    from .summary import device_line
+
     try:
-        caps = run.device(name).capabilities()
-        providers = run.device(name).provider_aliases()
+        return device_line(name, run.device(name).capabilities())
     except (DeviceUnavailable, InventoryError) as exc:
         return f"edgeort device {name}: unavailable: {exc}"
-    qnn = caps.get("qnn") or {}
-    qnn_text = f", QNN SDK {qnn.get('sdk_version')} (EP {qnn.get('ep_package_version')})" if qnn else ""
-    soc = f" [{caps['soc']}]" if caps.get("soc") else ""
-    return (f"edgeort device {name}: {caps.get('platform')}{soc}, python {caps.get('python')}, "
-            f"onnxruntime {caps.get('onnxruntime')}{qnn_text}; providers: {', '.join(providers)}")

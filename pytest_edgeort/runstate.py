@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import pytest
 
@@ -36,9 +36,18 @@ class EdgeOptions:
 SessionKey = Tuple[str, str, str, Tuple[Tuple[str, str], ...], bool]
 
 
+def _print_notice(message: str) -> None:
+    print(message, flush=True)
+
+
 @dataclass
 class EdgeRun:
-    """Everything the plugin keeps for one pytest run (one per xdist worker)."""
+    """Everything the plugin keeps for one pytest run (one per xdist worker, plus the controller's).
+
+    Checks :meth:`record` their results as ``pending``; the plugin attaches them to the test's report
+    (:meth:`take_payload`), and every report that reaches :meth:`merge_payload` (in this process, or
+    in the xdist controller) adds them to ``records``: one path for the summary and the JSON report.
+    """
 
     options: EdgeOptions
     rootdir: Path
@@ -47,11 +56,13 @@ class EdgeRun:
     sessions: Dict[SessionKey, EdgeSession] = field(default_factory=dict)
     failed_sessions: Dict[SessionKey, EdgeSessionError] = field(default_factory=dict)
     sessions_created: int = 0
+    pending: List[Dict[str, Any]] = field(default_factory=list)
     records: List[Dict[str, Any]] = field(default_factory=list)
+    device_facts: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     usage_errors: List[str] = field(default_factory=list)
     outcomes: Dict[str, str] = field(default_factory=dict)  # nodeid -> final pytest outcome
-    edge_nodeids: set = field(default_factory=set)
     skip_reasons: List[str] = field(default_factory=list)
+    notify: Callable[[str], None] = _print_notice
     _inventory: Optional[Dict[str, DeviceConfig]] = None
 
     # -- inventory and devices
@@ -76,6 +87,7 @@ class EdgeRun:
             from .devices import make_device
 
             self.devices[name] = make_device(self.inventory[name])
+            self.devices[name].notify = self.notify
         device = self.devices[name]
         try:
             device.capabilities()
@@ -129,7 +141,24 @@ class EdgeRun:
         self.sessions_created += 1
 
     def record(self, entry: Dict[str, Any]) -> None:
-        self.records.append(entry)
+        """Keep one check's result until the plugin attaches it to the test's report."""
+        self.pending.append(entry)
+
+    def take_payload(self, started: float, finished: float) -> Dict[str, Any]:
+        """The pending records (timed ``started``/``finished``, epoch s) and device facts not yet sent,
+        as plain JSON-able data that survives pytest-xdist's report transport."""
+        from .jsonreport import json_safe
+
+        records = [{"started": started, "finished": finished, **entry} for entry in self.pending]
+        self.pending.clear()
+        facts = {name: device.facts() for name, device in self.devices.items()}
+        changed = {name: f for name, f in json_safe(facts).items() if self.device_facts.get(name) != f}
+        return {"records": json_safe(records), "devices": changed}
+
+    def merge_payload(self, payload: Mapping[str, Any]) -> None:
+        """Add a report's payload (see :meth:`take_payload`) to the run's results."""
+        self.records.extend(payload.get("records", ()))
+        self.device_facts.update(payload.get("devices", {}))
 
     def close(self) -> None:
         """Close every session and stop every worker (no stray processes)."""

@@ -25,12 +25,13 @@ import socket
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import paramiko
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
+from .boardlock import LOCK_NAME
 from .channel import WORKER_PATH, StderrTail, Transport, WorkerDied, describe_exit
 from .devices import Device
 from .errors import DeviceUnavailable
@@ -237,6 +238,13 @@ class SSHDevice(Device):
             return f"{self.config.host}:{self.config.port or 22}"
         return f"{conn.host}:{conn.port}"
 
+    @property
+    def where(self) -> str:
+        return self.address
+
+    def lock_path(self) -> str:
+        return f"{self.workdir()}/{LOCK_NAME}"
+
     def connection(self) -> Connection:
         """The open connection, (re)connecting when there is none or it dropped."""
         with self._lock:
@@ -354,12 +362,12 @@ class SSHDevice(Device):
                                     f"{self.address}: {exc}") from None
         self.worker_uploads += 1
 
-    def worker_command(self, workdir: str) -> str:
+    def worker_command(self, workdir: str, args: Sequence[str] = ()) -> str:
         """The exec line that starts one worker (every path and argument quoted)."""
         python = self.config.python or "python3"
         env = {"PYTHONUNBUFFERED": "1", **self.config.env}
         argv: List[str] = ["env", *(f"{k}={v}" for k, v in env.items()), python, f"{workdir}/{WORKER_NAME}",
-                           "--workdir", workdir]
+                           "--workdir", workdir, *args]
         return " ".join(["exec", "sh", "-c", shlex.quote(_LAUNCHER), "edgeort-worker", *map(shlex.quote, argv)])
 
     def _start_transport(self, group: str) -> SSHTransport:
@@ -370,7 +378,7 @@ class SSHDevice(Device):
         try:
             channel = conn.transport.open_session(window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE,
                                                   timeout=cfg.connect_timeout)
-            channel.exec_command(self.worker_command(workdir))
+            channel.exec_command(self.worker_command(workdir, self.worker_args(group)))
             return SSHTransport(channel, where, max(30.0, cfg.command_timeout), cfg.command_timeout, self._kill_group)
         except WorkerDied as exc:
             raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None

@@ -6,6 +6,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
+from .providers import available_aliases
+
 _BAD = ("failed", "error")
 
 
@@ -94,3 +96,24 @@ def format_rows(rows: List[SummaryRow]) -> List[str]:
 def skip_counts(reasons: Iterable[str]) -> List[Tuple[str, int]]:
     """Skip reasons with their counts, most frequent first."""
     return Counter(reasons).most_common()
+
+
+def device_line(name: str, caps: Mapping[str, Any]) -> str:
+    """'edgeort device local: Linux-...-x86_64, python 3.11.7, onnxruntime 1.31.1, QNN SDK ... ; providers: ...'."""
+    qnn = caps.get("qnn") or {}
+    providers = available_aliases(tuple(caps.get("providers", ())), tuple(qnn.get("backends", ())))
+    qnn_text = f", QNN SDK {qnn.get('sdk_version')} (EP {qnn.get('ep_package_version')})" if qnn else ""
+    soc = f" [{caps['soc']}]" if caps.get("soc") else ""
+    return (f"edgeort device {name}: {caps.get('platform')}{soc}, python {caps.get('python')}, "
+            f"onnxruntime {caps.get('onnxruntime')}{qnn_text}; providers: {', '.join(providers)}")
+
+
+def lock_lines(device_facts: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    """One line per device whose board lock this run had to wait for."""
+    lines = []
+    for name, facts in sorted(device_facts.items()):
+        lock = facts.get("board_lock") or {}
+        if lock.get("waited_for"):
+            lines.append(f"edgeort device {name}: waited {lock['waited_s']:.1f} s for the board lock "
+                         f"{lock['path']} (held by {lock['waited_for']})")
+    return lines

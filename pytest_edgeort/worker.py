@@ -403,11 +403,63 @@ def _read_soc():
     return ""
 
 
+# ---------------------------------------------------------------- board lock
+
+_HELD_LOCKS = {}  # path -> open fd; flock() lives as long as this process
+
+
+def take_lock(path, holder):
+    """Try to flock() the board lock at ``path`` without waiting.
+
+    The lock belongs to this process: the kernel drops it when the process exits or is killed, so
+    a crashed or cancelled run never leaves the board locked. The holder's description is written
+    into the file so that a waiting run can say who has the board.
+    """
+    import errno
+    import fcntl
+
+    path = os.path.expanduser(path)
+    if path in _HELD_LOCKS:
+        return {"acquired": True, "path": path}
+    folder = os.path.dirname(path)
+    try:
+        if folder and not os.path.isdir(folder):
+            os.makedirs(folder)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            if exc.errno != errno.EACCES:
+                raise
+            fd = os.open(path, os.O_RDONLY)  # another user's lock file: flock works read-only too
+    except OSError as exc:
+        raise RequestError("lock", "cannot open the board lock %s: %s" % (path, _one_line(exc)))
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except (IOError, OSError) as exc:
+        os.close(fd)
+        if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
+            raise RequestError("lock", "cannot lock %s: %s" % (path, _one_line(exc)))
+        try:
+            with open(path, "rb") as f:
+                current = f.read(4096).decode("utf-8", "replace")
+        except (IOError, OSError):
+            current = ""
+        return {"acquired": False, "path": path, "holder": current}
+    _HELD_LOCKS[path] = fd
+    record = json.dumps({"holder": holder, "pid": os.getpid(), "since": time.time()}).encode("utf-8")
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, record)
+    except OSError:
+        pass  # read-only lock file: the lock holds, only the holder's name is not recorded
+    return {"acquired": True, "path": path}
+
+
 # ---------------------------------------------------------------- request loop
 
 
 def serve(read_exact, write, worker):
-    """Answer requests until ``shutdown`` or EOF."""
+    """Answer requests until ``shutdown`` or EOF (``worker`` is None in a lock-only process)."""
     while True:
         try:
             req, arrays = read_frame(read_exact)
@@ -416,7 +468,14 @@ def serve(read_exact, write, worker):
         op = req.get("op")
         out_arrays = ()
         try:
-            if op == "capabilities":
+            if op == "lock":
+                reply = take_lock(req["path"], req["holder"])
+            elif op == "shutdown":
+                write(encode_header_only({"ok": True}))
+                return
+            elif worker is None:
+                raise RequestError("bad-request", "op %r sent to a lock-only worker" % op)
+            elif op == "capabilities":
                 reply = worker.capabilities()
             elif op == "has_model":
                 reply = {"present": worker.has_model(req["sha256"])}
@@ -434,9 +493,6 @@ def serve(read_exact, write, worker):
                 reply = {}
             elif op == "echo":
                 reply, out_arrays = {}, arrays
-            elif op == "shutdown":
-                write(encode_header_only({"ok": True}))
-                return
             else:
                 raise RequestError("bad-request", "unknown op %r" % op)
             reply["ok"] = True
@@ -450,7 +506,10 @@ def serve(read_exact, write, worker):
 
 
 def main(argv=None):
-    """Entry point: ``python3 worker.py --workdir DIR``; protocol on stdin / original stdout."""
+    """Entry point: ``python3 worker.py --workdir DIR [--lock-only]``; protocol on stdin / original stdout.
+
+    ``--lock-only`` starts a process that only holds the board lock (no onnxruntime import, so no
+    model or EP crash can ever release the lock early)."""
     argv = sys.argv[1:] if argv is None else argv
     workdir = argv[argv.index("--workdir") + 1] if "--workdir" in argv else os.path.join(os.getcwd(), ".edgeort")
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
@@ -462,7 +521,7 @@ def main(argv=None):
         proto_out.write(data)
 
     try:
-        worker = Worker(workdir)
+        worker = None if "--lock-only" in argv else Worker(workdir)
     except ImportError as exc:
         missing = getattr(exc, "name", None) or _one_line(exc)
         write(encode_header_only({
