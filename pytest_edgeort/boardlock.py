@@ -14,37 +14,50 @@ import json
 import os
 import socket
 import time
+import uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
-from .channel import WorkerClient
 from .errors import DeviceUnavailable
+
+if TYPE_CHECKING:  # the plugin imports this module; numpy (via channel) loads only when a board is used
+    from .channel import WorkerClient
 
 LOCK_GROUP = "lock"
 LOCK_NAME = "board.lock"
 POLL_S = 0.5
+OWN_GRACE_S = 5.0
 # Environment variables that point at the CI job holding a board, most specific first.
 _CI_VARS = ("CI_JOB_URL", "BUILD_URL", "GITHUB_RUN_ID", "BUILDKITE_BUILD_URL", "CI_JOB_ID")
 
 
-def holder_identity() -> str:
-    """Who this run is, as other runs will see it: ``user@host pid N`` plus the CI job if known."""
+def lock_owner(run_id: Optional[str] = None) -> Dict[str, str]:
+    """Who takes a lock, as other runs will see it: ``who`` (user@host pid N, xdist worker, CI job)
+    and ``run`` (shared by all xdist workers of one pytest run)."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
         user = str(os.getuid())
     ci = next((f"{name}={os.environ[name]}" for name in _CI_VARS if os.environ.get(name)), None)
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    return (f"{user}@{socket.gethostname()} pid {os.getpid()}" + (f" xdist {worker}" if worker else "")
-            + (f" ({ci})" if ci else ""))
+    who = (f"{user}@{socket.gethostname()} pid {os.getpid()}" + (f" xdist {worker}" if worker else "")
+           + (f" ({ci})" if ci else ""))
+    return {"who": who, "run": run_id or uuid.uuid4().hex}
 
 
-def describe_holder(content: str) -> str:
-    """The lock file's holder record in words (it may be empty while the holder is writing it)."""
+def _holder_record(content: str) -> Dict[str, Any]:
     try:
         record = json.loads(content)
+    except ValueError:
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def describe_holder(record: Dict[str, Any]) -> str:
+    """The lock file's holder record in words (it is empty while a new holder is writing it)."""
+    try:
         since = datetime.datetime.fromtimestamp(float(record["since"]), datetime.timezone.utc)
-        return f"{record['holder']} (lock pid {record['pid']} on the device, since {since.isoformat(timespec='seconds')})"
+        return f"{record['who']} (lock pid {record['pid']} on the device, since {since.isoformat(timespec='seconds')})"
     except (ValueError, KeyError, TypeError):
         return "another run (no holder recorded yet)"
 
@@ -63,24 +76,37 @@ class BoardLock:
                 "waited_for": self.waited_for}
 
 
-def acquire(client: WorkerClient, path: str, timeout: float, device: str, where: str,
+def acquire(client: "WorkerClient", path: str, owner: Dict[str, str], timeout: float, device: str, where: str,
             notify: Callable[[str], None], request_timeout: float) -> BoardLock:
-    """Poll the lock-only worker until it holds ``path``; DeviceUnavailable naming the holder after ``timeout``."""
+    """Poll the lock-only worker until it holds ``path``; DeviceUnavailable naming the holder after ``timeout``.
+
+    A lock held by this same run (two inventory names for one board, or two devices sharing a
+    ``lock_file``) would never be released while we wait: that fails after a short grace period (in
+    which our own previous lock process, after a dropped connection, has time to exit)."""
     start = time.monotonic()
-    holder = holder_identity()
     waited_for: Optional[str] = None
+    own_since: Optional[float] = None
     while True:
-        reply, _ = client.request("lock", path=path, holder=holder, timeout=request_timeout)
-        waited = time.monotonic() - start
+        reply, _ = client.request("lock", path=path, holder=owner, timeout=request_timeout)
+        now = time.monotonic()
         if reply["acquired"]:
-            return BoardLock(reply["path"], time.time(), waited, waited_for)
-        current = describe_holder(reply.get("holder", ""))
-        if waited_for is None:
+            return BoardLock(reply["path"], time.time(), now - start, waited_for)
+        record = _holder_record(reply.get("holder", ""))
+        current = describe_holder(record)
+        if record.get("run") == owner["run"]:
+            own_since = own_since if own_since is not None else now
+            if now - own_since >= OWN_GRACE_S:
+                raise DeviceUnavailable(
+                    f"device {device!r}: board lock {reply['path']} on {where} is held by this same run "
+                    f"({current}): another device of this run is the same board or shares its lock_file; "
+                    "give each device its own lock_file, or set lock = false")
+        elif waited_for is None:
             notify(f"edgeort: device {device!r} is in use: board lock {reply['path']} is held by {current}; "
                    f"waiting up to {timeout:g} s (lock_timeout)")
-        waited_for = current
-        if waited >= timeout:
+        if record.get("run") != owner["run"]:
+            waited_for = current
+        if now - start >= timeout:
             raise DeviceUnavailable(
                 f"device {device!r}: board lock {reply['path']} on {where} is held by {current}; gave up after "
-                f"{waited:.1f} s (lock_timeout = {timeout:g} in the inventory)")
-        time.sleep(min(POLL_S, max(0.0, timeout - waited)))
+                f"{now - start:.1f} s (lock_timeout = {timeout:g} in the inventory)")
+        time.sleep(min(POLL_S, max(0.0, timeout - (now - start))))

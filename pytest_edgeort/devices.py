@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from .boardlock import LOCK_GROUP, LOCK_NAME, BoardLock, acquire
+from .boardlock import LOCK_GROUP, LOCK_NAME, BoardLock, acquire, lock_owner
 from .channel import LocalTransport, Transport, WorkerClient, WorkerDied, WorkerError
 from .errors import DeviceUnavailable
 from .inventory import DeviceConfig
@@ -55,6 +55,7 @@ class Device:
         self.workers_started = 0
         self.board_lock: Optional[BoardLock] = None
         self.notify: Callable[[str], None] = lambda message: None
+        self.lock_owner: Dict[str, str] = lock_owner()
 
     # -- subclass hooks
     def _start_transport(self, group: str) -> Transport:
@@ -89,8 +90,9 @@ class Device:
             return
         client = self.client(LOCK_GROUP)
         try:
-            self.board_lock = acquire(client, self.config.lock_file or self.lock_path(), self.config.lock_timeout,
-                                      self.name, self.where, self.notify, self.config.command_timeout)
+            self.board_lock = acquire(client, self.config.lock_file or self.lock_path(), self.lock_owner,
+                                      self.config.lock_timeout, self.name, self.where, self.notify,
+                                      self.config.command_timeout)
             return
         except DeviceUnavailable as exc:
             error = exc

@@ -74,6 +74,9 @@ def pytest_configure(config: pytest.Config) -> None:
     if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "load":
         config.option.dist = "loadgroup"  # xdist's default mode, plus: each device's items stay on one worker
     run = EdgeRun(_options(config), Path(str(config.rootpath)), notify=_notifier(config))
+    if is_xdist_worker(config):
+        run.run_id = config.workerinput["testrunuid"]  # the workers of one run share its board locks' run id
+        config.option.loadgroup = config.workerinput.get("edgeort_dist") == "loadgroup"
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(OutcomeRecorder(run), "edgeort-outcomes")
     config.pluginmanager.register(fixtures, "edgeort-fixtures")
@@ -98,23 +101,36 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(TARGET, targets, ids=[f"{d}-{p}" for d, p in targets])
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns xdist_group marks into nodeid suffixes
+@pytest.hookimpl(tryfirst=True)  # marks first: xdist's own hook turns xdist_group marks into nodeid suffixes
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
     run = edge_run(config)
     if run.usage_errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
         raise pytest.UsageError(run.usage_errors[0])
-    if not is_xdist_worker(config):
+    if is_xdist_worker(config) and config.option.loadgroup:
+        for item in items:  # xdist then suffixes the nodeid with "@<device>" and schedules the group as one unit
+            device = item_device(item)
+            if device is not None:
+                item.add_marker(pytest.mark.xdist_group(device))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """xdist controller: tell each worker the --dist mode (workers re-parse the command line only)."""
+    node.workerinput["edgeort_dist"] = node.config.option.dist
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    config = item.config
+    if not is_xdist_worker(config) or config.option.loadgroup:
         return
-    devices = [(item, item_device(item)) for item in items]
-    if not any(device for _, device in devices):
-        return
-    if not getattr(config.option, "loadgroup", False):
-        raise pytest.UsageError(
-            "pytest-edgeort: edge tests under pytest-xdist need --dist loadgroup (or xdist's default, load, "
-            "which the plugin switches to loadgroup) so that each device is driven by one worker")
-    for item, device in devices:
-        if device is not None:
-            item.add_marker(pytest.mark.xdist_group(device))
+    device = item_device(item)
+    run = edge_run(config)
+    if device is not None and device in run.inventory and run.inventory[device].uses_lock:
+        from .outcomes import fail
+
+        fail(f"device {device!r} takes a board lock, so under pytest-xdist its tests must all run in one worker: "
+             f"use --dist loadgroup (pytest-edgeort switches xdist's default, load, to it), not "
+             f"--dist {config.workerinput.get('edgeort_dist', '?')}")
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:

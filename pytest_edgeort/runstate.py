@@ -1,12 +1,15 @@
 """Run-wide state: options, inventory, devices, the session cache and recorded results."""
 from __future__ import annotations
 
+import os
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import pytest
 
+from .boardlock import lock_owner
 from .errors import DeviceUnavailable, EdgeSessionError, InventoryError
 from .inventory import DeviceConfig, load_inventory, unknown_device_message
 from .providers import provider_options, resolve_provider
@@ -63,6 +66,7 @@ class EdgeRun:
     outcomes: Dict[str, str] = field(default_factory=dict)  # nodeid -> final pytest outcome
     skip_reasons: List[str] = field(default_factory=list)
     notify: Callable[[str], None] = _print_notice
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # xdist: the run's testrunuid, shared by workers
     _inventory: Optional[Dict[str, DeviceConfig]] = None
 
     # -- inventory and devices
@@ -88,6 +92,7 @@ class EdgeRun:
 
             self.devices[name] = make_device(self.inventory[name])
             self.devices[name].notify = self.notify
+            self.devices[name].lock_owner = lock_owner(self.run_id)
         device = self.devices[name]
         try:
             device.capabilities()
@@ -149,7 +154,9 @@ class EdgeRun:
         as plain JSON-able data that survives pytest-xdist's report transport."""
         from .jsonreport import json_safe
 
-        records = [{"started": started, "finished": finished, **entry} for entry in self.pending]
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        timing = {"started": started, "finished": finished, **({"xdist_worker": worker} if worker else {})}
+        records = [{**timing, **entry} for entry in self.pending]
         self.pending.clear()
         facts = {name: device.facts() for name, device in self.devices.items()}
         changed = {name: f for name, f in json_safe(facts).items() if self.device_facts.get(name) != f}

@@ -446,7 +446,8 @@ def take_lock(path, holder):
             current = ""
         return {"acquired": False, "path": path, "holder": current}
     _HELD_LOCKS[path] = fd
-    record = json.dumps({"holder": holder, "pid": os.getpid(), "since": time.time()}).encode("utf-8")
+    record = dict(holder, pid=os.getpid(), since=time.time())  # holder: {"who", "run"} from the host
+    record = json.dumps(record).encode("utf-8")
     try:
         os.ftruncate(fd, 0)
         os.write(fd, record)

@@ -57,6 +57,10 @@ def test_json_report_is_versioned_and_has_provenance(result, pytester):
     fallback = by_check["no_cpu_fallback"]
     assert fallback["outcome"] == "failed" and "Det x1 (det_node)" in fallback["error"]
     assert not list((pytester.path / "out").glob(".*.tmp"))  # atomic write leaves no temp file
+    assert report["exitstatus"] == 1 and report["interrupted"] is False
+    assert report["skipped"] == [{"reason": report["skipped"][0]["reason"], "count": 1}]
+    assert "has no provider 'cuda'" in report["skipped"][0]["reason"]
+    assert conformance["started"] <= conformance["finished"] <= fallback["started"] + 60
 
 
 def test_junit_properties_carry_device_versions_and_metrics(result, pytester):
@@ -66,3 +70,34 @@ def test_junit_properties_carry_device_versions_and_metrics(result, pytester):
     assert props["edge_device"] == "local" and props["edge_provider"] == "qnn-htp"
     assert len(props["edge_model_sha256"]) == 64 and props["edge_onnxruntime"] and props["edge_qnn_sdk"]
     assert float(props["edge_y_snr_db"]) > 15
+
+
+INTERRUPTED = '''
+import os
+import signal
+import pytest
+
+@pytest.mark.edge_model(r"{qdq}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_a_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+def test_b_ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)
+
+@pytest.mark.edge_model(r"{qdq}")
+@pytest.mark.edge_providers("cpu")
+def test_c_never_runs(edge_session):
+    pass
+'''
+
+
+def test_json_report_is_written_when_the_run_is_interrupted(pytester, model_dir):
+    pytester.makepyfile(INTERRUPTED.format(qdq=model_dir / "conv_matmul_qdq.onnx"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--edge-report=report.json", timeout=120)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["interrupted"] is True and report["exitstatus"] == 2
+    assert [(r["check"], r["outcome"]) for r in report["results"]] == [("conformance", "passed")]
+    assert list(report["outcomes"]) == ["test_json_report_is_written_when_the_run_is_interrupted.py::"
+                                        "test_a_matches_cpu[local-qnn-htp]"]

@@ -22,7 +22,7 @@ from pytest_edgeort.channel import WorkerDied
 from pytest_edgeort.errors import DeviceUnavailable
 from pytest_edgeort.inventory import DeviceConfig
 
-from .sshd import SSHKit, SSHServer, cmdline, sshd_missing
+from .sshd import SSHServer, sshd_missing
 
 pytest.importorskip("onnxruntime_qnn", reason="the QNN HTP simulator (onnxruntime-qnn) is the NPU under test")
 if sshd_missing():
@@ -31,48 +31,7 @@ if sshd_missing():
 from pytest_edgeort.ssh import SSHDevice  # noqa: E402  (imports fabric/paramiko)
 
 
-@pytest.fixture(scope="session")
-def ssh_kit(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHKit]:
-    kit = SSHKit(tmp_path_factory.mktemp("sshd"))
-    try:
-        yield kit
-    finally:
-        kit.close()
-
-
-@pytest.fixture(scope="session")
-def board(ssh_kit: SSHKit) -> SSHServer:
-    """sshd on 127.0.0.1:<free port> with a throwaway host key, client key and known_hosts."""
-    return ssh_kit.start("board1")
-
-
-@pytest.fixture(scope="session")
-def netns_board(ssh_kit: SSHKit) -> SSHServer:
-    """A second board in its own network namespace (veth pair, own address), or skip saying why."""
-    try:
-        return ssh_kit.start_in_netns("board2")
-    except RuntimeError as exc:
-        pytest.skip(f"no second board in a network namespace on this machine: {exc}")
-
-
-@pytest.fixture(scope="session")
-def board_workdir(ssh_kit: SSHKit) -> str:
-    """The boards' shared workdir: spaces and a quote, so every remote path must be quoted."""
-    return str(ssh_kit.root / "board work 'dir'")
-
-
-@pytest.fixture(autouse=True)
-def no_stray_workers(ssh_kit: SSHKit) -> Iterator[None]:
-    """After each test, no worker runs under any test sshd (waits briefly for exits to land)."""
-    yield
-    deadline = time.monotonic() + 5
-    while True:
-        left = {f"{s.host}:{s.port}": s.worker_pids() for s in ssh_kit.servers}
-        if not any(left.values()) or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    stray = {where: [cmdline(p) for p in pids] for where, pids in left.items() if pids}
-    assert not stray, f"workers left running under the test sshd: {stray}"
+pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
 
 def write_inventory(pytester: pytest.Pytester, *tables: str) -> None:
@@ -205,7 +164,7 @@ def test_core_markers_give_the_same_verdicts_on_the_ssh_board(pytester, model_di
 
 
 def test_two_boards_one_in_a_network_namespace(pytester, model_dir, board, netns_board, board_workdir):
-    write_inventory(pytester, entry(board, "board1", board_workdir), entry(netns_board, "board2", board_workdir))
+    write_inventory(pytester, entry(board, "board1", board_workdir), entry(netns_board, "board2", board_workdir + "2"))
     pytester.makeconftest(RECORDS_CONFTEST)
     pytester.makepyfile(CORE_TESTS.format(models=model_dir))
     result = run(pytester, "-v", "--edge-device=board1", "--edge-device=board2")
