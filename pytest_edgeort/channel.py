@@ -52,6 +52,10 @@ class Transport:
     def exit_status(self) -> Optional[int]:
         raise NotImplementedError
 
+    def usable(self) -> bool:
+        """Whether the worker can still answer (not exited, connection still up)."""
+        return self.exit_status() is None
+
     def stderr_tail(self) -> str:
         raise NotImplementedError
 
@@ -202,6 +206,10 @@ class WorkerClient:
                 f"{self.label} died during {what}: {describe_exit(status)}{detail}"
                 + (f"; last stderr: {tail}" if tail else "")
             ) from None
+
+    def usable(self) -> bool:
+        """Alive as far as this client knows, and its transport still up (asks no question on the wire)."""
+        return self.alive and self.transport.usable()
 
     def _wait_exit(self) -> Optional[int]:
         for _ in range(50):

@@ -40,7 +40,7 @@ class SessionHandle:
 
     @property
     def alive(self) -> bool:
-        return self.client.alive
+        return self.client.usable()
 
 
 class Device:
@@ -86,7 +86,7 @@ class Device:
     def _hold_board_lock(self) -> None:
         """Take the board lock unless this device does not use one or it is held (again, if its holder died)."""
         holder = self.clients.get(LOCK_GROUP)
-        if not self.config.uses_lock or (holder is not None and holder.alive and holder.transport.exit_status() is None):
+        if not self.config.uses_lock or (holder is not None and holder.usable()):
             return
         client = self.client(LOCK_GROUP)
         try:
@@ -107,7 +107,7 @@ class Device:
         if group != LOCK_GROUP:
             self._hold_board_lock()
         existing = self.clients.get(group)
-        if existing is not None and existing.alive:
+        if existing is not None and existing.usable():
             return existing
         transport = self._start_transport(group)
         label = f"worker on device {self.name!r}" + ("" if group == "default" else f" ({group} group)")

@@ -200,6 +200,11 @@ class SSHTransport(Transport):
             return None
         return -(status - 128) if 128 < status < 128 + 65 else status
 
+    def usable(self) -> bool:
+        transport = self.channel.get_transport()
+        return (self.exit_status() is None and not self.channel.closed
+                and transport is not None and transport.is_active())
+
     def stderr_tail(self) -> str:
         return self.stderr.text()
 

@@ -445,6 +445,7 @@ def test_reconnect_retires_the_workers_of_every_isolation_group(board, board_wor
         device.connection().transport.sock.shutdown(socket.SHUT_RDWR)
         with pytest.raises(WorkerDied, match="died during echo: connection lost"):
             first.request("echo", timeout=10)
+        assert not other.usable()  # seen without a request: sessions in that group reopen instead of failing
         fresh = device.client()
         assert not other.alive and device.connections == 2
         assert device.client("qnn-htp:soc_model=60").request("echo", timeout=10)[0]["ok"]
