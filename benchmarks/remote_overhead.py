@@ -13,7 +13,10 @@ and prints, side by side in one run:
     a fresh connection as a user would type it, and over an already open ControlMaster connection so
     the handshake is not counted), and ``ssh host cat`` (there and back). Target: >= 50% of raw SSH.
 
-    python benchmarks/remote_overhead.py [--n 300] [--naive-n 8] [--mb 64] [--repeats 3]
+(c) the board lock's cost: time from a fresh device object to a usable board (connect, worker
+    start, capabilities) with ``lock = true`` vs ``lock = false`` (median of --lock-n, alternated).
+
+    python benchmarks/remote_overhead.py [--n 300] [--naive-n 8] [--mb 64] [--repeats 3] [--lock-n 10]
 """
 from __future__ import annotations
 
@@ -159,12 +162,29 @@ def throughput(device: SSHDevice, server: SSHServer, mb: int, repeats: int, tmp:
     return results
 
 
+def ready_times(server: SSHServer, workdir: Path, n: int) -> Dict[str, float]:
+    """Median seconds to a usable board (connect + worker + capabilities), with and without the lock."""
+    times: Dict[str, List[float]] = {"lock = true": [], "lock = false": []}
+    for _ in range(n):
+        for key in times:
+            device = SSHDevice(DeviceConfig(
+                "bench", kind="ssh", host=server.host, port=server.port, user=server.user,
+                identity_file=str(server.identity_file), known_hosts=str(server.known_hosts),
+                python=sys.executable, workdir=str(workdir), lock=key == "lock = true"))
+            start = time.perf_counter()
+            device.capabilities()
+            times[key].append(time.perf_counter() - start)
+            device.close()
+    return {key: statistics.median(values) for key, values in times.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n", type=int, default=300, help="persistent-worker inferences")
     parser.add_argument("--naive-n", type=int, default=8, help="naive per-inference sequences")
     parser.add_argument("--mb", type=int, default=64, help="tensor size for the throughput test")
     parser.add_argument("--repeats", type=int, default=3, help="throughput repeats (best taken)")
+    parser.add_argument("--lock-n", type=int, default=10, help="fresh devices per lock setting")
     args = parser.parse_args()
     if sshd_missing():
         print(f"cannot run: {sshd_missing()}")
@@ -210,6 +230,11 @@ def main() -> int:
                 share = worker / rates[key]
                 print(f"    worker vs {key}: {share:.0%} (target >= 50%: {'met' if share >= 0.5 else 'NOT met'})")
             device.close()
+
+            ready = ready_times(server, tmp / "board", args.lock_n)
+            print(f"\n(c) fresh device to usable board (median s of {args.lock_n}): "
+                  + ", ".join(f"{key} {value:.3f}" for key, value in ready.items())
+                  + f"; the board lock adds {1000 * (ready['lock = true'] - ready['lock = false']):.0f} ms per run")
         finally:
             kit.close()
     return 0

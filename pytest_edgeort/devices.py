@@ -40,7 +40,7 @@ class SessionHandle:
 
     @property
     def alive(self) -> bool:
-        return self.client.usable()
+        return self.client.alive
 
 
 class Device:
@@ -70,6 +70,9 @@ class Device:
     def where(self) -> str:
         """The device's address in messages."""
         return "this machine"
+
+    def worker_died(self) -> None:
+        """Called after a request found its worker gone (SSH: retire every worker of a lost connection)."""
 
     def close(self) -> None:
         """Stop every worker; the lock-only worker goes last, so the board is free only when idle."""
@@ -107,10 +110,11 @@ class Device:
         if group != LOCK_GROUP:
             self._hold_board_lock()
         existing = self.clients.get(group)
-        if existing is not None and existing.usable():
+        if existing is not None and existing.alive:
             return existing
         transport = self._start_transport(group)
-        label = f"worker on device {self.name!r}" + ("" if group == "default" else f" ({group} group)")
+        suffix = {"default": "", LOCK_GROUP: " (board lock)"}.get(group, f" (group {group})")
+        label = f"worker on device {self.name!r}{suffix}"
         try:
             client = WorkerClient(transport, label, startup_timeout=max(30.0, self.config.command_timeout))
         except WorkerError as exc:

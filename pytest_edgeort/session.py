@@ -94,6 +94,7 @@ class EdgeSession:
             mode = "" if self.cpu_fallback else " with CPU fallback disabled"
             raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {exc}") from None
         except WorkerDied as exc:
+            self.device.worker_died()
             raise EdgeSessionError(f"{self.label}: {exc}") from None
         self._on_create(self)
         self._check_placement()
@@ -125,6 +126,7 @@ class EdgeSession:
         except WorkerError as exc:
             raise EdgeSessionError(f"{self.label}: {op} failed: {exc}") from None
         except WorkerDied as exc:
+            self.device.worker_died()
             raise EdgeSessionError(f"{self.label}: {exc}") from None
 
     # -- what tests call

@@ -255,14 +255,24 @@ class SSHDevice(Device):
         with self._lock:
             if self._conn is not None and self._conn.is_connected:
                 return self._conn
-            for client in self.clients.values():  # workers of a dropped connection are gone with it
-                client.alive = False
-                client.transport.terminate()
+            self._retire_clients()
             self._drop_connection()
             self._conn = self._connect()
             self.connections += 1
             self._workdir = None
             return self._conn
+
+    def _retire_clients(self) -> None:
+        for client in self.clients.values():  # workers of a dropped connection are gone with it
+            client.alive = False
+            client.transport.terminate()
+
+    def worker_died(self) -> None:
+        """A lost connection took every worker with it: sessions of other isolation groups reopen on
+        a new connection instead of each failing once more on the dead one."""
+        with self._lock:
+            if self._conn is not None and not self._conn.is_connected:
+                self._retire_clients()
 
     def _connect(self) -> Connection:
         cfg = self.config

@@ -323,7 +323,7 @@ def test_missing_board_python_names_it(pytester, model_dir, board, board_workdir
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     result = run(pytester, "--edge-device=board1")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*device 'board1': worker on device 'board1' died during start-up: exit code 127; "
+    result.stdout.fnmatch_lines(["*device 'board1': worker on device 'board1' (board lock) died during start-up: exit code 127; "
                                  "last stderr: env: *'/opt/no such/python3'*: No such file or directory*"])
 
 
@@ -379,15 +379,23 @@ import pytest
 
 pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("qnn-htp")]
 
+FP16_GROUP = {{"soc_model": "60"}}  # process-global QNN state: a worker (isolation group) of its own
+
+def test_0_other_group(edge_open, edge_inputs):
+    edge_open(r"{model_dir / 'conv_matmul_qdq.onnx'}", "qnn-htp", FP16_GROUP).run(edge_inputs)
+
 def test_a_dropped(edge_session, edge_inputs):
     edge_session.device.connection().transport.sock.shutdown(socket.SHUT_RDWR)  # the TCP connection goes away
     edge_session.run(edge_inputs)
 
-def test_b_reconnects(edge_session, edge_reference, edge_inputs, edge_compare):
+def test_b_other_group_reopens(edge_open, edge_inputs):
+    edge_open(r"{model_dir / 'conv_matmul_qdq.onnx'}", "qnn-htp", FP16_GROUP).run(edge_inputs)
+
+def test_c_reconnects(edge_session, edge_reference, edge_inputs, edge_compare):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
 ''')
     result = run(pytester, "--edge-device=board1")
-    result.assert_outcomes(failed=1, passed=1)
+    result.assert_outcomes(failed=1, passed=3)
     result.stdout.fnmatch_lines([
         "*conv_matmul_qdq.onnx on board1/qnn-htp: worker on device 'board1' died during run: connection lost*",
     ])
@@ -407,7 +415,7 @@ def test_model_and_worker_cache_hit_uploads_nothing_the_second_time(pytester, mo
         uploads.append((device["uploads"], device["worker_uploads"]))
     assert uploads == [(1, 1), (0, 0)]
     names = sorted(p.name for p in Path(workdir).iterdir())
-    assert names[0] == "models" and names[1].startswith("worker-") and len(names) == 2
+    assert names[:2] == ["board.lock", "models"] and names[2].startswith("worker-") and len(names) == 3
 
 
 def test_terminate_kills_a_stuck_worker_on_the_board(board, board_workdir):
@@ -445,7 +453,8 @@ def test_reconnect_retires_the_workers_of_every_isolation_group(board, board_wor
         device.connection().transport.sock.shutdown(socket.SHUT_RDWR)
         with pytest.raises(WorkerDied, match="died during echo: connection lost"):
             first.request("echo", timeout=10)
-        assert not other.usable()  # seen without a request: sessions in that group reopen instead of failing
+        device.worker_died()  # what a session does after WorkerDied
+        assert not other.alive  # without a request: sessions in that group reopen instead of failing once more
         fresh = device.client()
         assert not other.alive and device.connections == 2
         assert device.client("qnn-htp:soc_model=60").request("echo", timeout=10)[0]["ok"]
