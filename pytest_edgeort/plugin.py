@@ -78,7 +78,7 @@ def pytest_configure(config: pytest.Config) -> None:
         run.run_id = config.workerinput["testrunuid"]  # the workers of one run share its board locks' run id
         config.option.loadgroup = config.workerinput.get("edgeort_dist") == "loadgroup"
     config.stash[RUN_KEY] = run
-    config.pluginmanager.register(OutcomeRecorder(run), "edgeort-outcomes")
+    config.pluginmanager.register(ResultRelay(run), "edgeort-results")
     config.pluginmanager.register(fixtures, "edgeort-fixtures")
 
 
@@ -173,7 +173,7 @@ def _notifier(config: pytest.Config) -> Callable[[str], None]:
     return notify
 
 
-class OutcomeRecorder:
+class ResultRelay:
     """Carries results on test reports and collects them, in this process or the xdist controller."""
 
     def __init__(self, run: EdgeRun) -> None:
