@@ -46,6 +46,11 @@ def test_summary_rows_failures_first_and_skip_reasons_counted(result):
 def test_json_report_is_versioned_and_has_provenance(result, pytester):
     report = json.loads((pytester.path / "out" / "report.json").read_text())
     assert report["schema"] == "pytest-edgeort/report" and report["version"] == 1
+    assert set(report) == {"schema", "version", "created", "exitstatus", "interrupted", "seed", "devices",
+                           "outcomes", "skipped", "results"}  # the keys the README documents
+    for record in report["results"]:
+        assert {"nodeid", "check", "outcome", "started", "finished", "device", "provider", "model"} <= set(record)
+    assert report["devices"]["local"]["board_lock"] is None  # local takes no board lock unless asked
     assert report["devices"]["local"]["onnxruntime"]
     by_check = {r["check"]: r for r in report["results"]}
     conformance = by_check["conformance"]
