@@ -150,6 +150,8 @@ def test_missing_numpy_or_onnxruntime_is_one_clear_line(tmp_path):
 def test_crashed_worker_is_reported_with_signal(tmp_path):
     client = WorkerClient(LocalTransport(sys.executable, tmp_path), "worker on device 'local'")
     os.kill(client.pid, signal.SIGSEGV)
+    while Path(f"/proc/{client.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        time.sleep(0.01)  # dead before the request is written: a broken pipe must still say how it died
     with pytest.raises(WorkerDied, match="worker on device 'local' died during capabilities: killed by SIGSEGV"):
         client.request("capabilities")
     assert not client.alive
