@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
-from .errors import DeviceUnavailable
+from .errors import DeviceUnavailable, SchedulingError
 
 if TYPE_CHECKING:  # the plugin imports this module; numpy (via channel) loads only when a board is used
     from .channel import WorkerClient
@@ -31,9 +31,10 @@ OWN_GRACE_S = 5.0
 _CI_VARS = ("CI_JOB_URL", "BUILD_URL", "GITHUB_RUN_ID", "BUILDKITE_BUILD_URL", "CI_JOB_ID")
 
 
-def lock_owner(run_id: Optional[str] = None) -> Dict[str, str]:
-    """Who takes a lock, as other runs will see it: ``who`` (user@host pid N, xdist worker, CI job)
-    and ``run`` (shared by all xdist workers of one pytest run)."""
+def lock_owner(run_id: Optional[str] = None, dist: Optional[str] = None) -> Dict[str, Optional[str]]:
+    """Who takes a lock, as other runs will see it: ``who`` (user@host pid N, xdist worker, CI job),
+    ``run`` (shared by all xdist workers of one pytest run), ``worker`` (the xdist worker id) and
+    ``dist`` (its ``--dist`` mode)."""
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
@@ -42,7 +43,7 @@ def lock_owner(run_id: Optional[str] = None) -> Dict[str, str]:
     worker = os.environ.get("PYTEST_XDIST_WORKER")
     who = (f"{user}@{socket.gethostname()} pid {os.getpid()}" + (f" xdist {worker}" if worker else "")
            + (f" ({ci})" if ci else ""))
-    return {"who": who, "run": run_id or uuid.uuid4().hex}
+    return {"who": who, "run": run_id or uuid.uuid4().hex, "worker": worker, "dist": dist}
 
 
 def _holder_record(content: str) -> Dict[str, Any]:
@@ -76,13 +77,15 @@ class BoardLock:
                 "waited_for": self.waited_for}
 
 
-def acquire(client: "WorkerClient", path: str, owner: Dict[str, str], timeout: float, device: str, where: str,
+def acquire(client: "WorkerClient", path: str, owner: Dict[str, Optional[str]], timeout: float, device: str, where: str,
             notify: Callable[[str], None], request_timeout: float) -> BoardLock:
     """Poll the lock-only worker until it holds ``path``; DeviceUnavailable naming the holder after ``timeout``.
 
-    A lock held by this same run (two inventory names for one board, or two devices sharing a
-    ``lock_file``) would never be released while we wait: that fails after a short grace period (in
-    which our own previous lock process, after a dropped connection, has time to exit)."""
+    A lock held by this same run would never be released while we wait: that fails after a short
+    grace period (in which our own previous lock process, after a dropped connection, has time to
+    exit). Held by another xdist worker of the run, it means the scheduling split the board
+    (:class:`SchedulingError`, a failure); held by this same worker, that two inventory names (or two
+    devices sharing a ``lock_file``) are one board."""
     start = time.monotonic()
     waited_for: Optional[str] = None
     own_since: Optional[float] = None
@@ -95,6 +98,12 @@ def acquire(client: "WorkerClient", path: str, owner: Dict[str, str], timeout: f
         current = describe_holder(record)
         if record.get("run") == owner["run"]:
             own_since = own_since if own_since is not None else now
+            if now - own_since >= OWN_GRACE_S and record.get("worker") != owner["worker"]:
+                raise SchedulingError(
+                    f"device {device!r}: the pytest-xdist scheduling did not hold: worker {record.get('worker')} "
+                    f"of this run holds the board lock, so worker {owner['worker']} cannot drive the board too "
+                    f"(--dist {owner['dist']}); pytest-edgeort keeps each locked board on one worker under "
+                    "--dist load (the default) and loadgroup")
             if now - own_since >= OWN_GRACE_S:
                 raise DeviceUnavailable(
                     f"device {device!r}: board lock {reply['path']} on {where} is held by this same run "

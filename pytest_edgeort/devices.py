@@ -55,7 +55,7 @@ class Device:
         self.workers_started = 0
         self.board_lock: Optional[BoardLock] = None
         self.notify: Callable[[str], None] = lambda message: None
-        self.lock_owner: Dict[str, str] = lock_owner()
+        self.lock_owner: Dict[str, Optional[str]] = lock_owner()
 
     # -- subclass hooks
     def _start_transport(self, group: str) -> Transport:
@@ -131,9 +131,12 @@ class Device:
             self._caps = reply
         return self._caps
 
-    def facts(self) -> Dict[str, Any]:
-        """What the report says about the device: its capabilities and the board lock it waited for."""
-        return {**(self._caps or {}), "board_lock": self.board_lock.to_dict() if self.board_lock else None}
+    def facts(self) -> Optional[Dict[str, Any]]:
+        """What the report says about the device: its capabilities and the board lock it waited for
+        (None while its capabilities are unknown, e.g. it was unreachable from this process)."""
+        if self._caps is None:
+            return None
+        return {**self._caps, "board_lock": self.board_lock.to_dict() if self.board_lock else None}
 
     def provider_aliases(self) -> List[str]:
         caps = self.capabilities()

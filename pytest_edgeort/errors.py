@@ -31,6 +31,10 @@ class DeviceUnavailable(EdgeError):
     """A device cannot be reached or cannot run workers (names the device)."""
 
 
+class SchedulingError(DeviceUnavailable):
+    """Two pytest-xdist workers of one run reached for the same locked board: a failure, never a skip."""
+
+
 class EdgeSessionError(EdgeError):
     """A session could not be created or run (device, provider, model, cause)."""
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Optional
 
 import pytest
 
-from .errors import DeviceUnavailable, EdgeSessionError, ModelError, ProviderError
+from .errors import DeviceUnavailable, EdgeSessionError, ModelError, ProviderError, SchedulingError
 from .providers import resolve_provider
 from .runstate import EdgeRun
 
@@ -30,10 +30,13 @@ def require_provider(run: EdgeRun, device: str, provider: str) -> None:
         spec, error = None, str(exc)
     if spec is None:
         fail(error)
+    split = False
     try:
         missing = run.device(device).missing_provider(spec)
     except DeviceUnavailable as exc:
-        missing = str(exc)
+        missing, split = str(exc), isinstance(exc, SchedulingError)
+    if split:  # a scheduling fault is never an outage to skip
+        fail(missing)
     if missing:
         unavailable(run, missing)
 

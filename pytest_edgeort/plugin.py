@@ -1,4 +1,4 @@
-"""pytest hooks: options, markers, parametrization, suite collection, xdist grouping. Wiring only."""
+"""pytest hooks: options, markers, parametrization, suite collection, xdist scheduling. Wiring only."""
 from __future__ import annotations
 
 import contextlib
@@ -71,12 +71,10 @@ def _options(config: pytest.Config) -> EdgeOptions:
 def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
-    if getattr(config.option, "numprocesses", None) and getattr(config.option, "dist", "no") == "load":
-        config.option.dist = "loadgroup"  # xdist's default mode, plus: each device's items stay on one worker
     run = EdgeRun(_options(config), Path(str(config.rootpath)), notify=_notifier(config))
     if is_xdist_worker(config):
         run.run_id = config.workerinput["testrunuid"]  # the workers of one run share its board locks' run id
-        config.option.loadgroup = config.workerinput.get("edgeort_dist") == "loadgroup"
+        run.xdist_dist = config.workerinput.get("edgeort_dist")
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(ResultRelay(run), "edgeort-results")
     config.pluginmanager.register(fixtures, "edgeort-fixtures")
@@ -101,16 +99,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(TARGET, targets, ids=[f"{d}-{p}" for d, p in targets])
 
 
-@pytest.hookimpl(tryfirst=True)  # marks first: xdist's own hook turns xdist_group marks into nodeid suffixes
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
     run = edge_run(config)
     if run.usage_errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
         raise pytest.UsageError(run.usage_errors[0])
-    if is_xdist_worker(config) and config.option.loadgroup:
-        for item in items:  # xdist then suffixes the nodeid with "@<device>" and schedules the group as one unit
-            device = item_device(item)
-            if device is not None:
-                item.add_marker(pytest.mark.xdist_group(device))
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -119,18 +111,16 @@ def pytest_configure_node(node: Any) -> None:
     node.workerinput["edgeort_dist"] = node.config.option.dist
 
 
-def pytest_runtest_setup(item: pytest.Item) -> None:
-    config = item.config
-    if not is_xdist_worker(config) or config.option.loadgroup:
-        return
-    device = item_device(item)
-    run = edge_run(config)
-    if device is not None and device in run.inventory and run.inventory[device].uses_lock:
-        from .outcomes import fail
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist controller: keep every item of a locked device on one worker (see :mod:`.scheduling`)."""
+    locked = edge_run(config).locked_devices()
+    from .scheduling import TAKES_OVER, DeviceScheduling
 
-        fail(f"device {device!r} takes a board lock, so under pytest-xdist its tests must all run in one worker: "
-             f"use --dist loadgroup (pytest-edgeort switches xdist's default, load, to it), not "
-             f"--dist {config.workerinput.get('edgeort_dist', '?')}")
+    if not locked or config.option.dist not in TAKES_OVER:
+        return None  # xdist's own scheduler (a split board then fails its items: the board lock self-check)
+
+    return DeviceScheduling(config, log, locked)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:

@@ -55,7 +55,7 @@ class EdgeRun:
     options: EdgeOptions
     rootdir: Path
     devices: Dict[str, Device] = field(default_factory=dict)
-    unreachable: Dict[str, str] = field(default_factory=dict)
+    unreachable: Dict[str, DeviceUnavailable] = field(default_factory=dict)
     sessions: Dict[SessionKey, EdgeSession] = field(default_factory=dict)
     failed_sessions: Dict[SessionKey, EdgeSessionError] = field(default_factory=dict)
     sessions_created: int = 0
@@ -67,6 +67,7 @@ class EdgeRun:
     skip_reasons: List[str] = field(default_factory=list)
     notify: Callable[[str], None] = _print_notice
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # xdist: the run's testrunuid, shared by workers
+    xdist_dist: Optional[str] = None  # an xdist worker: the run's --dist mode
     _inventory: Optional[Dict[str, DeviceConfig]] = None
 
     # -- inventory and devices
@@ -83,21 +84,29 @@ class EdgeRun:
                 raise InventoryError(unknown_device_message(name, self.inventory, self.options.devices_file))
         return self.options.devices
 
+    def locked_devices(self) -> Tuple[str, ...]:
+        """The selected devices that take a board lock (none when the inventory is malformed: the
+        workers report that)."""
+        try:
+            return tuple(name for name in self.device_names() if self.inventory[name].uses_lock)
+        except InventoryError:
+            return ()
+
     def device(self, name: str) -> Device:
         """The device object, connected lazily; DeviceUnavailable is remembered for the run."""
         if name in self.unreachable:
-            raise DeviceUnavailable(self.unreachable[name])
+            raise self.unreachable[name]
         if name not in self.devices:
             from .devices import make_device
 
             self.devices[name] = make_device(self.inventory[name])
             self.devices[name].notify = self.notify
-            self.devices[name].lock_owner = lock_owner(self.run_id)
+            self.devices[name].lock_owner = lock_owner(self.run_id, self.xdist_dist)
         device = self.devices[name]
         try:
             device.capabilities()
         except DeviceUnavailable as exc:
-            self.unreachable[name] = str(exc)
+            self.unreachable[name] = exc
             raise
         return device
 
@@ -158,7 +167,7 @@ class EdgeRun:
         timing = {"started": started, "finished": finished, **({"xdist_worker": worker} if worker else {})}
         records = [{**timing, **entry} for entry in self.pending]
         self.pending.clear()
-        facts = {name: device.facts() for name, device in self.devices.items()}
+        facts = {name: device.facts() for name, device in self.devices.items() if device.facts() is not None}
         changed = {name: f for name, f in json_safe(facts).items() if self.device_facts.get(name) != f}
         return {"records": json_safe(records), "devices": changed}
 

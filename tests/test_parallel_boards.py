@@ -29,9 +29,9 @@ import pytest
 @pytest.mark.edge_model(r"{models}/conv_matmul_qdq.onnx")
 @pytest.mark.edge_providers("qnn-htp", "cpu")
 @pytest.mark.parametrize("n", range({count}))
-def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare, n):
+def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare, edge_device, n):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
-    time.sleep({pause})
+    time.sleep({local_pause} if edge_device == "local" else {pause})
 '''
 
 HOLD_TEST = '''
@@ -81,51 +81,61 @@ def report(pytester: pytest.Pytester, name: str) -> dict:
     return json.loads((pytester.path / name).read_text())
 
 
-def test_xdist_drives_each_board_from_one_worker_and_merges_the_results(pytester, model_dir, board, second_board,
-                                                                         tmp_path):
+def test_xdist_drives_each_board_from_one_worker_spreads_local_and_merges_the_results(
+        pytester, model_dir, board, second_board, tmp_path):
     pytester.makefile(".toml", **{"edge-devices": entry(board, "board1", tmp_path / "b1")
                                   + entry(second_board, "board3", tmp_path / "b3")})
-    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=3, pause=0.1),
+    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=4, pause=0.1, local_pause=0.6),
                         test_plain="def test_plain_one():\n    pass\n\ndef test_plain_two():\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--edge-device=board1",
-                                           "--edge-device=board3", "--edge-report=report.json",
+                                           "--edge-device=board3", "--edge-device=local", "--edge-report=report.json",
                                            "--junitxml=junit.xml", timeout=300)
     assert result.ret == 0, result.stdout.str()
-    result.assert_outcomes(passed=14)
+    result.assert_outcomes(passed=26)
     doc = report(pytester, "report.json")
     workers: Dict[str, set] = {}
     for record in doc["results"]:
         workers.setdefault(record["device"], set()).add(record["xdist_worker"])
-        assert record["nodeid"].endswith(f"@{record['device']}"), record["nodeid"]  # xdist's group suffix
-    assert {d: len(w) for d, w in workers.items()} == {"board1": 1, "board3": 1}, workers
+        assert "@" not in record["nodeid"], record["nodeid"]  # node ids stay as pytest makes them
+    assert {d: len(w) for d, w in workers.items()} == {"board1": 1, "board3": 1, "local": 2}, workers
     assert workers["board1"] != workers["board3"], "the two boards should be driven in parallel"
-    assert len(doc["results"]) == 12 and {r["outcome"] for r in doc["results"]} == {"passed"}
+    assert len(doc["results"]) == 24 and {r["outcome"] for r in doc["results"]} == {"passed"}
     for name in ("board1", "board3"):
         assert doc["devices"][name]["onnxruntime"] and doc["devices"][name]["board_lock"]["waited_s"] >= 0
     result.stdout.fnmatch_lines([
         "*edgeort summary*",
         "edgeort device board1: Linux*providers: cpu, qnn-htp*",
         "edgeort device board3: Linux*",
+        "edgeort device local: Linux*",
         "conv_matmul_qdq.onnx*board1*qnn-htp*PASS*",
         "conv_matmul_qdq.onnx*board3*qnn-htp*PASS*",
     ])
+    assert "None" not in result.stdout.str().split("edgeort summary")[1]
     properties = {(p.get("name"), p.get("value")) for p in ET.parse(pytester.path / "junit.xml").iter("property")}
-    assert {("edge_device", "board1"), ("edge_device", "board3")} <= properties
+    assert {("edge_device", "board1"), ("edge_device", "board3"), ("edge_device", "local")} <= properties
 
 
-def test_xdist_modes_that_split_a_board_across_workers_fail_clearly(pytester, model_dir, board, tmp_path):
+def test_a_board_split_across_xdist_workers_fails_saying_the_scheduling_did_not_hold(pytester, model_dir, board,
+                                                                                       tmp_path):
+    """--dist each hands every item to every worker: the second worker must fail, not skip, and must not
+    get the advice meant for a duplicated inventory entry."""
     pytester.makefile(".toml", **{"edge-devices": entry(board, "board1", tmp_path / "b1")})
-    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=1, pause=0))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--dist", "each",
+    # the first worker holds the board longer than the grace the second one gives a lock of its own run
+    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=1, pause=4, local_pause=0))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rE", "-n", "2", "--dist", "each",
                                            "--edge-device=board1", timeout=300)
     assert result.ret == 1
-    result.stdout.fnmatch_lines(["*device 'board1' takes a board lock, so under pytest-xdist its tests must all "
-                                 "run in one worker: use --dist loadgroup*not --dist each*"])
+    result.assert_outcomes(passed=2, errors=2)
+    result.stdout.fnmatch_lines(["device 'board1': the pytest-xdist scheduling did not hold: worker gw? of "
+                                 "this run holds the board lock, so worker gw? cannot drive the board too "
+                                 "(--dist each); pytest-edgeort keeps each locked board on one worker under "
+                                 "--dist load (the default) and loadgroup"])
+    assert "lock_file" not in result.stdout.str()
 
 
 def test_two_runs_on_one_board_take_turns(pytester, model_dir, board, tmp_path):
     pytester.makefile(".toml", **{"edge-devices": entry(board, "board1", tmp_path / "shared", lock_timeout=120)})
-    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=3, pause=0.3))
+    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=3, pause=0.3, local_pause=0.3))
     runs = [start_pytest(pytester, f"{name}.log", "--edge-device=board1", f"--edge-report={name}.json")
             for name in ("a", "b")]
     for proc in runs:
