@@ -28,7 +28,8 @@ def tolerances_for(model: ModelInfo, spec: ProviderSpec, layers: Sequence[Mappin
                          f"model outputs: {', '.join(o.name for o in model.outputs)}")
     result = {}
     for out in model.outputs:
-        tol = default_tolerance(model.precision(out.name, spec.float_as_fp16), spec.accelerator)
+        tol = default_tolerance(model.precision(out.name, spec.float_as_fp16), spec.accelerator,
+                                model.depth(out.name), model.shape(out.name), model.scale(out.name) is not None)
         for rules, per in parsed:
             tol = resolve_tolerance(tol, rules, per.get(out.name, {}))
         result[out.name] = tol

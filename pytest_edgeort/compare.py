@@ -16,6 +16,13 @@ Conventions:
 - NaN at the same positions on both sides, and infinities of the same sign, compare equal. A
   non-finite value on one side only is always a failure; such elements count as outside every bound.
   SNR, cosine, max/mean error are computed over the elements that are finite on both sides.
+- ``snr_q_db`` is the SNR that ``min_snr_db`` checks: errors within one step (the quantization scale,
+  else ``atol``) do not count as noise, and the signal power is at least ``N * step**2``, so a
+  near-zero reference (a detector's empty map) does not turn a 1-LSB difference into -inf dB.
+  ``snr_db`` is the plain SNR, for information.
+- ``bias_lsb`` and ``gain`` work on the signed error in LSB, groups as in :mod:`~pytest_edgeort.patterns`.
+- A failed output names the pattern of its error (``pattern``: offset, channel offset, region offset,
+  gain, outliers, noise) with its numbers.
 - ``smallest_passing`` holds, for every rule that is set, the smallest value of that key which would
   have passed with all other rules unchanged (``min_*`` keys: the largest passing value).
 """
@@ -29,10 +36,13 @@ from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tup
 import numpy as np
 
 from .jsonreport import json_safe
+from .patterns import describe, fit_gain, worst_bias
 from .tolerance import Tolerance
 
 WORST_COUNT = 5
 LSB_SNAP = 1.0 / 64
+#: the gain rule only fires when the fitted gain moves the largest |expected| by more than this (LSB)
+GAIN_VISIBLE_LSB = 2.0
 HIST_EDGES = (1, 2, 4, 8, 16, 32)
 HIST_LABELS_INT = ("0", "1", "2", "3-4", "5-8", "9-16", "17-32", ">32")
 HIST_LABELS_REAL = ("0", "(0,1]", "(1,2]", "(2,4]", "(4,8]", "(8,16]", "(16,32]", ">32")
@@ -68,8 +78,13 @@ class OutputComparison:
     max_lsb: Optional[float] = None
     frac_within: Optional[float] = None
     snr_db: Optional[float] = None
+    snr_q_db: Optional[float] = None
     cosine: Optional[float] = None
     topk_agreement: Optional[float] = None
+    bias: Optional[Dict[str, Any]] = None
+    gain: Optional[float] = None
+    pattern: Optional[str] = None
+    pattern_text: Optional[str] = None
     nan_actual: int = 0
     nan_expected: int = 0
     inf_actual: int = 0
@@ -171,8 +186,16 @@ def _nudge_up(value: float, passes: Callable[[float], bool]) -> float:
 
 
 def _snr_db(a: np.ndarray, e: np.ndarray) -> float:
-    noise = float(np.sum((a - e) ** 2))
-    signal = float(np.sum(e ** 2))
+    return _snr_from(np.abs(a - e), e)
+
+
+def _snr_from(err: np.ndarray, e: np.ndarray, step: float = 0.0) -> float:
+    """SNR from absolute errors ``err`` against ``e``; with ``step`` > 0, errors within one step do not
+    count and the signal power is at least ``e.size * step**2``."""
+    if step:
+        err = np.maximum(err - step, 0.0)
+    noise = float(np.sum(err ** 2))
+    signal = max(float(np.sum(e ** 2)), e.size * step * step)
     if noise == 0.0:
         return math.inf
     if signal == 0.0:
@@ -189,11 +212,12 @@ def _cosine(a: np.ndarray, e: np.ndarray) -> float:
     return float(np.clip(np.dot(a, e) / (na * ne), -1.0, 1.0))
 
 
-def _topk_ranks(a: np.ndarray, e: np.ndarray) -> np.ndarray:
+def _topk_ranks(a: np.ndarray, e: np.ndarray, tie: float = 0.0) -> np.ndarray:
     """Per row (last axis): rank in ``e`` of the top-1 index of ``a`` (1 = expected's top-1).
 
-    The rank counts expected values strictly greater, so ties in ``e`` share the better rank; the
-    top-1 of ``a`` is ``argmax`` (first maximum), what application code would pick.
+    The rank counts expected values greater by more than ``tie``, so ties (and near ties within
+    ``tie``) in ``e`` share the better rank; the top-1 of ``a`` is ``argmax`` (first maximum), what
+    application code would pick.
     """
     if a.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -201,7 +225,7 @@ def _topk_ranks(a: np.ndarray, e: np.ndarray) -> np.ndarray:
     ar, er = a.reshape(-1, last), e.reshape(-1, last)
     top1 = np.argmax(ar, axis=1)
     ev = er[np.arange(er.shape[0]), top1]
-    return (er > ev[:, None]).sum(axis=1) + 1
+    return (er > ev[:, None] + tie).sum(axis=1) + 1
 
 
 def _histogram(units: np.ndarray, integer_labels: bool) -> List[Tuple[str, int]]:
@@ -284,10 +308,7 @@ def compare_output(
             raw_err = np.where(both, np.abs(af - ef), 0.0)
     raw_err[mismatch] = math.inf
     if lsb_size:
-        units = raw_err / lsb_size
-        near = np.rint(units)
-        with np.errstate(invalid="ignore"):
-            units = np.where(np.abs(units - near) <= LSB_SNAP, near, units)
+        units = _snap(raw_err / lsb_size)
         err = units * lsb_size
     else:
         units, err = None, raw_err
@@ -302,6 +323,11 @@ def compare_output(
     if peak > 0:  # SNR and cosine are scale-free; normalizing avoids overflow in the squares
         fin_a, fin_e = fin_a / peak, fin_e / peak
     res.snr_db = _snr_db(fin_a, fin_e)
+    step = lsb_size or tol.atol or 0.0
+    if step and peak > 0:  # on the snapped errors, normalized like the plain SNR
+        res.snr_q_db = _snr_from(err[both] / peak, fin_e, step / peak)
+    else:
+        res.snr_q_db = res.snr_db
     res.cosine = _cosine(fin_a, fin_e)
     _worst(res, a, e, raw_err, units)
     if units is not None:
@@ -314,19 +340,74 @@ def compare_output(
 
     _check_bound(res, tol, err, abs_e, both, lsb_size)
     if tol.min_snr_db is not None:
-        res.smallest_passing["min_snr_db"] = res.snr_db
-        if res.snr_db < tol.min_snr_db:
-            fail(f"SNR {res.snr_db:.1f} dB < min_snr_db {tol.min_snr_db:g}")
+        res.smallest_passing["min_snr_db"] = res.snr_q_db
+        if res.snr_q_db < tol.min_snr_db:
+            fail(f"SNR {res.snr_q_db:.1f} dB{_snr_note(res, step, lsb_size)} < min_snr_db {tol.min_snr_db:g}")
     if tol.min_cosine is not None:
         res.smallest_passing["min_cosine"] = res.cosine
         if res.cosine < tol.min_cosine:
             fail(f"cosine {res.cosine:.6f} < min_cosine {tol.min_cosine:g}")
     if tol.topk is not None:
-        _check_topk(res, tol, af, ef)
+        _check_topk(res, tol, af, ef, lsb_size)
     if tol.vs_float is not None:
         _check_vs_float(res, tol, af, ef, integer, float_expected)
+    if tol.bias_lsb is not None or tol.gain is not None or res.failures:
+        unit = lsb_size or 1.0
+        with np.errstate(invalid="ignore", over="ignore"):
+            signed = _snap(np.where(both, (af - ef) / unit, 0.0))
+            e_units = np.where(both, ef / unit, 0.0)
+        if tol.bias_lsb is not None:
+            _check_bias(res, tol, signed, lsb_size)
+        if tol.gain is not None:
+            _check_gain(res, tol, signed, e_units)
+        if res.failures:
+            floor = tol.bias_lsb if tol.bias_lsb is not None else (2.0 if lsb_size else tol.atol or 0.0)
+            found = describe(signed, e_units, "LSB" if lsb_size else "", floor)
+            res.pattern, res.pattern_text = found.kind, found.text
     res.passed = not res.failures
     return res
+
+
+def _snap(units: np.ndarray) -> np.ndarray:
+    """Round values within ``LSB_SNAP`` of an integer to it (float32 rounding of dequantized values)."""
+    near = np.rint(units)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(units - near) <= LSB_SNAP, near, units)
+
+
+def _snr_note(res: OutputComparison, step: float, lsb_size: Optional[float]) -> str:
+    if not step or res.snr_q_db == res.snr_db:
+        return ""
+    within = "1 LSB" if lsb_size else f"atol {_fmt(step)}"
+    return f" (errors within {within} not counted; plain SNR {res.snr_db:.1f} dB)"
+
+
+def _check_bias(res: OutputComparison, tol: Tolerance, signed: np.ndarray, lsb_size: Optional[float]) -> None:
+    """No group (whole output, slice along an axis, region) may have a median error beyond ``bias_lsb``."""
+    if not lsb_size:
+        res.failures.append("bias_lsb tolerance needs a quantized output; this output has no quantization scale")
+        return
+    worst = worst_bias(signed)
+    if worst is None:
+        return
+    res.bias = {"where": worst.where, "size": worst.size, "median_lsb": worst.median}
+    res.smallest_passing["bias_lsb"] = abs(worst.median)
+    if abs(worst.median) > tol.bias_lsb:
+        res.failures.append(f"systematic offset: median error {worst.median:+.4g} LSB on {worst.where} "
+                            f"({worst.size} elements) > bias_lsb {tol.bias_lsb:g}")
+
+
+def _check_gain(res: OutputComparison, tol: Tolerance, signed: np.ndarray, e_units: np.ndarray) -> None:
+    """The fitted gain ``actual - expected ~ offset + gain * expected`` must stay within ``gain``; it counts
+    only when it explains most of the error and moves the largest |expected| by more than ``bias_lsb``
+    (else ``GAIN_VISIBLE_LSB``): otherwise it is rounding or outliers, which other rules judge."""
+    fit = fit_gain(signed, e_units)
+    res.gain = fit.gain
+    counts = fit.explains(tol.bias_lsb if tol.bias_lsb is not None else GAIN_VISIBLE_LSB)
+    res.smallest_passing["gain"] = abs(fit.gain) if counts else 0.0
+    if abs(fit.gain) > tol.gain and counts:
+        res.failures.append(f"gain {fit.gain:+.2%} (actual ~ {1 + fit.gain:.4g} x expected, {fit.peak_error:.3g} "
+                            f"at the largest |expected|) > gain {tol.gain:g}")
 
 
 def _worst(res: OutputComparison, a: np.ndarray, e: np.ndarray, raw_err: np.ndarray,
@@ -440,8 +521,10 @@ def _check_bound(res: OutputComparison, tol: Tolerance, err: np.ndarray, abs_e: 
             res.smallest_passing[key] = value
 
 
-def _check_topk(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray) -> None:
-    ranks = _topk_ranks(af, ef)
+def _check_topk(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray,
+                lsb_size: Optional[float]) -> None:
+    tie = (tol.tie_lsb or 0.0) * (lsb_size or 0.0)
+    ranks = _topk_ranks(af, ef, tie)
     rows = ranks.size
     bad = int(np.count_nonzero(ranks > tol.topk))
     res.topk_agreement = 1.0 - bad / rows if rows else 1.0
@@ -449,7 +532,8 @@ def _check_topk(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.nd
     res.smallest_passing["topk"] = int(_kth_largest(ranks.astype(np.float64), allowed)) or 1
     if bad > allowed:
         extra = f", max_mismatch allows {allowed}" if tol.max_mismatch else ""
-        res.failures.append(f"top-1 of actual outside expected top-{tol.topk} in {bad} of {rows} "
+        ties = f" (near ties within {tol.tie_lsb:g} LSB count as inside)" if tie else ""
+        res.failures.append(f"top-1 of actual outside expected top-{tol.topk}{ties} in {bad} of {rows} "
                             f"rows (agreement {res.topk_agreement:.1%}{extra})")
 
 

@@ -63,6 +63,7 @@ class ModelInfo:
     input_quant: Dict[str, QuantParams] = field(default_factory=dict)
     is_qdq: bool = False
     op_types: Tuple[str, ...] = ()
+    output_depth: Dict[str, int] = field(default_factory=dict)
 
     def precision(self, output: str, float_as_fp16: bool) -> str:
         """Precision class of an output: u8/u16/i8/i16 (QDQ), fp16, fp32, int or bool."""
@@ -84,6 +85,14 @@ class ModelInfo:
         types = [q.qtype for q in self.output_quant.values()] + [q.qtype for q in self.input_quant.values()]
         return max(set(types), key=types.count) if types else "uint8"
 
+    def depth(self, output: str) -> Optional[int]:
+        """Requantizations (QuantizeLinear nodes) on the longest path from a graph input to ``output``;
+        None for a model without QuantizeLinear."""
+        return self.output_depth.get(output)
+
+    def shape(self, output: str) -> Tuple[Union[int, str], ...]:
+        return {o.name: o for o in self.outputs}[output].shape
+
     def scale(self, output: str) -> Optional[float]:
         quant = self.output_quant.get(output)
         return None if quant is None else quant.scale
@@ -95,6 +104,16 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _requantization_depth(graph: onnx.GraphProto) -> Dict[str, int]:
+    """Per tensor: the most QuantizeLinear nodes on any path from a graph input (nodes are topologically sorted)."""
+    depth: Dict[str, int] = {}
+    for node in graph.node:
+        here = max((depth.get(name, 0) for name in node.input), default=0) + (node.op_type == "QuantizeLinear")
+        for out in node.output:
+            depth[out] = here
+    return depth
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
@@ -163,7 +182,10 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
                     break
     op_types = tuple(sorted({n.op_type for n in graph.node}))
     is_qdq = "DequantizeLinear" in op_types or "QuantizeLinear" in op_types
-    return ModelInfo(path, sha256_file(path), inputs, outputs, output_quant, input_quant, is_qdq, op_types)
+    depth = _requantization_depth(graph) if "QuantizeLinear" in op_types else {}
+    output_depth = {o.name: depth.get(o.name, 0) for o in outputs} if depth else {}
+    return ModelInfo(path, sha256_file(path), inputs, outputs, output_quant, input_quant, is_qdq, op_types,
+                     output_depth)
 
 
 def model_info(path: Union[str, Path]) -> ModelInfo:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from typing import List, Optional, Sequence
 
 from .compare import Comparison, OutputComparison
+from .patterns import SYSTEMATIC
 
 BAR_WIDTH = 40
+LINE_WIDTH = 100
 NAME_WIDTH = 18
 SHAPE_WIDTH = 13
 # (header, width) of the per-output table; the first three columns are left-aligned.
@@ -71,7 +74,8 @@ def format_row(o: OutputComparison) -> str:
         shape = _shape(o.expected_shape)
     else:
         shape = f"{_shape(o.actual_shape)}!={_shape(o.expected_shape)}"
-    snr = None if o.snr_db is None else (o.snr_db if math.isinf(o.snr_db) else round(o.snr_db, 1))
+    checked = o.snr_q_db if o.snr_q_db is not None else o.snr_db  # the SNR min_snr_db checks
+    snr = None if checked is None else (checked if math.isinf(checked) else round(checked, 1))
     cells = [
         o.name, shape, "ok" if o.passed else "FAIL", fmt_num(o.max_abs, 3), fmt_num(o.mean_abs, 3),
         fmt_num(o.max_lsb, 4), _pct(o.frac_within), fmt_num(snr, 4),
@@ -141,6 +145,10 @@ def _format_histogram(o: OutputComparison) -> List[str]:
     return lines
 
 
+def _wrap(text: str) -> List[str]:
+    return textwrap.wrap(text, width=LINE_WIDTH, subsequent_indent="    ", break_on_hyphens=False)
+
+
 def format_details(o: OutputComparison) -> str:
     """Reasons, rules, worst elements, histogram and smallest passing tolerance of one output."""
     head = f"{o.name}: {'passed' if o.passed else 'FAILED'}"
@@ -152,6 +160,8 @@ def format_details(o: OutputComparison) -> str:
     info.append(f"dtype {dtype}")
     lines = [head + "  (" + ", ".join(info) + ")"]
     lines += [f"  - {reason}" for reason in o.failures]
+    if o.pattern_text:
+        lines += _wrap(f"  error pattern: {o.pattern_text}")
     if o.nan_actual or o.nan_expected or o.inf_actual or o.inf_expected:
         lines.append(f"  NaN actual/expected {o.nan_actual}/{o.nan_expected}, "
                      f"Inf actual/expected {o.inf_actual}/{o.inf_expected}")
@@ -164,7 +174,9 @@ def format_details(o: OutputComparison) -> str:
     lines += _format_worst(o)
     lines += _format_histogram(o)
     if o.smallest_passing:
-        lines.append(f"  smallest tolerance that would pass: {format_smallest_passing(o)}")
+        lines += _wrap(f"  smallest tolerance that would pass: {format_smallest_passing(o)}")
+        if not o.passed and o.pattern in SYSTEMATIC:
+            lines.append(f"    (information only: a {o.pattern} is a defect to fix, not noise to tolerate)")
     return "\n".join(lines)
 
 

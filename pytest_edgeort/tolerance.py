@@ -74,6 +74,9 @@ class Tolerance:
     min_snr_db: Optional[float] = None
     min_cosine: Optional[float] = None
     topk: Optional[int] = None
+    tie_lsb: Optional[float] = None
+    bias_lsb: Optional[float] = None
+    gain: Optional[float] = None
     vs_float: Optional[float] = None
 
     def __post_init__(self) -> None:
@@ -114,6 +117,9 @@ _EXPECTED = {
     "min_snr_db": ("a number (dB)", True),
     "min_cosine": ("a number in [-1, 1]", True),
     "topk": ("an integer >= 1", True),
+    "tie_lsb": ("a non-negative number (LSB)", True),
+    "bias_lsb": ("a non-negative number (LSB)", True),
+    "gain": ("a non-negative number (fraction, 0.03 = 3 %)", True),
     "vs_float": ("a non-negative number", True),
 }
 
@@ -200,22 +206,43 @@ def parse_tolerance(
     return rules, per_output
 
 
+#: Outputs at most this many requantizations (QuantizeLinear nodes) from a graph input are "shallow":
+#: their healthy HTP-vs-CPU error is a few LSB, so an LSB bound and a gain rule apply.
+SHALLOW_DEPTH = 8
+#: One "coarse" LSB of a 16-bit output: the u8 step of the same range (u16 rules = u8 rules x 256).
+U16_STEP = 256.0
+
 _DEFAULTS = {
-    "u8": Tolerance(min_snr_db=15.0),
-    "i8": Tolerance(min_snr_db=15.0),
-    "u16": Tolerance(min_snr_db=20.0),
-    "i16": Tolerance(min_snr_db=20.0),
+    "u8": Tolerance(bias_lsb=8.0, min_snr_db=10.0),
+    "u8_shallow": Tolerance(lsb=3.0, bias_lsb=2.0, gain=0.03, min_snr_db=10.0),
+    "u16": Tolerance(bias_lsb=8.0 * U16_STEP, min_snr_db=20.0),
+    "u16_shallow": Tolerance(lsb=3.0 * U16_STEP, bias_lsb=2.0 * U16_STEP, gain=0.03, min_snr_db=20.0),
     "float_accel": Tolerance(atol=1e-2, rtol=1e-2, max_mismatch=1e-3, min_snr_db=30.0),
     "fp32_cpu": Tolerance(atol=1e-5, rtol=1e-4),
     "int": Tolerance(atol=0.0),
     "bool": Tolerance(atol=0.0),
 }
+_TOP1 = {"u8": Tolerance(topk=1, tie_lsb=2.0), "u16": Tolerance(topk=1, tie_lsb=2.0 * U16_STEP)}
 
 
-def default_tolerance(precision: str, accelerator: bool) -> Tolerance:
+def is_classifier_shape(shape: Sequence[Any]) -> bool:
+    """True for ``[C]``, ``[1, C]``, ``[1, 1, C]`` ... with C >= 2: one row of scores (logits, probabilities)."""
+    return len(shape) >= 1 and all(d == 1 for d in shape[:-1]) and isinstance(shape[-1], int) and shape[-1] >= 2
+
+
+def default_tolerance(precision: str, accelerator: bool, depth: Optional[int] = None,
+                      shape: Sequence[Any] = (), scale_known: bool = True) -> Tolerance:
     """Default rules for an output of ``precision`` (u8 u16 i8 i16 fp16 fp32 int bool).
 
-    ``accelerator=False`` means the provider under test is CPU-class (its float math is fp32).
+    Args:
+        precision: the output's precision class (``ModelInfo.precision``).
+        accelerator: False when the provider under test is CPU-class (its float math is fp32).
+        depth: requantizations between a graph input and this output (``ModelInfo.depth``); None =
+            unknown, treated as deep (no LSB bound: no false alarms on deep models).
+        shape: the output's shape for one example; a shallow classifier-shaped output also gets
+            top-1 agreement with near ties (within 2 LSB in the reference) tolerated.
+        scale_known: False when the quantized output's scale cannot be read (per-channel or computed
+            scale): only the SNR floor applies, every LSB rule needs the scale.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown output precision {precision!r} (valid: {', '.join(PRECISIONS)})")
@@ -223,7 +250,18 @@ def default_tolerance(precision: str, accelerator: bool) -> Tolerance:
         return _DEFAULTS["float_accel"]
     if precision == "fp32":
         return _DEFAULTS["fp32_cpu"]
-    return _DEFAULTS[precision]
+    if precision not in ("u8", "i8", "u16", "i16"):
+        return _DEFAULTS[precision]
+    width = "u16" if precision in ("u16", "i16") else "u8"
+    if not scale_known:
+        return Tolerance(min_snr_db=_DEFAULTS[width].min_snr_db)
+    if depth is None or depth > SHALLOW_DEPTH:
+        return _DEFAULTS[width]
+    tol = _DEFAULTS[f"{width}_shallow"]
+    if is_classifier_shape(shape):
+        top1 = _TOP1[width]
+        tol = replace(tol, topk=top1.topk, tie_lsb=top1.tie_lsb)
+    return tol
 
 
 def resolve_tolerance(default: Tolerance, *overrides: Mapping[str, Any]) -> Tolerance:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import onnx
@@ -10,6 +10,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 OPSET = 17
 IR_VERSION = 9
+# ("add", offset in output LSB: scalar or array broadcastable to the output) or ("mul", gain)
+Fault = Tuple[str, Union[int, np.ndarray, float]]
 
 
 def _save(graph: onnx.GraphProto, path: Path) -> Path:
@@ -124,3 +126,53 @@ def all_dtypes_identity(path: Path) -> Path:
         [helper.make_tensor_value_info(f"out_{k}", t, [2, 3]) for k, t in types.items()],
     )
     return _save(graph, path)
+
+
+def with_output_faults(qdq_path: Path, path: Path, output: str, faults: Mapping[str, "Fault"]) -> Path:
+    """Copy of a QDQ model with one extra output per fault: ``<output>_<name>``, a copy of ``output`` with the
+    fault applied in front of a final QuantizeLinear of the output's own scale and zero point.
+
+    A fault is ``("add", lsb)`` -- an integer offset in output LSB, a scalar or an array broadcastable to the
+    output shape (one element, one channel, a region) -- or ``("mul", gain)``. Offsets are exact: the added
+    constant is quantized with the output's scale, so ``add`` moves every element by exactly that many LSB
+    (saturating at the integer range), on the CPU EP and on QNN HTP alike.
+    """
+    model = onnx.load(str(qdq_path))
+    graph = model.graph
+    dq = next(n for n in graph.node if output in n.output)
+    if dq.op_type != "DequantizeLinear":
+        raise ValueError(f"{qdq_path}: output {output!r} is not produced by a DequantizeLinear")
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    scale_name, zp_name = dq.input[1], dq.input[2]
+    qtype = inits[zp_name].dtype
+    out_info = next(o for o in graph.output if o.name == output)
+    for name, (kind, value) in faults.items():
+        tag = f"{output}_{name}"
+        if kind == "add":
+            lsb = np.asarray(value, dtype=np.int64)
+            zero = -min(int(lsb.min()), 0)
+            if int(lsb.max()) + zero > np.iinfo(qtype).max:
+                raise ValueError(f"fault {name!r}: offsets span more than the {qtype} range")
+            const = [numpy_helper.from_array((lsb + zero).astype(qtype), f"{tag}_q"),
+                     numpy_helper.from_array(inits[scale_name], f"{tag}_scale"),
+                     numpy_helper.from_array(np.array(zero, qtype), f"{tag}_zp")]
+        elif kind == "mul":
+            top = np.iinfo(qtype).max
+            const = [numpy_helper.from_array(np.array(top, qtype), f"{tag}_q"),
+                     numpy_helper.from_array(np.array(value / top, np.float32), f"{tag}_scale"),
+                     numpy_helper.from_array(np.array(0, qtype), f"{tag}_zp")]
+        else:
+            raise ValueError(f"fault {name!r}: kind must be 'add' or 'mul', got {kind!r}")
+        graph.initializer.extend(const)
+        graph.node.extend([
+            helper.make_node("DequantizeLinear", [c.name for c in const], [f"{tag}_c"], name=f"{tag}_dq_c"),
+            helper.make_node("Add" if kind == "add" else "Mul", [output, f"{tag}_c"], [f"{tag}_f"], name=f"{tag}_op"),
+            helper.make_node("QuantizeLinear", [f"{tag}_f", scale_name, zp_name], [f"{tag}_fq"], name=f"{tag}_q"),
+            helper.make_node("DequantizeLinear", [f"{tag}_fq", scale_name, zp_name], [tag], name=f"{tag}_dq"),
+        ])
+        info = onnx.ValueInfoProto()
+        info.CopyFrom(out_info)
+        info.name = tag
+        graph.output.append(info)
+    onnx.save(model, str(path))
+    return path

@@ -37,9 +37,11 @@ def test_identical_arrays_pass_every_default(dtype, shape, data, scale):
     x = data.draw(hnp.arrays(dtype, shape))  # floats include NaN and +-Inf
     for precision in PRECISIONS:
         for accelerator in (True, False):
-            res = compare_output("y", x, x.copy(), default_tolerance(precision, accelerator), scale)
-            assert res.passed, (precision, accelerator, res.failures)
-            assert res.max_abs == 0.0
+            for depth, out_shape in ((None, ()), (3, (1, 10))):  # deep, shallow classifier
+                tol = default_tolerance(precision, accelerator, depth, out_shape, scale is not None)
+                res = compare_output("y", x, x.copy(), tol, scale)
+                assert res.passed, (precision, accelerator, depth, res.failures)
+                assert res.max_abs == 0.0
     every_rule = Tolerance(atol=0, lsb=0, min_snr_db=1e9, min_cosine=1.0, topk=1)
     res = compare_output("y", x, x.copy(), every_rule, scale)
     assert res.passed or res.failures == [
@@ -416,7 +418,10 @@ def test_format_comparison_shows_table_worst_histogram_and_smallest():
     assert next(line for line in lines if line.startswith("logits ")).split()[2] == "ok"
     assert "feature_map: FAILED  (rules: lsb=2 min_snr_db=15, LSB = 0.01, dtype float32)" in lines
     assert "  - 256 of 2048 elements (12.50%) outside |err| <= 2 LSB (0.02)" in lines
-    assert "  - SNR 10.9 dB < min_snr_db 15" in lines
+    assert "  - SNR 11.1 dB (errors within 1 LSB not counted; plain SNR 10.9 dB) < min_snr_db 15" in lines
+    assert lines[lines.index(next(x for x in lines if x.startswith("  error pattern:"))):][:2] == [
+        "  error pattern: channel offset: median error +59 LSB on index 3 on axis 1 (256 elements); elsewhere",
+        "    median +0 LSB"]
     worst_header = lines.index("  worst elements:")
     assert lines[worst_header + 1].split() == ["index", "actual", "expected", "|err|", "err",
                                                "LSB"]
@@ -424,8 +429,9 @@ def test_format_comparison_shows_table_worst_histogram_and_smallest():
     hist = lines.index("  |err| histogram in LSB:")
     assert lines[hist + 1].split()[0] == "0" and lines[hist + 1].endswith("1792  87.5%")
     assert lines[hist + 8].split()[0] == ">32" and lines[hist + 8].endswith("256  12.5%")
-    assert lines[-1] == ("  smallest tolerance that would pass: lsb=59 or max_mismatch=0.125; "
-                         "min_snr_db=10.9")
+    assert lines[-2:] == [
+        "  smallest tolerance that would pass: lsb=59 or max_mismatch=0.125; min_snr_db=11",
+        "    (information only: a channel offset is a defect to fix, not noise to tolerate)"]
     assert "logits: " not in text  # passing outputs get no details
     assert max(len(line) for line in lines) <= 100
 

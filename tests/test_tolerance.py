@@ -4,21 +4,23 @@ import pytest
 
 from pytest_edgeort.tolerance import (
     PRECISIONS,
+    SHALLOW_DEPTH,
     TOLERANCE_KEYS,
     Tolerance,
     default_tolerance,
+    is_classifier_shape,
     parse_tolerance,
     resolve_tolerance,
 )
 
 WHERE = "edge_tolerance in tests/test_x.py::test_a"
-VALID = ("atol, lsb, max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, topk, "
-         "vs_float")
+VALID = ("atol, bias_lsb, gain, lsb, max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, "
+         "tie_lsb, topk, vs_float")
 
 
 def test_keys():
     assert TOLERANCE_KEYS == {"atol", "rtol", "lsb", "stat", "quantile", "max_mismatch",
-                              "min_snr_db", "min_cosine", "topk", "vs_float"}
+                              "min_snr_db", "min_cosine", "topk", "tie_lsb", "bias_lsb", "gain", "vs_float"}
 
 
 def test_parse_splits_global_and_per_output():
@@ -51,7 +53,7 @@ def test_unknown_key_in_outputs_names_the_output():
     with pytest.raises(ValueError) as info:
         parse_tolerance({"outputs": {"logits": {"outputs": {}}}}, WHERE)
     assert str(info.value).startswith(
-        f"{WHERE} (outputs.logits): unknown tolerance key 'outputs' (valid: atol, lsb,")
+        f"{WHERE} (outputs.logits): unknown tolerance key 'outputs' (valid: atol, bias_lsb,")
 
 
 @pytest.mark.parametrize("key, value, expected", [
@@ -114,8 +116,16 @@ def test_every_precision_has_rules(precision, accelerator):
 
 
 def test_defaults_follow_measurements():
-    assert default_tolerance("u8", True).min_snr_db == 15.0
-    assert default_tolerance("u16", True).min_snr_db == 20.0
+    deep, shallow = default_tolerance("u8", True), default_tolerance("u8", True, depth=5, shape=(1, 64, 8, 8))
+    assert (deep.lsb, deep.bias_lsb, deep.gain, deep.min_snr_db, deep.topk) == (None, 8.0, None, 10.0, None)
+    assert (shallow.lsb, shallow.bias_lsb, shallow.gain, shallow.min_snr_db, shallow.topk) == (3.0, 2.0, 0.03, 10.0, None)
+    assert default_tolerance("u8", True, depth=SHALLOW_DEPTH + 1, shape=(1, 10)) == deep
+    classifier = default_tolerance("i8", False, depth=5, shape=(1, 10))
+    assert (classifier.topk, classifier.tie_lsb, classifier.lsb) == (1, 2.0, 3.0)
+    u16 = default_tolerance("u16", True, depth=5, shape=(1, 10))  # the u8 rules, one LSB read as 256 u16 steps
+    assert (u16.lsb, u16.bias_lsb, u16.tie_lsb, u16.min_snr_db) == (768.0, 512.0, 512.0, 20.0)
+    assert default_tolerance("u16", True).bias_lsb == 2048.0
+    assert default_tolerance("u8", True, depth=5, scale_known=False) == Tolerance(min_snr_db=10.0)
     fp16 = default_tolerance("fp16", True)
     assert fp16 == default_tolerance("fp32", True)  # real HTP computes float in fp16
     assert fp16.atol == fp16.rtol == 1e-2 and fp16.min_snr_db == 30.0
@@ -126,6 +136,13 @@ def test_defaults_follow_measurements():
         assert tol.atol == 0.0 and tol.rtol is None and tol.max_mismatch == 0.0
     with pytest.raises(ValueError, match="unknown output precision 'fp8'"):
         default_tolerance("fp8", True)
+
+
+@pytest.mark.parametrize("shape, classifier", [((10,), True), ((1, 10), True), ((1, 1, 2), True), ((1,), False),
+                                               ((1, 1), False), ((2, 10), False), ((1, 1, 96, 320), False),
+                                               (("N", 10), False)])
+def test_classifier_shape(shape, classifier):
+    assert is_classifier_shape(shape) == classifier
 
 
 def test_describe():

@@ -1,0 +1,178 @@
+"""Shapes of an output error: offsets per group (whole output, slice, region), gain, outliers, noise.
+
+Pure numpy. ``d`` is always the signed error ``actual - expected`` in LSB (or in absolute units for
+float outputs), ``e`` the expected output in the same units. Used by the ``bias_lsb`` and ``gain``
+rules of :mod:`pytest_edgeort.compare` and by the failure message, which names the pattern.
+
+Groups whose median error is a "bias" (each with at least ``MIN_GROUP`` elements): the whole output;
+every slice along one axis that holds at least 5 % of the elements (a channel of a few-channel map, a
+column of a detection head ``[1, anchors, 6]``, one example of a stacked set); per plane of the last
+two axes (so per channel of an NCHW map), boxes of 1/5 x 1/5 (stride half a box: a region covering
+at least 30 % of both axes contains a whole box) and bands of 1/20 of the rows or of the columns
+(stride 1: a band of >= 5 % of the rows contains one). Thin slices (one row of a map) are not groups:
+a healthy PP-OCR det text line is up to 61 LSB off along one row. The median, not the mean: deep
+models err in heavy-tailed bursts, while an offset moves the median of every group it covers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Tuple
+
+import numpy as np
+
+MIN_GROUP = 64
+MIN_FRACTION = 0.05
+BOX_DIVISIONS = 5
+BAND_DIVISIONS = 20
+OUTLIER_FACTOR = 3.0
+#: pattern kinds that a looser tolerance would accept as if they were noise
+#: a gain "explains" an error when the rms left after the fit is at most this fraction of the error's std
+GAIN_RESIDUAL = 0.5
+SYSTEMATIC = ("offset", "channel offset", "region offset", "gain")
+
+
+@dataclass(frozen=True)
+class Bias:
+    """Median error of one group of elements."""
+
+    where: str  # "all elements", "index 2 on axis 1", "region [0:20, 64:128] of plane (0, 0)"
+    size: int
+    median: float
+    rest_median: Optional[float] = None  # median error of the other elements (slices only)
+
+
+@dataclass(frozen=True)
+class Gain:
+    """Least-squares fit ``d = offset + gain * e`` and how much error the gain explains at the peak."""
+
+    gain: float
+    offset: float
+    peak_error: float  # |gain| * max |e - mean(e)|, in the units of d
+    residual: float  # rms of d after the fit, relative to the std of d (0 = the fit explains all)
+
+    def explains(self, floor: float) -> bool:
+        """True when the gain moves the largest |e| by more than ``floor`` and explains most of the error."""
+        return self.peak_error > floor and self.residual <= GAIN_RESIDUAL
+
+
+@dataclass(frozen=True)
+class Pattern:
+    """What the error looks like, for the failure message."""
+
+    kind: str  # "offset", "channel offset", "region offset", "gain", "outliers", "noise", "none"
+    text: str
+
+    @property
+    def systematic(self) -> bool:
+        """True for offsets and gains: loosening a tolerance would accept the defect."""
+        return self.kind in SYSTEMATIC
+
+
+def _slices(d: np.ndarray) -> Iterator[Bias]:
+    for axis in range(d.ndim):
+        count = d.shape[axis]
+        size = d.size // max(count, 1)
+        if count < 2 or size < MIN_GROUP or size < MIN_FRACTION * d.size:
+            continue
+        medians = np.median(np.moveaxis(d, axis, 0).reshape(count, -1), axis=1)
+        k = int(np.argmax(np.abs(medians)))
+        rest = np.delete(d, k, axis=axis)
+        yield Bias(f"index {k} on axis {axis}", size, float(medians[k]), float(np.median(rest)))
+
+
+def _window(d: np.ndarray, h: int, w: int, stride_h: int, stride_w: int) -> Optional[Bias]:
+    """The h x w window of the last two axes (every plane, given strides) with the largest |median|."""
+    rows, cols = d.shape[-2:]
+    if h * w < MIN_GROUP or (h == rows and w == cols):
+        return None
+    planes = d.reshape(-1, rows, cols)
+    view = np.lib.stride_tricks.sliding_window_view(planes, (h, w), axis=(1, 2))[:, ::stride_h, ::stride_w]
+    medians = np.median(view.reshape(*view.shape[:3], -1), axis=-1)
+    p, y, x = np.unravel_index(int(np.argmax(np.abs(medians))), medians.shape)
+    y0, x0 = int(y) * stride_h, int(x) * stride_w
+    plane = tuple(int(i) for i in np.unravel_index(int(p), d.shape[:-2])) if d.ndim > 2 else ()
+    where = f"region [{y0}:{y0 + h}, {x0}:{x0 + w}]" + (f" of plane {plane}" if plane else "")
+    return Bias(where, h * w, float(medians[p, y, x]))
+
+
+def _windows(d: np.ndarray) -> Iterator[Bias]:
+    """Boxes of 1/5 x 1/5 (stride half a box) and bands of 1/20 of the rows or columns (stride 1)."""
+    if d.ndim < 2:
+        return
+    rows, cols = d.shape[-2:]
+    h, w = -(-rows // BOX_DIVISIONS), -(-cols // BOX_DIVISIONS)
+    for found in (_window(d, h, w, max(h // 2, 1), max(w // 2, 1)),
+                  _window(d, -(-rows // BAND_DIVISIONS), cols, 1, 1),
+                  _window(d, rows, -(-cols // BAND_DIVISIONS), 1, 1)):
+        if found is not None:
+            yield found
+
+
+def biases(d: np.ndarray) -> List[Bias]:
+    """The largest-|median| group of each kind: whole output, each axis's slices, windows."""
+    if d.size == 0:
+        return []
+    return [Bias("all elements", int(d.size), float(np.median(d))), *_slices(d), *_windows(d)]
+
+
+def worst_bias(d: np.ndarray) -> Optional[Bias]:
+    """The group whose median error is farthest from 0 (None for an empty output)."""
+    found = biases(d)
+    return max(found, key=lambda b: abs(b.median)) if found else None
+
+
+def fit_gain(d: np.ndarray, e: np.ndarray) -> Gain:
+    """Least-squares ``d = offset + gain * e``; ``gain = 0`` when ``e`` is constant."""
+    d, e = d.reshape(-1).astype(np.float64), e.reshape(-1).astype(np.float64)
+    if d.size == 0:
+        return Gain(0.0, 0.0, 0.0, 1.0)
+    centred, spread = e - e.mean(), d - d.mean()
+    var = float(np.dot(centred, centred))
+    gain = float(np.dot(centred, spread) / var) if var > 0 else 0.0
+    std = float(np.sqrt(np.mean(spread ** 2)))
+    residual = float(np.sqrt(np.mean((spread - gain * centred) ** 2))) / std if std > 0 else 1.0
+    peak = abs(gain) * float(np.abs(centred).max())
+    return Gain(gain, float(d.mean()) - gain * float(e.mean()), peak, residual)
+
+
+def _where(index: Tuple[int, ...]) -> str:
+    return str(index) if index else "()"
+
+
+def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float) -> Pattern:
+    """Name the pattern of the error ``d`` (against the expected ``e``), with its numbers.
+
+    In order: a gain (the error grows with |expected| and the fit explains most of it), an offset
+    (whole output, a slice, a region: a group median beyond ``offset_floor``), a few outliers (at most
+    3 or 1 % of the elements beyond ``OUTLIER_FACTOR`` x the 90th percentile), else noise.
+    """
+    mag = np.abs(d)
+    if d.size == 0 or not mag.any():
+        return Pattern("none", "no error")
+    gain = fit_gain(d, e)
+    if gain.explains(offset_floor):
+        return Pattern("gain", f"gain: the error grows with the expected value, actual ~ {1 + gain.gain:.4g} x "
+                               f"expected ({gain.gain:+.2%}, {gain.peak_error:.3g} {unit} at the largest |expected|)")
+    bias = worst_bias(d)
+    whole = float(np.median(d))
+    if bias is not None and abs(bias.median) > offset_floor:
+        if bias.where == "all elements" or abs(whole) > offset_floor:
+            return Pattern("offset", f"constant offset: median error {whole:+.4g} {unit} over all "
+                                     f"{d.size} elements")
+        kind = "region offset" if bias.where.startswith("region") else "channel offset"
+        rest = "" if bias.rest_median is None else f"; elsewhere median {bias.rest_median:+.3g} {unit}"
+        return Pattern(kind, f"{kind}: median error {bias.median:+.4g} {unit} on {bias.where} "
+                             f"({bias.size} elements){rest}")
+    typical = float(np.quantile(mag, 0.9, method="lower"))
+    flat = mag.reshape(-1)
+    big = np.flatnonzero(flat > max(OUTLIER_FACTOR * typical, offset_floor))
+    if 0 < big.size <= max(3, d.size // 100):
+        first = tuple(int(i) for i in np.unravel_index(int(big[np.argmax(flat[big])]), d.shape))
+        return Pattern("outliers", f"{big.size} outlier element{'s' if big.size != 1 else ''} (largest "
+                                   f"{float(mag.max()):.4g} {unit} at {_where(first)}); 90 % of elements "
+                                   f"within {typical:.3g} {unit}")
+    rms = float(np.sqrt(np.mean(d ** 2)))
+    return Pattern("noise", f"noise-like spread: rms {rms:.3g} {unit}, 90 % within {typical:.3g} {unit}, "
+                            f"no offset (largest group median {0.0 if bias is None else bias.median:+.3g} "
+                            f"{unit}) and no gain ({gain.gain:+.2%})")
