@@ -124,7 +124,7 @@ def ratio(res: OutputComparison) -> Optional[float]:
     if tol.lsb is not None and res.max_lsb is not None:
         found.append(res.max_lsb / tol.lsb)
     if tol.bias_lsb is not None and res.bias:
-        found.append(abs(res.bias["median_lsb"]) / tol.bias_lsb)
+        found.append(res.smallest_passing["bias_lsb"] / tol.bias_lsb)
     if tol.gain is not None and res.smallest_passing.get("gain"):
         found.append(res.smallest_passing["gain"] / tol.gain)
     if tol.min_snr_db is not None:

@@ -16,18 +16,23 @@ models err in heavy-tailed bursts, while an offset moves the median of every gro
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from typing import Iterator, List, Optional, Tuple
 
 import numpy as np
 
 MIN_GROUP = 64
+#: the whole output is a group from this many elements (a median of fewer values is no statistic)
+MIN_WHOLE = 8
+#: medians within this many of their standard errors of 0 are what noise does, not an offset
+NOISE_Z = 2.0
 MIN_FRACTION = 0.05
 BOX_DIVISIONS = 5
 BAND_DIVISIONS = 20
 OUTLIER_FACTOR = 3.0
 #: pattern kinds that a looser tolerance would accept as if they were noise
-#: a gain "explains" an error when the rms left after the fit is at most this fraction of the error's std
+#: a gain "explains" an error when the rms left after the fit is at most this fraction of the error's rms
 GAIN_RESIDUAL = 0.5
 SYSTEMATIC = ("offset", "channel offset", "region offset", "gain")
 
@@ -40,20 +45,27 @@ class Bias:
     size: int
     median: float
     rest_median: Optional[float] = None  # median error of the other elements (slices only)
+    allowance: float = 0.0  # what noise alone moves the median of this many elements by (NOISE_Z sigmas)
+
+    @property
+    def excess(self) -> float:
+        """|median| beyond the noise allowance: what ``bias_lsb`` is compared with."""
+        return max(abs(self.median) - self.allowance, 0.0)
 
 
 @dataclass(frozen=True)
 class Gain:
-    """Least-squares fit ``d = offset + gain * e`` and how much error the gain explains at the peak."""
+    """Least-squares fit ``d = gain * e`` (a scale error about the real zero) and how well it explains ``d``."""
 
     gain: float
-    offset: float
-    peak_error: float  # |gain| * max |e - mean(e)|, in the units of d
-    residual: float  # rms of d after the fit, relative to the std of d (0 = the fit explains all)
+    peak_error: float  # |gain| * max |e|, in the units of d
+    residual: float  # rms of d - gain * e, relative to rms of d (0 = the gain explains all)
+    offset_residual: float  # the same for the best constant offset (d - median(d))
 
     def explains(self, floor: float) -> bool:
-        """True when the gain moves the largest |e| by more than ``floor`` and explains most of the error."""
-        return self.peak_error > floor and self.residual <= GAIN_RESIDUAL
+        """True when the gain moves the largest |e| by more than ``floor``, explains most of the error
+        and explains it better than a constant offset would."""
+        return self.peak_error > floor and self.residual <= min(GAIN_RESIDUAL, self.offset_residual)
 
 
 @dataclass(frozen=True)
@@ -110,30 +122,34 @@ def _windows(d: np.ndarray) -> Iterator[Bias]:
 
 
 def biases(d: np.ndarray) -> List[Bias]:
-    """The largest-|median| group of each kind: whole output, each axis's slices, windows."""
+    """The largest-|median| group of each kind (whole output, each axis's slices, windows), each with the
+    allowance noise earns it: ``NOISE_Z * 1.2533 * sigma / sqrt(size)``, the spread of a median of
+    ``size`` values, sigma from the median absolute deviation of all of ``d`` (0 for a mostly exact output;
+    an offset does not change it)."""
     if d.size == 0:
         return []
-    return [Bias("all elements", int(d.size), float(np.median(d))), *_slices(d), *_windows(d)]
+    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d))))
+    whole = [Bias("all elements", int(d.size), float(np.median(d)))] if d.size >= MIN_WHOLE else []
+    return [replace(b, allowance=NOISE_Z * 1.2533 * sigma / math.sqrt(b.size))
+            for b in (*whole, *_slices(d), *_windows(d))]
 
 
 def worst_bias(d: np.ndarray) -> Optional[Bias]:
-    """The group whose median error is farthest from 0 (None for an empty output)."""
+    """The group whose median error is farthest beyond its noise allowance (None: no group)."""
     found = biases(d)
-    return max(found, key=lambda b: abs(b.median)) if found else None
+    return max(found, key=lambda b: b.excess) if found else None
 
 
 def fit_gain(d: np.ndarray, e: np.ndarray) -> Gain:
-    """Least-squares ``d = offset + gain * e``; ``gain = 0`` when ``e`` is constant."""
+    """Least-squares ``d = gain * e``; ``gain = 0`` when ``e`` is all 0."""
     d, e = d.reshape(-1).astype(np.float64), e.reshape(-1).astype(np.float64)
-    if d.size == 0:
-        return Gain(0.0, 0.0, 0.0, 1.0)
-    centred, spread = e - e.mean(), d - d.mean()
-    var = float(np.dot(centred, centred))
-    gain = float(np.dot(centred, spread) / var) if var > 0 else 0.0
-    std = float(np.sqrt(np.mean(spread ** 2)))
-    residual = float(np.sqrt(np.mean((spread - gain * centred) ** 2))) / std if std > 0 else 1.0
-    peak = abs(gain) * float(np.abs(centred).max())
-    return Gain(gain, float(d.mean()) - gain * float(e.mean()), peak, residual)
+    power, total = float(np.dot(e, e)), float(np.sqrt(np.mean(d ** 2))) if d.size else 0.0
+    if d.size == 0 or total == 0.0:
+        return Gain(0.0, 0.0, 1.0, 1.0)
+    gain = float(np.dot(e, d) / power) if power > 0 else 0.0
+    residual = float(np.sqrt(np.mean((d - gain * e) ** 2))) / total
+    offset_residual = float(np.sqrt(np.mean((d - np.median(d)) ** 2))) / total
+    return Gain(gain, abs(gain) * float(np.abs(e).max()), residual, offset_residual)
 
 
 def _where(index: Tuple[int, ...]) -> str:
@@ -156,7 +172,7 @@ def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float) -> Pa
                                f"expected ({gain.gain:+.2%}, {gain.peak_error:.3g} {unit} at the largest |expected|)")
     bias = worst_bias(d)
     whole = float(np.median(d))
-    if bias is not None and abs(bias.median) > offset_floor:
+    if bias is not None and bias.excess > offset_floor:
         if bias.where == "all elements" or abs(whole) > offset_floor:
             return Pattern("offset", f"constant offset: median error {whole:+.4g} {unit} over all "
                                      f"{d.size} elements")

@@ -128,9 +128,11 @@ def all_dtypes_identity(path: Path) -> Path:
     return _save(graph, path)
 
 
-def with_output_faults(qdq_path: Path, path: Path, output: str, faults: Mapping[str, "Fault"]) -> Path:
+def with_output_faults(qdq_path: Path, path: Path, output: str, faults: Mapping[str, "Fault"],
+                       keep_original: bool = True) -> Path:
     """Copy of a QDQ model with one extra output per fault: ``<output>_<name>``, a copy of ``output`` with the
     fault applied in front of a final QuantizeLinear of the output's own scale and zero point.
+    ``keep_original=False`` (one fault only): the faulty tensor replaces ``output`` under its name.
 
     A fault is ``("add", lsb)`` -- an integer offset in output LSB, a scalar or an array broadcastable to the
     output shape (one element, one channel, a region) -- or ``("mul", gain)``. Offsets are exact: the added
@@ -174,5 +176,21 @@ def with_output_faults(qdq_path: Path, path: Path, output: str, faults: Mapping[
         info.CopyFrom(out_info)
         info.name = tag
         graph.output.append(info)
+    if not keep_original:
+        if len(faults) != 1:
+            raise ValueError("keep_original=False needs exactly one fault")
+        _rename_output(graph, output, f"{output}_{next(iter(faults))}")
     onnx.save(model, str(path))
     return path
+
+
+def _rename_output(graph: onnx.GraphProto, output: str, replacement: str) -> None:
+    """Drop graph output ``output`` and publish tensor ``replacement`` under that name."""
+    internal = f"{output}_healthy"
+    for node in graph.node:
+        node.input[:] = [internal if i == output else i for i in node.input]
+        node.output[:] = [internal if o == output else output if o == replacement else o for o in node.output]
+    info = next(o for o in graph.output if o.name == output)
+    kept = [o for o in graph.output if o.name not in (output, replacement)]
+    del graph.output[:]
+    graph.output.extend([info] + kept)
