@@ -7,11 +7,12 @@ host and worker can never disagree about it. A transport only moves bytes; the S
 from __future__ import annotations
 
 import collections
+import itertools
 import os
+import re
 import select
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -37,10 +38,47 @@ class WorkerDied(Exception):
     """The worker process is gone (crash, kill, dropped connection) or stopped answering."""
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+class StderrTail:
+    """Keeps the last lines a worker wrote to stderr (QNN is chatty; errors need context), without
+    terminal colour codes; :meth:`mark` / ``text(since=...)`` scope them to one request."""
+
+    def __init__(self, maxlen: int = 40) -> None:
+        self.lines: Deque[str] = collections.deque(maxlen=maxlen)
+        self.count = 0  # lines seen so far
+        self._pump: Optional[threading.Thread] = None
+
+    def feed_stream(self, stream: Any) -> threading.Thread:
+        def pump() -> None:
+            for raw in iter(stream.readline, b""):
+                line = _ANSI.sub("", raw.decode("utf-8", "replace")).rstrip()
+                if line:
+                    self.lines.append(line)
+                    self.count += 1
+
+        self._pump = threading.Thread(target=pump, daemon=True, name="edgeort-stderr")
+        self._pump.start()
+        return self._pump
+
+    def mark(self) -> int:
+        """A position: ``text(since=mark)`` shows only lines written after it."""
+        return self.count
+
+    def text(self, last: int = 6, drain: float = 1.0, since: int = 0) -> str:
+        """The last lines (after ``since``); waits up to ``drain`` s for a dying worker's final words."""
+        if self._pump is not None:
+            self._pump.join(timeout=drain)
+        fresh = list(self.lines)[max(0, len(self.lines) - (self.count - since)):]
+        return " | ".join(fresh[-last:])
+
+
 class Transport:
-    """Moves bytes to and from one worker process."""
+    """Moves bytes to and from one worker process; ``stderr`` collects what the worker prints."""
 
     description = "worker"
+    stderr: StderrTail
 
     def send(self, data: bytes) -> None:
         raise NotImplementedError
@@ -56,36 +94,8 @@ class Transport:
         """Whether the worker can still answer (not exited, connection still up)."""
         return self.exit_status() is None
 
-    def stderr_tail(self) -> str:
-        raise NotImplementedError
-
     def terminate(self) -> None:
         raise NotImplementedError
-
-
-class StderrTail:
-    """Keeps the last lines a worker wrote to stderr (QNN is chatty; errors need context)."""
-
-    def __init__(self, maxlen: int = 40) -> None:
-        self.lines: Deque[str] = collections.deque(maxlen=maxlen)
-        self._pump: Optional[threading.Thread] = None
-
-    def feed_stream(self, stream: Any) -> threading.Thread:
-        def pump() -> None:
-            for raw in iter(stream.readline, b""):
-                line = raw.decode("utf-8", "replace").rstrip()
-                if line:
-                    self.lines.append(line)
-
-        self._pump = threading.Thread(target=pump, daemon=True, name="edgeort-stderr")
-        self._pump.start()
-        return self._pump
-
-    def text(self, last: int = 6, drain: float = 1.0) -> str:
-        """The last lines; waits up to ``drain`` s for a dying worker's final words to arrive."""
-        if self._pump is not None:
-            self._pump.join(timeout=drain)
-        return " | ".join(list(self.lines)[-last:])
 
 
 class LocalTransport(Transport):
@@ -93,7 +103,6 @@ class LocalTransport(Transport):
 
     def __init__(self, python: str, workdir: Path, env: Optional[Dict[str, str]] = None,
                  args: Sequence[str] = ()) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env.setdefault("PYTHONUNBUFFERED", "1")
@@ -127,9 +136,6 @@ class LocalTransport(Transport):
 
     def exit_status(self) -> Optional[int]:
         return self.proc.poll()
-
-    def stderr_tail(self) -> str:
-        return self.stderr.text()
 
     def terminate(self) -> None:
         if self.proc.poll() is None:
@@ -168,11 +174,16 @@ class WorkerClient:
         self.label = label
         self._buffer = bytearray()
         self._lock = threading.Lock()
+        self._ids = itertools.count(1)
         self.alive = True
-        hello, _ = self._read_reply(startup_timeout, "start-up")
+        hello, _ = self._read_reply(startup_timeout, "start-up", None, 0)
         if not hello.get("ok"):
             self.close()
             raise WorkerError(hello.get("kind", "environment"), f"{label}: {hello.get('error')}")
+        if hello.get("protocol") != wire.PROTOCOL_VERSION:
+            self.close()
+            raise WorkerError("environment", f"{label} speaks protocol version {hello.get('protocol')!r}, this "
+                                             f"plugin {wire.PROTOCOL_VERSION}")
         self.pid = hello.get("pid")
 
     def _read_exact_until(self, deadline: Optional[float], what: str) -> Callable[[int], bytes]:
@@ -195,19 +206,28 @@ class WorkerClient:
 
         return read_exact
 
-    def _read_reply(self, timeout: Optional[float], what: str) -> Tuple[Dict[str, Any], Arrays]:
+    def _read_reply(self, timeout: Optional[float], what: str, request_id: Optional[int],
+                    stderr_since: int) -> Tuple[Dict[str, Any], Arrays]:
+        """The reply to request ``request_id`` (None: the start-up hello). Anything else -- EOF, a
+        frame that does not decode, a reply to another request -- stops the worker: WorkerDied."""
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            return wire.read_frame(self._read_exact_until(deadline, what))
-        except (EOFError, wire.ProtocolError) as exc:
-            status = self._wait_exit()
-            tail = self.transport.stderr_tail()
-            self._die()
-            detail = f" ({exc})" if isinstance(exc, wire.ProtocolError) else ""
-            raise WorkerDied(
-                f"{self.label} died during {what}: {describe_exit(status)}{detail}"
-                + (f"; last stderr: {tail}" if tail else "")
-            ) from None
+            reply, arrays = wire.read_frame(self._read_exact_until(deadline, what))
+        except EOFError:
+            problem = None
+        except wire.ProtocolError as exc:
+            problem = f"sent an invalid frame ({exc})"
+        else:
+            if reply.get("id") == request_id:
+                return reply, arrays
+            problem = (f"answered request {reply.get('id')!r} when {request_id!r} was expected "
+                       "(protocol out of step)")
+        status = None if problem else self._wait_exit()
+        tail = self.transport.stderr.text(since=stderr_since, drain=0.2 if problem else 1.0)
+        self._die()
+        what_happened = (f"{problem} during {what}; the worker was stopped" if problem
+                         else f"died during {what}: {describe_exit(status)}")
+        raise WorkerDied(f"{self.label} {what_happened}" + (f"; last stderr: {tail}" if tail else ""))
 
     def usable(self) -> bool:
         """Alive as far as this client knows, and its transport still up (asks no question on the wire)."""
@@ -232,13 +252,15 @@ class WorkerClient:
         if not self.alive:
             raise WorkerDied(f"{self.label} is no longer running")
         with self._lock:
-            frame = wire.encode_frame(dict(fields, op=op), arrays)
+            request_id = next(self._ids)
+            frame = wire.encode_frame(dict(fields, op=op, id=request_id), arrays)
+            since = self.transport.stderr.mark()
             try:
                 self.transport.send(frame)
             except WorkerDied:
                 self._die()  # a failed write leaves no usable worker: the next request starts a new one
                 raise
-            reply, out = self._read_reply(timeout, op)
+            reply, out = self._read_reply(timeout, op, request_id, since)
         if not reply.get("ok"):
             raise WorkerError(reply.get("kind", "internal"), reply.get("error", "unknown worker error"))
         return reply, out
@@ -247,14 +269,11 @@ class WorkerClient:
         """Ask the worker to exit, then make sure it is gone."""
         if self.alive and self.transport.exit_status() is None:
             try:
-                self.transport.send(wire.encode_header_only({"op": "shutdown"}))
-                self._read_reply(timeout, "shutdown")
+                request_id = next(self._ids)
+                self.transport.send(wire.encode_header_only({"op": "shutdown", "id": request_id}))
+                self._read_reply(timeout, "shutdown", request_id, self.transport.stderr.mark())
             except (WorkerDied, OSError):
                 pass
         self.alive = False
         self.transport.terminate()
 
-
-def local_python() -> str:
-    """The interpreter the local worker runs on: the one running pytest."""
-    return sys.executable

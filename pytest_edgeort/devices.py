@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
@@ -20,7 +19,7 @@ import numpy as np
 from .boardlock import LOCK_GROUP, LOCK_NAME, BoardLock, acquire, lock_owner
 from .channel import LocalTransport, Transport, WorkerClient, WorkerDied, WorkerError
 from .errors import DeviceUnavailable
-from .inventory import DeviceConfig
+from .inventory import DEFAULT_WORKDIR, DeviceConfig
 from .modelinfo import ModelInfo
 from .placement import Placement
 from .providers import ALIASES, ProviderSpec, available_aliases, isolation_group
@@ -168,33 +167,39 @@ class Device:
     def create_session(
         self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool
     ) -> SessionHandle:
-        """Create a session in the right worker; WorkerError(kind='create') when the EP refuses."""
+        """Create a session in the right worker; WorkerError(kind='create') when the EP refuses.
+
+        The worker verifies the cached model's hash first; a cached file that does not match (it
+        changed on the device) is deleted there, uploaded again, and the creation is retried once."""
         client = self.client(isolation_group(spec, options))
-        self.ensure_model(client, model)
         sid = f"s{next(_session_ids)}"
-        reply, _ = client.request(
-            "create_session",
-            sid=sid,
-            sha256=model.sha256,
-            ep=spec.ep_name,
-            options=dict(options),
-            cpu_fallback=cpu_fallback,
-            timeout=self.config.command_timeout,
-        )
+        for attempt in (1, 2):
+            self.ensure_model(client, model)
+            try:
+                reply, _ = client.request("create_session", sid=sid, sha256=model.sha256, ep=spec.ep_name,
+                                          options=dict(options), cpu_fallback=cpu_fallback,
+                                          timeout=self.config.command_timeout)
+                break
+            except WorkerError as exc:
+                if exc.kind != "missing-model" or attempt == 2:
+                    raise
         return SessionHandle(self.name, sid, client, reply, Placement.from_worker(reply.get("placement")))
 
 
 class LocalDevice(Device):
     """This machine: workers are subprocesses of the pytest process."""
 
-    def __init__(self, config: DeviceConfig, cache_root: Optional[Path] = None) -> None:
+    def __init__(self, config: DeviceConfig) -> None:
         super().__init__(config)
-        root = config.workdir or str(cache_root or Path(tempfile.gettempdir()) / f"edgeort-{os.getuid()}")
-        self.workdir = Path(os.path.expanduser(root))
+        self.workdir = Path(os.path.expanduser(config.workdir or DEFAULT_WORKDIR))
 
     def _start_transport(self, group: str) -> Transport:
         python = self.config.python or sys.executable
-        return LocalTransport(python, self.workdir, dict(self.config.env), self.worker_args(group))
+        try:
+            return LocalTransport(python, self.workdir, dict(self.config.env), self.worker_args(group))
+        except OSError as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: cannot start the worker with {python}: "
+                                    f"{exc.strerror or exc}") from None
 
     def lock_path(self) -> str:
         return str(self.workdir / LOCK_NAME)

@@ -16,7 +16,7 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 from .errors import InventoryError, ProviderError
 from .providers import provider_options, resolve_provider
 
-DEFAULT_WORKDIR = "/var/tmp/edgeort"
+DEFAULT_WORKDIR = "~/.cache/edgeort"  # private to the user: created 0700, checked by the worker
 DEFAULT_LOCK_TIMEOUT = 900.0
 
 

@@ -1,6 +1,7 @@
 """The object a test gets as ``edge_session``: one model on one device and provider."""
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
@@ -86,23 +87,33 @@ class EdgeSession:
             "placement": self.placement.to_dict() if self.placement is not None else None,
         }
 
+    def _user_paths(self, text: str) -> str:
+        """A worker's message with the device's cache file (``.../models/<sha256>.onnx``) named as
+        the user's model file."""
+        return re.sub(r"[^\s'\"]*models/%s\.onnx" % self.model.sha256, str(self.model.path), text)
+
     # -- lifecycle
     def _open(self) -> None:
         try:
             self._handle = self.device.create_session(self.model, self.spec, self.options, self.cpu_fallback)
         except WorkerError as exc:
             mode = "" if self.cpu_fallback else " with CPU fallback disabled"
-            raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {exc}") from None
+            raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {self._user_paths(str(exc))}") from None
         except WorkerDied as exc:
             self.device.worker_died()
-            raise EdgeSessionError(f"{self.label}: {exc}") from None
+            raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
         self._on_create(self)
         self._check_placement()
 
     def _check_placement(self) -> None:
         placement = self.placement
-        if not self.spec.accelerator or placement is None or placement.total == 0:
+        if not self.spec.accelerator or placement is None:
             return
+        if placement.total == 0:
+            raise EdgeSessionError(
+                f"{self.label}: no node of the graph is left after onnxruntime's optimizations (it folded to "
+                f"constants at load), so nothing runs on {self.spec.ep_name} and there is no {self.spec.alias} "
+                "result to report", placement)
         if placement.count(self.spec.ep_name) == 0:
             where = format_fallback(placement.nodes_not_on(self.spec.ep_name))
             raise EdgeSessionError(
@@ -124,10 +135,10 @@ class EdgeSession:
                 op, list(feed.items()), sid=handle.sid, timeout=self.device.config.command_timeout, **fields
             )
         except WorkerError as exc:
-            raise EdgeSessionError(f"{self.label}: {op} failed: {exc}") from None
+            raise EdgeSessionError(f"{self.label}: {op} failed: {self._user_paths(str(exc))}") from None
         except WorkerDied as exc:
             self.device.worker_died()
-            raise EdgeSessionError(f"{self.label}: {exc}") from None
+            raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
 
     # -- what tests call
     def run(self, feed: Mapping[str, np.ndarray], check_unwritten: bool = False) -> Dict[str, np.ndarray]:

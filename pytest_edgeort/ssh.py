@@ -19,6 +19,7 @@ import base64
 import hashlib
 import inspect
 import io
+import json
 import os
 import shlex
 import socket
@@ -31,6 +32,7 @@ import paramiko
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
+from . import worker as wire
 from .boardlock import LOCK_NAME
 from .channel import WORKER_PATH, StderrTail, Transport, WorkerDied, describe_exit
 from .devices import Device
@@ -45,6 +47,31 @@ PREAMBLE = b"edgeort-worker "
 WINDOW_SIZE = 16 * 1024 * 1024
 MAX_PACKET_SIZE = 32 * 1024
 _LAUNCHER = 'echo "edgeort-worker $$"; "$@"; exit $?'
+# python -c BOOTSTRAP WORKER SHA256 ARGS...: runs the worker's bytes only if they hash to SHA256 (read
+# once, so the file cannot change between the check and the run); a planted or stale file never runs.
+BOOTSTRAP = (
+    "import hashlib,sys\n"
+    "p,h=sys.argv[1:3]\n"
+    "with open(p,'rb') as f: b=f.read()\n"
+    "if hashlib.sha256(b).hexdigest()!=h:\n"
+    " sys.stderr.write('edgeort: %s does not hash to %s; refusing to run it\\n'%(p,h)); sys.exit(97)\n"
+    "sys.argv=[p]+sys.argv[3:]\n"
+    "exec(compile(b,p,'exec'),{'__name__':'__main__','__file__':p})\n"
+)
+# python -c PREPARE WORKDIR NAME SHA256: the workdir, private (the worker's own check), and whether the
+# worker file in it is this plugin's (by hash), as one JSON line.
+PREPARE = "".join(inspect.getsource(f) for f in (wire._one_line, wire.EnvironmentProblem, wire.private_dir,
+                                                  wire.file_sha256)) + (
+    "import hashlib, json, os, sys\n"
+    "wd, name, sha = sys.argv[1:4]\n"
+    "wd = os.path.expanduser(wd)\n"
+    "try:\n"
+    "    private_dir(wd)\n"
+    "except EnvironmentProblem as exc:\n"
+    "    print(json.dumps({'error': str(exc)})); sys.exit(0)\n"
+    "path = os.path.join(wd, name)\n"
+    "print(json.dumps({'workdir': wd, 'current': os.path.isfile(path) and file_sha256(path) == sha}))\n"
+)
 
 
 class _GcmFirstTransport(paramiko.Transport):
@@ -205,9 +232,6 @@ class SSHTransport(Transport):
         return (self.exit_status() is None and not self.channel.closed
                 and transport is not None and transport.is_active())
 
-    def stderr_tail(self) -> str:
-        return self.stderr.text()
-
     def terminate(self) -> None:
         """Close stdin (an idle worker exits), then kill the process group if it is still there."""
         if self._terminated:
@@ -335,34 +359,43 @@ class SSHDevice(Device):
                 pass
             self._conn = None
 
-    def run(self, command: str, timeout: Optional[float] = None) -> str:
-        """Run a short shell command on the board; return stdout; DeviceUnavailable on failure."""
+    def run(self, command: str, timeout: Optional[float] = None, what: Optional[str] = None) -> str:
+        """Run a short shell command on the board; return stdout; DeviceUnavailable on failure
+        (naming ``what`` the command does, or the command itself)."""
         conn = self.connection()
         timeout = timeout or self.config.command_timeout
+        what = what or f"`{command}`"
         try:
             result = conn.run(command, hide=True, warn=True, timeout=timeout, in_stream=False)
         except CommandTimedOut:
-            raise DeviceUnavailable(f"device {self.name!r}: `{command}` did not finish within {timeout:g} s") from None
+            raise DeviceUnavailable(f"device {self.name!r}: {what} did not finish within {timeout:g} s") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
-            raise DeviceUnavailable(f"device {self.name!r}: `{command}` failed: {exc}") from None
+            raise DeviceUnavailable(f"device {self.name!r}: {what} failed: {exc}") from None
         if result.exited != 0:
             detail = " ".join(result.stderr.split()) or f"exit code {result.exited}"
-            raise DeviceUnavailable(f"device {self.name!r}: `{command}` failed on {self.address}: {detail}")
+            raise DeviceUnavailable(f"device {self.name!r}: {what} failed on {self.address}: {detail}")
         return result.stdout
 
     # -- worker
     def workdir(self) -> str:
-        """The board's workdir (``~`` expanded remotely), created, with the current worker.py in it."""
+        """The board's workdir (``~`` expanded remotely): created private (0700), refused when another
+        user owns it or others can write it, with this plugin's worker.py in it (checked by hash)."""
         self.connection()
         if self._workdir is None:
-            workdir = self.config.workdir or DEFAULT_WORKDIR
-            if workdir == "~" or workdir.startswith("~/"):
-                workdir = self.run('printf %s "$HOME"') + workdir[1:]
-            target = f"{workdir}/{WORKER_NAME}"
-            state = self.run(f"mkdir -p -- {shlex.quote(workdir)} && "
-                             f"if test -f {shlex.quote(target)}; then echo present; else echo absent; fi")
-            if state.strip() != "present":
-                self._upload_worker(workdir, target)
+            python = self.config.python or "python3"
+            command = " ".join(shlex.quote(a) for a in (python, "-c", PREPARE, self.config.workdir or DEFAULT_WORKDIR,
+                                                        WORKER_NAME, WORKER_SHA256))
+            output = self.run(command, what=f"preparing the workdir with {python}")
+            try:
+                state = json.loads(output.strip().splitlines()[-1])
+            except (ValueError, IndexError):
+                raise DeviceUnavailable(f"device {self.name!r}: preparing the workdir with {python} printed "
+                                        f"{output.strip()[:200]!r}") from None
+            if "error" in state:
+                raise DeviceUnavailable(f"device {self.name!r} ({self.address}): {state['error']}")
+            workdir = state["workdir"]
+            if not state["current"]:
+                self._upload_worker(workdir, f"{workdir}/{WORKER_NAME}")
             self._workdir = workdir
         return self._workdir
 
@@ -381,8 +414,8 @@ class SSHDevice(Device):
         """The exec line that starts one worker (every path and argument quoted)."""
         python = self.config.python or "python3"
         env = {"PYTHONUNBUFFERED": "1", **self.config.env}
-        argv: List[str] = ["env", *(f"{k}={v}" for k, v in env.items()), python, f"{workdir}/{WORKER_NAME}",
-                           "--workdir", workdir, *args]
+        argv: List[str] = ["env", *(f"{k}={v}" for k, v in env.items()), python, "-c", BOOTSTRAP,
+                           f"{workdir}/{WORKER_NAME}", WORKER_SHA256, "--workdir", workdir, *args]
         return " ".join(["exec", "sh", "-c", shlex.quote(_LAUNCHER), "edgeort-worker", *map(shlex.quote, argv)])
 
     def _start_transport(self, group: str) -> SSHTransport:

@@ -10,9 +10,12 @@ never corrupt the channel). Every message is one frame::
 
     b"EORT" | u32 big-endian header length | UTF-8 JSON header | raw array bytes ...
 
-The header's ``"arrays"`` lists ``{"name", "dtype", "shape", "nbytes"}`` for the raw payloads that
-follow, in order. Arrays are C-contiguous little-endian bytes: never pickled. Requests carry
-``"op"``; replies carry ``"ok"`` and, when not ok, ``"error"`` (one line) and ``"kind"``.
+The header is a JSON object whose ``"arrays"`` lists ``{"name", "dtype", "shape", "nbytes"}`` for
+the raw payloads that follow, in order; both sides validate it (dtype from an allow-list, ``nbytes``
+equal to what dtype and shape imply, under a limit). Arrays are C-contiguous little-endian bytes:
+never pickled. Requests carry ``"op"`` and an ``"id"``; every reply echoes the ``"id"`` and carries
+``"ok"`` and, when not ok, ``"error"`` (one line) and ``"kind"``. A frame that does not decode ends
+the conversation: the stream position is then unknown.
 """
 import hashlib
 import json
@@ -27,6 +30,11 @@ PROTOCOL_VERSION = 1
 MAGIC = b"EORT"
 _HEADER = struct.Struct(">I")
 MAX_HEADER_BYTES = 64 * 1024 * 1024
+MAX_ARRAY_BYTES = 16 * 1024 ** 3
+# numpy dtype strings a frame may carry: numbers and bool, little-endian (never objects or strings)
+DTYPES = {"|b1": 1, "|u1": 1, "|i1": 1, "<u2": 2, "<i2": 2, "<f2": 2, "<u4": 4, "<i4": 4, "<f4": 4,
+          "<u8": 8, "<i8": 8, "<f8": 8}
+_ARRAY_KEYS = frozenset(["name", "dtype", "shape", "nbytes"])
 
 
 class ProtocolError(Exception):
@@ -38,6 +46,8 @@ class ProtocolError(Exception):
 
 def encode_frame(header, arrays=()):
     """Return the bytes of one frame: ``header`` (a JSON-able dict) plus named numpy arrays."""
+    if not arrays:
+        return encode_header_only(header)
     import numpy as np
 
     meta = []
@@ -63,15 +73,49 @@ def encode_header_only(header):
     return MAGIC + _HEADER.pack(len(head)) + head
 
 
-def read_frame(read_exact):
-    """Read one frame with ``read_exact(n) -> bytes``; return ``(header, [(name, array), ...])``."""
+def _check_array_meta(meta):
+    """ProtocolError unless ``meta`` describes a sendable array exactly."""
+    if not isinstance(meta, dict) or set(meta) != _ARRAY_KEYS:
+        raise ProtocolError("frame array entry %.200r is not {name, dtype, shape, nbytes}" % (meta,))
+    shape, nbytes = meta["shape"], meta["nbytes"]
+    if not isinstance(meta["name"], str) or meta["dtype"] not in DTYPES:
+        raise ProtocolError("frame array %.100r has dtype %.40r; allowed: %s"
+                            % (meta["name"], meta["dtype"], ", ".join(sorted(DTYPES))))
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise ProtocolError("frame array %.100r has shape %.100r" % (meta["name"], shape))
+    expected = DTYPES[meta["dtype"]]
+    for dim in shape:
+        expected *= dim
+    if type(nbytes) is not int or nbytes != expected or nbytes > MAX_ARRAY_BYTES:
+        raise ProtocolError("frame array %.100r says %.40r bytes; dtype %s and shape %s make %d (limit %d)"
+                            % (meta["name"], nbytes, meta["dtype"], shape, expected, MAX_ARRAY_BYTES))
+
+
+def read_header(read_exact):
+    """Read and validate one frame's header (a JSON object with a valid ``arrays`` list)."""
     prefix = read_exact(8)
     if prefix[:4] != MAGIC:
         raise ProtocolError("bad frame magic %r (the peer is not an edgeort worker, or it crashed)" % prefix[:4])
     (length,) = _HEADER.unpack(prefix[4:])
     if length > MAX_HEADER_BYTES:
         raise ProtocolError("frame header of %d bytes is too large" % length)
-    header = json.loads(read_exact(length).decode("utf-8"))
+    try:
+        header = json.loads(read_exact(length).decode("utf-8"))
+    except ValueError as exc:  # invalid UTF-8 or JSON
+        raise ProtocolError("frame header is not JSON: %s" % _one_line(exc))
+    if not isinstance(header, dict):
+        raise ProtocolError("frame header is %s, not a JSON object" % type(header).__name__)
+    arrays = header.get("arrays", [])
+    if not isinstance(arrays, list):
+        raise ProtocolError("frame header's arrays is %s, not a list" % type(arrays).__name__)
+    for meta in arrays:
+        _check_array_meta(meta)
+    return header
+
+
+def read_frame(read_exact):
+    """Read one frame with ``read_exact(n) -> bytes``; return ``(header, [(name, array), ...])``."""
+    header = read_header(read_exact)
     arrays = []
     if header.get("arrays"):
         import numpy as np
@@ -116,6 +160,36 @@ def _one_line(exc):
     return text[:2000] if text else type(exc).__name__
 
 
+class EnvironmentProblem(Exception):
+    """The worker cannot run here (missing module, unsafe workdir): one line for the host."""
+
+
+def private_dir(path):
+    """Create ``path`` (mode 0700) if needed; EnvironmentProblem unless it is a directory of this user
+    that neither group nor others can write (files in it are trusted only by hash, but a directory
+    others can write lets them swap a file between the check and its use)."""
+    try:
+        if not os.path.isdir(path):
+            os.makedirs(path, 0o700)
+        info = os.stat(path)
+    except OSError as exc:
+        raise EnvironmentProblem("cannot create the workdir %s: %s" % (path, _one_line(exc)))
+    if info.st_uid != os.getuid():
+        raise EnvironmentProblem("workdir %s belongs to uid %d, not to this user (uid %d); refusing to use it: "
+                                 "choose another workdir" % (path, info.st_uid, os.getuid()))
+    if info.st_mode & 0o022:
+        raise EnvironmentProblem("workdir %s is writable by group or others (mode %o); refusing to use it: "
+                                 "chmod 700 %s" % (path, info.st_mode & 0o777, path))
+
+
+def file_sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 class Worker(object):
     """Holds the models and sessions of one worker process and answers requests."""
 
@@ -126,8 +200,8 @@ class Worker(object):
         self.ort = onnxruntime
         self.workdir = workdir
         self.model_dir = os.path.join(workdir, "models")
-        if not os.path.isdir(self.model_dir):
-            os.makedirs(self.model_dir)
+        private_dir(self.model_dir)
+        self.verified = {}  # model path -> (inode, size, mtime) of the file whose hash was checked
         self.sessions = {}
         self.plugin_eps = {}
         self.plugin_errors = {}
@@ -218,13 +292,28 @@ class Worker(object):
             f.write(data)
         os.replace(tmp, path)
 
+    def verified_model(self, sha256):
+        """The cached model's path once its bytes hash to ``sha256`` (a file that does not is deleted:
+        the host uploads it again). Checked once per file version and worker process."""
+        path = self._model_path(sha256)
+        try:
+            info = os.stat(path)
+        except OSError:
+            raise RequestError("missing-model", "model %s is not in the worker cache" % sha256[:12])
+        version = (info.st_ino, info.st_size, info.st_mtime_ns)
+        if self.verified.get(path) != version:
+            digest = file_sha256(path)
+            if digest != sha256:
+                os.remove(path)
+                raise RequestError("missing-model", "cached model %s hashed to %s; it was deleted" % (path, digest))
+            self.verified[path] = version
+        return path
+
     # -- sessions
 
     def create_session(self, req):
         ort = self.ort
-        path = self._model_path(req["sha256"])
-        if not os.path.exists(path):
-            raise RequestError("missing-model", "model %s is not in the worker cache" % req["sha256"][:12])
+        path = self.verified_model(req["sha256"])
         ep = req["ep"]
         options = dict(req.get("options") or {})
         so = ort.SessionOptions()
@@ -255,16 +344,16 @@ class Worker(object):
             providers = [(ep, {k: str(v) for k, v in options.items()}), "CPUExecutionProvider"]
             api = "legacy"
         start = time.perf_counter()
-        try:
+        try:  # enable_fallback=0: no silent CPU retry, so the EP's own error is what the host sees
             if providers is None:
-                sess = ort.InferenceSession(path, sess_options=so)
+                sess = ort.InferenceSession(path, sess_options=so, enable_fallback=0)
             else:
-                sess = ort.InferenceSession(path, sess_options=so, providers=providers)
+                sess = ort.InferenceSession(path, sess_options=so, providers=providers, enable_fallback=0)
         except Exception as exc:
             raise RequestError("create", _one_line(exc))
         create_ms = (time.perf_counter() - start) * 1000.0
         if hasattr(sess, "disable_fallback"):
-            sess.disable_fallback()  # never let ORT silently retry on CPU
+            sess.disable_fallback()  # onnxruntime versions without the enable_fallback argument: run-time retries
         active = sess.get_providers()
         if ep not in active:
             raise RequestError(
@@ -459,50 +548,84 @@ def take_lock(path, holder):
 # ---------------------------------------------------------------- request loop
 
 
+def _lock(worker, req, arrays):
+    return take_lock(req["path"], req["holder"]), ()
+
+
+def _capabilities(worker, req, arrays):
+    return worker.capabilities(), ()
+
+
+def _has_model(worker, req, arrays):
+    return {"present": worker.has_model(req["sha256"])}, ()
+
+
+def _put_model(worker, req, arrays):
+    worker.put_model(req["sha256"], arrays[0][1].tobytes())
+    return {}, ()
+
+
+def _create_session(worker, req, arrays):
+    return worker.create_session(req), ()
+
+
+def _run(worker, req, arrays):
+    return worker.run(req, arrays)
+
+
+def _time(worker, req, arrays):
+    return worker.time_runs(req, arrays), ()
+
+
+def _close_session(worker, req, arrays):
+    worker.close_session(req["sid"])
+    return {}, ()
+
+
+def _echo(worker, req, arrays):
+    return {}, arrays
+
+
+# op -> handler(worker, request header, request arrays) -> (reply header, reply arrays)
+HANDLERS = {
+    "capabilities": _capabilities, "has_model": _has_model, "put_model": _put_model,
+    "create_session": _create_session, "run": _run,
+    "time": _time, "close_session": _close_session, "echo": _echo,
+}
+LOCK_ONLY_HANDLERS = {"lock": _lock}  # all a lock-only worker answers (it never imports numpy/onnxruntime)
+
+
 def serve(read_exact, write, worker):
-    """Answer requests until ``shutdown`` or EOF (``worker`` is None in a lock-only process)."""
+    """Answer requests until ``shutdown`` or EOF (``worker`` is None in a lock-only process).
+
+    A request that does not decode ends the process (exit status 2): after a broken frame the
+    stream position is unknown, so no later reply could be trusted."""
+    handlers = LOCK_ONLY_HANDLERS if worker is None else dict(HANDLERS, **LOCK_ONLY_HANDLERS)
     while True:
         try:
             req, arrays = read_frame(read_exact)
         except EOFError:
-            return
+            return 0
+        except ProtocolError as exc:
+            sys.stderr.write("edgeort worker: invalid request frame (%s); exiting\n" % _one_line(exc))
+            return 2
         op = req.get("op")
-        out_arrays = ()
+        if op == "shutdown":
+            write(encode_header_only({"ok": True, "id": req.get("id")}))
+            return 0
         try:
-            if op == "lock":
-                reply = take_lock(req["path"], req["holder"])
-            elif op == "shutdown":
-                write(encode_header_only({"ok": True}))
-                return
-            elif worker is None:
-                raise RequestError("bad-request", "op %r sent to a lock-only worker" % op)
-            elif op == "capabilities":
-                reply = worker.capabilities()
-            elif op == "has_model":
-                reply = {"present": worker.has_model(req["sha256"])}
-            elif op == "put_model":
-                worker.put_model(req["sha256"], arrays[0][1].tobytes())
-                reply = {}
-            elif op == "create_session":
-                reply = worker.create_session(req)
-            elif op == "run":
-                reply, out_arrays = worker.run(req, arrays)
-            elif op == "time":
-                reply = worker.time_runs(req, arrays)
-            elif op == "close_session":
-                worker.close_session(req["sid"])
-                reply = {}
-            elif op == "echo":
-                reply, out_arrays = {}, arrays
-            else:
-                raise RequestError("bad-request", "unknown op %r" % op)
+            if op not in handlers:
+                lock_only = worker is None and op in HANDLERS
+                raise RequestError("bad-request", ("op %r sent to a lock-only worker" if lock_only
+                                                   else "unknown op %r") % op)
+            reply, out_arrays = handlers[op](worker, req, arrays)
             reply["ok"] = True
         except RequestError as exc:
             reply, out_arrays = {"ok": False, "kind": exc.kind, "error": _one_line(exc)}, ()
         except Exception as exc:
-            trace = traceback.format_exc()
-            sys.stderr.write(trace)
+            sys.stderr.write(traceback.format_exc())
             reply, out_arrays = {"ok": False, "kind": "internal", "error": _one_line(exc)}, ()
+        reply["id"] = req.get("id")
         write(encode_frame(reply, out_arrays))
 
 
@@ -522,18 +645,22 @@ def main(argv=None):
         proto_out.write(data)
 
     try:
+        private_dir(workdir)
         worker = None if "--lock-only" in argv else Worker(workdir)
     except ImportError as exc:
         missing = getattr(exc, "name", None) or _one_line(exc)
-        write(encode_header_only({
-            "ok": False, "kind": "environment", "python_executable": sys.executable,
-            "error": "%s cannot import %s (%s); the board needs python3 + numpy + onnxruntime"
-            % (sys.executable, missing, _one_line(exc)),
-        }))
+        problem = ("%s cannot import %s (%s); the board needs python3 + numpy + onnxruntime"
+                   % (sys.executable, missing, _one_line(exc)))
+    except EnvironmentProblem as exc:
+        problem = str(exc)
+    else:
+        problem = None
+    if problem is not None:
+        write(encode_header_only({"ok": False, "kind": "environment", "python_executable": sys.executable,
+                                  "error": problem}))
         return 3
     write(encode_header_only({"ok": True, "hello": True, "protocol": PROTOCOL_VERSION, "pid": os.getpid()}))
-    serve(stream_reader(proto_in), write, worker)
-    return 0
+    return serve(stream_reader(proto_in), write, worker)
 
 
 if __name__ == "__main__":

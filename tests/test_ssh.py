@@ -323,8 +323,8 @@ def test_missing_board_python_names_it(pytester, model_dir, board, board_workdir
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     result = run(pytester, "--edge-device=board1")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["*device 'board1': worker on device 'board1' (board lock) died during start-up: exit code 127; "
-                                 "last stderr: env: *'/opt/no such/python3'*: No such file or directory*"])
+    result.stdout.fnmatch_lines(["SKIPPED * device 'board1': preparing the workdir with /opt/no such/python3 failed on "
+                                 "127.0.0.1:*: *: /opt/no such/python3: No such file or directory"])
 
 
 def test_python_and_env_from_the_inventory_reach_the_worker(pytester, model_dir, board, board_workdir):
