@@ -30,9 +30,8 @@ def tolerances_for(model: ModelInfo, spec: ProviderSpec, layers: Sequence[Mappin
     for out in model.outputs:
         tol = default_tolerance(model.precision(out.name, spec.float_as_fp16), spec.accelerator,
                                 model.depth(out.name), model.shape(out.name), model.scale(out.name) is not None)
-        for rules, per in parsed:
-            tol = resolve_tolerance(tol, rules, per.get(out.name, {}))
-        result[out.name] = tol
+        layers_for_output = [layer for rules, per in parsed for layer in (rules, per.get(out.name, {}))]
+        result[out.name] = resolve_tolerance(tol, *layers_for_output)
     return result
 
 

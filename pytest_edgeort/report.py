@@ -95,8 +95,17 @@ def format_header() -> str:
     return head + "\n" + " ".join("-" * w for _, w in COLUMNS)
 
 
+def _failed(o: OutputComparison, key: str, value: float) -> bool:
+    """True when the rule ``key`` is what failed (its smallest passing value is beyond the set one)."""
+    limit = getattr(o.tolerance, key)
+    if limit is None:
+        return True
+    return value < limit if key.startswith("min_") else value > limit
+
+
 def format_smallest_passing(o: OutputComparison) -> str:
-    """``lsb=59 or max_mismatch=0.125; min_snr_db=13.6`` (values rounded so they still pass)."""
+    """``lsb=59 or max_mismatch=0.125; min_snr_db=13.6`` (values rounded so they still pass); for a
+    failed output only the rules that failed."""
     def one(key: str, value: float) -> str:
         if key == "topk":
             return f"topk={int(value)}"
@@ -104,7 +113,9 @@ def format_smallest_passing(o: OutputComparison) -> str:
             return f"min_cosine={math.floor(value * 1e6) / 1e6:g}"
         return f"{key}={fmt_num(round_sig(value, up=not key.startswith('min_')), 6)}"
 
-    sp = o.smallest_passing
+    sp = {k: v for k, v in o.smallest_passing.items() if o.passed or _failed(o, k, v)}
+    if any(k in sp for k in BOUND_KEYS):  # one elementwise bound: every key that relaxes it
+        sp.update({k: o.smallest_passing[k] for k in BOUND_KEYS if k in o.smallest_passing})
     bound = [one(k, sp[k]) for k in BOUND_KEYS if k in sp]
     rest = [one(k, v) for k, v in sp.items() if k not in BOUND_KEYS]
     groups = ([" or ".join(bound)] if bound else []) + rest

@@ -105,6 +105,7 @@ class Tolerance:
 
 
 TOLERANCE_KEYS = frozenset(f.name for f in fields(Tolerance))
+BOUND_KEYS = ("atol", "rtol", "lsb")
 
 # key -> (expected-description, nullable)
 _EXPECTED = {
@@ -265,8 +266,14 @@ def default_tolerance(precision: str, accelerator: bool, depth: Optional[int] = 
 
 
 def resolve_tolerance(default: Tolerance, *overrides: Mapping[str, Any]) -> Tolerance:
-    """Apply override mappings on top of ``default``; later mappings win. ``None`` clears a rule."""
+    """Apply override mappings on top of ``default``; later mappings win. ``None`` clears a rule.
+
+    The default's ``lsb`` bound yields to any elementwise bound (``atol``, ``rtol``, ``lsb``) an override
+    sets: bounds of one tolerance combine as the largest, so ``atol=0`` would otherwise never tighten it.
+    """
     result = default
+    if default.lsb is not None and any(k in m for m in overrides if m for k in BOUND_KEYS):
+        result = replace(default, lsb=None)
     for mapping in overrides:
         if mapping:
             result = replace(result, **_validate_rules(mapping, "tolerance override"))

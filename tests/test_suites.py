@@ -95,8 +95,9 @@ def test_malformed_manifests_are_collection_errors_naming_file_key_and_expectati
                           "unknown key 'checks.fuzz_example' (did you mean 'fuzz_examples'?); "
                           f"valid keys: {VALID_CHECK_KEYS}"),
         "unknown_tol": ('model = "m.onnx"\n[tolerance]\nlsbs = 3\n',
-                        "[tolerance]: unknown tolerance key 'lsbs' (did you mean 'lsb'? valid: atol, lsb, "
-                        "max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, topk, vs_float)"),
+                        "[tolerance]: unknown tolerance key 'lsbs' (did you mean 'lsb'? valid: atol, bias_lsb, gain, "
+                        "lsb, max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, tie_lsb, topk, "
+                        "vs_float)"),
         "no_model": ('providers = ["qnn-htp"]\n',
                      "missing key 'model' (a .onnx path in the suite folder or pkg:<package>/<path>)"),
         "bad_provider": ('model = "m.onnx"\nproviders = ["qnn-htpp"]\n',
@@ -154,7 +155,7 @@ def test_conformance_passes_u8_default_and_fails_impossible_tolerance(pytester, 
         "m.onnx on local/qnn-htp vs cpu reference*: 1 of 1 outputs failed",
         "output*shape*verdict*max|err|*max LSB*SNR dB*",
         "y*1x10*FAIL*",
-        "y: FAILED  (rules: atol=0 min_snr_db=15, LSB = *",
+        "y: FAILED  (rules: atol=0 min_snr_db=10 topk=1 tie_lsb=2 bias_lsb=2 gain=0.03, LSB = *",
         "*outside |err| <= 0",
         "*worst elements:*",
         "*smallest tolerance that would pass: atol=*",

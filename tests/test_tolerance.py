@@ -149,3 +149,12 @@ def test_describe():
     assert Tolerance(lsb=2, min_snr_db=15).describe() == "lsb=2 min_snr_db=15"
     assert Tolerance(stat="quantile", lsb=1).describe() == "lsb=1 stat=quantile quantile=0.99"
     assert Tolerance().describe() == "(no rules)"
+
+
+def test_default_lsb_bound_yields_to_a_user_bound():
+    shallow = default_tolerance("u8", True, depth=5, shape=(1, 10))
+    assert resolve_tolerance(shallow, {"atol": 0}).lsb is None  # atol=0 tightens, not max(atol, 3 LSB)
+    assert resolve_tolerance(shallow, {}, {"lsb": 5}).lsb == 5.0
+    kept = resolve_tolerance(shallow, {"max_mismatch": 0.1, "min_snr_db": 20})
+    assert kept.lsb == 3.0 and kept.bias_lsb == 2.0  # other rules leave the bound alone
+    assert resolve_tolerance(default_tolerance("fp16", True), {"rtol": 0.1}).atol == 1e-2  # float defaults unchanged
