@@ -29,9 +29,9 @@ import statistics
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Mapping, Optional, Tuple
+from typing import Callable, Counter, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -144,17 +144,14 @@ def rule_of(failure: str) -> str:
 
 @dataclass
 class Cell:
+    """One row of the matrix: visible cases, and per side (old / new defaults) detections and margins."""
+
     visible: int = 0
     total: int = 0
-    detected: Dict[str, int] = None  # type: ignore[assignment]
-    margins: Dict[str, List[float]] = None  # type: ignore[assignment]
-    rules: collections.Counter = None  # type: ignore[assignment]
-    patterns: collections.Counter = None  # type: ignore[assignment]
-
-    def __post_init__(self) -> None:
-        self.detected = {"old": 0, "new": 0}
-        self.margins = {"old": [], "new": []}
-        self.rules, self.patterns = collections.Counter(), collections.Counter()
+    detected: Dict[str, int] = field(default_factory=lambda: {"old": 0, "new": 0})
+    margins: Dict[str, List[float]] = field(default_factory=lambda: {"old": [], "new": []})
+    rules: Counter[str] = field(default_factory=collections.Counter)
+    patterns: Counter[str] = field(default_factory=collections.Counter)
 
     def add(self, which: str, res: OutputComparison) -> None:
         if res.passed:

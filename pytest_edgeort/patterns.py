@@ -4,14 +4,16 @@ Pure numpy. ``d`` is always the signed error ``actual - expected`` in LSB (or in
 float outputs), ``e`` the expected output in the same units. Used by the ``bias_lsb`` and ``gain``
 rules of :mod:`pytest_edgeort.compare` and by the failure message, which names the pattern.
 
-Groups whose median error is a "bias" (each with at least ``MIN_GROUP`` elements): the whole output;
-every slice along one axis that holds at least 5 % of the elements (a channel of a few-channel map, a
+Groups whose median error is a "bias": the whole output (from ``MIN_WHOLE`` elements); with at least
+``MIN_GROUP`` elements each, every slice along one axis that holds at least 5 % of the elements (a channel of a few-channel map, a
 column of a detection head ``[1, anchors, 6]``, one example of a stacked set); per plane of the last
 two axes (so per channel of an NCHW map), boxes of 1/5 x 1/5 (stride half a box: a region covering
 at least 30 % of both axes contains a whole box) and bands of 1/20 of the rows or of the columns
 (stride 1: a band of >= 5 % of the rows contains one). Thin slices (one row of a map) are not groups:
-a healthy PP-OCR det text line is up to 61 LSB off along one row. The median, not the mean: deep
-models err in heavy-tailed bursts, while an offset moves the median of every group it covers.
+a healthy PP-OCR det text row is up to 61 LSB off (its median, one example), 5-row bands at most 4.
+The median, not the mean: deep models err in heavy-tailed bursts (PP-OCR det, 4 examples: a row's mean
+14 LSB, its median 0; a box's mean 9.3, its median 4), while an offset moves the median of every group
+it covers. Each group's median may exceed ``bias_lsb`` by what noise alone gives a median of its size.
 """
 
 from __future__ import annotations
@@ -74,11 +76,6 @@ class Pattern:
 
     kind: str  # "offset", "channel offset", "region offset", "gain", "outliers", "noise", "none"
     text: str
-
-    @property
-    def systematic(self) -> bool:
-        """True for offsets and gains: loosening a tolerance would accept the defect."""
-        return self.kind in SYSTEMATIC
 
 
 def _slices(d: np.ndarray) -> Iterator[Bias]:
