@@ -138,15 +138,22 @@ def worst_bias(d: np.ndarray) -> Optional[Bias]:
 
 
 def fit_gain(d: np.ndarray, e: np.ndarray) -> Gain:
-    """Least-squares ``d = gain * e``; ``gain = 0`` when ``e`` is all 0."""
+    """Least-squares ``d = gain * e``; ``gain = 0`` when ``e`` is all 0 (or ``d`` is not finite)."""
     d, e = d.reshape(-1).astype(np.float64), e.reshape(-1).astype(np.float64)
-    power, total = float(np.dot(e, e)), float(np.sqrt(np.mean(d ** 2))) if d.size else 0.0
-    if d.size == 0 or total == 0.0:
+    d_max = float(np.abs(d).max()) if d.size else 0.0
+    e_max = float(np.abs(e).max()) if e.size else 0.0
+    if d_max == 0.0 or not math.isfinite(d_max) or not math.isfinite(e_max):
         return Gain(0.0, 0.0, 1.0, 1.0)
-    gain = float(np.dot(e, d) / power) if power > 0 else 0.0
-    residual = float(np.sqrt(np.mean((d - gain * e) ** 2))) / total
-    offset_residual = float(np.sqrt(np.mean((d - np.median(d)) ** 2))) / total
-    return Gain(gain, abs(gain) * float(np.abs(e).max()), residual, offset_residual)
+    dn = d / d_max  # normalized: the squares cannot overflow
+    total = float(np.sqrt(np.mean(dn ** 2)))
+    if e_max == 0.0:
+        return Gain(0.0, 0.0, 1.0, float(np.sqrt(np.mean((dn - np.median(dn)) ** 2))) / total)
+    en = e / e_max
+    slope = float(np.dot(en, dn) / np.dot(en, en))
+    residual = float(np.sqrt(np.mean((dn - slope * en) ** 2))) / total
+    offset_residual = float(np.sqrt(np.mean((dn - np.median(dn)) ** 2))) / total
+    gain = slope * d_max / e_max
+    return Gain(gain, abs(gain) * e_max, residual, offset_residual)
 
 
 def _where(index: Tuple[int, ...]) -> str:

@@ -443,3 +443,72 @@ def test_format_comparison_all_passed_and_missing():
     cmp = compare_outputs({}, x, {"y": default_tolerance("fp32", False)})
     assert format_comparison(cmp).splitlines()[:2] == [
         "1 of 1 outputs failed", "missing outputs (expected but not produced): y"]
+
+
+# ------------------------------------------------------------- rules of the new defaults
+
+def test_snr_counts_errors_beyond_one_lsb_and_floors_the_signal():
+    scale = 0.1
+    e = np.zeros(1000, np.float32)
+    a = e.copy()
+    a[:3] = np.float32(scale)  # a near-zero reference, three 1-LSB differences
+    res = compare_output("y", a, e, Tolerance(min_snr_db=10), scale)
+    assert res.snr_db == -math.inf and res.snr_q_db == math.inf and res.passed
+    a[:3] = np.float32(3 * scale)  # 2 LSB beyond the step each, signal floored at 1000 LSB^2
+    res = compare_output("y", a, e, Tolerance(min_snr_db=10), scale)
+    assert res.snr_q_db == pytest.approx(10 * math.log10(1000 / (3 * 4)), abs=1e-6)
+    assert res.failures == [] and res.smallest_passing["min_snr_db"] == res.snr_q_db
+
+
+def test_tie_lsb_lets_near_ties_swap_and_nothing_else():
+    scale = 1.0
+    e = np.array([[10.0, 8.0, 0.0], [10.0, 7.0, 0.0]])
+    a = np.array([[8.0, 9.0, 0.0], [8.0, 9.0, 0.0]])  # both rows swap top-1
+    res = compare_output("y", a, e, Tolerance(topk=1, tie_lsb=2), scale)
+    assert res.topk_agreement == 0.5  # margin 2 LSB: a near tie; margin 3 LSB: a real change
+    assert res.failures == ["top-1 of actual outside expected top-1 (near ties within 2 LSB count as inside) "
+                            "in 1 of 2 rows (agreement 50.0%)"]
+
+
+@pytest.mark.parametrize("where, region, expected", [
+    ("whole", (slice(None),) * 4, "all elements"),
+    ("channel", (0, 2), "index 2 on axis 1"),
+    ("box", (0, 1, slice(8, 20), slice(16, 40)), "region [8:"),
+    ("band", (0, 3, slice(30, 32), slice(None)), "region [30:32, 0:64]"),
+])
+def test_bias_lsb_finds_an_offset_group(where, region, expected):
+    rng = np.random.default_rng(11)
+    e = quantized(rng, (1, 4, 40, 64), 1.0, 0, 200).astype(np.float64)
+    a = e + rng.integers(-1, 2, e.shape)
+    a[region] += 9
+    res = compare_output("y", a, e, Tolerance(bias_lsb=4), 1.0)
+    assert res.bias["where"].startswith(expected) and res.bias["median_lsb"] == pytest.approx(9, abs=1)
+    assert res.failures[0].startswith("systematic offset: median error +")
+    assert res.pattern in ("offset", "channel offset", "region offset")
+
+
+def test_bias_lsb_ignores_thin_slices_and_allows_for_noise():
+    rng = np.random.default_rng(12)
+    e = np.full((1, 1, 96, 320), 100.0)
+    a = e.copy()
+    a[0, 0, 43] -= 61  # one row (1 % of the map) off: a healthy PP-OCR det text row
+    assert compare_output("y", a, e, Tolerance(bias_lsb=8), 1.0).passed
+    noisy = e + np.rint(rng.normal(0, 40, e.shape))  # the allowance grows with noise, shrinks with size
+    res = compare_output("y", noisy + 9, e, Tolerance(bias_lsb=8), 1.0)
+    assert 0 < res.bias["noise_allowance_lsb"] < 9 and not res.passed
+    assert compare_output("y", np.array([[5.0]]), np.array([[0.0]]), Tolerance(bias_lsb=2), 1.0).passed  # 1 value
+    assert compare_output("y", a, e, Tolerance(bias_lsb=2)).failures == [
+        "bias_lsb tolerance needs a quantized output; this output has no quantization scale"]
+
+
+def test_gain_rule_counts_only_a_gain_that_explains_the_error():
+    e = np.linspace(-60, 60, 40).reshape(1, 40)
+    tol = Tolerance(gain=0.03, bias_lsb=2)
+    res = compare_output("y", np.rint(e * 1.05), e, tol, 1.0)  # 5 %: 3 LSB at the peak
+    assert res.failures[0].startswith("gain +5.") and res.pattern == "gain"
+    outlier = e.copy()
+    outlier[0, -1] += 6  # one element off: correlates with e, but no gain explains it
+    res = compare_output("y", outlier, e, tol, 1.0)
+    assert res.passed and res.smallest_passing["gain"] == 0.0
+    tiny = np.linspace(-20, 20, 40).reshape(1, 40)  # 5 % of 20 LSB is rounding, not a visible gain
+    assert compare_output("y", np.rint(tiny * 1.05), tiny, tol, 1.0).passed
