@@ -169,9 +169,13 @@ def describe_exit(status: Optional[int]) -> str:
 class WorkerClient:
     """Request/response over one transport; one request at a time."""
 
-    def __init__(self, transport: Transport, label: str, startup_timeout: float = 60.0) -> None:
+    def __init__(self, transport: Transport, label: str, startup_timeout: float = 60.0,
+                 timeout_origin: Tuple[Optional[float], str] = (None, "")) -> None:
+        """``timeout_origin``: (the configured request timeout, where it is set), for the message when
+        a request of that timeout expires."""
         self.transport = transport
         self.label = label
+        self.timeout_origin = timeout_origin
         self._buffer = bytearray()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -186,7 +190,9 @@ class WorkerClient:
                                              f"plugin {wire.PROTOCOL_VERSION}")
         self.pid = hello.get("pid")
 
-    def _read_exact_until(self, deadline: Optional[float], what: str) -> Callable[[int], bytes]:
+    def _read_exact_until(self, timeout: Optional[float], what: str) -> Callable[[int], bytes]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+
         def read_exact(n: int) -> bytes:
             while len(self._buffer) < n:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -194,9 +200,10 @@ class WorkerClient:
                     chunk = self.transport.recv(max(65536, n - len(self._buffer)), remaining)
                 except TimeoutError:
                     self._die()
-                    raise WorkerDied(
-                        f"{self.label} did not answer {what} within its timeout; the worker was stopped"
-                    ) from None
+                    configured, origin = self.timeout_origin
+                    origin = f" ({origin})" if timeout == configured and what != "start-up" else ""
+                    raise WorkerDied(f"{self.label} did not answer {what} within {timeout:g} s{origin}; the worker "
+                                     "was stopped") from None
                 if not chunk:
                     raise EOFError
                 self._buffer += chunk
@@ -210,9 +217,8 @@ class WorkerClient:
                     stderr_since: int) -> Tuple[Dict[str, Any], Arrays]:
         """The reply to request ``request_id`` (None: the start-up hello). Anything else -- EOF, a
         frame that does not decode, a reply to another request -- stops the worker: WorkerDied."""
-        deadline = None if timeout is None else time.monotonic() + timeout
         try:
-            reply, arrays = wire.read_frame(self._read_exact_until(deadline, what))
+            reply, arrays = wire.read_frame(self._read_exact_until(timeout, what))
         except EOFError:
             problem = None
         except wire.ProtocolError as exc:

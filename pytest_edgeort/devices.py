@@ -115,7 +115,8 @@ class Device:
         suffix = {"default": "", LOCK_GROUP: " (board lock)"}.get(group, f" (group {group})")
         label = f"worker on device {self.name!r}{suffix}"
         try:
-            client = WorkerClient(transport, label, startup_timeout=max(30.0, self.config.command_timeout))
+            client = WorkerClient(transport, label, startup_timeout=max(30.0, self.config.command_timeout),
+                                  timeout_origin=(self.config.command_timeout, self.config.setting("command_timeout")))
         except WorkerError as exc:
             raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
         except WorkerDied as exc:

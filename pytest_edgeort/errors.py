@@ -31,8 +31,16 @@ class DeviceUnavailable(EdgeError):
     """A device cannot be reached or cannot run workers (names the device)."""
 
 
-class SchedulingError(DeviceUnavailable):
-    """Two pytest-xdist workers of one run reached for the same locked board: a failure, never a skip."""
+class DeviceFault(DeviceUnavailable):
+    """A device problem that is no outage: the test fails, with or without ``--edge-strict``."""
+
+
+class SchedulingError(DeviceFault):
+    """Two pytest-xdist workers of one run reached for the same locked board."""
+
+
+class HostKeyChanged(DeviceFault):
+    """The board's SSH host key differs from known_hosts: a security event, not a missing board."""
 
 
 class EdgeSessionError(EdgeError):

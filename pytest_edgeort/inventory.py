@@ -6,7 +6,7 @@ import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,6 +41,17 @@ class DeviceConfig:
     lock: Optional[bool] = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     lock_file: Optional[str] = None
+    source: Optional[str] = field(default=None, compare=False)  # the inventory file of this entry
+    explicit: Tuple[str, ...] = field(default=(), compare=False)  # the keys that file sets
+
+    def setting(self, key: str) -> str:
+        """Where a value comes from, for messages: 'command_timeout = 2 in /x/edge-devices.toml'."""
+        value = getattr(self, key)
+        shown = f"{value:g}" if isinstance(value, float) else repr(value)
+        if key in self.explicit:
+            return f"{key} = {shown} in {self.source}"
+        return f"{key} = {shown}, the default" + (f" (set it under [devices.{self.name}] in {self.source})"
+                                                   if self.source else "")
 
     @property
     def uses_lock(self) -> bool:
@@ -114,7 +125,9 @@ def _check_device(path: Path, name: str, table: Any) -> DeviceConfig:
         if key == "providers" and ok:
             ok = all(isinstance(v, dict) for v in value.values())
         if not ok:
-            raise InventoryError(f"{where} key {key!r}: expected {expected}, got {value!r}")
+            got = (f"a table of {', '.join(f'{k} ({type(v).__name__})' for k, v in value.items())}"
+                   if key == "env" and isinstance(value, dict) else repr(value))  # env values may be secrets
+            raise InventoryError(f"{where} key {key!r}: expected {expected}, got {got}")
         if kind not in kinds:
             raise InventoryError(f"{where} key {key!r} only applies to kind = \"ssh\"")
         if key == "providers":
@@ -123,7 +136,7 @@ def _check_device(path: Path, name: str, table: Any) -> DeviceConfig:
     if kind == "ssh" and "host" not in values:
         raise InventoryError(f'{where}: kind = "ssh" needs key "host"')
     values["kind"] = kind
-    return DeviceConfig(name=name, **values)
+    return DeviceConfig(name=name, source=str(path), explicit=tuple(values), **values)
 
 
 def load_inventory(path: Optional[Path]) -> Dict[str, DeviceConfig]:
@@ -134,7 +147,15 @@ def load_inventory(path: Optional[Path]) -> Dict[str, DeviceConfig]:
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise InventoryError(f"{path}: invalid TOML: {exc}") from None
+        problem = f"invalid TOML: {exc}"
+    except UnicodeDecodeError as exc:
+        problem = f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); expected a TOML file"
+    except OSError as exc:
+        problem = f"cannot be read ({exc.strerror or exc}); expected a TOML file"
+    else:
+        problem = None
+    if problem is not None:
+        raise InventoryError(f"{path}: {problem}")
     unknown = sorted(set(data) - {"devices"})
     if unknown:
         raise InventoryError(f"{path}: unknown top-level key {unknown[0]!r}; expected only [devices.<name>] tables")

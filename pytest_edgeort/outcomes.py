@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Optional
 
 import pytest
 
-from .errors import DeviceUnavailable, EdgeSessionError, ModelError, ProviderError, SchedulingError
+from .errors import DeviceFault, DeviceUnavailable, EdgeError, ModelError, ProviderError
 from .providers import resolve_provider
 from .runstate import EdgeRun
 
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .session import EdgeSession
 
 
-def unavailable(run: EdgeRun, message: str) -> None:
+def unavailable(run: EdgeRun, message: str) -> NoReturn:
     """Skip, or fail under --edge-strict, because a device/provider/package is missing."""
     if run.options.strict:
         fail(f"{message} [--edge-strict]")
@@ -30,12 +30,12 @@ def require_provider(run: EdgeRun, device: str, provider: str) -> None:
         spec, error = None, str(exc)
     if spec is None:
         fail(error)
-    split = False
+    fault = False
     try:
         missing = run.device(device).missing_provider(spec)
     except DeviceUnavailable as exc:
-        missing, split = str(exc), isinstance(exc, SchedulingError)
-    if split:  # a scheduling fault is never an outage to skip
+        missing, fault = str(exc), isinstance(exc, DeviceFault)
+    if fault:  # a split board, a changed host key: never an outage to skip
         fail(missing)
     if missing:
         unavailable(run, missing)
@@ -49,9 +49,18 @@ def open_session(
     require_provider(run, device, provider)
     try:
         return run.session(device, model, provider, options, cpu_fallback)
-    except (EdgeSessionError, ProviderError, ModelError) as exc:
-        error = str(exc)
-    fail(error)
+    except EdgeError as exc:
+        error = exc
+    raise_outcome(run, error)
+
+
+def raise_outcome(run: EdgeRun, error: EdgeError) -> NoReturn:
+    """The one-line outcome of an expected problem: a device that is unavailable skips (fails under
+    --edge-strict); a device fault (split board, changed host key) and everything else fail."""
+    __tracebackhide__ = True
+    if isinstance(error, DeviceUnavailable) and not isinstance(error, DeviceFault):
+        unavailable(run, str(error))
+    fail(str(error))
 
 
 def fail(message: str) -> NoReturn:

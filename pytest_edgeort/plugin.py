@@ -9,7 +9,7 @@ from typing import Any, Callable, List, Optional
 import pytest
 
 from . import fixtures
-from .errors import DeviceUnavailable, InventoryError, ProviderError
+from .errors import DeviceUnavailable, EdgeError, InventoryError, ProviderError
 from .markers import MARKERS, providers_marker
 from .suite import MANIFEST
 from .runstate import DEFAULT_PROVIDERS, DEFAULT_SEED, RUN_KEY, EdgeOptions, EdgeRun, edge_run
@@ -121,6 +121,19 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
         return None  # xdist's own scheduler (a split board then fails its items: the board lock self-check)
 
     return DeviceScheduling(config, log, locked)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Any:
+    """An expected problem raised in a test body (``edge_session.run`` on a dead worker, a lost
+    board) is one line, as in fixtures: not a traceback through plugin internals."""
+    try:
+        return (yield)
+    except EdgeError as exc:
+        error = exc  # raised below, outside the handler: no "during handling of the above exception"
+    from .outcomes import raise_outcome
+
+    raise_outcome(edge_run(item.config), error)
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:

@@ -36,7 +36,7 @@ from . import worker as wire
 from .boardlock import LOCK_NAME
 from .channel import WORKER_PATH, StderrTail, Transport, WorkerDied, describe_exit
 from .devices import Device
-from .errors import DeviceUnavailable
+from .errors import DeviceFault, DeviceUnavailable, HostKeyChanged
 from .inventory import DEFAULT_WORKDIR, DeviceConfig
 
 WORKER_BYTES = WORKER_PATH.read_bytes()
@@ -47,15 +47,27 @@ PREAMBLE = b"edgeort-worker "
 WINDOW_SIZE = 16 * 1024 * 1024
 MAX_PACKET_SIZE = 32 * 1024
 _LAUNCHER = 'echo "edgeort-worker $$"; "$@"; exit $?'
-# python -c BOOTSTRAP WORKER SHA256 ARGS...: runs the worker's bytes only if they hash to SHA256 (read
-# once, so the file cannot change between the check and the run); a planted or stale file never runs.
+# python -c BOOTSTRAP env WORKER SHA256 ARGS...: reads one JSON line of environment variables from stdin
+# (the inventory's env: secrets stay out of the command line that `ps` shows), re-executes itself with
+# them as "run", then runs the worker's bytes only if they hash to SHA256 (read once, so the file cannot
+# change between the check and the run): a planted or stale file never runs.
 BOOTSTRAP = (
-    "import hashlib,sys\n"
-    "p,h=sys.argv[1:3]\n"
+    "import hashlib,json,os,sys\n"
+    "m,p,h=sys.argv[1:4]\n"
+    "if m=='env':\n"
+    " line=b''\n"
+    " while not line.endswith(b'\\n'):\n"
+    "  c=os.read(0,1)\n"
+    "  if not c: sys.exit(0)\n"
+    "  line+=c\n"
+    " os.environ.update(json.loads(line.decode('utf-8')))\n"
+    " a=open('/proc/self/cmdline','rb').read().split(b'\\0')[:-1]\n"
+    " a[len(a)-len(sys.argv)+1]=b'run'\n"
+    " os.execv(sys.executable,a)\n"
     "with open(p,'rb') as f: b=f.read()\n"
     "if hashlib.sha256(b).hexdigest()!=h:\n"
     " sys.stderr.write('edgeort: %s does not hash to %s; refusing to run it\\n'%(p,h)); sys.exit(97)\n"
-    "sys.argv=[p]+sys.argv[3:]\n"
+    "sys.argv=[p]+sys.argv[4:]\n"
     "exec(compile(b,p,'exec'),{'__name__':'__main__','__file__':p})\n"
 )
 # python -c PREPARE WORKDIR NAME SHA256: the workdir, private (the worker's own check), and whether the
@@ -258,6 +270,8 @@ class SSHDevice(Device):
         self._lock = threading.RLock()
         self.worker_uploads = 0
         self.connections = 0
+        self.warned_insecure = False
+        self._refused: Optional[Tuple[float, DeviceUnavailable]] = None  # when the last connect failed, and how
 
     # -- connection
     @property
@@ -275,13 +289,21 @@ class SSHDevice(Device):
         return f"{self.workdir()}/{LOCK_NAME}"
 
     def connection(self) -> Connection:
-        """The open connection, (re)connecting when there is none or it dropped."""
+        """The open connection, (re)connecting when there is none or it dropped. A failed attempt is
+        repeated at most once per ``connect_timeout``: tests in between get the same error at once."""
         with self._lock:
             if self._conn is not None and self._conn.is_connected:
                 return self._conn
             self._retire_clients()
             self._drop_connection()
-            self._conn = self._connect()
+            if self._refused is not None and time.monotonic() - self._refused[0] < self.config.connect_timeout:
+                raise self._refused[1]
+            try:
+                self._conn = self._connect()
+            except DeviceUnavailable as exc:
+                self._refused = (time.monotonic(), exc)
+                raise
+            self._refused = None
             self.connections += 1
             self._workdir = None
             return self._conn
@@ -309,19 +331,24 @@ class SSHDevice(Device):
             kwargs["transport_factory"] = _GcmFirstTransport
         conn = Connection(cfg.host, user=cfg.user, port=cfg.port, connect_kwargs=kwargs)
         conn.connect_timeout = None  # fabric truncates it to int; paramiko gets the float in connect_kwargs
+        where = f"{conn.host}:{conn.port}"
         if cfg.insecure_skip_host_key_check:
             conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # in memory only, never saved
+            if not self.warned_insecure:
+                self.warned_insecure = True
+                self.notify(f"edgeort: WARNING: device {self.name!r}: insecure_skip_host_key_check = true, so the "
+                            f"host key of {where} is not verified (anyone on the path can pose as the board)")
         else:
             known = self._known_hosts(conn)
-            if known.is_file():
-                conn.client.get_host_keys().load(str(known))
+            self._load_known_hosts(conn, known)
             conn.client.set_missing_host_key_policy(_RefuseUnknownHost(self.name, known, known.is_file()))
-        where = f"{conn.host}:{conn.port}"
+        error: type = DeviceUnavailable
         try:
             conn.open()
         except HostKeyRefused as exc:
             message = str(exc)
         except paramiko.BadHostKeyException as exc:
+            error = HostKeyChanged
             known = self._known_hosts(conn)
             entry = f"[{conn.host}]:{conn.port}" if conn.port != 22 else conn.host
             message = (
@@ -341,7 +368,20 @@ class SSHDevice(Device):
         else:
             return conn
         conn.close()
-        raise DeviceUnavailable(message)
+        raise error(message)
+
+    def _load_known_hosts(self, conn: Connection, known: Path) -> None:
+        """Load ``known`` (absent: every key is unknown); DeviceFault naming it when it is unreadable."""
+        if not known.exists():
+            return
+        try:
+            conn.client.get_host_keys().load(str(known))
+            return
+        except IsADirectoryError:
+            problem = "is a directory, not a file"
+        except (OSError, ValueError, paramiko.SSHException) as exc:  # ValueError: not UTF-8 text
+            problem = f"cannot be read as an OpenSSH known_hosts file ({' '.join(str(exc).split())[:120]})"
+        raise DeviceFault(f"device {self.name!r}: known_hosts {known} {problem}")
 
     def _known_hosts(self, conn: Connection) -> Path:
         """Inventory ``known_hosts``, else ssh_config ``UserKnownHostsFile``, else ~/.ssh/known_hosts."""
@@ -413,9 +453,8 @@ class SSHDevice(Device):
     def worker_command(self, workdir: str, args: Sequence[str] = ()) -> str:
         """The exec line that starts one worker (every path and argument quoted)."""
         python = self.config.python or "python3"
-        env = {"PYTHONUNBUFFERED": "1", **self.config.env}
-        argv: List[str] = ["env", *(f"{k}={v}" for k, v in env.items()), python, "-c", BOOTSTRAP,
-                           f"{workdir}/{WORKER_NAME}", WORKER_SHA256, "--workdir", workdir, *args]
+        argv: List[str] = ["env", "PYTHONUNBUFFERED=1", python, "-c", BOOTSTRAP, "env", f"{workdir}/{WORKER_NAME}",
+                           WORKER_SHA256, "--workdir", workdir, *args]
         return " ".join(["exec", "sh", "-c", shlex.quote(_LAUNCHER), "edgeort-worker", *map(shlex.quote, argv)])
 
     def _start_transport(self, group: str) -> SSHTransport:
@@ -427,9 +466,16 @@ class SSHDevice(Device):
             channel = conn.transport.open_session(window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE,
                                                   timeout=cfg.connect_timeout)
             channel.exec_command(self.worker_command(workdir, self.worker_args(group)))
+            channel.sendall(json.dumps(dict(self.config.env)).encode("utf-8") + b"\n")  # read by BOOTSTRAP
             return SSHTransport(channel, where, max(30.0, cfg.command_timeout), cfg.command_timeout, self._kill_group)
         except WorkerDied as exc:
             raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
+        except paramiko.ChannelException as exc:
+            raise DeviceFault(
+                f"device {self.name!r}: the SSH server on {self.address} refused another session channel "
+                f"({exc.text or exc}; {len(self.clients) + 1} open on this connection): sshd's MaxSessions "
+                "(default 10) limits them, and this run needs one per isolation group plus the board lock; "
+                "raise MaxSessions in the board's sshd_config") from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise DeviceUnavailable(f"device {self.name!r}: cannot start a worker on {self.address}: {exc}") from None
 

@@ -194,7 +194,7 @@ class SSHKit:
         (self.root / "authorized_keys").write_text(self.client_pub + "\n")
         os.chmod(self.root / "authorized_keys", 0o600)
 
-    def start(self, name: str, netns: Optional[NetnsLink] = None) -> SSHServer:
+    def start(self, name: str, netns: Optional[NetnsLink] = None, max_sessions: int = 64) -> SSHServer:
         """Start sshd ``name`` on 127.0.0.1:<free port>, or on the namespace's own address, port 22."""
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
@@ -213,7 +213,7 @@ class SSHKit:
             "UsePAM no",
             "StrictModes no",
             "PermitRootLogin yes",
-            "MaxSessions 64",
+            f"MaxSessions {max_sessions}",
             "MaxStartups 64",
             "Subsystem sftp internal-sftp",
             "LogLevel ERROR",

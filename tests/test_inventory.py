@@ -83,9 +83,9 @@ def test_local_may_be_tuned_but_not_turned_into_a_board(tmp_path):
     ("connect_timeout", "0", "key 'connect_timeout': expected a number of seconds > 0, got 0"),
     ("connect_timeout", "false", "key 'connect_timeout': expected a number of seconds > 0, got False"),
     ("command_timeout", "-1.5", "key 'command_timeout': expected a number of seconds > 0, got -1.5"),
-    ("env", "{ A = 1 }", "key 'env': expected a table of NAME = \"string\" environment variables, got {'A': 1}"),
+    ("env", "{ A = 1 }", "key 'env': expected a table of NAME = \"string\" environment variables, got a table of A (int)"),
     ("env", '{ "A B" = "1" }',
-     "key 'env': expected a table of NAME = \"string\" environment variables, got {'A B': '1'}"),
+     "key 'env': expected a table of NAME = \"string\" environment variables, got a table of A B (str)"),
     ("env", '"A=1"', "key 'env': expected a table of NAME = \"string\" environment variables, got 'A=1'"),
     ("providers", '{ qnn-htp = "burst" }',
      "key 'providers': expected a table of provider option tables, got {'qnn-htp': 'burst'}"),
@@ -146,3 +146,33 @@ def test_unknown_device_lists_known_ones_and_the_source(tmp_path):
     assert unknown_device_message("x", {"local": DeviceConfig("local")}, tmp_path / "none.toml") == (
         "unknown edge device 'x'; known devices: local (from no inventory file)"
     )
+
+
+def test_env_errors_name_the_variables_never_their_values(tmp_path):
+    message = error(tmp_path, '[devices.b]\nkind = "ssh"\nhost = "h"\nenv = { API_TOKEN = "s3cr3t-value", N = 3 }\n')
+    assert "s3cr3t-value" not in message
+    assert message.endswith("key 'env': expected a table of NAME = \"string\" environment variables, got a table of "
+                            "API_TOKEN (str), N (int)")
+
+
+@pytest.mark.parametrize("content, expected", [
+    (b"[devices.b]\nkind = \"ssh\"\nhost = \"\xff\xfe\"\n", "not UTF-8 text (byte 33: b'\\xff'); expected a TOML file"),
+    (None, "cannot be read (Is a directory); expected a TOML file"),
+], ids=["not UTF-8", "a directory"])
+def test_an_inventory_that_is_no_text_file_is_one_line(tmp_path, content, expected):
+    path = tmp_path / "edge-devices.toml"
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    with pytest.raises(InventoryError) as info:
+        load_inventory(path)
+    assert str(info.value) == f"{path}: {expected}"
+
+
+def test_settings_say_where_a_value_comes_from(tmp_path):
+    devices = load(tmp_path, '[devices.b]\nkind = "ssh"\nhost = "h"\ncommand_timeout = 2\n')
+    path = tmp_path / "edge-devices.toml"
+    assert devices["b"].setting("command_timeout") == f"command_timeout = 2 in {path}"
+    assert devices["b"].setting("connect_timeout") == (f"connect_timeout = 10, the default (set it under "
+                                                       f"[devices.b] in {path})")

@@ -211,7 +211,7 @@ def test_unknown_host_key_is_refused(pytester, model_dir, board, board_workdir, 
         result.assert_outcomes(skipped=1)
 
 
-def test_changed_host_key_is_refused(pytester, model_dir, board, board_workdir, tmp_path):
+def test_changed_host_key_is_an_error_even_without_strict(pytester, model_dir, board, board_workdir, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
     other = " ".join((tmp_path / "other.pub").read_text().split()[:2])
     known = pytester.path / "known_hosts"
@@ -219,7 +219,7 @@ def test_changed_host_key_is_refused(pytester, model_dir, board, board_workdir, 
     write_inventory(pytester, entry(board, "board1", board_workdir, known_hosts=str(known)))
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     result = run(pytester, "--edge-device=board1")
-    result.assert_outcomes(skipped=1)
+    result.assert_outcomes(errors=1)  # a security event, not an outage: CI must not stay green
     assert (
         f"device 'board1': host key for 127.0.0.1:{board.port} has CHANGED: the server offers "
         f"{fingerprint_of(board.host_key_line, tmp_path)} but {known} has {fingerprint_of(other, tmp_path)} "
@@ -232,8 +232,30 @@ def test_insecure_skip_host_key_check_connects_without_known_hosts(pytester, mod
     write_inventory(pytester, entry(board, "board1", board_workdir, known_hosts=str(pytester.path / "none"),
                                     insecure_skip_host_key_check=True))
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
-    run(pytester, "--edge-device=board1").assert_outcomes(passed=1)
+    pytester.makepyfile(test_second=MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    result = run(pytester, "--edge-device=board1")
+    result.assert_outcomes(passed=2)
     assert not (pytester.path / "none").exists()  # nothing is written to known_hosts
+    warning = (f"edgeort: WARNING: device 'board1': insecure_skip_host_key_check = true, so the host key of "
+               f"127.0.0.1:{board.port} is not verified (anyone on the path can pose as the board)")
+    assert result.stdout.str().count(warning) == 1
+
+
+@pytest.mark.parametrize("content", ["binary garbage", "a directory"])
+def test_an_unreadable_known_hosts_is_one_line_naming_it(pytester, model_dir, board, board_workdir, content):
+    known = pytester.path / "known_hosts"
+    if content == "a directory":
+        known.mkdir()
+        problem = "is a directory, not a file"
+    else:
+        known.write_bytes(bytes(range(256)) * 4)
+        problem = "cannot be read as an OpenSSH known_hosts file (*)"
+    write_inventory(pytester, entry(board, "board1", board_workdir, known_hosts=str(known)))
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    result = run(pytester, "--edge-device=board1")
+    result.assert_outcomes(errors=1)
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.stdout.fnmatch_lines([f"device 'board1': known_hosts {known} {problem}"])
 
 
 def test_ssh_config_alias_user_port_key_and_known_hosts(pytester, model_dir, board, board_workdir):
@@ -318,6 +340,20 @@ def test_board_python_without_onnxruntime_is_one_clear_line(pytester, model_dir,
             "(No module named 'onnxruntime'); the board needs python3 + numpy + onnxruntime") in result.stdout.str()
 
 
+def test_board_python_without_numpy_is_one_clear_line(pytester, model_dir, board, board_workdir, tmp_path):
+    """The board lock's worker needs no numpy, so the session worker's one-line reason is what shows."""
+    venv = tmp_path / "bare"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    python = str(venv / "bin" / "python")
+    write_inventory(pytester, board.inventory("board1", python=python, workdir=board_workdir))
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    result = run(pytester, "--edge-device=board1")
+    result.assert_outcomes(skipped=1)
+    assert "Traceback" not in result.stdout.str()
+    assert (f"device 'board1': worker on device 'board1': {python} cannot import numpy (No module named 'numpy'); "
+            "the board needs python3 + numpy + onnxruntime") in result.stdout.str()
+
+
 def test_missing_board_python_names_it(pytester, model_dir, board, board_workdir):
     write_inventory(pytester, board.inventory("board1", python="/opt/no such/python3", workdir=board_workdir))
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
@@ -327,7 +363,9 @@ def test_missing_board_python_names_it(pytester, model_dir, board, board_workdir
                                  "127.0.0.1:*: *: /opt/no such/python3: No such file or directory"])
 
 
-def test_python_and_env_from_the_inventory_reach_the_worker(pytester, model_dir, board, board_workdir):
+def test_python_and_env_from_the_inventory_reach_the_worker_but_not_its_command_line(pytester, model_dir, board,
+                                                                                     board_workdir):
+    """Env values may be secrets (API tokens): `ps` on the board must not show them."""
     write_inventory(pytester, entry(board, "board1", board_workdir, env={"EDGE_TEST_VAR": "a b 'c'"}))
     pytester.makepyfile(f'''
 import pytest
@@ -340,13 +378,18 @@ def test_env(edge_session, edge_run_state):
     pid = device.clients["default"].pid
     environ = open(f"/proc/{{pid}}/environ", "rb").read().split(b"\\0")
     assert b"EDGE_TEST_VAR=a b 'c'" in environ
+    group = device.run(f"pgrep -g {{device.clients['default'].transport.pgid}}").split()
+    assert len(group) >= 2  # the launcher shell and the worker
+    for member in group:
+        assert b"a b 'c'" not in open(f"/proc/{{member}}/cmdline", "rb").read()
 ''')
     run(pytester, "--edge-device=board1").assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize("signal_name, inventory, message", [
     ("KILL", {}, "died during run: killed by SIGKILL"),
-    ("STOP", {"command_timeout": 3}, "did not answer run within its timeout; the worker was stopped"),
+    ("STOP", {"command_timeout": 3}, "did not answer run within 3 s (command_timeout = 3 in *edge-devices.toml); "
+                                     "the worker was stopped"),
 ], ids=["killed", "hung"])
 def test_killed_or_hung_worker_fails_that_test_and_the_next_one_recovers(
         pytester, model_dir, board, board_workdir, signal_name, inventory, message):
@@ -461,3 +504,24 @@ def test_reconnect_retires_the_workers_of_every_isolation_group(board, board_wor
         assert fresh.alive and fresh is not first
     finally:
         device.close()
+
+
+def test_more_worker_channels_than_sshd_allows_is_one_line_naming_max_sessions(pytester, model_dir, ssh_kit,
+                                                                               board_workdir):
+    small = ssh_kit.start("small_board", max_sessions=2)  # fewer than the lock + two worker groups need
+    write_inventory(pytester, entry(small, "board1", board_workdir))
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_own_group(edge_open):
+    edge_open(r"{model_dir / 'conv_matmul_qdq.onnx'}", "qnn-htp", options={{"soc_model": "60"}})
+''')
+    result = run(pytester, "--edge-device=board1")
+    assert result.ret == 1 and result.parseoutcomes().get("passed", 0) == 0  # which channel is refused varies
+    assert "Traceback" not in result.stdout.str() and "ChannelException" not in result.stdout.str()
+    result.stdout.fnmatch_lines([f"device 'board1': the SSH server on 127.0.0.1:{small.port} refused another "
+                                 "session channel (Connect failed; * open on this connection): sshd's MaxSessions "
+                                 "(default 10) limits them, and this run needs one per isolation group plus the "
+                                 "board lock; raise MaxSessions in the board's sshd_config"])

@@ -160,6 +160,6 @@ def test_crashed_worker_is_reported_with_signal(tmp_path):
 def test_hung_worker_times_out_and_is_stopped(tmp_path):
     client = WorkerClient(LocalTransport(sys.executable, tmp_path), "worker on device 'local'")
     os.kill(client.pid, signal.SIGSTOP)
-    with pytest.raises(WorkerDied, match="did not answer capabilities within its timeout; the worker was stopped"):
+    with pytest.raises(WorkerDied, match="did not answer capabilities within 0.5 s; the worker was stopped"):
         client.request("capabilities", timeout=0.5)
     assert client.transport.exit_status() is not None
