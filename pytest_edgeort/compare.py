@@ -352,20 +352,26 @@ def compare_output(
     if tol.vs_float is not None:
         _check_vs_float(res, tol, af, ef, integer, float_expected)
     if tol.bias_lsb is not None or tol.gain is not None or res.failures:
-        unit = lsb_size or 1.0
-        with np.errstate(invalid="ignore", over="ignore"):
-            signed = _snap(np.where(both, (af - ef) / unit, 0.0))
-            e_units = np.where(both, ef / unit, 0.0)
-        if tol.bias_lsb is not None:
-            _check_bias(res, tol, signed, lsb_size)
-        if tol.gain is not None:
-            _check_gain(res, tol, signed, e_units)
-        if res.failures:
-            floor = tol.bias_lsb if tol.bias_lsb is not None else (2.0 if lsb_size else tol.atol or 0.0)
-            found = describe(signed, e_units, "LSB" if lsb_size else "", floor)
-            res.pattern, res.pattern_text = found.kind, found.text
+        _check_systematic(res, tol, af, ef, both, lsb_size)
     res.passed = not res.failures
     return res
+
+
+def _check_systematic(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray, both: np.ndarray,
+                      lsb_size: Optional[float]) -> None:
+    """``bias_lsb`` and ``gain`` on the signed error in LSB; on failure, name the error's pattern."""
+    unit = lsb_size or 1.0
+    with np.errstate(invalid="ignore", over="ignore"):
+        signed = _snap(np.where(both, (af - ef) / unit, 0.0))
+        e_units = np.where(both, ef / unit, 0.0)
+    if tol.bias_lsb is not None:
+        _check_bias(res, tol, signed, lsb_size)
+    if tol.gain is not None:
+        _check_gain(res, tol, signed, e_units, "LSB" if lsb_size else "")
+    if res.failures:
+        floor = tol.bias_lsb if tol.bias_lsb is not None else (2.0 if lsb_size else tol.atol or 0.0)
+        found = describe(signed, e_units, "LSB" if lsb_size else "", floor)
+        res.pattern, res.pattern_text = found.kind, found.text
 
 
 def _snap(units: np.ndarray) -> np.ndarray:
@@ -400,7 +406,8 @@ def _check_bias(res: OutputComparison, tol: Tolerance, signed: np.ndarray, lsb_s
                             f"({worst.size} elements) > bias_lsb {tol.bias_lsb:g}{noise}")
 
 
-def _check_gain(res: OutputComparison, tol: Tolerance, signed: np.ndarray, e_units: np.ndarray) -> None:
+def _check_gain(res: OutputComparison, tol: Tolerance, signed: np.ndarray, e_units: np.ndarray,
+                unit: str) -> None:
     """The fitted gain ``actual - expected ~ gain * expected`` must stay within ``gain``; it counts only when
     it explains most of the error (better than an offset) and moves the largest |expected| by more than
     ``bias_lsb`` (else ``GAIN_VISIBLE_LSB``): otherwise it is rounding, offsets or outliers, judged by
@@ -410,8 +417,8 @@ def _check_gain(res: OutputComparison, tol: Tolerance, signed: np.ndarray, e_uni
     counts = fit.explains(tol.bias_lsb if tol.bias_lsb is not None else GAIN_VISIBLE_LSB)
     res.smallest_passing["gain"] = abs(fit.gain) if counts else 0.0
     if abs(fit.gain) > tol.gain and counts:
-        res.failures.append(f"gain {fit.gain:+.2%} (actual ~ {1 + fit.gain:.4g} x expected, {fit.peak_error:.3g} "
-                            f"at the largest |expected|) > gain {tol.gain:g}")
+        res.failures.append(f"gain {fit.gain:+.2%} (actual ~ {1 + fit.gain:.4g} x expected, {fit.peak_error:.3g}"
+                            f"{' ' + unit if unit else ''} at the largest |expected|) > gain {tol.gain:g}")
 
 
 def _worst(res: OutputComparison, a: np.ndarray, e: np.ndarray, raw_err: np.ndarray,

@@ -167,22 +167,23 @@ def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float) -> Pa
     (whole output, a slice, a region: a group median beyond ``offset_floor``), a few outliers (at most
     3 or 1 % of the elements beyond ``OUTLIER_FACTOR`` x the 90th percentile), else noise.
     """
+    u = f" {unit}" if unit else ""
     mag = np.abs(d)
     if d.size == 0 or not mag.any():
         return Pattern("none", "no error")
     gain = fit_gain(d, e)
     if gain.explains(offset_floor):
         return Pattern("gain", f"gain: the error grows with the expected value, actual ~ {1 + gain.gain:.4g} x "
-                               f"expected ({gain.gain:+.2%}, {gain.peak_error:.3g} {unit} at the largest |expected|)")
+                               f"expected ({gain.gain:+.2%}, {gain.peak_error:.3g}{u} at the largest |expected|)")
     bias = worst_bias(d)
     whole = float(np.median(d))
     if bias is not None and bias.excess > offset_floor:
         if bias.where == "all elements" or abs(whole) > offset_floor:
-            return Pattern("offset", f"constant offset: median error {whole:+.4g} {unit} over all "
+            return Pattern("offset", f"constant offset: median error {whole:+.4g}{u} over all "
                                      f"{d.size} elements")
         kind = "region offset" if bias.where.startswith("region") else "channel offset"
-        rest = "" if bias.rest_median is None else f"; elsewhere median {bias.rest_median:+.3g} {unit}"
-        return Pattern(kind, f"{kind}: median error {bias.median:+.4g} {unit} on {bias.where} "
+        rest = "" if bias.rest_median is None else f"; elsewhere median {bias.rest_median:+.3g}{u}"
+        return Pattern(kind, f"{kind}: median error {bias.median:+.4g}{u} on {bias.where} "
                              f"({bias.size} elements){rest}")
     typical = float(np.quantile(mag, 0.9, method="lower"))
     flat = mag.reshape(-1)
@@ -190,9 +191,9 @@ def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float) -> Pa
     if 0 < big.size <= max(3, d.size // 100):
         first = tuple(int(i) for i in np.unravel_index(int(big[np.argmax(flat[big])]), d.shape))
         return Pattern("outliers", f"{big.size} outlier element{'s' if big.size != 1 else ''} (largest "
-                                   f"{float(mag.max()):.4g} {unit} at {_where(first)}); 90 % of elements "
-                                   f"within {typical:.3g} {unit}")
+                                   f"{float(mag.max()):.4g}{u} at {_where(first)}); 90 % of elements "
+                                   f"within {typical:.3g}{u}")
     rms = float(np.sqrt(np.mean(d ** 2)))
-    return Pattern("noise", f"noise-like spread: rms {rms:.3g} {unit}, 90 % within {typical:.3g} {unit}, "
-                            f"no offset (largest group median {0.0 if bias is None else bias.median:+.3g} "
-                            f"{unit}) and no gain ({gain.gain:+.2%})")
+    return Pattern("noise", f"noise-like spread: rms {rms:.3g}{u}, 90 % within {typical:.3g}{u}, "
+                            f"no offset (largest group median {0.0 if bias is None else bias.median:+.3g}{u}) "
+                            f"and no gain ({gain.gain:+.2%})")
