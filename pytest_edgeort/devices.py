@@ -36,6 +36,7 @@ class SessionHandle:
     client: WorkerClient
     reply: Dict[str, Any]
     placement: Optional[Placement] = None
+    memory_checked: bool = False  # a run of this session passed the memory-state check
 
     @property
     def alive(self) -> bool:

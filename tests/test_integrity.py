@@ -8,6 +8,7 @@ import os
 import re
 import struct
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -257,3 +258,48 @@ def test_a_world_writable_board_workdir_is_refused_before_anything_is_uploaded(p
     result.stdout.fnmatch_lines([f"SKIPPED * device 'board1' (127.0.0.1:*): workdir {workdir} is writable by group or "
                                  f"others (mode 777); refusing to use it: chmod 700 {workdir}"])
     assert list(workdir.iterdir()) == []
+
+
+def node_test(name: str, folder: Path) -> Path:
+    """An ONNX node test from the onnx wheel, saved as a model file with its first example as an .npz."""
+    from onnx.backend.test.loader import load_model_tests
+
+    with warnings.catch_warnings():  # building the node tests' data overflows on purpose here and there
+        warnings.simplefilter("ignore")
+        case = next(t for t in load_model_tests(kind="node") if t.name == name)
+    model = case.model if getattr(case, "model", None) is not None else onnx.load(str(Path(case.model_dir) / "model.onnx"))
+    path = folder / f"{name}.onnx"
+    onnx.save(model, str(path))
+    inputs, _ = case.data_sets[0] if getattr(case, "data_sets", None) else (None, None)
+    np.savez(folder / f"{name}.npz", **{i.name: np.asarray(a) for i, a in zip(model.graph.input, inputs)})
+    return path
+
+
+STALE_TESTS = '''
+import pytest
+
+@pytest.mark.edge_model(r"{healthy}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_a_healthy_model_first(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+@pytest.mark.edge_model(r"{stale}", inputs=r"{inputs}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_b_convtranspose(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+'''
+
+
+def test_outputs_that_depend_on_stale_npu_memory_fail_in_any_order_or_selection(pytester, model_dir, tmp_path):
+    """QNN HTP leaves 16 elements of this ConvTranspose unwritten: alone (fresh memory is 0, which equals the
+    expected value) it used to pass, after other graphs fail. Now it fails the same way either way."""
+    stale = node_test("test_convtranspose_pad", tmp_path)
+    pytester.makepyfile(STALE_TESTS.format(healthy=model_dir / "conv_matmul_qdq.onnx", stale=stale,
+                                           inputs=stale.with_suffix(".npz")))
+    message = ("test_convtranspose_pad.onnx on local/qnn-htp: outputs depend on memory left by earlier graphs "
+               "('Y': 16 elements differ bit for bit when the same example runs twice with the NPU memory filled "
+               "differently in between), so this result depends on test order and selection")
+    for selection in ((), ("-k", "convtranspose")):
+        result = pytester.runpytest("-p", "no:cacheprovider", *selection)
+        result.assert_outcomes(failed=1, passed=0 if selection else 1)
+        assert message in result.stdout.str(), selection
