@@ -30,23 +30,27 @@ MIN_WHOLE = 8
 #: medians within this many of their standard errors of 0 are what noise does, not an offset
 NOISE_Z = 2.0
 MIN_FRACTION = 0.05
+#: further slices with a similar offset named in a bias's text
+MAX_LISTED = 4
 BOX_DIVISIONS = 5
 BAND_DIVISIONS = 20
 OUTLIER_FACTOR = 3.0
 #: pattern kinds that a looser tolerance would accept as if they were noise
 #: a gain "explains" an error when the rms left after the fit is at most this fraction of the error's rms
 GAIN_RESIDUAL = 0.5
-SYSTEMATIC = ("offset", "channel offset", "region offset", "gain")
+WHOLE = "the whole output"
+SYSTEMATIC = ("constant offset", "channel offset", "region offset", "gain")
 
 
 @dataclass(frozen=True)
 class Bias:
     """Median error of one group of elements."""
 
-    where: str  # "all elements", "index 2 on axis 1", "region [0:20, 64:128] of plane (0, 0)"
+    where: str  # "the whole output", "index 2 on axis 1", "region [0:20, 64:128] of plane (0, 0)"
     size: int
     median: float
-    rest_median: Optional[float] = None  # median error of the other elements (slices only)
+    rest_median: Optional[float] = None  # median error of the elements outside these slices (slices only)
+    also: str = ""  # further slices on the same axis offset the same way, "index 5: -59"
     allowance: float = 0.0  # what noise alone moves the median of this many elements by (NOISE_Z sigmas)
 
     @property
@@ -74,7 +78,7 @@ class Gain:
 class Pattern:
     """What the error looks like, for the failure message."""
 
-    kind: str  # "offset", "channel offset", "region offset", "gain", "outliers", "noise", "none"
+    kind: str  # "constant offset", "channel offset", "region offset", "gain", "outliers", "noise", "none"
     text: str
 
 
@@ -86,8 +90,13 @@ def _slices(d: np.ndarray) -> Iterator[Bias]:
             continue
         medians = np.median(np.moveaxis(d, axis, 0).reshape(count, -1), axis=1)
         k = int(np.argmax(np.abs(medians)))
-        rest = np.delete(d, k, axis=axis)
-        yield Bias(f"index {k} on axis {axis}", size, float(medians[k]), float(np.median(rest)))
+        alike = [i for i in range(count) if i != k and medians[i] * medians[k] > 0
+                 and abs(medians[i]) >= 0.5 * abs(medians[k])]  # further slices offset the same way
+        also = ", ".join(f"index {i}: {medians[i]:+.3g}" for i in alike[:MAX_LISTED])
+        more = f" and {len(alike) - MAX_LISTED} more" if len(alike) > MAX_LISTED else ""
+        rest = np.delete(d, [k, *alike], axis=axis)
+        yield Bias(f"index {k} on axis {axis}", size, float(medians[k]),
+                   float(np.median(rest)) if rest.size else None, also=also + more)
 
 
 def _window(d: np.ndarray, h: int, w: int, stride_h: int, stride_w: int) -> Optional[Bias]:
@@ -126,7 +135,7 @@ def biases(d: np.ndarray) -> List[Bias]:
     if d.size == 0:
         return []
     sigma = 1.4826 * float(np.median(np.abs(d - np.median(d))))
-    whole = [Bias("all elements", int(d.size), float(np.median(d)))] if d.size >= MIN_WHOLE else []
+    whole = [Bias(WHOLE, int(d.size), float(np.median(d)))] if d.size >= MIN_WHOLE else []
     return [replace(b, allowance=NOISE_Z * 1.2533 * sigma / math.sqrt(b.size))
             for b in (*whole, *_slices(d), *_windows(d))]
 
@@ -178,13 +187,14 @@ def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float) -> Pa
     bias = worst_bias(d)
     whole = float(np.median(d))
     if bias is not None and bias.excess > offset_floor:
-        if bias.where == "all elements" or abs(whole) > offset_floor:
-            return Pattern("offset", f"constant offset: median error {whole:+.4g}{u} over all "
+        if bias.where == WHOLE or abs(whole) > offset_floor:
+            return Pattern("constant offset", f"constant offset: median error {whole:+.4g}{u} over all "
                                      f"{d.size} elements")
         kind = "region offset" if bias.where.startswith("region") else "channel offset"
+        also = f"; also {bias.also}{u}" if bias.also else ""
         rest = "" if bias.rest_median is None else f"; elsewhere median {bias.rest_median:+.3g}{u}"
         return Pattern(kind, f"{kind}: median error {bias.median:+.4g}{u} on {bias.where} "
-                             f"({bias.size} elements){rest}")
+                             f"({bias.size} elements){also}{rest}")
     typical = float(np.quantile(mag, 0.9, method="lower"))
     flat = mag.reshape(-1)
     big = np.flatnonzero(flat > max(OUTLIER_FACTOR * typical, offset_floor))

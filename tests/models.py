@@ -1,4 +1,4 @@
-"""Small real ONNX models built for the tests (float, u8 QDQ via onnxruntime.quantization, Det)."""
+"""Small real ONNX models built for the tests (float, u8 QDQ via onnxruntime.quantization, Det) and fault-injected variants."""
 from __future__ import annotations
 
 from pathlib import Path
