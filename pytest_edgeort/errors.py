@@ -49,3 +49,7 @@ class EdgeSessionError(EdgeError):
     def __init__(self, message: str, placement: Optional[Any] = None) -> None:
         super().__init__(message)
         self.placement = placement
+
+
+class ReportError(EdgeError):
+    """A report file cannot be written (names the path)."""

@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from .errors import ReportError
+
 SCHEMA = "pytest-edgeort/report"
 SCHEMA_VERSION = 1
 INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED (Ctrl-C), without importing pytest here
@@ -45,8 +47,16 @@ def build_report(records: List[Dict[str, Any]], devices: Mapping[str, Dict[str, 
 
 
 def write_report(path: Path, document: Dict[str, Any]) -> None:
-    """Write via a temp file and rename, so a reader never sees half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write via a temp file and rename, so a reader never sees half a report; ReportError (one
+    line naming the path, no temp file left behind) when it cannot be written."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        raise ReportError(f"edgeort: cannot write the --edge-report {path}: {exc.strerror or exc}") from None

@@ -9,7 +9,7 @@ from typing import Any, Callable, List, Optional
 import pytest
 
 from . import fixtures
-from .errors import DeviceUnavailable, EdgeError, InventoryError, ProviderError
+from .errors import DeviceUnavailable, EdgeError, InventoryError, ProviderError, ReportError
 from .markers import MARKERS, providers_marker
 from .suite import MANIFEST
 from .runstate import DEFAULT_PROVIDERS, DEFAULT_SEED, RUN_KEY, EdgeOptions, EdgeRun, edge_run
@@ -103,6 +103,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     run = edge_run(config)
     if run.usage_errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
         raise pytest.UsageError(run.usage_errors[0])
+    if any(is_edge_item(item) for item in items):
+        from .signals import interrupt_on_sigterm
+
+        interrupt_on_sigterm()
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: List[str]) -> None:
+    """xdist controller (it collects nothing itself): SIGTERM like Ctrl-C once a worker reports edge items."""
+    from .scheduling import device_of
+
+    if any(device_of(nodeid, edge_run(node.config).options.devices) for nodeid in ids):
+        from .signals import interrupt_on_sigterm
+
+        interrupt_on_sigterm()
 
 
 @pytest.hookimpl(optionalhook=True)
@@ -209,14 +224,21 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     from .jsonreport import build_report, write_report
     from .summary import skip_counts
 
-    write_report(run.options.report, build_report(run.records, run.device_facts, run.options.seed, run.outcomes,
-                                                  skip_counts(run.skip_reasons), int(exitstatus)))
+    try:
+        write_report(run.options.report, build_report(run.records, run.device_facts, run.options.seed,
+                                                      run.outcomes, skip_counts(run.skip_reasons), int(exitstatus)))
+    except ReportError as exc:  # the rest of the terminal output stays; the run must not look green
+        run.report_errors.append(str(exc))
+        if session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     run = edge_run(config)
     if is_xdist_worker(config):
         return
+    for line in run.report_errors:
+        terminalreporter.write_line(line, red=True, bold=True)
     if run.records or run.skip_reasons:
         from .summary import build_rows, device_line, format_rows, lock_lines, skip_counts
 

@@ -65,6 +65,7 @@ class EdgeRun:
     usage_errors: List[str] = field(default_factory=list)
     outcomes: Dict[str, str] = field(default_factory=dict)  # nodeid -> final pytest outcome
     skip_reasons: List[str] = field(default_factory=list)
+    report_errors: List[str] = field(default_factory=list)  # reports that could not be written
     notify: Callable[[str], None] = _print_notice
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex)  # xdist: the run's testrunuid, shared by workers
     xdist_dist: Optional[str] = None  # an xdist worker: the run's --dist mode

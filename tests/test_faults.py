@@ -59,3 +59,63 @@ def test_dies(edge_session, edge_inputs):
     result.stdout.fnmatch_lines(["*_ test_dies[[]local-cpu[]] _*",
                                  "conv_matmul_qdq.onnx on local/cpu: worker on device 'local' died during run: "
                                  "killed by SIGKILL", "*short test summary*"])
+
+
+@pytest.mark.parametrize("where", ["a directory", "/proc"])
+def test_an_unwritable_report_is_one_line_and_the_run_is_not_green(pytester, model_dir, where):
+    target = pytester.path / "reports" if where == "a directory" else pytester.path / "x"
+    if where == "a directory":
+        target.mkdir()
+        reason = "Is a directory"
+    else:
+        target = __import__("pathlib").Path("/proc/edgeort-report.json")
+        reason = "*"
+    pytester.makepyfile(QUICK_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    result = pytester.runpytest("-p", "no:cacheprovider", f"--edge-report={target}")
+    assert result.ret == 1 and "Traceback" not in result.stdout.str() and "INTERNALERROR" not in result.stdout.str()
+    result.stdout.fnmatch_lines([f"edgeort: cannot write the --edge-report {target}: {reason}", "*2 passed*"])
+    assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")] if where == "a directory" else True
+
+
+SIGTERM_TESTS = '''
+import pathlib
+import time
+import pytest
+
+pytestmark = [pytest.mark.edge_model(r"{model}"), pytest.mark.edge_providers("qnn-htp")]
+
+def test_a_finishes(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+def test_b_is_cancelled(edge_session):
+    pathlib.Path("holding").write_text("1")
+    time.sleep(120)
+'''
+
+
+def test_sigterm_is_handled_like_ctrl_c(pytester, model_dir, tmp_path):
+    """CI cancellation: reports written (interrupted), workers stopped, nothing left running."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    workdir = tmp_path / "work"
+    pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nworkdir = "{workdir}"\n'})
+    pytester.makepyfile(SIGTERM_TESTS.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--edge-report=r.json",
+                             "--junitxml=j.xml"], cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 120
+    while not (pytester.path / "holding").exists():
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGTERM)
+    output = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 2, output  # pytest's "interrupted"
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["interrupted"] is True
+    assert [r["check"] for r in report["results"]] == ["conformance"] and report["results"][0]["outcome"] == "passed"
+    assert (pytester.path / "j.xml").read_text().count("<testcase") >= 1
+    left = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True).stdout.split()
+    assert not left, f"workers still running after SIGTERM: {left}"
