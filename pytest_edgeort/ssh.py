@@ -15,6 +15,7 @@ inventory says ``insecure_skip_host_key_check = true``.
 """
 from __future__ import annotations
 
+import ast
 import base64
 import hashlib
 import inspect
@@ -32,7 +33,6 @@ import paramiko
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
-from . import worker as wire
 from .boardlock import LOCK_NAME
 from .channel import WORKER_PATH, StderrTail, Transport, WorkerDied, describe_exit
 from .devices import Device
@@ -72,8 +72,17 @@ BOOTSTRAP = (
 )
 # python -c PREPARE WORKDIR NAME SHA256: the workdir, private (the worker's own check), and whether the
 # worker file in it is this plugin's (by hash), as one JSON line.
-PREPARE = "".join(inspect.getsource(f) for f in (wire._one_line, wire.EnvironmentProblem, wire.private_dir,
-                                                  wire.file_sha256)) + (
+
+
+def _worker_source(*names: str) -> str:
+    """The source of top-level definitions of worker.py, read from its text (not from the imported
+    module, which pytest's in-process runs may have dropped from sys.modules)."""
+    text = WORKER_BYTES.decode("utf-8")
+    nodes = {n.name: n for n in ast.parse(text).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    return "".join(ast.get_source_segment(text, nodes[name]) + "\n\n" for name in names)
+
+
+PREPARE = _worker_source("_one_line", "EnvironmentProblem", "private_dir", "file_sha256") + (
     "import hashlib, json, os, sys\n"
     "wd, name, sha = sys.argv[1:4]\n"
     "wd = os.path.expanduser(wd)\n"

@@ -182,6 +182,26 @@ def private_dir(path):
                                  "chmod 700 %s" % (path, info.st_mode & 0o777, path))
 
 
+def _remove(path):
+    try:
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def remove_stale_temp_files(folder):
+    """Delete ``*.<pid>.tmp`` uploads whose writer process is gone (it died mid-upload)."""
+    for name in os.listdir(folder):
+        parts = name.rsplit(".", 2)
+        if len(parts) == 3 and parts[2] == "tmp" and parts[1].isdigit():
+            try:
+                os.kill(int(parts[1]), 0)
+            except ProcessLookupError:
+                _remove(os.path.join(folder, name))
+            except OSError:
+                pass  # alive (another user's process, EPERM): not ours to judge
+
+
 def file_sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as f:
@@ -201,6 +221,7 @@ class Worker(object):
         self.workdir = workdir
         self.model_dir = os.path.join(workdir, "models")
         private_dir(self.model_dir)
+        remove_stale_temp_files(self.model_dir)
         self.verified = {}  # model path -> (inode, size, mtime) of the file whose hash was checked
         self.sessions = {}
         self.session_eps = {}  # sid -> (ep, options)
@@ -290,9 +311,14 @@ class Worker(object):
         if digest != sha256:
             raise RequestError("bad-request", "model bytes hash to %s, expected %s" % (digest, sha256))
         tmp = "%s.%d.tmp" % (path, os.getpid())
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, path)
+        except OSError as exc:  # disk full, quota: leave nothing behind
+            _remove(tmp)
+            raise RequestError("put-model", "cannot store model %s in %s: %s"
+                               % (sha256[:12], self.model_dir, exc.strerror or _one_line(exc)))
 
     def verified_model(self, sha256):
         """The cached model's path once its bytes hash to ``sha256`` (a file that does not is deleted:

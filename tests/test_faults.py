@@ -119,3 +119,55 @@ def test_sigterm_is_handled_like_ctrl_c(pytester, model_dir, tmp_path):
     assert (pytester.path / "j.xml").read_text().count("<testcase") >= 1
     left = subprocess.run(["pgrep", "-f", str(workdir)], capture_output=True, text=True).stdout.split()
     assert not left, f"workers still running after SIGTERM: {left}"
+
+
+def test_a_full_disk_during_upload_leaves_no_temp_file_and_stale_ones_are_cleaned(pytester, model_dir, tmp_path):
+    import hashlib
+    import sys
+
+    workdir = tmp_path / "work"
+    (workdir / "models").mkdir(mode=0o700, parents=True)
+    workdir.chmod(0o700)
+    stale = workdir / "models" / f"{'0' * 64}.onnx.999999999.tmp"  # from an upload whose process died
+    stale.write_bytes(b"partial")
+    small = tmp_path / "python-small-disk"
+    small.write_text(f"#!/bin/sh\nulimit -f 8\nexec {sys.executable} \"$@\"\n")  # files up to 4 KiB (dash: 512 B)
+    small.chmod(0o755)
+    model = model_dir / "conv_matmul_qdq.onnx"
+    pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nworkdir = "{workdir}"\npython = "{small}"\n'})
+    pytester.makepyfile(QUICK_TEST.format(model=model))
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    sha = hashlib.sha256(model.read_bytes()).hexdigest()
+    result.stdout.fnmatch_lines([f"*conv_matmul_qdq.onnx on local/cpu: session creation failed: cannot store model "
+                                 f"{sha[:12]} in {workdir / 'models'}: File too large"])
+    assert sorted(p.name for p in (workdir / "models").iterdir()) == []
+
+
+def test_a_lost_board_lock_fails_the_boards_remaining_tests(pytester, model_dir, tmp_path):
+    """The lock holder killed mid-run: another run could take the board, so this one must not go on."""
+    pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nlock = true\nlock_file = "{tmp_path / "b.lock"}"\n'})
+    pytester.makepyfile(f'''
+import os
+import signal
+import time
+import pytest
+
+pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("cpu")]
+
+def test_a(edge_session, edge_inputs):
+    edge_session.run(edge_inputs)
+
+def test_b_lock_killed(edge_session, edge_inputs):
+    holder = edge_session.device.clients["lock"]
+    os.kill(holder.pid, signal.SIGKILL)
+    while holder.usable():
+        time.sleep(0.01)
+    edge_session.run(edge_inputs)
+
+def test_c(edge_session, edge_inputs):
+    edge_session.run(edge_inputs)
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rf")
+    result.assert_outcomes(passed=1, failed=2)
+    assert result.stdout.str().count("device 'local': board lock lost: the process that held it (pid ") == 2
