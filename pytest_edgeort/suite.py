@@ -3,14 +3,18 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import EdgeError
-from .providers import resolve_provider
+from .providers import provider_options, resolve_provider
 from .tolerance import parse_tolerance
+
+if TYPE_CHECKING:
+    from .prepare import PrepareRecipe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -23,6 +27,7 @@ _TOP_KEYS = ("model", "float_model", "providers", "reference", "inputs", "golden
              "checks", "provider_options", "xfail")
 _CHECK_KEYS = ("no_cpu_fallback", "golden", "latency_p90_ms", "latency_runs", "fuzz_examples")
 _GENERATE_KEYS = ("count", "seed", "range", "ranges")
+_PKG_HINT = " or use pkg:<package>/<resource> for a model shipped in a package"
 
 
 class SuiteError(EdgeError, ValueError):
@@ -76,8 +81,9 @@ class Suite:
         return [c for c in CHECKS if wanted[c]]
 
     def local_file(self, name: str, key: str) -> Path:
-        """A file inside the suite folder; paths escaping it are refused."""
-        return inside(self.folder, name, f"{self.path}: key {key!r}")
+        """A file inside the suite folder; paths escaping it (``..``, absolute, links) are refused."""
+        hint = _PKG_HINT if key in ("model", "float_model") else ""
+        return inside(self.folder, name, f"{self.path}: key {key!r}", hint=hint)
 
     def resolve_model(self, spec: str, key: str) -> Path:
         """A model path relative to the suite folder, or ``pkg:<package>/<resource>``."""
@@ -86,13 +92,19 @@ class Suite:
         return self.local_file(spec, key)
 
 
-def inside(folder: Path, name: str, where: str, what: str = "the suite folder") -> Path:
-    """``folder/name`` resolved, refusing absolute paths and ``..`` escapes."""
+def reference_provider(reference: str) -> str:
+    """The provider a suite's reference runs on: "cpu" for both "cpu" (the device's) and "host" (this machine's)."""
+    return "cpu" if reference in ("host", "cpu") else reference
+
+
+def inside(folder: Path, name: str, where: str, what: str = "the suite folder", hint: str = "") -> Path:
+    """``folder/name`` with links resolved, refusing absolute paths, ``..`` and links that escape ``folder``."""
     candidate = Path(name)
-    resolved = (folder / candidate).resolve()
-    if candidate.is_absolute() or not resolved.is_relative_to(folder.resolve()):
-        raise SuiteError(f"{where}: path {name!r} escapes {what} {folder}; keep files inside it "
-                         "or use pkg:<package>/<resource> for a model shipped in a package")
+    root = folder.resolve()
+    resolved = (root / candidate).resolve()
+    if candidate.is_absolute() or not resolved.is_relative_to(root):
+        link = "" if resolved == Path(os.path.normpath(root / candidate)) else f" (a link to {resolved})"
+        raise SuiteError(f"{where}: path {name!r}{link} escapes {what} {folder}; keep files inside it{hint}")
     return resolved
 
 
@@ -122,10 +134,10 @@ def _expect(value: Any, types: tuple, where: str, key: str, expected: str) -> An
     return value
 
 
-def _unknown(key: str, valid: Sequence[str], where: str, table: str = "") -> SuiteError:
+def _unknown(key: str, valid: Sequence[str], where: str, table: str = "", label: str = "valid keys") -> SuiteError:
     close = difflib.get_close_matches(key, list(valid), n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return SuiteError(f"{where}: unknown key {table + key!r}{hint}; valid keys: {', '.join(valid)}")
+    return SuiteError(f"{where}: unknown key {table + key!r}{hint}; {label}: {', '.join(valid)}")
 
 
 def _range(value: Any, where: str, key: str) -> Tuple[float, float]:
@@ -154,12 +166,57 @@ def _generate(table: Any, where: str) -> GenerateSpec:
     return GenerateSpec(count, seed, ranges, default)
 
 
-def load_suite(path: Path) -> Suite:
-    """Parse and validate a manifest; SuiteError names the file, the key and the expectation."""
+def _read(path: Path) -> Dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SuiteError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise SuiteError(f"{path}: cannot read it: {exc.strerror}") from None
     except tomllib.TOMLDecodeError as exc:
         raise SuiteError(f"{path}: invalid TOML: {exc}") from None
+
+
+def _reference(value: Any, where: str) -> str:
+    name = _expect(value, (str,), where, "reference", '"cpu", "host" or a provider')
+    if name != "host":
+        try:
+            resolve_provider(name)
+        except ValueError as exc:
+            raise SuiteError(f'{where}: key \'reference\': expected "cpu", "host" or a provider: {exc}') from None
+    return name
+
+
+def _provider_options(value: Any, where: str, used: Sequence[str]) -> Dict[str, Any]:
+    """``[provider_options.<provider>]``: only providers in ``used`` (any known one when empty), valid keys."""
+    options = _expect(value, (dict,), where, "provider_options", "a table of provider -> option table")
+    for name, table in options.items():
+        key = f"provider_options.{name}"
+        _expect(table, (dict,), where, key, "a table of provider options")
+        if used and name not in used:
+            raise _unknown(name, used, where, "provider_options.", "valid keys (the suite's providers and reference)")
+        try:
+            provider_options(resolve_provider(name), table)
+        except ValueError as exc:
+            raise SuiteError(f"{where}: key {key!r}: {exc}") from None
+    return options
+
+
+def _local_paths(suite: Suite, recipe: Optional["PrepareRecipe"]) -> Iterator[Tuple[str, str]]:
+    """(key, name) of every suite-folder path the manifest names."""
+    for key in ("model", "float_model", "inputs", "golden_dir"):
+        name = getattr(suite, key)
+        if isinstance(name, str) and not name.startswith("pkg:"):
+            yield key, name
+    if recipe is not None and recipe.script:
+        yield "prepare.script", recipe.script
+    if recipe is not None and recipe.quantize:
+        yield "prepare.quantize.calibration", recipe.quantize["calibration"]
+
+
+def load_suite(path: Path) -> Suite:
+    """Parse and validate a manifest; SuiteError names the file, the key and the expectation."""
+    data = _read(path)
     where = str(path)
     for key in data:
         if key not in _TOP_KEYS:
@@ -180,7 +237,7 @@ def load_suite(path: Path) -> Suite:
                 raise SuiteError(f"{where}: key 'providers': {exc}") from None
         values["providers"] = tuple(providers)
     if "reference" in data:
-        values["reference"] = _expect(data["reference"], (str,), where, "reference", '"cpu", "host" or a provider')
+        values["reference"] = _reference(data["reference"], where)
     inputs = data.get("inputs")
     if isinstance(inputs, str):
         values["inputs"] = inputs
@@ -193,11 +250,12 @@ def load_suite(path: Path) -> Suite:
         raise SuiteError(f"{where}: key 'inputs': expected an .npz file name or an [inputs.generate] table, got {inputs!r}")
     if "golden_dir" in data:
         values["golden_dir"] = _expect(data["golden_dir"], (str,), where, "golden_dir", "a folder name")
+    recipe = None
     if "prepare" in data:
         from .prepare import PrepareRecipe  # validates every [prepare] key
 
         try:
-            PrepareRecipe.from_mapping(data["prepare"], where)
+            recipe = PrepareRecipe.from_mapping(data["prepare"], where)
         except ValueError as exc:
             raise SuiteError(str(exc)) from None
         values["prepare"] = data["prepare"]
@@ -226,11 +284,9 @@ def load_suite(path: Path) -> Suite:
             if number < 0 or (key == "latency_runs" and number < 1):
                 raise SuiteError(f"{where}: key 'checks.{key}': expected an integer >= {1 if key == 'latency_runs' else 0}, got {number}")
             values[key] = number
-    options = _expect(data.get("provider_options", {}), (dict,), where, "provider_options",
-                      "a table of provider -> option table")
-    for name, table in options.items():
-        _expect(table, (dict,), where, f"provider_options.{name}", "a table of provider options")
-    values["provider_options"] = options
+    providers = values.get("providers", ())
+    used = list(dict.fromkeys([*providers, reference_provider(values.get("reference", "cpu"))])) if providers else []
+    values["provider_options"] = _provider_options(data.get("provider_options", {}), where, used)
     xfail = _expect(data.get("xfail", {}), (dict,), where, "xfail", "a table of check name -> reason")
     for name, reason in xfail.items():
         if name not in CHECKS:
@@ -238,8 +294,6 @@ def load_suite(path: Path) -> Suite:
         _expect(reason, (str,), where, f"xfail.{name}", "a reason string")
     values["xfail"] = xfail
     suite = Suite(**values)
-    for key in ("model", "float_model", "inputs", "golden_dir"):  # refuse escapes at collection time
-        name = values.get(key)
-        if isinstance(name, str) and not name.startswith("pkg:"):
-            suite.local_file(name, key)
+    for key, name in _local_paths(suite, recipe):  # refuse escapes (links included) at collection time
+        suite.local_file(name, key)
     return suite

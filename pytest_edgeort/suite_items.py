@@ -12,7 +12,7 @@ from .errors import EdgeError
 from .outcomes import assert_no_fallback, fail, open_session, record_metrics, record_properties, unavailable
 from .providers import resolve_provider
 from .runstate import EdgeRun, edge_run
-from .suite import MissingPackage, Suite, SuiteError, load_suite
+from .suite import CHECKS, MissingPackage, Suite, SuiteError, load_suite, reference_provider
 
 if TYPE_CHECKING:
     import numpy as np
@@ -36,13 +36,17 @@ class SuiteModels:
 class SuiteFile(pytest.File):
     """An ``edge_suite.toml``; prepares its model once, lazily, for all its items."""
 
-    def collect(self) -> Iterator["SuiteItem"]:
+    def collect(self) -> Iterator[pytest.Item]:
         run = edge_run(self.config)
         try:
             self.suite = load_suite(self.path)
+        except SuiteError as exc:  # one failing item, not a collection error that stops the whole run
+            yield MalformedSuite.from_parent(self, name="suite", error=str(exc))
+            return
+        try:
             providers = run.providers_for(self.suite.providers or None)
             devices = run.device_names()
-        except (SuiteError, ValueError) as exc:
+        except ValueError as exc:
             raise self.CollectError(str(exc)) from None
         self._models: Optional[SuiteModels] = None
         self._error: Optional[Exception] = None
@@ -109,7 +113,26 @@ class SuiteFile(pytest.File):
         return SuiteModels(model, float_model, feeds, ranges)
 
 
-class SuiteItem(pytest.Item):
+class SuiteNode(pytest.Item):
+    """An item of an ``edge_suite.toml``, headed ``<suite folder>::<name>`` in reports."""
+
+    def reportinfo(self):
+        return self.path, None, f"{self.path.parent.name}::{self.name}"
+
+
+class MalformedSuite(SuiteNode):
+    """An ``edge_suite.toml`` that does not validate: one item failing with its one-line error."""
+
+    def __init__(self, *, error: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.error = error
+        self.extra_keyword_matches.update(CHECKS)  # ``-k conformance`` still reports the broken suite
+
+    def runtest(self) -> None:
+        fail(self.error)
+
+
+class SuiteItem(SuiteNode):
     """One check of a suite on one device and provider."""
 
     def __init__(self, *, check: str, device: str, provider: str, **kwargs: Any) -> None:
@@ -121,9 +144,6 @@ class SuiteItem(pytest.Item):
     @property
     def suite(self) -> Suite:
         return self.parent.suite  # type: ignore[attr-defined,no-any-return]
-
-    def reportinfo(self):
-        return self.path, None, f"{self.suite.path.parent.name}::{self.name}"
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> str:
         if isinstance(excinfo.value, EdgeError):
@@ -149,7 +169,7 @@ class SuiteItem(pytest.Item):
     def _reference(self, run: EdgeRun, models: SuiteModels) -> "EdgeSession":
         ref = self.suite.reference
         device = "local" if ref == "host" else self.device
-        provider = "cpu" if ref in ("host", "cpu") else ref
+        provider = reference_provider(ref)
         return open_session(run, device, models.model, provider, self._options(provider))
 
     def _baseline(self, run: EdgeRun, models: SuiteModels) -> Optional["EdgeSession"]:

@@ -84,7 +84,7 @@ def test_provider_filter_keeps_cpu_items_and_no_fallback_check_for_cpu(pytester,
 # ------------------------------------------------------------------------------------- validation
 
 
-def test_malformed_manifests_are_collection_errors_naming_file_key_and_expectation(pytester, model_dir):
+def test_malformed_manifests_are_failing_items_naming_file_key_and_expectation(pytester, model_dir):
     cases = {
         "bad_toml": ('model = "m.onnx\n', "invalid TOML: "),
         "unknown_top": ('model = "m.onnx"\nprovider = ["qnn-htp"]\n',
@@ -106,32 +106,104 @@ def test_malformed_manifests_are_collection_errors_naming_file_key_and_expectati
     }
     for folder, (manifest, _) in cases.items():
         make_suite(pytester, folder, manifest, model_dir)
+    (pytester.path / "not_utf8").mkdir()
+    (pytester.path / "not_utf8" / "edge_suite.toml").write_bytes(b'model = "m\xff.onnx"\n')
+    # one bad suite blocks nothing: the good suite and a plain test still run
+    make_suite(pytester, "good", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY + "latency_runs = 1\n",
+               model_dir)
+    pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     result = run(pytester)
-    result.assert_outcomes(errors=len(cases))
-    assert result.ret == pytest.ExitCode.INTERRUPTED
+    result.assert_outcomes(failed=len(cases) + 1, passed=3)
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
     text = out(result)
     for folder, (_, message) in cases.items():
         path = pytester.path / folder / "edge_suite.toml"
-        assert f"ERROR collecting {folder}/edge_suite.toml" in text
+        assert f"FAILED {folder}/edge_suite.toml::suite - " in result.stdout.str()
         assert f"{path}: {message}" in text, f"{folder}: {message!r} not in output"
+    not_utf8 = pytester.path / "not_utf8" / "edge_suite.toml"
+    assert f"{not_utf8}: not UTF-8 text (invalid start byte at byte 10)" in text
+    assert "ERROR collecting" not in text and "Interrupted" not in text
     assert "Traceback" not in text
     # tomllib names the position of the problem
     result.stdout.fnmatch_lines([f"{pytester.path / 'bad_toml' / 'edge_suite.toml'}: invalid TOML: *(at line 1, *)"])
 
 
-def test_model_escaping_folder_is_a_collection_error_and_missing_model_fails_each_item(pytester, model_dir):
+def test_bad_suite_is_still_selected_by_a_check_name(pytester, model_dir):
+    bad = make_suite(pytester, "bad", 'model = "m.onnx"\nprovider = ["qnn-htp"]\n', model_dir)
+    result = run(pytester, "-k", "conformance", "--collect-only", "-q")
+    assert "bad/edge_suite.toml::suite" in result.stdout.lines
+    result = run(pytester, "-k", "golden")
+    result.assert_outcomes(failed=1)
+    assert f"{bad}: unknown key 'provider' (did you mean 'providers'?)" in out(result)
+
+
+def test_model_escaping_folder_fails_the_suite_and_missing_model_fails_each_item(pytester, model_dir):
     escape = make_suite(pytester, "escape", 'model = "../x.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
     missing = make_suite(pytester, "missing", 'model = "nothere.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
     (pytester.path / "x.onnx").write_bytes((model_dir / QDQ).read_bytes())  # exists, but outside the folder
-    result = run(pytester, "-v", "--continue-on-collection-errors")
-    result.assert_outcomes(failed=2, errors=1)
+    result = run(pytester, "-v")
+    result.assert_outcomes(failed=3)
     text = out(result)
     escape_msg = (f"{escape}: key 'model': path '../x.onnx' escapes the suite folder {escape.parent}; keep files "
                   "inside it or use pkg:<package>/<resource> for a model shipped in a package")
     missing_msg = f"model file not found: {missing.parent / 'nothere.onnx'}"
     assert text.count(escape_msg) == 1 and text.count(missing_msg) == 2
-    result.stdout.fnmatch_lines(["*missing/edge_suite.toml::conformance[[]local-qnn-htp[]] FAILED*",
+    result.stdout.fnmatch_lines(["*escape/edge_suite.toml::suite FAILED*",
+                                 "*missing/edge_suite.toml::conformance[[]local-qnn-htp[]] FAILED*",
                                  "*missing/edge_suite.toml::latency[[]local-qnn-htp[]] FAILED*"])
+    assert "Traceback" not in text
+
+
+def test_prepare_script_and_calibration_linking_out_of_the_folder_are_refused(pytester, model_dir):
+    outside = (pytester.path / "outside").resolve()
+    outside.mkdir()
+    ran = pytester.path / "script-ran"
+    (outside / "prepare.py").write_text(f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n\n"
+                                        "def prepare(model):\n    return model\n")
+    np.savez(outside / "calib.npz", x=np.zeros((2, 1, 3, 16, 16), np.float32))
+    script = make_suite(pytester, "script", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
+                        '[prepare]\nscript = "prepare.py"\n' + CORE_ONLY, model_dir)
+    (script.parent / "prepare.py").symlink_to(outside / "prepare.py")
+    calib = make_suite(pytester, "calib", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[prepare]\n'
+                       'quantize = {activations = "uint8", weights = "uint8", calibration = "calib.npz"}\n'
+                       + CORE_ONLY, model_dir, "conv_matmul.onnx")
+    (calib.parent / "calib.npz").symlink_to(outside / "calib.npz")
+    result = run(pytester)
+    result.assert_outcomes(failed=2)
+    assert not ran.exists(), "the script outside the suite folder was executed"
+    text = out(result)
+    assert (f"{script}: key 'prepare.script': path 'prepare.py' (a link to {outside / 'prepare.py'}) escapes the "
+            f"suite folder {script.parent}; keep files inside it\n") in text + "\n"
+    assert (f"{calib}: key 'prepare.quantize.calibration': path 'calib.npz' (a link to {outside / 'calib.npz'}) "
+            f"escapes the suite folder {calib.parent}; keep files inside it\n") in text + "\n"
+
+
+def test_provider_options_and_reference_are_checked_at_collection(pytester, model_dir):
+    qnn = 'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
+    cases = {
+        "typo_table": (qnn + CORE_ONLY + '[provider_options.qnn-htpp]\nhtp_performance_mode = "burst"\n',
+                       "unknown key 'provider_options.qnn-htpp' (did you mean 'qnn-htp'?); valid keys (the "
+                       "suite's providers and reference): qnn-htp, cpu"),
+        "unused_table": (qnn + CORE_ONLY + '[provider_options.qnn-gpu]\nhtp_performance_mode = "burst"\n',
+                         "unknown key 'provider_options.qnn-gpu' (did you mean 'qnn-htp'?); valid keys (the suite's providers and "
+                         "reference): qnn-htp, cpu"),
+        "typo_default": ('model = "m.onnx"\n' + CORE_ONLY + '[provider_options.qnn-htpp]\nvtcm_mb = 8\n',
+                         "key 'provider_options.qnn-htpp': unknown provider 'qnn-htpp' (did you mean 'qnn-htp'?); "
+                         "use one of cpu, qnn-htp, qnn-htp-fp16, qnn-gpu,"),
+        "typo_option": (qnn + CORE_ONLY + '[provider_options.qnn-htp]\nhtp_performance_mod = "burst"\n',
+                        "key 'provider_options.qnn-htp': unknown option 'htp_performance_mod' for provider qnn-htp "
+                        "(did you mean 'htp_performance_mode'?); valid keys: backend_path, backend_type,"),
+        "typo_reference": (qnn + 'reference = "cpuu"\n' + CORE_ONLY,
+                           "key 'reference': expected \"cpu\", \"host\" or a provider: unknown provider 'cpuu' "
+                           "(did you mean 'cpu'?); use one of cpu, qnn-htp,"),
+    }
+    for folder, (manifest, _) in cases.items():
+        make_suite(pytester, folder, manifest, model_dir)
+    result = run(pytester)
+    result.assert_outcomes(failed=len(cases))
+    text = out(result)
+    for folder, (_, message) in cases.items():
+        assert f"{pytester.path / folder / 'edge_suite.toml'}: {message}" in text, f"{folder}: {message!r} not in output"
     assert "Traceback" not in text
 
 
