@@ -86,18 +86,25 @@ class Device:
     def worker_args(group: str) -> List[str]:
         return ["--lock-only"] if group == LOCK_GROUP else []
 
-    def hold_board_lock(self) -> None:
-        """Take the board lock unless this device does not use one or holds it. Its holder process
-        ending while session workers still run (someone killed it) is a DeviceFault: another run may
-        be on the board now. (After a dropped connection everything ended: the lock is taken again.)"""
+    def check_board_lock(self) -> None:
+        """DeviceFault if this run held the board lock and its holder process ended while session
+        workers still run (someone killed it): another run may be on the board now. (After a dropped
+        connection everything ended together: the next session takes the lock again.)"""
         holder = self.clients.get(LOCK_GROUP)
-        if not self.config.uses_lock or (holder is not None and holder.usable()):
-            return
-        if holder is not None and any(c.usable() for g, c in self.clients.items() if g != LOCK_GROUP):
+        if holder is not None and not holder.usable() and any(
+                c.usable() for g, c in self.clients.items() if g != LOCK_GROUP):
             raise DeviceFault(
                 f"device {self.name!r}: board lock lost: the process that held it (pid {holder.pid} on the device) "
                 "ended while this run still uses the board, so another run may be on it now; the board's "
                 "remaining tests fail")
+
+    def _hold_board_lock(self) -> None:
+        """Take the board lock unless this device does not use one or holds it (again, after a
+        dropped connection ended its holder)."""
+        self.check_board_lock()
+        holder = self.clients.get(LOCK_GROUP)
+        if not self.config.uses_lock or (holder is not None and holder.usable()):
+            return
         client = self.client(LOCK_GROUP)
         try:
             self.board_lock = acquire(client, self.config.lock_file or self.lock_path(), self.lock_owner,
@@ -115,7 +122,7 @@ class Device:
     def client(self, group: str = "default") -> WorkerClient:
         """The live worker of ``group``, started (again) on demand, under the board lock."""
         if group != LOCK_GROUP:
-            self.hold_board_lock()
+            self._hold_board_lock()
         existing = self.clients.get(group)
         if existing is not None and existing.alive:
             return existing

@@ -17,9 +17,10 @@ if TYPE_CHECKING:
 
 def unavailable(run: EdgeRun, message: str) -> NoReturn:
     """Skip, or fail under --edge-strict, because a device/provider/package is missing."""
+    __tracebackhide__ = True
     if run.options.strict:
         fail(f"{message} [--edge-strict]")
-    pytest.skip(message)
+    raise pytest.skip.Exception(message, _use_item_location=True)  # -rs names the test, not this file
 
 
 def require_provider(run: EdgeRun, device: str, provider: str) -> None:

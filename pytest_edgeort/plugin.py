@@ -12,9 +12,9 @@ from . import fixtures
 from .errors import DeviceUnavailable, EdgeError, InventoryError, ProviderError, ReportError
 from .markers import MARKERS, providers_marker
 from .suite import MANIFEST
+from .results import TARGET, ResultRelay, item_target
 from .runstate import DEFAULT_PROVIDERS, DEFAULT_SEED, RUN_KEY, EdgeOptions, EdgeRun, edge_run
 
-TARGET = "_edge_target"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -159,16 +159,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[p
     return None
 
 
-def item_device(item: pytest.Item) -> Optional[str]:
-    """The device an edge item runs on, None for any other item."""
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and TARGET in callspec.params:
-        return callspec.params[TARGET][0]
-    return getattr(item, "device", None) if type(item).__name__ == "SuiteItem" else None
-
-
 def is_edge_item(item: pytest.Item) -> bool:
-    return item_device(item) is not None
+    return item_target(item) is not None
 
 
 def is_xdist_worker(config: pytest.Config) -> bool:
@@ -189,31 +181,6 @@ def _notifier(config: pytest.Config) -> Callable[[str], None]:
                                  else message + "\n")
 
     return notify
-
-
-class ResultRelay:
-    """Carries results on test reports and collects them, in this process or the xdist controller."""
-
-    def __init__(self, run: EdgeRun) -> None:
-        self.run = run
-
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
-        report = yield
-        if is_edge_item(item):  # plain data on the report: pytest-xdist ships it to the controller
-            report.edgeort = self.run.take_payload(call.start, call.stop)
-        return report
-
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        payload = getattr(report, "edgeort", None)
-        if payload is None:
-            return
-        self.run.merge_payload(payload)
-        outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
-        if report.when == "call" or report.outcome != "passed":
-            self.run.outcomes[report.nodeid] = "error" if report.when != "call" and report.failed else outcome
-        if report.skipped and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
-            self.run.skip_reasons.append(str(report.longrepr[2]).replace("Skipped: ", "", 1))
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

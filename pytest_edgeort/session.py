@@ -124,7 +124,7 @@ class EdgeSession:
         return self._handle
 
     def _request(self, op: str, feed: Feed, **fields: Any):
-        self.device.hold_board_lock()  # no request on a board whose lock this run lost
+        self.device.check_board_lock()  # no request on a board whose lock this run lost
         handle = self._live_handle()
         try:
             return handle.client.request(

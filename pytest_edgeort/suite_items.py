@@ -117,7 +117,7 @@ class SuiteNode(pytest.Item):
     """An item of an ``edge_suite.toml``, headed ``<suite folder>::<name>`` in reports."""
 
     def reportinfo(self):
-        return self.path, None, f"{self.path.parent.name}::{self.name}"
+        return self.path, 0, f"{self.path.parent.name}::{self.name}"  # line 0: -rs lines name the suite file
 
 
 class MalformedSuite(SuiteNode):

@@ -171,3 +171,31 @@ def test_c(edge_session, edge_inputs):
     result = pytester.runpytest("-p", "no:cacheprovider", "-rf")
     result.assert_outcomes(passed=1, failed=2)
     assert result.stdout.str().count("device 'local': board lock lost: the process that held it (pid ") == 2
+
+
+def test_every_failed_edge_test_has_a_report_record_with_phase_and_reason(pytester, model_dir):
+    pytester.makepyfile(f'''
+import os
+import signal
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'no_such_model.onnx'}")
+@pytest.mark.edge_providers("cpu")
+def test_setup_fails(edge_session):
+    pass
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_providers("cpu")
+def test_worker_dies(edge_session, edge_inputs):
+    os.kill(edge_session.device.clients["default"].pid, signal.SIGKILL)
+    edge_session.run(edge_inputs)
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider", "--edge-report=r.json")
+    result.assert_outcomes(failed=1, errors=1)
+    records = {r["nodeid"].split("::")[1]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
+    setup, body = records["test_setup_fails[local-cpu]"], records["test_worker_dies[local-cpu]"]
+    assert (setup["phase"], setup["outcome"], setup["check"], setup["device"], setup["provider"]) == (
+        "setup", "error", "test", "local", "cpu")
+    assert "no_such_model.onnx" in setup["error"] and "\n" not in setup["error"]
+    assert (body["phase"], body["outcome"]) == ("call", "failed")
+    assert body["error"] == "conv_matmul_qdq.onnx on local/cpu: worker on device 'local' died during run: killed by SIGKILL"

@@ -525,3 +525,40 @@ def test_own_group(edge_open):
                                  "session channel (Connect failed; * open on this connection): sshd's MaxSessions "
                                  "(default 10) limits them, and this run needs one per isolation group plus the "
                                  "board lock; raise MaxSessions in the board's sshd_config"])
+
+
+DOOMED: Dict[str, SSHServer] = {}  # the in-process inner run stops the server through this
+
+
+def test_a_board_that_goes_away_is_one_line_per_test_and_counts_as_unavailable(pytester, model_dir, ssh_kit,
+                                                                              board_workdir):
+    DOOMED["board"] = ssh_kit.start("doomed_board")
+    write_inventory(pytester, entry(DOOMED["board"], "board1", board_workdir, connect_timeout=30))
+    pytester.makepyfile(f'''
+import sys
+import time
+import pytest
+
+pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("cpu")]
+
+def test_a_works(edge_session, edge_inputs):
+    edge_session.run(edge_inputs)
+
+def test_b_sshd_goes_down(edge_session, edge_inputs):
+    sys.modules["tests.test_ssh"].DOOMED["board"].stop()  # sshd and every session it served
+    edge_session.run(edge_inputs)
+
+@pytest.mark.parametrize("n", range(3))
+def test_c_while_down(edge_session, edge_inputs, n):
+    edge_session.run(edge_inputs)
+''')
+    started = time.monotonic()
+    result = run(pytester, "--edge-device=board1")
+    result.assert_outcomes(passed=1, failed=1, skipped=3)
+    text = result.stdout.str()
+    assert "Traceback" not in text and "DeviceUnavailable" not in text
+    result.stdout.fnmatch_lines(["*conv_matmul_qdq.onnx on board1/cpu: worker on device 'board1' died during run: "
+                                 "connection lost*"])
+    skips = [line for line in result.outlines if line.startswith("SKIPPED")]
+    assert len(skips) == 1 and "device 'board1': cannot connect to 127.0.0.1:" in skips[0]  # one reason, 3 tests
+    assert time.monotonic() - started < 30  # no test waited for another connection attempt
