@@ -53,3 +53,15 @@ class EdgeSessionError(EdgeError):
 
 class ReportError(EdgeError):
     """A report file cannot be written (names the path)."""
+
+
+class ComparisonError(AssertionError):
+    """``edge_compare`` outside tolerance: an AssertionError (``pytest.raises(AssertionError)`` and
+    ``except AssertionError`` work, as with ``numpy.testing``), with the :class:`Comparison` attached."""
+
+    def __init__(self, message: str, comparison: Any) -> None:
+        super().__init__(message)
+        self.comparison = comparison
+
+
+ComparisonError.__module__ = "pytest_edgeort"  # its public name: pytest prints "pytest_edgeort.ComparisonError"

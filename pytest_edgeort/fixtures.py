@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
 import pytest
 
-from .errors import InputError, ModelError
+from .errors import ComparisonError, InputError, ModelError
 from .outcomes import assert_no_fallback, fail, open_session, record_metrics, record_properties
 from .tolerance import uses_vs_float
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
@@ -114,6 +114,7 @@ def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_d
 
     def compare(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
                 baseline: Optional[Mapping[str, np.ndarray]] = None, **tolerance: Any) -> Comparison:
+        __tracebackhide__ = True  # a failure shows the test's line, not this function
         where = f"edge_compare in {request.node.nodeid}"
         session = _session_for_compare(request, edge_run_state, edge_device, edge_provider, marker)
         try:
@@ -130,7 +131,7 @@ def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_d
                                "comparison": result.to_dict(), **session.provenance()})
         record_metrics(request.node, result)
         if not result.passed:
-            fail(format_comparison(result, title=f"{session.label} vs reference"))
+            raise ComparisonError(format_comparison(result, title=f"{session.label} vs reference"), result)
         return result
 
     return compare

@@ -86,7 +86,7 @@ def assert_no_fallback(run: EdgeRun, node: pytest.Item, device: str, provider: s
         message = str(exc)
     if message:
         run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": False, "device": device,
-                    "provider": provider, "model": label or model.name, "error": message})
+                    "provider": provider, "model": label or model.name, "model_path": str(model), "error": message})
         fail(message)
     session = open_session(run, device, model, provider, options, cpu_fallback=False)
     coverage = session.npu_coverage if session.npu_coverage is not None else 1.0

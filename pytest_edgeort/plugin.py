@@ -9,7 +9,7 @@ from typing import Any, Callable, List, Optional
 import pytest
 
 from . import fixtures
-from .errors import DeviceUnavailable, EdgeError, InventoryError, ProviderError, ReportError
+from .errors import ComparisonError, DeviceUnavailable, EdgeError, InventoryError, ProviderError, ReportError
 from .markers import MARKERS, providers_marker
 from .suite import MANIFEST
 from .results import TARGET, ResultRelay, item_target
@@ -151,6 +151,18 @@ def pytest_runtest_call(item: pytest.Item) -> Any:
     raise_outcome(edge_run(item.config), error)
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    """An ``edge_compare`` failure shows the test's line and the comparison, not the test's
+    arguments (the feed arrays) as pytest's long tracebacks would."""
+    report = yield
+    excinfo = call.excinfo
+    if excinfo is not None and isinstance(excinfo.value, ComparisonError):
+        excinfo.traceback = excinfo.traceback.cut(path=item.path)  # from the test's own frame on
+        report.longrepr = excinfo.getrepr(style="short", funcargs=False)
+    return report
+
+
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:
     if file_path.name == MANIFEST:
         from .suite_items import SuiteFile
@@ -215,7 +227,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
                 terminalreporter.write_line(device_line(name, facts))
         for line in lock_lines(run.device_facts):
             terminalreporter.write_line(line, yellow=True)
-        rows = build_rows(run.records, run.outcomes)
+        rows = build_rows(run.records, run.outcomes, Path(str(config.rootpath)))
         if rows:
             for line in format_rows(rows):
                 terminalreporter.write_line(line)

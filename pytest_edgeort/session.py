@@ -72,6 +72,7 @@ class EdgeSession:
             "cpu_fallback": self.cpu_fallback,
             "offload_graph_io_quantization": offload,
             "model": self.model.path.name,
+            "model_path": str(self.model.path),
             "model_sha256": self.model.sha256,
             "platform": caps.get("platform"),
             "soc": caps.get("soc"),

@@ -194,7 +194,8 @@ class SSHKit:
         (self.root / "authorized_keys").write_text(self.client_pub + "\n")
         os.chmod(self.root / "authorized_keys", 0o600)
 
-    def start(self, name: str, netns: Optional[NetnsLink] = None, max_sessions: int = 64) -> SSHServer:
+    def start(self, name: str, netns: Optional[NetnsLink] = None, max_sessions: int = 64,
+              sftp: bool = True) -> SSHServer:
         """Start sshd ``name`` on 127.0.0.1:<free port>, or on the namespace's own address, port 22."""
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
@@ -215,7 +216,7 @@ class SSHKit:
             "PermitRootLogin yes",
             f"MaxSessions {max_sessions}",
             "MaxStartups 64",
-            "Subsystem sftp internal-sftp",
+            "Subsystem sftp internal-sftp" if sftp else "",
             "LogLevel ERROR",
             "",
         ]))

@@ -43,7 +43,7 @@ def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
     result.stdout.fnmatch_lines([
         "*conv_matmul_qdq.onnx on local/qnn-htp vs reference: 1 of 1 outputs failed*",
         "*output*shape*verdict*max|err|*max LSB*SNR dB*",
-        "y*1x10*FAIL*",
+        "E   y *1x10*FAIL*",
         "*SNR * dB * < min_snr_db 10*",
         "*error pattern: *",
         "*worst elements:*",
@@ -255,3 +255,20 @@ def test_{name}(edge_inputs):
     result.assert_outcomes(passed=2, errors=1)
     assert ("wrong.npz: inputs do not match conv_matmul_qdq.onnx; missing ['x']; unexpected ['image'] "
             "(model inputs: ['x'])") in result.stdout.str()
+
+
+def test_edge_compare_raises_an_assertion_error_carrying_the_comparison(pytester, model_dir):
+    """As numpy.testing and torch.testing.assert_close: pytest.raises(AssertionError) works."""
+    pytester.makepyfile(f'''
+import pytest
+from pytest_edgeort import ComparisonError
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}", reference_model=r"{model_dir / 'conv_matmul_qdq_wrong.onnx'}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_expected_mismatch(edge_session, edge_reference, edge_inputs, edge_compare):
+    with pytest.raises(AssertionError) as info:
+        edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+    assert isinstance(info.value, ComparisonError) and not info.value.comparison.passed
+    assert "vs reference: 1 of 1 outputs failed" in str(info.value)
+''')
+    run(pytester).assert_outcomes(passed=1)

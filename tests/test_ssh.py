@@ -562,3 +562,13 @@ def test_c_while_down(edge_session, edge_inputs, n):
     skips = [line for line in result.outlines if line.startswith("SKIPPED")]
     assert len(skips) == 1 and "device 'board1': cannot connect to 127.0.0.1:" in skips[0]  # one reason, 3 tests
     assert time.monotonic() - started < 30  # no test waited for another connection attempt
+
+
+def test_a_board_without_an_sftp_server_works(pytester, model_dir, ssh_kit, tmp_path):
+    """dropbear and minimal images have no SFTP subsystem: a shell and python3 must be enough."""
+    bare = ssh_kit.start("no_sftp_board", sftp=False)
+    workdir = tmp_path / "board"
+    write_inventory(pytester, entry(bare, "board1", str(workdir)))
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    run(pytester, "--edge-device=board1").assert_outcomes(passed=1)
+    assert [p.name for p in workdir.glob("worker-*")] and not list(workdir.glob("*.tmp"))
