@@ -169,4 +169,6 @@ def load_inventory(path: Optional[Path]) -> Dict[str, DeviceConfig]:
 
 def unknown_device_message(name: str, devices: Mapping[str, DeviceConfig], path: Optional[Path]) -> str:
     source = str(path) if path is not None and path.exists() else "no inventory file"
-    return f"unknown edge device {name!r}; known devices: {', '.join(sorted(devices))} (from {source})"
+    close = difflib.get_close_matches(name, list(devices), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"unknown edge device {name!r}{hint}; known devices: {', '.join(sorted(devices))} (from {source})"

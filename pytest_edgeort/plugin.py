@@ -50,7 +50,11 @@ def _options(config: pytest.Config) -> EdgeOptions:
         return value if value not in (None, []) else config.getini(name)
 
     root = Path(str(config.rootpath))
-    devices_file = pick("edge_devices_file") or "edge-devices.toml"
+    named_file = pick("edge_devices_file")
+    devices_file = named_file or "edge-devices.toml"
+    path = (root / devices_file) if not Path(devices_file).is_absolute() else Path(devices_file)
+    if named_file and not path.exists():  # the default file may be absent; one that was named may not
+        raise pytest.UsageError(f"--edge-devices-file {path}: no such file")
     report = pick("edge_report")
     try:
         seed = int(pick("edge_seed"))
@@ -58,7 +62,7 @@ def _options(config: pytest.Config) -> EdgeOptions:
         raise pytest.UsageError(f"edge_seed must be an integer, got {pick('edge_seed')!r}") from None
     return EdgeOptions(
         devices=tuple(pick("edge_device") or ["local"]),
-        devices_file=(root / devices_file) if not Path(devices_file).is_absolute() else Path(devices_file),
+        devices_file=path,
         providers=tuple(pick("edge_provider") or ()),
         default_providers=tuple(config.getini("edge_default_providers") or DEFAULT_PROVIDERS),
         strict=bool(pick("edge_strict")),

@@ -141,7 +141,7 @@ def test_unknown_device_lists_known_ones_and_the_source(tmp_path):
     path = tmp_path / "edge-devices.toml"
     devices = load(tmp_path, '[devices.board1]\nkind = "ssh"\nhost = "h"\n[devices.board2]\nkind = "ssh"\nhost = "g"\n')
     assert unknown_device_message("bord1", devices, path) == (
-        f"unknown edge device 'bord1'; known devices: board1, board2, local (from {path})"
+        f"unknown edge device 'bord1' (did you mean 'board1'?); known devices: board1, board2, local (from {path})"
     )
     assert unknown_device_message("x", {"local": DeviceConfig("local")}, tmp_path / "none.toml") == (
         "unknown edge device 'x'; known devices: local (from no inventory file)"

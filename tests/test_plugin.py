@@ -124,10 +124,13 @@ def test_ids(edge_device, edge_provider):
     filtered.stdout.no_fnmatch_line("*local-qnn-htp*")
 
 
-def test_unknown_device_is_a_usage_error_listing_known_ones(pytester, model_dir):
+def test_unknown_device_or_missing_inventory_file_is_a_usage_error(pytester, model_dir):
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     result = run(pytester, "--edge-device=board9")
     result.stderr.fnmatch_lines(["*unknown edge device 'board9'; known devices: local (from no inventory file)*"])
+    named = pytester.runpytest("-p", "no:cacheprovider", "--edge-devices-file=lab/devices.toml")
+    assert named.ret == pytest.ExitCode.USAGE_ERROR
+    named.stderr.fnmatch_lines([f"*--edge-devices-file {pytester.path / 'lab' / 'devices.toml'}: no such file*"])
     assert result.ret == pytest.ExitCode.USAGE_ERROR
 
 

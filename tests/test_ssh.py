@@ -483,7 +483,7 @@ def test_unknown_device_lists_the_inventory(pytester, model_dir, board, board_wo
     result = run(pytester, "--edge-device=bord1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines([
-        f"*unknown edge device 'bord1'; known devices: board1, local (from {pytester.path / 'edge-devices.toml'})*"
+        f"*unknown edge device 'bord1' (did you mean 'board1'?); known devices: board1, local (from {pytester.path / 'edge-devices.toml'})*"
     ])
 
 
