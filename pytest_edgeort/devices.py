@@ -172,13 +172,21 @@ class Device:
         )
 
     def ensure_model(self, client: WorkerClient, model: ModelInfo) -> None:
-        """Upload the model unless the worker's cache already has its sha256."""
-        reply, _ = client.request("has_model", sha256=model.sha256, timeout=self.config.command_timeout)
-        if reply["present"]:
+        """Upload the model (and its external data files) unless the worker's cache has them."""
+        timeout = self.config.command_timeout
+        if not model.external_data:
+            if not client.request("has_model", sha256=model.sha256, timeout=timeout)[0]["present"]:
+                data = np.frombuffer(model.path.read_bytes(), dtype=np.uint8)
+                client.request("put_model", [("model", data)], sha256=model.sha256, timeout=timeout)
+                self.uploads += 1
             return
-        data = np.frombuffer(model.path.read_bytes(), dtype=np.uint8)
-        client.request("put_model", [("model", data)], sha256=model.sha256, timeout=self.config.command_timeout)
-        self.uploads += 1
+        for index, (location, sha256) in enumerate(bundle_files(model)):
+            where = {"bundle": model.cache_id, "location": location}
+            if not client.request("has_file", timeout=timeout, **where)[0]["present"]:
+                source = model.path if index == 0 else model.path.parent / location
+                data = np.frombuffer(source.read_bytes(), dtype=np.uint8)
+                client.request("put_file", [("file", data)], sha256=sha256, timeout=timeout, **where)
+                self.uploads += 1
 
     def create_session(
         self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool
@@ -192,14 +200,21 @@ class Device:
         for attempt in (1, 2):
             self.ensure_model(client, model)
             try:
+                bundle = {"bundle": model.cache_id, "files": bundle_files(model)} if model.external_data else {}
                 reply, _ = client.request("create_session", sid=sid, sha256=model.sha256, ep=spec.ep_name,
                                           options=dict(options), cpu_fallback=cpu_fallback,
-                                          timeout=self.config.command_timeout)
+                                          timeout=self.config.command_timeout, **bundle)
                 break
             except WorkerError as exc:
                 if exc.kind != "missing-model" or attempt == 2:
                     raise
         return SessionHandle(self.name, sid, client, reply, Placement.from_worker(reply.get("placement")))
+
+
+def bundle_files(model: ModelInfo) -> List[List[str]]:
+    """``[location, sha256]`` of a model with external data as the device caches it: the model file
+    first (named by its hash), then its data files at their paths relative to it."""
+    return [[f"{model.sha256}.onnx", model.sha256], *([loc, sha] for loc, sha in model.external_data)]
 
 
 class LocalDevice(Device):

@@ -64,6 +64,18 @@ class ModelInfo:
     is_qdq: bool = False
     op_types: Tuple[str, ...] = ()
     output_depth: Dict[str, int] = field(default_factory=dict)
+    external_data: Tuple[Tuple[str, str], ...] = ()  # (location relative to the model's folder, sha256)
+
+    @property
+    def cache_id(self) -> str:
+        """The model's identity in a device's cache: its sha256, or for a model with external data a
+        hash over the model and every data file (a changed weights file is another model there)."""
+        if not self.external_data:
+            return self.sha256
+        digest = hashlib.sha256(self.sha256.encode())
+        for location, sha in self.external_data:
+            digest.update(f"\0{location}\0{sha}".encode())
+        return digest.hexdigest()
 
     def precision(self, output: str, float_as_fp16: bool) -> str:
         """Precision class of an output: u8/u16/i8/i16 (QDQ), fp16, fp32, int or bool."""
@@ -104,6 +116,23 @@ def sha256_file(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _external_data(model: onnx.ModelProto, path: Path) -> Tuple[Tuple[str, str], ...]:
+    """The external data files of a model, each inside the model's folder, with their sha256."""
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    locations = sorted({entry.value for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL
+                        for entry in t.external_data if entry.key == "location"})
+    folder = path.parent.resolve()
+    files = []
+    for location in locations:
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or folder not in target.parents:
+            raise ModelError(f"{path}: external data location {location!r} is outside the model's folder {folder}")
+        if not target.is_file():
+            raise ModelError(f"{path}: external data file {location!r} not found: {target}")
+        files.append((Path(location).as_posix(), sha256_file(target)))
+    return tuple(files)
 
 
 def _requantization_depth(graph: onnx.GraphProto) -> Dict[str, int]:
@@ -185,7 +214,7 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     depth = _requantization_depth(graph) if "QuantizeLinear" in op_types else {}
     output_depth = {o.name: depth.get(o.name, 0) for o in outputs} if depth else {}
     return ModelInfo(path, sha256_file(path), inputs, outputs, output_quant, input_quant, is_qdq, op_types,
-                     output_depth)
+                     output_depth, _external_data(model, path))
 
 
 def model_info(path: Union[str, Path]) -> ModelInfo:

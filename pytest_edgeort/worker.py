@@ -182,6 +182,11 @@ def private_dir(path):
                                  "chmod 700 %s" % (path, info.st_mode & 0o777, path))
 
 
+def _check_digest(value, what):
+    if not isinstance(value, str) or len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise RequestError("bad-request", "%s %r is not a lowercase hex sha256" % (what, value))
+
+
 def _remove(path):
     try:
         os.remove(path)
@@ -298,18 +303,39 @@ class Worker(object):
     # -- models
 
     def _model_path(self, sha256):
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
-            raise RequestError("bad-request", "model sha256 %r is not a lowercase hex digest" % sha256)
+        _check_digest(sha256, "model sha256")
         return os.path.join(self.model_dir, sha256 + ".onnx")
+
+    def _bundle_path(self, bundle, location):
+        """Where file ``location`` of the model bundle ``bundle`` (a model with external data, whose
+        files keep their relative paths next to each other) lives in the cache."""
+        _check_digest(bundle, "bundle id")
+        parts = location.replace("\\", "/").split("/")
+        if not location or location.startswith("/") or any(p in ("", ".", "..") for p in parts) or "\0" in location:
+            raise RequestError("bad-request", "bundle file location %r is not a plain relative path" % location)
+        return os.path.join(self.model_dir, bundle, *parts)
 
     def has_model(self, sha256):
         return os.path.exists(self._model_path(sha256))
 
+    def has_file(self, bundle, location):
+        return os.path.exists(self._bundle_path(bundle, location))
+
     def put_model(self, sha256, data):
-        path = self._model_path(sha256)
+        self._store(self._model_path(sha256), sha256, data, "model %s" % sha256[:12])
+
+    def put_file(self, bundle, location, sha256, data):
+        path = self._bundle_path(bundle, location)
+        try:
+            private_dir(os.path.dirname(path))
+        except EnvironmentProblem as exc:
+            raise RequestError("put-model", str(exc))
+        self._store(path, sha256, data, "file %r of bundle %s" % (location, bundle[:12]))
+
+    def _store(self, path, sha256, data, what):
         digest = hashlib.sha256(data).hexdigest()
         if digest != sha256:
-            raise RequestError("bad-request", "model bytes hash to %s, expected %s" % (digest, sha256))
+            raise RequestError("bad-request", "%s: bytes hash to %s, expected %s" % (what, digest, sha256))
         tmp = "%s.%d.tmp" % (path, os.getpid())
         try:
             with open(tmp, "wb") as f:
@@ -317,25 +343,33 @@ class Worker(object):
             os.replace(tmp, path)
         except OSError as exc:  # disk full, quota: leave nothing behind
             _remove(tmp)
-            raise RequestError("put-model", "cannot store model %s in %s: %s"
-                               % (sha256[:12], self.model_dir, exc.strerror or _one_line(exc)))
+            raise RequestError("put-model", "cannot store %s in %s: %s"
+                               % (what, os.path.dirname(path), exc.strerror or _one_line(exc)))
 
-    def verified_model(self, sha256):
-        """The cached model's path once its bytes hash to ``sha256`` (a file that does not is deleted:
-        the host uploads it again). Checked once per file version and worker process."""
-        path = self._model_path(sha256)
+    def _verified(self, path, sha256, what):
+        """``path`` once its bytes hash to ``sha256`` (a file that does not is deleted: the host
+        uploads it again). Checked once per file version and worker process."""
         try:
             info = os.stat(path)
         except OSError:
-            raise RequestError("missing-model", "model %s is not in the worker cache" % sha256[:12])
+            raise RequestError("missing-model", "%s is not in the worker cache" % what)
         version = (info.st_ino, info.st_size, info.st_mtime_ns)
         if self.verified.get(path) != version:
             digest = file_sha256(path)
             if digest != sha256:
                 os.remove(path)
-                raise RequestError("missing-model", "cached model %s hashed to %s; it was deleted" % (path, digest))
+                raise RequestError("missing-model", "cached %s hashed to %s; it was deleted" % (path, digest))
             self.verified[path] = version
         return path
+
+    def verified_model(self, sha256, bundle=None, files=()):
+        """The path of a cached model whose every file is verified: ``sha256``.onnx, or the first of
+        ``files`` ([location, sha256] ...) of a bundle (the model and its external data)."""
+        if not bundle:
+            return self._verified(self._model_path(sha256), sha256, "model %s" % sha256[:12])
+        paths = [self._verified(self._bundle_path(bundle, location), sha, "file %r of model %s" % (location, sha256[:12]))
+                 for location, sha in files]
+        return paths[0]
 
     # -- sessions
 
@@ -386,7 +420,8 @@ class Worker(object):
 
     def create_session(self, req):
         ep, options = req["ep"], dict(req.get("options") or {})
-        sess, api = self.open_session(self.verified_model(req["sha256"]), ep, options, req.get("cpu_fallback", True))
+        path = self.verified_model(req["sha256"], req.get("bundle"), req.get("files") or ())
+        sess, api = self.open_session(path, ep, options, req.get("cpu_fallback", True))
         self.sessions[req["sid"]] = sess
         self.session_eps[req["sid"]] = (ep, options)
         return {
@@ -643,6 +678,15 @@ def _put_model(worker, req, arrays):
     return {}, ()
 
 
+def _has_file(worker, req, arrays):
+    return {"present": worker.has_file(req["bundle"], req["location"])}, ()
+
+
+def _put_file(worker, req, arrays):
+    worker.put_file(req["bundle"], req["location"], req["sha256"], arrays[0][1].tobytes())
+    return {}, ()
+
+
 def _create_session(worker, req, arrays):
     return worker.create_session(req), ()
 
@@ -666,7 +710,8 @@ def _echo(worker, req, arrays):
 
 # op -> handler(worker, request header, request arrays) -> (reply header, reply arrays)
 HANDLERS = {
-    "capabilities": _capabilities, "has_model": _has_model, "put_model": _put_model,
+    "capabilities": _capabilities, "has_model": _has_model, "put_model": _put_model, "has_file": _has_file,
+    "put_file": _put_file,
     "create_session": _create_session, "run": _run,
     "time": _time, "close_session": _close_session, "echo": _echo,
 }

@@ -201,3 +201,62 @@ def test_worker_dies(edge_session, edge_inputs):
     assert "no_such_model.onnx" in setup["error"] and "\n" not in setup["error"]
     assert (body["phase"], body["outcome"]) == ("call", "failed")
     assert body["error"] == "conv_matmul_qdq.onnx on local/cpu: worker on device 'local' died during run: killed by SIGKILL"
+
+
+def external_data_model(folder):
+    """The float conv/matmul test model with its weights in an external data file."""
+    import onnx
+
+    from .models import conv_matmul_float
+
+    folder.mkdir(parents=True, exist_ok=True)
+    source = conv_matmul_float(folder / "inline.onnx")
+    model = onnx.load(str(source))
+    path = folder / "external.onnx"
+    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="weights.data",
+              size_threshold=0)
+    return path
+
+
+def test_a_model_with_external_data_runs_and_its_data_is_cached_by_hash(pytester, tmp_path):
+    model = external_data_model(tmp_path / "m")
+    workdir = tmp_path / "work"
+    pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nworkdir = "{workdir}"\n'})
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model}")
+@pytest.mark.edge_providers("qnn-htp", "cpu")
+def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+''')
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+    cached = sorted(p.name for p in (workdir / "models").rglob("*") if p.is_file())
+    assert "weights.data" in cached and len(cached) == 2
+    data = next((workdir / "models").rglob("weights.data"))
+    data.write_bytes(data.read_bytes()[::-1])  # tampered weights must never run under the model's name
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
+    assert data.read_bytes() == (model.parent / "weights.data").read_bytes()
+
+
+@pytest.mark.parametrize("problem", ["missing", "outside"])
+def test_external_data_that_is_missing_or_outside_the_model_folder_is_one_line(pytester, tmp_path, problem):
+    model = external_data_model(tmp_path / "m")
+    if problem == "outside":  # onnx refuses to write such a model, so the location is edited in
+        import onnx
+
+        proto = onnx.load(str(model), load_external_data=False)
+        for tensor in proto.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = "../weights.data"
+        onnx.save(proto, str(model))
+    if problem == "missing":
+        (model.parent / "weights.data").unlink()
+        expected = f"{model}: external data file 'weights.data' not found: {model.parent / 'weights.data'}"
+    else:
+        expected = f"{model}: external data location '../weights.data' is outside the model's folder {model.parent}"
+    pytester.makepyfile(QUICK_TEST.format(model=model))
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, errors=1)
+    result.stdout.fnmatch_lines([expected])

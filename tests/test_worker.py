@@ -85,7 +85,7 @@ def test_model_io_of_every_dtype_through_a_real_session(client, model_dir):
 
 
 def test_worker_errors_are_one_line_and_the_worker_survives(client):
-    with pytest.raises(WorkerError, match="model bytes hash to .*, expected 0{64}"):
+    with pytest.raises(WorkerError, match="model 000000000000: bytes hash to .*, expected 0{64}"):
         client.request("put_model", [("m", np.zeros(4, np.uint8))], sha256="0" * 64)
     with pytest.raises(WorkerError, match="model 000000000000 is not in the worker cache"):
         client.request("create_session", sid="x", sha256="0" * 64, ep="CPUExecutionProvider")
