@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -80,7 +80,8 @@ class Transport:
     description = "worker"
     stderr: StderrTail
 
-    def send(self, data: bytes) -> None:
+    def send(self, parts: Sequence[Any]) -> None:
+        """Write one frame given as buffers (bytes, memoryviews)."""
         raise NotImplementedError
 
     def recv(self, max_bytes: int, timeout: Optional[float]) -> bytes:
@@ -119,11 +120,12 @@ class LocalTransport(Transport):
         self.stderr.feed_stream(self.proc.stderr)
         self._fd = self.proc.stdout.fileno()
 
-    def send(self, data: bytes) -> None:
+    def send(self, parts: Sequence[Any]) -> None:
         """Write a frame. A worker that already died leaves a broken pipe: that is left to the next
         ``recv`` (EOF), so the client reports how the worker ended (killed by SIGKILL, ...)."""
         try:
-            self.proc.stdin.write(data)
+            for part in parts:
+                self.proc.stdin.write(part)
             self.proc.stdin.flush()
         except OSError:
             pass
@@ -190,35 +192,30 @@ class WorkerClient:
                                              f"plugin {wire.PROTOCOL_VERSION}")
         self.pid = hello.get("pid")
 
-    def _read_exact_until(self, timeout: Optional[float], what: str) -> Callable[[int], bytes]:
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def _reader(self, timeout: Optional[float], what: str) -> "_ReplyReader":
+        return _ReplyReader(self, None if timeout is None else time.monotonic() + timeout, timeout, what)
 
-        def read_exact(n: int) -> bytes:
-            while len(self._buffer) < n:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    chunk = self.transport.recv(max(65536, n - len(self._buffer)), remaining)
-                except TimeoutError:
-                    self._die()
-                    configured, origin = self.timeout_origin
-                    origin = f" ({origin})" if timeout == configured and what != "start-up" else ""
-                    raise WorkerDied(f"{self.label} did not answer {what} within {timeout:g} s{origin}; the worker "
-                                     "was stopped") from None
-                if not chunk:
-                    raise EOFError
-                self._buffer += chunk
-            data = bytes(self._buffer[:n])
-            del self._buffer[:n]
-            return data
-
-        return read_exact
+    def _recv(self, max_bytes: int, deadline: Optional[float], timeout: Optional[float], what: str) -> bytes:
+        """Some bytes from the worker; WorkerDied (the worker stopped) when ``deadline`` passes."""
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            chunk = self.transport.recv(max_bytes, remaining)
+        except TimeoutError:
+            self._die()
+            configured, origin = self.timeout_origin
+            origin = f" ({origin})" if timeout == configured and what != "start-up" else ""
+            raise WorkerDied(f"{self.label} did not answer {what} within {timeout:g} s{origin}; the worker "
+                             "was stopped") from None
+        if not chunk:
+            raise EOFError
+        return chunk
 
     def _read_reply(self, timeout: Optional[float], what: str, request_id: Optional[int],
                     stderr_since: int) -> Tuple[Dict[str, Any], Arrays]:
         """The reply to request ``request_id`` (None: the start-up hello). Anything else -- EOF, a
         frame that does not decode, a reply to another request -- stops the worker: WorkerDied."""
         try:
-            reply, arrays = wire.read_frame(self._read_exact_until(timeout, what))
+            reply, arrays = wire.read_frame(self._reader(timeout, what))
         except EOFError:
             problem = None
         except wire.ProtocolError as exc:
@@ -259,7 +256,7 @@ class WorkerClient:
             raise WorkerDied(f"{self.label} is no longer running")
         with self._lock:
             request_id = next(self._ids)
-            frame = wire.encode_frame(dict(fields, op=op, id=request_id), arrays)
+            frame = wire.frame_parts(dict(fields, op=op, id=request_id), arrays)
             since = self.transport.stderr.mark()
             try:
                 self.transport.send(frame)
@@ -276,10 +273,36 @@ class WorkerClient:
         if self.alive and self.transport.exit_status() is None:
             try:
                 request_id = next(self._ids)
-                self.transport.send(wire.encode_header_only({"op": "shutdown", "id": request_id}))
+                self.transport.send([wire.encode_header_only({"op": "shutdown", "id": request_id})])
                 self._read_reply(timeout, "shutdown", request_id, self.transport.stderr.mark())
             except (WorkerDied, OSError):
                 pass
         self.alive = False
         self.transport.terminate()
 
+
+
+class _ReplyReader:
+    """Reads one reply for :class:`WorkerClient`: small reads through its buffer, arrays straight
+    into their own memory (a big tensor is not copied on the way in)."""
+
+    def __init__(self, client: WorkerClient, deadline: Optional[float], timeout: Optional[float], what: str) -> None:
+        self.client, self.deadline, self.timeout, self.what = client, deadline, timeout, what
+
+    def read_exact(self, n: int) -> bytes:
+        buffer = self.client._buffer
+        while len(buffer) < n:
+            buffer += self.client._recv(max(65536, n - len(buffer)), self.deadline, self.timeout, self.what)
+        data = bytes(buffer[:n])
+        del buffer[:n]
+        return data
+
+    def read_into(self, view: memoryview) -> None:
+        buffer = self.client._buffer
+        done = min(len(buffer), len(view))
+        view[:done] = buffer[:done]
+        del buffer[:done]
+        while done < len(view):
+            chunk = self.client._recv(min(len(view) - done, 1 << 20), self.deadline, self.timeout, self.what)
+            view[done:done + len(chunk)] = chunk
+            done += len(chunk)

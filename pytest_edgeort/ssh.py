@@ -215,16 +215,17 @@ class SSHTransport(Transport):
                                  f"({describe_exit(status)})" + (f"; stderr: {tail}" if tail else ""))
             data += chunk
 
-    def send(self, data: bytes) -> None:
+    def send(self, parts: Sequence[Any]) -> None:
         """Write a frame. Write errors are left to the next ``recv`` (EOF): the client then reports
         how the worker ended (killed, connection lost) instead of a bare write error."""
         # Channel.sendall re-slices the remaining bytes after every packet: quadratic for big tensors.
-        view = memoryview(data)
-        offset = 0
         try:
             self.channel.settimeout(self.command_timeout)
-            while offset < len(view):
-                offset += self.channel.send(bytes(view[offset:offset + MAX_PACKET_SIZE]))
+            for part in parts:
+                view = memoryview(part).cast("B")
+                offset = 0
+                while offset < len(view):
+                    offset += self.channel.send(bytes(view[offset:offset + MAX_PACKET_SIZE]))
         except socket.timeout:
             raise WorkerDied(f"{self.description} did not accept input within {self.command_timeout:g} s") from None
         except (OSError, EOFError, paramiko.SSHException):

@@ -44,10 +44,12 @@ class ProtocolError(Exception):
 # ---------------------------------------------------------------- framing (shared with the host)
 
 
-def encode_frame(header, arrays=()):
-    """Return the bytes of one frame: ``header`` (a JSON-able dict) plus named numpy arrays."""
+def frame_parts(header, arrays=()):
+    """One frame as a list of buffers: ``header`` (a JSON-able dict) as bytes, then the memory of
+    each named numpy array (not copied when it is C-contiguous little-endian: big tensors cost no
+    second copy on the way out)."""
     if not arrays:
-        return encode_header_only(header)
+        return [encode_header_only(header)]
     import numpy as np
 
     meta = []
@@ -59,17 +61,14 @@ def encode_frame(header, arrays=()):
         data = array if array.flags.c_contiguous else np.ascontiguousarray(array)  # (keeps 0-d arrays 0-d)
         if data.dtype.byteorder == ">":
             data = data.astype(data.dtype.newbyteorder("<"))
-        raw = data.tobytes()
-        meta.append({"name": name, "dtype": data.dtype.str, "shape": list(data.shape), "nbytes": len(raw)})
-        payloads.append(raw)
-    header = dict(header, arrays=meta)
-    head = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    return b"".join([MAGIC, _HEADER.pack(len(head)), head] + payloads)
+        meta.append({"name": name, "dtype": data.dtype.str, "shape": list(data.shape), "nbytes": data.nbytes})
+        payloads.append(memoryview(data.reshape(-1).view(np.uint8)))
+    return [encode_header_only(dict(header, arrays=meta))] + payloads
 
 
 def encode_header_only(header):
-    """A frame without arrays, built without numpy (used to report a missing numpy)."""
-    head = json.dumps(dict(header, arrays=[]), separators=(",", ":")).encode("utf-8")
+    """The bytes of a frame's header (all of a frame without arrays), built without numpy."""
+    head = json.dumps(dict({"arrays": []}, **header), separators=(",", ":")).encode("utf-8")
     return MAGIC + _HEADER.pack(len(head)) + head
 
 
@@ -92,7 +91,8 @@ def _check_array_meta(meta):
 
 
 def read_header(read_exact):
-    """Read and validate one frame's header (a JSON object with a valid ``arrays`` list)."""
+    """Read and validate one frame's header (a JSON object with a valid ``arrays`` list) with
+    ``read_exact(n) -> bytes``."""
     prefix = read_exact(8)
     if prefix[:4] != MAGIC:
         raise ProtocolError("bad frame magic %r (the peer is not an edgeort worker, or it crashed)" % prefix[:4])
@@ -113,35 +113,40 @@ def read_header(read_exact):
     return header
 
 
-def read_frame(read_exact):
-    """Read one frame with ``read_exact(n) -> bytes``; return ``(header, [(name, array), ...])``."""
-    header = read_header(read_exact)
+def read_frame(reader):
+    """Read one frame; return ``(header, [(name, array), ...])``. ``reader`` has ``read_exact(n) ->
+    bytes`` and ``read_into(view)``: arrays are read straight into their own memory."""
+    header = read_header(reader.read_exact)
     arrays = []
     if header.get("arrays"):
         import numpy as np
 
         for meta in header["arrays"]:
-            raw = read_exact(meta["nbytes"])
-            array = np.frombuffer(raw, dtype=np.dtype(meta["dtype"])).reshape(tuple(meta["shape"]))
-            arrays.append((meta["name"], array.copy()))
+            array = np.empty(tuple(meta["shape"]), dtype=np.dtype(meta["dtype"]))
+            if meta["nbytes"]:
+                reader.read_into(memoryview(array.reshape(-1).view(np.uint8)))
+            arrays.append((meta["name"], array))
     return header, arrays
 
 
-def stream_reader(stream):
-    """Return a ``read_exact`` function over a binary file object; EOF raises EOFError."""
+class stream_reader(object):
+    """A frame reader over a binary file object; EOF raises EOFError."""
 
-    def read_exact(n):
-        chunks = []
-        remaining = n
-        while remaining:
-            chunk = stream.read(remaining)
-            if not chunk:
-                raise EOFError("stream closed after %d of %d bytes" % (n - remaining, n))
-            chunks.append(chunk)
-            remaining -= len(chunk)
-        return b"".join(chunks)
+    def __init__(self, stream):
+        self.stream = stream
 
-    return read_exact
+    def read_exact(self, n):
+        data = bytearray(n)
+        self.read_into(memoryview(data))
+        return bytes(data)
+
+    def read_into(self, view):
+        done = 0
+        while done < len(view):
+            count = self.stream.readinto(view[done:])
+            if not count:
+                raise EOFError("stream closed after %d of %d bytes" % (done, len(view)))
+            done += count
 
 
 # ---------------------------------------------------------------- ONNX Runtime side
@@ -734,7 +739,7 @@ def serve(read_exact, write, worker):
             return 2
         op = req.get("op")
         if op == "shutdown":
-            write(encode_header_only({"ok": True, "id": req.get("id")}))
+            write([encode_header_only({"ok": True, "id": req.get("id")})])
             return 0
         try:
             if op not in handlers:
@@ -749,7 +754,7 @@ def serve(read_exact, write, worker):
             sys.stderr.write(traceback.format_exc())
             reply, out_arrays = {"ok": False, "kind": "internal", "error": _one_line(exc)}, ()
         reply["id"] = req.get("id")
-        write(encode_frame(reply, out_arrays))
+        write(frame_parts(reply, out_arrays))
 
 
 def main(argv=None):
@@ -764,8 +769,11 @@ def main(argv=None):
     sys.stdout = sys.stderr
     proto_in = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
 
-    def write(data):
-        proto_out.write(data)
+    def write(parts):
+        for part in parts:
+            view = memoryview(part)
+            while view:  # a raw write may take less than it is given
+                view = view[proto_out.write(view):]
 
     try:
         private_dir(workdir)
@@ -779,10 +787,10 @@ def main(argv=None):
     else:
         problem = None
     if problem is not None:
-        write(encode_header_only({"ok": False, "kind": "environment", "python_executable": sys.executable,
-                                  "error": problem}))
+        write([encode_header_only({"ok": False, "kind": "environment", "python_executable": sys.executable,
+                                   "error": problem})])
         return 3
-    write(encode_header_only({"ok": True, "hello": True, "protocol": PROTOCOL_VERSION, "pid": os.getpid()}))
+    write([encode_header_only({"ok": True, "hello": True, "protocol": PROTOCOL_VERSION, "pid": os.getpid()})])
     return serve(stream_reader(proto_in), write, worker)
 
 

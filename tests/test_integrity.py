@@ -89,7 +89,7 @@ def test_a_broken_reply_stops_the_worker_with_one_line(injecting, case):
 def test_a_reply_to_another_request_is_never_taken_for_this_one(injecting):
     """The desync that made a test compare the NPU output with itself: a stale reply in the stream."""
     injecting.request("echo", [("x", np.zeros(2, np.float32))], timeout=30)
-    stale = wire.encode_frame({"ok": True, "id": 1}, [("x", np.ones(2, np.float32))])
+    stale = b"".join(bytes(p) for p in wire.frame_parts({"ok": True, "id": 1}, [("x", np.ones(2, np.float32))]))
     injecting.transport.inject = stale
     with pytest.raises(WorkerDied, match=r"answered request 1 when 2 was expected \(protocol out of step\) during "
                                          r"echo; the worker was stopped"):

@@ -30,7 +30,7 @@ def client(tmp_path_factory):
 
 
 def roundtrip_frame(header, arrays):
-    data = wire.encode_frame(header, arrays)
+    data = b"".join(bytes(part) for part in wire.frame_parts(header, arrays))
     return wire.read_frame(wire.stream_reader(io.BytesIO(data)))
 
 
@@ -46,7 +46,7 @@ def test_frame_roundtrip_is_bit_exact(array):
 
 def test_frames_reject_pickled_objects_and_garbage():
     with pytest.raises(TypeError, match="array 'o' has dtype object"):
-        wire.encode_frame({}, [("o", np.array([{"a": 1}], dtype=object))])
+        wire.frame_parts({}, [("o", np.array([{"a": 1}], dtype=object))])
     with pytest.raises(wire.ProtocolError, match="bad frame magic"):
         wire.read_frame(wire.stream_reader(io.BytesIO(b"Hello world, QNN says hi")))
 
