@@ -30,6 +30,15 @@ def failure_line(report: pytest.TestReport) -> str:
     return text.splitlines()[0] if text else report.outcome
 
 
+def _junit_identity(item: pytest.Item, target: Tuple[str, str]) -> None:
+    """JUnit XML properties every edge test carries, also one that failed or skipped before any
+    session existed: CI groups results by device and provider."""
+    present = {name for name, _ in item.user_properties}
+    for name, value in zip(("edge_device", "edge_provider"), target):
+        if name not in present:
+            item.user_properties.append((name, value))
+
+
 class ResultRelay:
     """Carries results on test reports and collects them. Every edge test that fails has a record
     with the phase and the reason, also when it failed before any check recorded a result."""
@@ -42,8 +51,10 @@ class ResultRelay:
         report = yield
         target = item_target(item)
         if target is not None:  # plain data on the report: pytest-xdist ships it to the controller
+            _junit_identity(item, target)
             if report.failed:
                 self._note_failure(report, item, target)
+                item.user_properties.append(("edge_error", failure_line(report)))
             report.edgeort = self.run.take_payload(call.start, call.stop)
         return report
 

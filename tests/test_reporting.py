@@ -125,3 +125,21 @@ def test_json_report_is_written_when_the_run_is_interrupted(pytester, model_dir)
     assert [(r["check"], r["outcome"]) for r in report["results"]] == [("conformance", "passed")]
     assert list(report["outcomes"]) == ["test_json_report_is_written_when_the_run_is_interrupted.py::"
                                         "test_a_matches_cpu[local-qnn-htp]"]
+
+
+def test_every_edge_test_carries_device_provider_and_failure_reason_in_junit(pytester, model_dir):
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'no_such_model.onnx'}")
+@pytest.mark.edge_providers("cpu", "cuda")
+def test_setup_fails(edge_session):
+    pass
+''')
+    pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml").assert_outcomes(errors=1, skipped=1)
+    cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
+    failed, skipped = cases["test_setup_fails[local-cpu]"], cases["test_setup_fails[local-cuda]"]
+    assert failed["edge_device"] == "local" and failed["edge_provider"] == "cpu"
+    assert "no_such_model.onnx" in failed["edge_error"]
+    assert (skipped["edge_device"], skipped["edge_provider"]) == ("local", "cuda")
