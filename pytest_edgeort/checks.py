@@ -5,7 +5,7 @@ Pure of pytest: they return results or one-line messages, the callers decide ski
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -46,11 +46,13 @@ def compare_session(session: EdgeSession, actual: Mapping[str, np.ndarray], expe
 
 
 def diagnose_no_fallback(run: EdgeRun, device: str, provider: str, model: Path,
-                         options: Optional[Mapping[str, Any]] = None) -> Optional[str]:
-    """None when the model is created with CPU fallback disabled; else why, listing CPU nodes by op."""
+                         options: Optional[Mapping[str, Any]] = None
+                         ) -> Tuple[Optional[str], Dict[str, List[str]]]:
+    """``(None, {})`` when the model is created with CPU fallback disabled; else why (listing the
+    CPU nodes by op type) and those nodes as ``{op_type: [node name, ...]}``."""
     try:
         run.session(device, model, provider, options, cpu_fallback=False)
-        return None
+        return None, {}
     except EdgeSessionError as strict_error:
         refused = str(strict_error)
     spec_ep = resolve_provider(provider).ep_name
@@ -63,12 +65,13 @@ def diagnose_no_fallback(run: EdgeRun, device: str, provider: str, model: Path,
     except EdgeSessionError as exc:
         placement = exc.placement
         if placement is None:
-            return f"{refused}; a session with CPU fallback also failed: {exc}"
+            return f"{refused}; a session with CPU fallback also failed: {exc}", {}
     if placement is None:
-        return f"{refused}; placement is unknown (this onnxruntime cannot report it)"
+        return f"{refused}; placement is unknown (this onnxruntime cannot report it)", {}
     nodes = placement.nodes_not_on(spec_ep)
     if not nodes:
-        return f"{refused}; with CPU fallback allowed every node lands on {spec_ep}, so the failure is in the EP itself"
+        return (f"{refused}; with CPU fallback allowed every node lands on {spec_ep}, so the failure is in the "
+                "EP itself", {})
     count = sum(len(v) for v in nodes.values())
     return (f"{model.name} on {device}/{provider} does not run fully on {spec_ep}: {count} of {placement.total} "
-            f"nodes would run on CPU: {format_fallback(nodes)}")
+            f"nodes would run on CPU: {format_fallback(nodes)}", nodes)

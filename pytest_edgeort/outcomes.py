@@ -81,12 +81,14 @@ def assert_no_fallback(run: EdgeRun, node: pytest.Item, device: str, provider: s
         pytest.skip(f"provider {provider} is CPU itself: there is no CPU fallback to check")
     require_provider(run, device, provider)
     try:
-        message = diagnose_no_fallback(run, device, provider, model, options)
+        message, cpu_nodes = diagnose_no_fallback(run, device, provider, model, options)
     except (ProviderError, ModelError) as exc:
-        message = str(exc)
+        message, cpu_nodes = str(exc), {}
     if message:
         run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": False, "device": device,
-                    "provider": provider, "model": label or model.name, "model_path": str(model), "error": message})
+                    "provider": provider, "model": label or model.name, "model_path": str(model), "error": message,
+                    "cpu_nodes": [{"op_type": op, "count": len(names), "nodes": names}
+                                  for op, names in cpu_nodes.items()]})
         fail(message)
     session = open_session(run, device, model, provider, options, cpu_fallback=False)
     coverage = session.npu_coverage if session.npu_coverage is not None else 1.0

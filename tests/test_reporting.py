@@ -80,6 +80,7 @@ def test_json_report_is_versioned_and_has_provenance(result, pytester):
     assert output["name"] == "y" and output["tolerance"]["min_snr_db"] == 10
     fallback = by_check["no_cpu_fallback"]
     assert fallback["outcome"] == "failed" and "Det x1 (det_node)" in fallback["error"]
+    assert fallback["cpu_nodes"] == [{"op_type": "Det", "count": 1, "nodes": ["det_node"]}]  # as data, for CI
     assert not list((pytester.path / "out").glob(".*.tmp"))  # atomic write leaves no temp file
     assert report["exitstatus"] == 1 and report["interrupted"] is False
     assert report["skipped"] == [{"reason": report["skipped"][0]["reason"], "count": 1}]
