@@ -88,13 +88,23 @@ class EdgeSession:
         the user's model file."""
         return re.sub(r"[^\s'\"]*models/%s\.onnx" % self.model.sha256, str(self.model.path), text)
 
+    def _explain(self, error: str) -> str:
+        """A worker's creation error in the user's terms: their model path, and what to set when QNN
+        refuses fp16 without a SoC (its own words are a C++ trace)."""
+        if "fp16 precision mode is enabled but soc_model is not specified" in error.lower():
+            return (f"{self.spec.alias} needs the QNN option soc_model here (QNN runs float in fp16 for a given "
+                    f"SoC; on the x86-64 simulator any, e.g. \"60\"): @pytest.mark.edge_providers("
+                    f"\"{self.spec.alias}\", options={{\"soc_model\": \"60\"}}) or soc_model = \"60\" under "
+                    f"[devices.{self.device.name}.providers.{self.spec.alias}] in edge-devices.toml")
+        return self._user_paths(error)
+
     # -- lifecycle
     def _open(self) -> None:
         try:
             self._handle = self.device.create_session(self.model, self.spec, self.options, self.cpu_fallback)
         except WorkerError as exc:
             mode = "" if self.cpu_fallback else " with CPU fallback disabled"
-            raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {self._user_paths(str(exc))}") from None
+            raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {self._explain(str(exc))}") from None
         except WorkerDied as exc:
             self.device.worker_died()
             raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None

@@ -275,3 +275,22 @@ def test_expected_mismatch(edge_session, edge_reference, edge_inputs, edge_compa
     assert "vs reference: 1 of 1 outputs failed" in str(info.value)
 ''')
     run(pytester).assert_outcomes(passed=1)
+
+
+def test_fp16_without_soc_model_says_what_to_set(pytester, model_dir):
+    """QNN's own error is a C++ trace; the message names the option, an example value and both places."""
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")  # QNN refuses the options, before any graph
+@pytest.mark.edge_providers("qnn-htp-fp16")
+def test_fp16(edge_session):
+    pass
+''')
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    text = result.stdout.str()
+    assert "onnxruntime_src" not in text
+    assert ('qnn-htp-fp16 needs the QNN option soc_model here (QNN runs float in fp16 for a given SoC; on the x86-64 '
+            'simulator any, e.g. "60"): @pytest.mark.edge_providers("qnn-htp-fp16", options={"soc_model": "60"}) or '
+            'soc_model = "60" under [devices.local.providers.qnn-htp-fp16] in edge-devices.toml') in text
