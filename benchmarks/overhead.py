@@ -13,7 +13,7 @@ machine noise hits all alike:
 The target (plugin within 1.2x) is edgeort / pytest: the cost the plugin adds to a pytest run.
 edgeort / plain is printed too; it also contains pytest's own per-test cost.
 
-    python benchmarks/overhead.py [--n 200] [--repeats 3]
+    python -m benchmarks.overhead [--n 200] [--repeats 3]
 """
 from __future__ import annotations
 
@@ -26,8 +26,7 @@ import textwrap
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.models import conv_matmul_qdq  # noqa: E402  (same small u8 QDQ conv/matmul model as the tests)
+from tests.support.models import conv_matmul_qdq  # (same small u8 QDQ conv/matmul model as the tests)
 
 PLAIN = '''
 import sys

@@ -16,7 +16,7 @@ and prints, side by side in one run:
 (c) the board lock's cost: time from a fresh device object to a usable board (connect, worker
     start, capabilities) with ``lock = true`` vs ``lock = false`` (median of --lock-n, alternated).
 
-    python benchmarks/remote_overhead.py [--n 300] [--naive-n 8] [--mb 64] [--repeats 3] [--lock-n 10]
+    python -m benchmarks.remote_overhead [--n 300] [--naive-n 8] [--mb 64] [--repeats 3] [--lock-n 10]
 """
 from __future__ import annotations
 
@@ -35,12 +35,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pytest_edgeort.inventory import DeviceConfig  # noqa: E402
-from pytest_edgeort.modelinfo import model_info  # noqa: E402
-from pytest_edgeort.providers import resolve_provider  # noqa: E402
-from pytest_edgeort.ssh import SSHDevice  # noqa: E402
-from tests.sshd import SSHKit, SSHServer, sshd_missing  # noqa: E402
+from pytest_edgeort.config.inventory import DeviceConfig
+from pytest_edgeort.model.info import model_info
+from pytest_edgeort.config.providers import resolve_provider
+from pytest_edgeort.devices.ssh import SSHDevice
+from tests.support.sshd import SSHKit, SSHServer, sshd_missing
 
 RUNNER = '''
 import sys, time

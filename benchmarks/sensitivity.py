@@ -14,12 +14,12 @@ compared per example with the base output on the CPU EP, with the old and with t
 - "top-1 change": every variant x input of the shallow classifier where the fault changed the top-1
   against the CPU reference and the reference's top-2 margin is > 2 LSB (not a near tie).
 
-    python benchmarks/sensitivity.py [--models digits,digits_a16w8,ppocr_det] [--inputs 40]
+    python -m benchmarks.sensitivity [--models digits,digits_a16w8,ppocr_det] [--inputs 40]
 
 Models: the digits CNN of example_suites/digits_cnn (u8, shallow, 10 logits) and its a16w8 variant
 (offsets x 256 u16 LSB, the u8 step of the same range), and the PP-OCRv6 det of example_suites/ppocr_det
 (u8, deep, 1x1x96x320 map; prepared by the suite's [prepare], cached in .edgeort-cache/prepared).
-Inputs: the suite's real inputs, then generated ones (pytest_edgeort.inputs.generate_inputs).
+Inputs: the suite's real inputs, then generated ones (pytest_edgeort.model.inputs.generate_inputs).
 """
 from __future__ import annotations
 
@@ -36,17 +36,15 @@ from typing import Callable, Counter, Dict, List, Optional, Tuple
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-from measure_suite import session  # noqa: E402  (HTP session with CPU fallback disabled, as the plugin)
+from tools.measure_suite import session  # (HTP session with CPU fallback disabled, as the plugin)
 
-from pytest_edgeort.compare import OutputComparison, compare_output  # noqa: E402
-from pytest_edgeort.inputs import generate_inputs, load_npz, split_examples  # noqa: E402
-from pytest_edgeort.modelinfo import model_info  # noqa: E402
-from pytest_edgeort.prepare import PrepareRecipe, prepare_model  # noqa: E402
-from pytest_edgeort.suite import load_suite  # noqa: E402
-from pytest_edgeort.tolerance import Tolerance, default_tolerance, is_classifier_shape  # noqa: E402
-from tests.models import Fault, with_output_faults  # noqa: E402
+from pytest_edgeort.compare.engine import OutputComparison, compare_output
+from pytest_edgeort.model.inputs import generate_inputs, load_npz, split_examples
+from pytest_edgeort.model.info import model_info
+from pytest_edgeort.model.prepare import PrepareRecipe, prepare_model
+from pytest_edgeort.config.suite import load_suite
+from pytest_edgeort.compare.tolerance import Tolerance, default_tolerance, is_classifier_shape
+from tests.support.models import Fault, with_output_faults
 
 SEED = 20240607
 #: the defaults before issue 11 (plain SNR: compared without a scale, as min_snr_db then worked)

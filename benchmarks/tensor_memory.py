@@ -6,7 +6,7 @@ above the process's baseline in units of the tensor's size: on the host (this pr
 the tensor and the copy that comes back: 2.0 is the floor) and on the board (the worker process, which
 must hold the tensor once: 1.0 is the floor).
 
-    python benchmarks/tensor_memory.py [--mb 512]
+    python -m benchmarks.tensor_memory [--mb 512]
 """
 from __future__ import annotations
 
@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from pytest_edgeort.inventory import DeviceConfig  # noqa: E402
-from pytest_edgeort.ssh import SSHDevice  # noqa: E402
-from tests.sshd import SSHKit, sshd_missing  # noqa: E402
+from pytest_edgeort.config.inventory import DeviceConfig
+from pytest_edgeort.devices.ssh import SSHDevice
+from tests.support.sshd import SSHKit, sshd_missing
 
 
 def peak_kib() -> int:

@@ -8,16 +8,16 @@ import pytest
 
 from .errors import ComparisonError, InputError, ModelError
 from .outcomes import assert_no_fallback, fail, open_session, record_metrics, record_properties
-from .tolerance import uses_vs_float
+from .compare.tolerance import uses_vs_float
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
-from .runstate import EdgeRun, edge_run
+from .run import EdgeRun, edge_run
 
 if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixtures that need them
     import numpy as np
 
-    from .compare import Comparison
-    from .modelinfo import ModelInfo
-    from .session import EdgeSession
+    from .compare.engine import Comparison
+    from .model.info import ModelInfo
+    from .devices.session import EdgeSession
 
 
 @pytest.fixture(name="_edge_target")
@@ -76,8 +76,8 @@ def edge_reference(edge_run_state: EdgeRun, edge_device: str, edge_model_marker:
 @pytest.fixture
 def edge_inputs(edge_run_state: EdgeRun, edge_model_marker: ModelMarker) -> Dict[str, "np.ndarray"]:
     """Inputs from the marker's ``.npz`` or generated from the model's metadata (seeded)."""
-    from .inputs import generate_inputs, load_npz
-    from .modelinfo import model_info
+    from .model.inputs import generate_inputs, load_npz
+    from .model.info import model_info
 
     marker = edge_model_marker
     try:
@@ -92,7 +92,7 @@ def edge_inputs(edge_run_state: EdgeRun, edge_model_marker: ModelMarker) -> Dict
 
 def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str, shapes: Any) -> Dict[str, np.ndarray]:
     """One feed from an .npz: arrays of the exact input shape, or the first of N stacked on axis 0."""
-    from .inputs import check_feed
+    from .model.inputs import check_feed
 
     tensors = {t.name: t for t in info.inputs}
     feed = {}
@@ -107,8 +107,8 @@ def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str
 def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
                  ) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
-    from .checks import compare_session
-    from .report import format_comparison
+    from .checks.conformance import compare_session
+    from .compare.render import format_comparison
 
     marker = model_marker(request.node)
 

@@ -7,7 +7,7 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import pytest
 
-from .tolerance import parse_tolerance
+from .compare.tolerance import parse_tolerance
 
 MARKERS = {
     "edge_model": (

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Optional
 import pytest
 
 from .errors import DeviceFault, DeviceUnavailable, EdgeError, ModelError, ProviderError
-from .providers import resolve_provider
-from .runstate import EdgeRun
+from .config.providers import resolve_provider
+from .run import EdgeRun
 
 if TYPE_CHECKING:
-    from .compare import Comparison
-    from .session import EdgeSession
+    from .compare.engine import Comparison
+    from .devices.session import EdgeSession
 
 
 def unavailable(run: EdgeRun, message: str) -> NoReturn:
@@ -75,7 +75,7 @@ def assert_no_fallback(run: EdgeRun, node: pytest.Item, device: str, provider: s
     """Fail unless ``model`` is created with CPU fallback disabled; return the EP's node coverage.
 
     ``label`` names the model in records (suites show their folder, not the prepared file's hash)."""
-    from .checks import diagnose_no_fallback
+    from .checks.conformance import diagnose_no_fallback
 
     if not resolve_provider(provider).accelerator:
         pytest.skip(f"provider {provider} is CPU itself: there is no CPU fallback to check")

@@ -11,9 +11,9 @@ import pytest
 from . import fixtures
 from .errors import ComparisonError, DeviceUnavailable, EdgeError, InventoryError, ProviderError, ReportError
 from .markers import MARKERS, providers_marker
-from .suite import MANIFEST
+from .config.suite import MANIFEST
 from .results import TARGET, ResultRelay, item_target
-from .runstate import DEFAULT_PROVIDERS, DEFAULT_SEED, RUN_KEY, EdgeOptions, EdgeRun, edge_run
+from .run import DEFAULT_PROVIDERS, DEFAULT_SEED, RUN_KEY, EdgeOptions, EdgeRun, edge_run
 
 
 
@@ -116,7 +116,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node: Any, ids: List[str]) -> None:
     """xdist controller (it collects nothing itself): SIGTERM like Ctrl-C once a worker reports edge items."""
-    from .scheduling import device_of
+    from .xdist import device_of
 
     if any(device_of(nodeid, edge_run(node.config).options.devices) for nodeid in ids):
         from .signals import interrupt_on_sigterm
@@ -134,7 +134,7 @@ def pytest_configure_node(node: Any) -> None:
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     """xdist controller: keep every item of a locked device on one worker (see :mod:`.scheduling`)."""
     locked = edge_run(config).locked_devices()
-    from .scheduling import TAKES_OVER, DeviceScheduling
+    from .xdist import TAKES_OVER, DeviceScheduling
 
     if not locked or config.option.dist not in TAKES_OVER:
         return None  # xdist's own scheduler (a split board then fails its items: the board lock self-check)
@@ -204,8 +204,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     run = edge_run(session.config)
     if run.options.report is None or not (run.records or run.outcomes) or is_xdist_worker(session.config):
         return
-    from .jsonreport import build_report, write_report
-    from .summary import skip_counts
+    from .reporting.jsonreport import build_report, write_report
+    from .reporting.summary import skip_counts
 
     try:
         write_report(run.options.report, build_report(run.records, run.device_facts, run.options.seed,
@@ -223,7 +223,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     for line in run.report_errors:
         terminalreporter.write_line(line, red=True, bold=True)
     if run.records or run.skip_reasons:
-        from .summary import build_rows, device_line, format_rows, lock_lines, skip_counts
+        from .reporting.summary import build_rows, device_line, format_rows, lock_lines, skip_counts
 
         terminalreporter.section("edgeort summary")
         if not run.devices:  # the xdist controller: the workers' devices, as their reports described them
@@ -258,7 +258,7 @@ def pytest_report_collectionfinish(config: pytest.Config, items: List[pytest.Ite
 
 def device_header(run: EdgeRun, name: str) -> str:
     """'edgeort device local: Linux-...-x86_64, onnxruntime 1.31.1, QNN SDK 2.51.0 (EP 2.7.0), providers ...'."""
-    from .summary import device_line
+    from .reporting.summary import device_line
 
     try:
         return device_line(name, run.device(name).capabilities())

@@ -6,7 +6,7 @@ from typing import Any, Dict, Optional, Tuple
 
 import pytest
 
-from .runstate import EdgeRun
+from .run import EdgeRun
 
 TARGET = "_edge_target"  # the (device, provider) parameter of marker tests
 

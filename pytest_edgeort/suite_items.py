@@ -7,18 +7,18 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional
 
 import pytest
 
-from .tolerance import uses_vs_float
+from .compare.tolerance import uses_vs_float
 from .errors import EdgeError
 from .outcomes import assert_no_fallback, fail, open_session, record_metrics, record_properties, unavailable
-from .providers import resolve_provider
-from .runstate import EdgeRun, edge_run
-from .suite import CHECKS, MissingPackage, Suite, SuiteError, load_suite, reference_provider
+from .config.providers import resolve_provider
+from .run import EdgeRun, edge_run
+from .config.suite import CHECKS, MissingPackage, Suite, SuiteError, load_suite, reference_provider
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from .compare import Comparison
-    from .session import EdgeSession
+    from .compare.engine import Comparison
+    from .devices.session import EdgeSession
 
 CACHE_DIR = ".edgeort-cache"
 
@@ -79,15 +79,15 @@ class SuiteFile(pytest.File):
         return self._models
 
     def _load_models(self, run: EdgeRun) -> SuiteModels:
-        from .inputs import generate_inputs, load_npz, split_examples
-        from .modelinfo import model_info
+        from .model.inputs import generate_inputs, load_npz, split_examples
+        from .model.info import model_info
 
         suite = self.suite
         source = suite.resolve_model(suite.model, "model")
         float_source = suite.resolve_model(suite.float_model, "float_model") if suite.float_model else None
         model, float_model = source, float_source
         if suite.prepare:
-            from .prepare import PrepareRecipe, prepare_model
+            from .model.prepare import PrepareRecipe, prepare_model
 
             recipe = PrepareRecipe.from_mapping(suite.prepare, str(suite.path))
             cache = run.rootdir / CACHE_DIR / "prepared"
@@ -179,7 +179,7 @@ class SuiteItem(SuiteNode):
 
     def _compare(self, session: "EdgeSession", actual: Mapping[str, "np.ndarray"], expected: Mapping[str, "np.ndarray"],
                  baseline: Optional[Mapping[str, "np.ndarray"]]) -> "Comparison":
-        from .checks import compare_session
+        from .checks.conformance import compare_session
 
         try:
             return compare_session(session, actual, expected, [self.suite.tolerance], baseline,
@@ -193,7 +193,7 @@ class SuiteItem(SuiteNode):
                      feeds: List[Mapping[str, "np.ndarray"]]) -> "Comparison":
         """Compare all examples at once, stacked on a new axis 0: SNR/cosine over the whole set (the
         basis of the measured tolerances); elementwise rules are unchanged."""
-        from .golden import stack_examples
+        from .checks.golden import stack_examples
 
         float_out = stack_examples([baseline.run(f) for f in feeds]) if baseline is not None else None
         return self._compare(session, stack_examples(actual), expected, float_out)
@@ -201,7 +201,7 @@ class SuiteItem(SuiteNode):
     def _conclude(self, run: EdgeRun, session: "EdgeSession", result: "Comparison", title: str, examples: int,
                   **fields: Any) -> None:
         """Record the comparison, then fail with the full report if it did not pass."""
-        from .report import format_comparison
+        from .compare.render import format_comparison
 
         self._record(run, session, passed=result.passed, comparison=result.to_dict(), examples=examples, **fields)
         record_metrics(self, result)
@@ -220,7 +220,7 @@ class SuiteItem(SuiteNode):
         getattr(self, f"run_{self.check}")(run)
 
     def run_conformance(self, run: EdgeRun) -> None:
-        from .golden import stack_examples
+        from .checks.golden import stack_examples
 
         models = self._models(run)
         session = self._session(run, models)
@@ -236,7 +236,7 @@ class SuiteItem(SuiteNode):
                            label=self.suite.folder.name)
 
     def run_golden(self, run: EdgeRun) -> None:
-        from .golden import GoldenError, drift, load_golden, stack_examples, write_golden
+        from .checks.golden import GoldenError, drift, load_golden, stack_examples, write_golden
 
         models = self._models(run)
         session = self._session(run, models)
@@ -268,7 +268,7 @@ class SuiteItem(SuiteNode):
                        len(outputs), golden_provenance=golden.provenance)
 
     def run_latency(self, run: EdgeRun) -> None:
-        from .latency import LatencyStats
+        from .checks.latency import LatencyStats
 
         models = self._models(run)
         session = self._session(run, models)
@@ -290,7 +290,7 @@ class SuiteItem(SuiteNode):
     def run_fuzz(self, run: EdgeRun) -> None:
         from hypothesis import HealthCheck, Verbosity, given, seed, settings
 
-        from .strategies import inputs_for
+        from .model.strategies import inputs_for
 
         models = self._models(run)
         session = self._session(run, models)
@@ -314,7 +314,7 @@ class SuiteItem(SuiteNode):
         except AssertionError:
             pass
         if last_failure:
-            from .report import format_comparison
+            from .compare.render import format_comparison
 
             path = self._save_failing(run, last_failure["feed"])
             fail(f"{session.label}: a generated input is outside tolerance (shrunk); reproduce with "

@@ -7,8 +7,8 @@ from typing import Iterator
 
 import pytest
 
-from . import models
-from .sshd import SSHKit, SSHServer, cmdline, sshd_missing
+from tests.support import models
+from tests.support.sshd import SSHKit, SSHServer, cmdline, sshd_missing
 
 
 @pytest.fixture(scope="session")

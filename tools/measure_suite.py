@@ -1,8 +1,8 @@
 """Measure this suite's model on QNN HTP (simulator on x86) vs the CPU EP, and both vs the float model.
 
-    python tools/measure_suite.py example_suites/<suite> [--activations uint16] [--weights int8] [--per-channel]
+    python -m tools.measure_suite example_suites/<suite> [--activations uint16] [--weights int8] [--per-channel]
 
-Prepares the model with pytest_edgeort.prepare (recipe from edge_suite.toml, quantize options
+Prepares the model with pytest_edgeort.model.prepare (recipe from edge_suite.toml, quantize options
 overridable), then prints per output: max |d|, max LSB, % exact / within 1 LSB, SNR dB and cosine
 (all examples, as the conformance item does, and the worst single example for information), top-1 agreement / worst rank, the smallest vs_float
 that passes, ms/inference. Standalone: needs numpy, onnx, onnxruntime, onnxruntime-qnn.
@@ -23,8 +23,7 @@ import onnx
 import onnxruntime as ort
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from pytest_edgeort.prepare import PrepareRecipe, prepare_model  # noqa: E402
+from pytest_edgeort.model.prepare import PrepareRecipe, prepare_model
 
 
 def resolve(model: str, here: Path) -> Path:

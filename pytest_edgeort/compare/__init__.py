@@ -1,0 +1,1 @@
+"""Comparing outputs against a reference: tolerances, the comparison engine, error patterns, rendering."""

@@ -1,0 +1,1 @@
+"""What the user configures in files: device inventory, regression suites, provider aliases."""

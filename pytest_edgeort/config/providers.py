@@ -1,0 +1,131 @@
+"""Provider aliases (``qnn-htp``, ``cpu``, ...) and validation of their option keys."""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Dict, FrozenSet, Mapping, Optional, Tuple
+
+from ..errors import ProviderError
+
+# Keys onnxruntime-qnn accepts (QNN EP docs + the 2.x library's own option table). QNN silently
+# ignores unknown keys, so a typo would otherwise just change nothing: we refuse them instead.
+QNN_OPTION_KEYS = frozenset({
+    "backend_type", "backend_path", "profiling_level", "profiling_file_path", "rpc_control_latency",
+    "vtcm_mb", "htp_performance_mode", "qnn_saver_path", "qnn_context_priority",
+    "htp_graph_finalization_optimization_mode", "soc_model", "htp_arch", "device_id",
+    "enable_htp_fp16_precision", "offload_graph_io_quantization", "enable_htp_spill_fill_buffer",
+    "enable_htp_shared_memory_allocator", "dump_json_qnn_graph", "json_qnn_graph_dir", "op_packages",
+    "skip_qnn_version_check", "extended_udma", "enable_htp_weight_sharing",
+    "htp_share_resource_optimization", "enable_htp_graph_splitting", "enable_htp_fp16_clamp_overflow",
+    "htp_bf16_enable", "enable_htp_monolithic_lstm", "skip_backend_op_validation",
+})
+# Options that change state for the whole worker process (fp16 compute once soc_model is set).
+QNN_PROCESS_GLOBAL_KEYS = frozenset({"soc_model", "enable_htp_fp16_precision", "htp_arch"})
+
+CUDA_OPTION_KEYS = frozenset({
+    "device_id", "gpu_mem_limit", "arena_extend_strategy", "cudnn_conv_algo_search",
+    "do_copy_in_default_stream", "cudnn_conv_use_max_workspace", "cudnn_conv1d_pad_to_nc1d",
+    "enable_cuda_graph", "enable_skip_layer_norm_strict_mode", "use_tf32", "prefer_nhwc",
+    "use_ep_level_unified_stream", "tunable_op_enable", "tunable_op_tuning_enable",
+})
+
+
+@dataclass(frozen=True)
+class ProviderSpec:
+    """What an alias means: the ORT EP name, fixed options, and how results must be judged."""
+
+    alias: str
+    ep_name: str
+    fixed_options: Mapping[str, str] = field(default_factory=dict)
+    accelerator: bool = True
+    option_keys: Optional[FrozenSet[str]] = None  # None: not validated here (EP validates itself)
+    process_global_keys: FrozenSet[str] = frozenset()
+    float_as_fp16: bool = False  # judge float outputs as fp16 (real NPUs compute float in fp16)
+    qnn_backend: Optional[str] = None
+
+
+ALIASES: Dict[str, ProviderSpec] = {
+    spec.alias: spec
+    for spec in (
+        ProviderSpec("cpu", "CPUExecutionProvider", accelerator=False, option_keys=frozenset()),
+        ProviderSpec("qnn-htp", "QNNExecutionProvider", {"backend_type": "htp"}, True, QNN_OPTION_KEYS,
+                     QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="htp"),
+        ProviderSpec("qnn-htp-fp16", "QNNExecutionProvider",
+                     {"backend_type": "htp", "enable_htp_fp16_precision": "1"}, True, QNN_OPTION_KEYS,
+                     QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="htp"),
+        ProviderSpec("qnn-gpu", "QNNExecutionProvider", {"backend_type": "gpu"}, True, QNN_OPTION_KEYS,
+                     QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="gpu"),
+        ProviderSpec("cuda", "CUDAExecutionProvider", option_keys=CUDA_OPTION_KEYS),
+        ProviderSpec("tensorrt", "TensorrtExecutionProvider"),
+        ProviderSpec("openvino", "OpenVINOExecutionProvider"),
+        ProviderSpec("coreml", "CoreMLExecutionProvider", float_as_fp16=True),
+        ProviderSpec("dml", "DmlExecutionProvider"),
+    )
+}
+# Listed by onnxruntime as available but not a device to run models on.
+NOT_INFERENCE_EPS = frozenset({"AzureExecutionProvider"})
+_EP_TO_ALIAS = {spec.ep_name: name for name, spec in reversed(list(ALIASES.items()))}
+
+
+def resolve_provider(name: str) -> ProviderSpec:
+    """Return the spec of an alias, or of any EP name given verbatim (``FooExecutionProvider``)."""
+    if name in ALIASES:
+        return ALIASES[name]
+    if name.endswith("ExecutionProvider"):
+        return ProviderSpec(name, name, accelerator=name != "CPUExecutionProvider")
+    close = difflib.get_close_matches(name, list(ALIASES), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise ProviderError(
+        f"unknown provider {name!r}{hint}; use one of {', '.join(ALIASES)} or an ONNX Runtime EP name "
+        "such as 'CUDAExecutionProvider'"
+    )
+
+
+def provider_options(spec: ProviderSpec, *layers: Optional[Mapping[str, object]], where: str = "") -> Dict[str, str]:
+    """Merge option layers over the alias' fixed options; validate keys; values become strings."""
+    merged: Dict[str, str] = dict(spec.fixed_options)
+    for layer in layers:
+        for key, value in (layer or {}).items():
+            if spec.option_keys is not None and key not in spec.option_keys:
+                close = difflib.get_close_matches(key, sorted(spec.option_keys), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                valid = ", ".join(sorted(spec.option_keys)) or "none"
+                raise ProviderError(
+                    f"{where + ': ' if where else ''}unknown option {key!r} for provider {spec.alias}{hint}; "
+                    f"valid keys: {valid}"
+                )
+            merged[key] = _option_string(value)
+    return merged
+
+
+def _option_string(value: object) -> str:
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
+
+
+def isolation_group(spec: ProviderSpec, options: Mapping[str, str]) -> str:
+    """Worker process group: sessions with process-global options get a process of their own."""
+    globals_ = sorted((k, v) for k, v in options.items() if k in spec.process_global_keys)
+    if not globals_:
+        return "default"
+    return spec.alias + ":" + ",".join(f"{k}={v}" for k, v in globals_)
+
+
+def alias_for_ep(ep_name: str) -> str:
+    """The short alias of an EP name (for messages), or the name itself."""
+    return _EP_TO_ALIAS.get(ep_name, ep_name)
+
+
+def available_aliases(ep_names: Tuple[str, ...], qnn_backends: Tuple[str, ...] = ()) -> list:
+    """Aliases a device can run, given its EP names and the QNN backend libraries it ships."""
+    out = []
+    for alias, spec in ALIASES.items():
+        if spec.ep_name not in ep_names:
+            continue
+        if spec.qnn_backend and qnn_backends and spec.qnn_backend not in qnn_backends:
+            continue
+        out.append(alias)
+    known = {s.ep_name for s in ALIASES.values()} | NOT_INFERENCE_EPS
+    out.extend(ep for ep in ep_names if ep not in known)
+    return out

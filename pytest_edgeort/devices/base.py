@@ -1,0 +1,245 @@
+"""Devices: where workers run. ``local`` spawns subprocesses; SSH boards live in :mod:`.ssh`.
+
+A device owns one worker per isolation group (sessions whose options change process-global QNN
+state get their own process), knows the worker's capabilities, and uploads models by sha256. When
+the inventory asks for it (SSH boards by default), it holds the board lock (:mod:`.boardlock`)
+before it starts any other worker, and gives it back last.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from .boardlock import LOCK_GROUP, LOCK_NAME, BoardLock, acquire, lock_owner
+from .client import LocalTransport, Transport, WorkerClient, WorkerDied, WorkerError
+from ..errors import DeviceFault, DeviceUnavailable
+from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
+from ..model.info import ModelInfo
+from .placement import Placement
+from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group
+
+_session_ids = itertools.count(1)
+
+
+@dataclass
+class SessionHandle:
+    """An open session inside a worker, as created (facts the host records with every result)."""
+
+    device: str
+    sid: str
+    client: WorkerClient
+    reply: Dict[str, Any]
+    placement: Optional[Placement] = None
+    memory_checked: bool = False  # a run of this session passed the memory-state check
+
+    @property
+    def alive(self) -> bool:
+        return self.client.alive
+
+
+class Device:
+    """Base class: worker lifecycle, capabilities, model upload, session creation."""
+
+    def __init__(self, config: DeviceConfig) -> None:
+        self.config = config
+        self.name = config.name
+        self.clients: Dict[str, WorkerClient] = {}
+        self._caps: Optional[Dict[str, Any]] = None
+        self.uploads = 0
+        self.workers_started = 0
+        self.board_lock: Optional[BoardLock] = None
+        self.notify: Callable[[str], None] = lambda message: None
+        self.lock_owner: Dict[str, Optional[str]] = lock_owner()
+
+    # -- subclass hooks
+    def _start_transport(self, group: str) -> Transport:
+        """Start ``worker.py`` (with ``worker_args(group)``) and return its transport."""
+        raise NotImplementedError
+
+    def lock_path(self) -> str:
+        """Where the board lock lives on the device."""
+        raise NotImplementedError
+
+    @property
+    def where(self) -> str:
+        """The device's address in messages."""
+        return "this machine"
+
+    def worker_died(self) -> None:
+        """Called after a request found its worker gone (SSH: retire every worker of a lost connection)."""
+
+    def close(self) -> None:
+        """Stop every worker; the lock-only worker goes last, so the board is free only when idle."""
+        for group in sorted(self.clients, key=lambda g: g == LOCK_GROUP):
+            self.clients[group].close()
+        self.clients.clear()
+        self.board_lock = None
+
+    # -- workers
+    @staticmethod
+    def worker_args(group: str) -> List[str]:
+        return ["--lock-only"] if group == LOCK_GROUP else []
+
+    def check_board_lock(self) -> None:
+        """DeviceFault if this run held the board lock and its holder process ended while session
+        workers still run (someone killed it): another run may be on the board now. (After a dropped
+        connection everything ended together: the next session takes the lock again.)"""
+        holder = self.clients.get(LOCK_GROUP)
+        if holder is not None and not holder.usable() and any(
+                c.usable() for g, c in self.clients.items() if g != LOCK_GROUP):
+            raise DeviceFault(
+                f"device {self.name!r}: board lock lost: the process that held it (pid {holder.pid} on the device) "
+                "ended while this run still uses the board, so another run may be on it now; the board's "
+                "remaining tests fail")
+
+    def _hold_board_lock(self) -> None:
+        """Take the board lock unless this device does not use one or holds it (again, after a
+        dropped connection ended its holder)."""
+        self.check_board_lock()
+        holder = self.clients.get(LOCK_GROUP)
+        if not self.config.uses_lock or (holder is not None and holder.usable()):
+            return
+        client = self.client(LOCK_GROUP)
+        try:
+            self.board_lock = acquire(client, self.config.lock_file or self.lock_path(), self.lock_owner,
+                                      self.config.lock_timeout, self.name, self.where, self.notify,
+                                      self.config.command_timeout)
+            return
+        except DeviceUnavailable as exc:
+            error = exc
+        except (WorkerError, WorkerDied) as exc:
+            error = DeviceUnavailable(f"device {self.name!r}: {exc}")
+        client.close()
+        del self.clients[LOCK_GROUP]
+        raise error
+
+    def client(self, group: str = "default") -> WorkerClient:
+        """The live worker of ``group``, started (again) on demand, under the board lock."""
+        if group != LOCK_GROUP:
+            self._hold_board_lock()
+        existing = self.clients.get(group)
+        if existing is not None and existing.alive:
+            return existing
+        transport = self._start_transport(group)
+        suffix = {"default": "", LOCK_GROUP: " (board lock)"}.get(group, f" (group {group})")
+        label = f"worker on device {self.name!r}{suffix}"
+        try:
+            client = WorkerClient(transport, label, startup_timeout=max(30.0, self.config.command_timeout),
+                                  timeout_origin=(self.config.command_timeout, self.config.setting("command_timeout")))
+        except WorkerError as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
+        except WorkerDied as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
+        self.workers_started += 1
+        self.clients[group] = client
+        return client
+
+    def capabilities(self) -> Dict[str, Any]:
+        if self._caps is None:
+            reply, _ = self.client().request("capabilities", timeout=self.config.command_timeout)
+            self._caps = reply
+        return self._caps
+
+    def facts(self) -> Optional[Dict[str, Any]]:
+        """What the report says about the device: its capabilities and the board lock it waited for
+        (None while its capabilities are unknown, e.g. it was unreachable from this process)."""
+        if self._caps is None:
+            return None
+        return {**self._caps, "board_lock": self.board_lock.to_dict() if self.board_lock else None}
+
+    def provider_aliases(self) -> List[str]:
+        caps = self.capabilities()
+        return available_aliases(tuple(caps["providers"]), tuple(caps.get("qnn", {}).get("backends", ())))
+
+    def missing_provider(self, spec: ProviderSpec) -> Optional[str]:
+        """None if the device can run ``spec``, else a one-line reason naming what it does have."""
+        caps = self.capabilities()
+        have = self.provider_aliases()
+        if spec.ep_name in caps["providers"] and (spec.alias in have or spec.alias not in ALIASES):
+            return None
+        errors = caps.get("plugin_errors") or {}
+        extra = f" ({spec.ep_name} failed to load: {errors[spec.ep_name]})" if spec.ep_name in errors else ""
+        return (
+            f"device {self.name!r} has no provider {spec.alias!r} ({spec.ep_name}"
+            + (f", backend {spec.qnn_backend}" if spec.qnn_backend else "")
+            + f"){extra}; it has: {', '.join(have)} (onnxruntime {caps.get('onnxruntime')})"
+        )
+
+    def ensure_model(self, client: WorkerClient, model: ModelInfo) -> None:
+        """Upload the model (and its external data files) unless the worker's cache has them."""
+        timeout = self.config.command_timeout
+        if not model.external_data:
+            if not client.request("has_model", sha256=model.sha256, timeout=timeout)[0]["present"]:
+                data = np.frombuffer(model.path.read_bytes(), dtype=np.uint8)
+                client.request("put_model", [("model", data)], sha256=model.sha256, timeout=timeout)
+                self.uploads += 1
+            return
+        for index, (location, sha256) in enumerate(bundle_files(model)):
+            where = {"bundle": model.cache_id, "location": location}
+            if not client.request("has_file", timeout=timeout, **where)[0]["present"]:
+                source = model.path if index == 0 else model.path.parent / location
+                data = np.frombuffer(source.read_bytes(), dtype=np.uint8)
+                client.request("put_file", [("file", data)], sha256=sha256, timeout=timeout, **where)
+                self.uploads += 1
+
+    def create_session(
+        self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool
+    ) -> SessionHandle:
+        """Create a session in the right worker; WorkerError(kind='create') when the EP refuses.
+
+        The worker verifies the cached model's hash first; a cached file that does not match (it
+        changed on the device) is deleted there, uploaded again, and the creation is retried once."""
+        client = self.client(isolation_group(spec, options))
+        sid = f"s{next(_session_ids)}"
+        for attempt in (1, 2):
+            self.ensure_model(client, model)
+            try:
+                bundle = {"bundle": model.cache_id, "files": bundle_files(model)} if model.external_data else {}
+                reply, _ = client.request("create_session", sid=sid, sha256=model.sha256, ep=spec.ep_name,
+                                          options=dict(options), cpu_fallback=cpu_fallback,
+                                          timeout=self.config.command_timeout, **bundle)
+                break
+            except WorkerError as exc:
+                if exc.kind != "missing-model" or attempt == 2:
+                    raise
+        return SessionHandle(self.name, sid, client, reply, Placement.from_worker(reply.get("placement")))
+
+
+def bundle_files(model: ModelInfo) -> List[List[str]]:
+    """``[location, sha256]`` of a model with external data as the device caches it: the model file
+    first (named by its hash), then its data files at their paths relative to it."""
+    return [[f"{model.sha256}.onnx", model.sha256], *([loc, sha] for loc, sha in model.external_data)]
+
+
+class LocalDevice(Device):
+    """This machine: workers are subprocesses of the pytest process."""
+
+    def __init__(self, config: DeviceConfig) -> None:
+        super().__init__(config)
+        self.workdir = Path(os.path.expanduser(config.workdir or DEFAULT_WORKDIR))
+
+    def _start_transport(self, group: str) -> Transport:
+        python = self.config.python or sys.executable
+        try:
+            return LocalTransport(python, self.workdir, dict(self.config.env), self.worker_args(group))
+        except OSError as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: cannot start the worker with {python}: "
+                                    f"{exc.strerror or exc}") from None
+
+    def lock_path(self) -> str:
+        return str(self.workdir / LOCK_NAME)
+
+
+def make_device(config: DeviceConfig) -> Device:
+    """The device object for an inventory entry."""
+    if config.kind == "local":
+        return LocalDevice(config)
+    from .ssh import SSHDevice
+
+    return SSHDevice(config)

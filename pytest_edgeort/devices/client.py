@@ -1,0 +1,308 @@
+"""Host side of the worker protocol: a client over any byte transport, plus the local transport.
+
+The framing itself lives in :mod:`pytest_edgeort.worker` (the file that also runs on boards), so
+host and worker can never disagree about it. A transport only moves bytes; the SSH transport in
+:mod:`pytest_edgeort.ssh` plugs into the same :class:`WorkerClient`.
+"""
+from __future__ import annotations
+
+import collections
+import itertools
+import os
+import re
+import select
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..board import worker as wire
+
+WORKER_PATH = Path(wire.__file__).resolve()
+Arrays = List[Tuple[str, np.ndarray]]
+
+
+class WorkerError(Exception):
+    """A request failed on the worker side; ``kind`` says how (create, run, missing-provider, ...)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class WorkerDied(Exception):
+    """The worker process is gone (crash, kill, dropped connection) or stopped answering."""
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+
+
+class StderrTail:
+    """Keeps the last lines a worker wrote to stderr (QNN is chatty; errors need context), without
+    terminal colour codes; :meth:`mark` / ``text(since=...)`` scope them to one request."""
+
+    def __init__(self, maxlen: int = 40) -> None:
+        self.lines: Deque[str] = collections.deque(maxlen=maxlen)
+        self.count = 0  # lines seen so far
+        self._pump: Optional[threading.Thread] = None
+
+    def feed_stream(self, stream: Any) -> threading.Thread:
+        def pump() -> None:
+            for raw in iter(stream.readline, b""):
+                line = _ANSI.sub("", raw.decode("utf-8", "replace")).rstrip()
+                if line:
+                    self.lines.append(line)
+                    self.count += 1
+
+        self._pump = threading.Thread(target=pump, daemon=True, name="edgeort-stderr")
+        self._pump.start()
+        return self._pump
+
+    def mark(self) -> int:
+        """A position: ``text(since=mark)`` shows only lines written after it."""
+        return self.count
+
+    def text(self, last: int = 6, drain: float = 1.0, since: int = 0) -> str:
+        """The last lines (after ``since``); waits up to ``drain`` s for a dying worker's final words."""
+        if self._pump is not None:
+            self._pump.join(timeout=drain)
+        fresh = list(self.lines)[max(0, len(self.lines) - (self.count - since)):]
+        return " | ".join(fresh[-last:])
+
+
+class Transport:
+    """Moves bytes to and from one worker process; ``stderr`` collects what the worker prints."""
+
+    description = "worker"
+    stderr: StderrTail
+
+    def send(self, parts: Sequence[Any]) -> None:
+        """Write one frame given as buffers (bytes, memoryviews)."""
+        raise NotImplementedError
+
+    def recv(self, max_bytes: int, timeout: Optional[float]) -> bytes:
+        """Return 1..max_bytes bytes, b"" at EOF; raise TimeoutError after ``timeout`` seconds."""
+        raise NotImplementedError
+
+    def exit_status(self) -> Optional[int]:
+        raise NotImplementedError
+
+    def usable(self) -> bool:
+        """Whether the worker can still answer (not exited, connection still up)."""
+        return self.exit_status() is None
+
+    def terminate(self) -> None:
+        raise NotImplementedError
+
+
+class LocalTransport(Transport):
+    """A worker subprocess on this machine."""
+
+    def __init__(self, python: str, workdir: Path, env: Optional[Dict[str, str]] = None,
+                 args: Sequence[str] = ()) -> None:
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env.setdefault("PYTHONUNBUFFERED", "1")
+        self.proc = subprocess.Popen(
+            [python, str(WORKER_PATH), "--workdir", str(workdir), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=full_env,
+            start_new_session=True,
+        )
+        self.description = f"local worker pid {self.proc.pid}"
+        self.stderr = StderrTail()
+        self.stderr.feed_stream(self.proc.stderr)
+        self._fd = self.proc.stdout.fileno()
+
+    def send(self, parts: Sequence[Any]) -> None:
+        """Write a frame. A worker that already died leaves a broken pipe: that is left to the next
+        ``recv`` (EOF), so the client reports how the worker ended (killed by SIGKILL, ...)."""
+        try:
+            for part in parts:
+                self.proc.stdin.write(part)
+            self.proc.stdin.flush()
+        except OSError:
+            pass
+
+    def recv(self, max_bytes: int, timeout: Optional[float]) -> bytes:
+        ready, _, _ = select.select([self._fd], [], [], timeout)
+        if not ready:
+            raise TimeoutError
+        return os.read(self._fd, max_bytes)
+
+    def exit_status(self) -> Optional[int]:
+        return self.proc.poll()
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.proc.stdin, self.proc.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+
+
+def describe_exit(status: Optional[int]) -> str:
+    """'exit code 3' / 'killed by SIGSEGV' / 'still running'."""
+    if status is None:
+        return "connection lost"
+    if status < 0:
+        try:
+            return f"killed by {signal.Signals(-status).name}"
+        except ValueError:
+            return f"killed by signal {-status}"
+    return f"exit code {status}"
+
+
+class WorkerClient:
+    """Request/response over one transport; one request at a time."""
+
+    def __init__(self, transport: Transport, label: str, startup_timeout: float = 60.0,
+                 timeout_origin: Tuple[Optional[float], str] = (None, "")) -> None:
+        """``timeout_origin``: (the configured request timeout, where it is set), for the message when
+        a request of that timeout expires."""
+        self.transport = transport
+        self.label = label
+        self.timeout_origin = timeout_origin
+        self._buffer = bytearray()
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self.alive = True
+        hello, _ = self._read_reply(startup_timeout, "start-up", None, 0)
+        if not hello.get("ok"):
+            self.close()
+            raise WorkerError(hello.get("kind", "environment"), f"{label}: {hello.get('error')}")
+        if hello.get("protocol") != wire.PROTOCOL_VERSION:
+            self.close()
+            raise WorkerError("environment", f"{label} speaks protocol version {hello.get('protocol')!r}, this "
+                                             f"plugin {wire.PROTOCOL_VERSION}")
+        self.pid = hello.get("pid")
+
+    def _reader(self, timeout: Optional[float], what: str) -> "_ReplyReader":
+        return _ReplyReader(self, None if timeout is None else time.monotonic() + timeout, timeout, what)
+
+    def _recv(self, max_bytes: int, deadline: Optional[float], timeout: Optional[float], what: str) -> bytes:
+        """Some bytes from the worker; WorkerDied (the worker stopped) when ``deadline`` passes."""
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            chunk = self.transport.recv(max_bytes, remaining)
+        except TimeoutError:
+            self._die()
+            configured, origin = self.timeout_origin
+            origin = f" ({origin})" if timeout == configured and what != "start-up" else ""
+            raise WorkerDied(f"{self.label} did not answer {what} within {timeout:g} s{origin}; the worker "
+                             "was stopped") from None
+        if not chunk:
+            raise EOFError
+        return chunk
+
+    def _read_reply(self, timeout: Optional[float], what: str, request_id: Optional[int],
+                    stderr_since: int) -> Tuple[Dict[str, Any], Arrays]:
+        """The reply to request ``request_id`` (None: the start-up hello). Anything else -- EOF, a
+        frame that does not decode, a reply to another request -- stops the worker: WorkerDied."""
+        try:
+            reply, arrays = wire.read_frame(self._reader(timeout, what))
+        except EOFError:
+            problem = None
+        except wire.ProtocolError as exc:
+            problem = f"sent an invalid frame ({exc})"
+        else:
+            if reply.get("id") == request_id:
+                return reply, arrays
+            problem = (f"answered request {reply.get('id')!r} when {request_id!r} was expected "
+                       "(protocol out of step)")
+        status = None if problem else self._wait_exit()
+        tail = self.transport.stderr.text(since=stderr_since, drain=0.2 if problem else 1.0)
+        self._die()
+        what_happened = (f"{problem} during {what}; the worker was stopped" if problem
+                         else f"died during {what}: {describe_exit(status)}")
+        raise WorkerDied(f"{self.label} {what_happened}" + (f"; last stderr: {tail}" if tail else ""))
+
+    def usable(self) -> bool:
+        """Alive as far as this client knows, and its transport still up (asks no question on the wire)."""
+        return self.alive and self.transport.usable()
+
+    def _wait_exit(self) -> Optional[int]:
+        for _ in range(50):
+            status = self.transport.exit_status()
+            if status is not None:
+                return status
+            time.sleep(0.02)
+        return None
+
+    def _die(self) -> None:
+        self.alive = False
+        self.transport.terminate()
+
+    def request(
+        self, op: str, arrays: Sequence[Tuple[str, np.ndarray]] = (), timeout: Optional[float] = None, **fields: Any
+    ) -> Tuple[Dict[str, Any], Arrays]:
+        """Send one request and return ``(reply header, arrays)``; raise WorkerError / WorkerDied."""
+        if not self.alive:
+            raise WorkerDied(f"{self.label} is no longer running")
+        with self._lock:
+            request_id = next(self._ids)
+            frame = wire.frame_parts(dict(fields, op=op, id=request_id), arrays)
+            since = self.transport.stderr.mark()
+            try:
+                self.transport.send(frame)
+            except WorkerDied:
+                self._die()  # a failed write leaves no usable worker: the next request starts a new one
+                raise
+            reply, out = self._read_reply(timeout, op, request_id, since)
+        if not reply.get("ok"):
+            raise WorkerError(reply.get("kind", "internal"), reply.get("error", "unknown worker error"))
+        return reply, out
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Ask the worker to exit, then make sure it is gone."""
+        if self.alive and self.transport.exit_status() is None:
+            try:
+                request_id = next(self._ids)
+                self.transport.send([wire.encode_header_only({"op": "shutdown", "id": request_id})])
+                self._read_reply(timeout, "shutdown", request_id, self.transport.stderr.mark())
+            except (WorkerDied, OSError):
+                pass
+        self.alive = False
+        self.transport.terminate()
+
+
+
+class _ReplyReader:
+    """Reads one reply for :class:`WorkerClient`: small reads through its buffer, arrays straight
+    into their own memory (a big tensor is not copied on the way in)."""
+
+    def __init__(self, client: WorkerClient, deadline: Optional[float], timeout: Optional[float], what: str) -> None:
+        self.client, self.deadline, self.timeout, self.what = client, deadline, timeout, what
+
+    def read_exact(self, n: int) -> bytes:
+        buffer = self.client._buffer
+        while len(buffer) < n:
+            buffer += self.client._recv(max(65536, n - len(buffer)), self.deadline, self.timeout, self.what)
+        data = bytes(buffer[:n])
+        del buffer[:n]
+        return data
+
+    def read_into(self, view: memoryview) -> None:
+        buffer = self.client._buffer
+        done = min(len(buffer), len(view))
+        view[:done] = buffer[:done]
+        del buffer[:done]
+        while done < len(view):
+            chunk = self.client._recv(min(len(view) - done, 1 << 20), self.deadline, self.timeout, self.what)
+            view[done:done + len(chunk)] = chunk
+            done += len(chunk)

@@ -1,0 +1,191 @@
+"""The object a test gets as ``edge_session``: one model on one device and provider."""
+from __future__ import annotations
+
+import re
+from typing import Any, Callable, Dict, List, Mapping, Optional
+
+import numpy as np
+
+from .client import WorkerDied, WorkerError
+from .base import Device, SessionHandle
+from ..errors import EdgeSessionError
+from ..model.inputs import Feed, check_feed
+from ..model.info import ModelInfo
+from .placement import Placement, format_fallback
+from ..config.providers import ProviderSpec
+
+
+class EdgeSession:
+    """A cached ONNX Runtime session in a worker; ``run(feed)`` returns ``{output name: array}``."""
+
+    def __init__(
+        self,
+        device: Device,
+        model: ModelInfo,
+        spec: ProviderSpec,
+        options: Mapping[str, str],
+        cpu_fallback: bool,
+        on_create: Callable[["EdgeSession"], None],
+    ) -> None:
+        self.device = device
+        self.model = model
+        self.spec = spec
+        self.options = dict(options)
+        self.cpu_fallback = cpu_fallback
+        self.last_inputs: Optional[Feed] = None
+        self._on_create = on_create
+        self._handle: Optional[SessionHandle] = None
+        self._open()
+
+    # -- identity
+    @property
+    def provider(self) -> str:
+        return self.spec.alias
+
+    @property
+    def label(self) -> str:
+        return f"{self.model.path.name} on {self.device.name}/{self.spec.alias}"
+
+    @property
+    def placement(self) -> Optional[Placement]:
+        return self._handle.placement if self._handle else None
+
+    @property
+    def npu_coverage(self) -> Optional[float]:
+        """Fraction of nodes on the provider's EP (None when placement is unknown)."""
+        placement = self.placement
+        return None if placement is None else placement.coverage(self.spec.ep_name)
+
+    def provenance(self) -> Dict[str, Any]:
+        """Facts to record with every result from this session."""
+        caps = self.device.capabilities()
+        offload = None
+        if self.spec.ep_name == "QNNExecutionProvider":
+            # QNN turns graph-I/O quantization offload off by itself when CPU fallback is disabled.
+            offload = self.options.get("offload_graph_io_quantization", "1") if self.cpu_fallback else "0"
+        return {
+            "device": self.device.name,
+            "provider": self.spec.alias,
+            "ep": self.spec.ep_name,
+            "ep_api": self._handle.reply.get("api") if self._handle else None,
+            "provider_options": dict(self.options),
+            "cpu_fallback": self.cpu_fallback,
+            "offload_graph_io_quantization": offload,
+            "model": self.model.path.name,
+            "model_path": str(self.model.path),
+            "model_sha256": self.model.sha256,
+            "platform": caps.get("platform"),
+            "soc": caps.get("soc"),
+            "onnxruntime": caps.get("onnxruntime"),
+            "qnn_sdk": (caps.get("qnn") or {}).get("sdk_version"),
+            "qnn_ep": (caps.get("qnn") or {}).get("ep_package_version"),
+            "npu_coverage": self.npu_coverage,
+            "placement": self.placement.to_dict() if self.placement is not None else None,
+        }
+
+    def _user_paths(self, text: str) -> str:
+        """A worker's message with the device's cache file (``.../models/<sha256>.onnx``) named as
+        the user's model file."""
+        return re.sub(r"[^\s'\"]*models/%s\.onnx" % self.model.sha256, str(self.model.path), text)
+
+    def _explain(self, error: str) -> str:
+        """A worker's creation error in the user's terms: their model path, and what to set when QNN
+        refuses fp16 without a SoC (its own words are a C++ trace)."""
+        if "fp16 precision mode is enabled but soc_model is not specified" in error.lower():
+            return (f"{self.spec.alias} needs the QNN option soc_model here (QNN runs float in fp16 for a given "
+                    f"SoC; on the x86-64 simulator any, e.g. \"60\"): @pytest.mark.edge_providers("
+                    f"\"{self.spec.alias}\", options={{\"soc_model\": \"60\"}}) or soc_model = \"60\" under "
+                    f"[devices.{self.device.name}.providers.{self.spec.alias}] in edge-devices.toml")
+        return self._user_paths(error)
+
+    # -- lifecycle
+    def _open(self) -> None:
+        try:
+            self._handle = self.device.create_session(self.model, self.spec, self.options, self.cpu_fallback)
+        except WorkerError as exc:
+            mode = "" if self.cpu_fallback else " with CPU fallback disabled"
+            raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {self._explain(str(exc))}") from None
+        except WorkerDied as exc:
+            self.device.worker_died()
+            raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
+        self._on_create(self)
+        self._check_placement()
+
+    def _check_placement(self) -> None:
+        placement = self.placement
+        if not self.spec.accelerator or placement is None:
+            return
+        if placement.total == 0:
+            raise EdgeSessionError(
+                f"{self.label}: no node of the graph is left after onnxruntime's optimizations (it folded to "
+                f"constants at load), so nothing runs on {self.spec.ep_name} and there is no {self.spec.alias} "
+                "result to report", placement)
+        if placement.count(self.spec.ep_name) == 0:
+            where = format_fallback(placement.nodes_not_on(self.spec.ep_name))
+            raise EdgeSessionError(
+                f"{self.label}: {self.spec.ep_name} took none of the {placement.total} nodes, everything runs on "
+                f"CPU, so there is no {self.spec.alias} result to report; nodes: {where}",
+                placement,
+            )
+
+    def _live_handle(self) -> SessionHandle:
+        if self._handle is None or not self._handle.alive:
+            self._open()  # the worker died earlier (crash/kill): recreate in a fresh worker
+        assert self._handle is not None
+        return self._handle
+
+    def _request(self, op: str, feed: Feed, **fields: Any):
+        self.device.check_board_lock()  # no request on a board whose lock this run lost
+        handle = self._live_handle()
+        try:
+            return handle.client.request(
+                op, list(feed.items()), sid=handle.sid, timeout=self.device.config.command_timeout, **fields
+            )
+        except WorkerError as exc:
+            raise EdgeSessionError(f"{self.label}: {op} failed: {self._user_paths(str(exc))}") from None
+        except WorkerDied as exc:
+            self.device.worker_died()
+            raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
+
+    # -- what tests call
+    @property
+    def checks_memory_state(self) -> bool:
+        """Whether the first run of this session checks that outputs do not depend on memory left by
+        earlier graphs: on QNN HTP, where kernels that leave elements unwritten were measured."""
+        return self.spec.ep_name == "QNNExecutionProvider" and self.spec.qnn_backend == "htp"
+
+    def run(self, feed: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+        """Run one inference. The first run of a QNN HTP session runs the feed twice, with the NPU's
+        memory filled with two different patterns before each run, and fails unless both agree bit
+        for bit: so a verdict never depends on what ran before (test order or selection)."""
+        feed = check_feed(self.model, feed, self.label)
+        handle = self._live_handle()
+        check = self.checks_memory_state and not handle.memory_checked
+        reply, outputs = self._request("run", feed, **({"memory_check": True} if check else {}))
+        self.last_inputs = feed
+        if reply.get("memory_differs"):
+            detail = ", ".join(f"{name!r}: {count} element{'s' * (count != 1)}"
+                               for name, count in sorted(reply["memory_differs"].items()))
+            raise EdgeSessionError(
+                f"{self.label}: outputs depend on memory left by earlier graphs ({detail} differ bit for bit "
+                "when the same example runs twice with the NPU memory filled differently in between), so "
+                "this result depends on test order and selection")
+        handle.memory_checked = handle.memory_checked or check
+        return dict(outputs)
+
+    def time(self, feed: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 2) -> List[float]:
+        """Per-inference latencies in ms measured inside the worker (no transport in the numbers)."""
+        feed = check_feed(self.model, feed, self.label)
+        reply, _ = self._request("time", feed, runs=runs, warmup=warmup)
+        return list(reply["times_ms"])
+
+    def close(self) -> None:
+        if self._handle is not None and self._handle.alive:
+            try:
+                self._handle.client.request("close_session", sid=self._handle.sid, timeout=10)
+            except Exception:  # closing is best effort; the worker is stopped at run end anyway
+                pass
+        self._handle = None
+
+    def __repr__(self) -> str:
+        return f"<EdgeSession {self.label} fallback={'on' if self.cpu_fallback else 'off'}>"

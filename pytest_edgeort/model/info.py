@@ -1,0 +1,227 @@
+"""What the host needs to know about a model: I/O metadata, quantization scales, precision, hash."""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Union
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..errors import ModelError
+
+# ONNX TensorProto data type -> numpy dtype name, for every type model I/O can have here.
+ONNX_TO_NUMPY = {
+    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64",
+    onnx.TensorProto.INT8: "int8", onnx.TensorProto.INT16: "int16", onnx.TensorProto.INT32: "int32",
+    onnx.TensorProto.INT64: "int64", onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.UINT16: "uint16",
+    onnx.TensorProto.UINT32: "uint32", onnx.TensorProto.UINT64: "uint64", onnx.TensorProto.BOOL: "bool",
+}
+_PASS_THROUGH = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
+_QUANT_PRECISION = {"uint8": "u8", "uint16": "u16", "int8": "i8", "int16": "i16"}
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One graph input or output."""
+
+    name: str
+    dtype: str  # numpy dtype name
+    shape: Tuple[Union[int, str], ...]  # str for a dynamic dimension
+
+    @property
+    def is_static(self) -> bool:
+        return all(isinstance(d, int) and d > 0 for d in self.shape)
+
+
+@dataclass(frozen=True)
+class QuantParams:
+    """Scale/zero point of a quantized tensor and its integer type."""
+
+    scale: float
+    zero_point: int
+    qtype: str  # numpy dtype name of the quantized type
+
+    @property
+    def value_range(self) -> Tuple[float, float]:
+        info = np.iinfo(self.qtype)
+        return ((info.min - self.zero_point) * self.scale, (info.max - self.zero_point) * self.scale)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Static facts about one ONNX model file."""
+
+    path: Path
+    sha256: str
+    inputs: Tuple[TensorInfo, ...]
+    outputs: Tuple[TensorInfo, ...]
+    output_quant: Dict[str, QuantParams] = field(default_factory=dict)
+    input_quant: Dict[str, QuantParams] = field(default_factory=dict)
+    is_qdq: bool = False
+    op_types: Tuple[str, ...] = ()
+    output_depth: Dict[str, int] = field(default_factory=dict)
+    external_data: Tuple[Tuple[str, str], ...] = ()  # (location relative to the model's folder, sha256)
+
+    @property
+    def cache_id(self) -> str:
+        """The model's identity in a device's cache: its sha256, or for a model with external data a
+        hash over the model and every data file (a changed weights file is another model there)."""
+        if not self.external_data:
+            return self.sha256
+        digest = hashlib.sha256(self.sha256.encode())
+        for location, sha in self.external_data:
+            digest.update(f"\0{location}\0{sha}".encode())
+        return digest.hexdigest()
+
+    def precision(self, output: str, float_as_fp16: bool) -> str:
+        """Precision class of an output: u8/u16/i8/i16 (QDQ), fp16, fp32, int or bool."""
+        info = {o.name: o for o in self.outputs}[output]
+        quant = self.output_quant.get(output)
+        if info.dtype == "bool":
+            return "bool"
+        if quant is not None:
+            return _QUANT_PRECISION.get(quant.qtype, "u8")
+        if np.issubdtype(np.dtype(info.dtype), np.integer):
+            return "int"
+        if self.is_qdq:
+            return "u16" if self._dominant_activation() == "uint16" else "u8"
+        if info.dtype == "float16" or float_as_fp16:
+            return "fp16"
+        return "fp32"
+
+    def _dominant_activation(self) -> str:
+        types = [q.qtype for q in self.output_quant.values()] + [q.qtype for q in self.input_quant.values()]
+        return max(set(types), key=types.count) if types else "uint8"
+
+    def depth(self, output: str) -> Optional[int]:
+        """Requantizations (QuantizeLinear nodes) on the longest path from a graph input to ``output``;
+        None for a model without QuantizeLinear."""
+        return self.output_depth.get(output)
+
+    def shape(self, output: str) -> Tuple[Union[int, str], ...]:
+        return {o.name: o for o in self.outputs}[output].shape
+
+    def scale(self, output: str) -> Optional[float]:
+        quant = self.output_quant.get(output)
+        return None if quant is None else quant.scale
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _external_data(model: onnx.ModelProto, path: Path) -> Tuple[Tuple[str, str], ...]:
+    """The external data files of a model, each inside the model's folder, with their sha256."""
+    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    locations = sorted({entry.value for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL
+                        for entry in t.external_data if entry.key == "location"})
+    folder = path.parent.resolve()
+    files = []
+    for location in locations:
+        target = (folder / location).resolve()
+        if Path(location).is_absolute() or folder not in target.parents:
+            raise ModelError(f"{path}: external data location {location!r} is outside the model's folder {folder}")
+        if not target.is_file():
+            raise ModelError(f"{path}: external data file {location!r} not found: {target}")
+        files.append((Path(location).as_posix(), sha256_file(target)))
+    return tuple(files)
+
+
+def _requantization_depth(graph: onnx.GraphProto) -> Dict[str, int]:
+    """Per tensor: the most QuantizeLinear nodes on any path from a graph input (nodes are topologically sorted)."""
+    depth: Dict[str, int] = {}
+    for node in graph.node:
+        here = max((depth.get(name, 0) for name in node.input), default=0) + (node.op_type == "QuantizeLinear")
+        for out in node.output:
+            depth[out] = here
+    return depth
+
+
+def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+    ttype = value.type.tensor_type
+    dims: List[Union[int, str]] = []
+    for d in ttype.shape.dim:
+        if d.HasField("dim_value"):
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or "?")
+    return TensorInfo(value.name, ONNX_TO_NUMPY.get(ttype.elem_type, f"onnx-type-{ttype.elem_type}"), tuple(dims))
+
+
+def _quant_params(node: onnx.NodeProto, inits: Dict[str, onnx.TensorProto]) -> Optional[QuantParams]:
+    """Scale/zero point of a QuantizeLinear/DequantizeLinear node with per-tensor constants."""
+    if len(node.input) < 2 or node.input[1] not in inits:
+        return None
+    scale = numpy_helper.to_array(inits[node.input[1]])
+    if scale.size != 1:
+        return None
+    if len(node.input) > 2 and node.input[2] in inits:
+        zp = numpy_helper.to_array(inits[node.input[2]])
+        qtype, zero = zp.dtype.name, int(zp.reshape(-1)[0])
+    else:
+        qtype, zero = "uint8", 0
+    return QuantParams(float(scale.reshape(-1)[0]), zero, qtype)
+
+
+@lru_cache(maxsize=64)
+def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
+    path = Path(path_str)
+    try:
+        model = onnx.load(path_str, load_external_data=False)
+    except Exception as exc:
+        raise ModelError(f"{path}: not a readable ONNX model ({' '.join(str(exc).split())[:200]})") from None
+    graph = model.graph
+    inits = {t.name: t for t in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output and node.attribute:
+            inits.setdefault(node.output[0], node.attribute[0].t)
+    producers = {out: node for node in graph.node for out in node.output}
+    consumers: Dict[str, List[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    initializer_names = set(inits)
+    inputs = tuple(_tensor_info(v) for v in graph.input if v.name not in initializer_names)
+    outputs = tuple(_tensor_info(v) for v in graph.output)
+
+    output_quant = {}
+    for out in outputs:
+        node = producers.get(out.name)
+        while node is not None and node.op_type in _PASS_THROUGH:
+            node = producers.get(node.input[0])
+        if node is not None and node.op_type in ("DequantizeLinear", "QuantizeLinear"):
+            params = _quant_params(node, inits)
+            if params is not None:
+                output_quant[out.name] = params
+    input_quant = {}
+    for inp in inputs:
+        for node in consumers.get(inp.name, []):
+            if node.op_type == "QuantizeLinear":
+                params = _quant_params(node, inits)
+                if params is not None:
+                    input_quant[inp.name] = params
+                    break
+    op_types = tuple(sorted({n.op_type for n in graph.node}))
+    is_qdq = "DequantizeLinear" in op_types or "QuantizeLinear" in op_types
+    depth = _requantization_depth(graph) if "QuantizeLinear" in op_types else {}
+    output_depth = {o.name: depth.get(o.name, 0) for o in outputs} if depth else {}
+    return ModelInfo(path, sha256_file(path), inputs, outputs, output_quant, input_quant, is_qdq, op_types,
+                     output_depth, _external_data(model, path))
+
+
+def model_info(path: Union[str, Path]) -> ModelInfo:
+    """Read (and cache by path+mtime) the facts about a model file; ModelError names the file."""
+    path = Path(path).resolve()
+    try:
+        stat = path.stat()
+    except OSError:
+        raise ModelError(f"model file not found: {path}") from None
+    return _load(str(path), stat.st_mtime_ns, stat.st_size)

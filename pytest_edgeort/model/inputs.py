@@ -1,0 +1,129 @@
+"""Model inputs: generated from the model's metadata (seeded) or loaded from ``.npz`` files."""
+from __future__ import annotations
+
+import hashlib
+import shlex
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
+
+from ..errors import InputError
+from .info import ModelInfo, TensorInfo
+
+Feed = Dict[str, np.ndarray]
+# Default generation ranges, [low, high): a QDQ input uses the range its QuantizeLinear can represent.
+DEFAULT_FLOAT_RANGE = (0.0, 1.0)
+DEFAULT_INT_RANGE = (0, 128)
+
+
+def static_shape(model: ModelInfo, tensor: TensorInfo, shapes: Optional[Mapping[str, Sequence[int]]] = None) -> Tuple[int, ...]:
+    """The concrete shape of an input, or an InputError telling how to fix a dynamic one."""
+    if shapes and tensor.name in shapes:
+        return tuple(int(d) for d in shapes[tensor.name])
+    if tensor.is_static:
+        return tuple(int(d) for d in tensor.shape)
+    dynamic = [d for d in tensor.shape if not isinstance(d, int) or d <= 0]
+    name = next((d for d in dynamic if isinstance(d, str) and d != "?"), None)
+    if name:
+        fix = f"--dim_param {shlex.quote(name)} --dim_value 1"
+    else:
+        fix = f"--input_name {shlex.quote(tensor.name)} --input_shape " + ",".join(
+            str(d) if isinstance(d, int) and d > 0 else "1" for d in tensor.shape
+        )
+    raise InputError(
+        f"{model.path.name}: input {tensor.name!r} has dynamic shape {list(tensor.shape)}; give a fixed shape "
+        f"(edge_model(..., shapes={{{tensor.name!r}: [...]}}) or [prepare] fix_shapes) or fix the model: "
+        f"python -m onnxruntime.tools.make_dynamic_shape_fixed {fix} {shlex.quote(model.path.name)} fixed.onnx"
+    )
+
+
+def input_seed(seed: int, model_sha256: str, input_name: str, index: int = 0) -> int:
+    """A stable seed per (run seed, model, input, example index): same data on every device."""
+    text = f"{seed}:{model_sha256}:{input_name}:{index}".encode()
+    return int.from_bytes(hashlib.sha256(text).digest()[:8], "little")
+
+
+def value_range(model: ModelInfo, tensor: TensorInfo, ranges: Optional[Mapping[str, Sequence[float]]] = None) -> Tuple[float, float]:
+    """[low, high) used to generate one input."""
+    if ranges and tensor.name in ranges:
+        low, high = ranges[tensor.name]
+        if not low < high:
+            raise InputError(f"{model.path.name}: range for input {tensor.name!r} must be [low, high) with low < high, got {[low, high]}")
+        return float(low), float(high)
+    if tensor.name in model.input_quant:
+        return model.input_quant[tensor.name].value_range
+    if np.issubdtype(np.dtype(tensor.dtype), np.integer):
+        info = np.iinfo(tensor.dtype)
+        return float(max(DEFAULT_INT_RANGE[0], info.min)), float(min(DEFAULT_INT_RANGE[1], info.max + 1))
+    return DEFAULT_FLOAT_RANGE
+
+
+def generate_inputs(
+    model: ModelInfo,
+    seed: int,
+    index: int = 0,
+    ranges: Optional[Mapping[str, Sequence[float]]] = None,
+    shapes: Optional[Mapping[str, Sequence[int]]] = None,
+) -> Feed:
+    """One feed for every model input, reproducible from ``seed`` and ``index``."""
+    feed: Feed = {}
+    for tensor in model.inputs:
+        shape = static_shape(model, tensor, shapes)
+        rng = np.random.default_rng(input_seed(seed, model.sha256, tensor.name, index))
+        dtype = np.dtype(tensor.dtype)
+        if dtype == np.bool_:
+            feed[tensor.name] = rng.random(shape) < 0.5
+            continue
+        low, high = value_range(model, tensor, ranges)
+        if np.issubdtype(dtype, np.integer):
+            feed[tensor.name] = rng.integers(int(np.ceil(low)), int(np.ceil(high)), size=shape).astype(dtype)
+        elif np.issubdtype(dtype, np.floating):
+            feed[tensor.name] = rng.uniform(low, high, size=shape).astype(dtype)
+        else:
+            raise InputError(f"{model.path.name}: cannot generate input {tensor.name!r} of type {tensor.dtype}")
+    return feed
+
+
+def load_npz(path: Path) -> Dict[str, np.ndarray]:
+    """Arrays of an .npz file (never unpickled); InputError names the file when unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except FileNotFoundError:
+        raise InputError(f"inputs file not found: {path}") from None
+    except (ValueError, OSError) as exc:
+        raise InputError(f"{path}: not a readable .npz without pickled objects ({exc})") from None
+
+
+def check_feed(model: ModelInfo, feed: Mapping[str, np.ndarray], source: str, shapes: Optional[Mapping[str, Sequence[int]]] = None) -> Feed:
+    """Check names, dtypes and shapes of a feed against the model; return it as a plain dict."""
+    expected = {t.name: t for t in model.inputs}
+    missing = sorted(set(expected) - set(feed))
+    extra = sorted(set(feed) - set(expected))
+    if missing or extra:
+        raise InputError(
+            f"{source}: inputs do not match {model.path.name}"
+            + (f"; missing {missing}" if missing else "")
+            + (f"; unexpected {extra}" if extra else "")
+            + f" (model inputs: {sorted(expected)})"
+        )
+    out: Feed = {}
+    for name, tensor in expected.items():
+        array = np.asarray(feed[name])
+        if array.dtype != np.dtype(tensor.dtype):
+            raise InputError(f"{source}: input {name!r} has dtype {array.dtype}, the model wants {tensor.dtype}")
+        want = static_shape(model, tensor, shapes) if (tensor.is_static or (shapes and name in shapes)) else None
+        if want is not None and tuple(array.shape) != want:
+            raise InputError(f"{source}: input {name!r} has shape {list(array.shape)}, the model wants {list(want)}")
+        out[name] = array
+    return out
+
+
+def split_examples(model: ModelInfo, arrays: Mapping[str, np.ndarray], source: str) -> List[Feed]:
+    """Suite inputs: every input stacked on a new leading axis (N examples) -> N feeds."""
+    counts = {name: np.asarray(a).shape[0] if np.asarray(a).ndim else 0 for name, a in arrays.items()}
+    if len(set(counts.values())) != 1 or 0 in counts.values():
+        raise InputError(f"{source}: every input must hold the same number N>0 of examples on axis 0, got {counts}")
+    n = next(iter(counts.values()))
+    return [check_feed(model, {k: np.asarray(v)[i] for k, v in arrays.items()}, f"{source}[{i}]") for i in range(n)]

@@ -1,0 +1,1 @@
+"""End-of-run output: the terminal summary and the JSON report."""

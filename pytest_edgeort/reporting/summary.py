@@ -1,0 +1,166 @@
+"""End-of-run summary: one row per model x device x provider, failures first, plus skip reasons."""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+
+from ..config.providers import available_aliases
+
+_BAD = ("failed", "error")
+
+
+@dataclass
+class SummaryRow:
+    """Aggregated results of one model on one device and provider."""
+
+    model: str  # the suite folder or the model path, relative to the rootdir where it is inside
+    device: str
+    provider: str
+    outcomes: List[str] = field(default_factory=list)
+    max_lsb: Optional[float] = None
+    snr_db: Optional[float] = None
+    topk: Optional[float] = None
+    coverage: Optional[float] = None  # with CPU fallback allowed
+    strict_coverage: Optional[float] = None  # with CPU fallback disabled (a passed no_cpu_fallback check)
+    p50_ms: Optional[float] = None
+    p90_ms: Optional[float] = None
+    speedup: Optional[float] = None
+
+    @property
+    def verdict(self) -> str:
+        if any(o in _BAD for o in self.outcomes):
+            return "FAIL"
+        if self.outcomes and all(o == "skipped" for o in self.outcomes):
+            return "SKIP"
+        return "XFAIL" if "xfailed" in self.outcomes else "PASS"  # a known finding stays visible
+
+    @property
+    def checks(self) -> str:
+        """'3/4': tests of this row that passed, of all that ran (skips aside)."""
+        ran = [o for o in self.outcomes if o != "skipped"]
+        return f"{sum(o in ('passed', 'xfailed') for o in ran)}/{len(ran)}" if ran else "-"
+
+
+def _worst(current: Optional[float], value: Any, pick) -> Optional[float]:
+    if value in ("inf", "-inf"):  # JSON-safe spelling of infinities (identical outputs: SNR inf)
+        value = float(value)
+    if not isinstance(value, (int, float)):
+        return current
+    return value if current is None else pick(current, value)
+
+
+def row_name(record: Mapping[str, Any], rootdir: Optional[Path]) -> str:
+    """What a row is keyed by: the suite folder, else the model path (relative to the rootdir where
+    it is inside), else the model's file name."""
+    where = record.get("suite") or record.get("model_path")
+    if not where:
+        return str(record["model"])
+    path = Path(where).parent if record.get("suite") else Path(where)
+    if rootdir is not None:
+        try:
+            return str(path.relative_to(rootdir))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def build_rows(records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, str],
+               rootdir: Optional[Path] = None) -> List[SummaryRow]:
+    """Rows from the run's check records (see runstate.EdgeRun.record), failures first."""
+    rows: Dict[Tuple[str, str, str], SummaryRow] = {}
+    seen: Dict[Tuple[str, str, str], set] = {}
+    for rec in records:
+        if "model" not in rec:
+            continue
+        key = (row_name(rec, rootdir), rec["device"], rec["provider"])
+        row = rows.setdefault(key, SummaryRow(*key))
+        nodeid = rec.get("nodeid", "")
+        if nodeid not in seen.setdefault(key, set()):
+            seen[key].add(nodeid)
+            row.outcomes.append(outcomes.get(nodeid, "passed" if rec.get("passed", True) else "failed"))
+        for out in (rec.get("comparison") or {}).get("outputs", []):
+            row.max_lsb = _worst(row.max_lsb, out.get("max_lsb"), max)
+            row.snr_db = _worst(row.snr_db, out.get("snr_db"), min)
+            row.topk = _worst(row.topk, out.get("topk_agreement"), min)
+        if rec.get("ep") != "CPUExecutionProvider":
+            if rec.get("cpu_fallback", True):
+                row.coverage = _worst(row.coverage, rec.get("npu_coverage"), min)
+            else:
+                row.strict_coverage = _worst(row.strict_coverage, rec.get("npu_coverage"), min)
+        latency = rec.get("latency") or {}
+        if latency:
+            row.p50_ms, row.p90_ms = latency.get("p50_ms"), latency.get("p90_ms")
+            row.speedup = rec.get("speedup_vs_cpu")
+    return sorted(rows.values(), key=lambda r: (r.verdict != "FAIL", r.model, r.device, r.provider))
+
+
+def _num(value: Optional[float], fmt: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and math.isinf(value):
+        return "-inf" if value < 0 else "inf"
+    return format(value, fmt)
+
+
+def _ms(value: Optional[float]) -> str:
+    """Milliseconds in one readable format: 3160, 31.6, 0.508."""
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if value >= 100 else f"{value:.1f}" if value >= 10 else f"{value:.3f}"
+
+
+def _left_cut(text: str, width: int) -> str:
+    """The end of a long name (where paths differ), marked with '...'."""
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def format_rows(rows: List[SummaryRow]) -> List[str]:
+    header = (f"{'model':32s} {'device':10s} {'provider':12s} {'verdict':12s} {'maxLSB':>7s} {'SNR dB':>7s} "
+              f"{'top-k':>6s} {'NPU %':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'speedup':>8s}")
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        strict = r.strict_coverage is not None
+        coverage = r.strict_coverage if strict else r.coverage
+        coverage_text = "-" if coverage is None else f"{100 * coverage:.0f}" + ("" if strict else "*")
+        topk = None if r.topk is None else 100 * r.topk
+        lines.append(
+            f"{_left_cut(r.model, 32):32s} {r.device[:10]:10s} {r.provider[:12]:12s} {r.verdict + ' ' + r.checks:12s} "
+            f"{_num(r.max_lsb, '.0f'):>7s} {_num(r.snr_db, '.1f'):>7s} {_num(topk, '.0f'):>6s} {coverage_text:>6s} "
+            f"{_ms(r.p50_ms):>8s} {_ms(r.p90_ms):>8s} {_num(r.speedup, '.2g'):>8s}"
+        )
+    if any(r.strict_coverage is None and r.coverage is not None for r in rows):
+        lines.append("NPU % *: with CPU fallback allowed (QNN then runs graph-input/output quantization on CPU); "
+                     "without *: with CPU fallback disabled")
+    return lines
+
+
+def skip_counts(reasons: Iterable[str]) -> List[Tuple[str, int]]:
+    """Skip reasons with their counts, most frequent first."""
+    return Counter(reasons).most_common()
+
+
+def device_line(name: str, caps: Mapping[str, Any]) -> str:
+    """'edgeort device local: Linux-...-x86_64, python 3.11.7, onnxruntime 1.31.1, QNN SDK ... ; providers: ...'."""
+    qnn = caps.get("qnn") or {}
+    providers = available_aliases(tuple(caps.get("providers", ())), tuple(qnn.get("backends", ())))
+    qnn_text = f", QNN SDK {qnn.get('sdk_version')} (EP {qnn.get('ep_package_version')})" if qnn else ""
+    soc = f" [{caps['soc']}]" if caps.get("soc") else ""
+    simulated = caps.get("machine") in ("x86_64", "AMD64") and "htp" in qnn.get("backends", ())
+    note = ("; qnn-htp is QNN's HTP simulator on x86-64: its latency and speed-up are not a board's"
+            if simulated else "")
+    return (f"edgeort device {name}: {caps.get('platform')}{soc}, python {caps.get('python')}, "
+            f"onnxruntime {caps.get('onnxruntime')}{qnn_text}; providers: {', '.join(providers)}{note}")
+
+
+def lock_lines(device_facts: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    """One line per device whose board lock this run had to wait for."""
+    lines = []
+    for name, facts in sorted(device_facts.items()):
+        lock = facts.get("board_lock") or {}
+        if lock.get("waited_for"):
+            lines.append(f"edgeort device {name}: waited {lock['waited_s']:.1f} s for the board lock "
+                         f"{lock['path']} (held by {lock['waited_for']})")
+    return lines

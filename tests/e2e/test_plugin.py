@@ -1,0 +1,294 @@
+"""The plugin as a user meets it: pytester runs against the real QNN HTP simulator and the CPU EP."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.runs import require_qnn, run
+
+require_qnn()
+
+MATCH_TEST = '''
+import pytest
+
+@pytest.mark.edge_model(r"{model}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
+    result = edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+    assert result.passed
+'''
+
+
+def test_u8_qdq_model_matches_cpu_with_default_tolerance(pytester, model_dir):
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    result = run(pytester, "-v")
+    result.stdout.fnmatch_lines(["*test_matches_cpu[[]local-qnn-htp[]] PASSED*"])
+    result.assert_outcomes(passed=1)
+
+
+def test_real_error_fails_with_table_and_worst_element(pytester, model_dir):
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}", reference_model=r"{model_dir / 'conv_matmul_qdq_wrong.onnx'}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+''')
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([
+        "*conv_matmul_qdq.onnx on local/qnn-htp vs reference: 1 of 1 outputs failed*",
+        "*output*shape*verdict*max|err|*max LSB*SNR dB*",
+        "E   y *1x10*FAIL*",
+        "*SNR * dB * < min_snr_db 10*",
+        "*error pattern: *",
+        "*worst elements:*",
+        "*index*actual*expected*|err|*err LSB*",
+        "*(0, *",
+        "*histogram in LSB*",
+        "*smallest tolerance that would pass: lsb=*",
+    ])
+
+
+def test_op_without_npu_kernel_fails_no_fallback_naming_it(pytester, model_dir):
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'det.onnx'}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_runs_fully_on_npu(edge_assert_no_fallback):
+    edge_assert_no_fallback()
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_qdq_runs_fully_on_npu(edge_assert_no_fallback):
+    assert edge_assert_no_fallback() == 1.0
+''')
+    result = run(pytester)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([
+        "*det.onnx on local/qnn-htp does not run fully on QNNExecutionProvider: "
+        "1 of 3 nodes would run on CPU: Det x1 (det_node)*",
+    ])
+
+
+def test_accelerator_session_with_everything_on_cpu_fails(pytester, model_dir):
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'det_only.onnx'}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_matches_cpu(edge_session):
+    pass
+''')
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "*det_only.onnx on local/qnn-htp: QNNExecutionProvider took none of the 1 nodes, everything runs on CPU, "
+        "so there is no qnn-htp result to report; nodes: Det x1 (det_node)*",
+    ])
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_missing_provider_skips_or_fails_when_strict(pytester, model_dir, strict):
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx").replace('"qnn-htp"', '"cuda"'))
+    result = run(pytester, *(["--edge-strict"] if strict else []))
+    message = ("*device 'local' has no provider 'cuda' (CUDAExecutionProvider); it has: cpu, qnn-htp*")
+    if strict:
+        result.assert_outcomes(errors=1)
+        result.stdout.fnmatch_lines([message + "[[]--edge-strict[]]*"])
+        assert result.ret == 1
+    else:
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines([message])
+        assert result.ret == 0
+
+
+def test_parametrization_ids_and_provider_filter(pytester, model_dir):
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_providers("qnn-htp", "cpu")
+def test_ids(edge_device, edge_provider):
+    pass
+''')
+    result = run(pytester, "--collect-only", "-q")
+    result.stdout.fnmatch_lines(["*test_ids[[]local-qnn-htp[]]", "*test_ids[[]local-cpu[]]"])
+    filtered = run(pytester, "--collect-only", "-q", "--edge-provider=cpu")
+    filtered.stdout.fnmatch_lines(["*test_ids[[]local-cpu[]]"])
+    filtered.stdout.no_fnmatch_line("*local-qnn-htp*")
+
+
+def test_unknown_device_or_missing_inventory_file_is_a_usage_error(pytester, model_dir):
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    result = run(pytester, "--edge-device=board9")
+    result.stderr.fnmatch_lines(["*unknown edge device 'board9'; known devices: local (from no inventory file)*"])
+    named = pytester.runpytest("-p", "no:cacheprovider", "--edge-devices-file=lab/devices.toml")
+    assert named.ret == pytest.ExitCode.USAGE_ERROR
+    named.stderr.fnmatch_lines([f"*--edge-devices-file {pytester.path / 'lab' / 'devices.toml'}: no such file*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_sessions_are_created_once_per_key(pytester, model_dir):
+    model = model_dir / "conv_matmul_qdq.onnx"
+    pytester.makepyfile(f'''
+import pytest
+
+pytestmark = [pytest.mark.edge_model(r"{model}"), pytest.mark.edge_providers("qnn-htp")]
+
+def test_one(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+def test_two(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+def test_three(edge_session, edge_open, edge_run_state):
+    assert edge_open(r"{model}", "qnn-htp") is edge_session
+    other = edge_open(r"{model}", "qnn-htp", options={{"htp_performance_mode": "burst"}})
+    assert other is not edge_session
+    # qnn-htp, cpu reference, and the burst-mode session: three keys, three sessions
+    assert edge_run_state.sessions_created == 3
+''')
+    run(pytester).assert_outcomes(passed=3)
+
+
+def test_provider_option_typo_is_refused_with_valid_keys(pytester, model_dir):
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx").replace(
+        '"qnn-htp")', '"qnn-htp", options={"htp_performence_mode": "burst"})'))
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines([
+        "*device 'local': unknown option 'htp_performence_mode' for provider qnn-htp "
+        "(did you mean 'htp_performance_mode'?); valid keys: backend_path, backend_type,*",
+    ])
+
+
+def test_dynamic_input_names_the_fix(pytester, model_dir):
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "dynamic.onnx").replace('"qnn-htp"', '"cpu"'))
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    assert ("dynamic.onnx: input 'x' has dynamic shape ['batch', 3, 16, 16]; give a fixed shape "
+            "(edge_model(..., shapes={'x': [...]}) or [prepare] fix_shapes) or fix the model: "
+            "python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param batch --dim_value 1 dynamic.onnx fixed.onnx"
+            ) in result.stdout.str()
+
+
+def test_no_edge_tests_no_output_no_worker(pytester):
+    pytester.makeconftest('''
+from pytest_edgeort.run import edge_run
+
+def pytest_unconfigure(config):
+    run = edge_run(config)
+    with open("edge-state.txt", "w") as f:
+        f.write(f"{len(run.devices)} {run.sessions_created}")
+''')
+    pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    assert "edgeort:" not in result.stdout.str() and "edgeort device" not in result.stdout.str()
+    assert (pytester.path / "edge-state.txt").read_text() == "0 0"
+
+
+def test_worker_killed_mid_run_errors_that_test_and_next_one_recovers(pytester, model_dir):
+    pytester.makepyfile(f'''
+import os, signal
+import pytest
+
+pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("cpu")]
+
+def test_a_killed(edge_session, edge_inputs):
+    os.kill(edge_session.device.clients["default"].pid, signal.SIGKILL)
+    edge_session.run(edge_inputs)
+
+def test_b_recovers(edge_session, edge_inputs):
+    assert set(edge_session.run(edge_inputs)) == {{"y"}}
+''')
+    result = run(pytester)
+    result.assert_outcomes(failed=1, passed=1)
+    result.stdout.fnmatch_lines([
+        "*conv_matmul_qdq.onnx on local/cpu: worker on device 'local' died during run: killed by SIGKILL*",
+    ])
+
+
+def test_marker_help_is_registered(pytester):
+    result = pytester.runpytest("--markers")
+    result.stdout.fnmatch_lines(["@pytest.mark.edge_model(path,*", "@pytest.mark.edge_providers(*",
+                                 "@pytest.mark.edge_tolerance(*"])
+
+
+def test_options_are_settable_as_ini(pytester, model_dir):
+    pytester.makeini("[pytest]\nedge_provider = cpu\nedge_seed = 7\n")
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_providers("qnn-htp", "cpu")
+def test_ids(edge_provider):
+    assert edge_provider == "cpu"
+''')
+    result = run(pytester, "-v")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["edgeort: devices local; seed 7; providers cpu*"])
+
+
+def test_edge_inputs_from_npz_exact_or_stacked_and_mismatch_named(pytester, model_dir):
+    import numpy as np
+
+    x = np.random.default_rng(0).random((3, 1, 3, 16, 16), dtype=np.float32)
+    np.savez(pytester.path / "stacked.npz", x=x)
+    np.savez(pytester.path / "exact.npz", x=x[1])
+    np.savez(pytester.path / "wrong.npz", image=x[0])
+    body = '''
+@pytest.mark.edge_model(r"{model}", inputs="{npz}")
+@pytest.mark.edge_providers("cpu")
+def test_{name}(edge_inputs):
+    np.testing.assert_array_equal(edge_inputs["x"], np.load("{npz}")["x"][{index}])
+'''
+    model = model_dir / "conv_matmul_qdq.onnx"
+    pytester.makepyfile("import numpy as np\nimport pytest\n"
+                        + body.format(model=model, npz="stacked.npz", name="stacked", index=0)
+                        + body.format(model=model, npz="exact.npz", name="exact", index="...")
+                        + body.format(model=model, npz="wrong.npz", name="wrong", index=0))
+    result = run(pytester)
+    result.assert_outcomes(passed=2, errors=1)
+    assert ("wrong.npz: inputs do not match conv_matmul_qdq.onnx; missing ['x']; unexpected ['image'] "
+            "(model inputs: ['x'])") in result.stdout.str()
+
+
+def test_edge_compare_raises_an_assertion_error_carrying_the_comparison(pytester, model_dir):
+    """As numpy.testing and torch.testing.assert_close: pytest.raises(AssertionError) works."""
+    pytester.makepyfile(f'''
+import pytest
+from pytest_edgeort import ComparisonError
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}", reference_model=r"{model_dir / 'conv_matmul_qdq_wrong.onnx'}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_expected_mismatch(edge_session, edge_reference, edge_inputs, edge_compare):
+    with pytest.raises(AssertionError) as info:
+        edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+    assert isinstance(info.value, ComparisonError) and not info.value.comparison.passed
+    assert "vs reference: 1 of 1 outputs failed" in str(info.value)
+''')
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_fp16_without_soc_model_says_what_to_set(pytester, model_dir):
+    """QNN's own error is a C++ trace; the message names the option, an example value and both places."""
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")  # QNN refuses the options, before any graph
+@pytest.mark.edge_providers("qnn-htp-fp16")
+def test_fp16(edge_session):
+    pass
+''')
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    text = result.stdout.str()
+    assert "onnxruntime_src" not in text
+    assert ('qnn-htp-fp16 needs the QNN option soc_model here (QNN runs float in fp16 for a given SoC; on the x86-64 '
+            'simulator any, e.g. "60"): @pytest.mark.edge_providers("qnn-htp-fp16", options={"soc_model": "60"}) or '
+            'soc_model = "60" under [devices.local.providers.qnn-htp-fp16] in edge-devices.toml') in text

@@ -1,0 +1,148 @@
+"""What CI reads: the terminal summary table, skip counts, the JSON report and JUnit properties."""
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from tests.support.runs import require_qnn
+
+require_qnn()
+
+TESTS = '''
+import pytest
+
+@pytest.mark.edge_model(r"{qdq}")
+@pytest.mark.edge_providers("qnn-htp", "cuda")
+def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+@pytest.mark.edge_model(r"{det}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_runs_fully_on_npu(edge_assert_no_fallback):
+    edge_assert_no_fallback()
+'''
+
+
+@pytest.fixture
+def result(pytester, model_dir):
+    pytester.makepyfile(TESTS.format(qdq=model_dir / "conv_matmul_qdq.onnx", det=model_dir / "det.onnx"))
+    return pytester.runpytest("-p", "no:cacheprovider", "--edge-report=out/report.json", "--junitxml=junit.xml")
+
+
+def test_summary_rows_failures_first_and_skip_reasons_counted(result):
+    result.assert_outcomes(passed=1, failed=1, skipped=1)
+    result.stdout.fnmatch_lines([
+        "*edgeort summary*",
+        "model*device*provider*verdict*maxLSB*SNR dB*top-k*NPU %*p50 ms*p90 ms*speedup",
+        "*/det.onnx*local*qnn-htp*FAIL 0/1*",
+        "*/conv_matmul_qdq.onnx*local*qnn-htp*PASS 1/1*",
+        "NPU % *: with CPU fallback allowed*",
+        "skipped 1x: device 'local' has no provider 'cuda'*",
+    ])
+    row = next(line for line in result.stdout.lines if "/conv_matmul_qdq.onnx " in line)
+    max_lsb, snr, _, coverage = row.split()[5:9]
+    assert 0 <= int(max_lsb) <= 5 and float(snr) > 15 and 50 < int(coverage.rstrip("*")) <= 100
+
+
+def test_summary_rows_are_keyed_by_path_and_count_checks():
+    """528 models all called model.onnx are 528 rows; a passing test does not hide under a failing one."""
+    from pathlib import Path
+
+    from pytest_edgeort.reporting.summary import build_rows, format_rows
+
+    def record(nodeid, folder, snr):
+        return {"nodeid": nodeid, "check": "conformance", "model": "model.onnx", "device": "local",
+                "provider": "qnn-htp", "model_path": f"/repo/models/{folder}/model.onnx", "ep": "QNNExecutionProvider",
+                "comparison": {"outputs": [{"max_lsb": 3, "snr_db": snr, "topk_agreement": None}]}}
+
+    records = [record("t::a", "det", "-inf"), record("t::b", "det", 40.0), record("t::c", "cls", 30.0)]
+    rows = build_rows(records, {"t::a": "failed", "t::b": "passed", "t::c": "passed"}, Path("/repo"))
+    assert [(r.model, r.verdict, r.checks) for r in rows] == [("models/det/model.onnx", "FAIL", "1/2"),
+                                                             ("models/cls/model.onnx", "PASS", "1/1")]
+    assert " -inf " in format_rows(rows)[2]  # a FAIL row must not look perfect
+
+
+def test_json_report_is_versioned_and_has_provenance(result, pytester):
+    report = json.loads((pytester.path / "out" / "report.json").read_text())
+    assert report["schema"] == "pytest-edgeort/report" and report["version"] == 1
+    assert set(report) == {"schema", "version", "created", "exitstatus", "interrupted", "seed", "devices",
+                           "outcomes", "skipped", "results"}  # the keys the README documents
+    for record in report["results"]:
+        assert {"nodeid", "check", "outcome", "started", "finished", "device", "provider", "model"} <= set(record)
+    assert report["devices"]["local"]["board_lock"] is None  # local takes no board lock unless asked
+    assert report["devices"]["local"]["onnxruntime"]
+    by_check = {r["check"]: r for r in report["results"]}
+    conformance = by_check["conformance"]
+    assert conformance["outcome"] == "passed" and conformance["provider"] == "qnn-htp"
+    assert len(conformance["model_sha256"]) == 64 and conformance["qnn_sdk"]
+    assert conformance["placement"]["QNNExecutionProvider"]["Conv"] == 2
+    output = conformance["comparison"]["outputs"][0]
+    assert output["name"] == "y" and output["tolerance"]["min_snr_db"] == 10
+    fallback = by_check["no_cpu_fallback"]
+    assert fallback["outcome"] == "failed" and "Det x1 (det_node)" in fallback["error"]
+    assert fallback["cpu_nodes"] == [{"op_type": "Det", "count": 1, "nodes": ["det_node"]}]  # as data, for CI
+    assert not list((pytester.path / "out").glob(".*.tmp"))  # atomic write leaves no temp file
+    assert report["exitstatus"] == 1 and report["interrupted"] is False
+    assert report["skipped"] == [{"reason": report["skipped"][0]["reason"], "count": 1}]
+    assert "has no provider 'cuda'" in report["skipped"][0]["reason"]
+    assert conformance["started"] <= conformance["finished"] <= fallback["started"] + 60
+
+
+def test_junit_properties_carry_device_versions_and_metrics(result, pytester):
+    tree = ET.parse(pytester.path / "junit.xml")
+    case = next(c for c in tree.iter("testcase") if c.get("name") == "test_matches_cpu[local-qnn-htp]")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["edge_device"] == "local" and props["edge_provider"] == "qnn-htp"
+    assert len(props["edge_model_sha256"]) == 64 and props["edge_onnxruntime"] and props["edge_qnn_sdk"]
+    assert float(props["edge_y_snr_db"]) > 15
+
+
+INTERRUPTED = '''
+import os
+import signal
+import pytest
+
+@pytest.mark.edge_model(r"{qdq}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_a_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+def test_b_ctrl_c():
+    os.kill(os.getpid(), signal.SIGINT)
+
+@pytest.mark.edge_model(r"{qdq}")
+@pytest.mark.edge_providers("cpu")
+def test_c_never_runs(edge_session):
+    pass
+'''
+
+
+def test_json_report_is_written_when_the_run_is_interrupted(pytester, model_dir):
+    pytester.makepyfile(INTERRUPTED.format(qdq=model_dir / "conv_matmul_qdq.onnx"))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--edge-report=report.json", timeout=120)
+    assert result.ret == pytest.ExitCode.INTERRUPTED
+    report = json.loads((pytester.path / "report.json").read_text())
+    assert report["interrupted"] is True and report["exitstatus"] == 2
+    assert [(r["check"], r["outcome"]) for r in report["results"]] == [("conformance", "passed")]
+    assert list(report["outcomes"]) == ["test_json_report_is_written_when_the_run_is_interrupted.py::"
+                                        "test_a_matches_cpu[local-qnn-htp]"]
+
+
+def test_every_edge_test_carries_device_provider_and_failure_reason_in_junit(pytester, model_dir):
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'no_such_model.onnx'}")
+@pytest.mark.edge_providers("cpu", "cuda")
+def test_setup_fails(edge_session):
+    pass
+''')
+    pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml").assert_outcomes(errors=1, skipped=1)
+    cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
+    failed, skipped = cases["test_setup_fails[local-cpu]"], cases["test_setup_fails[local-cuda]"]
+    assert failed["edge_device"] == "local" and failed["edge_provider"] == "cpu"
+    assert "no_such_model.onnx" in failed["edge_error"]
+    assert (skipped["edge_device"], skipped["edge_provider"]) == ("local", "cuda")

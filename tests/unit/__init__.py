@@ -1,0 +1,1 @@
+"""Unit tests, laid out like the package: pure functions and in-process objects, no pytester runs."""

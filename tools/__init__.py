@@ -1,0 +1,1 @@
+"""Developer tools: measuring a suite model on the QNN HTP simulator (run as ``python -m tools.<name>``)."""
