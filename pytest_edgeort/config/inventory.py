@@ -1,7 +1,6 @@
 """The device inventory, ``edge-devices.toml``: parsed and validated into :class:`DeviceConfig`."""
 from __future__ import annotations
 
-import difflib
 import re
 import sys
 from dataclasses import dataclass, field
@@ -13,6 +12,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
+from .._text import did_you_mean
 from ..errors import InventoryError, ProviderError
 from .providers import provider_options, resolve_provider
 
@@ -107,9 +107,8 @@ def _check_device(path: Path, name: str, table: Any) -> DeviceConfig:
     values: Dict[str, Any] = {}
     for key, value in table.items():
         if key not in _KEYS:
-            close = difflib.get_close_matches(key, list(_KEYS), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise InventoryError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(_KEYS)}")
+            raise InventoryError(f"{where}: unknown key {key!r}{did_you_mean(key, _KEYS)}; "
+                                 f"valid keys: {', '.join(_KEYS)}")
         types, expected, kinds = _KEYS[key]
         ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
         if key == "port" and ok:
@@ -168,7 +167,7 @@ def load_inventory(path: Optional[Path]) -> Dict[str, DeviceConfig]:
 
 
 def unknown_device_message(name: str, devices: Mapping[str, DeviceConfig], path: Optional[Path]) -> str:
+    """One line naming the unknown device, the closest known one and where the known ones come from."""
     source = str(path) if path is not None and path.exists() else "no inventory file"
-    close = difflib.get_close_matches(name, list(devices), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    hint = did_you_mean(name, devices)
     return f"unknown edge device {name!r}{hint}; known devices: {', '.join(sorted(devices))} (from {source})"

@@ -1,10 +1,10 @@
 """Provider aliases (``qnn-htp``, ``cpu``, ...) and validation of their option keys."""
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field
 from typing import Dict, FrozenSet, Mapping, Optional, Tuple
 
+from .._text import did_you_mean
 from ..errors import ProviderError
 
 # Keys onnxruntime-qnn accepts (QNN EP docs + the 2.x library's own option table). QNN silently
@@ -64,7 +64,6 @@ ALIASES: Dict[str, ProviderSpec] = {
 }
 # Listed by onnxruntime as available but not a device to run models on.
 NOT_INFERENCE_EPS = frozenset({"AzureExecutionProvider"})
-_EP_TO_ALIAS = {spec.ep_name: name for name, spec in reversed(list(ALIASES.items()))}
 
 
 def resolve_provider(name: str) -> ProviderSpec:
@@ -73,10 +72,8 @@ def resolve_provider(name: str) -> ProviderSpec:
         return ALIASES[name]
     if name.endswith("ExecutionProvider"):
         return ProviderSpec(name, name, accelerator=name != "CPUExecutionProvider")
-    close = difflib.get_close_matches(name, list(ALIASES), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
     raise ProviderError(
-        f"unknown provider {name!r}{hint}; use one of {', '.join(ALIASES)} or an ONNX Runtime EP name "
+        f"unknown provider {name!r}{did_you_mean(name, ALIASES)}; use one of {', '.join(ALIASES)} or an ONNX Runtime EP name "
         "such as 'CUDAExecutionProvider'"
     )
 
@@ -87,8 +84,7 @@ def provider_options(spec: ProviderSpec, *layers: Optional[Mapping[str, object]]
     for layer in layers:
         for key, value in (layer or {}).items():
             if spec.option_keys is not None and key not in spec.option_keys:
-                close = difflib.get_close_matches(key, sorted(spec.option_keys), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(key, sorted(spec.option_keys))
                 valid = ", ".join(sorted(spec.option_keys)) or "none"
                 raise ProviderError(
                     f"{where + ': ' if where else ''}unknown option {key!r} for provider {spec.alias}{hint}; "
@@ -110,11 +106,6 @@ def isolation_group(spec: ProviderSpec, options: Mapping[str, str]) -> str:
     if not globals_:
         return "default"
     return spec.alias + ":" + ",".join(f"{k}={v}" for k, v in globals_)
-
-
-def alias_for_ep(ep_name: str) -> str:
-    """The short alias of an EP name (for messages), or the name itself."""
-    return _EP_TO_ALIAS.get(ep_name, ep_name)
 
 
 def available_aliases(ep_names: Tuple[str, ...], qnn_backends: Tuple[str, ...] = ()) -> list:

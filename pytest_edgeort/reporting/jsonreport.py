@@ -4,10 +4,10 @@ from __future__ import annotations
 import datetime
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
 
+from .._text import atomic_write
 from ..errors import ReportError
 
 SCHEMA = "pytest-edgeort/report"
@@ -49,14 +49,8 @@ def build_report(records: List[Dict[str, Any]], devices: Mapping[str, Dict[str, 
 def write_report(path: Path, document: Dict[str, Any]) -> None:
     """Write via a temp file and rename, so a reader never sees half a report; ReportError (one
     line naming the path, no temp file left behind) when it cannot be written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise ReportError(f"edgeort: cannot write the --edge-report {path}: {exc.strerror or exc}") from None

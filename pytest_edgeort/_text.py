@@ -1,0 +1,40 @@
+"""Small helpers every message and file writer shares: did-you-mean, one-line text, atomic writes."""
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+from pathlib import Path
+from typing import Iterable, Optional, Union
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""`` when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def one_line(text: object, limit: Optional[int] = None) -> str:
+    """``text`` with its whitespace collapsed to single spaces; beyond ``limit`` characters, its head
+    and tail joined by ``" ... "`` (libraries such as ONNX Runtime put the reason at the end)."""
+    line = " ".join(str(text).split())
+    if limit is None or len(line) <= limit:
+        return line
+    head = limit // 3
+    return f"{line[:head]} ... {line[-(limit - head - 5):]}"
+
+
+def atomic_write(path: Path, data: Union[str, bytes]) -> None:
+    """Write ``data`` (str as UTF-8) via a temp file next to ``path`` and a rename, so a reader never
+    sees half a file; on an error no temp file is left behind and the error propagates."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        if isinstance(data, str):
+            tmp.write_text(data, encoding="utf-8")
+        else:
+            tmp.write_bytes(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
