@@ -1,12 +1,20 @@
-"""Edge items and their results across pytest-xdist workers: what each test report carries, and how
-the run collects it (in this process, or in the xdist controller)."""
+"""Results across pytest-xdist workers: what each test report carries, how the run collects it (in
+this process or in the xdist controller), and the output made of it (collection header, summary,
+JSON report)."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import pytest
 
-from .run import EdgeRun
+from .errors import DeviceUnavailable, InventoryError, ReportError
+from .junit import record_error, record_identity
+
+if TYPE_CHECKING:
+    from .run import EdgeRun
 
 TARGET = "_edge_target"  # the (device, provider) parameter of marker tests
 
@@ -30,13 +38,47 @@ def failure_line(report: pytest.TestReport) -> str:
     return text.splitlines()[0] if text else report.outcome
 
 
-def _junit_identity(item: pytest.Item, target: Tuple[str, str]) -> None:
-    """JUnit XML properties every edge test carries, also one that failed or skipped before any
-    session existed: CI groups results by device and provider."""
-    present = {name for name, _ in item.user_properties}
-    for name, value in zip(("edge_device", "edge_provider"), target):
-        if name not in present:
-            item.user_properties.append((name, value))
+@dataclass
+class RunResults:
+    """Check results and outcomes of one run. Checks :meth:`record` their results as ``pending``;
+    the relay attaches them to the test's report (:meth:`take_payload`), and every report that
+    reaches :meth:`merge_payload` (in this process, or in the xdist controller) adds them to
+    ``records``: one path for the summary and the JSON report."""
+
+    pending: List[Dict[str, Any]] = field(default_factory=list)
+    records: List[Dict[str, Any]] = field(default_factory=list)
+    device_facts: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    outcomes: Dict[str, str] = field(default_factory=dict)  # nodeid -> final pytest outcome
+    skip_reasons: List[str] = field(default_factory=list)
+
+    def record(self, entry: Dict[str, Any]) -> None:
+        """Keep one check's result until the relay attaches it to the test's report."""
+        self.pending.append(entry)
+
+    def take_payload(self, started: float, finished: float, facts: Mapping[str, Any]) -> Dict[str, Any]:
+        """The pending records (timed ``started``/``finished``, epoch s) and the device ``facts`` not
+        yet sent, as plain JSON-able data that survives pytest-xdist's report transport."""
+        from .reporting.jsonreport import json_safe
+
+        worker = os.environ.get("PYTEST_XDIST_WORKER")
+        timing = {"started": started, "finished": finished, **({"xdist_worker": worker} if worker else {})}
+        records = [{**timing, **entry} for entry in self.pending]
+        self.pending.clear()
+        changed = {name: f for name, f in json_safe(facts).items() if self.device_facts.get(name) != f}
+        return {"records": json_safe(records), "devices": changed}
+
+    def merge_payload(self, payload: Mapping[str, Any]) -> None:
+        """Add a report's payload (see :meth:`take_payload`) to the run's results."""
+        self.records.extend(payload.get("records", ()))
+        self.device_facts.update(payload.get("devices", {}))
+
+    def note_outcome(self, report: pytest.TestReport) -> None:
+        """The test's final outcome (a failed setup/teardown is an error) and its skip reason."""
+        outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
+        if report.when == "call" or report.outcome != "passed":
+            self.outcomes[report.nodeid] = "error" if report.when != "call" and report.failed else outcome
+        if report.skipped and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
+            self.skip_reasons.append(str(report.longrepr[2]).replace("Skipped: ", "", 1))
 
 
 class ResultRelay:
@@ -44,38 +86,107 @@ class ResultRelay:
     with the phase and the reason, also when it failed before any check recorded a result."""
 
     def __init__(self, run: EdgeRun) -> None:
-        self.run = run
+        self.results = run.results
+        self.devices = run.registry
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
         report = yield
         target = item_target(item)
         if target is not None:  # plain data on the report: pytest-xdist ships it to the controller
-            _junit_identity(item, target)
+            record_identity(item, target)
             if report.failed:
                 self._note_failure(report, item, target)
-                item.user_properties.append(("edge_error", failure_line(report)))
-            report.edgeort = self.run.take_payload(call.start, call.stop)
+                record_error(item, failure_line(report))
+            report.edgeort = self.results.take_payload(call.start, call.stop, self.devices.facts())
         return report
 
     def _note_failure(self, report: pytest.TestReport, item: pytest.Item, target: Tuple[str, str]) -> None:
         """The phase and reason on this phase's records, or a record of its own when there is none."""
         failure: Dict[str, Any] = {"phase": report.when, "error": failure_line(report)}
-        for entry in self.run.pending:
+        for entry in self.results.pending:
             for key, value in failure.items():
                 entry.setdefault(key, value)
-        if not self.run.pending and report.when != "teardown":
+        if not self.results.pending and report.when != "teardown":
             device, provider = target
-            self.run.record({"nodeid": item.nodeid, "check": getattr(item, "check", "test"), "passed": False,
-                             "device": device, "provider": provider, **failure})
+            self.results.record({"nodeid": item.nodeid, "check": getattr(item, "check", "test"), "passed": False,
+                                 "device": device, "provider": provider, **failure})
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, "edgeort", None)
-        if payload is None:
+        if payload is not None:
+            self.results.merge_payload(payload)
+            self.results.note_outcome(report)
+
+
+class RunOutput:
+    """What the run prints and writes: the device header after collection, the JSON report, the
+    edgeort summary. Registered in the process that talks to the user (not in xdist workers);
+    ``workers_devices``: the xdist controller, whose devices connect in the workers, lists them as
+    the workers' reports described them."""
+
+    def __init__(self, run: EdgeRun, workers_devices: bool = False) -> None:
+        self.run = run
+        self.results = run.results
+        self.workers_devices = workers_devices
+        self.report_errors: List[str] = []  # reports that could not be written
+
+    def pytest_report_collectionfinish(self, config: pytest.Config, items: List[pytest.Item]) -> Optional[List[str]]:
+        options = self.run.options
+        if self.run.usage_errors or not any(item_target(i) is not None for i in items):
+            return None
+        lines = [f"edgeort: devices {', '.join(options.devices)}; seed {options.seed}"
+                 + (f"; providers {', '.join(options.providers)}" if options.providers else "")
+                 + ("; strict" if options.strict else "")]
+        return lines + [self.device_header(name) for name in options.devices]
+
+    def device_header(self, name: str) -> str:
+        """'edgeort device local: Linux-...-x86_64, onnxruntime 1.31.1, QNN SDK 2.51.0 (EP 2.7.0), providers ...'."""
+        from .reporting.summary import device_line
+
+        try:
+            return device_line(name, self.run.device(name).capabilities())
+        except (DeviceUnavailable, InventoryError) as exc:
+            return f"edgeort device {name}: unavailable: {exc}"
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write the JSON report (also after Ctrl-C: pytest still finishes the session)."""
+        results, options = self.results, self.run.options
+        if options.report is None or not (results.records or results.outcomes):
             return
-        self.run.merge_payload(payload)
-        outcome = "xfailed" if hasattr(report, "wasxfail") and report.skipped else report.outcome
-        if report.when == "call" or report.outcome != "passed":
-            self.run.outcomes[report.nodeid] = "error" if report.when != "call" and report.failed else outcome
-        if report.skipped and not hasattr(report, "wasxfail") and isinstance(report.longrepr, tuple):
-            self.run.skip_reasons.append(str(report.longrepr[2]).replace("Skipped: ", "", 1))
+        from .reporting.jsonreport import build_report, write_report
+        from .reporting.summary import skip_counts
+
+        try:
+            write_report(options.report, build_report(results.records, results.device_facts, options.seed,
+                                                      results.outcomes, skip_counts(results.skip_reasons),
+                                                      int(exitstatus)))
+        except ReportError as exc:  # the rest of the terminal output stays; the run must not look green
+            self.report_errors.append(str(exc))
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        for line in self.report_errors:
+            terminalreporter.write_line(line, red=True, bold=True)
+        results = self.results
+        if results.records or results.skip_reasons:
+            from .reporting.summary import build_rows, device_line, format_rows, lock_lines, skip_counts
+
+            terminalreporter.section("edgeort summary")
+            if self.workers_devices:
+                for name, facts in sorted(results.device_facts.items()):
+                    terminalreporter.write_line(device_line(name, facts))
+            for line in lock_lines(results.device_facts):
+                terminalreporter.write_line(line, yellow=True)
+            rows = build_rows(results.records, results.outcomes, self.run.rootdir)
+            for line in format_rows(rows) if rows else ():
+                terminalreporter.write_line(line)
+            for reason, count in skip_counts(results.skip_reasons):
+                terminalreporter.write_line(f"skipped {count}x: {reason}", yellow=True)
+        updates = [r for r in results.records if r.get("golden_update")]
+        if updates:
+            terminalreporter.section("edgeort golden updates")
+            for record in updates:
+                terminalreporter.write_line(f"{record['golden']} ({record['device']}): "
+                                            + "; ".join(record["golden_update"]))

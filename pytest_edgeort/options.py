@@ -1,0 +1,95 @@
+"""The plugin's command-line options and ini keys, resolved once into :class:`EdgeOptions`."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Tuple
+
+import pytest
+
+from .config.providers import resolve_provider
+
+DEFAULT_SEED = 20240607
+DEFAULT_PROVIDERS = ("qnn-htp",)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    """Declare the ``--edge-*`` options and their ``edge_*`` ini keys."""
+    group = parser.getgroup("edgeort", "on-device ONNX conformance (pytest-edgeort)")
+    group.addoption("--edge-device", action="append", dest="edge_device", metavar="NAME",
+                    help="run edge tests on this device (repeatable; default: local)")
+    group.addoption("--edge-devices-file", dest="edge_devices_file", metavar="PATH",
+                    help="device inventory (default: edge-devices.toml in the rootdir)")
+    group.addoption("--edge-provider", action="append", dest="edge_provider", metavar="NAME",
+                    help="keep only these providers of what markers/suites ask for (repeatable)")
+    group.addoption("--edge-strict", action="store_true", dest="edge_strict", default=None,
+                    help="an unreachable device or a missing provider/package/golden FAILS instead of skipping")
+    group.addoption("--edge-update-golden", action="store_true", dest="edge_update_golden", default=None,
+                    help="(re)write golden outputs instead of comparing against them")
+    group.addoption("--edge-report", dest="edge_report", metavar="PATH",
+                    help="write a JSON report of every comparison, placement and latency")
+    group.addoption("--edge-seed", dest="edge_seed", type=int, metavar="N",
+                    help=f"seed for generated inputs (default {DEFAULT_SEED})")
+    parser.addini("edge_device", "devices to run edge tests on", type="linelist", default=[])
+    parser.addini("edge_devices_file", "device inventory path (relative to the rootdir)", default="")
+    parser.addini("edge_provider", "provider filter", type="linelist", default=[])
+    parser.addini("edge_default_providers", "providers for edge tests without edge_providers",
+                  type="linelist", default=list(DEFAULT_PROVIDERS))
+    parser.addini("edge_strict", "fail instead of skip on missing devices/providers", type="bool", default=False)
+    parser.addini("edge_update_golden", "rewrite golden outputs", type="bool", default=False)
+    parser.addini("edge_report", "JSON report path", default="")
+    parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
+
+
+@dataclass(frozen=True)
+class EdgeOptions:
+    """The plugin's command-line/ini options, resolved."""
+
+    devices: Tuple[str, ...] = ("local",)
+    devices_file: Optional[Path] = None
+    providers: Tuple[str, ...] = ()  # filter; empty keeps everything
+    default_providers: Tuple[str, ...] = DEFAULT_PROVIDERS
+    strict: bool = False
+    seed: int = DEFAULT_SEED
+    update_golden: bool = False
+    report: Optional[Path] = None
+
+    @classmethod
+    def from_config(cls, config: pytest.Config) -> EdgeOptions:
+        """The options of this run: the command line wins over the ini file; UsageError (one line)
+        for a named inventory file that does not exist or a seed that is no integer."""
+
+        def pick(name: str) -> Any:
+            value = config.getoption(name)
+            return value if value not in (None, []) else config.getini(name)
+
+        named_file = pick("edge_devices_file")
+        devices_file = Path(named_file or "edge-devices.toml")
+        path = devices_file if devices_file.is_absolute() else Path(str(config.rootpath)) / devices_file
+        if named_file and not path.exists():  # the default file may be absent; one that was named may not
+            raise pytest.UsageError(f"--edge-devices-file {path}: no such file")
+        try:
+            seed = int(pick("edge_seed"))
+        except ValueError:
+            raise pytest.UsageError(f"edge_seed must be an integer, got {pick('edge_seed')!r}") from None
+        report = pick("edge_report")
+        return cls(
+            devices=tuple(pick("edge_device") or ["local"]),
+            devices_file=path,
+            providers=tuple(pick("edge_provider") or ()),
+            default_providers=tuple(config.getini("edge_default_providers") or DEFAULT_PROVIDERS),
+            strict=bool(pick("edge_strict")),
+            seed=seed,
+            update_golden=bool(pick("edge_update_golden")),
+            report=Path(report) if report else None,
+        )
+
+    def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:
+        """Providers a test/suite asks for (or the defaults), minus those --edge-provider drops."""
+        wanted = list(requested or self.default_providers)
+        for name in wanted:
+            resolve_provider(name)  # unknown names fail early with a hint
+        if self.providers:
+            keep = set(self.providers)
+            wanted = [p for p in wanted if p in keep or resolve_provider(p).ep_name in keep]
+        return wanted
