@@ -73,8 +73,8 @@ def resolve_provider(name: str) -> ProviderSpec:
     if name.endswith("ExecutionProvider"):
         return ProviderSpec(name, name, accelerator=name != "CPUExecutionProvider")
     raise ProviderError(
-        f"unknown provider {name!r}{did_you_mean(name, ALIASES)}; use one of {', '.join(ALIASES)} or an ONNX Runtime EP name "
-        "such as 'CUDAExecutionProvider'"
+        f"unknown provider {name!r}{did_you_mean(name, ALIASES)}; use one of {', '.join(ALIASES)} "
+        "or an ONNX Runtime EP name such as 'CUDAExecutionProvider'"
     )
 
 

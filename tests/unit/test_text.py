@@ -9,7 +9,8 @@ from pytest_edgeort._text import atomic_write, did_you_mean, one_line
 
 
 def test_did_you_mean_names_the_closest_choice():
-    assert did_you_mean("comand_timeout", ["connect_timeout", "command_timeout"]) == " (did you mean 'command_timeout'?)"
+    hint = did_you_mean("comand_timeout", ["connect_timeout", "command_timeout"])
+    assert hint == " (did you mean 'command_timeout'?)"
 
 
 def test_did_you_mean_is_empty_without_a_close_choice():

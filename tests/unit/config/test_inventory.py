@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_edgeort.errors import InventoryError
 from pytest_edgeort.config.inventory import DeviceConfig, load_inventory, unknown_device_message
+from pytest_edgeort.errors import InventoryError
 
 DESIGN_EXAMPLE = '''
 [devices.board1]
@@ -83,7 +83,8 @@ def test_local_may_be_tuned_but_not_turned_into_a_board(tmp_path):
     ("connect_timeout", "0", "key 'connect_timeout': expected a number of seconds > 0, got 0"),
     ("connect_timeout", "false", "key 'connect_timeout': expected a number of seconds > 0, got False"),
     ("command_timeout", "-1.5", "key 'command_timeout': expected a number of seconds > 0, got -1.5"),
-    ("env", "{ A = 1 }", "key 'env': expected a table of NAME = \"string\" environment variables, got a table of A (int)"),
+    ("env", "{ A = 1 }",
+     "key 'env': expected a table of NAME = \"string\" environment variables, got a table of A (int)"),
     ("env", '{ "A B" = "1" }',
      "key 'env': expected a table of NAME = \"string\" environment variables, got a table of A B (str)"),
     ("env", '"A=1"', "key 'env': expected a table of NAME = \"string\" environment variables, got 'A=1'"),
