@@ -1,9 +1,12 @@
-"""Reading the device from an xdist node id (the controller sees node ids only)."""
+"""xdist: the device of a node id (the controller sees node ids only), the roles, the per-device scheduler."""
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import pytest
 
-from pytest_edgeort.xdist import device_of
+from pytest_edgeort.results import RunOutput
+from pytest_edgeort.xdist import MainRole, WorkerRole, device_of, device_scheduling, role_of
 
 DEVICES = ("board1", "rb3", "rb3-01", "local")
 
@@ -22,3 +25,60 @@ DEVICES = ("board1", "rb3", "rb3-01", "local")
 ])
 def test_device_of_nodeid(nodeid, device):
     assert device_of(nodeid, DEVICES) == device
+
+
+class FakePluginManager:
+    def __init__(self, **plugins):
+        self.plugins, self.registered = plugins, {}
+
+    def get_plugin(self, name):
+        return self.plugins.get(name)
+
+    def register(self, plugin, name):
+        self.registered[name] = plugin
+
+
+def fake_config(dist="no", workerinput=None, **plugins):
+    config = SimpleNamespace(option=SimpleNamespace(dist=dist), pluginmanager=FakePluginManager(**plugins))
+    if workerinput is not None:
+        config.workerinput = workerinput
+    return config
+
+
+def test_a_worker_shares_the_run_id_and_notifies_on_stderr(capsys):
+    config = fake_config("load", {"testrunuid": "abc", "edgeort_dist": "load", "workerid": "gw1"})
+    role = role_of(config)
+    assert isinstance(role, WorkerRole) and (role.run_id, role.dist) == ("abc", "load")
+    role.notify("waiting for the board lock")
+    assert capsys.readouterr().err == "[gw1] waiting for the board lock\n"
+    role.register(config, None)
+    assert config.pluginmanager.registered == {}  # the controller prints and writes everything
+
+
+@pytest.mark.parametrize("dist, controller", [("no", False), ("load", True), ("loadgroup", True)])
+def test_the_main_process_registers_the_output_and_on_the_controller_the_scheduling(dist, controller):
+    config = fake_config(dist)
+    role = role_of(config)
+    assert isinstance(role, MainRole) and role.controller is controller and role.dist is None
+    role.register(config, SimpleNamespace(results=None, options=None))
+    assert sorted(config.pluginmanager.registered) == ["edgeort-output"] + (["edgeort-xdist"] if controller else [])
+    assert isinstance(config.pluginmanager.registered["edgeort-output"], RunOutput)
+
+
+def test_without_xdist_the_process_is_the_main_one():
+    config = SimpleNamespace(option=SimpleNamespace(), pluginmanager=FakePluginManager())  # -p no:xdist: no --dist
+    assert role_of(config).controller is False
+
+
+def test_main_notices_go_to_the_terminal():
+    lines = []
+    reporter = SimpleNamespace(write_line=lambda line, **markup: lines.append((line, markup)))
+    role_of(fake_config(terminalreporter=reporter)).notify("waiting")
+    assert lines == [("waiting", {"yellow": True})]
+
+
+def test_a_locked_device_is_one_work_unit():
+    config = SimpleNamespace(getvalue=lambda name: {"tx": ["2*popen"]}[name])
+    scheduling = device_scheduling(config, None, ("board1",))
+    assert scheduling._split_scope("t.py::test[board1-qnn-htp]") == "edgeort device board1"
+    assert scheduling._split_scope("t.py::test[local-qnn-htp]") == "t.py::test[local-qnn-htp]"

@@ -1,0 +1,27 @@
+"""The edgeort summary: one row per model x device x provider, failures first."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_edgeort.reporting.summary import build_rows, format_rows, lock_lines, skip_counts
+
+
+def test_rows_put_failures_first_and_keep_the_worst_metrics(tmp_path):
+    records = [
+        {"nodeid": "a", "model": "m.onnx", "model_path": str(tmp_path / "m.onnx"), "device": "local",
+         "provider": "qnn-htp", "comparison": {"outputs": [{"max_lsb": 2, "snr_db": 40.0}]}},
+        {"nodeid": "b", "model": "m.onnx", "model_path": str(tmp_path / "m.onnx"), "device": "local",
+         "provider": "qnn-htp", "comparison": {"outputs": [{"max_lsb": 5, "snr_db": 30.0}]}},
+        {"nodeid": "c", "model": "z.onnx", "device": "local", "provider": "cpu", "passed": False},
+    ]
+    rows = build_rows(records, {"a": "passed", "b": "passed"}, Path(tmp_path))
+    assert [(r.model, r.verdict, r.checks) for r in rows] == [("z.onnx", "FAIL", "0/1"), ("m.onnx", "PASS", "2/2")]
+    assert (rows[1].max_lsb, rows[1].snr_db) == (5, 30.0)
+    lines = format_rows(rows)
+    assert lines[0].split()[:4] == ["model", "device", "provider", "verdict"] and len(lines) == 4
+
+
+def test_skip_counts_and_lock_waits():
+    assert skip_counts(["x", "y", "x"]) == [("x", 2), ("y", 1)]
+    facts = {"b1": {"board_lock": {"waited_for": "ci@h pid 1", "waited_s": 2.04, "path": "/l"}}, "b2": {}}
+    assert lock_lines(facts) == ["edgeort device b1: waited 2.0 s for the board lock /l (held by ci@h pid 1)"]

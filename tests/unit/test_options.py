@@ -1,0 +1,58 @@
+"""Command line + ini -> EdgeOptions: the command line wins, paths resolve against the rootdir."""
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Dict, Optional
+
+import pytest
+
+from pytest_edgeort.errors import ProviderError
+from pytest_edgeort.options import DEFAULT_PROVIDERS, DEFAULT_SEED, EdgeOptions
+
+INI_DEFAULTS: Dict[str, Any] = {
+    "edge_device": [], "edge_devices_file": "", "edge_provider": [], "edge_default_providers": list(DEFAULT_PROVIDERS),
+    "edge_strict": False, "edge_update_golden": False, "edge_report": "", "edge_seed": str(DEFAULT_SEED),
+}
+
+
+def config(root: Path, options: Optional[Dict[str, Any]] = None, ini: Optional[Dict[str, Any]] = None) -> Any:
+    """What EdgeOptions.from_config reads of a pytest.Config."""
+    given, inis = options or {}, {**INI_DEFAULTS, **(ini or {})}
+    return SimpleNamespace(rootpath=root, getoption=lambda name: given.get(name), getini=lambda name: inis[name])
+
+
+def test_defaults(tmp_path):
+    options = EdgeOptions.from_config(config(tmp_path))
+    assert options == EdgeOptions(devices_file=tmp_path / "edge-devices.toml")
+    assert (options.devices, options.seed, options.report) == (("local",), DEFAULT_SEED, None)
+
+
+def test_command_line_wins_over_ini(tmp_path):
+    (tmp_path / "cli.toml").write_text("")
+    options = EdgeOptions.from_config(config(
+        tmp_path,
+        {"edge_device": ["board1"], "edge_seed": 7, "edge_devices_file": "cli.toml", "edge_strict": True},
+        {"edge_device": ["rb3"], "edge_seed": "9", "edge_report": "out/r.json", "edge_provider": ["cpu"]},
+    ))
+    assert options.devices == ("board1",) and options.seed == 7 and options.strict
+    assert options.devices_file == tmp_path / "cli.toml"
+    assert options.report == Path("out/r.json") and options.providers == ("cpu",)
+
+
+def test_a_named_inventory_file_must_exist(tmp_path):
+    with pytest.raises(pytest.UsageError, match=r"^--edge-devices-file .*missing.toml: no such file$"):
+        EdgeOptions.from_config(config(tmp_path, ini={"edge_devices_file": "missing.toml"}))
+
+
+def test_seed_must_be_an_integer(tmp_path):
+    with pytest.raises(pytest.UsageError, match=r"^edge_seed must be an integer, got 'abc'$"):
+        EdgeOptions.from_config(config(tmp_path, ini={"edge_seed": "abc"}))
+
+
+def test_providers_for_filters_by_alias_or_ep_name():
+    assert EdgeOptions().providers_for(None) == list(DEFAULT_PROVIDERS)
+    assert EdgeOptions(providers=("cpu",)).providers_for(("cpu", "qnn-htp")) == ["cpu"]
+    assert EdgeOptions(providers=("QNNExecutionProvider",)).providers_for(("cpu", "qnn-htp")) == ["qnn-htp"]
+    with pytest.raises(ProviderError, match="did you mean 'qnn-htp'"):
+        EdgeOptions().providers_for(("qnn-hpt",))
