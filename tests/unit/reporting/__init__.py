@@ -1,1 +1,1 @@
-"""Unit tests of pytest_edgeort.config."""
+"""Unit tests of pytest_edgeort.reporting."""
