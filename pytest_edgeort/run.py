@@ -174,6 +174,7 @@ class EdgeRun:
 
     @property
     def sessions_created(self) -> int:
+        """How many sessions this process has created (the cache's misses)."""
         return self.cache.created
 
     @property

@@ -69,7 +69,7 @@ def row_name(record: Mapping[str, Any], rootdir: Optional[Path]) -> str:
 
 def build_rows(records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, str],
                rootdir: Optional[Path] = None) -> List[SummaryRow]:
-    """Rows from the run's check records (see runstate.EdgeRun.record), failures first."""
+    """Rows from the run's check records (see results.RunResults.record), failures first."""
     rows: Dict[Tuple[str, str, str], SummaryRow] = {}
     seen: Dict[Tuple[str, str, str], set] = {}
     for rec in records:
