@@ -8,10 +8,16 @@ from pathlib import Path
 from typing import Iterable, Optional, Union
 
 
+def closest(word: str, choices: Iterable[str]) -> Optional[str]:
+    """The choice closest to ``word`` (a likely typo of it), or None when none is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return close[0] if close else None
+
+
 def did_you_mean(word: str, choices: Iterable[str]) -> str:
     """``" (did you mean 'x'?)"`` for the closest of ``choices``, or ``""`` when none is close."""
-    close = difflib.get_close_matches(word, list(choices), n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    match = closest(word, choices)
+    return f" (did you mean {match!r}?)" if match is not None else ""
 
 
 def one_line(text: object, limit: Optional[int] = None) -> str:

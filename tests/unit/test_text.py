@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from pytest_edgeort._text import atomic_write, did_you_mean, one_line
+from pytest_edgeort._text import atomic_write, closest, did_you_mean, one_line
 
 
 def test_did_you_mean_names_the_closest_choice():
@@ -16,6 +16,11 @@ def test_did_you_mean_names_the_closest_choice():
 def test_did_you_mean_is_empty_without_a_close_choice():
     assert did_you_mean("zzz", ["connect_timeout", "host"]) == ""
     assert did_you_mean("host", []) == ""
+
+
+def test_closest_for_hints_of_another_shape():
+    assert closest("atol", ("rtol", "max_lsb")) == "rtol"
+    assert closest("zzz", ("rtol", "max_lsb")) is None
 
 
 def test_one_line_collapses_whitespace():
