@@ -1,4 +1,4 @@
-"""Provider aliases (``qnn-htp``, ``cpu``, ...) and validation of their option keys."""
+"""Provider aliases (``qnn-htp``, ``cpu``, ...) and validation of their option keys and values."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,6 +19,27 @@ QNN_OPTION_KEYS = frozenset({
     "htp_share_resource_optimization", "enable_htp_graph_splitting", "enable_htp_fp16_clamp_overflow",
     "htp_bf16_enable", "enable_htp_monolithic_lstm", "skip_backend_op_validation",
 })
+_FLAG = ("0", "1")
+# Values of QNN's enumerated options. onnxruntime-qnn 2.7 accepts any value for most of them and
+# runs with its default (measured: htp_performance_mode="burts", profiling_level="verbose",
+# offload_graph_io_quantization="2" all create a session), so a typo would silently change nothing.
+QNN_OPTION_VALUES: Dict[str, Tuple[str, ...]] = {
+    "htp_performance_mode": (
+        "burst", "balanced", "default", "high_performance", "high_power_saver", "low_balanced",
+        "extreme_power_saver", "low_power_saver", "power_saver", "sustained_high_performance",
+    ),
+    "qnn_context_priority": ("low", "normal", "normal_high", "high"),
+    "htp_graph_finalization_optimization_mode": ("0", "1", "2", "3"),
+    "profiling_level": ("off", "basic", "detailed", "optrace"),
+    "backend_type": ("cpu", "gpu", "htp", "saver", "ir"),
+    **{key: _FLAG for key in (
+        "enable_htp_fp16_precision", "offload_graph_io_quantization", "enable_htp_spill_fill_buffer",
+        "enable_htp_shared_memory_allocator", "enable_htp_weight_sharing", "enable_htp_graph_splitting",
+        "enable_htp_fp16_clamp_overflow", "htp_bf16_enable", "enable_htp_monolithic_lstm",
+        "skip_qnn_version_check", "skip_backend_op_validation", "extended_udma",
+        "htp_share_resource_optimization", "dump_json_qnn_graph",
+    )},
+}
 # Options that change state for the whole worker process (fp16 compute once soc_model is set).
 QNN_PROCESS_GLOBAL_KEYS = frozenset({"soc_model", "enable_htp_fp16_precision", "htp_arch"})
 
@@ -39,6 +60,7 @@ class ProviderSpec:
     fixed_options: Mapping[str, str] = field(default_factory=dict)
     accelerator: bool = True
     option_keys: Optional[FrozenSet[str]] = None  # None: not validated here (EP validates itself)
+    option_values: Mapping[str, Tuple[str, ...]] = field(default_factory=dict)  # enumerated values
     process_global_keys: FrozenSet[str] = frozenset()
     float_as_fp16: bool = False  # judge float outputs as fp16 (real NPUs compute float in fp16)
     qnn_backend: Optional[str] = None
@@ -49,12 +71,12 @@ ALIASES: Dict[str, ProviderSpec] = {
     for spec in (
         ProviderSpec("cpu", "CPUExecutionProvider", accelerator=False, option_keys=frozenset()),
         ProviderSpec("qnn-htp", "QNNExecutionProvider", {"backend_type": "htp"}, True, QNN_OPTION_KEYS,
-                     QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="htp"),
+                     QNN_OPTION_VALUES, QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="htp"),
         ProviderSpec("qnn-htp-fp16", "QNNExecutionProvider",
                      {"backend_type": "htp", "enable_htp_fp16_precision": "1"}, True, QNN_OPTION_KEYS,
-                     QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="htp"),
+                     QNN_OPTION_VALUES, QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="htp"),
         ProviderSpec("qnn-gpu", "QNNExecutionProvider", {"backend_type": "gpu"}, True, QNN_OPTION_KEYS,
-                     QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="gpu"),
+                     QNN_OPTION_VALUES, QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="gpu"),
         ProviderSpec("cuda", "CUDAExecutionProvider", option_keys=CUDA_OPTION_KEYS),
         ProviderSpec("tensorrt", "TensorrtExecutionProvider"),
         ProviderSpec("openvino", "OpenVINOExecutionProvider"),
@@ -91,6 +113,12 @@ def provider_options(spec: ProviderSpec, *layers: Optional[Mapping[str, object]]
                     f"valid keys: {valid}"
                 )
             merged[key] = _option_string(value)
+            valid_values = spec.option_values.get(key)
+            if valid_values is not None and merged[key] not in valid_values:
+                raise ProviderError(
+                    f"{where + ': ' if where else ''}invalid value {merged[key]!r} for option {key!r} of provider "
+                    f"{spec.alias}{did_you_mean(merged[key], valid_values)}; valid values: {', '.join(valid_values)}"
+                )
     return merged
 
 

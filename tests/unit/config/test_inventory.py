@@ -177,3 +177,10 @@ def test_settings_say_where_a_value_comes_from(tmp_path):
     assert devices["b"].setting("command_timeout") == f"command_timeout = 2 in {path}"
     assert devices["b"].setting("connect_timeout") == (f"connect_timeout = 10, the default (set it under "
                                                        f"[devices.b] in {path})")
+
+
+def test_an_invalid_enumerated_option_value_names_the_file_device_and_key(tmp_path):
+    head = '[devices.b]\nkind = "ssh"\nhost = "h"\n'
+    assert error(tmp_path, head + '[devices.b.providers.qnn-htp]\nhtp_performance_mode = "burts"\n').startswith(
+        f"{tmp_path / 'edge-devices.toml'}: [devices.b] key 'providers.qnn-htp': invalid value 'burts' for option "
+        "'htp_performance_mode' of provider qnn-htp (did you mean 'burst'?); valid values: burst, ")

@@ -1,0 +1,38 @@
+"""Provider aliases and their options: keys and enumerated values are checked before any session."""
+from __future__ import annotations
+
+import pytest
+
+from pytest_edgeort.config.providers import provider_options, resolve_provider
+from pytest_edgeort.errors import ProviderError
+
+
+def test_a_misspelt_enumerated_value_is_refused_with_the_valid_values():
+    with pytest.raises(ProviderError) as info:
+        provider_options(resolve_provider("qnn-htp"), {"htp_performance_mode": "burts"}, where="edge-devices.toml")
+    assert str(info.value) == (
+        "edge-devices.toml: invalid value 'burts' for option 'htp_performance_mode' of provider qnn-htp "
+        "(did you mean 'burst'?); valid values: burst, balanced, default, high_performance, high_power_saver, "
+        "low_balanced, extreme_power_saver, low_power_saver, power_saver, sustained_high_performance"
+    )
+
+
+@pytest.mark.parametrize("key, value", [
+    ("qnn_context_priority", "hgh"),
+    ("htp_graph_finalization_optimization_mode", "7"),
+    ("profiling_level", "verbose"),
+    ("offload_graph_io_quantization", "2"),
+    ("enable_htp_fp16_precision", "yes"),
+])
+def test_values_qnn_would_ignore_or_misreport_are_refused(key, value):
+    with pytest.raises(ProviderError, match=f"invalid value '{value}' for option '{key}'"):
+        provider_options(resolve_provider("qnn-htp"), {key: value})
+
+
+def test_valid_values_booleans_and_free_form_options_pass_as_strings():
+    options = provider_options(resolve_provider("qnn-htp"), {
+        "htp_performance_mode": "burst", "offload_graph_io_quantization": False, "soc_model": 60,
+        "htp_graph_finalization_optimization_mode": 3,
+    })
+    assert options == {"backend_type": "htp", "htp_performance_mode": "burst", "offload_graph_io_quantization": "0",
+                       "soc_model": "60", "htp_graph_finalization_optimization_mode": "3"}
