@@ -28,6 +28,8 @@ def add_options(parser: pytest.Parser) -> None:
                     help="(re)write golden outputs instead of comparing against them")
     group.addoption("--edge-report", dest="edge_report", metavar="PATH",
                     help="write a JSON report of every comparison, placement and latency")
+    group.addoption("--edge-html", dest="edge_html", metavar="PATH",  # edge-html
+                    help="write a self-contained HTML report (tables, error histograms, placement per op)")
     group.addoption("--edge-seed", dest="edge_seed", type=int, metavar="N",
                     help=f"seed for generated inputs (default {DEFAULT_SEED})")
     parser.addini("edge_device", "devices to run edge tests on", type="linelist", default=[])
@@ -38,6 +40,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("edge_strict", "fail instead of skip on missing devices/providers", type="bool", default=False)
     parser.addini("edge_update_golden", "rewrite golden outputs", type="bool", default=False)
     parser.addini("edge_report", "JSON report path", default="")
+    parser.addini("edge_html", "HTML report path", default="")  # edge-html
     parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
 
 
@@ -53,6 +56,7 @@ class EdgeOptions:
     seed: int = DEFAULT_SEED
     update_golden: bool = False
     report: Optional[Path] = None
+    html: Optional[Path] = None  # edge-html: --edge-html PATH
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> EdgeOptions:
@@ -73,6 +77,7 @@ class EdgeOptions:
         except ValueError:
             raise pytest.UsageError(f"edge_seed must be an integer, got {pick('edge_seed')!r}") from None
         report = pick("edge_report")
+        html = pick("edge_html")  # edge-html
         return cls(
             devices=tuple(pick("edge_device") or ["local"]),
             devices_file=path,
@@ -82,6 +87,7 @@ class EdgeOptions:
             seed=seed,
             update_golden=bool(pick("edge_update_golden")),
             report=Path(report) if report else None,
+            html=Path(html) if html else None,  # edge-html
         )
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:

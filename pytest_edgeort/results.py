@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from functools import partial  # edge-html
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import pytest
@@ -149,21 +150,27 @@ class RunOutput:
             return f"edgeort device {name}: unavailable: {exc}"
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Write the JSON report (also after Ctrl-C: pytest still finishes the session)."""
+        """Write the JSON and HTML reports (also after Ctrl-C: pytest still finishes the session)."""
         results, options = self.results, self.run.options
-        if options.report is None or not (results.records or results.outcomes):
+        wanted = options.report is not None or options.html is not None  # edge-html
+        if not wanted or not (results.records or results.outcomes):
             return
+        from .reporting.html import write_html  # edge-html
         from .reporting.jsonreport import build_report, write_report
         from .reporting.summary import skip_counts
 
-        try:
-            write_report(options.report, build_report(results.records, results.device_facts, options.seed,
-                                                      results.outcomes, skip_counts(results.skip_reasons),
-                                                      int(exitstatus)))
-        except ReportError as exc:  # the rest of the terminal output stays; the run must not look green
-            self.report_errors.append(str(exc))
-            if session.exitstatus == pytest.ExitCode.OK:
-                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        document = build_report(results.records, results.device_facts, options.seed, results.outcomes,
+                                skip_counts(results.skip_reasons), int(exitstatus))
+        html = partial(write_html, rootdir=self.run.rootdir)  # edge-html: rows name models relative to it
+        for path, write in ((options.report, write_report), (options.html, html)):  # edge-html
+            if path is None:
+                continue
+            try:
+                write(path, document)
+            except ReportError as exc:  # the rest of the terminal output stays; the run must not look green
+                self.report_errors.append(str(exc))
+                if session.exitstatus == pytest.ExitCode.OK:
+                    session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         for line in self.report_errors:

@@ -106,7 +106,7 @@ def _grouped(document: Mapping[str, Any], rootdir: Optional[Path]) -> List[Tuple
     for number, record in enumerate(records):
         key = (row_name(record, rootdir), record["device"], record["provider"])
         members.setdefault(key, []).append((number, record))
-    rank = lambda item: _OUTCOME_ORDER.get(_OUTCOME_CLASS.get(item[1].get("outcome", ""), "other"), 4)  # noqa: E731
+    rank = lambda item: _OUTCOME_ORDER.get(_OUTCOME_CLASS.get(item[1].get("outcome", ""), "other"), 4)
     return [(row, sorted(members[(row.model, row.device, row.provider)], key=rank)) for row in rows]
 
 
@@ -248,8 +248,8 @@ def _record(number: int, record: Mapping[str, Any], row_index: int) -> str:
     outcome = str(record.get("outcome", "unknown"))
     failed = _OUTCOME_CLASS.get(outcome) == "fail"
     parts = [f'<section class="record{" failed" if failed else ""}" id="rec-{number}">',
-             f"<h3>{_outcome_badge(outcome)} {_e(record.get('check', 'test'))} "
-             f'<span class="muted">{_e(record.get("nodeid", ""))}</span></h3>',
+             (f"<h3>{_outcome_badge(outcome)} {_e(record.get('check', 'test'))} "
+              f'<span class="muted">{_e(record.get("nodeid", ""))}</span></h3>'),
              f'<p><a href="#row-{row_index}">back to the summary</a></p>']
     if record.get("error"):
         parts.append(f'<pre class="error">{_e(record["error"])}</pre>')

@@ -31,8 +31,8 @@ def histogram_svg(bins: Sequence[Sequence[Any]], unit: str = "LSB", limit: Optio
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(bins), 1)
     parts: List[str] = [
-        f'<svg class="hist" width="{WIDTH}" height="{HEIGHT}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="error histogram in {escape(unit)}">',
+        (f'<svg class="hist" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+         f'aria-label="error histogram in {escape(unit)}">'),
         f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}"/>',
         f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}"/>',
     ]
