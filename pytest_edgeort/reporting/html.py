@@ -27,7 +27,7 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:2px solid #d8dde6}
 h3{font-size:16px;margin:18px 0 6px}h4{font-size:14px;margin:12px 0 4px}
 table{border-collapse:collapse;margin:6px 0 10px;max-width:100%}th,td{border:1px solid #d8dde6;padding:3px 8px;text-align:left;
-vertical-align:top;overflow-wrap:anywhere}th{background:#f1f3f7}td.n{text-align:right;font-variant-numeric:tabular-nums}
+vertical-align:top}td{overflow-wrap:anywhere}th{background:#f1f3f7}td.n{text-align:right;font-variant-numeric:tabular-nums}
 code,pre{font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}pre{white-space:pre-wrap;word-break:break-word}
 pre.error{background:#fdecec;border-left:4px solid #c62828;padding:6px 10px}
 .badge{display:inline-block;min-width:3.2em;padding:1px 6px;border-radius:3px;font-weight:700;text-align:center}
@@ -36,7 +36,7 @@ pre.error{background:#fdecec;border-left:4px solid #c62828;padding:6px 10px}
 .record{border:1px solid #d8dde6;border-radius:4px;padding:4px 14px 10px;margin:12px 0}
 .record.failed{border-left:6px solid #c62828}.cpu{background:#fdecec;color:#b71c1c;font-weight:700;padding:0 4px}
 .muted{color:#5b6474}td.model{min-width:12em;max-width:26em}.check{white-space:nowrap;margin-right:6px}
-.check .badge{font-size:11px;min-width:0;padding:0 4px}table.facts th{font-weight:600;width:14em}a{color:#1a56c4}
+.check .badge{font-size:11px;min-width:0;padding:0 4px}table.facts th{font-weight:600;white-space:nowrap}a{color:#1a56c4}
 svg.hist .axis{stroke:#1d2330}svg.hist .bar{fill:#3f6fb5}svg.hist .bar.beyond{fill:#c62828}
 svg.hist text{font-size:11px;text-anchor:middle;fill:#1d2330}svg.hist .label{font-size:12px}
 """
@@ -58,7 +58,7 @@ def _outcome_badge(outcome: str) -> str:
 def _value(value: Any) -> str:
     """A fact for a table cell: mappings as ``k=v`` pairs, lists comma-separated, floats shortened."""
     if isinstance(value, Mapping):
-        return ", ".join(f"{k}={v}" for k, v in value.items()) or "-"
+        return ", ".join(f"{k}={_value(v)}" for k, v in value.items()) or "-"
     if isinstance(value, (list, tuple)):
         return ", ".join(str(v) for v in value) or "-"
     if isinstance(value, float):
@@ -106,7 +106,9 @@ def _grouped(document: Mapping[str, Any], rootdir: Optional[Path]) -> List[Tuple
     for number, record in enumerate(records):
         key = (row_name(record, rootdir), record["device"], record["provider"])
         members.setdefault(key, []).append((number, record))
-    rank = lambda item: _OUTCOME_ORDER.get(_OUTCOME_CLASS.get(item[1].get("outcome", ""), "other"), 4)
+    def rank(member: Tuple[int, dict]) -> int:
+        return _OUTCOME_ORDER.get(_OUTCOME_CLASS.get(member[1].get("outcome", ""), "other"), 4)
+
     return [(row, sorted(members[(row.model, row.device, row.provider)], key=rank)) for row in rows]
 
 
@@ -197,7 +199,7 @@ def _output_details(out: Mapping[str, Any]) -> str:
         unit = str(out.get("histogram_unit") or "LSB")
         limit = tolerance.get("lsb") if unit == "LSB" else 1.0 if unit == "atol" else None
         parts.append(f"<p>error histogram in {_e(unit)}"
-                     + (f" (red: above the tolerance of {_e(_value(limit))} {_e(unit)})" if limit is not None else "")
+                     + (f" (red: bins wholly above the tolerance of {_e(_value(limit))} {_e(unit)})" if limit is not None else "")
                      + "</p>" + histogram_svg(out["histogram"], unit, limit))
     return "".join(parts)
 
