@@ -25,18 +25,19 @@ _RECORD_FACTS = (("nodeid", "test"), ("model_path", "model"), ("model_sha256", "
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2330;background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:2px solid #d8dde6}
-h3{font-size:16px;margin:18px 0 6px}h4{font-size:14px;margin:12px 0 4px}
-table{border-collapse:collapse;margin:6px 0 10px;max-width:100%}th,td{border:1px solid #d8dde6;padding:3px 8px;text-align:left;
-vertical-align:top}td{overflow-wrap:anywhere}th{background:#f1f3f7}td.n{text-align:right;font-variant-numeric:tabular-nums}
+h3{font-size:16px;margin:18px 0 6px}h4{font-size:14px;margin:12px 0 4px}a{color:#1a56c4}.muted{color:#5b6474}
+table{border-collapse:collapse;margin:6px 0 10px;max-width:100%}
+th,td{border:1px solid #d8dde6;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f1f3f7}
+td{overflow-wrap:anywhere}td.n{text-align:right;font-variant-numeric:tabular-nums}td.model{min-width:12em;max-width:26em}
+table.facts th{font-weight:600;white-space:nowrap}
 code,pre{font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}pre{white-space:pre-wrap;word-break:break-word}
 pre.error{background:#fdecec;border-left:4px solid #c62828;padding:6px 10px}
 .badge{display:inline-block;min-width:3.2em;padding:1px 6px;border-radius:3px;font-weight:700;text-align:center}
 .fail{background:#c62828;color:#fff}.pass{background:#2e7d32;color:#fff}.xfail{background:#f9a825;color:#1d2330}
 .skip,.other{background:#9aa3b2;color:#fff}.banner{padding:8px 12px;background:#fff3cd;border:1px solid #f9a825}
+.check{white-space:nowrap;margin-right:6px}.check .badge{font-size:11px;min-width:0;padding:0 4px}
 .record{border:1px solid #d8dde6;border-radius:4px;padding:4px 14px 10px;margin:12px 0}
 .record.failed{border-left:6px solid #c62828}.cpu{background:#fdecec;color:#b71c1c;font-weight:700;padding:0 4px}
-.muted{color:#5b6474}td.model{min-width:12em;max-width:26em}.check{white-space:nowrap;margin-right:6px}
-.check .badge{font-size:11px;min-width:0;padding:0 4px}table.facts th{font-weight:600;white-space:nowrap}a{color:#1a56c4}
 svg.hist .axis{stroke:#1d2330}svg.hist .bar{fill:#3f6fb5}svg.hist .bar.beyond{fill:#c62828}
 svg.hist text{font-size:11px;text-anchor:middle;fill:#1d2330}svg.hist .label{font-size:12px}
 """
@@ -79,9 +80,9 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequen
 
 def _facts(pairs: Iterable[Tuple[str, Any]]) -> str:
     """A two-column table of the facts that are present, names in the first column."""
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_value(v))}</td></tr>" for k, v in pairs if v not in (None, "", [], {}))
+    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_value(v))}</td></tr>"
+                   for k, v in pairs if v not in (None, "", [], {}))
     return f'<table class="facts"><tbody>{rows}</tbody></table>'
-
 
 
 def _when(epoch: Optional[float]) -> str:
@@ -106,6 +107,7 @@ def _grouped(document: Mapping[str, Any], rootdir: Optional[Path]) -> List[Tuple
     for number, record in enumerate(records):
         key = (row_name(record, rootdir), record["device"], record["provider"])
         members.setdefault(key, []).append((number, record))
+
     def rank(member: Tuple[int, dict]) -> int:
         return _OUTCOME_ORDER.get(_OUTCOME_CLASS.get(member[1].get("outcome", ""), "other"), 4)
 
@@ -180,6 +182,16 @@ def _metrics(outputs: Sequence[Mapping[str, Any]]) -> str:
                    "within tol %", "SNR dB", "cosine", "top-k %", "gain"), rows, numeric=tuple(range(4, 13)))
 
 
+def _comparison(comparison: Mapping[str, Any]) -> str:
+    """The per-output metrics table, missing/extra outputs, then each output's details."""
+    parts = ["<h4>outputs</h4>" + _metrics(comparison["outputs"])] if comparison.get("outputs") else []
+    for key in ("missing", "extra"):
+        if comparison.get(key):
+            parts.append(f"<p>{key} outputs: {_e(', '.join(map(str, comparison[key])))}</p>")
+    parts.extend(_output_details(out) for out in comparison.get("outputs", ()))
+    return "".join(parts)
+
+
 def _output_details(out: Mapping[str, Any]) -> str:
     name = _e(out.get("name"))
     parts = [f"<h4>output {name}</h4>"]
@@ -189,19 +201,21 @@ def _output_details(out: Mapping[str, Any]) -> str:
     parts.append(_facts([("error pattern", out.get("pattern_text")), ("tolerance", tolerance),
                          ("smallest tolerance that would pass", out.get("smallest_passing")),
                          ("NaN actual/expected", _pair(out, "nan")), ("inf actual/expected", _pair(out, "inf"))]))
-    worst = out.get("worst") or ()
-    if worst:
-        parts.append("<p>worst elements</p>" + _table(
-            ("index", "actual", "expected", "|err|", "err LSB"),
-            ([_e(tuple(w.get("index", ()))), *(_e(_value(w.get(k))) for k in ("actual", "expected", "abs_err", "err_lsb"))]
-             for w in worst), numeric=(1, 2, 3, 4)))
+    if out.get("worst"):
+        rows = ([_e(tuple(w.get("index", ()))), *(_e(_value(w.get(k))) for k in ("actual", "expected", "abs_err",
+                                                                                   "err_lsb"))] for w in out["worst"])
+        parts.append("<p>worst elements</p>"
+                     + _table(("index", "actual", "expected", "|err|", "err LSB"), rows, numeric=(1, 2, 3, 4)))
     if out.get("histogram"):
-        unit = str(out.get("histogram_unit") or "LSB")
-        limit = tolerance.get("lsb") if unit == "LSB" else 1.0 if unit == "atol" else None
-        parts.append(f"<p>error histogram in {_e(unit)}"
-                     + (f" (red: bins wholly above the tolerance of {_e(_value(limit))} {_e(unit)})" if limit is not None else "")
-                     + "</p>" + histogram_svg(out["histogram"], unit, limit))
+        parts.append(_histogram(out["histogram"], str(out.get("histogram_unit") or "LSB"), tolerance))
     return "".join(parts)
+
+
+def _histogram(bins: Sequence[Sequence[Any]], unit: str, tolerance: Mapping[str, Any]) -> str:
+    """The plot with its caption; the limit is the ``lsb`` tolerance (or 1 for a histogram in ``atol``)."""
+    limit = tolerance.get("lsb") if unit == "LSB" else 1.0 if unit == "atol" else None
+    legend = f" (red: bins wholly above the tolerance of {_value(limit)} {unit})" if limit is not None else ""
+    return f"<p>error histogram in {_e(unit)}{_e(legend)}</p>" + histogram_svg(bins, unit, limit)
 
 
 def _pair(out: Mapping[str, Any], kind: str) -> Optional[str]:
@@ -243,7 +257,7 @@ def _golden(record: Mapping[str, Any]) -> str:
         now = record.get(key)
         changed = now is not None and key not in ("model", "written") and now != value
         rows.append([_e(key), _e(_value(value)), _e(_value(now)) + (" <strong>(changed)</strong>" if changed else "")])
-    return "<h4>golden provenance</h4>" + _table(("", "golden written with", "this run"), rows)
+    return "<h4>golden provenance</h4>" + _table(("fact", "golden written with", "this run"), rows)
 
 
 def _record(number: int, record: Mapping[str, Any], row_index: int) -> str:
@@ -260,23 +274,18 @@ def _record(number: int, record: Mapping[str, Any], row_index: int) -> str:
         duration = f"{record['finished'] - record['started']:.3f} s"
     parts.append(_facts([(label, record.get(key)) for key, label in _RECORD_FACTS]
                         + [("started", _when(record.get("started"))), ("duration", duration)]))
-    comparison = record.get("comparison") or {}
-    if comparison.get("outputs"):
-        parts.append("<h4>outputs</h4>" + _metrics(comparison["outputs"]))
-    for key in ("missing", "extra"):
-        if comparison.get(key):
-            parts.append(f"<p>{key} outputs: {_e(', '.join(map(str, comparison[key])))}</p>")
-    parts.extend(_output_details(out) for out in comparison.get("outputs", ()))
+    parts.append(_comparison(record.get("comparison") or {}))
     if record.get("cpu_nodes"):
-        parts.append("<h4>nodes that would run on CPU</h4>" + _table(
-            ("op type", "count", "nodes"),
-            ([_e(n.get("op_type")), _e(n.get("count")), _e(", ".join(n.get("nodes", ())))] for n in record["cpu_nodes"]),
-            numeric=(1,)))
+        rows = ([_e(n.get("op_type")), _e(n.get("count")), _e(", ".join(n.get("nodes", ())))]
+                for n in record["cpu_nodes"])
+        parts.append("<h4>nodes that would run on CPU</h4>" + _table(("op type", "count", "nodes"), rows, numeric=(1,)))
     if record.get("placement"):
         coverage = record.get("npu_coverage")
-        parts.append("<h4>placement per op type</h4>"
-                     + (f"<p>NPU node coverage {100 * coverage:.1f} %</p>" if isinstance(coverage, (int, float)) else "")
-                     + _placement(record["placement"]))
+        if isinstance(coverage, (int, float)):
+            parts.append(f"<h4>placement per op type</h4><p>NPU node coverage {100 * coverage:.1f} %</p>")
+        else:
+            parts.append("<h4>placement per op type</h4>")
+        parts.append(_placement(record["placement"]))
     if record.get("latency"):
         parts.append("<h4>latency</h4>" + _latency(record))
     if record.get("golden_provenance"):

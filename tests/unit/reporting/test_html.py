@@ -61,7 +61,7 @@ DOCUMENT = {
         _record("t.py::test_ok[local-qnn-htp]", "conformance", "passed", "good.onnx",
                 comparison={"passed": True, "missing": [], "extra": [], "outputs": [_output(True, HISTOGRAM_OK, [])]}),
         _record("t.py::test_bad[local-qnn-htp]", "conformance", "failed", EVIL, phase="call",
-                error="ComparisonError: <script>alert(1)</script>.onnx on local/qnn-htp vs reference: 1 of 1 outputs failed",
+                error=f"ComparisonError: {EVIL} on local/qnn-htp vs reference: 1 of 1 outputs failed",
                 comparison={"passed": False, "missing": [], "extra": [],
                             "outputs": [_output(False, HISTOGRAM_BAD, WORST)]}),
         _record("t.py::test_latency[local-qnn-htp]", "latency", "passed", "good.onnx", speedup_vs_cpu=0.108,
