@@ -28,7 +28,8 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bott
 h3{font-size:16px;margin:18px 0 6px}h4{font-size:14px;margin:12px 0 4px}a{color:#1a56c4}.muted{color:#5b6474}
 table{border-collapse:collapse;margin:6px 0 10px;max-width:100%}
 th,td{border:1px solid #d8dde6;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f1f3f7}
-td{overflow-wrap:anywhere}td.n{text-align:right;font-variant-numeric:tabular-nums}td.model{min-width:12em;max-width:26em}
+td{overflow-wrap:anywhere}td:first-child{overflow-wrap:normal}td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.model{min-width:12em;max-width:26em;overflow-wrap:anywhere}
 table.facts th{font-weight:600;white-space:nowrap}
 code,pre{font:12px/1.4 ui-monospace,Menlo,Consolas,monospace}pre{white-space:pre-wrap;word-break:break-word}
 pre.error{background:#fdecec;border-left:4px solid #c62828;padding:6px 10px}
