@@ -11,12 +11,12 @@ import subprocess
 import sys
 import tempfile
 import zlib
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import pytest
 
+from tests.support.htmlpage import histogram_bars, parse, summary_rows
 from tests.support.runs import require_qnn, run
 
 require_qnn()
@@ -41,53 +41,6 @@ def test_changed_model_matches_cpu(edge_session, edge_reference, edge_inputs, ed
 '''
 
 
-class _Page(HTMLParser):
-    """Summary rows (their cells' text), ids, links, and per <svg> the number of histogram bars."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.ids: List[str] = []
-        self.links: List[str] = []
-        self.rows: List[List[str]] = []
-        self.bars: List[int] = []
-        self._in_summary = self._in_cell = False
-
-    def handle_starttag(self, tag: str, attrs: List[Tuple[str, str]]) -> None:
-        attr = dict(attrs)
-        if "id" in attr:
-            self.ids.append(attr["id"])
-            self._in_summary = attr["id"] == "summary" or (self._in_summary and attr["id"].startswith("row-"))
-        if tag == "a" and "href" in attr:
-            self.links.append(attr["href"])
-        if tag == "h2" and attr.get("id") != "summary":
-            self._in_summary = False
-        if self._in_summary and tag == "tr":
-            self.rows.append([])
-        if self._in_summary and tag == "td":
-            self.rows[-1].append("")
-            self._in_cell = True
-        if tag == "svg":
-            self.bars.append(0)
-        if tag == "rect" and "bar" in attr.get("class", "").split():
-            self.bars[-1] += 1
-
-    def handle_endtag(self, tag: str) -> None:
-        if tag == "td":
-            self._in_cell = False
-        if tag == "table":
-            self._in_summary = False
-
-    def handle_data(self, data: str) -> None:
-        if self._in_cell:
-            self.rows[-1][-1] += data
-
-
-def _parse(text: str) -> _Page:
-    page = _Page()
-    page.feed(text)
-    return page
-
-
 @pytest.fixture(scope="module")
 def html_run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Dict[str, object]:
     """One real run (slow: the QNN HTP simulator), shared by this module's tests: the HTML path comes
@@ -107,14 +60,17 @@ def test_html_report_from_the_ini_has_rows_links_and_a_plot_per_output(html_run)
     text = html_run["html"].read_text(encoding="utf-8")
     report = html_run["report"]
     assert text.startswith("<!DOCTYPE html>") and "http" not in text and "<script" not in text  # self-contained
-    page = _parse(text)
-    assert [(row[0].rsplit("/", 1)[-1], row[3].split()[0]) for row in page.rows if row] == [
+    page = parse(text)
+    rows = [[cell.all_text() for cell in row.children] for row in summary_rows(page)]
+    assert [(row[0].rsplit("/", 1)[-1], row[3].split()[0]) for row in rows] == [
         ("conv_matmul_qdq_wrong.onnx", "FAIL"), ("conv_matmul_qdq.onnx", "PASS")]  # failures first
-    assert {"#grp-0", "#grp-1", "#row-0", "#row-1"} <= set(page.links)  # summary -> details -> summary
+    links = [a.attrs.get("href", "") for a in page.iter("a")]
+    assert {"#grp-0", "#grp-1", "#row-0", "#row-1"} <= set(links)  # summary -> details -> summary
     records = report["results"]
-    assert [f"#rec-{n}" for n in range(len(records))] == sorted(link for link in page.links if link.startswith("#rec-"))
+    assert sorted(link for link in links if link.startswith("#rec-")) == [f"#rec-{n}" for n in range(len(records))]
     histograms = [len(out["histogram"]) for r in records for out in r["comparison"]["outputs"]]
-    assert sorted(page.bars) == sorted(histograms) and len(histograms) == 2 and min(histograms) >= 8
+    bars = [len(plot) for plot in histogram_bars(page)]
+    assert sorted(bars) == sorted(histograms) and len(histograms) == 2 and min(histograms) >= 8
     failed = next(r for r in records if r["outcome"] == "failed")
     assert failed["comparison"]["outputs"][0]["worst"]  # shown below, with its error text
     assert "worst elements" in text and "1 of 1 outputs failed" in text
@@ -158,8 +114,8 @@ def test_html_report_renders_in_headless_chromium(html_run, tmp_path):
     width, height, values = _png_facts(screenshot)
     assert (width, height) == WINDOW and values > 16, "the screenshot is blank or one colour"
     assert screenshot.stat().st_size > 20_000  # a one-colour page of this size compresses to a few kB
-    dom = _parse(_chromium("--dump-dom", url))  # the DOM the browser built from the file
-    assert len([row for row in dom.rows if row]) == 2 and len(dom.bars) == 2 and min(dom.bars) >= 8
+    dom = parse(_chromium("--dump-dom", url))  # the DOM the browser built from the file
+    assert len(summary_rows(dom)) == 2 and [len(bars) >= 8 for bars in histogram_bars(dom)] == [True, True]
 
 
 def test_an_unwritable_html_report_is_one_line_and_the_run_is_not_green(pytester, model_dir):

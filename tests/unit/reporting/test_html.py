@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import copy
-from html.parser import HTMLParser
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import pytest
 
 from pytest_edgeort.errors import ReportError
 from pytest_edgeort.reporting.html import render_html, write_html
 from pytest_edgeort.reporting.svg import histogram_svg
+from tests.support.htmlpage import Node, histogram_bars, parse, summary_rows
 
 ROOT = Path("/repo")
 EVIL = "<script>alert(1)</script>.onnx"
@@ -83,97 +83,29 @@ DOCUMENT = {
 }
 
 
-class Node:
-    """An element of the parsed page (html.parser builds no tree of its own)."""
-
-    def __init__(self, tag: str, attrs: Dict[str, str]) -> None:
-        self.tag, self.attrs, self.children, self.text = tag, attrs, [], ""
-
-    def iter(self, tag: Optional[str] = None):
-        if tag in (None, self.tag):
-            yield self
-        for child in self.children:
-            yield from child.iter(tag)
-
-    def all_text(self) -> str:
-        return self.text + "".join(child.all_text() for child in self.children)
-
-    def classes(self) -> List[str]:
-        return self.attrs.get("class", "").split()
-
-
-class TreeBuilder(HTMLParser):
-    VOID = {"meta", "br", "hr", "img", "input", "link"}
-
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.root = Node("document", {})
-        self.stack = [self.root]
-
-    def handle_starttag(self, tag: str, attrs: List[Tuple[str, Optional[str]]]) -> None:
-        node = Node(tag, {k: v or "" for k, v in attrs})
-        self.stack[-1].children.append(node)
-        if tag not in self.VOID:
-            self.stack.append(node)
-
-    def handle_startendtag(self, tag: str, attrs: List[Tuple[str, Optional[str]]]) -> None:
-        self.stack[-1].children.append(Node(tag, {k: v or "" for k, v in attrs}))
-
-    def handle_endtag(self, tag: str) -> None:
-        assert self.stack[-1].tag == tag, f"</{tag}> closes <{self.stack[-1].tag}>: the page is not well nested"
-        self.stack.pop()
-
-    def handle_data(self, data: str) -> None:
-        node = Node("#text", {})
-        node.text = data
-        self.stack[-1].children.append(node)
-
-
-def parse(text: str) -> Node:
-    builder = TreeBuilder()
-    builder.feed(text)
-    builder.close()
-    assert [n.tag for n in builder.stack] == ["document"], "unclosed elements"
-    return builder.root
-
-
 @pytest.fixture(scope="module")
 def page() -> Node:
     return parse(render_html(DOCUMENT, ROOT))
 
 
-def _by_id(page: Node, ident: str) -> Node:
-    found = [n for n in page.iter() if n.attrs.get("id") == ident]
-    assert len(found) == 1, f"id {ident!r}: {len(found)} elements"
-    return found[0]
-
-
-def _summary_rows(page: Node) -> List[Node]:
-    heading = _by_id(page, "summary")
-    body = next(n for n in page.iter("body"))
-    table = body.children[body.children.index(heading) + 1]
-    assert table.tag == "table"
-    return list(table.iter("tbody"))[0].children
-
-
 def test_summary_has_a_row_per_model_device_provider_failures_first(page):
-    rows = [[cell.all_text() for cell in row.children] for row in _summary_rows(page)]
+    rows = [[cell.all_text() for cell in row.children] for row in summary_rows(page)]
     assert [(r[0], r[3]) for r in rows] == [
         ("models/" + EVIL, "FAIL 0/1"), ("models/det.onnx", "FAIL 0/1"),
         ("t.py::test_setup", "FAIL 0/1"),  # failed before any session existed: its own row, named by the test
         ("models/good.onnx", "PASS 3/3")]
     assert rows[0][4:6] == ["29", "11.6"] and rows[3][8:11] == ["0.789", "0.942", "0.11"]
-    verdicts = [n for row in _summary_rows(page) for n in row.children[3].iter("span")]
+    verdicts = [n for row in summary_rows(page) for n in row.children[3].iter("span")]
     assert [v.classes() for v in verdicts] == [["badge", "fail"]] * 3 + [["badge", "pass"]]  # colour and text
 
 
 def test_summary_rows_link_to_their_details_and_back(page):
-    for index, row in enumerate(_summary_rows(page)):
+    for index, row in enumerate(summary_rows(page)):
         anchor = row.children[0].children[0]
         assert (anchor.attrs["id"], anchor.attrs["href"]) == (f"row-{index}", f"#grp-{index}")
-        _by_id(page, f"grp-{index}")
+        page.by_id(f"grp-{index}")
         for link in row.children[-1].iter("a"):  # one link per check of the row, to that check's section
-            section = _by_id(page, link.attrs["href"][1:])
+            section = page.by_id(link.attrs["href"][1:])
             assert section.tag == "section"
             backs = [a.attrs["href"] for a in section.iter("a")]
             assert backs == [f"#row-{index}"]
@@ -181,9 +113,8 @@ def test_summary_rows_link_to_their_details_and_back(page):
 
 
 def test_one_svg_histogram_per_output_with_a_bar_per_bin(page):
-    plots = list(page.iter("svg"))
+    plots, bars = list(page.iter("svg")), histogram_bars(page)
     assert len(plots) == 2  # the passing and the failing output (the golden record compared no output)
-    bars = [[r for r in svg.iter("rect") if "bar" in r.classes()] for svg in plots]
     assert sorted(len(b) for b in bars) == [len(HISTOGRAM_OK), len(HISTOGRAM_BAD)]
     failing = next(b for b in bars if len(b) == len(HISTOGRAM_BAD))
     assert ["beyond" in r.classes() for r in failing] == [False] * 4 + [True] * 5  # lsb=3: from '5-8' on
