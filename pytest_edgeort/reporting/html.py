@@ -307,6 +307,14 @@ def _details(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
     return "".join(parts)
 
 
+def _unrecorded(document: Mapping[str, Any]) -> str:
+    """Edge tests that recorded no check (a skip, a test that only ran a session), with their outcome."""
+    recorded = {r.get("nodeid") for r in document.get("results", ())}
+    rows = [[_e(nodeid), _outcome_badge(str(outcome))]
+            for nodeid, outcome in document.get("outcomes", {}).items() if nodeid not in recorded]
+    return "<h2>Edge tests without a check record</h2>" + _table(("test", "outcome"), rows) if rows else ""
+
+
 def _skipped(skips: Sequence[Mapping[str, Any]]) -> str:
     if not skips:
         return ""
@@ -318,7 +326,7 @@ def render_html(document: Mapping[str, Any], rootdir: Optional[Path] = None) -> 
     """The whole page: inline CSS and SVG, no script, nothing fetched from anywhere."""
     groups = _grouped(document, rootdir)
     body = (_header(document) + _devices(document.get("devices", {})) + _summary(groups) + _details(groups)
-            + _skipped(document.get("skipped", ())))
+            + _unrecorded(document) + _skipped(document.get("skipped", ())))
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>pytest-edgeort report</title><style>{_STYLE}</style></head><body>{body}</body></html>\n")

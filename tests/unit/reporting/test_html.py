@@ -78,7 +78,8 @@ DOCUMENT = {
     ],
     "outcomes": {"t.py::test_ok[local-qnn-htp]": "passed", "t.py::test_bad[local-qnn-htp]": "failed",
                  "t.py::test_latency[local-qnn-htp]": "passed", "t.py::test_golden[local-qnn-htp]": "passed",
-                 "t.py::test_npu[local-qnn-htp]": "failed", "t.py::test_setup[local-qnn-htp]": "error"},
+                 "t.py::test_npu[local-qnn-htp]": "failed", "t.py::test_setup[local-qnn-htp]": "error",
+                 "t.py::test_session_only[local-cpu]": "passed", "t.py::test_ok[local-cuda]": "skipped"},
     "skipped": [{"reason": "device 'local' has no provider 'cuda'", "count": 2}],
 }
 
@@ -142,6 +143,14 @@ def test_user_data_is_escaped_and_the_page_fetches_nothing():
     text = render_html(DOCUMENT, ROOT)
     assert "<script" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;.onnx" in text
     assert "http" not in text and "src=" not in text and "@import" not in text and "url(" not in text
+
+
+def test_tests_without_a_check_record_are_listed_with_their_outcome(page):
+    heading = next(h for h in page.iter("h2") if h.all_text() == "Edge tests without a check record")
+    body = next(page.iter("body"))
+    table = body.children[body.children.index(heading) + 1]
+    rows = [[td.all_text() for td in tr.iter("td")] for tr in next(table.iter("tbody")).children]
+    assert rows == [["t.py::test_session_only[local-cpu]", "PASSED"], ["t.py::test_ok[local-cuda]", "SKIPPED"]]
 
 
 def test_interrupted_run_says_so():
