@@ -2,12 +2,12 @@
 from __future__ import annotations
 
 import datetime
-import os
 from html import escape
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 from .. import __version__
+from .._text import atomic_write
 from ..config.suite import MANIFEST
 from ..errors import ReportError
 from .summary import SummaryRow, _ms, _num, build_rows, device_line, row_name
@@ -335,14 +335,8 @@ def render_html(document: Mapping[str, Any], rootdir: Optional[Path] = None) -> 
 def write_html(path: Path, document: Mapping[str, Any], rootdir: Optional[Path] = None) -> None:
     """Write the HTML report via a temp file and rename (never half a page); ReportError (one line
     naming the path, no temp file left behind) when it cannot be written."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(render_html(document, rootdir), encoding="utf-8")
-        os.replace(tmp, path)
+        atomic_write(path, render_html(document, rootdir))
     except OSError as exc:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
         raise ReportError(f"edgeort: cannot write the --edge-html {path}: {exc.strerror or exc}") from None

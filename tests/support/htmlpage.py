@@ -11,7 +11,7 @@ class Node:
     def __init__(self, tag: str, attrs: Dict[str, str]) -> None:
         self.tag, self.attrs, self.children, self.text = tag, attrs, [], ""
 
-    def iter(self, tag: Optional[str] = None) -> Iterator["Node"]:
+    def iter(self, tag: Optional[str] = None) -> Iterator[Node]:
         """This node and every node below it (only those named ``tag`` if given), in document order."""
         if tag in (None, self.tag):
             yield self
@@ -24,7 +24,7 @@ class Node:
     def classes(self) -> List[str]:
         return self.attrs.get("class", "").split()
 
-    def by_id(self, ident: str) -> "Node":
+    def by_id(self, ident: str) -> Node:
         """The one element with this id (an id used twice is a broken link target)."""
         found = [n for n in self.iter() if n.attrs.get("id") == ident]
         assert len(found) == 1, f"id {ident!r}: {len(found)} elements"
