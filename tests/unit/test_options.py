@@ -13,6 +13,7 @@ from pytest_edgeort.options import DEFAULT_PROVIDERS, DEFAULT_SEED, EdgeOptions
 INI_DEFAULTS: Dict[str, Any] = {
     "edge_device": [], "edge_devices_file": "", "edge_provider": [], "edge_default_providers": list(DEFAULT_PROVIDERS),
     "edge_strict": False, "edge_update_golden": False, "edge_report": "", "edge_seed": str(DEFAULT_SEED),
+    "edge_html": "",  # edge-html
 }
 
 
@@ -33,8 +34,10 @@ def test_command_line_wins_over_ini(tmp_path):
     options = EdgeOptions.from_config(config(
         tmp_path,
         {"edge_device": ["board1"], "edge_seed": 7, "edge_devices_file": "cli.toml", "edge_strict": True},
-        {"edge_device": ["rb3"], "edge_seed": "9", "edge_report": "out/r.json", "edge_provider": ["cpu"]},
+        {"edge_device": ["rb3"], "edge_seed": "9", "edge_report": "out/r.json", "edge_provider": ["cpu"],
+         "edge_html": "out/r.html"},  # edge-html
     ))
+    assert options.html == Path("out/r.html")  # edge-html
     assert options.devices == ("board1",) and options.seed == 7 and options.strict
     assert options.devices_file == tmp_path / "cli.toml"
     assert options.report == Path("out/r.json") and options.providers == ("cpu",)
