@@ -108,7 +108,7 @@ def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str
 def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
                  ) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
-    from .checks.conformance import compare as compare_outputs, open_baseline
+    from .checks.conformance import compare as compare_outputs, open_float_session
     from .compare.render import format_comparison
     from .compare.tolerance import parse_tolerance
 
@@ -123,7 +123,7 @@ def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_d
             spec = tolerance_marker(request.node).over(parse_tolerance(tolerance, where))
             if baseline is None and session.last_inputs is not None:
                 opener = partial(open_session, edge_run_state)
-                float_session = open_baseline(opener, edge_device, marker.float_model, spec)
+                float_session = open_float_session(opener, edge_device, marker.float_model, spec)
                 baseline = float_session.run(session.last_inputs) if float_session is not None else None
             result = compare_outputs(session, actual, expected, spec, where, baseline)
         except ValueError as exc:

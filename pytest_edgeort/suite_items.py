@@ -92,11 +92,12 @@ class SuiteFile(pytest.File):
             recipe = suite.prepare
             cache = run.rootdir / CACHE_DIR / "prepared"
             model = prepare_model(source, recipe, suite.folder, cache)
-            baseline = recipe.float_baseline()
+            float_recipe = recipe.float_baseline()
             if float_source is not None:
-                float_model = float_source if baseline.is_empty else prepare_model(float_source, baseline, suite.folder, cache)
+                float_model = (float_source if float_recipe.is_empty
+                               else prepare_model(float_source, float_recipe, suite.folder, cache))
             elif recipe.quantize:
-                float_model = prepare_model(source, baseline, suite.folder, cache)
+                float_model = prepare_model(source, float_recipe, suite.folder, cache)
         info = model_info(model)
         ranges: Dict[str, Any] = {}
         if suite.inputs:
@@ -172,10 +173,10 @@ class SuiteItem(SuiteNode):
         device, provider = reference_target(self.device, self.suite.reference)
         return open_session(run, device, models.model, provider, self._options(provider))
 
-    def _baseline(self, run: EdgeRun, models: SuiteModels) -> Optional["EdgeSession"]:
-        from .checks.conformance import open_baseline
+    def _float_session(self, run: EdgeRun, models: SuiteModels) -> Optional["EdgeSession"]:
+        from .checks.conformance import open_float_session
 
-        return open_baseline(partial(open_session, run), self.device, models.float_model, self.suite.tolerance)
+        return open_float_session(partial(open_session, run), self.device, models.float_model, self.suite.tolerance)
 
     @property
     def _where(self) -> str:
@@ -185,10 +186,10 @@ class SuiteItem(SuiteNode):
                      expected: Mapping[str, "np.ndarray"], models: SuiteModels) -> "Comparison":
         from .checks.conformance import compare_examples
 
-        baseline = self._baseline(run, models)
+        float_session = self._float_session(run, models)
         try:
             return compare_examples(session, actual, expected, models.feeds, self.suite.tolerance, self._where,
-                                    baseline)
+                                    float_session)
         except ValueError as exc:
             error = str(exc)
         fail(error)
@@ -290,9 +291,9 @@ class SuiteItem(SuiteNode):
         models = self._models(run)
         session = self._session(run, models)
         reference = self._reference(run, models)
-        baseline = self._baseline(run, models)
+        float_session = self._float_session(run, models)
         try:
-            result = fuzz(session, reference, baseline, self.suite.tolerance, self._where, self.suite.fuzz_examples,
+            result = fuzz(session, reference, float_session, self.suite.tolerance, self._where, self.suite.fuzz_examples,
                           run.options.seed, models.ranges)
         except ValueError as exc:
             result = exc

@@ -24,8 +24,8 @@ def reference_target(device: str, reference: str) -> Tuple[str, str]:
     return ("local" if reference == "host" else device), reference_provider(reference)
 
 
-def open_baseline(open_session: Opener, device: str, float_model: Optional[Path], spec: ToleranceSpec
-                  ) -> Optional["EdgeSession"]:
+def open_float_session(open_session: Opener, device: str, float_model: Optional[Path], spec: ToleranceSpec
+                       ) -> Optional["EdgeSession"]:
     """The float model on the device's CPU when ``spec`` has a ``vs_float`` rule and there is one, else None."""
     if float_model is None or not spec.needs_float_baseline:
         return None
@@ -54,9 +54,9 @@ def compare(session: "EdgeSession", actual: Outputs, expected: Outputs, spec: To
 
 def compare_examples(session: "EdgeSession", actual: Sequence[Outputs], expected: Outputs,
                      feeds: Sequence[Mapping[str, Any]], spec: ToleranceSpec, where: str,
-                     baseline: Optional["EdgeSession"] = None) -> Comparison:
+                     float_session: Optional["EdgeSession"] = None) -> Comparison:
     """Compare all examples at once, stacked on a new axis 0 (``expected`` is stacked already): SNR and
     cosine over the whole set (the basis of the measured tolerances); elementwise rules are unchanged."""
     outputs: List[Outputs] = list(actual)
-    float_outputs = stack_examples([baseline.run(feed) for feed in feeds]) if baseline is not None else None
-    return compare(session, stack_examples(outputs), expected, spec, where, float_outputs)
+    baseline = stack_examples([float_session.run(feed) for feed in feeds]) if float_session is not None else None
+    return compare(session, stack_examples(outputs), expected, spec, where, baseline)

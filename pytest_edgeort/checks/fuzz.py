@@ -27,8 +27,8 @@ class FuzzResult:
         return self.comparison is None
 
 
-def fuzz(session: "EdgeSession", reference: "EdgeSession", baseline: Optional["EdgeSession"], spec: ToleranceSpec,
-         where: str, examples: int, seed: int, ranges: Optional[Mapping[str, Any]] = None) -> FuzzResult:
+def fuzz(session: "EdgeSession", reference: "EdgeSession", float_session: Optional["EdgeSession"],
+         spec: ToleranceSpec, where: str, examples: int, seed: int, ranges: Optional[Mapping[str, Any]] = None) -> FuzzResult:
     """Run ``examples`` seeded Hypothesis feeds on ``session`` and ``reference`` and compare each.
 
     Raises a one-line ValueError (naming ``where``) before any input runs when ``spec`` does not fit the model.
@@ -48,8 +48,8 @@ def fuzz(session: "EdgeSession", reference: "EdgeSession", baseline: Optional["E
     @given(feed=inputs_for(session.model, ranges=ranges or None))
     def conforms(feed: Dict[str, "np.ndarray"]) -> None:
         actual, expected = session.run(feed), reference.run(feed)
-        baseline_outputs = baseline.run(feed) if baseline is not None else None
-        result = compare_outputs(actual, expected, limits, scales, baseline_outputs)
+        baseline = float_session.run(feed) if float_session is not None else None
+        result = compare_outputs(actual, expected, limits, scales, baseline)
         if not result.passed:
             failure.update(feed=feed, comparison=result)  # Hypothesis replays the shrunk one last
             raise AssertionError("outside tolerance")
