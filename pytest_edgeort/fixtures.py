@@ -120,7 +120,9 @@ def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_d
         where = f"edge_compare in {request.node.nodeid}"
         session = _session_for_compare(request, edge_run_state, edge_device, edge_provider, marker)
         try:
-            spec = tolerance_marker(request.node).over(parse_tolerance(tolerance, where))
+            spec = tolerance_marker(request.node)
+            if tolerance:
+                spec = spec.over(parse_tolerance(tolerance, where))
             if baseline is None and session.last_inputs is not None:
                 opener = partial(open_session, edge_run_state)
                 float_session = open_float_session(opener, edge_device, marker.float_model, spec)

@@ -2,10 +2,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from ..compare.engine import Comparison, compare_outputs
-from ..compare.tolerance import Tolerance, ToleranceSpec, default_tolerance
+from ..compare.tolerance import ToleranceSpec, default_tolerance
 from ..config.suite import reference_provider
 from .golden import stack_examples
 
@@ -32,24 +32,21 @@ def open_float_session(open_session: Opener, device: str, float_model: Optional[
     return open_session(device, float_model, "cpu")
 
 
-def tolerances(session: "EdgeSession", spec: ToleranceSpec, where: str) -> Dict[str, Tolerance]:
-    """Per output of ``session``'s model: its precision default with ``spec`` on top.
+def compare(session: "EdgeSession", actual: Outputs, expected: Outputs, spec: ToleranceSpec, where: str,
+            baseline: Optional[Outputs] = None) -> Comparison:
+    """``actual`` (outputs of ``session``) against ``expected``, each output under its precision default with
+    ``spec`` on top; ``baseline``: the float model's outputs (``vs_float``).
 
     Raises a one-line ValueError (naming ``where``) when ``spec`` names an output the model lacks.
     """
     model, provider = session.model, session.spec
     spec.check_outputs([o.name for o in model.outputs], where)
-    return {o.name: spec.for_output(o.name, default_tolerance(
-                model.precision(o.name, provider.float_as_fp16), provider.accelerator, model.depth(o.name),
-                model.shape(o.name), model.scale(o.name) is not None))
-            for o in model.outputs}
-
-
-def compare(session: "EdgeSession", actual: Outputs, expected: Outputs, spec: ToleranceSpec, where: str,
-            baseline: Optional[Outputs] = None) -> Comparison:
-    """``actual`` (outputs of ``session``) against ``expected``; ``baseline``: the float model's outputs."""
-    scales = {o.name: session.model.scale(o.name) for o in session.model.outputs}
-    return compare_outputs(actual, expected, tolerances(session, spec, where), scales, baseline)
+    tolerances = {o.name: spec.for_output(o.name, default_tolerance(
+                      model.precision(o.name, provider.float_as_fp16), provider.accelerator, model.depth(o.name),
+                      model.shape(o.name), model.scale(o.name) is not None))
+                  for o in model.outputs}
+    scales = {o.name: model.scale(o.name) for o in model.outputs}
+    return compare_outputs(actual, expected, tolerances, scales, baseline)
 
 
 def compare_examples(session: "EdgeSession", actual: Sequence[Outputs], expected: Outputs,
