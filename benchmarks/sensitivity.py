@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import collections
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -41,7 +40,7 @@ from tools.measure_suite import session  # (HTP session with CPU fallback disabl
 from pytest_edgeort.compare.engine import OutputComparison, compare_output
 from pytest_edgeort.model.inputs import generate_inputs, load_npz, split_examples
 from pytest_edgeort.model.info import model_info
-from pytest_edgeort.model.prepare import PrepareRecipe, prepare_model
+from pytest_edgeort.model.prepare import prepare_model
 from pytest_edgeort.config.suite import load_suite
 from pytest_edgeort.compare.tolerance import Tolerance, default_tolerance, is_classifier_shape
 from tests.support.models import Fault, with_output_faults
@@ -65,10 +64,9 @@ class Case:
 def _suite_model(folder: str) -> Path:
     suite = load_suite(ROOT / "example_suites" / folder / "edge_suite.toml")
     source = suite.resolve_model(suite.model, "model")
-    if not suite.prepare:
+    if suite.prepare is None:
         return source
-    recipe = PrepareRecipe.from_mapping(suite.prepare, str(suite.path))
-    return prepare_model(source, recipe, suite.folder, ROOT / ".edgeort-cache" / "prepared")
+    return prepare_model(source, suite.prepare, suite.folder, ROOT / ".edgeort-cache" / "prepared")
 
 
 def shallow_faults(shape: Tuple[int, ...], step: int) -> Dict[str, Tuple[str, Fault]]:

@@ -1,6 +1,7 @@
 """The fixtures tests use: device/provider parameters, sessions, inputs, compare, no-fallback check."""
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
@@ -8,7 +9,6 @@ import pytest
 
 from .errors import ComparisonError, InputError, ModelError
 from .outcomes import assert_no_fallback, fail, open_session, record_metrics, record_properties
-from .compare.tolerance import uses_vs_float
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
 from .run import EdgeRun, edge_run
 
@@ -67,9 +67,10 @@ def edge_session(edge_run_state: EdgeRun, edge_device: str, edge_provider: str, 
 @pytest.fixture
 def edge_reference(edge_run_state: EdgeRun, edge_device: str, edge_model_marker: ModelMarker) -> EdgeSession:
     """The reference: ``reference_model`` (or the model) on the reference provider (``cpu``)."""
+    from .checks.conformance import reference_target
+
     marker = edge_model_marker
-    device = "local" if marker.reference == "host" else edge_device
-    provider = "cpu" if marker.reference in ("host", "cpu") else marker.reference
+    device, provider = reference_target(edge_device, marker.reference)
     return open_session(edge_run_state, device, marker.reference_model or marker.model, provider)
 
 
@@ -107,8 +108,9 @@ def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str
 def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
                  ) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
-    from .checks.conformance import compare_session
+    from .checks.conformance import compare as compare_outputs, open_float_session
     from .compare.render import format_comparison
+    from .compare.tolerance import parse_tolerance
 
     marker = model_marker(request.node)
 
@@ -118,11 +120,14 @@ def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_d
         where = f"edge_compare in {request.node.nodeid}"
         session = _session_for_compare(request, edge_run_state, edge_device, edge_provider, marker)
         try:
-            rules = [tolerance_marker(request.node), tolerance]
-            if baseline is None and marker.float_model and uses_vs_float(rules) and session.last_inputs is not None:
-                float_session = open_session(edge_run_state, edge_device, marker.float_model, "cpu")
-                baseline = float_session.run(session.last_inputs)
-            result = compare_session(session, actual, expected, rules, baseline, where)
+            spec = tolerance_marker(request.node)
+            if tolerance:
+                spec = spec.over(parse_tolerance(tolerance, where))
+            if baseline is None and session.last_inputs is not None:
+                opener = partial(open_session, edge_run_state)
+                float_session = open_float_session(opener, edge_device, marker.float_model, spec)
+                baseline = float_session.run(session.last_inputs) if float_session is not None else None
+            result = compare_outputs(session, actual, expected, spec, where, baseline)
         except ValueError as exc:
             result = exc
         if isinstance(result, ValueError):

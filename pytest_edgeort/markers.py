@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Mapping, Optional, Sequence, Tuple
 
 import pytest
 
-from .compare.tolerance import parse_tolerance
+from .compare.tolerance import ToleranceSpec, parse_tolerance
 
 MARKERS = {
     "edge_model": (
@@ -100,12 +100,13 @@ def providers_marker(node: pytest.Item) -> ProvidersMarker:
     return ProvidersMarker(tuple(names), dict(mark.kwargs.get("options") or {}))
 
 
-def tolerance_marker(node: pytest.Item) -> Dict[str, Any]:
-    """The closest ``edge_tolerance`` kwargs, validated (``outputs`` kept for per-output rules)."""
-    mark = node.get_closest_marker("edge_tolerance")
-    if mark is None:
-        return {}
-    rules, per_output = parse_tolerance(dict(mark.kwargs), f"edge_tolerance in {node.nodeid}")
-    if per_output:
-        rules["outputs"] = per_output
-    return rules
+_TOLERANCE_KEY = pytest.StashKey["ToleranceSpec"]()
+
+
+def tolerance_marker(node: pytest.Item) -> ToleranceSpec:
+    """The closest ``edge_tolerance`` marker, parsed and validated once per item (empty when absent)."""
+    if _TOLERANCE_KEY not in node.stash:
+        mark = node.get_closest_marker("edge_tolerance")
+        spec = ToleranceSpec() if mark is None else parse_tolerance(dict(mark.kwargs), f"edge_tolerance in {node.nodeid}")
+        node.stash[_TOLERANCE_KEY] = spec
+    return node.stash[_TOLERANCE_KEY]

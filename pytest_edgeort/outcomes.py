@@ -75,22 +75,22 @@ def assert_no_fallback(run: EdgeRun, node: pytest.Item, device: str, provider: s
     """Fail unless ``model`` is created with CPU fallback disabled; return the EP's node coverage.
 
     ``label`` names the model in records (suites show their folder, not the prepared file's hash)."""
-    from .checks.conformance import diagnose_no_fallback
+    from .checks.no_fallback import NoFallbackResult, check_no_fallback
 
     if not resolve_provider(provider).accelerator:
         pytest.skip(f"provider {provider} is CPU itself: there is no CPU fallback to check")
     require_provider(run, device, provider)
     try:
-        message, cpu_nodes = diagnose_no_fallback(run, device, provider, model, options)
+        result = check_no_fallback(run, device, provider, model, options)
     except (ProviderError, ModelError) as exc:
-        message, cpu_nodes = str(exc), {}
-    if message:
+        result = NoFallbackResult(error=str(exc))
+    if result.session is None:
         run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": False, "device": device,
-                    "provider": provider, "model": label or model.name, "model_path": str(model), "error": message,
-                    "cpu_nodes": [{"op_type": op, "count": len(names), "nodes": names}
-                                  for op, names in cpu_nodes.items()]})
-        fail(message)
-    session = open_session(run, device, model, provider, options, cpu_fallback=False)
+                    "provider": provider, "model": label or model.name, "model_path": str(model),
+                    "error": result.error, "cpu_nodes": [{"op_type": op, "count": len(names), "nodes": names}
+                                                         for op, names in result.cpu_nodes.items()]})
+        fail(str(result.error))
+    session = result.session
     coverage = session.npu_coverage if session.npu_coverage is not None else 1.0
     run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": True, **session.provenance(),
                 "model": label or model.name})

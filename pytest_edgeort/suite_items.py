@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional
 
 import pytest
 
-from .compare.tolerance import uses_vs_float
 from .errors import EdgeError
 from .outcomes import assert_no_fallback, fail, open_session, record_metrics, record_properties, unavailable
 from .config.providers import resolve_provider
 from .run import EdgeRun, edge_run
-from .config.suite import CHECKS, MissingPackage, Suite, SuiteError, load_suite, reference_provider
+from .config.suite import CHECKS, MissingPackage, Suite, SuiteError, load_suite
 
 if TYPE_CHECKING:
     import numpy as np
@@ -86,17 +86,18 @@ class SuiteFile(pytest.File):
         source = suite.resolve_model(suite.model, "model")
         float_source = suite.resolve_model(suite.float_model, "float_model") if suite.float_model else None
         model, float_model = source, float_source
-        if suite.prepare:
-            from .model.prepare import PrepareRecipe, prepare_model
+        if suite.prepare is not None:
+            from .model.prepare import prepare_model
 
-            recipe = PrepareRecipe.from_mapping(suite.prepare, str(suite.path))
+            recipe = suite.prepare
             cache = run.rootdir / CACHE_DIR / "prepared"
             model = prepare_model(source, recipe, suite.folder, cache)
-            baseline = recipe.float_baseline()
+            float_recipe = recipe.float_baseline()
             if float_source is not None:
-                float_model = float_source if baseline.is_empty else prepare_model(float_source, baseline, suite.folder, cache)
+                float_model = (float_source if float_recipe.is_empty
+                               else prepare_model(float_source, float_recipe, suite.folder, cache))
             elif recipe.quantize:
-                float_model = prepare_model(source, baseline, suite.folder, cache)
+                float_model = prepare_model(source, float_recipe, suite.folder, cache)
         info = model_info(model)
         ranges: Dict[str, Any] = {}
         if suite.inputs:
@@ -167,47 +168,47 @@ class SuiteItem(SuiteNode):
         return open_session(run, self.device, models.model, self.provider, self._options(self.provider))
 
     def _reference(self, run: EdgeRun, models: SuiteModels) -> "EdgeSession":
-        ref = self.suite.reference
-        device = "local" if ref == "host" else self.device
-        provider = reference_provider(ref)
+        from .checks.conformance import reference_target
+
+        device, provider = reference_target(self.device, self.suite.reference)
         return open_session(run, device, models.model, provider, self._options(provider))
 
-    def _baseline(self, run: EdgeRun, models: SuiteModels) -> Optional["EdgeSession"]:
-        if models.float_model is None or not uses_vs_float([self.suite.tolerance]):
-            return None
-        return open_session(run, self.device, models.float_model, "cpu")
+    def _float_session(self, run: EdgeRun, models: SuiteModels) -> Optional["EdgeSession"]:
+        from .checks.conformance import open_float_session
 
-    def _compare(self, session: "EdgeSession", actual: Mapping[str, "np.ndarray"], expected: Mapping[str, "np.ndarray"],
-                 baseline: Optional[Mapping[str, "np.ndarray"]]) -> "Comparison":
-        from .checks.conformance import compare_session
+        return open_float_session(partial(open_session, run), self.device, models.float_model, self.suite.tolerance)
 
+    @property
+    def _where(self) -> str:
+        return f"{self.suite.path}: [tolerance]"
+
+    def _compare_all(self, run: EdgeRun, session: "EdgeSession", actual: List[Mapping[str, "np.ndarray"]],
+                     expected: Mapping[str, "np.ndarray"], models: SuiteModels) -> "Comparison":
+        from .checks.conformance import compare_examples
+
+        float_session = self._float_session(run, models)
         try:
-            return compare_session(session, actual, expected, [self.suite.tolerance], baseline,
-                                   f"{self.suite.path}: [tolerance]")
+            return compare_examples(session, actual, expected, models.feeds, self.suite.tolerance, self._where,
+                                    float_session)
         except ValueError as exc:
             error = str(exc)
         fail(error)
 
-    def _compare_all(self, session: "EdgeSession", actual: List[Mapping[str, "np.ndarray"]],
-                     expected: Mapping[str, "np.ndarray"], baseline: Optional["EdgeSession"],
-                     feeds: List[Mapping[str, "np.ndarray"]]) -> "Comparison":
-        """Compare all examples at once, stacked on a new axis 0: SNR/cosine over the whole set (the
-        basis of the measured tolerances); elementwise rules are unchanged."""
-        from .checks.golden import stack_examples
-
-        float_out = stack_examples([baseline.run(f) for f in feeds]) if baseline is not None else None
-        return self._compare(session, stack_examples(actual), expected, float_out)
-
-    def _conclude(self, run: EdgeRun, session: "EdgeSession", result: "Comparison", title: str, examples: int,
+    def _conclude(self, run: EdgeRun, session: "EdgeSession", result: "Comparison", message: str, title: str,
                   **fields: Any) -> None:
-        """Record the comparison, then fail with the full report if it did not pass."""
+        """Record the comparison, then fail with ``message`` and the full report if it did not pass."""
         from .compare.render import format_comparison
 
-        self._record(run, session, passed=result.passed, comparison=result.to_dict(), examples=examples, **fields)
+        self._record(run, session, passed=result.passed, comparison=result.to_dict(), **fields)
         record_metrics(self, result)
         if not result.passed:
-            fail(f"{title}, {examples} examples stacked on axis 0 (the first index of an element is its example):\n"
-                 + format_comparison(result, title=title))
+            fail(f"{message}:\n" + format_comparison(result, title=title))
+
+    def _conclude_examples(self, run: EdgeRun, session: "EdgeSession", result: "Comparison", title: str,
+                           examples: int, **fields: Any) -> None:
+        """:meth:`_conclude` for ``examples`` compared stacked on axis 0."""
+        self._conclude(run, session, result, f"{title}, {examples} examples stacked on axis 0 (the first index of an "
+                       "element is its example)", title, examples=examples, **fields)
 
     def _record(self, run: EdgeRun, session: "EdgeSession", **fields: Any) -> None:
         run.record({"nodeid": self.nodeid, "check": self.check, "suite": str(self.suite.path), **session.provenance(),
@@ -227,8 +228,9 @@ class SuiteItem(SuiteNode):
         reference = self._reference(run, models)
         actual = [session.run(feed) for feed in models.feeds]
         expected = stack_examples([reference.run(feed) for feed in models.feeds])
-        result = self._compare_all(session, actual, expected, self._baseline(run, models), models.feeds)
-        self._conclude(run, session, result, f"{session.label} vs {reference.spec.alias} reference", len(actual))
+        result = self._compare_all(run, session, actual, expected, models)
+        self._conclude_examples(run, session, result, f"{session.label} vs {reference.spec.alias} reference",
+                                len(actual))
 
     def run_no_cpu_fallback(self, run: EdgeRun) -> None:
         models = self._models(run)
@@ -262,64 +264,48 @@ class SuiteItem(SuiteNode):
         if golden.count != len(outputs):
             fail(f"golden {folder / self.provider}.npz holds {golden.count} examples, the suite has {len(outputs)}; "
                  f"update it with: {hint}")
-        result = self._compare_all(session, outputs, golden.outputs, self._baseline(run, models), models.feeds)
-        self._conclude(run, session, result,
-                       f"{session.label} vs golden {self.provider}.npz (written {golden.provenance.get('written', '?')})",
-                       len(outputs), golden_provenance=golden.provenance)
+        result = self._compare_all(run, session, outputs, golden.outputs, models)
+        self._conclude_examples(
+            run, session, result,
+            f"{session.label} vs golden {self.provider}.npz (written {golden.provenance.get('written', '?')})",
+            len(outputs), golden_provenance=golden.provenance)
 
     def run_latency(self, run: EdgeRun) -> None:
-        from .checks.latency import LatencyStats
+        from .checks.latency import measure_latency
 
         models = self._models(run)
         session = self._session(run, models)
-        stats = LatencyStats.from_times(session.time(models.feeds[0], runs=self.suite.latency_runs))
-        speedup = None
-        if self.provider != "cpu":
-            cpu = open_session(run, self.device, models.model, "cpu")
-            cpu_stats = LatencyStats.from_times(cpu.time(models.feeds[0], runs=self.suite.latency_runs))
-            speedup = stats.speedup_over(cpu_stats)
-        gate = self.suite.latency_p90_ms
-        passed = gate is None or stats.p90_ms <= gate
-        self._record(run, session, passed=passed, latency=stats.to_dict(), speedup_vs_cpu=speedup, latency_gate_ms=gate)
+        cpu = None if self.provider == "cpu" else partial(open_session, run, self.device, models.model, "cpu")
+        result = measure_latency(session, models.feeds[0], self.suite.latency_runs, self.suite.latency_p90_ms, cpu)
+        stats = result.stats
+        self._record(run, session, passed=result.passed, latency=stats.to_dict(), speedup_vs_cpu=result.speedup_vs_cpu,
+                     latency_gate_ms=result.gate_ms)
         for key, value in (("p50_ms", stats.p50_ms), ("p90_ms", stats.p90_ms)):
             self.user_properties.append((f"edge_latency_{key}", f"{value:.4g}"))
-        if not passed:
-            fail(f"{session.label}: latency p90 {stats.p90_ms:.3g} ms > latency_p90_ms {gate:g} "
-                 f"(p50 {stats.p50_ms:.3g} ms, min {stats.min_ms:.3g} ms over {stats.runs} runs)")
+        if not result.passed:
+            fail(result.failure(session.label))
 
     def run_fuzz(self, run: EdgeRun) -> None:
-        from hypothesis import HealthCheck, Verbosity, given, seed, settings
-
-        from .model.strategies import inputs_for
+        from .checks.fuzz import fuzz
 
         models = self._models(run)
         session = self._session(run, models)
         reference = self._reference(run, models)
-        baseline = self._baseline(run, models)
-        last_failure: Dict[str, Any] = {}
-
-        @seed(run.options.seed)
-        @settings(max_examples=self.suite.fuzz_examples, database=None, deadline=None, verbosity=Verbosity.quiet,
-                  suppress_health_check=list(HealthCheck))
-        @given(feed=inputs_for(session.model, ranges=models.ranges or None))
-        def conforms(feed: Dict[str, "np.ndarray"]) -> None:
-            result = self._compare(session, session.run(feed), reference.run(feed),
-                                   baseline.run(feed) if baseline else None)
-            if not result.passed:
-                last_failure.update(feed=feed, result=result)  # Hypothesis replays the shrunk one last
-                raise AssertionError("outside tolerance")
-
+        float_session = self._float_session(run, models)
         try:
-            conforms()
-        except AssertionError:
-            pass
-        if last_failure:
-            from .compare.render import format_comparison
-
-            path = self._save_failing(run, last_failure["feed"])
-            fail(f"{session.label}: a generated input is outside tolerance (shrunk); reproduce with "
-                 f"numpy.load({str(path)!r}):\n" + format_comparison(last_failure["result"], title="fuzz"))
-        self._record(run, session, passed=True, fuzz_examples=self.suite.fuzz_examples)
+            result = fuzz(session, reference, float_session, self.suite.tolerance, self._where, self.suite.fuzz_examples,
+                          run.options.seed, models.ranges)
+        except ValueError as exc:
+            result = exc
+        if isinstance(result, ValueError):
+            fail(str(result))
+        if result.comparison is None:
+            self._record(run, session, passed=True, fuzz_examples=result.examples)
+            return
+        path = self._save_failing(run, result.feed)
+        self._conclude(run, session, result.comparison,
+                       f"{session.label}: a generated input is outside tolerance (shrunk); reproduce with "
+                       f"numpy.load({str(path)!r})", "fuzz", fuzz_examples=result.examples, fuzz_input=str(path))
 
     def _save_failing(self, run: EdgeRun, feed: Mapping[str, "np.ndarray"]) -> Path:
         import numpy as np

@@ -1,1 +1,1 @@
-"""The checks an edge item runs (conformance, no CPU fallback, golden, latency), free of pytest."""
+"""The checks an edge item runs (conformance, no CPU fallback, golden, latency, fuzz), free of pytest."""

@@ -25,9 +25,6 @@ class Golden:
     outputs: Dict[str, np.ndarray]
     provenance: Dict[str, Any]
 
-    def example(self, index: int) -> Dict[str, np.ndarray]:
-        return {name: array[index] for name, array in self.outputs.items()}
-
     @property
     def count(self) -> int:
         return len(next(iter(self.outputs.values()))) if self.outputs else 0

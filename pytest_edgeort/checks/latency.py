@@ -1,10 +1,13 @@
-"""Latency statistics from per-inference times (pure numbers)."""
+"""Latency: timed runs of one feed, their statistics, the speedup over CPU and the p90 gate."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Dict, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from ..devices.session import EdgeSession
 
 
 @dataclass(frozen=True)
@@ -28,3 +31,32 @@ class LatencyStats:
 
     def to_dict(self) -> Dict[str, float]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class LatencyResult:
+    """Timed runs of the provider under test, its speedup over the CPU provider and the gate it had."""
+
+    stats: LatencyStats
+    speedup_vs_cpu: Optional[float]
+    gate_ms: Optional[float]
+
+    @property
+    def passed(self) -> bool:
+        return self.gate_ms is None or self.stats.p90_ms <= self.gate_ms
+
+    def failure(self, label: str) -> str:
+        """The one-line failure message."""
+        s = self.stats
+        return (f"{label}: latency p90 {s.p90_ms:.3g} ms > latency_p90_ms {self.gate_ms:g} "
+                f"(p50 {s.p50_ms:.3g} ms, min {s.min_ms:.3g} ms over {s.runs} runs)")
+
+
+def measure_latency(session: "EdgeSession", feed: Mapping[str, Any], runs: int, gate_ms: Optional[float],
+                    open_cpu: Optional[Callable[[], "EdgeSession"]] = None) -> LatencyResult:
+    """Time ``runs`` inferences of ``feed`` on ``session``, then on the session ``open_cpu`` opens (the speedup)."""
+    stats = LatencyStats.from_times(session.time(feed, runs=runs))
+    speedup = None
+    if open_cpu is not None:
+        speedup = stats.speedup_over(LatencyStats.from_times(open_cpu().time(feed, runs=runs)))
+    return LatencyResult(stats, speedup, gate_ms)

@@ -6,7 +6,7 @@ A :class:`Tolerance` is a set of rules; an output passes when it satisfies *ever
 - elementwise bound ``atol`` / ``rtol`` / ``lsb``: an element is within tolerance when
   ``|a - e| <= max(atol + rtol * |e|, lsb * scale)`` -- when several are given the LARGEST bound
   counts, so adding a key never makes a comparison stricter (but a *default* ``lsb`` yields to any
-  bound a user sets, see :func:`resolve_tolerance`). ``lsb`` is in multiples of the output's
+  bound a user sets, see :meth:`ToleranceSpec.for_output`). ``lsb`` is in multiples of the output's
   quantization scale (integer outputs: one LSB = 1). ``stat`` picks how errors are aggregated:
   ``elemwise`` checks every element and allows a fraction ``max_mismatch`` outside; ``max``,
   ``mean``, ``median`` and ``quantile`` (with ``quantile``) check that statistic of ``|a - e|``
@@ -79,7 +79,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 STATS = ("elemwise", "max", "mean", "median", "quantile")
@@ -204,13 +204,57 @@ def _validate_rules(
     return out
 
 
-def parse_tolerance(
-    mapping: Mapping[str, Any], where: str
-) -> Tuple[Dict[str, Any], Dict[str, Dict[str, Any]]]:
-    """Validate a user tolerance mapping (marker kwargs or a TOML ``[tolerance]`` table).
+@dataclass(frozen=True)
+class ToleranceSpec:
+    """A user's tolerance (marker kwargs or a suite's ``[tolerance]`` table), parsed and validated once.
 
-    ``mapping`` may hold ``outputs = {name: {...}}`` with per-output rules. Returns
-    ``(global_rules, {output_name: rules})`` as plain dicts of validated values. Raises a one-line
+    Precedence, lowest first: an output's precision default (:func:`default_tolerance`) < ``rules``
+    (every output) < ``outputs[name]`` (that output only). :meth:`over` stacks a later layer
+    (``edge_compare``'s keyword arguments over the marker) into one spec of the same shape.
+    """
+
+    rules: Mapping[str, Any] = field(default_factory=dict)
+    outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def needs_float_baseline(self) -> bool:
+        """True when a ``vs_float`` rule is set (for every output or for one): the float model must run."""
+        layers = (self.rules, *self.outputs.values())
+        return any(layer.get("vs_float") is not None for layer in layers)
+
+    def over(self, later: "ToleranceSpec") -> "ToleranceSpec":
+        """This spec with ``later`` on top; a key ``later`` sets for every output also replaces this
+        spec's per-output value of that key."""
+        if not later.rules and not later.outputs:
+            return self
+        outputs = {}
+        for name in dict.fromkeys([*self.outputs, *later.outputs]):
+            kept = {k: v for k, v in self.outputs.get(name, {}).items() if k not in later.rules}
+            outputs[name] = {**kept, **later.outputs.get(name, {})}
+        return ToleranceSpec({**self.rules, **later.rules}, outputs)
+
+    def for_output(self, name: str, default: Tolerance) -> Tolerance:
+        """``default`` with ``rules`` and then ``outputs[name]`` on top; ``None`` clears a rule.
+
+        The default's ``lsb`` bound yields to any elementwise bound (``atol``, ``rtol``, ``lsb``) the user
+        sets: bounds of one tolerance combine as the largest, so ``atol=0`` would otherwise never tighten it.
+        """
+        rules = {**self.rules, **self.outputs.get(name, {})}
+        if default.lsb is not None and any(key in rules for key in BOUND_KEYS):
+            default = replace(default, lsb=None)
+        return replace(default, **rules) if rules else default
+
+    def check_outputs(self, names: Sequence[str], where: str) -> None:
+        """Raise a one-line ValueError when per-output rules name an output not in ``names``."""
+        unknown = sorted(set(self.outputs) - set(names))
+        if unknown:
+            raise ValueError(f"{where}: tolerance for unknown output {unknown[0]!r}; model outputs: {', '.join(names)}")
+
+
+def parse_tolerance(mapping: Mapping[str, Any], where: str) -> ToleranceSpec:
+    """Validate a user tolerance mapping (marker kwargs or a TOML ``[tolerance]`` table) into a spec.
+
+    ``mapping`` may hold ``outputs = {name: {...}}`` with per-output rules. Raises a one-line
     ``ValueError`` naming ``where``, the key and what was expected.
     """
     if not isinstance(mapping, Mapping):
@@ -229,7 +273,7 @@ def parse_tolerance(
         if not isinstance(sub, Mapping):
             raise ValueError(f"{sub_where}: expected a mapping of tolerance keys, got {sub!r}")
         per_output[str(name)] = _validate_rules(sub, sub_where)
-    return rules, per_output
+    return ToleranceSpec(rules, per_output)
 
 
 #: Outputs at most this many requantizations (QuantizeLinear nodes) from a graph input are "shallow":
@@ -288,28 +332,3 @@ def default_tolerance(precision: str, accelerator: bool, depth: Optional[int] = 
         top1 = _TOP1[width]
         tol = replace(tol, topk=top1.topk, tie_lsb=top1.tie_lsb)
     return tol
-
-
-def resolve_tolerance(default: Tolerance, *overrides: Mapping[str, Any]) -> Tolerance:
-    """Apply override mappings on top of ``default``; later mappings win. ``None`` clears a rule.
-
-    The default's ``lsb`` bound yields to any elementwise bound (``atol``, ``rtol``, ``lsb``) an override
-    sets: bounds of one tolerance combine as the largest, so ``atol=0`` would otherwise never tighten it.
-    """
-    result = default
-    if default.lsb is not None and any(k in m for m in overrides if m for k in BOUND_KEYS):
-        result = replace(default, lsb=None)
-    for mapping in overrides:
-        if mapping:
-            result = replace(result, **_validate_rules(mapping, "tolerance override"))
-    return result
-
-
-def uses_vs_float(layers: Sequence[Mapping[str, Any]]) -> bool:
-    """True when any tolerance layer (or its per-output rules) sets ``vs_float``: a float baseline is needed."""
-    for layer in layers:
-        if layer.get("vs_float") is not None:
-            return True
-        if any(isinstance(o, Mapping) and o.get("vs_float") is not None for o in layer.get("outputs", {}).values()):
-            return True
-    return False

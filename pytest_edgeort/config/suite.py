@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, 
 
 from ..errors import EdgeError
 from .providers import provider_options, resolve_provider
-from ..compare.tolerance import parse_tolerance
+from ..compare.tolerance import ToleranceSpec, parse_tolerance
 
 if TYPE_CHECKING:
     from ..model.prepare import PrepareRecipe
@@ -60,8 +60,8 @@ class Suite:
     inputs: Optional[str] = None
     generate: Optional[GenerateSpec] = None
     golden_dir: str = "golden"
-    prepare: Mapping[str, Any] = field(default_factory=dict)
-    tolerance: Mapping[str, Any] = field(default_factory=dict)
+    prepare: Optional["PrepareRecipe"] = None
+    tolerance: ToleranceSpec = field(default_factory=ToleranceSpec)
     no_cpu_fallback: bool = True
     golden: bool = True
     latency_p90_ms: Optional[float] = None
@@ -202,12 +202,13 @@ def _provider_options(value: Any, where: str, used: Sequence[str]) -> Dict[str, 
     return options
 
 
-def _local_paths(suite: Suite, recipe: Optional["PrepareRecipe"]) -> Iterator[Tuple[str, str]]:
+def _local_paths(suite: Suite) -> Iterator[Tuple[str, str]]:
     """(key, name) of every suite-folder path the manifest names."""
     for key in ("model", "float_model", "inputs", "golden_dir"):
         name = getattr(suite, key)
         if isinstance(name, str) and not name.startswith("pkg:"):
             yield key, name
+    recipe = suite.prepare
     if recipe is not None and recipe.script:
         yield "prepare.script", recipe.script
     if recipe is not None and recipe.quantize:
@@ -250,7 +251,6 @@ def load_suite(path: Path) -> Suite:
         raise SuiteError(f"{where}: key 'inputs': expected an .npz file name or an [inputs.generate] table, got {inputs!r}")
     if "golden_dir" in data:
         values["golden_dir"] = _expect(data["golden_dir"], (str,), where, "golden_dir", "a folder name")
-    recipe = None
     if "prepare" in data:
         from ..model.prepare import PrepareRecipe  # validates every [prepare] key
 
@@ -258,13 +258,14 @@ def load_suite(path: Path) -> Suite:
             recipe = PrepareRecipe.from_mapping(data["prepare"], where)
         except ValueError as exc:
             raise SuiteError(str(exc)) from None
-        values["prepare"] = data["prepare"]
+        if data["prepare"]:  # an empty table prepares nothing
+            values["prepare"] = recipe
     if "tolerance" in data:
+        table = _expect(data["tolerance"], (dict,), where, "tolerance", "a table")
         try:
-            parse_tolerance(_expect(data["tolerance"], (dict,), where, "tolerance", "a table"), f"{where}: [tolerance]")
+            values["tolerance"] = parse_tolerance(table, f"{where}: [tolerance]")
         except ValueError as exc:
             raise SuiteError(str(exc)) from None
-        values["tolerance"] = data["tolerance"]
     checks = _expect(data.get("checks", {}), (dict,), where, "checks", "a table")
     for key, value in checks.items():
         if key not in _CHECK_KEYS:
@@ -294,6 +295,6 @@ def load_suite(path: Path) -> Suite:
         _expect(reason, (str,), where, f"xfail.{name}", "a reason string")
     values["xfail"] = xfail
     suite = Suite(**values)
-    for key, name in _local_paths(suite, recipe):  # refuse escapes (links included) at collection time
+    for key, name in _local_paths(suite):  # refuse escapes (links included) at collection time
         suite.local_file(name, key)
     return suite

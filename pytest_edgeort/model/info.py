@@ -12,14 +12,8 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import ModelError
+from .dtypes import ONNX_TO_NUMPY
 
-# ONNX TensorProto data type -> numpy dtype name, for every type model I/O can have here.
-ONNX_TO_NUMPY = {
-    onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.FLOAT16: "float16", onnx.TensorProto.DOUBLE: "float64",
-    onnx.TensorProto.INT8: "int8", onnx.TensorProto.INT16: "int16", onnx.TensorProto.INT32: "int32",
-    onnx.TensorProto.INT64: "int64", onnx.TensorProto.UINT8: "uint8", onnx.TensorProto.UINT16: "uint16",
-    onnx.TensorProto.UINT32: "uint32", onnx.TensorProto.UINT64: "uint64", onnx.TensorProto.BOOL: "bool",
-}
 _PASS_THROUGH = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
 _QUANT_PRECISION = {"uint8": "u8", "uint16": "u16", "int8": "i8", "int16": "i16"}
 

@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Callable, Iterator, Mapping
 
+from .dtypes import ONNX_TO_NUMPY
+
 __all__ = [
     "PrepareError",
     "PrepareRecipe",
@@ -324,9 +326,6 @@ class _NpzReader:
         self._it = self._samples()
 
 
-_ONNX_TO_NUMPY = {1: "float32", 2: "uint8", 3: "int8", 5: "int16", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64"}
-
-
 def _load_calibration(model: "onnx.ModelProto", npz_path: Path) -> dict[str, Any]:
     import numpy as np
 
@@ -352,7 +351,7 @@ def _load_calibration(model: "onnx.ModelProto", npz_path: Path) -> dict[str, Any
         if n is not None and len(arr) != n:
             raise ValueError(f"{npz_path.name}: inputs have different sample counts ({n} vs {len(arr)})")
         n = len(arr)
-        dtype = _ONNX_TO_NUMPY.get(tt.elem_type)
+        dtype = ONNX_TO_NUMPY.get(tt.elem_type)
         out[inp.name] = np.ascontiguousarray(arr.astype(dtype) if dtype else arr)
     if not out or not n:
         raise ValueError(f"{npz_path.name} holds no samples")

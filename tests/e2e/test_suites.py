@@ -462,6 +462,20 @@ def test_fuzz_passes_on_u8_and_failure_saves_reproducer(pytester, model_dir):
         assert data.files == ["x"] and data["x"].shape == (1, 3, 16, 16) and data["x"].dtype == np.float32
 
 
+def test_a_failing_fuzz_item_writes_its_record(pytester, model_dir):
+    """Like every other failing check, a failing fuzz item records its comparison and provenance."""
+    make_suite(pytester, "fuzzrec", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[tolerance]\natol = 0\n'
+               "[checks]\nno_cpu_fallback = false\ngolden = false\nfuzz_examples = 3\n", model_dir)
+    run(pytester, "fuzzrec/edge_suite.toml::fuzz[local-qnn-htp]", "--edge-report=report.json"
+        ).assert_outcomes(failed=1)
+    [record] = json.loads((pytester.path / "report.json").read_text())["results"]
+    saved = pytester.path / ".edgeort-cache" / "fuzz" / "fuzzrec-local-qnn-htp.npz"
+    assert (record["check"], record["passed"], record["model"], record["fuzz_examples"]) == ("fuzz", False, "fuzzrec", 3)
+    assert record["comparison"]["passed"] is False and record["comparison"]["outputs"][0]["name"] == "y"
+    assert record["fuzz_input"] == str(saved) and record["model_sha256"] and record["ep"] == "QNNExecutionProvider"
+    assert record["phase"] == "call" and record["error"].startswith("m.onnx on local/qnn-htp: a generated input")
+
+
 # ------------------------------------------------------------------------------------- inputs
 
 

@@ -147,7 +147,7 @@ def test_vs_float_matches_ort_rule(seed, tol_value, offset):
     cpu = f + rng.normal(0, 0.05, 30)
     qnn = f + rng.normal(0, 0.08, 30)
     ort_ok = _ort_rule(f, cpu, qnn, tol_value)
-    res = compare_output("y", qnn, cpu, Tolerance(vs_float=tol_value), float_expected=f)
+    res = compare_output("y", qnn, cpu, Tolerance(vs_float=tol_value), baseline=f)
     assert res.passed == bool(ort_ok.all())
     assert res.vs_float["frac_ok"] == pytest.approx(ort_ok.mean())
 
@@ -299,11 +299,11 @@ def test_vs_float_example_and_missing_baseline():
     cpu = np.array([0.0, 1.1, 2.0, 4.0])          # cpu err 0.1 at [1]
     qnn = np.array([0.0, 1.1, 2.2, 4.0])          # extra 0.2 at [2] = 0.05 * range
     tol = Tolerance(vs_float=0.04)
-    res = compare_output("y", qnn, cpu, tol, float_expected=f)
+    res = compare_output("y", qnn, cpu, tol, baseline=f)
     assert not res.passed and res.vs_float["output_range"] == 4.0
     assert res.smallest_passing["vs_float"] == pytest.approx(0.05)
-    assert compare_output("y", qnn, cpu, replace(tol, vs_float=0.051), float_expected=f).passed
-    assert compare_output("y", qnn, cpu, replace(tol, stat="mean"), float_expected=f).passed
+    assert compare_output("y", qnn, cpu, replace(tol, vs_float=0.051), baseline=f).passed
+    assert compare_output("y", qnn, cpu, replace(tol, stat="mean"), baseline=f).passed
     res = compare_output("y", qnn, cpu, tol)
     assert res.failures == ["vs_float needs the float model's outputs (float_model / "
                             "reference_model); none were given"]

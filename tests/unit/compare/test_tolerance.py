@@ -7,10 +7,10 @@ from pytest_edgeort.compare.tolerance import (
     SHALLOW_DEPTH,
     TOLERANCE_KEYS,
     Tolerance,
+    ToleranceSpec,
     default_tolerance,
     is_classifier_shape,
     parse_tolerance,
-    resolve_tolerance,
 )
 
 WHERE = "edge_tolerance in tests/test_x.py::test_a"
@@ -23,16 +23,25 @@ def test_keys():
                               "min_snr_db", "min_cosine", "topk", "tie_lsb", "bias_lsb", "gain", "vs_float"}
 
 
+def resolve_tolerance(default: Tolerance, *layers: dict) -> Tolerance:
+    """``default`` under the layers, each parsed into a spec and stacked over the one before."""
+    spec = ToleranceSpec()
+    for layer in layers:
+        spec = spec.over(parse_tolerance(layer, WHERE))
+    return spec.for_output("y", default)
+
+
 def test_parse_splits_global_and_per_output():
-    rules, per = parse_tolerance(
+    spec = parse_tolerance(
         {"lsb": 2, "min_snr_db": 30, "outputs": {"logits": {"topk": 5, "stat": "mean"}}}, WHERE)
+    rules, per = spec.rules, spec.outputs
     assert rules == {"lsb": 2.0, "min_snr_db": 30.0}
     assert per == {"logits": {"topk": 5, "stat": "mean"}}
     assert isinstance(rules["lsb"], float) and isinstance(per["logits"]["topk"], int)
 
 
 def test_parse_none_clears_optional_rule():
-    assert parse_tolerance({"min_snr_db": None}, WHERE) == ({"min_snr_db": None}, {})
+    assert parse_tolerance({"min_snr_db": None}, WHERE) == ToleranceSpec({"min_snr_db": None}, {})
 
 
 def test_unknown_key_message_is_one_line():
@@ -80,8 +89,8 @@ def test_bad_values(key, value, expected):
 
 def test_false_switches_a_default_rule_off():
     """TOML has no null: ``min_snr_db = false`` removes the default SNR floor."""
-    rules, _ = parse_tolerance({"min_snr_db": False, "lsb": 3}, WHERE)
-    tol = resolve_tolerance(default_tolerance("u8", accelerator=True), rules)
+    spec = parse_tolerance({"min_snr_db": False, "lsb": 3}, WHERE)
+    tol = spec.for_output("y", default_tolerance("u8", accelerator=True))
     assert tol.min_snr_db is None and tol.lsb == 3
 
 
@@ -158,3 +167,25 @@ def test_default_lsb_bound_yields_to_a_user_bound():
     kept = resolve_tolerance(shallow, {"max_mismatch": 0.1, "min_snr_db": 20})
     assert kept.lsb == 3.0 and kept.bias_lsb == 2.0  # other rules leave the bound alone
     assert resolve_tolerance(default_tolerance("fp16", True), {"rtol": 0.1}).atol == 1e-2  # float defaults unchanged
+
+
+def test_spec_precedence_is_named_not_list_order():
+    """default < rules < outputs[name]; a later layer's rule for every output replaces an earlier per-output one."""
+    marker = parse_tolerance({"lsb": 2, "outputs": {"y": {"lsb": 5, "min_snr_db": 3}}}, WHERE)
+    base = default_tolerance("u8", accelerator=True)
+    assert marker.for_output("y", base).lsb == 5.0 and marker.for_output("z", base).lsb == 2.0
+    call = parse_tolerance({"lsb": 1, "outputs": {"z": {"topk": 2}}}, WHERE)
+    stacked = marker.over(call)
+    assert stacked.for_output("y", base).lsb == 1.0 and stacked.for_output("y", base).min_snr_db == 3.0
+    assert stacked.for_output("z", base).topk == 2
+    assert marker.over(ToleranceSpec()) is marker
+
+
+def test_spec_needs_float_baseline_and_names_unknown_outputs():
+    assert not parse_tolerance({"lsb": 2}, WHERE).needs_float_baseline
+    assert parse_tolerance({"vs_float": 0.004}, WHERE).needs_float_baseline
+    assert parse_tolerance({"outputs": {"y": {"vs_float": 0.01}}}, WHERE).needs_float_baseline
+    assert not parse_tolerance({"vs_float": None}, WHERE).needs_float_baseline
+    with pytest.raises(ValueError) as info:
+        parse_tolerance({"outputs": {"logit": {"lsb": 1}}}, WHERE).check_outputs(["logits", "box"], WHERE)
+    assert str(info.value) == f"{WHERE}: tolerance for unknown output 'logit'; model outputs: logits, box"

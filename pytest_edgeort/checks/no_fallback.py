@@ -1,0 +1,57 @@
+"""No CPU fallback: the model must be created with CPU fallback disabled; else which nodes fall back."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+
+from ..config.providers import resolve_provider
+from ..devices.placement import format_fallback
+from ..errors import EdgeSessionError
+
+if TYPE_CHECKING:
+    from ..devices.session import EdgeSession
+    from ..run import EdgeRun
+
+
+@dataclass(frozen=True)
+class NoFallbackResult:
+    """Passed: the session created without CPU fallback. Failed: why, and the CPU nodes by op type."""
+
+    session: Optional["EdgeSession"] = None
+    error: Optional[str] = None
+    cpu_nodes: Dict[str, List[str]] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.error is None
+
+
+def check_no_fallback(run: "EdgeRun", device: str, provider: str, model: Path,
+                      options: Optional[Mapping[str, Any]] = None) -> NoFallbackResult:
+    """Create ``model`` with CPU fallback disabled; when that is refused, find the nodes that would run on
+    CPU (a second session with fallback allowed) and say so in one line."""
+    try:
+        return NoFallbackResult(session=run.session(device, model, provider, options, cpu_fallback=False))
+    except EdgeSessionError as strict_error:
+        refused = str(strict_error)
+    spec_ep = resolve_provider(provider).ep_name
+    probe_options = dict(options or {})
+    if spec_ep == "QNNExecutionProvider":
+        # keep graph-I/O Q/DQ on QNN as it is without fallback, so they do not show up as CPU nodes
+        probe_options.setdefault("offload_graph_io_quantization", "0")
+    try:
+        placement = run.session(device, model, provider, probe_options, cpu_fallback=True).placement
+    except EdgeSessionError as exc:
+        placement = exc.placement
+        if placement is None:
+            return NoFallbackResult(error=f"{refused}; a session with CPU fallback also failed: {exc}")
+    if placement is None:
+        return NoFallbackResult(error=f"{refused}; placement is unknown (this onnxruntime cannot report it)")
+    nodes = placement.nodes_not_on(spec_ep)
+    if not nodes:
+        return NoFallbackResult(error=f"{refused}; with CPU fallback allowed every node lands on {spec_ep}, so the "
+                                      "failure is in the EP itself")
+    count = sum(len(v) for v in nodes.values())
+    return NoFallbackResult(error=f"{model.name} on {device}/{provider} does not run fully on {spec_ep}: {count} of "
+                                  f"{placement.total} nodes would run on CPU: {format_fallback(nodes)}", cpu_nodes=nodes)

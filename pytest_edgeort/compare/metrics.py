@@ -1,0 +1,137 @@
+"""Error statistics of one output, pure numpy: SNR, cosine, top-1 ranks, histograms, order statistics."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Callable, List, Tuple
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from .tolerance import Tolerance
+
+LSB_SNAP = 1.0 / 64
+HIST_EDGES = (1, 2, 4, 8, 16, 32)
+HIST_LABELS_INT = ("0", "1", "2", "3-4", "5-8", "9-16", "17-32", ">32")
+HIST_LABELS_REAL = ("0", "(0,1]", "(1,2]", "(2,4]", "(4,8]", "(8,16]", "(16,32]", ">32")
+NONFINITE_BUCKET = "non-finite"
+
+
+def int_abs_diff(a: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Exact |a - e| of two integer/bool arrays of equal signedness, as float64."""
+    wide = np.uint64 if (a.dtype.kind == "u" and e.dtype.kind == "u") else np.int64
+    a64, e64 = a.astype(wide), e.astype(wide)
+    # The difference of the larger minus the smaller fits in uint64 (mod 2**64 wrap is exact).
+    diff = np.where(a64 >= e64, a64.astype(np.uint64) - e64.astype(np.uint64),
+                    e64.astype(np.uint64) - a64.astype(np.uint64))
+    return diff.astype(np.float64)
+
+
+def stat(values: np.ndarray, tol: Tolerance) -> float:
+    if values.size == 0:
+        return 0.0
+    if tol.stat == "max":
+        return float(values.max())
+    if tol.stat == "mean":
+        return float(values.mean())
+    if tol.stat == "median":
+        return float(np.median(values))
+    return float(np.quantile(values, tol.quantile))
+
+
+def allowed_count(fraction: float, n: int) -> int:
+    return int(math.floor(fraction * n + 1e-9))
+
+
+def kth_largest(values: np.ndarray, allowed: int) -> float:
+    """Smallest v with count(values > v) <= allowed (0 when everything may be outside)."""
+    if values.size <= allowed:
+        return 0.0
+    k = values.size - allowed - 1
+    return float(max(np.partition(values, k)[k], 0.0))
+
+
+def nudge_up(value: float, passes: Callable[[float], bool]) -> float:
+    """Raise ``value`` by a few ulps until ``passes(value)`` (absorbs float rounding)."""
+    for _ in range(64):
+        if passes(value):
+            return value
+        value = float(np.nextafter(value, math.inf))
+    while not passes(value):
+        value = value * (1 + 1e-9) + 1e-300
+    return value
+
+
+def snr_db(a: np.ndarray, e: np.ndarray) -> float:
+    return snr_from(np.abs(a - e), e)
+
+
+def snr_from(err: np.ndarray, e: np.ndarray, step: float = 0.0) -> float:
+    """SNR from absolute errors ``err`` against ``e``; with ``step`` > 0, errors within one step do not
+    count and the signal power is at least ``e.size * step**2``."""
+    if step:
+        err = np.maximum(err - step, 0.0)
+    noise = float(np.sum(err ** 2))
+    signal = max(float(np.sum(e ** 2)), e.size * step * step)
+    if noise == 0.0:
+        return math.inf
+    if signal == 0.0:
+        return -math.inf
+    return 10.0 * math.log10(signal / noise)
+
+
+def cosine(a: np.ndarray, e: np.ndarray) -> float:
+    if np.array_equal(a, e):  # exactly 1, which rounding in the formula may miss
+        return 1.0
+    na, ne = float(np.linalg.norm(a)), float(np.linalg.norm(e))
+    if na == 0.0 or ne == 0.0:
+        return 0.0
+    return float(np.clip(np.dot(a, e) / (na * ne), -1.0, 1.0))
+
+
+def topk_ranks(a: np.ndarray, e: np.ndarray, tie: float = 0.0) -> np.ndarray:
+    """Per row (last axis): rank in ``e`` of the top-1 index of ``a`` (1 = expected's top-1).
+
+    The rank counts expected values greater by more than ``tie``, so ties (and near ties within
+    ``tie``) in ``e`` share the better rank; the top-1 of ``a`` is ``argmax`` (first maximum), what
+    application code would pick.
+    """
+    if a.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    last = a.shape[-1] if a.ndim else 1
+    ar, er = a.reshape(-1, last), e.reshape(-1, last)
+    top1 = np.argmax(ar, axis=1)
+    ev = er[np.arange(er.shape[0]), top1]
+    return (er > ev[:, None] + tie).sum(axis=1) + 1
+
+
+def histogram(units: np.ndarray, integer_labels: bool) -> List[Tuple[str, int]]:
+    labels = HIST_LABELS_INT if integer_labels else HIST_LABELS_REAL
+    finite = units[np.isfinite(units)]
+    counts = [int(np.count_nonzero(finite == 0))]
+    lo = 0.0
+    for hi in HIST_EDGES:
+        counts.append(int(np.count_nonzero((finite > lo) & (finite <= hi))))
+        lo = hi
+    counts.append(int(np.count_nonzero(finite > lo)))
+    hist = list(zip(labels, counts))
+    nonfinite = units.size - finite.size
+    if nonfinite:
+        hist.append((NONFINITE_BUCKET, int(nonfinite)))
+    return hist
+
+
+def snap(units: np.ndarray) -> np.ndarray:
+    """Round values within ``LSB_SNAP`` of an integer to it (float32 rounding of dequantized values)."""
+    near = np.rint(units)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(units - near) <= LSB_SNAP, near, units)
+
+
+def float_range(f: np.ndarray) -> float:
+    """Output range as ORT's GetDataQuantParams/QuantParams::Compute derive it (includes 0)."""
+    fin = f[np.isfinite(f)]
+    rmin = float(fin.min()) if fin.size else 0.0
+    rmax = float(fin.max()) if fin.size else 0.0
+    rmax = max(rmax, rmin + 0.0001)
+    return max(rmax, 0.0) - min(rmin, 0.0)
