@@ -8,7 +8,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 import pytest
 
 from .errors import ComparisonError, InputError, ModelError
-from .outcomes import assert_no_fallback, fail, open_session, record_metrics, record_properties
+from .junit import record_metrics, record_provenance
+from .no_fallback_item import assert_no_fallback
+from .outcomes import fail, open_session
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
 from .run import EdgeRun, edge_run
 
@@ -60,7 +62,7 @@ def edge_session(edge_run_state: EdgeRun, edge_device: str, edge_provider: str, 
     options = providers_marker(request.node).options
     session = open_session(edge_run_state, edge_device, edge_model_marker.model, edge_provider,
                            {**edge_model_marker.options, **options})
-    record_properties(request.node, session)
+    record_provenance(request.node, session.provenance())
     return session
 
 

@@ -1,20 +1,60 @@
 """JUnit XML properties of edge tests (pytest's ``record_property`` machinery): ``edge_<name>`` pairs."""
 from __future__ import annotations
 
-from typing import Tuple
+from typing import TYPE_CHECKING, Any, Mapping, Tuple
 
 import pytest
+
+if TYPE_CHECKING:
+    from .compare.engine import Comparison
+
+# JUnit property <- provenance key: every edge test carries these where they are known, also one
+# that failed before any session existed.
+PROVENANCE_KEYS = {
+    "edge_device": "device", "edge_provider": "provider", "edge_model": "model_path",
+    "edge_model_sha256": "model_sha256", "edge_onnxruntime": "onnxruntime", "edge_qnn_sdk": "qnn_sdk",
+    "edge_qnn_ep": "qnn_ep", "edge_platform": "platform",
+}
+
+
+def _add(item: pytest.Item, name: str, value: Any) -> None:
+    if value is not None and name not in {key for key, _ in item.user_properties}:
+        item.user_properties.append((name, str(value)))
 
 
 def record_identity(item: pytest.Item, target: Tuple[str, str]) -> None:
     """``edge_device`` and ``edge_provider``, on every edge test, also one that failed or skipped
     before any session existed: CI groups results by device and provider."""
-    present = {name for name, _ in item.user_properties}
     for name, value in zip(("edge_device", "edge_provider"), target):
-        if name not in present:
-            item.user_properties.append((name, value))
+        _add(item, name, value)
+
+
+def record_provenance(item: pytest.Item, provenance: Mapping[str, Any]) -> None:
+    """``edge_model``, ``edge_model_sha256``, versions and platform (each once, where known)."""
+    for name, key in PROVENANCE_KEYS.items():
+        _add(item, name, provenance.get(key))
 
 
 def record_error(item: pytest.Item, line: str) -> None:
     """``edge_error``: the one line that says why a phase of the test failed."""
     item.user_properties.append(("edge_error", line))
+
+
+def record_metrics(item: pytest.Item, result: Comparison) -> None:
+    """Key metrics of a comparison: ``edge_<output>_max_lsb``, ``_max_abs``, ``_snr_db``, ``_topk_agreement``."""
+    for out in result.outputs:
+        for key in ("max_lsb", "max_abs", "snr_db", "topk_agreement"):
+            value = getattr(out, key)
+            if value is not None:
+                item.user_properties.append((f"edge_{out.name}_{key}", f"{value:.6g}"))
+
+
+def record_coverage(item: pytest.Item, coverage: float) -> None:
+    """``edge_npu_coverage``: the fraction of nodes the accelerator took."""
+    item.user_properties.append(("edge_npu_coverage", f"{coverage:.4f}"))
+
+
+def record_latency(item: pytest.Item, p50_ms: float, p90_ms: float) -> None:
+    """``edge_latency_p50_ms`` and ``edge_latency_p90_ms``."""
+    for key, value in (("p50_ms", p50_ms), ("p90_ms", p90_ms)):
+        item.user_properties.append((f"edge_latency_{key}", f"{value:.4g}"))

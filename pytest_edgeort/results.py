@@ -3,15 +3,17 @@ this process or in the xdist controller), and the output made of it (collection 
 JSON report)."""
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from functools import partial  # edge-html
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import pytest
 
 from .errors import DeviceUnavailable, InventoryError, ReportError
-from .junit import record_error, record_identity
+from .junit import record_error, record_identity, record_provenance
 
 if TYPE_CHECKING:
     from .run import EdgeRun
@@ -28,6 +30,32 @@ def item_target(item: pytest.Item) -> Optional[Tuple[str, str]]:
     if type(item).__name__ == "SuiteItem":
         return item.device, item.provider
     return None
+
+
+def item_model(item: pytest.Item) -> Optional[Path]:
+    """The model file an edge item tests (its ``edge_model`` marker or its suite's model), or None
+    when that is not known (a malformed marker, a model in a package that is not installed)."""
+    from .errors import EdgeError
+    from .markers import model_marker
+
+    try:
+        if type(item).__name__ == "SuiteItem":
+            return item.suite.resolve_model(item.suite.model, "model")
+        marker = model_marker(item)
+    except EdgeError:
+        return None
+    return marker.model if marker is not None else None
+
+
+def _file_sha256(path: Path) -> Optional[str]:
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as stream:
+            for block in iter(lambda: stream.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
 
 
 def failure_line(report: pytest.TestReport) -> str:
@@ -88,6 +116,7 @@ class ResultRelay:
     def __init__(self, run: EdgeRun) -> None:
         self.results = run.results
         self.devices = run.registry
+        self._hashes: Dict[Path, Optional[str]] = {}
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
@@ -95,11 +124,29 @@ class ResultRelay:
         target = item_target(item)
         if target is not None:  # plain data on the report: pytest-xdist ships it to the controller
             record_identity(item, target)
+            if report.when == "teardown" and "edge_model_sha256" not in {name for name, _ in item.user_properties}:
+                # no session recorded it (failed or skipped before one): what is known, on the report
+                # junitxml writes the properties from
+                record_provenance(item, self._known_provenance(item, target))
+                report.user_properties = list(item.user_properties)
             if report.failed:
                 self._note_failure(report, item, target)
                 record_error(item, failure_line(report))
             report.edgeort = self.results.take_payload(call.start, call.stop, self.devices.facts())
         return report
+
+    def _known_provenance(self, item: pytest.Item, target: Tuple[str, str]) -> Dict[str, Any]:
+        """What is known of a test that has no session (yet): its model file and hash, and the
+        device's versions if the device was reached."""
+        model = item_model(item)
+        if model is not None and model not in self._hashes:
+            self._hashes[model] = _file_sha256(model)
+        caps = self.devices.facts().get(target[0]) or {}
+        qnn = caps.get("qnn") or {}
+        return {"model": model.name if model else None, "model_path": str(model) if model else None,
+                "model_sha256": self._hashes.get(model) if model else None, "onnxruntime": caps.get("onnxruntime"),
+                "qnn_sdk": qnn.get("sdk_version"), "qnn_ep": qnn.get("ep_package_version"),
+                "platform": caps.get("platform")}
 
     def _note_failure(self, report: pytest.TestReport, item: pytest.Item, target: Tuple[str, str]) -> None:
         """The phase and reason on this phase's records, or a record of its own when there is none."""
@@ -109,8 +156,9 @@ class ResultRelay:
                 entry.setdefault(key, value)
         if not self.results.pending and report.when != "teardown":
             device, provider = target
+            known = {k: v for k, v in self._known_provenance(item, target).items() if v is not None}
             self.results.record({"nodeid": item.nodeid, "check": getattr(item, "check", "test"), "passed": False,
-                                 "device": device, "provider": provider, **failure})
+                                 "device": device, "provider": provider, **known, **failure})
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, "edgeort", None)

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional
 import pytest
 
 from .errors import EdgeError
-from .outcomes import assert_no_fallback, fail, open_session, record_metrics, record_properties, unavailable
+from .junit import record_latency, record_metrics, record_provenance
+from .no_fallback_item import assert_no_fallback
+from .outcomes import fail, open_session, unavailable
 from .config.providers import resolve_provider
 from .run import EdgeRun, edge_run
 from .config.suite import CHECKS, MissingPackage, Suite, SuiteError, load_suite
@@ -213,7 +215,7 @@ class SuiteItem(SuiteNode):
     def _record(self, run: EdgeRun, session: "EdgeSession", **fields: Any) -> None:
         run.record({"nodeid": self.nodeid, "check": self.check, "suite": str(self.suite.path), **session.provenance(),
                     "model": self.suite.folder.name, **fields})  # prepared models are named by hash: show the suite
-        record_properties(self, session)
+        record_provenance(self, session.provenance())
 
     # -- the checks
     def runtest(self) -> None:
@@ -235,7 +237,7 @@ class SuiteItem(SuiteNode):
     def run_no_cpu_fallback(self, run: EdgeRun) -> None:
         models = self._models(run)
         assert_no_fallback(run, self, self.device, self.provider, models.model, self._options(self.provider),
-                           label=self.suite.folder.name)
+                           fields={"model": self.suite.folder.name, "suite": str(self.suite.path)})
 
     def run_golden(self, run: EdgeRun) -> None:
         from .checks.golden import GoldenError, drift, load_golden, stack_examples, write_golden
@@ -280,8 +282,7 @@ class SuiteItem(SuiteNode):
         stats = result.stats
         self._record(run, session, passed=result.passed, latency=stats.to_dict(), speedup_vs_cpu=result.speedup_vs_cpu,
                      latency_gate_ms=result.gate_ms)
-        for key, value in (("p50_ms", stats.p50_ms), ("p90_ms", stats.p90_ms)):
-            self.user_properties.append((f"edge_latency_{key}", f"{value:.4g}"))
+        record_latency(self, stats.p50_ms, stats.p90_ms)
         if not result.passed:
             fail(result.failure(session.label))
 

@@ -1,6 +1,7 @@
 """What CI reads: the terminal summary table, skip counts, the JSON report and JUnit properties."""
 from __future__ import annotations
 
+import hashlib
 import json
 import xml.etree.ElementTree as ET
 
@@ -146,3 +147,32 @@ def test_setup_fails(edge_session):
     assert failed["edge_device"] == "local" and failed["edge_provider"] == "cpu"
     assert "no_such_model.onnx" in failed["edge_error"]
     assert (skipped["edge_device"], skipped["edge_provider"]) == ("local", "cuda")
+
+
+def test_tests_without_a_session_carry_the_model_path_hash_and_versions(pytester, model_dir):
+    qdq = model_dir / "conv_matmul_qdq.onnx"
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{qdq}")
+@pytest.mark.edge_providers("cuda")
+def test_a_skipped_before_a_session(edge_session):
+    pass
+
+@pytest.mark.edge_model(r"{qdq}")
+@pytest.mark.edge_providers("cpu")
+def test_b_fails_before_a_session(edge_device):
+    raise RuntimeError("the test body broke")
+''')
+    pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml", "--edge-report=report.json"
+                       ).assert_outcomes(failed=1, skipped=1)
+    cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+             for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
+    sha = hashlib.sha256(qdq.read_bytes()).hexdigest()
+    skipped, failed = cases["test_a_skipped_before_a_session[local-cuda]"], cases["test_b_fails_before_a_session[local-cpu]"]
+    assert skipped["edge_model"] == str(qdq) and skipped["edge_model_sha256"] == sha
+    assert skipped["edge_onnxruntime"] and skipped["edge_platform"]  # the device was reached for its providers
+    assert failed["edge_model_sha256"] == sha and "the test body broke" in failed["edge_error"]
+    record = json.loads((pytester.path / "report.json").read_text())["results"][0]
+    assert (record["check"], record["phase"], record["model_path"], record["model_sha256"]) == (
+        "test", "call", str(qdq), sha)
