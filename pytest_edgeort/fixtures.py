@@ -134,14 +134,29 @@ def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_d
             result = exc
         if isinstance(result, ValueError):
             fail(str(result))
-        edge_run_state.record({"nodeid": request.node.nodeid, "check": "conformance",
+        reference = _reference_name(request, session)
+        edge_run_state.record({"nodeid": request.node.nodeid, "check": "conformance", "reference": reference,
                                "comparison": result.to_dict(), **session.provenance()})
         record_metrics(request.node, result)
         if not result.passed:
-            raise ComparisonError(format_comparison(result, title=f"{session.label} vs reference"), result)
+            raise ComparisonError(format_comparison(result, title=f"{session.label} vs {reference}"), result)
         return result
 
     return compare
+
+
+def _reference_name(request: pytest.FixtureRequest, session: EdgeSession) -> str:
+    """What ``expected`` came from, for the failure title: the test's ``edge_reference`` (its provider,
+    and its model and device where they differ from the session's), else the test's own arrays."""
+    if "edge_reference" not in request.fixturenames:
+        return "expected outputs"
+    reference = request.getfixturevalue("edge_reference")
+    name = f"{reference.spec.alias} reference"
+    if reference.model.path != session.model.path:
+        name += f" {reference.model.path.name}"
+    if reference.device.name != session.device.name:
+        name += f" on {reference.device.name}"
+    return name
 
 
 def _session_for_compare(request, run, device, provider, marker) -> EdgeSession:

@@ -39,7 +39,7 @@ def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
     result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
-        "*conv_matmul_qdq.onnx on local/qnn-htp vs reference: 1 of 1 outputs failed*",
+        "*conv_matmul_qdq.onnx on local/qnn-htp vs cpu reference conv_matmul_qdq_wrong.onnx: 1 of 1 outputs failed*",
         "*output*shape*verdict*max|err|*max LSB*SNR dB*",
         "E   y *1x10*FAIL*",
         "*SNR * dB * < min_snr_db 10*",
@@ -270,7 +270,7 @@ def test_expected_mismatch(edge_session, edge_reference, edge_inputs, edge_compa
     with pytest.raises(AssertionError) as info:
         edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
     assert isinstance(info.value, ComparisonError) and not info.value.comparison.passed
-    assert "vs reference: 1 of 1 outputs failed" in str(info.value)
+    assert "vs cpu reference conv_matmul_qdq_wrong.onnx: 1 of 1 outputs failed" in str(info.value)
 ''')
     run(pytester).assert_outcomes(passed=1)
 
@@ -292,3 +292,18 @@ def test_fp16(edge_session):
     assert ('qnn-htp-fp16 needs the QNN option soc_model here (QNN runs float in fp16 for a given SoC; on the x86-64 '
             'simulator any, e.g. "60"): @pytest.mark.edge_providers("qnn-htp-fp16", options={"soc_model": "60"}) or '
             'soc_model = "60" under [devices.local.providers.qnn-htp-fp16] in edge-devices.toml') in text
+
+
+def test_a_failure_against_the_tests_own_arrays_says_so(pytester, model_dir):
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_against_arrays(edge_session, edge_inputs, edge_compare):
+    actual = edge_session.run(edge_inputs)
+    edge_compare(actual, {{name: value + 1.0 for name, value in actual.items()}})
+''')
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*conv_matmul_qdq.onnx on local/qnn-htp vs expected outputs: 1 of 1 outputs failed*"])

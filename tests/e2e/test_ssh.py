@@ -158,7 +158,7 @@ def test_core_markers_give_the_same_verdicts_on_the_ssh_board(pytester, model_di
         "1 of 3 nodes would run on CPU: Det x1 (det_node)*",
         "*device 'board1' has no provider 'cuda' (CUDAExecutionProvider); it has: cpu, qnn-htp*",
     ])
-    assert "conv_matmul_qdq.onnx on board1/qnn-htp vs reference: 1 of 1 outputs failed" in result.stdout.str()
+    assert "conv_matmul_qdq.onnx on board1/qnn-htp vs cpu reference conv_matmul_qdq_wrong.onnx: 1 of 1 outputs failed" in result.stdout.str()
 
 
 def test_two_boards_one_in_a_network_namespace(pytester, model_dir, board, netns_board, board_workdir):
