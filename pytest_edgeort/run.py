@@ -98,7 +98,7 @@ class EdgeRun:
         if name in self.unreachable:
             raise self.unreachable[name]
         if name not in self.devices:
-            from .devices.base import make_device
+            from .devices import make_device
 
             self.devices[name] = make_device(self.inventory[name])
             self.devices[name].notify = self.notify

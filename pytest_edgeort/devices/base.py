@@ -1,4 +1,6 @@
-"""Devices: where workers run. ``local`` spawns subprocesses; SSH boards live in :mod:`.ssh`.
+"""The device base class: worker lifecycle, capabilities, model upload and session creation.
+
+``local`` (:mod:`.local`) spawns subprocesses; SSH boards live in :mod:`.ssh`.
 
 A device owns one worker per isolation group (sessions whose options change process-global QNN
 state get their own process), knows the worker's capabilities, and uploads models by sha256. When
@@ -8,18 +10,15 @@ before it starts any other worker, and gives it back last.
 from __future__ import annotations
 
 import itertools
-import os
-import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from .boardlock import LOCK_GROUP, LOCK_NAME, BoardLock, acquire, lock_owner
-from .client import LocalTransport, Transport, WorkerClient, WorkerDied, WorkerError
+from .boardlock import LOCK_GROUP, BoardLock, acquire, lock_owner
+from .client import Transport, WorkerClient, WorkerDied, WorkerError
 from ..errors import DeviceFault, DeviceUnavailable
-from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
+from ..config.inventory import DeviceConfig
 from ..model.info import ModelInfo
 from .placement import Placement
 from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group
@@ -215,31 +214,3 @@ def bundle_files(model: ModelInfo) -> List[List[str]]:
     """``[location, sha256]`` of a model with external data as the device caches it: the model file
     first (named by its hash), then its data files at their paths relative to it."""
     return [[f"{model.sha256}.onnx", model.sha256], *([loc, sha] for loc, sha in model.external_data)]
-
-
-class LocalDevice(Device):
-    """This machine: workers are subprocesses of the pytest process."""
-
-    def __init__(self, config: DeviceConfig) -> None:
-        super().__init__(config)
-        self.workdir = Path(os.path.expanduser(config.workdir or DEFAULT_WORKDIR))
-
-    def _start_transport(self, group: str) -> Transport:
-        python = self.config.python or sys.executable
-        try:
-            return LocalTransport(python, self.workdir, dict(self.config.env), self.worker_args(group))
-        except OSError as exc:
-            raise DeviceUnavailable(f"device {self.name!r}: cannot start the worker with {python}: "
-                                    f"{exc.strerror or exc}") from None
-
-    def lock_path(self) -> str:
-        return str(self.workdir / LOCK_NAME)
-
-
-def make_device(config: DeviceConfig) -> Device:
-    """The device object for an inventory entry."""
-    if config.kind == "local":
-        return LocalDevice(config)
-    from .ssh import SSHDevice
-
-    return SSHDevice(config)
