@@ -90,7 +90,7 @@ def acquire(client: "WorkerClient", path: str, owner: Dict[str, Optional[str]], 
     waited_for: Optional[str] = None
     own_since: Optional[float] = None
     while True:
-        reply, _ = client.request("lock", path=path, holder=owner, timeout=request_timeout)
+        reply = client.lock(path, owner, request_timeout)
         now = time.monotonic()
         if reply["acquired"]:
             return BoardLock(reply["path"], time.time(), now - start, waited_for)

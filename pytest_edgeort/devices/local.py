@@ -4,16 +4,26 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import List, Sequence
 
+from .artifact import bootstrap_argv, install_local
 from .base import Device
 from .boardlock import LOCK_NAME
 from .client import LocalTransport, Transport
+from ..board.store import EnvironmentProblem
 from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
 from ..errors import DeviceUnavailable
 
 
+def worker_command(python: str, workdir: Path, args: Sequence[str] = ()) -> List[str]:
+    """The command line of a worker in ``workdir`` on this machine, with the worker put there first
+    (EnvironmentProblem when the workdir is not private to this user)."""
+    install_local(str(workdir))
+    return bootstrap_argv(python, str(workdir), args)
+
+
 class LocalDevice(Device):
-    """This machine: workers are subprocesses of the pytest process."""
+    """This machine: workers are subprocesses of the pytest process, run from the same zipapp as on a board."""
 
     def __init__(self, config: DeviceConfig) -> None:
         super().__init__(config)
@@ -22,7 +32,11 @@ class LocalDevice(Device):
     def _start_transport(self, group: str) -> Transport:
         python = self.config.python or sys.executable
         try:
-            return LocalTransport(python, self.workdir, dict(self.config.env), self.worker_args(group))
+            command = worker_command(python, self.workdir, self.worker_args(group))
+        except EnvironmentProblem as exc:  # the worker's own check, made before the worker is put there
+            raise DeviceUnavailable(f"device {self.name!r}: {self.worker_label(group)}: {exc}") from None
+        try:
+            return LocalTransport(command, dict(self.config.env))
         except OSError as exc:
             raise DeviceUnavailable(f"device {self.name!r}: cannot start the worker with {python}: "
                                     f"{exc.strerror or exc}") from None

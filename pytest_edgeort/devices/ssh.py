@@ -1,8 +1,8 @@
 """SSH boards: one fabric connection per device, one persistent worker per isolation group.
 
-The worker is the same ``worker.py`` the ``local`` device runs, uploaded once into the board's
-workdir under its content hash. Each worker is one ``exec`` channel on the connection, started as
-``exec sh -c 'echo "edgeort-worker $$"; "$@"; exit $?' ... python worker-<hash>.py`` so that
+The worker is the same zipapp the ``local`` device runs (:mod:`.artifact`), uploaded once into the
+board's workdir under its content hash. Each worker is one ``exec`` channel on the connection, started
+as ``exec sh -c 'echo "edgeort-worker $$"; "$@"; exit $?' ... python -c BOOTSTRAP ...`` so that
 
 * the first stdout line names the worker's process group (sshd gives every exec session its own),
   which :meth:`SSHTransport.terminate` kills over a fresh exec if closing stdin does not stop it;
@@ -15,7 +15,6 @@ inventory says ``insecure_skip_host_key_check = true``.
 """
 from __future__ import annotations
 
-import ast
 import base64
 import hashlib
 import inspect
@@ -33,65 +32,17 @@ from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
 from .boardlock import LOCK_NAME
-from .client import WORKER_PATH, StderrTail, Transport, WorkerDied, describe_exit
+from .artifact import PREPARE, WORKER_BYTES, WORKER_NAME, WORKER_SHA256, bootstrap_argv
+from .client import StderrTail, Transport, WorkerDied, describe_exit
 from .base import Device
 from ..errors import DeviceFault, DeviceUnavailable, HostKeyChanged
 from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
 
-WORKER_BYTES = WORKER_PATH.read_bytes()
-WORKER_SHA256 = hashlib.sha256(WORKER_BYTES).hexdigest()
-WORKER_NAME = f"worker-{WORKER_SHA256[:16]}.py"
 PREAMBLE = b"edgeort-worker "
 # Bigger than paramiko's 2 MiB default so large tensors stream back without stalling on window updates.
 WINDOW_SIZE = 16 * 1024 * 1024
 MAX_PACKET_SIZE = 32 * 1024
 _LAUNCHER = 'echo "edgeort-worker $$"; "$@"; exit $?'
-# python -c BOOTSTRAP env WORKER SHA256 ARGS...: reads one JSON line of environment variables from stdin
-# (the inventory's env: secrets stay out of the command line that `ps` shows), re-executes itself with
-# them as "run", then runs the worker's bytes only if they hash to SHA256 (read once, so the file cannot
-# change between the check and the run): a planted or stale file never runs.
-BOOTSTRAP = (
-    "import hashlib,json,os,sys\n"
-    "m,p,h=sys.argv[1:4]\n"
-    "if m=='env':\n"
-    " line=b''\n"
-    " while not line.endswith(b'\\n'):\n"
-    "  c=os.read(0,1)\n"
-    "  if not c: sys.exit(0)\n"
-    "  line+=c\n"
-    " os.environ.update(json.loads(line.decode('utf-8')))\n"
-    " a=open('/proc/self/cmdline','rb').read().split(b'\\0')[:-1]\n"
-    " a[len(a)-len(sys.argv)+1]=b'run'\n"
-    " os.execv(sys.executable,a)\n"
-    "with open(p,'rb') as f: b=f.read()\n"
-    "if hashlib.sha256(b).hexdigest()!=h:\n"
-    " sys.stderr.write('edgeort: %s does not hash to %s; refusing to run it\\n'%(p,h)); sys.exit(97)\n"
-    "sys.argv=[p]+sys.argv[4:]\n"
-    "exec(compile(b,p,'exec'),{'__name__':'__main__','__file__':p})\n"
-)
-# python -c PREPARE WORKDIR NAME SHA256: the workdir, private (the worker's own check), and whether the
-# worker file in it is this plugin's (by hash), as one JSON line.
-
-
-def _worker_source(*names: str) -> str:
-    """The source of top-level definitions of worker.py, read from its text (not from the imported
-    module, which pytest's in-process runs may have dropped from sys.modules)."""
-    text = WORKER_BYTES.decode("utf-8")
-    nodes = {n.name: n for n in ast.parse(text).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    return "".join(ast.get_source_segment(text, nodes[name]) + "\n\n" for name in names)
-
-
-PREPARE = _worker_source("_one_line", "EnvironmentProblem", "private_dir", "file_sha256") + (
-    "import hashlib, json, os, sys\n"
-    "wd, name, sha = sys.argv[1:4]\n"
-    "wd = os.path.expanduser(wd)\n"
-    "try:\n"
-    "    private_dir(wd)\n"
-    "except EnvironmentProblem as exc:\n"
-    "    print(json.dumps({'error': str(exc)})); sys.exit(0)\n"
-    "path = os.path.join(wd, name)\n"
-    "print(json.dumps({'workdir': wd, 'current': os.path.isfile(path) and file_sha256(path) == sha}))\n"
-)
 
 
 class _GcmFirstTransport(paramiko.Transport):
@@ -428,7 +379,7 @@ class SSHDevice(Device):
     # -- worker
     def workdir(self) -> str:
         """The board's workdir (``~`` expanded remotely): created private (0700), refused when another
-        user owns it or others can write it, with this plugin's worker.py in it (checked by hash)."""
+        user owns it or others can write it, with this plugin's worker zipapp in it (checked by hash)."""
         self.connection()
         if self._workdir is None:
             python = self.config.python or "python3"
@@ -449,7 +400,7 @@ class SSHDevice(Device):
         return self._workdir
 
     def _upload_worker(self, workdir: str, target: str) -> None:
-        """Write worker.py through a shell on an exec channel (no SFTP server needed: dropbear and
+        """Write the worker zipapp through a shell on an exec channel (no SFTP server needed: dropbear and
         minimal images have none); BOOTSTRAP checks its hash before every start anyway."""
         tmp = f"{target}.{os.getpid()}.tmp"
         command = f"cat > {shlex.quote(tmp)} && mv -f -- {shlex.quote(tmp)} {shlex.quote(target)}"
@@ -472,8 +423,7 @@ class SSHDevice(Device):
     def worker_command(self, workdir: str, args: Sequence[str] = ()) -> str:
         """The exec line that starts one worker (every path and argument quoted)."""
         python = self.config.python or "python3"
-        argv: List[str] = ["env", "PYTHONUNBUFFERED=1", python, "-c", BOOTSTRAP, "env", f"{workdir}/{WORKER_NAME}",
-                           WORKER_SHA256, "--workdir", workdir, *args]
+        argv: List[str] = ["env", "PYTHONUNBUFFERED=1", *bootstrap_argv(python, workdir, args, mode="env")]
         return " ".join(["exec", "sh", "-c", shlex.quote(_LAUNCHER), "edgeort-worker", *map(shlex.quote, argv)])
 
     def _start_transport(self, group: str) -> SSHTransport:
