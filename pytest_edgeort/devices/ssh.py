@@ -10,13 +10,11 @@ as ``exec sh -c 'echo "edgeort-worker $$"; "$@"; exit $?' ... python -c BOOTSTRA
   paramiko delivers; it drops OpenSSH's ``exit-signal`` message).
 
 After that line, stdin/stdout carry the framed protocol and stderr feeds a :class:`StderrTail`.
-Host keys are checked against ``known_hosts`` (unknown or changed keys are refused) unless the
+Host keys are checked against ``known_hosts`` (:mod:`.hostkeys`; unknown or changed keys are refused) unless the
 inventory says ``insecure_skip_host_key_check = true``.
 """
 from __future__ import annotations
 
-import base64
-import hashlib
 import inspect
 import json
 import os
@@ -24,7 +22,6 @@ import shlex
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import paramiko
@@ -35,6 +32,7 @@ from .boardlock import LOCK_NAME
 from .artifact import PREPARE, WORKER_BYTES, WORKER_NAME, WORKER_SHA256, bootstrap_argv
 from .client import StderrTail, Transport, WorkerDied, describe_exit
 from .base import Device
+from .hostkeys import HostKeyRefused, RefuseUnknownHost, fingerprint, known_hosts_path, load_known_hosts
 from ..errors import DeviceFault, DeviceUnavailable, HostKeyChanged
 from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
 
@@ -58,43 +56,6 @@ class _GcmFirstTransport(paramiko.Transport):
 
 # paramiko >= 3.2 lets SSHClient.connect build the transport; older ones keep their default order.
 _TRANSPORT_FACTORY = "transport_factory" in inspect.signature(paramiko.SSHClient.connect).parameters
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH-style ``SHA256:...`` fingerprint of a host key."""
-    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-    return f"{key.get_name()} SHA256:{digest}"
-
-
-class HostKeyRefused(Exception):
-    """Raised by :class:`_RefuseUnknownHost` from inside paramiko's connect."""
-
-
-class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
-    """paramiko's RejectPolicy with a message that says what to do."""
-
-    def __init__(self, device: str, known_hosts: Path, exists: bool) -> None:
-        self.device = device
-        self.known_hosts = known_hosts
-        self.exists = exists
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        host, port = _split_host_key_name(hostname)
-        where = str(self.known_hosts) + ("" if self.exists else " (that file does not exist)")
-        scan = f"ssh-keyscan{'' if port == 22 else f' -p {port}'} {host} >> {self.known_hosts}"
-        raise HostKeyRefused(
-            f"device {self.device!r}: host key for {host}:{port} is not in {where} (refusing to connect; "
-            f"the server offers {fingerprint(key)}; add it with `{scan}` after checking that fingerprint, "
-            "or set insecure_skip_host_key_check = true)"
-        )
-
-
-def _split_host_key_name(name: str) -> Tuple[str, int]:
-    """``[host]:port`` / ``host`` (paramiko's known_hosts lookup name) -> (host, port)."""
-    if name.startswith("[") and "]:" in name:
-        host, port = name[1:].split("]:", 1)
-        return host, int(port)
-    return name, 22
 
 
 class _ChannelStderr:
@@ -299,9 +260,9 @@ class SSHDevice(Device):
                 self.notify(f"edgeort: WARNING: device {self.name!r}: insecure_skip_host_key_check = true, so the "
                             f"host key of {where} is not verified (anyone on the path can pose as the board)")
         else:
-            known = self._known_hosts(conn)
-            self._load_known_hosts(conn, known)
-            conn.client.set_missing_host_key_policy(_RefuseUnknownHost(self.name, known, known.is_file()))
+            known = known_hosts_path(self.config.known_hosts, conn)
+            load_known_hosts(conn, known, self.name)
+            conn.client.set_missing_host_key_policy(RefuseUnknownHost(self.name, known, known.is_file()))
         error: type = DeviceUnavailable
         try:
             conn.open()
@@ -309,7 +270,7 @@ class SSHDevice(Device):
             message = str(exc)
         except paramiko.BadHostKeyException as exc:
             error = HostKeyChanged
-            known = self._known_hosts(conn)
+            known = known_hosts_path(self.config.known_hosts, conn)
             entry = f"[{conn.host}]:{conn.port}" if conn.port != 22 else conn.host
             message = (
                 f"device {self.name!r}: host key for {where} has CHANGED: the server offers "
@@ -329,27 +290,6 @@ class SSHDevice(Device):
             return conn
         conn.close()
         raise error(message)
-
-    def _load_known_hosts(self, conn: Connection, known: Path) -> None:
-        """Load ``known`` (absent: every key is unknown); DeviceFault naming it when it is unreadable."""
-        if not known.exists():
-            return
-        try:
-            conn.client.get_host_keys().load(str(known))
-            return
-        except IsADirectoryError:
-            problem = "is a directory, not a file"
-        except (OSError, ValueError, paramiko.SSHException) as exc:  # ValueError: not UTF-8 text
-            problem = f"cannot be read as an OpenSSH known_hosts file ({' '.join(str(exc).split())[:120]})"
-        raise DeviceFault(f"device {self.name!r}: known_hosts {known} {problem}")
-
-    def _known_hosts(self, conn: Connection) -> Path:
-        """Inventory ``known_hosts``, else ssh_config ``UserKnownHostsFile``, else ~/.ssh/known_hosts."""
-        path = self.config.known_hosts
-        if path is None:
-            configured = conn.ssh_config.get("userknownhostsfile")
-            path = configured.split()[0] if configured else "~/.ssh/known_hosts"
-        return Path(os.path.expanduser(path))
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
