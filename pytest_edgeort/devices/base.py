@@ -202,12 +202,13 @@ class Device:
         changed on the device) is deleted there, uploaded again, and the creation is retried once."""
         client = self.client(isolation_group(spec, options))
         sid = f"s{next(_session_ids)}"
+        bundle = model.cache_id if model.external_data else None
         for attempt in (1, 2):
             self.ensure_model(client, model)
             try:
-                reply = client.create_session(
-                    sid, model.sha256, spec.ep_name, options, cpu_fallback, self.config.command_timeout,
-                    *((model.cache_id, bundle_files(model)) if model.external_data else ()))
+                reply = client.create_session(sid, model.sha256, spec.ep_name, options, cpu_fallback,
+                                              self.config.command_timeout, bundle=bundle,
+                                              files=bundle_files(model) if bundle else ())
                 break
             except WorkerError as exc:
                 if exc.kind != Kind.MISSING_MODEL or attempt == 2:

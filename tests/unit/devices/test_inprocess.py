@@ -113,3 +113,19 @@ def test_an_echo_is_bit_exact_in_process(tmp_path):
         assert [(n, a.dtype, a.tobytes()) for n, a in back] == [(n, a.dtype, a.tobytes()) for n, a in sent]
     finally:
         client.close()
+
+
+def test_a_model_with_external_data_is_cached_as_a_bundle(device, tmp_path):
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [4], np.arange(1, 5, dtype=np.float32).tobytes(), raw=True)
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "ext",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weights])
+    path = tmp_path / "src" / "ext.onnx"
+    path.parent.mkdir()
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path),
+              save_as_external_data=True, location="w.bin", size_threshold=0)
+    session = open_session(device, path)
+    assert session.run({"x": np.zeros(4, np.float32)})["y"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert device.uploads == 2  # the model file and its data file
+    cached = device.workdir / "models" / model_info(path).cache_id
+    assert sorted(p.name for p in cached.iterdir()) == sorted([f"{model_info(path).sha256}.onnx", "w.bin"])
