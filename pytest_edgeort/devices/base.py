@@ -59,7 +59,7 @@ class Device:
 
     # -- subclass hooks
     def _start_transport(self, group: str) -> Transport:
-        """Start ``worker.py`` (with ``worker_args(group)``) and return its transport."""
+        """Start the worker (with ``worker_args(group)``) and return its transport."""
         raise NotImplementedError
 
     def lock_path(self) -> str:
