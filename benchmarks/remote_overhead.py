@@ -69,19 +69,21 @@ def relu_model(path: Path) -> Path:
 
 
 def persistent(device: SSHDevice, model: Path, x: np.ndarray, n: int) -> Dict[str, float]:
-    """Median round trip and board-side inference time (ms) of ``run`` requests to one session."""
+    """Median round trip of ``run`` requests to one session, and board-side inference time (ms,
+    measured inside the worker by a ``time`` request of as many runs)."""
     handle = device.create_session(model_info(model), resolve_provider("cpu"), {}, True)
+    client, feed = handle.client, {"x": x}
     for _ in range(20):  # warm-up
-        handle.client.request("run", [("x", x)], sid=handle.sid)
-    total, infer = [], []
+        client.run(handle.sid, feed, memory_check=False, timeout=60)
+    total = []
     for _ in range(n):
         start = time.perf_counter()
-        reply, outputs = handle.client.request("run", [("x", x)], sid=handle.sid)
+        _, outputs = client.run(handle.sid, feed, memory_check=False, timeout=60)
         total.append((time.perf_counter() - start) * 1000.0)
-        infer.append(reply["run_ms"])
         assert outputs[0][1].shape == x.shape
-    return {"round trip": statistics.median(total), "inference": statistics.median(infer),
-            "overhead": statistics.median(t - i for t, i in zip(total, infer))}
+    infer = statistics.median(client.time_runs(handle.sid, feed, runs=n, warmup=0, timeout=600))
+    return {"round trip": statistics.median(total), "inference": infer,
+            "overhead": statistics.median(total) - infer}
 
 
 def naive(device: SSHDevice, remote_model: str, runner: str, x: np.ndarray, n: int) -> Dict[str, float]:
@@ -135,7 +137,7 @@ def throughput(device: SSHDevice, server: SSHServer, mb: int, repeats: int, tmp:
     client = device.client()
 
     def echo() -> None:
-        _, out = client.request("echo", [("t", tensor)])
+        out = client.echo([("t", tensor)])
         assert out[0][1].nbytes == tensor.nbytes
 
     def ssh(command: str, *options: str) -> Callable[[], None]:

@@ -50,11 +50,11 @@ def main() -> int:
                                             known_hosts=str(server.known_hosts), python=sys.executable,
                                             workdir=str(Path(tmp) / "board"), command_timeout=600, lock=False))
             client = device.client()
-            client.request("echo", [("warm", np.zeros(1024, np.float32))], timeout=60)
+            client.echo([("warm", np.zeros(1024, np.float32))], timeout=60)
             board_base = vm_kib(client.pid, "VmRSS")
             host_base = peak_kib()
             tensor = np.random.default_rng(0).random(args.mb * 1024 * 1024 // 4, dtype=np.float32)
-            _, back = client.request("echo", [("x", tensor)], timeout=600)
+            back = client.echo([("x", tensor)], timeout=600)
             size_kib = tensor.nbytes / 1024
             host = (peak_kib() - host_base) / size_kib
             board = (vm_kib(client.pid, "VmHWM") - board_base) / size_kib

@@ -65,7 +65,7 @@ class DeviceRegistry:
         if name in self.unreachable:
             raise self.unreachable[name]
         if name not in self.connected:
-            from .devices.base import make_device
+            from .devices import make_device
 
             device = make_device(self.inventory[name])
             device.notify = self.notify

@@ -1,1 +1,1 @@
-"""Board side: the self-contained worker process that runs ONNX Runtime sessions (stdlib + numpy + onnxruntime only)."""
+"""The board side: the worker process and its wire format (stdlib + numpy + onnxruntime only)."""

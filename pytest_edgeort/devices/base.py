@@ -1,4 +1,6 @@
-"""Devices: where workers run. ``local`` spawns subprocesses; SSH boards live in :mod:`.ssh`.
+"""The device base class: worker lifecycle, capabilities, model upload and session creation.
+
+``local`` (:mod:`.local`) spawns subprocesses; SSH boards live in :mod:`.ssh`.
 
 A device owns one worker per isolation group (sessions whose options change process-global QNN
 state get their own process), knows the worker's capabilities, and uploads models by sha256. When
@@ -8,23 +10,21 @@ before it starts any other worker, and gives it back last.
 from __future__ import annotations
 
 import itertools
-import os
-import sys
+import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
-import numpy as np
-
-from .boardlock import LOCK_GROUP, LOCK_NAME, BoardLock, acquire, lock_owner
-from .client import LocalTransport, Transport, WorkerClient, WorkerDied, WorkerError
+from .boardlock import LOCK_GROUP, BoardLock, acquire, lock_owner
+from .client import Transport, WorkerClient, WorkerDied, WorkerError
+from ..board.wire import Kind
 from ..errors import DeviceFault, DeviceUnavailable
-from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
+from ..config.inventory import DeviceConfig
 from ..model.info import ModelInfo
 from .placement import Placement
 from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group
 
 _session_ids = itertools.count(1)
+LOCK_LOSS_GRACE_S = 1.0  # how long the other workers of a dropped connection may take to end too
 
 
 @dataclass
@@ -52,14 +52,14 @@ class Device:
         self.clients: Dict[str, WorkerClient] = {}
         self._caps: Optional[Dict[str, Any]] = None
         self.uploads = 0
-        self.workers_started = 0
         self.board_lock: Optional[BoardLock] = None
+        self._ended_holder: Optional[WorkerClient] = None  # the ended lock holder check_board_lock waited for
         self.notify: Callable[[str], None] = lambda message: None
         self.lock_owner: Dict[str, Optional[str]] = lock_owner()
 
     # -- subclass hooks
     def _start_transport(self, group: str) -> Transport:
-        """Start ``worker.py`` (with ``worker_args(group)``) and return its transport."""
+        """Start the worker (with ``worker_args(group)``) and return its transport."""
         raise NotImplementedError
 
     def lock_path(self) -> str:
@@ -86,13 +86,25 @@ class Device:
     def worker_args(group: str) -> List[str]:
         return ["--lock-only"] if group == LOCK_GROUP else []
 
+    def worker_label(self, group: str) -> str:
+        """The worker of ``group`` in messages."""
+        suffix = {"default": "", LOCK_GROUP: " (board lock)"}.get(group, f" (group {group})")
+        return f"worker on device {self.name!r}{suffix}"
+
     def check_board_lock(self) -> None:
         """DeviceFault if this run held the board lock and its holder process ended while session
         workers still run (someone killed it): another run may be on the board now. (After a dropped
         connection everything ended together: the next session takes the lock again.)"""
         holder = self.clients.get(LOCK_GROUP)
-        if holder is not None and not holder.usable() and any(
-                c.usable() for g, c in self.clients.items() if g != LOCK_GROUP):
+        if holder is None or holder.usable():
+            return
+        others = [c for g, c in self.clients.items() if g != LOCK_GROUP]
+        if self._ended_holder is not holder:  # a dropped connection ends its channels one by one: wait once
+            self._ended_holder = holder
+            deadline = time.monotonic() + LOCK_LOSS_GRACE_S
+            while any(c.usable() for c in others) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        if any(c.usable() for c in others):
             raise DeviceFault(
                 f"device {self.name!r}: board lock lost: the process that held it (pid {holder.pid} on the device) "
                 "ended while this run still uses the board, so another run may be on it now; the board's "
@@ -127,23 +139,19 @@ class Device:
         if existing is not None and existing.alive:
             return existing
         transport = self._start_transport(group)
-        suffix = {"default": "", LOCK_GROUP: " (board lock)"}.get(group, f" (group {group})")
-        label = f"worker on device {self.name!r}{suffix}"
         try:
-            client = WorkerClient(transport, label, startup_timeout=max(30.0, self.config.command_timeout),
+            client = WorkerClient(transport, self.worker_label(group), startup_timeout=max(30.0, self.config.command_timeout),
                                   timeout_origin=(self.config.command_timeout, self.config.setting("command_timeout")))
         except WorkerError as exc:
             raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
         except WorkerDied as exc:
             raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
-        self.workers_started += 1
         self.clients[group] = client
         return client
 
     def capabilities(self) -> Dict[str, Any]:
         if self._caps is None:
-            reply, _ = self.client().request("capabilities", timeout=self.config.command_timeout)
-            self._caps = reply
+            self._caps = self.client().capabilities(self.config.command_timeout)
         return self._caps
 
     def facts(self) -> Optional[Dict[str, Any]]:
@@ -175,17 +183,14 @@ class Device:
         """Upload the model (and its external data files) unless the worker's cache has them."""
         timeout = self.config.command_timeout
         if not model.external_data:
-            if not client.request("has_model", sha256=model.sha256, timeout=timeout)[0]["present"]:
-                data = np.frombuffer(model.path.read_bytes(), dtype=np.uint8)
-                client.request("put_model", [("model", data)], sha256=model.sha256, timeout=timeout)
+            if not client.has_model(model.sha256, timeout):
+                client.put_model(model.sha256, model.path.read_bytes(), timeout)
                 self.uploads += 1
             return
         for index, (location, sha256) in enumerate(bundle_files(model)):
-            where = {"bundle": model.cache_id, "location": location}
-            if not client.request("has_file", timeout=timeout, **where)[0]["present"]:
+            if not client.has_file(model.cache_id, location, timeout):
                 source = model.path if index == 0 else model.path.parent / location
-                data = np.frombuffer(source.read_bytes(), dtype=np.uint8)
-                client.request("put_file", [("file", data)], sha256=sha256, timeout=timeout, **where)
+                client.put_file(model.cache_id, location, sha256, source.read_bytes(), timeout)
                 self.uploads += 1
 
     def create_session(
@@ -197,16 +202,16 @@ class Device:
         changed on the device) is deleted there, uploaded again, and the creation is retried once."""
         client = self.client(isolation_group(spec, options))
         sid = f"s{next(_session_ids)}"
+        bundle = model.cache_id if model.external_data else None
         for attempt in (1, 2):
             self.ensure_model(client, model)
             try:
-                bundle = {"bundle": model.cache_id, "files": bundle_files(model)} if model.external_data else {}
-                reply, _ = client.request("create_session", sid=sid, sha256=model.sha256, ep=spec.ep_name,
-                                          options=dict(options), cpu_fallback=cpu_fallback,
-                                          timeout=self.config.command_timeout, **bundle)
+                reply = client.create_session(sid, model.sha256, spec.ep_name, options, cpu_fallback,
+                                              self.config.command_timeout, bundle=bundle,
+                                              files=bundle_files(model) if bundle else ())
                 break
             except WorkerError as exc:
-                if exc.kind != "missing-model" or attempt == 2:
+                if exc.kind != Kind.MISSING_MODEL or attempt == 2:
                     raise
         return SessionHandle(self.name, sid, client, reply, Placement.from_worker(reply.get("placement")))
 
@@ -215,31 +220,3 @@ def bundle_files(model: ModelInfo) -> List[List[str]]:
     """``[location, sha256]`` of a model with external data as the device caches it: the model file
     first (named by its hash), then its data files at their paths relative to it."""
     return [[f"{model.sha256}.onnx", model.sha256], *([loc, sha] for loc, sha in model.external_data)]
-
-
-class LocalDevice(Device):
-    """This machine: workers are subprocesses of the pytest process."""
-
-    def __init__(self, config: DeviceConfig) -> None:
-        super().__init__(config)
-        self.workdir = Path(os.path.expanduser(config.workdir or DEFAULT_WORKDIR))
-
-    def _start_transport(self, group: str) -> Transport:
-        python = self.config.python or sys.executable
-        try:
-            return LocalTransport(python, self.workdir, dict(self.config.env), self.worker_args(group))
-        except OSError as exc:
-            raise DeviceUnavailable(f"device {self.name!r}: cannot start the worker with {python}: "
-                                    f"{exc.strerror or exc}") from None
-
-    def lock_path(self) -> str:
-        return str(self.workdir / LOCK_NAME)
-
-
-def make_device(config: DeviceConfig) -> Device:
-    """The device object for an inventory entry."""
-    if config.kind == "local":
-        return LocalDevice(config)
-    from .ssh import SSHDevice
-
-    return SSHDevice(config)

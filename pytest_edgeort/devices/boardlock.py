@@ -1,6 +1,6 @@
 """The board lock: one pytest run (or one xdist worker) drives a board at a time.
 
-A lock-only worker process on the board (``worker.py --lock-only``) ``flock()``s the board's lock
+A lock-only worker process on the board (``worker-<hash>.pyz --lock-only``) ``flock()``s the board's lock
 file and holds it for as long as it lives. The kernel drops the lock when that process ends, so a
 finished, crashed or cancelled run (its SSH connection closes, the process reads EOF and exits, or
 is killed) never leaves a board locked. A run that finds the board busy polls until ``lock_timeout``
@@ -90,7 +90,7 @@ def acquire(client: "WorkerClient", path: str, owner: Dict[str, Optional[str]], 
     waited_for: Optional[str] = None
     own_since: Optional[float] = None
     while True:
-        reply, _ = client.request("lock", path=path, holder=owner, timeout=request_timeout)
+        reply = client.lock(path, owner, request_timeout)
         now = time.monotonic()
         if reply["acquired"]:
             return BoardLock(reply["path"], time.time(), now - start, waited_for)

@@ -1,8 +1,8 @@
-"""Host side of the worker protocol: a client over any byte transport, plus the local transport.
+"""Host side of the worker protocol: a client with one method per request, over any byte transport.
 
-The framing itself lives in :mod:`pytest_edgeort.worker` (the file that also runs on boards), so
-host and worker can never disagree about it. A transport only moves bytes; the SSH transport in
-:mod:`pytest_edgeort.ssh` plugs into the same :class:`WorkerClient`.
+The framing itself lives in :mod:`pytest_edgeort.board.wire` (it also runs on boards), so host and
+worker can never disagree about it. A transport only moves bytes: :class:`LocalTransport` (a
+subprocess) here, :class:`~pytest_edgeort.devices.ssh.SSHTransport`, or an in-process one in tests.
 """
 from __future__ import annotations
 
@@ -15,14 +15,13 @@ import signal
 import subprocess
 import threading
 import time
-from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..board import worker as wire
+from ..board import wire
+from ..board.wire import Op
 
-WORKER_PATH = Path(wire.__file__).resolve()
 Arrays = List[Tuple[str, np.ndarray]]
 
 
@@ -100,15 +99,14 @@ class Transport:
 
 
 class LocalTransport(Transport):
-    """A worker subprocess on this machine."""
+    """A worker subprocess on this machine, started with ``command`` (OSError when it cannot start)."""
 
-    def __init__(self, python: str, workdir: Path, env: Optional[Dict[str, str]] = None,
-                 args: Sequence[str] = ()) -> None:
+    def __init__(self, command: Sequence[str], env: Optional[Dict[str, str]] = None) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env.setdefault("PYTHONUNBUFFERED", "1")
         self.proc = subprocess.Popen(
-            [python, str(WORKER_PATH), "--workdir", str(workdir), *args],
+            list(command),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -185,10 +183,10 @@ class WorkerClient:
         hello, _ = self._read_reply(startup_timeout, "start-up", None, 0)
         if not hello.get("ok"):
             self.close()
-            raise WorkerError(hello.get("kind", "environment"), f"{label}: {hello.get('error')}")
+            raise WorkerError(hello.get("kind", wire.Kind.ENVIRONMENT), f"{label}: {hello.get('error')}")
         if hello.get("protocol") != wire.PROTOCOL_VERSION:
             self.close()
-            raise WorkerError("environment", f"{label} speaks protocol version {hello.get('protocol')!r}, this "
+            raise WorkerError(wire.Kind.ENVIRONMENT, f"{label} speaks protocol version {hello.get('protocol')!r}, this "
                                              f"plugin {wire.PROTOCOL_VERSION}")
         self.pid = hello.get("pid")
 
@@ -265,21 +263,68 @@ class WorkerClient:
                 raise
             reply, out = self._read_reply(timeout, op, request_id, since)
         if not reply.get("ok"):
-            raise WorkerError(reply.get("kind", "internal"), reply.get("error", "unknown worker error"))
+            raise WorkerError(reply.get("kind", wire.Kind.INTERNAL), reply.get("error", "unknown worker error"))
         return reply, out
+
+    # -- one method per request (the worker's HANDLERS answer them)
+    def capabilities(self, timeout: Optional[float]) -> Dict[str, Any]:
+        """What the worker's python has: providers, versions, QNN backends, platform."""
+        return self.request(Op.CAPABILITIES, timeout=timeout)[0]
+
+    def has_model(self, sha256: str, timeout: Optional[float]) -> bool:
+        return bool(self.request(Op.HAS_MODEL, sha256=sha256, timeout=timeout)[0]["present"])
+
+    def put_model(self, sha256: str, data: bytes, timeout: Optional[float]) -> None:
+        self.request(Op.PUT_MODEL, [("model", np.frombuffer(data, dtype=np.uint8))], sha256=sha256, timeout=timeout)
+
+    def has_file(self, bundle: str, location: str, timeout: Optional[float]) -> bool:
+        return bool(self.request(Op.HAS_FILE, bundle=bundle, location=location, timeout=timeout)[0]["present"])
+
+    def put_file(self, bundle: str, location: str, sha256: str, data: bytes, timeout: Optional[float]) -> None:
+        self.request(Op.PUT_FILE, [("file", np.frombuffer(data, dtype=np.uint8))], bundle=bundle,
+                     location=location, sha256=sha256, timeout=timeout)
+
+    def create_session(self, sid: str, sha256: str, ep: str, options: Mapping[str, str], cpu_fallback: bool,
+                       timeout: Optional[float], bundle: Optional[str] = None,
+                       files: Sequence[Sequence[str]] = ()) -> Dict[str, Any]:
+        """Open session ``sid`` of a cached model (``bundle``/``files``: a model with external data)."""
+        extra = {"bundle": bundle, "files": [list(f) for f in files]} if bundle else {}
+        return self.request(Op.CREATE_SESSION, sid=sid, sha256=sha256, ep=ep, options=dict(options),
+                            cpu_fallback=cpu_fallback, timeout=timeout, **extra)[0]
+
+    def run(self, sid: str, feed: Mapping[str, np.ndarray], memory_check: bool,
+            timeout: Optional[float]) -> Tuple[Dict[str, Any], Arrays]:
+        """One inference: ``(reply with "memory_differs", [(output name, array)])``."""
+        return self.request(Op.RUN, list(feed.items()), sid=sid, memory_check=memory_check, timeout=timeout)
+
+    def time_runs(self, sid: str, feed: Mapping[str, np.ndarray], runs: int, warmup: int,
+                  timeout: Optional[float]) -> List[float]:
+        """Latencies in ms measured inside the worker."""
+        reply, _ = self.request(Op.TIME, list(feed.items()), sid=sid, runs=runs, warmup=warmup, timeout=timeout)
+        return list(reply["times_ms"])
+
+    def close_session(self, sid: str, timeout: Optional[float]) -> None:
+        self.request(Op.CLOSE_SESSION, sid=sid, timeout=timeout)
+
+    def echo(self, arrays: Sequence[Tuple[str, np.ndarray]], timeout: Optional[float] = None) -> Arrays:
+        """The arrays back, bit for bit (protocol and transport tests, benchmarks)."""
+        return self.request(Op.ECHO, arrays, timeout=timeout)[1]
+
+    def lock(self, path: str, holder: Mapping[str, Any], timeout: Optional[float]) -> Dict[str, Any]:
+        """Try once to take the board lock at ``path``: ``{"acquired", "path"[, "holder"]}``."""
+        return self.request(Op.LOCK, path=path, holder=dict(holder), timeout=timeout)[0]
 
     def close(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit, then make sure it is gone."""
         if self.alive and self.transport.exit_status() is None:
             try:
                 request_id = next(self._ids)
-                self.transport.send([wire.encode_header_only({"op": "shutdown", "id": request_id})])
+                self.transport.send([wire.encode_header_only({"op": Op.SHUTDOWN, "id": request_id})])
                 self._read_reply(timeout, "shutdown", request_id, self.transport.stderr.mark())
             except (WorkerDied, OSError):
                 pass
         self.alive = False
         self.transport.terminate()
-
 
 
 class _ReplyReader:

@@ -6,7 +6,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from .client import WorkerDied, WorkerError
+from .client import WorkerClient, WorkerDied, WorkerError
+from ..board.wire import Op
 from .base import Device, SessionHandle
 from ..errors import EdgeSessionError
 from ..model.inputs import Feed, check_feed
@@ -134,13 +135,12 @@ class EdgeSession:
         assert self._handle is not None
         return self._handle
 
-    def _request(self, op: str, feed: Feed, **fields: Any):
+    def _request(self, op: str, call: Callable[[WorkerClient, str, float], Any]) -> Any:
+        """``call(client, sid, timeout)`` on the live session; EdgeSessionError naming ``op`` on failure."""
         self.device.check_board_lock()  # no request on a board whose lock this run lost
         handle = self._live_handle()
         try:
-            return handle.client.request(
-                op, list(feed.items()), sid=handle.sid, timeout=self.device.config.command_timeout, **fields
-            )
+            return call(handle.client, handle.sid, self.device.config.command_timeout)
         except WorkerError as exc:
             raise EdgeSessionError(f"{self.label}: {op} failed: {self._user_paths(str(exc))}") from None
         except WorkerDied as exc:
@@ -161,7 +161,7 @@ class EdgeSession:
         feed = check_feed(self.model, feed, self.label)
         handle = self._live_handle()
         check = self.checks_memory_state and not handle.memory_checked
-        reply, outputs = self._request("run", feed, **({"memory_check": True} if check else {}))
+        reply, outputs = self._request(Op.RUN, lambda client, sid, timeout: client.run(sid, feed, check, timeout))
         self.last_inputs = feed
         if reply.get("memory_differs"):
             detail = ", ".join(f"{name!r}: {count} element{'s' * (count != 1)}"
@@ -176,13 +176,12 @@ class EdgeSession:
     def time(self, feed: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 2) -> List[float]:
         """Per-inference latencies in ms measured inside the worker (no transport in the numbers)."""
         feed = check_feed(self.model, feed, self.label)
-        reply, _ = self._request("time", feed, runs=runs, warmup=warmup)
-        return list(reply["times_ms"])
+        return self._request(Op.TIME, lambda client, sid, timeout: client.time_runs(sid, feed, runs, warmup, timeout))
 
     def close(self) -> None:
         if self._handle is not None and self._handle.alive:
             try:
-                self._handle.client.request("close_session", sid=self._handle.sid, timeout=10)
+                self._handle.client.close_session(self._handle.sid, timeout=10)
             except Exception:  # closing is best effort; the worker is stopped at run end anyway
                 pass
         self._handle = None

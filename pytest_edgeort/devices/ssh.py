@@ -1,8 +1,8 @@
 """SSH boards: one fabric connection per device, one persistent worker per isolation group.
 
-The worker is the same ``worker.py`` the ``local`` device runs, uploaded once into the board's
-workdir under its content hash. Each worker is one ``exec`` channel on the connection, started as
-``exec sh -c 'echo "edgeort-worker $$"; "$@"; exit $?' ... python worker-<hash>.py`` so that
+The worker is the same zipapp the ``local`` device runs (:mod:`.artifact`), uploaded once into the
+board's workdir under its content hash. Each worker is one ``exec`` channel on the connection, started
+as ``exec sh -c 'echo "edgeort-worker $$"; "$@"; exit $?' ... python -c BOOTSTRAP ...`` so that
 
 * the first stdout line names the worker's process group (sshd gives every exec session its own),
   which :meth:`SSHTransport.terminate` kills over a fresh exec if closing stdin does not stop it;
@@ -10,14 +10,11 @@ workdir under its content hash. Each worker is one ``exec`` channel on the conne
   paramiko delivers; it drops OpenSSH's ``exit-signal`` message).
 
 After that line, stdin/stdout carry the framed protocol and stderr feeds a :class:`StderrTail`.
-Host keys are checked against ``known_hosts`` (unknown or changed keys are refused) unless the
+Host keys are checked against ``known_hosts`` (:mod:`.hostkeys`; unknown or changed keys are refused) unless the
 inventory says ``insecure_skip_host_key_check = true``.
 """
 from __future__ import annotations
 
-import ast
-import base64
-import hashlib
 import inspect
 import json
 import os
@@ -25,7 +22,6 @@ import shlex
 import socket
 import threading
 import time
-from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import paramiko
@@ -33,65 +29,18 @@ from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
 from .boardlock import LOCK_NAME
-from .client import WORKER_PATH, StderrTail, Transport, WorkerDied, describe_exit
+from .artifact import PREPARE, WORKER_BYTES, WORKER_NAME, WORKER_SHA256, bootstrap_argv
+from .client import StderrTail, Transport, WorkerDied, describe_exit
 from .base import Device
+from .hostkeys import HostKeyRefused, RefuseUnknownHost, fingerprint, known_hosts_path, load_known_hosts
 from ..errors import DeviceFault, DeviceUnavailable, HostKeyChanged
 from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
 
-WORKER_BYTES = WORKER_PATH.read_bytes()
-WORKER_SHA256 = hashlib.sha256(WORKER_BYTES).hexdigest()
-WORKER_NAME = f"worker-{WORKER_SHA256[:16]}.py"
 PREAMBLE = b"edgeort-worker "
 # Bigger than paramiko's 2 MiB default so large tensors stream back without stalling on window updates.
 WINDOW_SIZE = 16 * 1024 * 1024
 MAX_PACKET_SIZE = 32 * 1024
 _LAUNCHER = 'echo "edgeort-worker $$"; "$@"; exit $?'
-# python -c BOOTSTRAP env WORKER SHA256 ARGS...: reads one JSON line of environment variables from stdin
-# (the inventory's env: secrets stay out of the command line that `ps` shows), re-executes itself with
-# them as "run", then runs the worker's bytes only if they hash to SHA256 (read once, so the file cannot
-# change between the check and the run): a planted or stale file never runs.
-BOOTSTRAP = (
-    "import hashlib,json,os,sys\n"
-    "m,p,h=sys.argv[1:4]\n"
-    "if m=='env':\n"
-    " line=b''\n"
-    " while not line.endswith(b'\\n'):\n"
-    "  c=os.read(0,1)\n"
-    "  if not c: sys.exit(0)\n"
-    "  line+=c\n"
-    " os.environ.update(json.loads(line.decode('utf-8')))\n"
-    " a=open('/proc/self/cmdline','rb').read().split(b'\\0')[:-1]\n"
-    " a[len(a)-len(sys.argv)+1]=b'run'\n"
-    " os.execv(sys.executable,a)\n"
-    "with open(p,'rb') as f: b=f.read()\n"
-    "if hashlib.sha256(b).hexdigest()!=h:\n"
-    " sys.stderr.write('edgeort: %s does not hash to %s; refusing to run it\\n'%(p,h)); sys.exit(97)\n"
-    "sys.argv=[p]+sys.argv[4:]\n"
-    "exec(compile(b,p,'exec'),{'__name__':'__main__','__file__':p})\n"
-)
-# python -c PREPARE WORKDIR NAME SHA256: the workdir, private (the worker's own check), and whether the
-# worker file in it is this plugin's (by hash), as one JSON line.
-
-
-def _worker_source(*names: str) -> str:
-    """The source of top-level definitions of worker.py, read from its text (not from the imported
-    module, which pytest's in-process runs may have dropped from sys.modules)."""
-    text = WORKER_BYTES.decode("utf-8")
-    nodes = {n.name: n for n in ast.parse(text).body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    return "".join(ast.get_source_segment(text, nodes[name]) + "\n\n" for name in names)
-
-
-PREPARE = _worker_source("_one_line", "EnvironmentProblem", "private_dir", "file_sha256") + (
-    "import hashlib, json, os, sys\n"
-    "wd, name, sha = sys.argv[1:4]\n"
-    "wd = os.path.expanduser(wd)\n"
-    "try:\n"
-    "    private_dir(wd)\n"
-    "except EnvironmentProblem as exc:\n"
-    "    print(json.dumps({'error': str(exc)})); sys.exit(0)\n"
-    "path = os.path.join(wd, name)\n"
-    "print(json.dumps({'workdir': wd, 'current': os.path.isfile(path) and file_sha256(path) == sha}))\n"
-)
 
 
 class _GcmFirstTransport(paramiko.Transport):
@@ -107,43 +56,6 @@ class _GcmFirstTransport(paramiko.Transport):
 
 # paramiko >= 3.2 lets SSHClient.connect build the transport; older ones keep their default order.
 _TRANSPORT_FACTORY = "transport_factory" in inspect.signature(paramiko.SSHClient.connect).parameters
-
-
-def fingerprint(key: paramiko.PKey) -> str:
-    """OpenSSH-style ``SHA256:...`` fingerprint of a host key."""
-    digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
-    return f"{key.get_name()} SHA256:{digest}"
-
-
-class HostKeyRefused(Exception):
-    """Raised by :class:`_RefuseUnknownHost` from inside paramiko's connect."""
-
-
-class _RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
-    """paramiko's RejectPolicy with a message that says what to do."""
-
-    def __init__(self, device: str, known_hosts: Path, exists: bool) -> None:
-        self.device = device
-        self.known_hosts = known_hosts
-        self.exists = exists
-
-    def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
-        host, port = _split_host_key_name(hostname)
-        where = str(self.known_hosts) + ("" if self.exists else " (that file does not exist)")
-        scan = f"ssh-keyscan{'' if port == 22 else f' -p {port}'} {host} >> {self.known_hosts}"
-        raise HostKeyRefused(
-            f"device {self.device!r}: host key for {host}:{port} is not in {where} (refusing to connect; "
-            f"the server offers {fingerprint(key)}; add it with `{scan}` after checking that fingerprint, "
-            "or set insecure_skip_host_key_check = true)"
-        )
-
-
-def _split_host_key_name(name: str) -> Tuple[str, int]:
-    """``[host]:port`` / ``host`` (paramiko's known_hosts lookup name) -> (host, port)."""
-    if name.startswith("[") and "]:" in name:
-        host, port = name[1:].split("]:", 1)
-        return host, int(port)
-    return name, 22
 
 
 class _ChannelStderr:
@@ -348,9 +260,9 @@ class SSHDevice(Device):
                 self.notify(f"edgeort: WARNING: device {self.name!r}: insecure_skip_host_key_check = true, so the "
                             f"host key of {where} is not verified (anyone on the path can pose as the board)")
         else:
-            known = self._known_hosts(conn)
-            self._load_known_hosts(conn, known)
-            conn.client.set_missing_host_key_policy(_RefuseUnknownHost(self.name, known, known.is_file()))
+            known = known_hosts_path(self.config.known_hosts, conn)
+            load_known_hosts(conn, known, self.name)
+            conn.client.set_missing_host_key_policy(RefuseUnknownHost(self.name, known, known.is_file()))
         error: type = DeviceUnavailable
         try:
             conn.open()
@@ -358,7 +270,7 @@ class SSHDevice(Device):
             message = str(exc)
         except paramiko.BadHostKeyException as exc:
             error = HostKeyChanged
-            known = self._known_hosts(conn)
+            known = known_hosts_path(self.config.known_hosts, conn)
             entry = f"[{conn.host}]:{conn.port}" if conn.port != 22 else conn.host
             message = (
                 f"device {self.name!r}: host key for {where} has CHANGED: the server offers "
@@ -378,27 +290,6 @@ class SSHDevice(Device):
             return conn
         conn.close()
         raise error(message)
-
-    def _load_known_hosts(self, conn: Connection, known: Path) -> None:
-        """Load ``known`` (absent: every key is unknown); DeviceFault naming it when it is unreadable."""
-        if not known.exists():
-            return
-        try:
-            conn.client.get_host_keys().load(str(known))
-            return
-        except IsADirectoryError:
-            problem = "is a directory, not a file"
-        except (OSError, ValueError, paramiko.SSHException) as exc:  # ValueError: not UTF-8 text
-            problem = f"cannot be read as an OpenSSH known_hosts file ({' '.join(str(exc).split())[:120]})"
-        raise DeviceFault(f"device {self.name!r}: known_hosts {known} {problem}")
-
-    def _known_hosts(self, conn: Connection) -> Path:
-        """Inventory ``known_hosts``, else ssh_config ``UserKnownHostsFile``, else ~/.ssh/known_hosts."""
-        path = self.config.known_hosts
-        if path is None:
-            configured = conn.ssh_config.get("userknownhostsfile")
-            path = configured.split()[0] if configured else "~/.ssh/known_hosts"
-        return Path(os.path.expanduser(path))
 
     def _drop_connection(self) -> None:
         if self._conn is not None:
@@ -428,7 +319,7 @@ class SSHDevice(Device):
     # -- worker
     def workdir(self) -> str:
         """The board's workdir (``~`` expanded remotely): created private (0700), refused when another
-        user owns it or others can write it, with this plugin's worker.py in it (checked by hash)."""
+        user owns it or others can write it, with this plugin's worker zipapp in it (checked by hash)."""
         self.connection()
         if self._workdir is None:
             python = self.config.python or "python3"
@@ -449,7 +340,7 @@ class SSHDevice(Device):
         return self._workdir
 
     def _upload_worker(self, workdir: str, target: str) -> None:
-        """Write worker.py through a shell on an exec channel (no SFTP server needed: dropbear and
+        """Write the worker zipapp through a shell on an exec channel (no SFTP server needed: dropbear and
         minimal images have none); BOOTSTRAP checks its hash before every start anyway."""
         tmp = f"{target}.{os.getpid()}.tmp"
         command = f"cat > {shlex.quote(tmp)} && mv -f -- {shlex.quote(tmp)} {shlex.quote(target)}"
@@ -472,8 +363,7 @@ class SSHDevice(Device):
     def worker_command(self, workdir: str, args: Sequence[str] = ()) -> str:
         """The exec line that starts one worker (every path and argument quoted)."""
         python = self.config.python or "python3"
-        argv: List[str] = ["env", "PYTHONUNBUFFERED=1", python, "-c", BOOTSTRAP, "env", f"{workdir}/{WORKER_NAME}",
-                           WORKER_SHA256, "--workdir", workdir, *args]
+        argv: List[str] = ["env", "PYTHONUNBUFFERED=1", *bootstrap_argv(python, workdir, args, mode="env")]
         return " ".join(["exec", "sh", "-c", shlex.quote(_LAUNCHER), "edgeort-worker", *map(shlex.quote, argv)])
 
     def _start_transport(self, group: str) -> SSHTransport:

@@ -18,8 +18,10 @@ import pytest
 from tests.support.runs import require_qnn
 from onnx import TensorProto, helper
 
-from pytest_edgeort.board import worker as wire
+from pytest_edgeort.board import wire
+from pytest_edgeort.devices.artifact import WORKER_BYTES, WORKER_NAME
 from pytest_edgeort.devices.client import LocalTransport, StderrTail, WorkerClient, WorkerDied
+from pytest_edgeort.devices.local import worker_command
 
 require_qnn()
 
@@ -72,7 +74,7 @@ class Injecting(LocalTransport):
 
 @pytest.fixture
 def injecting(tmp_path):
-    client = WorkerClient(Injecting(sys.executable, tmp_path / "work"), "worker on device 'local'")
+    client = WorkerClient(Injecting(worker_command(sys.executable, tmp_path / "work")), "worker on device 'local'")
     yield client
     client.close()
 
@@ -81,7 +83,7 @@ def injecting(tmp_path):
 def test_a_broken_reply_stops_the_worker_with_one_line(injecting, case):
     injecting.transport.inject = frame(BAD_HEADERS[case][0])
     with pytest.raises(WorkerDied) as info:
-        injecting.request("echo", [("x", np.arange(3, dtype=np.float32))], timeout=30)
+        injecting.echo([("x", np.arange(3, dtype=np.float32))], timeout=30)
     message = str(info.value)
     assert message.startswith("worker on device 'local' sent an invalid frame (") and "\n" not in message
     assert message.endswith("during echo; the worker was stopped")
@@ -90,12 +92,12 @@ def test_a_broken_reply_stops_the_worker_with_one_line(injecting, case):
 
 def test_a_reply_to_another_request_is_never_taken_for_this_one(injecting):
     """The desync that made a test compare the NPU output with itself: a stale reply in the stream."""
-    injecting.request("echo", [("x", np.zeros(2, np.float32))], timeout=30)
+    injecting.echo([("x", np.zeros(2, np.float32))], timeout=30)
     stale = b"".join(bytes(p) for p in wire.frame_parts({"ok": True, "id": 1}, [("x", np.ones(2, np.float32))]))
     injecting.transport.inject = stale
     with pytest.raises(WorkerDied, match=r"answered request 1 when 2 was expected \(protocol out of step\) during "
                                          r"echo; the worker was stopped"):
-        injecting.request("echo", [("x", np.full(2, 7, np.float32))], timeout=30)
+        injecting.echo([("x", np.full(2, 7, np.float32))], timeout=30)
     assert not injecting.alive
 
 
@@ -235,8 +237,6 @@ def ssh_board(request):
 
 
 def test_a_planted_worker_file_on_the_board_never_runs(pytester, model_dir, ssh_board, tmp_path):
-    from pytest_edgeort.devices.ssh import WORKER_NAME
-
     workdir = private_workdir(tmp_path / "board")
     marker = tmp_path / "planted-worker-ran"
     (workdir / WORKER_NAME).write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
@@ -245,7 +245,7 @@ def test_a_planted_worker_file_on_the_board_never_runs(pytester, model_dir, ssh_
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     pytester.runpytest("-p", "no:cacheprovider", "--edge-device=board1").assert_outcomes(passed=1)
     assert not marker.exists()
-    assert (workdir / WORKER_NAME).read_bytes() == Path(wire.__file__).read_bytes()
+    assert (workdir / WORKER_NAME).read_bytes() == WORKER_BYTES
 
 
 def test_a_world_writable_board_workdir_is_refused_before_anything_is_uploaded(pytester, model_dir, ssh_board,

@@ -20,6 +20,7 @@ import pytest
 
 from tests.support.runs import require_qnn, run
 
+from pytest_edgeort.board.wire import Op
 from pytest_edgeort.devices.client import WorkerDied
 from pytest_edgeort.errors import DeviceUnavailable
 from pytest_edgeort.config.inventory import DeviceConfig
@@ -493,12 +494,12 @@ def test_reconnect_retires_the_workers_of_every_isolation_group(board, board_wor
         first, other = device.client(), device.client("qnn-htp:soc_model=60")
         device.connection().transport.sock.shutdown(socket.SHUT_RDWR)
         with pytest.raises(WorkerDied, match="died during echo: connection lost"):
-            first.request("echo", timeout=10)
+            first.echo([], timeout=10)
         device.worker_died()  # what a session does after WorkerDied
         assert not other.alive  # without a request: sessions in that group reopen instead of failing once more
         fresh = device.client()
         assert not other.alive and device.connections == 2
-        assert device.client("qnn-htp:soc_model=60").request("echo", timeout=10)[0]["ok"]
+        assert device.client("qnn-htp:soc_model=60").request(Op.ECHO, timeout=10)[0]["ok"]
         assert fresh.alive and fresh is not first
     finally:
         device.close()

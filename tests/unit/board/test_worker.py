@@ -14,8 +14,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from pytest_edgeort.board import worker as wire
+from pytest_edgeort.board import wire
+from pytest_edgeort.devices.artifact import PACKAGE, WORKER_NAME
 from pytest_edgeort.devices.client import LocalTransport, WorkerClient, WorkerDied, WorkerError
+from pytest_edgeort.devices.local import worker_command
 from pytest_edgeort.model.inputs import generate_inputs
 from pytest_edgeort.model.info import model_info
 
@@ -24,7 +26,7 @@ IO_DTYPES = ["float32", "float16", "int8", "int16", "int32", "int64", "uint8", "
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    worker = WorkerClient(LocalTransport(sys.executable, tmp_path_factory.mktemp("worker")), "test worker")
+    worker = WorkerClient(LocalTransport(worker_command(sys.executable, tmp_path_factory.mktemp("worker"))), "test worker")
     yield worker
     worker.close()
 
@@ -65,7 +67,7 @@ def test_worker_echo_roundtrips_every_dtype_bit_exactly(client):
             info = np.iinfo(dtype)
             arrays.append((dtype, rng.integers(info.min, info.max, size=(3, 4), dtype=dtype, endpoint=True)))
     arrays.append(("big_endian", np.arange(6, dtype=">i4")))
-    _, back = client.request("echo", arrays)
+    back = client.echo(arrays)
     for (name, sent), (name_back, got) in zip(arrays, back):
         assert name == name_back
         expected = sent.astype(sent.dtype.newbyteorder("<")) if sent.dtype.byteorder == ">" else sent
@@ -74,11 +76,11 @@ def test_worker_echo_roundtrips_every_dtype_bit_exactly(client):
 
 def test_model_io_of_every_dtype_through_a_real_session(client, model_dir):
     info = model_info(model_dir / "identities.onnx")
-    client.request("put_model", [("m", np.frombuffer(info.path.read_bytes(), np.uint8))], sha256=info.sha256)
-    reply, _ = client.request("create_session", sid="ids", sha256=info.sha256, ep="CPUExecutionProvider", options={})
+    client.put_model(info.sha256, info.path.read_bytes(), timeout=30)
+    reply = client.create_session("ids", info.sha256, "CPUExecutionProvider", {}, cpu_fallback=True, timeout=30)
     assert [i["type"] for i in reply["inputs"]] == [f"tensor({'float' if d == 'float32' else d})" for d in IO_DTYPES]
     feed = generate_inputs(info, seed=1)
-    _, outputs = client.request("run", list(feed.items()), sid="ids")
+    _, outputs = client.run("ids", feed, memory_check=False, timeout=30)
     for name, got in outputs:
         sent = feed[name.replace("out_", "in_")]
         assert got.dtype == sent.dtype and got.tobytes() == sent.tobytes(), name
@@ -86,13 +88,12 @@ def test_model_io_of_every_dtype_through_a_real_session(client, model_dir):
 
 def test_worker_errors_are_one_line_and_the_worker_survives(client):
     with pytest.raises(WorkerError, match="model 000000000000: bytes hash to .*, expected 0{64}"):
-        client.request("put_model", [("m", np.zeros(4, np.uint8))], sha256="0" * 64)
+        client.put_model("0" * 64, bytes(4), timeout=30)
     with pytest.raises(WorkerError, match="model 000000000000 is not in the worker cache"):
-        client.request("create_session", sid="x", sha256="0" * 64, ep="CPUExecutionProvider")
+        client.create_session("x", "0" * 64, "CPUExecutionProvider", {}, cpu_fallback=True, timeout=30)
     with pytest.raises(WorkerError, match="unknown op 'frobnicate'"):
         client.request("frobnicate")
-    reply, _ = client.request("capabilities")
-    assert "CPUExecutionProvider" in reply["providers"]
+    assert "CPUExecutionProvider" in client.capabilities(timeout=30)["providers"]
 
 
 def test_library_output_on_stdout_cannot_corrupt_the_channel(tmp_path):
@@ -100,8 +101,8 @@ def test_library_output_on_stdout_cannot_corrupt_the_channel(tmp_path):
     launcher = tmp_path / "noisy_worker.py"
     launcher.write_text(
         "import os, sys\n"
-        f"sys.path.insert(0, {str(Path(wire.__file__).parent)!r})\n"
-        "import worker\n"
+        f"sys.path.insert(0, {str(tmp_path / WORKER_NAME)!r})\n"
+        f"import {PACKAGE}.worker as worker\n"
         "real = worker.Worker.capabilities\n"
         "def noisy(self):\n"
         "    print('EORT python-level noise', flush=True)\n"
@@ -114,8 +115,7 @@ def test_library_output_on_stdout_cannot_corrupt_the_channel(tmp_path):
     client = WorkerClient(transport, "noisy worker")
     try:
         for _ in range(2):
-            reply, _ = client.request("capabilities", timeout=30)
-            assert "CPUExecutionProvider" in reply["providers"]
+            assert "CPUExecutionProvider" in client.capabilities(timeout=30)["providers"]
         deadline = time.monotonic() + 5
         while "C-level noise" not in transport.stderr.text(drain=0) and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -126,17 +126,11 @@ def test_library_output_on_stdout_cannot_corrupt_the_channel(tmp_path):
 
 
 class _Launch(LocalTransport):
-    """LocalTransport running a given script instead of worker.py."""
+    """LocalTransport running a given script (next to the installed worker zipapp) instead of the worker."""
 
     def __init__(self, script: Path, workdir: Path) -> None:
-        import pytest_edgeort.devices.client as channel
-
-        original = channel.WORKER_PATH
-        channel.WORKER_PATH = script
-        try:
-            super().__init__(sys.executable, workdir)
-        finally:
-            channel.WORKER_PATH = original
+        worker_command(sys.executable, workdir)  # installs the zipapp the script imports from
+        super().__init__([sys.executable, str(script), "--workdir", str(workdir)])
 
 
 def test_missing_numpy_or_onnxruntime_is_one_clear_line(tmp_path):
@@ -144,22 +138,22 @@ def test_missing_numpy_or_onnxruntime_is_one_clear_line(tmp_path):
     fake.write_text(f"#!/bin/sh\nexec {sys.executable} -S -I \"$@\"\n")  # -S: no site-packages
     fake.chmod(0o755)
     with pytest.raises(WorkerError, match=r"python-without-ort|cannot import numpy"):
-        WorkerClient(LocalTransport(str(fake), tmp_path), "worker on device 'bare'")
+        WorkerClient(LocalTransport(worker_command(str(fake), tmp_path)), "worker on device 'bare'")
 
 
 def test_crashed_worker_is_reported_with_signal(tmp_path):
-    client = WorkerClient(LocalTransport(sys.executable, tmp_path), "worker on device 'local'")
+    client = WorkerClient(LocalTransport(worker_command(sys.executable, tmp_path)), "worker on device 'local'")
     os.kill(client.pid, signal.SIGSEGV)
     while Path(f"/proc/{client.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
         time.sleep(0.01)  # dead before the request is written: a broken pipe must still say how it died
     with pytest.raises(WorkerDied, match="worker on device 'local' died during capabilities: killed by SIGSEGV"):
-        client.request("capabilities")
+        client.capabilities(timeout=None)
     assert not client.alive
 
 
 def test_hung_worker_times_out_and_is_stopped(tmp_path):
-    client = WorkerClient(LocalTransport(sys.executable, tmp_path), "worker on device 'local'")
+    client = WorkerClient(LocalTransport(worker_command(sys.executable, tmp_path)), "worker on device 'local'")
     os.kill(client.pid, signal.SIGSTOP)
     with pytest.raises(WorkerDied, match="did not answer capabilities within 0.5 s; the worker was stopped"):
-        client.request("capabilities", timeout=0.5)
+        client.capabilities(timeout=0.5)
     assert client.transport.exit_status() is not None

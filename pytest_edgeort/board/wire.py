@@ -1,0 +1,185 @@
+"""The worker protocol on the wire: frames, request names, error kinds (shared by host and board).
+
+Host -> worker on stdin, worker -> host on the ORIGINAL stdout file descriptor (the worker
+duplicates it at start and then points fd 1 at stderr, so that anything QNN libraries print can
+never corrupt the channel). Every message is one frame::
+
+    b"EORT" | u32 big-endian header length | UTF-8 JSON header | raw array bytes ...
+
+The header is a JSON object whose ``"arrays"`` lists ``{"name", "dtype", "shape", "nbytes"}`` for
+the raw payloads that follow, in order; both sides validate it (dtype from an allow-list, ``nbytes``
+equal to what dtype and shape imply, under a limit). Arrays are C-contiguous little-endian bytes:
+never pickled. Requests carry ``"op"`` (one of :class:`Op`) and an ``"id"``; every reply echoes the
+``"id"`` and carries ``"ok"`` and, when not ok, ``"error"`` (one line) and ``"kind"`` (one of
+:class:`Kind`). A frame that does not decode ends the conversation: the stream position is then
+unknown. The worker's first frame is a hello: ``{"ok", "protocol", "pid"}`` (or an error).
+
+This module runs on the board too: python3 (3.8+) and the standard library, numpy when arrays move.
+"""
+import json
+import struct
+
+PROTOCOL_VERSION = 1
+MAGIC = b"EORT"
+_HEADER = struct.Struct(">I")
+MAX_HEADER_BYTES = 64 * 1024 * 1024
+MAX_ARRAY_BYTES = 16 * 1024 ** 3
+# numpy dtype strings a frame may carry: numbers and bool, little-endian (never objects or strings)
+DTYPES = {"|b1": 1, "|u1": 1, "|i1": 1, "<u2": 2, "<i2": 2, "<f2": 2, "<u4": 4, "<i4": 4, "<f4": 4,
+          "<u8": 8, "<i8": 8, "<f8": 8}
+_ARRAY_KEYS = frozenset(["name", "dtype", "shape", "nbytes"])
+
+
+class Op(object):
+    """Request names (the ``"op"`` of a request frame)."""
+
+    CAPABILITIES = "capabilities"
+    HAS_MODEL = "has_model"
+    PUT_MODEL = "put_model"
+    HAS_FILE = "has_file"
+    PUT_FILE = "put_file"
+    CREATE_SESSION = "create_session"
+    RUN = "run"
+    TIME = "time"
+    CLOSE_SESSION = "close_session"
+    ECHO = "echo"
+    LOCK = "lock"
+    SHUTDOWN = "shutdown"
+
+
+class Kind(object):
+    """Error kinds (the ``"kind"`` of a failed reply)."""
+
+    ENVIRONMENT = "environment"  # the worker cannot run here (hello): missing module, unsafe workdir
+    BAD_REQUEST = "bad-request"
+    MISSING_MODEL = "missing-model"  # not in the cache, or it no longer hashed right (deleted): upload again
+    PUT_MODEL = "put-model"
+    MISSING_PROVIDER = "missing-provider"
+    CREATE = "create"
+    RUN = "run"
+    MEMORY_CHECK = "memory-check"
+    LOCK = "lock"
+    INTERNAL = "internal"
+
+
+class ProtocolError(Exception):
+    """The byte stream does not hold a valid frame (peer died or spoke something else)."""
+
+
+class RequestError(Exception):
+    """A request failed in a way the host should report (one line, with a :class:`Kind`)."""
+
+    def __init__(self, kind, message):
+        Exception.__init__(self, message)
+        self.kind = kind
+
+
+def one_line(exc):
+    """An exception as one line of at most 2000 characters (its type when it has no text)."""
+    text = " ".join(str(exc).split())
+    return text[:2000] if text else type(exc).__name__
+
+
+def frame_parts(header, arrays=()):
+    """One frame as a list of buffers: ``header`` (a JSON-able dict) as bytes, then the memory of
+    each named numpy array (not copied when it is C-contiguous little-endian: big tensors cost no
+    second copy on the way out)."""
+    if not arrays:
+        return [encode_header_only(header)]
+    import numpy as np
+
+    meta = []
+    payloads = []
+    for name, array in arrays:
+        array = np.asarray(array)
+        if array.dtype.hasobject:
+            raise TypeError("array %r has dtype object; only numeric/bool tensors can be sent" % name)
+        data = array if array.flags.c_contiguous else np.ascontiguousarray(array)  # (keeps 0-d arrays 0-d)
+        if data.dtype.byteorder == ">":
+            data = data.astype(data.dtype.newbyteorder("<"))
+        meta.append({"name": name, "dtype": data.dtype.str, "shape": list(data.shape), "nbytes": data.nbytes})
+        payloads.append(memoryview(data.reshape(-1).view(np.uint8)))
+    return [encode_header_only(dict(header, arrays=meta))] + payloads
+
+
+def encode_header_only(header):
+    """The bytes of a frame's header (all of a frame without arrays), built without numpy."""
+    head = json.dumps(dict({"arrays": []}, **header), separators=(",", ":")).encode("utf-8")
+    return MAGIC + _HEADER.pack(len(head)) + head
+
+
+def _check_array_meta(meta):
+    """ProtocolError unless ``meta`` describes a sendable array exactly."""
+    if not isinstance(meta, dict) or set(meta) != _ARRAY_KEYS:
+        raise ProtocolError("frame array entry %.200r is not {name, dtype, shape, nbytes}" % (meta,))
+    shape, nbytes = meta["shape"], meta["nbytes"]
+    if not isinstance(meta["name"], str) or meta["dtype"] not in DTYPES:
+        raise ProtocolError("frame array %.100r has dtype %.40r; allowed: %s"
+                            % (meta["name"], meta["dtype"], ", ".join(sorted(DTYPES))))
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+        raise ProtocolError("frame array %.100r has shape %.100r" % (meta["name"], shape))
+    expected = DTYPES[meta["dtype"]]
+    for dim in shape:
+        expected *= dim
+    if type(nbytes) is not int or nbytes != expected or nbytes > MAX_ARRAY_BYTES:
+        raise ProtocolError("frame array %.100r says %.40r bytes; dtype %s and shape %s make %d (limit %d)"
+                            % (meta["name"], nbytes, meta["dtype"], shape, expected, MAX_ARRAY_BYTES))
+
+
+def read_header(read_exact):
+    """Read and validate one frame's header (a JSON object with a valid ``arrays`` list) with
+    ``read_exact(n) -> bytes``."""
+    prefix = read_exact(8)
+    if prefix[:4] != MAGIC:
+        raise ProtocolError("bad frame magic %r (the peer is not an edgeort worker, or it crashed)" % prefix[:4])
+    (length,) = _HEADER.unpack(prefix[4:])
+    if length > MAX_HEADER_BYTES:
+        raise ProtocolError("frame header of %d bytes is too large" % length)
+    try:
+        header = json.loads(read_exact(length).decode("utf-8"))
+    except ValueError as exc:  # invalid UTF-8 or JSON
+        raise ProtocolError("frame header is not JSON: %s" % one_line(exc))
+    if not isinstance(header, dict):
+        raise ProtocolError("frame header is %s, not a JSON object" % type(header).__name__)
+    arrays = header.get("arrays", [])
+    if not isinstance(arrays, list):
+        raise ProtocolError("frame header's arrays is %s, not a list" % type(arrays).__name__)
+    for meta in arrays:
+        _check_array_meta(meta)
+    return header
+
+
+def read_frame(reader):
+    """Read one frame; return ``(header, [(name, array), ...])``. ``reader`` has ``read_exact(n) ->
+    bytes`` and ``read_into(view)``: arrays are read straight into their own memory."""
+    header = read_header(reader.read_exact)
+    arrays = []
+    if header.get("arrays"):
+        import numpy as np
+
+        for meta in header["arrays"]:
+            array = np.empty(tuple(meta["shape"]), dtype=np.dtype(meta["dtype"]))
+            if meta["nbytes"]:
+                reader.read_into(memoryview(array.reshape(-1).view(np.uint8)))
+            arrays.append((meta["name"], array))
+    return header, arrays
+
+
+class stream_reader(object):
+    """A frame reader over a binary file object; EOF raises EOFError."""
+
+    def __init__(self, stream):
+        self.stream = stream
+
+    def read_exact(self, n):
+        data = bytearray(n)
+        self.read_into(memoryview(data))
+        return bytes(data)
+
+    def read_into(self, view):
+        done = 0
+        while done < len(view):
+            count = self.stream.readinto(view[done:])
+            if not count:
+                raise EOFError("stream closed after %d of %d bytes" % (done, len(view)))
+            done += count

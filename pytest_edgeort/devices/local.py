@@ -1,0 +1,45 @@
+"""The ``local`` device: workers are subprocesses of the pytest process on this machine."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List, Sequence
+
+from .artifact import bootstrap_argv, install_local
+from .base import Device
+from .boardlock import LOCK_NAME
+from .client import LocalTransport, Transport
+from ..board.store import EnvironmentProblem
+from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
+from ..errors import DeviceUnavailable
+
+
+def worker_command(python: str, workdir: Path, args: Sequence[str] = ()) -> List[str]:
+    """The command line of a worker in ``workdir`` on this machine, with the worker put there first
+    (EnvironmentProblem when the workdir is not private to this user)."""
+    install_local(str(workdir))
+    return bootstrap_argv(python, str(workdir), args)
+
+
+class LocalDevice(Device):
+    """This machine: workers are subprocesses of the pytest process, run from the same zipapp as on a board."""
+
+    def __init__(self, config: DeviceConfig) -> None:
+        super().__init__(config)
+        self.workdir = Path(os.path.expanduser(config.workdir or DEFAULT_WORKDIR))
+
+    def _start_transport(self, group: str) -> Transport:
+        python = self.config.python or sys.executable
+        try:
+            command = worker_command(python, self.workdir, self.worker_args(group))
+        except EnvironmentProblem as exc:  # the worker's own check, made before the worker is put there
+            raise DeviceUnavailable(f"device {self.name!r}: {self.worker_label(group)}: {exc}") from None
+        try:
+            return LocalTransport(command, dict(self.config.env))
+        except OSError as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: cannot start the worker with {python}: "
+                                    f"{exc.strerror or exc}") from None
+
+    def lock_path(self) -> str:
+        return str(self.workdir / LOCK_NAME)

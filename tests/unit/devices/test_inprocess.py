@@ -1,0 +1,131 @@
+"""Devices and sessions against the real worker code, in process: sessions, runs, error kinds, protocol version."""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper
+
+from pytest_edgeort.board import wire
+from pytest_edgeort.config.inventory import DeviceConfig
+from pytest_edgeort.config.providers import resolve_provider
+from pytest_edgeort.devices.client import WorkerClient, WorkerError
+from pytest_edgeort.devices.session import EdgeSession
+from pytest_edgeort.errors import DeviceUnavailable, EdgeSessionError
+from pytest_edgeort.model.info import model_info
+from pytest_edgeort.model.inputs import generate_inputs
+
+from .inprocess import InProcessDevice, InProcessTransport
+
+CPU = resolve_provider("cpu")
+
+
+def open_session(device, path):
+    return EdgeSession(device, model_info(path), CPU, {}, cpu_fallback=True, on_create=lambda session: None)
+
+
+def test_a_cpu_session_runs_and_matches_onnxruntime(device, model_dir):
+    path = model_dir / "conv_matmul_qdq.onnx"
+    session = open_session(device, path)
+    feed = generate_inputs(model_info(path), seed=3)
+    expected = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, feed)
+    outputs = session.run(feed)
+    assert [o.tobytes() for o in outputs.values()] == [e.tobytes() for e in expected]
+    assert session.placement.count("CPUExecutionProvider") == session.placement.total > 0
+    times = session.time(feed, runs=3, warmup=1)
+    assert len(times) == 3 and all(t >= 0 for t in times)
+    assert device.uploads == 1
+    open_session(device, path)  # the same model again: already in the worker's cache
+    assert device.uploads == 1
+
+
+def test_a_tampered_cached_model_is_uploaded_again(device, model_dir):
+    """missing-model (the cached file no longer hashes right) is read by its kind: upload, retry once."""
+    path = model_dir / "conv_matmul_qdq.onnx"
+    open_session(device, path).close()
+    info = model_info(path)
+    (device.workdir / "models" / f"{info.sha256}.onnx").write_bytes((model_dir / "det.onnx").read_bytes())
+    device.close()  # a fresh worker: the hash is checked again
+    open_session(device, path)
+    assert device.uploads == 2
+
+
+def test_error_kinds_reach_the_host(device, model_dir, tmp_path):
+    client = device.client()
+    with pytest.raises(WorkerError, match="is not in the worker cache") as info:
+        client.create_session("s", "0" * 64, "CPUExecutionProvider", {}, True, timeout=30)
+    assert info.value.kind == wire.Kind.MISSING_MODEL
+    with pytest.raises(WorkerError, match="no open session 'nope'") as info:
+        client.run("nope", {}, memory_check=False, timeout=30)
+    assert info.value.kind == wire.Kind.BAD_REQUEST
+    bad = tmp_path / "bad.onnx"
+    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "bad",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(bad))
+    sha = model_info(bad).sha256
+    client.put_model(sha, bad.read_bytes(), timeout=30)
+    with pytest.raises(WorkerError) as info:
+        client.create_session("s", sha, "CPUExecutionProvider", {}, True, timeout=30)
+    assert info.value.kind == wire.Kind.CREATE
+    with pytest.raises(EdgeSessionError, match=r"bad.onnx on local/cpu: session creation failed: .*NoSuchOp"):
+        open_session(device, bad)
+
+
+def test_a_lock_only_worker_answers_nothing_but_lock(tmp_path):
+    client = WorkerClient(InProcessTransport(tmp_path, lock_only=True), "lock worker")
+    try:
+        with pytest.raises(WorkerError, match="op 'run' sent to a lock-only worker") as info:
+            client.run("s", {}, memory_check=False, timeout=30)
+        assert info.value.kind == wire.Kind.BAD_REQUEST
+        assert client.lock(str(tmp_path / "board.lock"), {"who": "me", "run": "r"}, timeout=30)["acquired"]
+    finally:
+        client.close()
+    assert client.transport.exit_status() == 0
+
+
+def old_worker(workdir, lock_only, reader, write):
+    """A worker of another plugin version: its hello names protocol 0."""
+    write([wire.encode_header_only({"ok": True, "hello": True, "protocol": 0, "pid": 1})])
+    return 0
+
+
+def test_a_worker_of_another_protocol_version_is_refused(tmp_path):
+    with pytest.raises(WorkerError, match=r"^worker speaks protocol version 0, this plugin 1$") as info:
+        WorkerClient(InProcessTransport(tmp_path, start=old_worker), "worker")
+    assert info.value.kind == wire.Kind.ENVIRONMENT
+
+    class OldDevice(InProcessDevice):
+        start = staticmethod(old_worker)
+
+    device = OldDevice(DeviceConfig("local", workdir=str(tmp_path / "work")))
+    with pytest.raises(DeviceUnavailable, match=r"^device 'local': worker on device 'local' speaks protocol "
+                                                r"version 0, this plugin 1$"):
+        device.capabilities()
+
+
+def test_an_echo_is_bit_exact_in_process(tmp_path):
+    client = WorkerClient(InProcessTransport(tmp_path), "worker")
+    try:
+        sent = [("a", np.arange(12, dtype=np.float16).reshape(3, 4)), ("b", np.array(True))]
+        back = client.echo(sent, timeout=30)
+        assert [(n, a.dtype, a.tobytes()) for n, a in back] == [(n, a.dtype, a.tobytes()) for n, a in sent]
+    finally:
+        client.close()
+
+
+def test_a_model_with_external_data_is_cached_as_a_bundle(device, tmp_path):
+    weights = helper.make_tensor("w", TensorProto.FLOAT, [4], np.arange(1, 5, dtype=np.float32).tobytes(), raw=True)
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "ext",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weights])
+    path = tmp_path / "src" / "ext.onnx"
+    path.parent.mkdir()
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path),
+              save_as_external_data=True, location="w.bin", size_threshold=0)
+    session = open_session(device, path)
+    assert session.run({"x": np.zeros(4, np.float32)})["y"].tolist() == [1.0, 2.0, 3.0, 4.0]
+    assert device.uploads == 2  # the model file and its data file
+    cached = device.workdir / "models" / model_info(path).cache_id
+    assert sorted(p.name for p in cached.iterdir()) == sorted([f"{model_info(path).sha256}.onnx", "w.bin"])
