@@ -4,13 +4,13 @@ from __future__ import annotations
 import datetime
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional
 
 import numpy as np
 
+from .._text import atomic_write
 from ..errors import EdgeError
 
 
@@ -60,15 +60,9 @@ def write_golden(folder: Path, provider: str, outputs: Mapping[str, np.ndarray],
     npz, sidecar = golden_paths(folder, provider)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **outputs)
-    _atomic_write(npz, buffer.getvalue())
+    atomic_write(npz, buffer.getvalue())
     record = dict(provenance, written=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    _atomic_write(sidecar, (json.dumps(record, indent=1, sort_keys=True) + "\n").encode())
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write(sidecar, json.dumps(record, indent=1, sort_keys=True) + "\n")
 
 
 def drift(old: Optional[Golden], new: Mapping[str, np.ndarray], scales: Mapping[str, Optional[float]]) -> List[str]:

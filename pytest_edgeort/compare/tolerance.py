@@ -76,11 +76,12 @@ the u8 value scaled, not measured on a deep a16w8 model.
 
 from __future__ import annotations
 
-import difflib
 import math
 import numbers
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+
+from .._text import closest
 
 STATS = ("elemwise", "max", "mean", "median", "quantile")
 PRECISIONS = ("u8", "u16", "i8", "i16", "fp16", "fp32", "int", "bool")
@@ -183,8 +184,8 @@ def _validate_value(key: str, value: Any, where: str) -> Any:
 
 
 def _unknown_key(key: Any, valid: Tuple[str, ...], where: str) -> ValueError:
-    close = difflib.get_close_matches(str(key), valid, n=1)
-    hint = f"did you mean {close[0]!r}? " if close else ""
+    match = closest(str(key), valid)
+    hint = f"did you mean {match!r}? " if match is not None else ""
     return ValueError(
         f"{where}: unknown tolerance key {key!r} ({hint}valid: {', '.join(valid)})"
     )

@@ -1,7 +1,6 @@
 """``edge_suite.toml``: a per-model regression suite, parsed and validated (no pytest here)."""
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import os
 import sys
@@ -9,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+from .._text import did_you_mean
 from ..errors import EdgeError
 from .providers import provider_options, resolve_provider
 from ..compare.tolerance import ToleranceSpec, parse_tolerance
@@ -135,9 +135,7 @@ def _expect(value: Any, types: tuple, where: str, key: str, expected: str) -> An
 
 
 def _unknown(key: str, valid: Sequence[str], where: str, table: str = "", label: str = "valid keys") -> SuiteError:
-    close = difflib.get_close_matches(key, list(valid), n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return SuiteError(f"{where}: unknown key {table + key!r}{hint}; {label}: {', '.join(valid)}")
+    return SuiteError(f"{where}: unknown key {table + key!r}{did_you_mean(key, valid)}; {label}: {', '.join(valid)}")
 
 
 def _range(value: Any, where: str, key: str) -> Tuple[float, float]:

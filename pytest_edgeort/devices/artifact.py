@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Sequence
 
+from .._text import atomic_write
 from ..board.store import file_sha256, private_dir
 
 BOARD_DIR = Path(__file__).resolve().parent.parent / "board"
@@ -112,7 +113,4 @@ def install_local(workdir: str) -> None:
     target = os.path.join(workdir, WORKER_NAME)
     if os.path.isfile(target) and file_sha256(target) == WORKER_SHA256:
         return
-    tmp = f"{target}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(WORKER_BYTES)
-    os.replace(tmp, target)
+    atomic_write(Path(target), WORKER_BYTES)

@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from .._text import one_line
 from ..errors import ModelError
 from .dtypes import ONNX_TO_NUMPY
 
@@ -171,7 +172,7 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     try:
         model = onnx.load(path_str, load_external_data=False)
     except Exception as exc:
-        raise ModelError(f"{path}: not a readable ONNX model ({' '.join(str(exc).split())[:200]})") from None
+        raise ModelError(f"{path}: not a readable ONNX model ({one_line(exc, 200)})") from None
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     for node in graph.node:

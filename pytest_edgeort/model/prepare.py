@@ -27,9 +27,13 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path, PurePath
-from typing import Any, Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Mapping
 
+from .._text import atomic_write, one_line
 from .dtypes import ONNX_TO_NUMPY
+
+if TYPE_CHECKING:  # onnx loads only when a suite has a [prepare] table
+    import onnx
 
 __all__ = [
     "PrepareError",
@@ -56,17 +60,8 @@ class PrepareError(RuntimeError):
     def __init__(self, suite_dir: Path | str, step: str, cause: str) -> None:
         self.suite_dir = str(suite_dir)
         self.step = step
-        self.cause = _one_line(cause)
+        self.cause = one_line(cause, 600)
         super().__init__(f"{self.suite_dir}: prepare step '{step}' failed: {self.cause}")
-
-
-def _one_line(text: str, limit: int = 600) -> str:
-    """Collapse whitespace; keep head and tail of long messages (ORT puts the reason at the end)."""
-    line = " ".join(str(text).split())
-    if len(line) <= limit:
-        return line
-    head = limit // 3
-    return f"{line[:head]} ... {line[-(limit - head - 5):]}"
 
 
 def _describe(value: Any) -> str:
@@ -447,6 +442,4 @@ def _write_sidecar(target: Path, model_path: Path, recipe: PrepareRecipe) -> Non
         "onnxruntime": _ort_version(),
         "pipeline": PIPELINE_VERSION,
     }
-    tmp = target.with_suffix(f".json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
-    os.replace(tmp, target.with_suffix(".json"))
+    atomic_write(target.with_suffix(".json"), json.dumps(info, indent=1, sort_keys=True))
