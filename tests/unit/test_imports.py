@@ -1,11 +1,17 @@
-"""Importing the plugin stays light: runs without edge tests never load numpy, onnx, onnxruntime or SSH."""
+"""The package's import structure: the plugin's import stays light, and no two modules import each other."""
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
+from pathlib import Path
+from typing import Dict, List, Set
+
+import pytest_edgeort
 
 HEAVY = ("numpy", "onnx", "onnxruntime", "fabric", "paramiko")
+PACKAGE = Path(pytest_edgeort.__file__).parent
 
 
 def test_importing_the_plugin_loads_no_heavy_module():
@@ -13,3 +19,52 @@ def test_importing_the_plugin_loads_no_heavy_module():
             f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
+
+
+def _module_names() -> Dict[str, Path]:
+    names = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    return names
+
+
+def _runtime_nodes(node: ast.AST):
+    """Every node below ``node`` except those under ``if TYPE_CHECKING:`` (type-only imports)."""
+    for child in ast.iter_child_nodes(node):
+        if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+            continue
+        yield child
+        yield from _runtime_nodes(child)
+
+
+def _imports(name: str, path: Path, modules: Dict[str, Path]) -> Set[str]:
+    """Package modules ``name`` imports anywhere (lazy imports included, TYPE_CHECKING blocks not)."""
+    package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
+    found: Set[str] = set()
+    for node in _runtime_nodes(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = ".".join(package[: len(package) - node.level + 1] + ([node.module] if node.module else []))
+            for target in [base] + [f"{base}.{alias.name}" for alias in node.names]:
+                if target in modules and target != name:
+                    found.add(target)
+    return found
+
+
+def test_no_import_cycle_in_the_package():
+    modules = _module_names()
+    graph = {name: _imports(name, path, modules) for name, path in modules.items()}
+    cycles: List[List[str]] = []
+
+    def visit(node: str, path: List[str]) -> None:
+        for target in graph[node]:
+            if target in path:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in done:
+                done.add(target)
+                visit(target, path + [target])
+
+    done: Set[str] = set()
+    for start in graph:
+        visit(start, [start])
+    assert not cycles, " | ".join(" -> ".join(cycle) for cycle in cycles[:5])
