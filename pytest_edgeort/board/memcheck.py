@@ -9,6 +9,7 @@ Measured on the HTP simulator (onnxruntime-qnn 2.7.0): the ConvTranspose node te
 elements unwritten are flagged 10/10, in fresh processes and after 65 other models; 65 healthy
 models, 0 flagged; about 6-12 ms per check with the 4 MiB scrub.
 """
+from .onnxbytes import INT32, one_node_model
 from .wire import Kind, RequestError
 
 _FILL_A = 0xFFFFFFFF  # NaN as fp32/fp16, -1 as int32, 0xff bytes
@@ -16,38 +17,6 @@ _FILL_B = 0x4F4F4F4F  # finite, large and positive as fp32 and fp16; every byte 
 # int32 elements of the scrub, largest first (a smaller one where QNN cannot allocate the largest);
 # an int32 Max keeps the bits exactly, where a float scrub is converted under soc_model (fp16)
 _SCRUB_SIZES = (1 << 20, 1 << 18, 1 << 16)
-
-
-def _pb_varint(n):
-    out = bytearray()
-    while True:
-        low = n & 0x7F
-        n >>= 7
-        if not n:
-            out.append(low)
-            return bytes(out)
-        out.append(low | 0x80)
-
-
-def _pb_int(field, value):
-    return _pb_varint(field << 3) + _pb_varint(value)
-
-
-def _pb_bytes(field, data):
-    data = data if isinstance(data, bytes) else data.encode("utf-8")
-    return _pb_varint((field << 3) | 2) + _pb_varint(len(data)) + data
-
-
-def scrub_model_bytes(n):
-    """ModelProto bytes of ``y = Max(x, x)``, x and y int32[n], opset 13 (written by hand: the board
-    has no onnx package)."""
-    def value_info(name):
-        tensor = _pb_int(1, 6) + _pb_bytes(2, _pb_bytes(1, _pb_int(1, n)))  # elem_type INT32, shape [n]
-        return _pb_bytes(1, name) + _pb_bytes(2, _pb_bytes(1, tensor))
-    node = _pb_bytes(1, "x") + _pb_bytes(1, "x") + _pb_bytes(2, "y") + _pb_bytes(3, "scrub") + _pb_bytes(4, "Max")
-    graph = (_pb_bytes(1, node) + _pb_bytes(2, "edgeort_scrub") + _pb_bytes(11, value_info("x"))
-             + _pb_bytes(12, value_info("y")))
-    return _pb_int(1, 8) + _pb_bytes(7, graph) + _pb_bytes(8, _pb_bytes(1, "") + _pb_int(2, 13))
 
 
 class MemoryStateCheck(object):
@@ -60,7 +29,7 @@ class MemoryStateCheck(object):
         errors = []
         for n in _SCRUB_SIZES:
             try:
-                self.session = open_session(scrub_model_bytes(n))
+                self.session = open_session(one_node_model("Max", INT32, n))
             except RequestError as exc:  # QNN_COMMON_ERROR_MEM_ALLOC: too big for this vtcm_mb / SoC
                 errors.append("%d elements: %s" % (n, exc))
                 continue

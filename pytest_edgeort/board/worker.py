@@ -15,6 +15,7 @@ import traceback
 
 from .lock import take_lock
 from .memcheck import MemoryStateCheck
+from .onnxbytes import FLOAT, one_node_model
 from .store import EnvironmentProblem, ModelStore, private_dir
 from .wire import (PROTOCOL_VERSION, Kind, Op, ProtocolError, RequestError, encode_header_only, frame_parts,
                    one_line, read_frame, stream_reader)
@@ -72,7 +73,25 @@ class Worker(object):
                 if n.startswith("libQnn") and n.endswith(".so") and n[6:-3] in ("Htp", "Gpu", "Cpu", "Saver")
             )
             info["libdir"] = libdir
+            unusable = self._probe_qnn_backends(info["backends"])
+            if unusable:
+                info["unusable"] = unusable
         return info
+
+    def _probe_qnn_backends(self, backends):
+        """``{backend: why}`` for the QNN backends whose library ships but cannot run a trivial
+        float graph (no GPU on the x86 simulator, no DSP access on a misconfigured board)."""
+        unusable = {}
+        for backend in ("htp", "gpu"):
+            if backend not in backends:
+                continue
+            try:
+                self.open_session(one_node_model("Add", FLOAT, 4), "QNNExecutionProvider",
+                                  {"backend_type": backend}, cpu_fallback=False)
+            except RequestError as exc:
+                unusable[backend] = "QNN's %s backend cannot create a session of a one-node float graph with " \
+                    "CPU fallback disabled: %s" % (backend, str(exc)[:200])
+        return unusable
 
     def capabilities(self):
         import numpy

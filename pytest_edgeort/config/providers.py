@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
 
 from .._text import did_you_mean
 from ..errors import ProviderError
@@ -136,13 +136,22 @@ def isolation_group(spec: ProviderSpec, options: Mapping[str, str]) -> str:
     return spec.alias + ":" + ",".join(f"{k}={v}" for k, v in globals_)
 
 
-def available_aliases(ep_names: Tuple[str, ...], qnn_backends: Tuple[str, ...] = ()) -> list:
-    """Aliases a device can run, given its EP names and the QNN backend libraries it ships."""
+def unusable_aliases(qnn: Optional[Mapping[str, Any]]) -> Dict[str, str]:
+    """``{alias: why}`` for the QNN aliases whose backend ships but cannot run a graph on the device."""
+    unusable = (qnn or {}).get("unusable") or {}
+    return {alias: unusable[spec.qnn_backend] for alias, spec in ALIASES.items() if spec.qnn_backend in unusable}
+
+
+def available_aliases(ep_names: Tuple[str, ...], qnn: Optional[Mapping[str, Any]] = None) -> list:
+    """Aliases a device can run, given its EP names and its QNN facts (the backend libraries it
+    ships, and those its worker could not run a trivial graph on)."""
+    qnn_backends, unusable = tuple((qnn or {}).get("backends", ())), (qnn or {}).get("unusable") or {}
     out = []
     for alias, spec in ALIASES.items():
         if spec.ep_name not in ep_names:
             continue
-        if spec.qnn_backend and qnn_backends and spec.qnn_backend not in qnn_backends:
+        if spec.qnn_backend and ((qnn_backends and spec.qnn_backend not in qnn_backends)
+                                 or spec.qnn_backend in unusable):
             continue
         out.append(alias)
     known = {s.ep_name for s in ALIASES.values()} | NOT_INFERENCE_EPS

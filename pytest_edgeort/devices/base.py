@@ -21,7 +21,7 @@ from ..errors import DeviceFault, DeviceUnavailable
 from ..config.inventory import DeviceConfig
 from ..model.info import ModelInfo
 from .placement import Placement
-from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group
+from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group, unusable_aliases
 
 _session_ids = itertools.count(1)
 LOCK_LOSS_GRACE_S = 1.0  # how long the other workers of a dropped connection may take to end too
@@ -163,7 +163,7 @@ class Device:
 
     def provider_aliases(self) -> List[str]:
         caps = self.capabilities()
-        return available_aliases(tuple(caps["providers"]), tuple(caps.get("qnn", {}).get("backends", ())))
+        return available_aliases(tuple(caps["providers"]), caps.get("qnn"))
 
     def missing_provider(self, spec: ProviderSpec) -> Optional[str]:
         """None if the device can run ``spec``, else a one-line reason naming what it does have."""
@@ -172,7 +172,10 @@ class Device:
         if spec.ep_name in caps["providers"] and (spec.alias in have or spec.alias not in ALIASES):
             return None
         errors = caps.get("plugin_errors") or {}
+        unusable = unusable_aliases(caps.get("qnn"))
         extra = f" ({spec.ep_name} failed to load: {errors[spec.ep_name]})" if spec.ep_name in errors else ""
+        if spec.alias in unusable:
+            extra = f" (its library ships, but {unusable[spec.alias]})"
         return (
             f"device {self.name!r} has no provider {spec.alias!r} ({spec.ep_name}"
             + (f", backend {spec.qnn_backend}" if spec.qnn_backend else "")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from ..config.providers import available_aliases
+from ..config.providers import available_aliases, unusable_aliases
 
 _BAD = ("failed", "error")
 
@@ -145,14 +145,16 @@ def skip_counts(reasons: Iterable[str]) -> List[Tuple[str, int]]:
 def device_line(name: str, caps: Mapping[str, Any]) -> str:
     """'edgeort device local: Linux-...-x86_64, python 3.11.7, onnxruntime 1.31.1, QNN SDK ... ; providers: ...'."""
     qnn = caps.get("qnn") or {}
-    providers = available_aliases(tuple(caps.get("providers", ())), tuple(qnn.get("backends", ())))
+    providers = available_aliases(tuple(caps.get("providers", ())), qnn)
+    unusable = unusable_aliases(qnn)
+    listed = f"; listed but unusable: {', '.join(unusable)} (no session on its backend)" if unusable else ""
     qnn_text = f", QNN SDK {qnn.get('sdk_version')} (EP {qnn.get('ep_package_version')})" if qnn else ""
     soc = f" [{caps['soc']}]" if caps.get("soc") else ""
     simulated = caps.get("machine") in ("x86_64", "AMD64") and "htp" in qnn.get("backends", ())
     note = ("; qnn-htp is QNN's HTP simulator on x86-64: its latency and speed-up are not a board's"
             if simulated else "")
     return (f"edgeort device {name}: {caps.get('platform')}{soc}, python {caps.get('python')}, "
-            f"onnxruntime {caps.get('onnxruntime')}{qnn_text}; providers: {', '.join(providers)}{note}")
+            f"onnxruntime {caps.get('onnxruntime')}{qnn_text}; providers: {', '.join(providers)}{listed}{note}")
 
 
 def lock_lines(device_facts: Mapping[str, Mapping[str, Any]]) -> List[str]:

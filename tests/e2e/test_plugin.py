@@ -91,6 +91,19 @@ def test_matches_cpu(edge_session):
     ])
 
 
+def test_a_backend_that_ships_but_cannot_run_is_not_listed_and_says_why(pytester, model_dir):
+    """The onnxruntime-qnn wheel for x86-64 ships libQnnGpu.so, but there is no GPU behind it."""
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx").replace('"qnn-htp"', '"qnn-gpu"'))
+    result = run(pytester)
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines([
+        "edgeort device local: *; providers: cpu, qnn-htp, qnn-htp-fp16; listed but unusable: qnn-gpu "
+        "(no session on its backend)*",
+        "*device 'local' has no provider 'qnn-gpu' (QNNExecutionProvider, backend gpu) (its library ships, but "
+        "QNN's gpu backend cannot create a session of a one-node float graph with CPU fallback disabled: *",
+    ])
+
+
 @pytest.mark.parametrize("strict", [False, True])
 def test_missing_provider_skips_or_fails_when_strict(pytester, model_dir, strict):
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx").replace('"qnn-htp"', '"cuda"'))

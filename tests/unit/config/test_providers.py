@@ -36,3 +36,15 @@ def test_valid_values_booleans_and_free_form_options_pass_as_strings():
     })
     assert options == {"backend_type": "htp", "htp_performance_mode": "burst", "offload_graph_io_quantization": "0",
                        "soc_model": "60", "htp_graph_finalization_optimization_mode": "3"}
+
+
+def test_a_qnn_backend_the_worker_could_not_run_is_not_available():
+    from pytest_edgeort.config.providers import available_aliases, unusable_aliases
+
+    eps = ("QNNExecutionProvider", "CPUExecutionProvider")
+    qnn = {"backends": ["gpu", "htp"], "unusable": {"gpu": "no GPU"}}
+    assert available_aliases(eps, qnn) == ["cpu", "qnn-htp", "qnn-htp-fp16"]
+    assert unusable_aliases(qnn) == {"qnn-gpu": "no GPU"}
+    everything_unusable = {"backends": ["htp"], "unusable": {"htp": "no DSP"}}
+    assert available_aliases(eps, everything_unusable) == ["cpu"]
+    assert available_aliases(eps, None) == ["cpu", "qnn-htp", "qnn-htp-fp16", "qnn-gpu"]  # legacy: unknown backends
