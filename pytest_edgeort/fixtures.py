@@ -7,12 +7,14 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
 
 import pytest
 
+from ._text import atomic_write
+from .config.providers import resolve_provider
 from .errors import ComparisonError, InputError, ModelError
 from .junit import record_metrics, record_provenance
 from .no_fallback_item import assert_no_fallback
 from .outcomes import fail, open_session
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
-from .run import EdgeRun, edge_run
+from .run import CACHE_DIR, EdgeRun, edge_run
 
 if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixtures that need them
     import numpy as np
@@ -59,11 +61,47 @@ def edge_model_marker(request: pytest.FixtureRequest) -> ModelMarker:
 def edge_session(edge_run_state: EdgeRun, edge_device: str, edge_provider: str, edge_model_marker: ModelMarker,
                  request: pytest.FixtureRequest) -> EdgeSession:
     """The marked model on the current device and provider (CPU fallback allowed, placement checked)."""
-    options = providers_marker(request.node).options
-    session = open_session(edge_run_state, edge_device, edge_model_marker.model, edge_provider,
-                           {**edge_model_marker.options, **options})
+    options = {**edge_model_marker.options, **providers_marker(request.node).options}
+    session = _marker_session(edge_run_state, edge_device, edge_provider, edge_model_marker, options)
     record_provenance(request.node, session.provenance())
     return session
+
+
+def _marker_session(run: EdgeRun, device: str, provider: str, marker: ModelMarker,
+                    options: Mapping[str, Any]) -> EdgeSession:
+    """The marked model on ``provider``: with ``shapes=`` a shape-fixed copy of it (as ``[prepare]
+    fix_shapes``); a dynamic input on QNN fails with how to fix it, before QNN's "took none of the nodes"."""
+    model = _shaped_model(run, marker)
+    if resolve_provider(provider).ep_name == "QNNExecutionProvider":
+        from .model.info import model_info
+        from .model.inputs import static_shape
+
+        try:
+            info = model_info(model)
+            for tensor in info.inputs:
+                static_shape(info, tensor)
+        except (InputError, ModelError) as exc:
+            fail(str(exc))
+    return open_session(run, device, model, provider, options)
+
+
+def _shaped_model(run: EdgeRun, marker: ModelMarker) -> Path:
+    """``marker.model``, or with ``shapes=`` its shape-fixed copy ``.edgeort-cache/shaped/<hash>/<name>``
+    (cached by content hash, the file keeps its name for messages)."""
+    if not marker.shapes:
+        return marker.model
+    from .model.prepare import PrepareError, PrepareRecipe, prepare_model
+
+    try:
+        recipe = PrepareRecipe.from_mapping({"fix_shapes": dict(marker.shapes)}, f"edge_model({marker.model.name!r})")
+        prepared = prepare_model(marker.model, recipe, marker.model.parent, run.rootdir / CACHE_DIR / "shaped")
+    except (ValueError, PrepareError) as exc:
+        fail(str(exc))
+    named = prepared.parent / prepared.stem / marker.model.name
+    if not named.is_file():
+        named.parent.mkdir(exist_ok=True)
+        atomic_write(named, prepared.read_bytes())
+    return named
 
 
 @pytest.fixture
@@ -162,7 +200,7 @@ def _reference_name(request: pytest.FixtureRequest, session: EdgeSession) -> str
 def _session_for_compare(request, run, device, provider, marker) -> EdgeSession:
     if marker is None:
         fail(f"{request.node.nodeid}: edge_compare needs @pytest.mark.edge_model(...) to know output scales")
-    return open_session(run, device, marker.model, provider, {**marker.options, **providers_marker(request.node).options})
+    return _marker_session(run, device, provider, marker, {**marker.options, **providers_marker(request.node).options})
 
 
 @pytest.fixture

@@ -189,6 +189,7 @@ class EdgeRun:
 
 
 RUN_KEY = pytest.StashKey[EdgeRun]()
+CACHE_DIR = ".edgeort-cache"  # in the rootdir: prepared and shape-fixed models, failing fuzz inputs
 
 
 def edge_run(config: pytest.Config) -> EdgeRun:

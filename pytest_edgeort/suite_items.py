@@ -13,7 +13,7 @@ from .junit import record_latency, record_metrics, record_provenance
 from .no_fallback_item import assert_no_fallback
 from .outcomes import fail, open_session, unavailable
 from .config.providers import resolve_provider
-from .run import EdgeRun, edge_run
+from .run import CACHE_DIR, EdgeRun, edge_run
 from .config.suite import CHECKS, MissingPackage, Suite, SuiteError, load_suite
 
 if TYPE_CHECKING:
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from .compare.engine import Comparison
     from .devices.session import EdgeSession
 
-CACHE_DIR = ".edgeort-cache"
 
 
 @dataclass

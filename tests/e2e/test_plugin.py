@@ -179,14 +179,32 @@ def test_provider_option_typo_is_refused_with_valid_keys(pytester, model_dir):
     ])
 
 
-def test_dynamic_input_names_the_fix(pytester, model_dir):
-    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "dynamic.onnx").replace('"qnn-htp"', '"cpu"'))
+@pytest.mark.parametrize("provider", ["cpu", "qnn-htp"])
+def test_dynamic_input_names_the_fix(pytester, model_dir, provider):
+    """On qnn-htp too: the fix comes first, not QNN's "took none of the nodes" that follows from it."""
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "dynamic.onnx").replace('"qnn-htp"', f'"{provider}"'))
     result = run(pytester)
     result.assert_outcomes(errors=1)
     assert ("dynamic.onnx: input 'x' has dynamic shape ['batch', 3, 16, 16]; give a fixed shape "
             "(edge_model(..., shapes={'x': [...]}) or [prepare] fix_shapes) or fix the model: "
             "python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param batch --dim_value 1 dynamic.onnx fixed.onnx"
             ) in result.stdout.str()
+
+
+def test_shapes_fix_the_models_shapes_for_the_session(pytester, model_dir):
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'dynamic.onnx'}", shapes={{"x": [2, 3, 16, 16]}})
+@pytest.mark.edge_providers("qnn-htp")
+def test_fixed(edge_session, edge_reference, edge_inputs, edge_compare):
+    assert edge_session.model.path.name == "dynamic.onnx"
+    assert [tuple(t.shape) for t in edge_session.model.inputs] == [(2, 3, 16, 16)]
+    actual = edge_session.run(edge_inputs)
+    assert actual["y"].shape == (2, 10)
+    edge_compare(actual, edge_reference.run(edge_inputs))
+''')
+    run(pytester).assert_outcomes(passed=1)
 
 
 def test_no_edge_tests_no_output_no_worker(pytester):
