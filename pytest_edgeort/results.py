@@ -225,7 +225,7 @@ class RunOutput:
             terminalreporter.write_line(line, red=True, bold=True)
         results = self.results
         if results.records or results.skip_reasons:
-            from .reporting.summary import build_rows, device_line, format_rows, lock_lines, skip_counts
+            from .reporting.summary import build_rows, device_line, format_rows, fp16_notes, lock_lines, skip_counts
 
             terminalreporter.section("edgeort summary")
             if self.workers_devices:
@@ -236,6 +236,8 @@ class RunOutput:
             rows = build_rows(results.records, results.outcomes, self.run.rootdir)
             for line in format_rows(rows) if rows else ():
                 terminalreporter.write_line(line)
+            for line in fp16_notes(results.records, results.device_facts, self.run.rootdir):
+                terminalreporter.write_line(line, yellow=True)
             for reason, count in skip_counts(results.skip_reasons):
                 terminalreporter.write_line(f"skipped {count}x: {reason}", yellow=True)
         updates = [r for r in results.records if r.get("golden_update")]

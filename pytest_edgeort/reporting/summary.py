@@ -97,6 +97,27 @@ def build_rows(records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, str]
     return sorted(rows.values(), key=lambda r: (r.verdict != "FAIL", r.model, r.device, r.provider))
 
 
+def fp16_notes(records: Iterable[Mapping[str, Any]], device_facts: Mapping[str, Mapping[str, Any]],
+               rootdir: Optional[Path] = None) -> List[str]:
+    """One line per float model compared on ``qnn-htp`` of an x86-64 simulator: it computed in fp32
+    there, where real HTP computes float in fp16, so a pass says little about a board."""
+    notes: Dict[str, str] = {}
+    for rec in records:
+        outputs = (rec.get("comparison") or {}).get("outputs") or []
+        machine = (device_facts.get(rec.get("device", "")) or {}).get("machine")
+        if (rec.get("provider") != "qnn-htp" or machine not in ("x86_64", "AMD64") or not outputs
+                or any(out.get("scale") is not None or "float" not in str(out.get("actual_dtype")) for out in outputs)):
+            continue
+        name = row_name(rec, rootdir)
+        snr = None
+        for out in outputs:
+            snr = _worst(snr, out.get("snr_db"), min)
+        notes.setdefault(name, f"note: {name} is a float model: on qnn-htp the x86-64 simulator computes it in fp32 "
+                               f"(SNR {_num(snr, '.1f')} dB here), real HTP in fp16; check it with qnn-htp-fp16 "
+                               "(on the simulator with soc_model set)")
+    return list(notes.values())
+
+
 def _num(value: Optional[float], fmt: str) -> str:
     if value is None:
         return "-"

@@ -176,3 +176,28 @@ def test_b_fails_before_a_session(edge_device):
     record = json.loads((pytester.path / "report.json").read_text())["results"][0]
     assert (record["check"], record["phase"], record["model_path"], record["model_sha256"]) == (
         "test", "call", str(qdq), sha)
+
+
+def test_a_float_model_passing_on_the_simulators_qnn_htp_points_at_fp16(pytester, model_dir):
+    """The x86-64 simulator computes float in fp32 on qnn-htp, real HTP in fp16: a pass needs the hint."""
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul.onnx'}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_float(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_quantized(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+''')
+    result = pytester.runpytest("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+    notes = [line for line in result.outlines if line.startswith("note: ")]
+    assert len(notes) == 1, result.stdout.str()
+    assert notes[0].startswith(f"note: {model_dir / 'conv_matmul.onnx'} is a float model: on qnn-htp the x86-64 "
+                               "simulator computes it in fp32 (SNR ")
+    assert notes[0].endswith(" dB here), real HTP in fp16; check it with qnn-htp-fp16 (on the simulator with "
+                             "soc_model set)")
