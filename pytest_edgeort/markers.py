@@ -1,9 +1,10 @@
 """The edge markers: their help text and how their arguments are read and validated."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import pytest
 
@@ -100,13 +101,29 @@ def providers_marker(node: pytest.Item) -> ProvidersMarker:
     return ProvidersMarker(tuple(names), dict(mark.kwargs.get("options") or {}))
 
 
-_TOLERANCE_KEY = pytest.StashKey["ToleranceSpec"]()
+_TOLERANCE_KEY = pytest.StashKey["Union[ToleranceSpec, ValueError]"]()
 
 
 def tolerance_marker(node: pytest.Item) -> ToleranceSpec:
-    """The closest ``edge_tolerance`` marker, parsed and validated once per item (empty when absent)."""
+    """The closest ``edge_tolerance`` marker, parsed and validated once per item (at collection,
+    see :func:`parse_tolerance_markers`); empty when absent. A bad marker raises its ValueError
+    each time it is asked for, so it fails that test only."""
     if _TOLERANCE_KEY not in node.stash:
         mark = node.get_closest_marker("edge_tolerance")
-        spec = ToleranceSpec() if mark is None else parse_tolerance(dict(mark.kwargs), f"edge_tolerance in {node.nodeid}")
+        try:
+            spec = ToleranceSpec() if mark is None else parse_tolerance(dict(mark.kwargs),
+                                                                        f"edge_tolerance in {node.nodeid}")
+        except ValueError as exc:
+            spec = exc
         node.stash[_TOLERANCE_KEY] = spec
-    return node.stash[_TOLERANCE_KEY]
+    spec = node.stash[_TOLERANCE_KEY]
+    if isinstance(spec, ValueError):
+        raise spec
+    return spec
+
+
+def parse_tolerance_markers(items: Iterable[pytest.Item]) -> None:
+    """Parse every item's ``edge_tolerance`` once, at collection (errors wait for the test's run)."""
+    for item in items:
+        with contextlib.suppress(ValueError):
+            tolerance_marker(item)

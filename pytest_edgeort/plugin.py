@@ -9,7 +9,7 @@ import pytest
 from . import fixtures
 from .config.suite import MANIFEST
 from .errors import ComparisonError, EdgeError, InventoryError, ProviderError
-from .markers import MARKERS, providers_marker
+from .markers import MARKERS, parse_tolerance_markers, providers_marker
 from .options import EdgeOptions, add_options
 from .results import TARGET, ResultRelay, item_target
 from .run import RUN_KEY, EdgeRun, edge_run
@@ -56,7 +56,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     run = edge_run(config)
     if run.usage_errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
         raise pytest.UsageError(run.usage_errors[0])
-    if any(item_target(item) is not None for item in items):
+    edge_items = [item for item in items if item_target(item) is not None]
+    if edge_items:
+        parse_tolerance_markers(edge_items)
         interrupt_on_sigterm()
 
 

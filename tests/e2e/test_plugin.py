@@ -338,3 +338,25 @@ def test_against_arrays(edge_session, edge_inputs, edge_compare):
     result = run(pytester)
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*conv_matmul_qdq.onnx on local/qnn-htp vs expected outputs: 1 of 1 outputs failed*"])
+
+
+def test_a_bad_tolerance_marker_fails_its_test_only_with_one_line(pytester, model_dir):
+    pytester.makepyfile(f'''
+import pytest
+
+pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("qnn-htp")]
+
+@pytest.mark.edge_tolerance(lbs=2)
+def test_bad(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+@pytest.mark.edge_tolerance(lsb=4)
+def test_good(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+''')
+    result = run(pytester)
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*_ test_bad[[]local-qnn-htp[]] _*",
+                                 "edge_tolerance in *test_bad[[]local-qnn-htp[]]: unknown tolerance key 'lbs' "
+                                 "(did you mean 'lsb'? valid: atol, *)",
+                                 "=*= edgeort summary =*="])
