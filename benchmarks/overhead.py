@@ -15,6 +15,7 @@ edgeort / plain is printed too; it also contains pytest's own per-test cost.
 
     python -m benchmarks.overhead [--n 200] [--repeats 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,7 +29,7 @@ from pathlib import Path
 
 from tests.support.models import conv_matmul_qdq  # (same small u8 QDQ conv/matmul model as the tests)
 
-PLAIN = '''
+PLAIN = """
 import sys
 import numpy as np
 import onnxruntime as ort
@@ -52,9 +53,9 @@ for i in range(n):
     failures += snr < 15
 print("failures", failures)
 sys.exit(1 if failures else 0)
-'''
+"""
 
-HAND_TEST = '''
+HAND_TEST = """
 import numpy as np
 import onnxruntime as ort
 import onnxruntime_qnn
@@ -80,9 +81,9 @@ def test_matches_cpu(i, sessions):
     e, = cpu.run(None, x)
     err = a.astype(np.float64) - e
     assert 10 * np.log10(np.sum(e.astype(np.float64) ** 2) / max(np.sum(err ** 2), 1e-30)) >= 15
-'''
+"""
 
-PLUGIN_TEST = '''
+PLUGIN_TEST = """
 import numpy as np
 import pytest
 
@@ -92,7 +93,7 @@ import pytest
 def test_matches_cpu(i, edge_session, edge_reference, edge_compare):
     x = {{"x": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)}}
     edge_compare(edge_session.run(x), edge_reference.run(x))
-'''
+"""
 
 
 def timed(cmd: list, cwd: Path) -> float:

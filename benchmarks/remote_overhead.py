@@ -18,6 +18,7 @@ and prints, side by side in one run:
 
     python -m benchmarks.remote_overhead [--n 300] [--naive-n 8] [--mb 64] [--repeats 3] [--lock-n 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -36,12 +37,12 @@ import onnx
 from onnx import TensorProto, helper
 
 from pytest_edgeort.config.inventory import DeviceConfig
-from pytest_edgeort.model.info import model_info
 from pytest_edgeort.config.providers import resolve_provider
 from pytest_edgeort.devices.ssh import SSHDevice
+from pytest_edgeort.model.info import model_info
 from tests.support.sshd import SSHKit, SSHServer, sshd_missing
 
-RUNNER = '''
+RUNNER = """
 import sys, time
 import numpy as np
 import onnxruntime as ort
@@ -54,7 +55,7 @@ outs = sess.run(None, feeds)
 ms = (time.perf_counter() - start) * 1000.0
 np.savez(dst, **{o.name: v for o, v in zip(sess.get_outputs(), outs)})
 print(ms)
-'''
+"""
 
 
 def relu_model(path: Path) -> Path:
@@ -82,8 +83,7 @@ def persistent(device: SSHDevice, model: Path, x: np.ndarray, n: int) -> Dict[st
         total.append((time.perf_counter() - start) * 1000.0)
         assert outputs[0][1].shape == x.shape
     infer = statistics.median(client.time_runs(handle.sid, feed, runs=n, warmup=0, timeout=600))
-    return {"round trip": statistics.median(total), "inference": infer,
-            "overhead": statistics.median(total) - infer}
+    return {"round trip": statistics.median(total), "inference": infer, "overhead": statistics.median(total) - infer}
 
 
 def naive(device: SSHDevice, remote_model: str, runner: str, x: np.ndarray, n: int) -> Dict[str, float]:
@@ -91,8 +91,9 @@ def naive(device: SSHDevice, remote_model: str, runner: str, x: np.ndarray, n: i
     conn = device.connection()
     python = shlex.quote(device.config.python or "python3")
     base = f"{device.workdir()}/naive"
-    steps: Dict[str, List[float]] = {k: [] for k in ("mkdir", "put", "exec", "get", "round trip", "inference",
-                                                      "overhead")}
+    steps: Dict[str, List[float]] = {
+        k: [] for k in ("mkdir", "put", "exec", "get", "round trip", "inference", "overhead")
+    }
     payload = io.BytesIO()
     np.savez(payload, x=x)
     for i in range(n):
@@ -103,8 +104,11 @@ def naive(device: SSHDevice, remote_model: str, runner: str, x: np.ndarray, n: i
         payload.seek(0)
         conn.put(payload, f"{d}/in.npz")
         t2 = time.perf_counter()
-        ran = conn.run(f"{python} {shlex.quote(runner)} {shlex.quote(remote_model)} {shlex.quote(d + '/in.npz')} "
-                       f"{shlex.quote(d + '/out.npz')}", hide=True)
+        ran = conn.run(
+            f"{python} {shlex.quote(runner)} {shlex.quote(remote_model)} {shlex.quote(d + '/in.npz')} "
+            f"{shlex.quote(d + '/out.npz')}",
+            hide=True,
+        )
         t3 = time.perf_counter()
         out = io.BytesIO()
         conn.get(f"{d}/out.npz", out)
@@ -112,8 +116,13 @@ def naive(device: SSHDevice, remote_model: str, runner: str, x: np.ndarray, n: i
         out.seek(0)
         assert np.load(out, allow_pickle=False)["y"].shape == x.shape
         infer = float(ran.stdout.split()[-1])
-        for key, value in (("mkdir", t1 - t0), ("put", t2 - t1), ("exec", t3 - t2), ("get", t4 - t3),
-                           ("round trip", t4 - t0)):
+        for key, value in (
+            ("mkdir", t1 - t0),
+            ("put", t2 - t1),
+            ("exec", t3 - t2),
+            ("get", t4 - t3),
+            ("round trip", t4 - t0),
+        ):
             steps[key].append(value * 1000.0)
         steps["inference"].append(infer)
         steps["overhead"].append((t4 - t0) * 1000.0 - infer)
@@ -168,10 +177,20 @@ def ready_times(server: SSHServer, workdir: Path, n: int) -> Dict[str, float]:
     times: Dict[str, List[float]] = {"lock = true": [], "lock = false": []}
     for _ in range(n):
         for key in times:
-            device = SSHDevice(DeviceConfig(
-                "bench", kind="ssh", host=server.host, port=server.port, user=server.user,
-                identity_file=str(server.identity_file), known_hosts=str(server.known_hosts),
-                python=sys.executable, workdir=str(workdir), lock=key == "lock = true"))
+            device = SSHDevice(
+                DeviceConfig(
+                    "bench",
+                    kind="ssh",
+                    host=server.host,
+                    port=server.port,
+                    user=server.user,
+                    identity_file=str(server.identity_file),
+                    known_hosts=str(server.known_hosts),
+                    python=sys.executable,
+                    workdir=str(workdir),
+                    lock=key == "lock = true",
+                )
+            )
             start = time.perf_counter()
             device.capabilities()
             times[key].append(time.perf_counter() - start)
@@ -195,15 +214,26 @@ def main() -> int:
         kit = SSHKit(tmp / "sshd")
         try:
             server = kit.start("bench")
-            device = SSHDevice(DeviceConfig(
-                "bench", kind="ssh", host=server.host, port=server.port, user=server.user,
-                identity_file=str(server.identity_file), known_hosts=str(server.known_hosts),
-                python=sys.executable, workdir=str(tmp / "board")))
+            device = SSHDevice(
+                DeviceConfig(
+                    "bench",
+                    kind="ssh",
+                    host=server.host,
+                    port=server.port,
+                    user=server.user,
+                    identity_file=str(server.identity_file),
+                    known_hosts=str(server.known_hosts),
+                    python=sys.executable,
+                    workdir=str(tmp / "board"),
+                )
+            )
             model = relu_model(tmp / "relu.onnx")
             x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
             caps = device.capabilities()
-            print(f"board: {server.user}@{server.host}:{server.port} (loopback sshd), python {caps['python']}, "
-                  f"onnxruntime {caps['onnxruntime']}; cipher {device.connection().transport.remote_cipher}")
+            print(
+                f"board: {server.user}@{server.host}:{server.port} (loopback sshd), python {caps['python']}, "
+                f"onnxruntime {caps['onnxruntime']}; cipher {device.connection().transport.remote_cipher}"
+            )
             conn = device.connection()
             remote_model = f"{device.workdir()}/relu.onnx"
             runner = f"{device.workdir()}/naive_runner.py"
@@ -212,15 +242,19 @@ def main() -> int:
 
             fast = persistent(device, model, x, args.n)
             slow = naive(device, remote_model, runner, x, args.naive_n)
-            print(f"\n(a) per-inference overhead, 1x3x32x32 float32 (median ms; persistent n={args.n}, "
-                  f"naive n={args.naive_n})")
+            print(
+                f"\n(a) per-inference overhead, 1x3x32x32 float32 (median ms; persistent n={args.n}, "
+                f"naive n={args.naive_n})"
+            )
             print(f"    {'':28}{'persistent worker':>20}{'naive mkdir/put/exec/get':>28}")
             for key in ("round trip", "inference", "overhead"):
                 print(f"    {key:28}{fast[key]:>20.3f}{slow[key]:>28.1f}")
             print("    naive steps: " + ", ".join(f"{k} {slow[k]:.1f}" for k in ("mkdir", "put", "exec", "get")))
             ratio = slow["overhead"] / fast["overhead"]
-            print(f"    overhead ratio: {ratio:,.0f}x lower with the persistent worker "
-                  f"(target >= 100x: {'met' if ratio >= 100 else 'NOT met'})")
+            print(
+                f"    overhead ratio: {ratio:,.0f}x lower with the persistent worker "
+                f"(target >= 100x: {'met' if ratio >= 100 else 'NOT met'})"
+            )
 
             rates = throughput(device, server, args.mb, args.repeats, tmp)
             print(f"\n(b) throughput, {args.mb} MB float32 tensor (MB/s of tensor bytes moved, best of {args.repeats})")
@@ -233,9 +267,11 @@ def main() -> int:
             device.close()
 
             ready = ready_times(server, tmp / "board", args.lock_n)
-            print(f"\n(c) fresh device to usable board (median s of {args.lock_n}): "
-                  + ", ".join(f"{key} {value:.3f}" for key, value in ready.items())
-                  + f"; the board lock adds {1000 * (ready['lock = true'] - ready['lock = false']):.0f} ms per run")
+            print(
+                f"\n(c) fresh device to usable board (median s of {args.lock_n}): "
+                + ", ".join(f"{key} {value:.3f}" for key, value in ready.items())
+                + f"; the board lock adds {1000 * (ready['lock = true'] - ready['lock = false']):.0f} ms per run"
+            )
         finally:
             kit.close()
     return 0

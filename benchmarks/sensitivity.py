@@ -21,6 +21,7 @@ Models: the digits CNN of example_suites/digits_cnn (u8, shallow, 10 logits) and
 (u8, deep, 1x1x96x320 map; prepared by the suite's [prepare], cached in .edgeort-cache/prepared).
 Inputs: the suite's real inputs, then generated ones (pytest_edgeort.model.inputs.generate_inputs).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,16 +35,16 @@ from typing import Callable, Counter, Dict, List, Optional, Tuple
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from pytest_edgeort.compare.engine import OutputComparison, compare_output
+from pytest_edgeort.compare.tolerance import Tolerance, default_tolerance, is_classifier_shape
+from pytest_edgeort.config.suite import load_suite
+from pytest_edgeort.model.info import model_info
+from pytest_edgeort.model.inputs import generate_inputs, load_npz, split_examples
+from pytest_edgeort.model.prepare import prepare_model
+from tests.support.models import Fault, with_output_faults
 from tools.measure_suite import session  # (HTP session with CPU fallback disabled, as the plugin)
 
-from pytest_edgeort.compare.engine import OutputComparison, compare_output
-from pytest_edgeort.model.inputs import generate_inputs, load_npz, split_examples
-from pytest_edgeort.model.info import model_info
-from pytest_edgeort.model.prepare import prepare_model
-from pytest_edgeort.config.suite import load_suite
-from pytest_edgeort.compare.tolerance import Tolerance, default_tolerance, is_classifier_shape
-from tests.support.models import Fault, with_output_faults
+ROOT = Path(__file__).resolve().parents[1]
 
 SEED = 20240607
 #: the defaults before issue 11 (plain SNR: compared without a scale, as min_snr_db then worked)
@@ -97,19 +98,29 @@ def deep_faults(shape: Tuple[int, ...], step: int) -> Dict[str, Tuple[str, Fault
             box = np.zeros(shape, np.int64)
             h, w = -(-rows * 23 // 100), -(-cols * 23 // 100)  # 23 % x 23 % = 5.3 % of the map
             y0, x0 = max(0, min(y - h // 2, rows - h)), max(0, min(x - w // 2, cols - w))
-            box[..., y0:y0 + h, x0:x0 + w] = k * step
+            box[..., y0 : y0 + h, x0 : x0 + w] = k * step
             faults[f"box{k}{label}"] = (f"region 5% {label} +{k} LSB", ("add", box))
         band = np.zeros(shape, np.int64)
-        band[..., rows // 3: rows // 3 + -(-rows // 20), :] = k * step
+        band[..., rows // 3 : rows // 3 + -(-rows // 20), :] = k * step
         faults[f"band{k}"] = (f"row band 5% +{k} LSB", ("add", band))
     return faults
 
 
 CASES = {
-    "digits": Case("digits u8", lambda: ROOT / "example_suites/digits_cnn/digits_cnn_qdq.onnx", "digits_cnn",
-                   "logits", shallow_faults),
-    "digits_a16w8": Case("digits a16w8", lambda: ROOT / "example_suites/digits_cnn_a16w8/digits_cnn_a16w8.onnx",
-                         "digits_cnn_a16w8", "logits", shallow_faults),
+    "digits": Case(
+        "digits u8",
+        lambda: ROOT / "example_suites/digits_cnn/digits_cnn_qdq.onnx",
+        "digits_cnn",
+        "logits",
+        shallow_faults,
+    ),
+    "digits_a16w8": Case(
+        "digits a16w8",
+        lambda: ROOT / "example_suites/digits_cnn_a16w8/digits_cnn_a16w8.onnx",
+        "digits_cnn_a16w8",
+        "logits",
+        shallow_faults,
+    ),
     "ppocr_det": Case("PP-OCR det u8", lambda: _suite_model("ppocr_det"), "ppocr_det", "fetch_name_0", deep_faults),
 }
 
@@ -131,8 +142,13 @@ def ratio(res: OutputComparison) -> Optional[float]:
 
 
 def rule_of(failure: str) -> str:
-    for prefix, rule in (("systematic offset", "bias_lsb"), ("gain", "gain"), ("SNR", "min_snr_db"),
-                         ("top-1", "topk"), ("cosine", "min_cosine")):
+    for prefix, rule in (
+        ("systematic offset", "bias_lsb"),
+        ("gain", "gain"),
+        ("SNR", "min_snr_db"),
+        ("top-1", "topk"),
+        ("cosine", "min_cosine"),
+    ):
         if failure.startswith(prefix):
             return rule
     return "lsb"
@@ -174,9 +190,11 @@ class Cell:
             top1_only = len(self.margins[which]) - len(ms)
             margin = f"{min(ms):.2f}/{statistics.median(ms):.2f}x" if ms else ("top1" if top1_only else "-")
             return f"{rate:>9s} {margin:>12s}"
+
         rule = ",".join(k for k, _ in self.rules.most_common(2)) or "-"
         pattern = self.patterns.most_common(1)[0][0] if self.patterns else "-"
-        return f"{model:14s} {cell:28s} {self.visible:4d}/{self.total:<4d} {side('old')}  {side('new')}  {rule:19s} {pattern}"
+        counts = f"{self.visible:4d}/{self.total:<4d}"
+        return f"{model:14s} {cell:28s} {counts} {side('old')}  {side('new')}  {rule:19s} {pattern}"
 
 
 def run_case(case: Case, n_inputs: int, workdir: Path) -> List[str]:
@@ -189,7 +207,9 @@ def run_case(case: Case, n_inputs: int, workdir: Path) -> List[str]:
     scale = info.scale(out)
     shape = tuple(int(d) for d in info.shape(out))
     faults = case.faults(shape, step)
-    faulty = with_output_faults(base, workdir / f"{case.suite}_faults.onnx", out, {k: f for k, (_, f) in faults.items()})
+    faulty = with_output_faults(
+        base, workdir / f"{case.suite}_faults.onnx", out, {k: f for k, (_, f) in faults.items()}
+    )
     suite = load_suite(ROOT / "example_suites" / case.suite / "edge_suite.toml")
     real = split_examples(info, load_npz(suite.local_file(suite.inputs, "inputs")), "inputs")[:n_inputs]
     feeds = real + [generate_inputs(info, SEED, i) for i in range(n_inputs - len(real))]
@@ -209,7 +229,8 @@ def run_case(case: Case, n_inputs: int, workdir: Path) -> List[str]:
         healthy = got[out]
         healthy_set.append((healthy, expected))
         variants = [("healthy", healthy, True)] + [
-            (faults[k][0], got[f"{out}_{k}"], not np.array_equal(got[f"{out}_{k}"], healthy)) for k in faults]
+            (faults[k][0], got[f"{out}_{k}"], not np.array_equal(got[f"{out}_{k}"], healthy)) for k in faults
+        ]
         for cell, actual, visible in variants:
             c = cells[cell]
             c.total += 1
@@ -226,14 +247,21 @@ def run_case(case: Case, n_inputs: int, workdir: Path) -> List[str]:
                 one4.tally(old, new)
     rows = [c.row(case.name, cell) for cell, c in cells.items()]
     actual_set, expected_set = (np.stack(x) for x in zip(*healthy_set))
-    stacked.tally(compare_output(out, actual_set, expected_set, OLD_DEFAULTS[width]),
-                  compare_output(out, actual_set, expected_set, new_tol, scale))
-    for cell, c in (("top-1 change (margin >2)", top1), ("one element, err >=4 vs CPU", one4),
-                    ("healthy, stacked (as a suite)", stacked)):
+    stacked.tally(
+        compare_output(out, actual_set, expected_set, OLD_DEFAULTS[width]),
+        compare_output(out, actual_set, expected_set, new_tol, scale),
+    )
+    for cell, c in (
+        ("top-1 change (margin >2)", top1),
+        ("one element, err >=4 vs CPU", one4),
+        ("healthy, stacked (as a suite)", stacked),
+    ):
         if c.total:
             rows.append(c.row(case.name, cell))
-    rows.append(f"{'':14s} ({len(feeds)} inputs: {len(real)} real + {len(feeds) - len(real)} generated, "
-                f"{len(faults)} fault outputs, {time.perf_counter() - t:.0f} s; new defaults: {new_tol.describe()})")
+    rows.append(
+        f"{'':14s} ({len(feeds)} inputs: {len(real)} real + {len(feeds) - len(real)} generated, "
+        f"{len(faults)} fault outputs, {time.perf_counter() - t:.0f} s; new defaults: {new_tol.describe()})"
+    )
     return rows
 
 
@@ -257,10 +285,14 @@ def main() -> None:
     import onnxruntime
     import onnxruntime_qnn
 
-    print(f"onnxruntime {onnxruntime.__version__}, onnxruntime-qnn {getattr(onnxruntime_qnn, '__version__', '?')}, "
-          f"QNN HTP (x86 simulator) vs CPU EP, per-example comparisons")
-    print(f"{'model':14s} {'fault':28s} {'visible':9s} {'old: det':>9s} {'min/med margin':>14s} {'new: det':>9s} "
-          f"{'min/med margin':>14s}  {'new rule':19s} pattern")
+    print(
+        f"onnxruntime {onnxruntime.__version__}, onnxruntime-qnn {getattr(onnxruntime_qnn, '__version__', '?')}, "
+        f"QNN HTP (x86 simulator) vs CPU EP, per-example comparisons"
+    )
+    print(
+        f"{'model':14s} {'fault':28s} {'visible':9s} {'old: det':>9s} {'min/med margin':>14s} {'new: det':>9s} "
+        f"{'min/med margin':>14s}  {'new rule':19s} pattern"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         for key in args.models.split(","):
             case = CASES[key]

@@ -8,6 +8,7 @@ must hold the tensor once: 1.0 is the floor).
 
     python -m benchmarks.tensor_memory [--mb 512]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,10 +46,21 @@ def main() -> int:
         kit = SSHKit(Path(tmp))
         try:
             server = kit.start("memory_board")
-            device = SSHDevice(DeviceConfig("board", kind="ssh", host=server.host, port=server.port,
-                                            user=server.user, identity_file=str(server.identity_file),
-                                            known_hosts=str(server.known_hosts), python=sys.executable,
-                                            workdir=str(Path(tmp) / "board"), command_timeout=600, lock=False))
+            device = SSHDevice(
+                DeviceConfig(
+                    "board",
+                    kind="ssh",
+                    host=server.host,
+                    port=server.port,
+                    user=server.user,
+                    identity_file=str(server.identity_file),
+                    known_hosts=str(server.known_hosts),
+                    python=sys.executable,
+                    workdir=str(Path(tmp) / "board"),
+                    command_timeout=600,
+                    lock=False,
+                )
+            )
             client = device.client()
             client.echo([("warm", np.zeros(1024, np.float32))], timeout=60)
             board_base = vm_kib(client.pid, "VmRSS")

@@ -1,4 +1,5 @@
 """Small helpers every message and file writer shares: did-you-mean, one-line text, atomic writes."""
+
 from __future__ import annotations
 
 import contextlib
@@ -27,7 +28,7 @@ def one_line(text: object, limit: Optional[int] = None) -> str:
     if limit is None or len(line) <= limit:
         return line
     head = limit // 3
-    return f"{line[:head]} ... {line[-(limit - head - 5):]}"
+    return f"{line[:head]} ... {line[-(limit - head - 5) :]}"
 
 
 def atomic_write(path: Path, data: Union[str, bytes]) -> None:

@@ -2,6 +2,7 @@
 
 Kept free of heavy imports so the plugin can load without numpy/onnx (unrelated runs stay fast).
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional

@@ -1,4 +1,5 @@
 """The fixtures tests use: device/provider parameters, sessions, inputs, compare, no-fallback check."""
+
 from __future__ import annotations
 
 from functools import partial
@@ -11,17 +12,17 @@ from ._text import atomic_write
 from .config.providers import resolve_provider
 from .errors import ComparisonError, InputError, ModelError
 from .junit import record_metrics, record_provenance
+from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
 from .no_fallback_item import assert_no_fallback
 from .outcomes import fail, open_session
-from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
 from .run import CACHE_DIR, EdgeRun, edge_run
 
 if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixtures that need them
     import numpy as np
 
     from .compare.engine import Comparison
-    from .model.info import ModelInfo
     from .devices.session import EdgeSession
+    from .model.info import ModelInfo
 
 
 @pytest.fixture(name="_edge_target")
@@ -53,13 +54,18 @@ def edge_model_marker(request: pytest.FixtureRequest) -> ModelMarker:
     """The test's ``edge_model`` marker, resolved (paths relative to the test file)."""
     marker = model_marker(request.node)
     if marker is None:
-        fail(f"{request.node.nodeid}: this fixture needs @pytest.mark.edge_model(\"model.onnx\")")
+        fail(f'{request.node.nodeid}: this fixture needs @pytest.mark.edge_model("model.onnx")')
     return marker
 
 
 @pytest.fixture
-def edge_session(edge_run_state: EdgeRun, edge_device: str, edge_provider: str, edge_model_marker: ModelMarker,
-                 request: pytest.FixtureRequest) -> EdgeSession:
+def edge_session(
+    edge_run_state: EdgeRun,
+    edge_device: str,
+    edge_provider: str,
+    edge_model_marker: ModelMarker,
+    request: pytest.FixtureRequest,
+) -> EdgeSession:
     """The marked model on the current device and provider (CPU fallback allowed, placement checked)."""
     options = {**edge_model_marker.options, **providers_marker(request.node).options}
     session = _marker_session(edge_run_state, edge_device, edge_provider, edge_model_marker, options)
@@ -67,8 +73,9 @@ def edge_session(edge_run_state: EdgeRun, edge_device: str, edge_provider: str, 
     return session
 
 
-def _marker_session(run: EdgeRun, device: str, provider: str, marker: ModelMarker,
-                    options: Mapping[str, Any]) -> EdgeSession:
+def _marker_session(
+    run: EdgeRun, device: str, provider: str, marker: ModelMarker, options: Mapping[str, Any]
+) -> EdgeSession:
     """The marked model on ``provider``: with ``shapes=`` a shape-fixed copy of it (as ``[prepare]
     fix_shapes``); a dynamic input on QNN fails with how to fix it, before QNN's "took none of the nodes"."""
     model = _shaped_model(run, marker)
@@ -115,10 +122,10 @@ def edge_reference(edge_run_state: EdgeRun, edge_device: str, edge_model_marker:
 
 
 @pytest.fixture
-def edge_inputs(edge_run_state: EdgeRun, edge_model_marker: ModelMarker) -> Dict[str, "np.ndarray"]:
+def edge_inputs(edge_run_state: EdgeRun, edge_model_marker: ModelMarker) -> Dict[str, np.ndarray]:
     """Inputs from the marker's ``.npz`` or generated from the model's metadata (seeded)."""
-    from .model.inputs import generate_inputs, load_npz
     from .model.info import model_info
+    from .model.inputs import generate_inputs, load_npz
 
     marker = edge_model_marker
     try:
@@ -145,17 +152,23 @@ def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str
 
 
 @pytest.fixture
-def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
-                 ) -> Callable[..., Comparison]:
+def edge_compare(
+    request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
+) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
-    from .checks.conformance import compare as compare_outputs, open_float_session
+    from .checks.conformance import compare as compare_outputs
+    from .checks.conformance import open_float_session
     from .compare.render import format_comparison
     from .compare.tolerance import parse_tolerance
 
     marker = model_marker(request.node)
 
-    def compare(actual: Mapping[str, np.ndarray], expected: Mapping[str, np.ndarray],
-                baseline: Optional[Mapping[str, np.ndarray]] = None, **tolerance: Any) -> Comparison:
+    def compare(
+        actual: Mapping[str, np.ndarray],
+        expected: Mapping[str, np.ndarray],
+        baseline: Optional[Mapping[str, np.ndarray]] = None,
+        **tolerance: Any,
+    ) -> Comparison:
         __tracebackhide__ = True  # a failure shows the test's line, not this function
         where = f"edge_compare in {request.node.nodeid}"
         session = _session_for_compare(request, edge_run_state, edge_device, edge_provider, marker)
@@ -173,8 +186,15 @@ def edge_compare(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_d
         if isinstance(result, ValueError):
             fail(str(result))
         reference = _reference_name(request, session)
-        edge_run_state.record({"nodeid": request.node.nodeid, "check": "conformance", "reference": reference,
-                               "comparison": result.to_dict(), **session.provenance()})
+        edge_run_state.record(
+            {
+                "nodeid": request.node.nodeid,
+                "check": "conformance",
+                "reference": reference,
+                "comparison": result.to_dict(),
+                **session.provenance(),
+            }
+        )
         record_metrics(request.node, result)
         if not result.passed:
             raise ComparisonError(format_comparison(result, title=f"{session.label} vs {reference}"), result)
@@ -204,14 +224,20 @@ def _session_for_compare(request, run, device, provider, marker) -> EdgeSession:
 
 
 @pytest.fixture
-def edge_assert_no_fallback(request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str,
-                            edge_provider: str, edge_model_marker: ModelMarker) -> Callable[[], float]:
+def edge_assert_no_fallback(
+    request: pytest.FixtureRequest,
+    edge_run_state: EdgeRun,
+    edge_device: str,
+    edge_provider: str,
+    edge_model_marker: ModelMarker,
+) -> Callable[[], float]:
     """``edge_assert_no_fallback()``: the model must be created with CPU fallback disabled."""
 
     def check() -> float:
         options = {**edge_model_marker.options, **providers_marker(request.node).options}
-        return assert_no_fallback(edge_run_state, request.node, edge_device, edge_provider, edge_model_marker.model,
-                                  options)
+        return assert_no_fallback(
+            edge_run_state, request.node, edge_device, edge_provider, edge_model_marker.model, options
+        )
 
     return check
 
@@ -221,8 +247,13 @@ def edge_open(edge_run_state: EdgeRun, edge_device: str, request: pytest.Fixture
     """Factory: ``edge_open(model, provider="cpu", options=None, cpu_fallback=True, device=None)``."""
     base = Path(str(request.node.fspath)).parent
 
-    def open_(model: Any, provider: str = "cpu", options: Optional[Mapping[str, Any]] = None,
-              cpu_fallback: bool = True, device: Optional[str] = None) -> EdgeSession:
+    def open_(
+        model: Any,
+        provider: str = "cpu",
+        options: Optional[Mapping[str, Any]] = None,
+        cpu_fallback: bool = True,
+        device: Optional[str] = None,
+    ) -> EdgeSession:
         path = Path(model)
         if not path.is_absolute():
             path = base / path

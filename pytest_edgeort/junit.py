@@ -1,4 +1,5 @@
 """JUnit XML properties of edge tests (pytest's ``record_property`` machinery): ``edge_<name>`` pairs."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Mapping, Tuple
@@ -11,9 +12,14 @@ if TYPE_CHECKING:
 # JUnit property <- provenance key: every edge test carries these where they are known, also one
 # that failed before any session existed.
 PROVENANCE_KEYS = {
-    "edge_device": "device", "edge_provider": "provider", "edge_model": "model_path",
-    "edge_model_sha256": "model_sha256", "edge_onnxruntime": "onnxruntime", "edge_qnn_sdk": "qnn_sdk",
-    "edge_qnn_ep": "qnn_ep", "edge_platform": "platform",
+    "edge_device": "device",
+    "edge_provider": "provider",
+    "edge_model": "model_path",
+    "edge_model_sha256": "model_sha256",
+    "edge_onnxruntime": "onnxruntime",
+    "edge_qnn_sdk": "qnn_sdk",
+    "edge_qnn_ep": "qnn_ep",
+    "edge_platform": "platform",
 }
 
 

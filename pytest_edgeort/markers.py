@@ -1,10 +1,11 @@
 """The edge markers: their help text and how their arguments are read and validated."""
+
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
 
 import pytest
 
@@ -79,7 +80,9 @@ def model_marker(node: pytest.Item) -> Optional[ModelMarker]:
         raise MarkerError(f"{node.nodeid}: edge_model takes exactly one model path, got {len(mark.args)} arguments")
     unknown = sorted(set(mark.kwargs) - set(_MODEL_KWARGS))
     if unknown:
-        raise MarkerError(f"{node.nodeid}: edge_model got unknown argument {unknown[0]!r}; valid: {', '.join(_MODEL_KWARGS)}")
+        raise MarkerError(
+            f"{node.nodeid}: edge_model got unknown argument {unknown[0]!r}; valid: {', '.join(_MODEL_KWARGS)}"
+        )
     kw = dict(mark.kwargs)
     for key in ("reference_model", "float_model", "inputs"):
         if kw.get(key) is not None:
@@ -111,8 +114,11 @@ def tolerance_marker(node: pytest.Item) -> ToleranceSpec:
     if _TOLERANCE_KEY not in node.stash:
         mark = node.get_closest_marker("edge_tolerance")
         try:
-            spec = ToleranceSpec() if mark is None else parse_tolerance(dict(mark.kwargs),
-                                                                        f"edge_tolerance in {node.nodeid}")
+            spec = (
+                ToleranceSpec()
+                if mark is None
+                else parse_tolerance(dict(mark.kwargs), f"edge_tolerance in {node.nodeid}")
+            )
         except ValueError as exc:
             spec = exc
         node.stash[_TOLERANCE_KEY] = spec

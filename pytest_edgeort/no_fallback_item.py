@@ -1,4 +1,5 @@
 """The no-CPU-fallback check as a test item runs it: the one-line outcome, the record, JUnit properties."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,9 +14,15 @@ from .outcomes import fail, require_provider
 from .run import EdgeRun
 
 
-def assert_no_fallback(run: EdgeRun, node: pytest.Item, device: str, provider: str, model: Path,
-                       options: Optional[Mapping[str, Any]] = None, fields: Optional[Mapping[str, Any]] = None
-                       ) -> float:
+def assert_no_fallback(
+    run: EdgeRun,
+    node: pytest.Item,
+    device: str,
+    provider: str,
+    model: Path,
+    options: Optional[Mapping[str, Any]] = None,
+    fields: Optional[Mapping[str, Any]] = None,
+) -> float:
     """Fail unless ``model`` is created with CPU fallback disabled; return the EP's node coverage.
 
     ``fields`` go into the record over the session's (suites name their folder and ``suite``, not the
@@ -31,15 +38,28 @@ def assert_no_fallback(run: EdgeRun, node: pytest.Item, device: str, provider: s
     except (ProviderError, ModelError) as exc:
         result = NoFallbackResult(error=str(exc))
     if result.session is None:
-        run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": False, "device": device,
-                    "provider": provider, "model": model.name, "model_path": str(model),
-                    "error": result.error, "cpu_nodes": [{"op_type": op, "count": len(names), "nodes": names}
-                                                         for op, names in result.cpu_nodes.items()], **(fields or {})})
+        run.record(
+            {
+                "nodeid": node.nodeid,
+                "check": "no_cpu_fallback",
+                "passed": False,
+                "device": device,
+                "provider": provider,
+                "model": model.name,
+                "model_path": str(model),
+                "error": result.error,
+                "cpu_nodes": [
+                    {"op_type": op, "count": len(names), "nodes": names} for op, names in result.cpu_nodes.items()
+                ],
+                **(fields or {}),
+            }
+        )
         fail(str(result.error))
     session = result.session
     coverage = session.npu_coverage if session.npu_coverage is not None else 1.0
-    run.record({"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": True, **session.provenance(),
-                **(fields or {})})
+    run.record(
+        {"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": True, **session.provenance(), **(fields or {})}
+    )
     record_provenance(node, session.provenance())
     record_coverage(node, coverage)
     return coverage

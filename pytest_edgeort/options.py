@@ -1,4 +1,5 @@
 """The plugin's command-line options and ini keys, resolved once into :class:`EdgeOptions`."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -16,27 +17,68 @@ DEFAULT_PROVIDERS = ("qnn-htp",)
 def add_options(parser: pytest.Parser) -> None:
     """Declare the ``--edge-*`` options and their ``edge_*`` ini keys."""
     group = parser.getgroup("edgeort", "on-device ONNX conformance (pytest-edgeort)")
-    group.addoption("--edge-device", action="append", dest="edge_device", metavar="NAME",
-                    help="run edge tests on this device (repeatable; default: local)")
-    group.addoption("--edge-devices-file", dest="edge_devices_file", metavar="PATH",
-                    help="device inventory (default: edge-devices.toml in the rootdir)")
-    group.addoption("--edge-provider", action="append", dest="edge_provider", metavar="NAME",
-                    help="keep only these providers of what markers/suites ask for (repeatable)")
-    group.addoption("--edge-strict", action="store_true", dest="edge_strict", default=None,
-                    help="an unreachable device or a missing provider/package/golden FAILS instead of skipping")
-    group.addoption("--edge-update-golden", action="store_true", dest="edge_update_golden", default=None,
-                    help="(re)write golden outputs instead of comparing against them")
-    group.addoption("--edge-report", dest="edge_report", metavar="PATH",
-                    help="write a JSON report of every comparison, placement and latency")
-    group.addoption("--edge-html", dest="edge_html", metavar="PATH",  # edge-html
-                    help="write a self-contained HTML report (tables, error histograms, placement per op)")
-    group.addoption("--edge-seed", dest="edge_seed", type=int, metavar="N",
-                    help=f"seed for generated inputs (default {DEFAULT_SEED})")
+    group.addoption(
+        "--edge-device",
+        action="append",
+        dest="edge_device",
+        metavar="NAME",
+        help="run edge tests on this device (repeatable; default: local)",
+    )
+    group.addoption(
+        "--edge-devices-file",
+        dest="edge_devices_file",
+        metavar="PATH",
+        help="device inventory (default: edge-devices.toml in the rootdir)",
+    )
+    group.addoption(
+        "--edge-provider",
+        action="append",
+        dest="edge_provider",
+        metavar="NAME",
+        help="keep only these providers of what markers/suites ask for (repeatable)",
+    )
+    group.addoption(
+        "--edge-strict",
+        action="store_true",
+        dest="edge_strict",
+        default=None,
+        help="an unreachable device or a missing provider/package/golden FAILS instead of skipping",
+    )
+    group.addoption(
+        "--edge-update-golden",
+        action="store_true",
+        dest="edge_update_golden",
+        default=None,
+        help="(re)write golden outputs instead of comparing against them",
+    )
+    group.addoption(
+        "--edge-report",
+        dest="edge_report",
+        metavar="PATH",
+        help="write a JSON report of every comparison, placement and latency",
+    )
+    group.addoption(
+        "--edge-html",
+        dest="edge_html",
+        metavar="PATH",  # edge-html
+        help="write a self-contained HTML report (tables, error histograms, placement per op)",
+    )
+    group.addoption(
+        "--edge-seed",
+        dest="edge_seed",
+        type=int,
+        metavar="N",
+        help=f"seed for generated inputs (default {DEFAULT_SEED})",
+    )
     parser.addini("edge_device", "devices to run edge tests on", type="linelist", default=[])
     parser.addini("edge_devices_file", "device inventory path (relative to the rootdir)", default="")
     parser.addini("edge_provider", "provider filter", type="linelist", default=[])
-    parser.addini("edge_default_providers", "providers for edge tests without edge_providers",
-                  type="linelist", default=list(DEFAULT_PROVIDERS))
+    parser.addini(
+        "edge_default_providers",
+        "providers for edge tests without edge_providers",
+        type="linelist",
+        default=list(DEFAULT_PROVIDERS),
+    )
     parser.addini("edge_strict", "fail instead of skip on missing devices/providers", type="bool", default=False)
     parser.addini("edge_update_golden", "rewrite golden outputs", type="bool", default=False)
     parser.addini("edge_report", "JSON report path", default="")

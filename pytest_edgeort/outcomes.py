@@ -1,4 +1,5 @@
 """Turning expected problems into one-line pytest outcomes: skip (or fail when strict) and fail."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,8 +7,8 @@ from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Optional
 
 import pytest
 
-from .errors import DeviceFault, DeviceUnavailable, EdgeError, ProviderError
 from .config.providers import resolve_provider
+from .errors import DeviceFault, DeviceUnavailable, EdgeError, ProviderError
 from .run import EdgeRun
 
 if TYPE_CHECKING:
@@ -42,9 +43,13 @@ def require_provider(run: EdgeRun, device: str, provider: str) -> None:
 
 
 def open_session(
-    run: EdgeRun, device: str, model: Path, provider: str, options: Optional[Mapping[str, Any]] = None,
+    run: EdgeRun,
+    device: str,
+    model: Path,
+    provider: str,
+    options: Optional[Mapping[str, Any]] = None,
     cpu_fallback: bool = True,
-) -> "EdgeSession":
+) -> EdgeSession:
     """A cached session, turning every expected problem into one readable skip/fail line."""
     require_provider(run, device, provider)
     try:

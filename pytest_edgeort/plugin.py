@@ -1,4 +1,5 @@
 """pytest hooks: build the run state, register the plugin objects of this process's role, delegate."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,6 +1,7 @@
 """Results across pytest-xdist workers: what each test report carries, how the run collects it (in
 this process or in the xdist controller), and the output made of it (collection header, summary,
 JSON report)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -62,7 +63,7 @@ def failure_line(report: pytest.TestReport) -> str:
     """The first line of why a test failed (our failures are one line already)."""
     crash = getattr(report.longrepr, "reprcrash", None)
     text = (crash.message if crash is not None else str(report.longrepr or "")).strip()
-    text = text[len("Failed: "):] if text.startswith("Failed: ") else text  # pytest.fail's own prefix
+    text = text[len("Failed: ") :] if text.startswith("Failed: ") else text  # pytest.fail's own prefix
     return text.splitlines()[0] if text else report.outcome
 
 
@@ -143,10 +144,15 @@ class ResultRelay:
             self._hashes[model] = _file_sha256(model)
         caps = self.devices.facts().get(target[0]) or {}
         qnn = caps.get("qnn") or {}
-        return {"model": model.name if model else None, "model_path": str(model) if model else None,
-                "model_sha256": self._hashes.get(model) if model else None, "onnxruntime": caps.get("onnxruntime"),
-                "qnn_sdk": qnn.get("sdk_version"), "qnn_ep": qnn.get("ep_package_version"),
-                "platform": caps.get("platform")}
+        return {
+            "model": model.name if model else None,
+            "model_path": str(model) if model else None,
+            "model_sha256": self._hashes.get(model) if model else None,
+            "onnxruntime": caps.get("onnxruntime"),
+            "qnn_sdk": qnn.get("sdk_version"),
+            "qnn_ep": qnn.get("ep_package_version"),
+            "platform": caps.get("platform"),
+        }
 
     def _note_failure(self, report: pytest.TestReport, item: pytest.Item, target: Tuple[str, str]) -> None:
         """The phase and reason on this phase's records, or a record of its own when there is none."""
@@ -157,8 +163,17 @@ class ResultRelay:
         if not self.results.pending and report.when != "teardown":
             device, provider = target
             known = {k: v for k, v in self._known_provenance(item, target).items() if v is not None}
-            self.results.record({"nodeid": item.nodeid, "check": getattr(item, "check", "test"), "passed": False,
-                                 "device": device, "provider": provider, **known, **failure})
+            self.results.record(
+                {
+                    "nodeid": item.nodeid,
+                    "check": getattr(item, "check", "test"),
+                    "passed": False,
+                    "device": device,
+                    "provider": provider,
+                    **known,
+                    **failure,
+                }
+            )
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, "edgeort", None)
@@ -183,9 +198,11 @@ class RunOutput:
         options = self.run.options
         if self.run.usage_errors or not any(item_target(i) is not None for i in items):
             return None
-        lines = [f"edgeort: devices {', '.join(options.devices)}; seed {options.seed}"
-                 + (f"; providers {', '.join(options.providers)}" if options.providers else "")
-                 + ("; strict" if options.strict else "")]
+        lines = [
+            f"edgeort: devices {', '.join(options.devices)}; seed {options.seed}"
+            + (f"; providers {', '.join(options.providers)}" if options.providers else "")
+            + ("; strict" if options.strict else "")
+        ]
         return lines + [self.device_header(name) for name in options.devices]
 
     def device_header(self, name: str) -> str:
@@ -207,8 +224,14 @@ class RunOutput:
         from .reporting.jsonreport import build_report, write_report
         from .reporting.summary import skip_counts
 
-        document = build_report(results.records, results.device_facts, options.seed, results.outcomes,
-                                skip_counts(results.skip_reasons), int(exitstatus))
+        document = build_report(
+            results.records,
+            results.device_facts,
+            options.seed,
+            results.outcomes,
+            skip_counts(results.skip_reasons),
+            int(exitstatus),
+        )
         html = partial(write_html, rootdir=self.run.rootdir)  # edge-html: rows name models relative to it
         for path, write in ((options.report, write_report), (options.html, html)):  # edge-html
             if path is None:
@@ -244,5 +267,6 @@ class RunOutput:
         if updates:
             terminalreporter.section("edgeort golden updates")
             for record in updates:
-                terminalreporter.write_line(f"{record['golden']} ({record['device']}): "
-                                            + "; ".join(record["golden_update"]))
+                terminalreporter.write_line(
+                    f"{record['golden']} ({record['device']}): " + "; ".join(record["golden_update"])
+                )

@@ -1,4 +1,5 @@
 """Run-wide state: the devices of the inventory, the session cache and the results of one pytest run."""
+
 from __future__ import annotations
 
 import uuid
@@ -29,8 +30,9 @@ class DeviceRegistry:
     """The inventory and the selected devices, each connected on first use; a device found
     unreachable stays unreachable for the run (DeviceUnavailable is raised again, at once)."""
 
-    def __init__(self, options: EdgeOptions, notify: Callable[[str], None], run_id: str,
-                 dist: Optional[str] = None) -> None:
+    def __init__(
+        self, options: EdgeOptions, notify: Callable[[str], None], run_id: str, dist: Optional[str] = None
+    ) -> None:
         self.options = options
         self.notify = notify
         self.run_id = run_id  # the board locks' run: xdist's testrunuid, shared by the workers of one run
@@ -99,8 +101,14 @@ class SessionCache:
         self.refused: Dict[SessionKey, EdgeSessionError] = {}
         self.created = 0
 
-    def get(self, device_name: str, model_path: Path, provider: str, options: Optional[Mapping[str, Any]] = None,
-            cpu_fallback: bool = True) -> EdgeSession:
+    def get(
+        self,
+        device_name: str,
+        model_path: Path,
+        provider: str,
+        options: Optional[Mapping[str, Any]] = None,
+        cpu_fallback: bool = True,
+    ) -> EdgeSession:
         """The cached session, created on first use."""
         from .devices.session import EdgeSession
         from .model.info import model_info
@@ -137,8 +145,14 @@ class EdgeRun:
     """Everything the plugin keeps for one pytest run (one per xdist worker, plus the controller's):
     the options, the devices, the session cache and the results, plus the few calls checks make."""
 
-    def __init__(self, options: EdgeOptions, rootdir: Path, notify: Callable[[str], None] = _print_notice,
-                 run_id: Optional[str] = None, dist: Optional[str] = None) -> None:
+    def __init__(
+        self,
+        options: EdgeOptions,
+        rootdir: Path,
+        notify: Callable[[str], None] = _print_notice,
+        run_id: Optional[str] = None,
+        dist: Optional[str] = None,
+    ) -> None:
         self.options = options
         self.rootdir = rootdir
         self.registry = DeviceRegistry(options, notify, run_id or uuid.uuid4().hex, dist)
@@ -158,8 +172,14 @@ class EdgeRun:
         """Providers a test/suite asks for (or the defaults), minus those --edge-provider drops."""
         return self.options.providers_for(requested)
 
-    def session(self, device_name: str, model_path: Path, provider: str, options: Optional[Mapping[str, Any]] = None,
-                cpu_fallback: bool = True) -> EdgeSession:
+    def session(
+        self,
+        device_name: str,
+        model_path: Path,
+        provider: str,
+        options: Optional[Mapping[str, Any]] = None,
+        cpu_fallback: bool = True,
+    ) -> EdgeSession:
         """A cached session for (device, model sha256, provider, options, fallback mode)."""
         return self.cache.get(device_name, model_path, provider, options, cpu_fallback)
 

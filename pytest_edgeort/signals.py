@@ -5,6 +5,7 @@ pytest finishes an interrupted session: the JSON report and JUnit XML are writte
 the board locks are released. A SIGTERM handler someone else installed is left alone, and runs
 without edge tests keep the default (the plugin must not change unrelated runs).
 """
+
 from __future__ import annotations
 
 import signal

@@ -1,4 +1,5 @@
 """pytest nodes for ``edge_suite.toml``: one item per check x device x provider."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -8,13 +9,13 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional
 
 import pytest
 
+from .config.providers import resolve_provider
+from .config.suite import CHECKS, MissingPackage, Suite, SuiteError, load_suite
 from .errors import EdgeError
 from .junit import record_latency, record_metrics, record_provenance
 from .no_fallback_item import assert_no_fallback
 from .outcomes import fail, open_session, unavailable
-from .config.providers import resolve_provider
 from .run import CACHE_DIR, EdgeRun, edge_run
-from .config.suite import CHECKS, MissingPackage, Suite, SuiteError, load_suite
 
 if TYPE_CHECKING:
     import numpy as np
@@ -23,14 +24,13 @@ if TYPE_CHECKING:
     from .devices.session import EdgeSession
 
 
-
 @dataclass
 class SuiteModels:
     """What a suite runs: the (prepared) model, its float baseline and the input feeds."""
 
     model: Path
     float_model: Optional[Path]
-    feeds: List[Dict[str, "np.ndarray"]]
+    feeds: List[Dict[str, np.ndarray]]
     ranges: Mapping[str, Any]
 
 
@@ -56,8 +56,9 @@ class SuiteFile(pytest.File):
                 for provider in providers:
                     if check == "no_cpu_fallback" and not resolve_provider(provider).accelerator:
                         continue
-                    item = SuiteItem.from_parent(self, name=f"{check}[{device}-{provider}]", check=check,
-                                                 device=device, provider=provider)
+                    item = SuiteItem.from_parent(
+                        self, name=f"{check}[{device}-{provider}]", check=check, device=device, provider=provider
+                    )
                     if check in self.suite.xfail:
                         item.add_marker(pytest.mark.xfail(reason=self.suite.xfail[check], strict=True))
                     yield item
@@ -80,8 +81,8 @@ class SuiteFile(pytest.File):
         return self._models
 
     def _load_models(self, run: EdgeRun) -> SuiteModels:
-        from .model.inputs import generate_inputs, load_npz, split_examples
         from .model.info import model_info
+        from .model.inputs import generate_inputs, load_npz, split_examples
 
         suite = self.suite
         source = suite.resolve_model(suite.model, "model")
@@ -95,8 +96,11 @@ class SuiteFile(pytest.File):
             model = prepare_model(source, recipe, suite.folder, cache)
             float_recipe = recipe.float_baseline()
             if float_source is not None:
-                float_model = (float_source if float_recipe.is_empty
-                               else prepare_model(float_source, float_recipe, suite.folder, cache))
+                float_model = (
+                    float_source
+                    if float_recipe.is_empty
+                    else prepare_model(float_source, float_recipe, suite.folder, cache)
+                )
             elif recipe.quantize:
                 float_model = prepare_model(source, float_recipe, suite.folder, cache)
         info = model_info(model)
@@ -165,16 +169,16 @@ class SuiteItem(SuiteNode):
     def _options(self, provider: str) -> Mapping[str, Any]:
         return self.suite.provider_options.get(provider, {})
 
-    def _session(self, run: EdgeRun, models: SuiteModels) -> "EdgeSession":
+    def _session(self, run: EdgeRun, models: SuiteModels) -> EdgeSession:
         return open_session(run, self.device, models.model, self.provider, self._options(self.provider))
 
-    def _reference(self, run: EdgeRun, models: SuiteModels) -> "EdgeSession":
+    def _reference(self, run: EdgeRun, models: SuiteModels) -> EdgeSession:
         from .checks.conformance import reference_target
 
         device, provider = reference_target(self.device, self.suite.reference)
         return open_session(run, device, models.model, provider, self._options(provider))
 
-    def _float_session(self, run: EdgeRun, models: SuiteModels) -> Optional["EdgeSession"]:
+    def _float_session(self, run: EdgeRun, models: SuiteModels) -> Optional[EdgeSession]:
         from .checks.conformance import open_float_session
 
         return open_float_session(partial(open_session, run), self.device, models.float_model, self.suite.tolerance)
@@ -183,20 +187,28 @@ class SuiteItem(SuiteNode):
     def _where(self) -> str:
         return f"{self.suite.path}: [tolerance]"
 
-    def _compare_all(self, run: EdgeRun, session: "EdgeSession", actual: List[Mapping[str, "np.ndarray"]],
-                     expected: Mapping[str, "np.ndarray"], models: SuiteModels) -> "Comparison":
+    def _compare_all(
+        self,
+        run: EdgeRun,
+        session: EdgeSession,
+        actual: List[Mapping[str, np.ndarray]],
+        expected: Mapping[str, np.ndarray],
+        models: SuiteModels,
+    ) -> Comparison:
         from .checks.conformance import compare_examples
 
         float_session = self._float_session(run, models)
         try:
-            return compare_examples(session, actual, expected, models.feeds, self.suite.tolerance, self._where,
-                                    float_session)
+            return compare_examples(
+                session, actual, expected, models.feeds, self.suite.tolerance, self._where, float_session
+            )
         except ValueError as exc:
             error = str(exc)
         fail(error)
 
-    def _conclude(self, run: EdgeRun, session: "EdgeSession", result: "Comparison", message: str, title: str,
-                  **fields: Any) -> None:
+    def _conclude(
+        self, run: EdgeRun, session: EdgeSession, result: Comparison, message: str, title: str, **fields: Any
+    ) -> None:
         """Record the comparison, then fail with ``message`` and the full report if it did not pass."""
         from .compare.render import format_comparison
 
@@ -205,15 +217,31 @@ class SuiteItem(SuiteNode):
         if not result.passed:
             fail(f"{message}:\n" + format_comparison(result, title=title))
 
-    def _conclude_examples(self, run: EdgeRun, session: "EdgeSession", result: "Comparison", title: str,
-                           examples: int, **fields: Any) -> None:
+    def _conclude_examples(
+        self, run: EdgeRun, session: EdgeSession, result: Comparison, title: str, examples: int, **fields: Any
+    ) -> None:
         """:meth:`_conclude` for ``examples`` compared stacked on axis 0."""
-        self._conclude(run, session, result, f"{title}, {examples} examples stacked on axis 0 (the first index of an "
-                       "element is its example)", title, examples=examples, **fields)
+        self._conclude(
+            run,
+            session,
+            result,
+            f"{title}, {examples} examples stacked on axis 0 (the first index of an element is its example)",
+            title,
+            examples=examples,
+            **fields,
+        )
 
-    def _record(self, run: EdgeRun, session: "EdgeSession", **fields: Any) -> None:
-        run.record({"nodeid": self.nodeid, "check": self.check, "suite": str(self.suite.path), **session.provenance(),
-                    "model": self.suite.folder.name, **fields})  # prepared models are named by hash: show the suite
+    def _record(self, run: EdgeRun, session: EdgeSession, **fields: Any) -> None:
+        run.record(
+            {
+                "nodeid": self.nodeid,
+                "check": self.check,
+                "suite": str(self.suite.path),
+                **session.provenance(),
+                "model": self.suite.folder.name,
+                **fields,
+            }
+        )  # prepared models are named by hash: show the suite
         record_provenance(self, session.provenance())
 
     # -- the checks
@@ -230,13 +258,21 @@ class SuiteItem(SuiteNode):
         actual = [session.run(feed) for feed in models.feeds]
         expected = stack_examples([reference.run(feed) for feed in models.feeds])
         result = self._compare_all(run, session, actual, expected, models)
-        self._conclude_examples(run, session, result, f"{session.label} vs {reference.spec.alias} reference",
-                                len(actual))
+        self._conclude_examples(
+            run, session, result, f"{session.label} vs {reference.spec.alias} reference", len(actual)
+        )
 
     def run_no_cpu_fallback(self, run: EdgeRun) -> None:
         models = self._models(run)
-        assert_no_fallback(run, self, self.device, self.provider, models.model, self._options(self.provider),
-                           fields={"model": self.suite.folder.name, "suite": str(self.suite.path)})
+        assert_no_fallback(
+            run,
+            self,
+            self.device,
+            self.provider,
+            models.model,
+            self._options(self.provider),
+            fields={"model": self.suite.folder.name, "suite": str(self.suite.path)},
+        )
 
     def run_golden(self, run: EdgeRun) -> None:
         from .checks.golden import GoldenError, drift, load_golden, stack_examples, write_golden
@@ -245,7 +281,9 @@ class SuiteItem(SuiteNode):
         session = self._session(run, models)
         outputs = [session.run(feed) for feed in models.feeds]
         folder = self.suite.local_file(self.suite.golden_dir, "golden_dir")
-        hint = f"pytest --edge-update-golden {self.suite.path.relative_to(run.rootdir) if self.suite.path.is_relative_to(run.rootdir) else self.suite.path}"
+        path = self.suite.path
+        shown = path.relative_to(run.rootdir) if path.is_relative_to(run.rootdir) else path
+        hint = f"pytest --edge-update-golden {shown}"
         if run.options.update_golden:
             try:
                 old = load_golden(folder, self.provider, hint)
@@ -263,13 +301,19 @@ class SuiteItem(SuiteNode):
         if golden is None:
             unavailable(run, missing)
         if golden.count != len(outputs):
-            fail(f"golden {folder / self.provider}.npz holds {golden.count} examples, the suite has {len(outputs)}; "
-                 f"update it with: {hint}")
+            fail(
+                f"golden {folder / self.provider}.npz holds {golden.count} examples, the suite has {len(outputs)}; "
+                f"update it with: {hint}"
+            )
         result = self._compare_all(run, session, outputs, golden.outputs, models)
         self._conclude_examples(
-            run, session, result,
+            run,
+            session,
+            result,
             f"{session.label} vs golden {self.provider}.npz (written {golden.provenance.get('written', '?')})",
-            len(outputs), golden_provenance=golden.provenance)
+            len(outputs),
+            golden_provenance=golden.provenance,
+        )
 
     def run_latency(self, run: EdgeRun) -> None:
         from .checks.latency import measure_latency
@@ -279,8 +323,14 @@ class SuiteItem(SuiteNode):
         cpu = None if self.provider == "cpu" else partial(open_session, run, self.device, models.model, "cpu")
         result = measure_latency(session, models.feeds[0], self.suite.latency_runs, self.suite.latency_p90_ms, cpu)
         stats = result.stats
-        self._record(run, session, passed=result.passed, latency=stats.to_dict(), speedup_vs_cpu=result.speedup_vs_cpu,
-                     latency_gate_ms=result.gate_ms)
+        self._record(
+            run,
+            session,
+            passed=result.passed,
+            latency=stats.to_dict(),
+            speedup_vs_cpu=result.speedup_vs_cpu,
+            latency_gate_ms=result.gate_ms,
+        )
         record_latency(self, stats.p50_ms, stats.p90_ms)
         if not result.passed:
             fail(result.failure(session.label))
@@ -293,8 +343,16 @@ class SuiteItem(SuiteNode):
         reference = self._reference(run, models)
         float_session = self._float_session(run, models)
         try:
-            result = fuzz(session, reference, float_session, self.suite.tolerance, self._where, self.suite.fuzz_examples,
-                          run.options.seed, models.ranges)
+            result = fuzz(
+                session,
+                reference,
+                float_session,
+                self.suite.tolerance,
+                self._where,
+                self.suite.fuzz_examples,
+                run.options.seed,
+                models.ranges,
+            )
         except ValueError as exc:
             result = exc
         if isinstance(result, ValueError):
@@ -303,17 +361,27 @@ class SuiteItem(SuiteNode):
             self._record(run, session, passed=True, fuzz_examples=result.examples)
             return
         path = self._save_failing(run, result.feed)
-        self._conclude(run, session, result.comparison,
-                       f"{session.label}: a generated input is outside tolerance (shrunk); reproduce with "
-                       f"numpy.load({str(path)!r})", "fuzz", fuzz_examples=result.examples, fuzz_input=str(path))
+        self._conclude(
+            run,
+            session,
+            result.comparison,
+            f"{session.label}: a generated input is outside tolerance (shrunk); reproduce with "
+            f"numpy.load({str(path)!r})",
+            "fuzz",
+            fuzz_examples=result.examples,
+            fuzz_input=str(path),
+        )
 
-    def _save_failing(self, run: EdgeRun, feed: Mapping[str, "np.ndarray"]) -> Path:
+    def _save_failing(self, run: EdgeRun, feed: Mapping[str, np.ndarray]) -> Path:
         import numpy as np
 
         folder = run.rootdir / CACHE_DIR / "fuzz"
         folder.mkdir(parents=True, exist_ok=True)
-        suite = self.suite.folder.relative_to(run.rootdir) if self.suite.folder.is_relative_to(run.rootdir) else self.suite.folder
+        suite = (
+            self.suite.folder.relative_to(run.rootdir)
+            if self.suite.folder.is_relative_to(run.rootdir)
+            else self.suite.folder
+        )
         path = folder / f"{'_'.join(suite.parts).strip('_/')}-{self.device}-{self.provider}.npz"
         np.savez(path, **feed)
         return path
-

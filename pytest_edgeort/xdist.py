@@ -12,6 +12,7 @@ forms one work unit (scope), which xdist hands to one worker; every other item k
 (``xdist_group`` marks, where xdist still applies them, keep theirs), so it is spread like ``load``.
 Node ids stay as pytest makes them: nothing here depends on xdist rewriting them.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -116,12 +117,13 @@ def device_of(nodeid: str, devices: Collection[str]) -> Optional[str]:
     and is followed by at least one more part (the provider); the longest such name; else None."""
     if not nodeid.endswith("]") or "[" not in nodeid:
         return None
-    parts = nodeid[nodeid.rindex("[", 0, nodeid.rindex("]")) + 1:-1].split("-")
+    parts = nodeid[nodeid.rindex("[", 0, nodeid.rindex("]")) + 1 : -1].split("-")
     best: Optional[str] = None
     for device in devices:
         want = device.split("-")
         if (best is None or len(device) > len(best)) and any(
-                parts[i:i + len(want)] == want for i in range(len(parts) - len(want))):
+            parts[i : i + len(want)] == want for i in range(len(parts) - len(want))
+        ):
             best = device
     return best
 

@@ -1,4 +1,5 @@
 """Shared fixtures for the plugin's own tests: real models built once per run, real sshd boards."""
+
 from __future__ import annotations
 
 import time

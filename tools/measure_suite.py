@@ -4,8 +4,9 @@
 
 Prepares the model with pytest_edgeort.model.prepare (recipe from edge_suite.toml, quantize options
 overridable), then prints per output: max |d|, max LSB, % exact / within 1 LSB, SNR dB and cosine
-(all examples, as the conformance item does, and the worst single example for information), top-1 agreement / worst rank, the smallest vs_float
-that passes, ms/inference. Standalone: needs numpy, onnx, onnxruntime, onnxruntime-qnn.
+(all examples, as the conformance item does, and the worst single example for information), top-1
+agreement / worst rank, the smallest vs_float that passes, ms/inference. Standalone: needs numpy,
+onnx, onnxruntime, onnxruntime-qnn.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ from __future__ import annotations
 import argparse
 import importlib.resources
 import json
-import sys
 import time
-import tomllib
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
+import tomllib
+
+from pytest_edgeort.model.prepare import PrepareRecipe, prepare_model
 
 ROOT = Path(__file__).resolve().parents[1]
-from pytest_edgeort.model.prepare import PrepareRecipe, prepare_model
 
 
 def resolve(model: str, here: Path) -> Path:
@@ -96,9 +97,12 @@ def compare(a: np.ndarray, b: np.ndarray, scale: float | None, f: np.ndarray | N
     r["worst_example_cosine"] = round(min(_cos(x, y) for x, y in zip(a64, b64)), 6)
     if scale:
         lsb = np.rint(d / scale)
-        r.update(max_lsb=int(lsb.max()), exact_pct=round(100 * float(np.mean(lsb == 0)), 1),
-                 within1_pct=round(100 * float(np.mean(lsb <= 1)), 1),
-                 p99_lsb=float(np.quantile(lsb, 0.99)))
+        r.update(
+            max_lsb=int(lsb.max()),
+            exact_pct=round(100 * float(np.mean(lsb == 0)), 1),
+            within1_pct=round(100 * float(np.mean(lsb <= 1)), 1),
+            p99_lsb=float(np.quantile(lsb, 0.99)),
+        )
     fa, fb = a64.reshape(len(a), -1, a.shape[-1]), b64.reshape(len(b), -1, b.shape[-1])
     if fa.shape[-1] > 1:  # rank in b of a's top-1 (1 = agree), per row, as the collector's topk
         top = fa.argmax(-1)
@@ -155,7 +159,10 @@ def main() -> None:
     htp_s = session(qdq, True)
     create_s = time.perf_counter() - t
     htp, htp_ms = run_all(htp_s, feeds)
-    print(f"{n} examples; ms/inference: HTP {htp_ms:.1f}  CPU-QDQ {cpu_ms:.2f}  CPU-float {fl_ms:.2f}; HTP session {create_s:.1f}s")
+    print(
+        f"{n} examples; ms/inference: HTP {htp_ms:.1f}  CPU-QDQ {cpu_ms:.2f}  CPU-float {fl_ms:.2f}; HTP "
+        f"session {create_s:.1f}s"
+    )
     for name in cpu:
         s = scales.get(name)
         print(f"output {name!r} shape {list(cpu[name].shape[1:])} scale {s}")

@@ -26,6 +26,7 @@ fallback disabled both in the session config and in the Python InferenceSession 
 so nothing here can silently run on CPU. With CPU fallback disabled, QNN turns
 offload_graph_io_quantization off by itself: the graph-input Q and graph-output DQ run on the HTP too.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -138,11 +139,19 @@ def measure(variant, repeats, fuzz_n=FUZZ_N, fuzz_seed=FUZZ_SEED):
     # Fuzz-like inputs, as the suite's fuzz item generates them: uniform over the input's
     # representable range [0, 1), plus the constant images 0 and 1. Labels are meaningless (-1).
     rng = np.random.default_rng(fuzz_seed)
-    xfz = np.concatenate([rng.uniform(0, 1, size=(fuzz_n, 1, 1, 8, 8)).astype(np.float32),
-                          np.zeros((1, 1, 1, 8, 8), np.float32), np.ones((1, 1, 1, 8, 8), np.float32)])
+    xfz = np.concatenate(
+        [
+            rng.uniform(0, 1, size=(fuzz_n, 1, 1, 8, 8)).astype(np.float32),
+            np.zeros((1, 1, 1, 8, 8), np.float32),
+            np.ones((1, 1, 1, 8, 8), np.float32),
+        ]
+    )
     yfz = np.full(len(xfz), -1)
-    for label, x, y in (("suite inputs.npz", xs, ys), ("full held-out split", xall, yte),
-                        ("fuzz: uniform [0,1) + all-0 + all-1", xfz, yfz)):
+    for label, x, y in (
+        ("suite inputs.npz", xs, ys),
+        ("full held-out split", xall, yte),
+        ("fuzz: uniform [0,1) + all-0 + all-1", xfz, yfz),
+    ):
         f, c, h = run_all(fl, x), run_all(cq, x), run_all(htp, x)
         h2 = run_all(htp, x)
         d = np.abs(h - c)
@@ -151,38 +160,52 @@ def measure(variant, repeats, fuzz_n=FUZZ_N, fuzz_seed=FUZZ_SEED):
         hist = np.bincount(lsb_i.ravel())
         cos_ex = [cosine(h[i], c[i]) for i in range(len(h))]
         print(f"-- {label}: N={len(x)}  (HTP run-to-run identical: {np.array_equal(h, h2)})")
-        print(f"  HTP vs CPU-QDQ : max|d| {d.max():.5f}  = {lsb.max():.2f} LSB  mean {d.mean():.5f}  "
-              f"exact {np.mean(lsb_i == 0) * 100:.1f}%  <=1 LSB {np.mean(lsb_i <= 1) * 100:.1f}%  "
-              f"LSB hist {hist.tolist() if len(hist) <= 12 else 'max ' + str(len(hist) - 1)}")
+        print(
+            f"  HTP vs CPU-QDQ : max|d| {d.max():.5f}  = {lsb.max():.2f} LSB  mean {d.mean():.5f}  "
+            f"exact {np.mean(lsb_i == 0) * 100:.1f}%  <=1 LSB {np.mean(lsb_i <= 1) * 100:.1f}%  "
+            f"LSB hist {hist.tolist() if len(hist) <= 12 else 'max ' + str(len(hist) - 1)}"
+        )
         top2 = np.sort(c, axis=1)[:, -2:]
         margin = (top2[:, 1] - top2[:, 0]) / scale
         # rank in the CPU output of HTP's top-1 (ties share the better rank, as the plugin's topk)
         ranks = (c > c[np.arange(len(c)), h.argmax(1)][:, None]).sum(1) + 1
-        snr10 = min(snr_db(h[k:k + 10], c[k:k + 10]) for k in range(0, len(h), 10))
-        print(f"                   smallest CPU-QDQ top-1 margin {margin.min():.1f} LSB; CPU rank of HTP "
-              f"top-1 (1,2,..): {np.bincount(ranks)[1:].tolist()}; worst SNR of a 10-example batch {snr10:.1f} dB")
-        print(f"                   SNR {snr_db(h, c):.1f} dB  cosine {cosine(h, c):.6f} (worst example "
-              f"{min(cos_ex):.6f})  top-1 agreement {np.sum(h.argmax(1) == c.argmax(1))}/{len(x)}")
-        print(f"  vs float       : CPU-QDQ max|d| {np.abs(c - f).max():.4f} SNR {snr_db(c, f):.1f} dB | "
-              f"HTP max|d| {np.abs(h - f).max():.4f} SNR {snr_db(h, f):.1f} dB | "
-              f"excess max|d| {np.abs(h - f).max() - np.abs(c - f).max():+.4f}  "
-              f"SNR drop {snr_db(c, f) - snr_db(h, f):.1f} dB")
+        snr10 = min(snr_db(h[k : k + 10], c[k : k + 10]) for k in range(0, len(h), 10))
+        print(
+            f"                   smallest CPU-QDQ top-1 margin {margin.min():.1f} LSB; CPU rank of HTP "
+            f"top-1 (1,2,..): {np.bincount(ranks)[1:].tolist()}; worst SNR of a 10-example batch {snr10:.1f} dB"
+        )
+        print(
+            f"                   SNR {snr_db(h, c):.1f} dB  cosine {cosine(h, c):.6f} (worst example "
+            f"{min(cos_ex):.6f})  top-1 agreement {np.sum(h.argmax(1) == c.argmax(1))}/{len(x)}"
+        )
+        print(
+            f"  vs float       : CPU-QDQ max|d| {np.abs(c - f).max():.4f} SNR {snr_db(c, f):.1f} dB | "
+            f"HTP max|d| {np.abs(h - f).max():.4f} SNR {snr_db(h, f):.1f} dB | "
+            f"excess max|d| {np.abs(h - f).max() - np.abs(c - f).max():+.4f}  "
+            f"SNR drop {snr_db(c, f) - snr_db(h, f):.1f} dB"
+        )
         # vs_float rule (ORT TestQDQModelAccuracy): elementwise excess of the HTP error over the
         # CPU-QDQ error, both against float, relative to the float output's range (max - min).
         excess = np.abs(h - f) - np.abs(c - f)
         # range as ORT / the plugin derive it: max(fmax, 0) - min(fmin, 0); per example is stricter
         rng_ex = (np.maximum(f.max(1), 0) - np.minimum(f.min(1), 0))[:, None]
         rng_all = max(f.max(), 0) - min(f.min(), 0)
-        print(f"  vs_float rule  : max elementwise excess {excess.max():.4f} = {excess.max() / scale:.1f} LSB"
-              f" = {np.max(excess / rng_ex):.5f} x per-example float range"
-              f" ({excess.max() / rng_all:.5f} x range over all examples)")
-        print(f"  accuracy       : float {np.mean(f.argmax(1) == y) * 100:.1f}%  CPU-QDQ "
-              f"{np.mean(c.argmax(1) == y) * 100:.1f}%  HTP {np.mean(h.argmax(1) == y) * 100:.1f}%  "
-              f"(top-1 float vs CPU-QDQ {np.sum(f.argmax(1) == c.argmax(1))}/{len(x)})")
+        print(
+            f"  vs_float rule  : max elementwise excess {excess.max():.4f} = {excess.max() / scale:.1f} LSB"
+            f" = {np.max(excess / rng_ex):.5f} x per-example float range"
+            f" ({excess.max() / rng_all:.5f} x range over all examples)"
+        )
+        print(
+            f"  accuracy       : float {np.mean(f.argmax(1) == y) * 100:.1f}%  CPU-QDQ "
+            f"{np.mean(c.argmax(1) == y) * 100:.1f}%  HTP {np.mean(h.argmax(1) == y) * 100:.1f}%  "
+            f"(top-1 float vs CPU-QDQ {np.sum(f.argmax(1) == c.argmax(1))}/{len(x)})"
+        )
     hp50, hp90 = timed(htp, xs, repeats)
     cp50, cp90 = timed(cq, xs, repeats)
-    print(f"  latency ms/inf : HTP p50 {hp50:.2f} p90 {hp90:.2f} | CPU-QDQ p50 {cp50:.3f} p90 {cp90:.3f} "
-          f"({repeats} x {len(xs)} runs)")
+    print(
+        f"  latency ms/inf : HTP p50 {hp50:.2f} p90 {hp90:.2f} | CPU-QDQ p50 {cp50:.3f} p90 {cp90:.3f} "
+        f"({repeats} x {len(xs)} runs)"
+    )
 
 
 def main():

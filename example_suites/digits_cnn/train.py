@@ -31,6 +31,7 @@ imported). Re-running on the same machine reproduces the files bit for bit; on a
 weights may differ in the last bits (BLAS kernels differ per CPU), so the committed files are the
 reference and golden outputs must be regenerated if you retrain.
 """
+
 from __future__ import annotations
 
 import os
@@ -87,7 +88,7 @@ def im2col(x, stride):
     cols = np.empty((b, c, 3, 3, ho, wo), dtype=x.dtype)
     for i in range(3):
         for j in range(3):
-            cols[:, :, i, j] = xp[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride]
+            cols[:, :, i, j] = xp[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride]
     return cols.reshape(b, c * 9, ho * wo), (ho, wo)
 
 
@@ -97,7 +98,7 @@ def col2im(dcols, x_shape, stride, ho, wo):
     dxp = np.zeros((b, c, h + 2, w + 2), dtype=dcols.dtype)
     for i in range(3):
         for j in range(3):
-            dxp[:, :, i:i + stride * ho:stride, j:j + stride * wo:stride] += dcols[:, :, i, j]
+            dxp[:, :, i : i + stride * ho : stride, j : j + stride * wo : stride] += dcols[:, :, i, j]
     return dxp[:, :, 1:-1, 1:-1]
 
 
@@ -180,7 +181,7 @@ def train(xtr, ytr, rng):
         order = rng.permutation(n)
         ep_loss = 0.0
         for s in range(steps_per_epoch):
-            idx = order[s * BATCH:(s + 1) * BATCH]
+            idx = order[s * BATCH : (s + 1) * BATCH]
             loss, g = loss_and_grads(p, xtr[idx], ytr[idx])
             ep_loss += loss * len(idx)
             t += 1
@@ -191,8 +192,8 @@ def train(xtr, ytr, rng):
                     gk = gk + WEIGHT_DECAY * p[k]
                 m[k] = b1 * m[k] + (1 - b1) * gk
                 v[k] = b2 * v[k] + (1 - b2) * gk * gk
-                mh = m[k] / (1 - b1 ** t)
-                vh = v[k] / (1 - b2 ** t)
+                mh = m[k] / (1 - b1**t)
+                vh = v[k] / (1 - b2**t)
                 p[k] = (p[k] - lr * mh / (np.sqrt(vh) + eps)).astype(np.float32)
         if epoch % 5 == 4 or epoch == EPOCHS - 1:
             acc = (forward(p, xtr).argmax(1) == ytr).mean()
@@ -207,23 +208,35 @@ def export_onnx(p, path):
 
     inits = [numpy_helper.from_array(p[k].astype(np.float32), k) for k in ("W1", "b1", "W2", "b2", "W3", "b3")]
     nodes = [
-        helper.make_node("Conv", ["x", "W1", "b1"], ["conv1"], name="conv1",
-                         kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]),
+        helper.make_node(
+            "Conv", ["x", "W1", "b1"], ["conv1"], name="conv1", kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[1, 1]
+        ),
         helper.make_node("Relu", ["conv1"], ["relu1"], name="relu1"),
-        helper.make_node("Conv", ["relu1", "W2", "b2"], ["conv2"], name="conv2",
-                         kernel_shape=[3, 3], pads=[1, 1, 1, 1], strides=[2, 2]),
+        helper.make_node(
+            "Conv",
+            ["relu1", "W2", "b2"],
+            ["conv2"],
+            name="conv2",
+            kernel_shape=[3, 3],
+            pads=[1, 1, 1, 1],
+            strides=[2, 2],
+        ),
         helper.make_node("Relu", ["conv2"], ["relu2"], name="relu2"),
         helper.make_node("Flatten", ["relu2"], ["flat"], name="flatten", axis=1),
         helper.make_node("Gemm", ["flat", "W3", "b3"], ["logits"], name="fc", transB=1),
     ]
     graph = helper.make_graph(
-        nodes, "digits_cnn",
+        nodes,
+        "digits_cnn",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 8, 8])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 10])],
         inits,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)],
-                              producer_name="pytest-edgeort example_suites/digits_cnn/train.py")
+    model = helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", 17)],
+        producer_name="pytest-edgeort example_suites/digits_cnn/train.py",
+    )
     model.ir_version = 9
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
@@ -247,7 +260,8 @@ def quantize_variant(float_path, out_path, calib, activation_type):
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
 
     cfg = get_qnn_qdq_config(
-        str(float_path), NpzReader(calib),
+        str(float_path),
+        NpzReader(calib),
         activation_type=getattr(QuantType, activation_type),
         weight_type=QuantType.QUInt8,
     )
@@ -261,8 +275,10 @@ def main():
     rng = np.random.default_rng(SEED)
     p = train(xtr, ytr, rng)
     acc = (forward(p, xte).argmax(1) == yte).mean()
-    print(f"held-out accuracy (numpy, float): {acc:.4f} ({int(acc * len(yte))}/{len(yte)})"
-          f"  training took {time.perf_counter() - t0:.1f} s")
+    print(
+        f"held-out accuracy (numpy, float): {acc:.4f} ({int(acc * len(yte))}/{len(yte)})"
+        f"  training took {time.perf_counter() - t0:.1f} s"
+    )
 
     sel = np.random.default_rng(SEED + 1)
     calib_idx = np.sort(sel.choice(len(xtr), N_CALIB, replace=False))

@@ -69,8 +69,10 @@ def main() -> None:
     for kind, (root, pattern) in TYPES.items():
         files = sorted(p for p in ROOTS[root].glob(pattern) if p.is_file() and p.stat().st_size >= 1024)
         picked[kind] = [f"{root}:{p.relative_to(ROOTS[root])}" for p in files[:3]]
+
     def load(entries):
         return np.stack([features(ROOTS[e.split(":")[0]] / e.split(":", 1)[1]) for e in entries])
+
     inputs = [v[0] for v in picked.values()]
     calib = [e for v in picked.values() for e in v[1:]]
     np.savez_compressed(HERE / "inputs.npz", bytes=load(inputs))

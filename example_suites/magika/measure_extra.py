@@ -1,8 +1,7 @@
 """Predicted content types per file for tools/measure_suite.py (labels from magika's own config)."""
-import json
-import importlib.resources
 
-import numpy as np
+import importlib.resources
+import json
 
 
 def report(here, arrays, n, outs):

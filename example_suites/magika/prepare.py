@@ -38,7 +38,7 @@ def _replace(model: onnx.ModelProto, old_output_suffix: str, new_nodes: list[onn
     idx, old = _producer(model, old_output_suffix)
     new_nodes[-1].output[0] = old.output[0]
     nodes = list(model.graph.node)
-    nodes[idx:idx + 1] = new_nodes
+    nodes[idx : idx + 1] = new_nodes
     del model.graph.node[:]
     model.graph.node.extend(nodes)
 
@@ -65,18 +65,28 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
     g0 = _vector(model, "LayerNorm_0/Reshape_2:0", "ln0_scale")
     b0 = _vector(model, "LayerNorm_0/Reshape_3:0", "ln0_bias")
     model.graph.initializer.append(numpy_helper.from_array(__import__("numpy").array([3], "int64"), "ln0_unsq_axes"))
-    _replace(model, "Conv_0/Conv2D__120:0", [
-        helper.make_node("Transpose", [x0], ["ln0_in"], name="ln0_transpose", perm=[0, 2, 1]),
-        helper.make_node("LayerNormalization", ["ln0_in", g0, b0], ["ln0_out"], name="ln0", axis=-1, epsilon=EPS),
-        helper.make_node("Unsqueeze", ["ln0_out", "ln0_unsq_axes"], ["_"], name="ln0_unsqueeze"),
-    ])
+    _replace(
+        model,
+        "Conv_0/Conv2D__120:0",
+        [
+            helper.make_node("Transpose", [x0], ["ln0_in"], name="ln0_transpose", perm=[0, 2, 1]),
+            helper.make_node("LayerNormalization", ["ln0_in", g0, b0], ["ln0_out"], name="ln0", axis=-1, epsilon=EPS),
+            helper.make_node("Unsqueeze", ["ln0_out", "ln0_unsq_axes"], ["_"], name="ln0_unsqueeze"),
+        ],
+    )
     # LayerNorm_1 on [1, 512]
     _, squeeze = _producer(model, "MagikaV2/Max_Squeeze__213:0")
     g1 = _vector(model, "LayerNorm_1/Reshape_2:0", "ln1_scale")
     b1 = _vector(model, "LayerNorm_1/Reshape_3:0", "ln1_bias")
-    _replace(model, "LayerNorm_1/AddV2_1:0", [
-        helper.make_node("LayerNormalization", [squeeze.output[0], g1, b1], ["_"], name="ln1", axis=-1, epsilon=EPS),
-    ])
+    _replace(
+        model,
+        "LayerNorm_1/AddV2_1:0",
+        [
+            helper.make_node(
+                "LayerNormalization", [squeeze.output[0], g1, b1], ["_"], name="ln1", axis=-1, epsilon=EPS
+            ),
+        ],
+    )
     # softmax tail
     _, logits = _producer(model, "Dense_1/AddV2:0")
     _replace(model, "target_label", [helper.make_node("Softmax", [logits.output[0]], ["_"], name="softmax", axis=-1)])

@@ -41,17 +41,17 @@ def crop(name: str, y: int, x: int, h: int) -> np.ndarray:
     img = bgr(name)
     w = round(h * W / H)
     assert y + h <= img.shape[0] and x + w <= img.shape[1], (name, img.shape, y, x, h, w)
-    r = cv2.resize(img[y:y + h, x:x + w], (W, H), interpolation=cv2.INTER_LINEAR)
+    r = cv2.resize(img[y : y + h, x : x + w], (W, H), interpolation=cv2.INTER_LINEAR)
     return ((r.astype(np.float32) / 255 - 0.5) / 0.5).transpose(2, 0, 1)[None]
 
 
 INPUTS = [
-    ("page", 0, 0, 115),        # title and first four lines of the page, full width
-    ("page", 120, 0, 58),       # lower lines, left half, ~2x zoom
-    ("text", 0, 0, 86),         # photographed handwritten formulas, upper left
-    ("rocket", 120, 0, 192),    # launch pad photo: no text
+    ("page", 0, 0, 115),  # title and first four lines of the page, full width
+    ("page", 120, 0, 58),  # lower lines, left half, ~2x zoom
+    ("text", 0, 0, 86),  # photographed handwritten formulas, upper left
+    ("rocket", 120, 0, 192),  # launch pad photo: no text
 ]
-CALIB = [                       # (image, y, x, height): none overlaps an input crop
+CALIB = [  # (image, y, x, height): none overlaps an input crop
     ("page", 125, 194, 57),
     ("text", 86, 128, 86),
     ("text", 0, 288, 48),

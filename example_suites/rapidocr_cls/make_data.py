@@ -60,16 +60,18 @@ def pieces() -> list[np.ndarray]:
         h, w = line.shape[:2]
         n = max(1, round(w / (4 * h)))
         step = w // n
-        out += [line[:, i * step:(i + 1) * step] for i in range(n)]
+        out += [line[:, i * step : (i + 1) * step] for i in range(n)]
     return out
 
 
 def main() -> None:
     ps = pieces()
+
     def stack(sel):
         xs = [resize_norm(p) for p in sel] + [resize_norm(np.ascontiguousarray(p[::-1, ::-1])) for p in sel]
         labels = [0] * len(sel) + [1] * len(sel)
         return np.stack(xs)[:, None], np.array(labels, np.int64)
+
     x_in, y_in = stack(ps[0::2])
     x_cal, _ = stack(ps[1::2])
     np.savez_compressed(HERE / "inputs.npz", x=x_in)

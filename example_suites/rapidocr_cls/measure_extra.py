@@ -1,4 +1,5 @@
 """Accuracy against labels.npz (0 = upright, 1 = rotated 180) for tools/measure_suite.py."""
+
 import numpy as np
 
 

@@ -47,7 +47,7 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
             dense = np.zeros((c_out, c_per_group * group, *w.shape[2:]), w.dtype)
             for o in range(c_out):
                 g = o // out_per_group
-                dense[o, g * c_per_group:(g + 1) * c_per_group] = w[o]
+                dense[o, g * c_per_group : (g + 1) * c_per_group] = w[o]
             name = node.input[1] + "_dense"
             model.graph.initializer.append(numpy_helper.from_array(dense, name))
             node.input[1] = name
@@ -63,13 +63,19 @@ def prepare(model: onnx.ModelProto) -> onnx.ModelProto:
             new_nodes += [
                 helper.make_node("Mul", [node.input[0], f"{p}_alpha"], [f"{p}_scaled"], name=f"{p}_mul"),
                 helper.make_node("Add", [f"{p}_scaled", f"{p}_beta"], [f"{p}_shifted"], name=f"{p}_add"),
-                helper.make_node("Clip", [f"{p}_shifted", f"{p}_zero", f"{p}_one"], list(node.output), name=f"{p}_clip"),
+                helper.make_node(
+                    "Clip", [f"{p}_shifted", f"{p}_zero", f"{p}_one"], list(node.output), name=f"{p}_clip"
+                ),
             ]
         elif node.op_type == "Div" and node.input[1] in inits:
             d = numpy_helper.to_array(inits[node.input[1]])
             name = node.input[1] + "_reciprocal"
             model.graph.initializer.append(numpy_helper.from_array((1.0 / d).astype(d.dtype), name))
-            new_nodes.append(helper.make_node("Mul", [node.input[0], name], list(node.output), name=(node.name or node.output[0]) + "_as_mul"))
+            new_nodes.append(
+                helper.make_node(
+                    "Mul", [node.input[0], name], list(node.output), name=(node.name or node.output[0]) + "_as_mul"
+                )
+            )
         else:
             new_nodes.append(node)
     del model.graph.node[:]

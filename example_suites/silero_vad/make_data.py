@@ -4,8 +4,8 @@ Needs `espeak-ng` (apt-get install espeak-ng), scipy, silero-vad. Three sentence
 quiet room-level noise are streamed through the original silero_vad_op18_ifless.onnx (CPU, sr=16000)
 exactly like silero_vad.utils_vad.OnnxWrapper does: each step's `input` is the previous step's last 64
 samples + the next 512 samples, and `state` is the state the model returned the step before. Every
-step's (input, state) pair (state split into h, c as prepare.py does) is a valid example of the prepared one-step model; 32 evenly spaced steps
-go to inputs.npz, every 5th of the other steps to calib.npz.
+step's (input, state) pair (state split into h, c as prepare.py does) is a valid example of the
+prepared one-step model; 32 evenly spaced steps go to inputs.npz, every 5th of the other steps to calib.npz.
 
     python example_suites/silero_vad/make_data.py
 """
@@ -32,8 +32,9 @@ CHUNK, CONTEXT = 512, 64
 
 
 def speak(voice: str, speed: int, text: str) -> np.ndarray:
-    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text],
-                         check=True, capture_output=True).stdout
+    wav = subprocess.run(
+        ["espeak-ng", "-v", voice, "-s", str(speed), "--stdout", text], check=True, capture_output=True
+    ).stdout
     with wave.open(io.BytesIO(wav)) as w:
         rate = w.getframerate()
         pcm = np.frombuffer(w.readframes(w.getnframes()), np.int16).astype(np.float32) / 32768
@@ -57,7 +58,7 @@ def stream(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     context = np.zeros((1, CONTEXT), np.float32)
     xs, states, probs = [], [], []
     for i in range(0, len(a) - CHUNK + 1, CHUNK):
-        x = np.concatenate([context, a[None, i:i + CHUNK]], axis=1)
+        x = np.concatenate([context, a[None, i : i + CHUNK]], axis=1)
         xs.append(x)
         states.append(state)
         prob, state = sess.run(None, {"input": x, "state": state, "sr": np.array(16000, np.int64)})
@@ -71,12 +72,16 @@ def main() -> None:
     x, s, p = stream(a)
     idx_in = np.linspace(0, len(x) - 1, 32).round().astype(int)
     idx_cal = np.setdiff1d(np.arange(len(x)), idx_in)[::5]
+
     def feeds(idx):  # the prepared model takes the state as h = state[0], c = state[1], each [1, 128]
         return {"input": x[idx], "h": s[idx, 0], "c": s[idx, 1]}
+
     np.savez_compressed(HERE / "inputs.npz", **feeds(idx_in))
     np.savez_compressed(HERE / "calib.npz", **feeds(idx_cal))
-    print(f"{len(a) / 16000:.1f} s audio, {len(x)} steps, speech (p>0.5) {int((p > 0.5).sum())}; "
-          f"inputs {len(idx_in)} (speech {int((p[idx_in] > 0.5).sum())}), calibration {len(idx_cal)}")
+    print(
+        f"{len(a) / 16000:.1f} s audio, {len(x)} steps, speech (p>0.5) {int((p > 0.5).sum())}; "
+        f"inputs {len(idx_in)} (speech {int((p[idx_in] > 0.5).sum())}), calibration {len(idx_cal)}"
+    )
 
 
 if __name__ == "__main__":

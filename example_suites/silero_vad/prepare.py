@@ -65,8 +65,12 @@ def _split_state(g: onnx.GraphProto) -> None:
     for n in g.node:
         for i, x in enumerate(n.input):
             n.input[i] = rename.get(x, x)
-    g.node.extend([helper.make_node("Identity", [h_new], ["hN"], name="hN"),
-                   helper.make_node("Identity", [c_new], ["cN"], name="cN")])
+    g.node.extend(
+        [
+            helper.make_node("Identity", [h_new], ["hN"], name="hN"),
+            helper.make_node("Identity", [c_new], ["cN"], name="cN"),
+        ]
+    )
     g.input.extend([helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [1, 128]) for x in ("h", "c")])
     outputs = [o for o in g.output if o.name != "stateN"]
     outputs += [helper.make_tensor_value_info(x, onnx.TensorProto.FLOAT, [1, 128]) for x in ("hN", "cN")]

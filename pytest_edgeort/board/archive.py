@@ -5,6 +5,7 @@ it executes this module's source from the archive, calls :func:`install`, then r
 ``__main__.py``. So a file swapped on the board after the check never runs. Standard library only,
 and no imports of its own package: it runs before that package can be imported.
 """
+
 import importlib.abc
 import importlib.util
 import sys
@@ -22,8 +23,9 @@ class ArchiveImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         base = fullname.replace(".", "/")
         for entry, package in ((base + "/__init__.py", True), (base + ".py", False)):
             if entry in self.names:
-                return importlib.util.spec_from_loader(fullname, self, origin=self.path + "/" + entry,
-                                                       is_package=package)
+                return importlib.util.spec_from_loader(
+                    fullname, self, origin=self.path + "/" + entry, is_package=package
+                )
         return None
 
     def create_module(self, spec):
@@ -31,7 +33,7 @@ class ArchiveImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
     def exec_module(self, module):
         origin = module.__spec__.origin
-        code = compile(self.archive.read(origin[len(self.path) + 1:]), origin, "exec")
+        code = compile(self.archive.read(origin[len(self.path) + 1 :]), origin, "exec")
         exec(code, module.__dict__)
 
 

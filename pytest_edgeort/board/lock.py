@@ -1,4 +1,5 @@
 """The board lock on the board side: ``flock()`` a file for as long as this process lives."""
+
 import errno
 import fcntl
 import json
@@ -31,17 +32,17 @@ def take_lock(path, holder):
                 raise
             fd = os.open(path, os.O_RDONLY)  # another user's lock file: flock works read-only too
     except OSError as exc:
-        raise RequestError(Kind.LOCK, "cannot open the board lock %s: %s" % (path, one_line(exc)))
+        raise RequestError(Kind.LOCK, "cannot open the board lock %s: %s" % (path, one_line(exc))) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except (IOError, OSError) as exc:
+    except OSError as exc:
         os.close(fd)
         if exc.errno not in (errno.EAGAIN, errno.EWOULDBLOCK, errno.EACCES):
-            raise RequestError(Kind.LOCK, "cannot lock %s: %s" % (path, one_line(exc)))
+            raise RequestError(Kind.LOCK, "cannot lock %s: %s" % (path, one_line(exc))) from None
         try:
             with open(path, "rb") as f:
                 current = f.read(4096).decode("utf-8", "replace")
-        except (IOError, OSError):
+        except OSError:
             current = ""
         return {"acquired": False, "path": path, "holder": current}
     _HELD_LOCKS[path] = fd

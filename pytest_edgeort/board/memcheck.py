@@ -9,6 +9,7 @@ Measured on the HTP simulator (onnxruntime-qnn 2.7.0): the ConvTranspose node te
 elements unwritten are flagged 10/10, in fresh processes and after 65 other models; 65 healthy
 models, 0 flagged; about 6-12 ms per check with the 4 MiB scrub.
 """
+
 from .onnxbytes import INT32, one_node_model
 from .wire import Kind, RequestError
 
@@ -19,7 +20,7 @@ _FILL_B = 0x4F4F4F4F  # finite, large and positive as fp32 and fp16; every byte 
 _SCRUB_SIZES = (1 << 20, 1 << 18, 1 << 16)
 
 
-class MemoryStateCheck(object):
+class MemoryStateCheck:
     """Runs a model twice around two fills of the EP's memory and reports outputs that differ."""
 
     def __init__(self, open_session, ep):
@@ -35,9 +36,11 @@ class MemoryStateCheck(object):
                 continue
             self.fills = [{"x": np.full(n, fill, dtype=np.uint32).view(np.int32)} for fill in (_FILL_A, _FILL_B)]
             return
-        raise RequestError(Kind.MEMORY_CHECK, "cannot run the memory scrub graph on %s, so outputs that depend on "
-                                           "memory left by earlier graphs cannot be ruled out (%s)"
-                           % (ep, "; ".join(errors)))
+        raise RequestError(
+            Kind.MEMORY_CHECK,
+            "cannot run the memory scrub graph on %s, so outputs that depend on "
+            "memory left by earlier graphs cannot be ruled out (%s)" % (ep, "; ".join(errors)),
+        )
 
     def run(self, sess, feeds):
         """``([(name, array of the first run)], {output name: elements that differ bit for bit})``."""
@@ -55,8 +58,13 @@ class MemoryStateCheck(object):
                 differs[name] = int(max(a.size, b.size))
             elif a.size and a.dtype.itemsize:
                 rows = (a.size, a.dtype.itemsize)
-                count = int(np.count_nonzero((a.reshape(-1).view(np.uint8).reshape(rows)
-                                              != b.reshape(-1).view(np.uint8).reshape(rows)).any(axis=1)))
+                count = int(
+                    np.count_nonzero(
+                        (a.reshape(-1).view(np.uint8).reshape(rows) != b.reshape(-1).view(np.uint8).reshape(rows)).any(
+                            axis=1
+                        )
+                    )
+                )
                 if count:
                     differs[name] = count
         return list(zip(names, runs[0])), differs

@@ -1,4 +1,5 @@
 """The worker's model cache: a private workdir, files trusted only by their sha256, atomic uploads."""
+
 import hashlib
 import os
 
@@ -18,13 +19,17 @@ def private_dir(path):
             os.makedirs(path, 0o700)
         info = os.stat(path)
     except OSError as exc:
-        raise EnvironmentProblem("cannot create the workdir %s: %s" % (path, one_line(exc)))
+        raise EnvironmentProblem("cannot create the workdir %s: %s" % (path, one_line(exc))) from None
     if info.st_uid != os.getuid():
-        raise EnvironmentProblem("workdir %s belongs to uid %d, not to this user (uid %d); refusing to use it: "
-                                 "choose another workdir" % (path, info.st_uid, os.getuid()))
+        raise EnvironmentProblem(
+            "workdir %s belongs to uid %d, not to this user (uid %d); refusing to use it: "
+            "choose another workdir" % (path, info.st_uid, os.getuid())
+        )
     if info.st_mode & 0o022:
-        raise EnvironmentProblem("workdir %s is writable by group or others (mode %o); refusing to use it: "
-                                 "chmod 700 %s" % (path, info.st_mode & 0o777, path))
+        raise EnvironmentProblem(
+            "workdir %s is writable by group or others (mode %o); refusing to use it: "
+            "chmod 700 %s" % (path, info.st_mode & 0o777, path)
+        )
 
 
 def file_sha256(path):
@@ -60,7 +65,7 @@ def remove_stale_temp_files(folder):
                 pass  # alive (another user's process, EPERM): not ours to judge
 
 
-class ModelStore(object):
+class ModelStore:
     """``<workdir>/models``: models as ``<sha256>.onnx``, models with external data as bundles
     (``<bundle id>/<relative path>``); a file is used only once its bytes hash right."""
 
@@ -97,7 +102,7 @@ class ModelStore(object):
         try:
             private_dir(os.path.dirname(path))
         except EnvironmentProblem as exc:
-            raise RequestError(Kind.PUT_MODEL, str(exc))
+            raise RequestError(Kind.PUT_MODEL, str(exc)) from None
         self._store(path, sha256, data, "file %r of bundle %s" % (location, bundle[:12]))
 
     def _store(self, path, sha256, data, what):
@@ -111,8 +116,10 @@ class ModelStore(object):
             os.replace(tmp, path)
         except OSError as exc:  # disk full, quota: leave nothing behind
             _remove(tmp)
-            raise RequestError(Kind.PUT_MODEL, "cannot store %s in %s: %s"
-                               % (what, os.path.dirname(path), exc.strerror or one_line(exc)))
+            raise RequestError(
+                Kind.PUT_MODEL,
+                "cannot store %s in %s: %s" % (what, os.path.dirname(path), exc.strerror or one_line(exc)),
+            ) from None
 
     def _verified(self, path, sha256, what):
         """``path`` once its bytes hash to ``sha256`` (a file that does not is deleted: the host
@@ -120,7 +127,7 @@ class ModelStore(object):
         try:
             info = os.stat(path)
         except OSError:
-            raise RequestError(Kind.MISSING_MODEL, "%s is not in the worker cache" % what)
+            raise RequestError(Kind.MISSING_MODEL, "%s is not in the worker cache" % what) from None
         version = (info.st_ino, info.st_size, info.st_mtime_ns)
         if self.verified.get(path) != version:
             digest = file_sha256(path)
@@ -135,6 +142,8 @@ class ModelStore(object):
         ``files`` ([location, sha256] ...) of a bundle (the model and its external data)."""
         if not bundle:
             return self._verified(self.model_path(sha256), sha256, "model %s" % sha256[:12])
-        paths = [self._verified(self.bundle_path(bundle, location), sha, "file %r of model %s" % (location, sha256[:12]))
-                 for location, sha in files]
+        paths = [
+            self._verified(self.bundle_path(bundle, location), sha, "file %r of model %s" % (location, sha256[:12]))
+            for location, sha in files
+        ]
         return paths[0]

@@ -16,6 +16,7 @@ unknown. The worker's first frame is a hello: ``{"ok", "protocol", "pid"}`` (or 
 
 This module runs on the board too: python3 (3.8+) and the standard library, numpy when arrays move.
 """
+
 import json
 import struct
 
@@ -23,14 +24,26 @@ PROTOCOL_VERSION = 1
 MAGIC = b"EORT"
 _HEADER = struct.Struct(">I")
 MAX_HEADER_BYTES = 64 * 1024 * 1024
-MAX_ARRAY_BYTES = 16 * 1024 ** 3
+MAX_ARRAY_BYTES = 16 * 1024**3
 # numpy dtype strings a frame may carry: numbers and bool, little-endian (never objects or strings)
-DTYPES = {"|b1": 1, "|u1": 1, "|i1": 1, "<u2": 2, "<i2": 2, "<f2": 2, "<u4": 4, "<i4": 4, "<f4": 4,
-          "<u8": 8, "<i8": 8, "<f8": 8}
+DTYPES = {
+    "|b1": 1,
+    "|u1": 1,
+    "|i1": 1,
+    "<u2": 2,
+    "<i2": 2,
+    "<f2": 2,
+    "<u4": 4,
+    "<i4": 4,
+    "<f4": 4,
+    "<u8": 8,
+    "<i8": 8,
+    "<f8": 8,
+}
 _ARRAY_KEYS = frozenset(["name", "dtype", "shape", "nbytes"])
 
 
-class Op(object):
+class Op:
     """Request names (the ``"op"`` of a request frame)."""
 
     CAPABILITIES = "capabilities"
@@ -47,7 +60,7 @@ class Op(object):
     SHUTDOWN = "shutdown"
 
 
-class Kind(object):
+class Kind:
     """Error kinds (the ``"kind"`` of a failed reply)."""
 
     ENVIRONMENT = "environment"  # the worker cannot run here (hello): missing module, unsafe workdir
@@ -114,16 +127,19 @@ def _check_array_meta(meta):
         raise ProtocolError("frame array entry %.200r is not {name, dtype, shape, nbytes}" % (meta,))
     shape, nbytes = meta["shape"], meta["nbytes"]
     if not isinstance(meta["name"], str) or meta["dtype"] not in DTYPES:
-        raise ProtocolError("frame array %.100r has dtype %.40r; allowed: %s"
-                            % (meta["name"], meta["dtype"], ", ".join(sorted(DTYPES))))
+        raise ProtocolError(
+            "frame array %.100r has dtype %.40r; allowed: %s" % (meta["name"], meta["dtype"], ", ".join(sorted(DTYPES)))
+        )
     if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise ProtocolError("frame array %.100r has shape %.100r" % (meta["name"], shape))
     expected = DTYPES[meta["dtype"]]
     for dim in shape:
         expected *= dim
     if type(nbytes) is not int or nbytes != expected or nbytes > MAX_ARRAY_BYTES:
-        raise ProtocolError("frame array %.100r says %.40r bytes; dtype %s and shape %s make %d (limit %d)"
-                            % (meta["name"], nbytes, meta["dtype"], shape, expected, MAX_ARRAY_BYTES))
+        raise ProtocolError(
+            "frame array %.100r says %.40r bytes; dtype %s and shape %s make %d (limit %d)"
+            % (meta["name"], nbytes, meta["dtype"], shape, expected, MAX_ARRAY_BYTES)
+        )
 
 
 def read_header(read_exact):
@@ -138,7 +154,7 @@ def read_header(read_exact):
     try:
         header = json.loads(read_exact(length).decode("utf-8"))
     except ValueError as exc:  # invalid UTF-8 or JSON
-        raise ProtocolError("frame header is not JSON: %s" % one_line(exc))
+        raise ProtocolError("frame header is not JSON: %s" % one_line(exc)) from None
     if not isinstance(header, dict):
         raise ProtocolError("frame header is %s, not a JSON object" % type(header).__name__)
     arrays = header.get("arrays", [])
@@ -165,7 +181,7 @@ def read_frame(reader):
     return header, arrays
 
 
-class stream_reader(object):
+class stream_reader:
     """A frame reader over a binary file object; EOF raises EOFError."""
 
     def __init__(self, stream):

@@ -7,6 +7,7 @@ onnxruntime (or onnxruntime-qnn) on the board; its modules import nothing else (
 of pytest_edgeort). The wire format is in :mod:`.wire`; requests are answered from
 :data:`HANDLERS`, one function per request name.
 """
+
 import os
 import platform
 import sys
@@ -17,11 +18,21 @@ from .lock import take_lock
 from .memcheck import MemoryStateCheck
 from .onnxbytes import FLOAT, one_node_model
 from .store import EnvironmentProblem, ModelStore, private_dir
-from .wire import (PROTOCOL_VERSION, Kind, Op, ProtocolError, RequestError, encode_header_only, frame_parts,
-                   one_line, read_frame, stream_reader)
+from .wire import (
+    PROTOCOL_VERSION,
+    Kind,
+    Op,
+    ProtocolError,
+    RequestError,
+    encode_header_only,
+    frame_parts,
+    one_line,
+    read_frame,
+    stream_reader,
+)
 
 
-class Worker(object):
+class Worker:
     """Holds the models and sessions of one worker process and answers requests."""
 
     def __init__(self, workdir):
@@ -68,7 +79,7 @@ class Worker(object):
         if os.path.isdir(libdir):
             names = os.listdir(libdir)
             info["backends"] = sorted(
-                n[len("libQnn"):-len(".so")].lower()
+                n[len("libQnn") : -len(".so")].lower()
                 for n in names
                 if n.startswith("libQnn") and n.endswith(".so") and n[6:-3] in ("Htp", "Gpu", "Cpu", "Saver")
             )
@@ -86,11 +97,17 @@ class Worker(object):
             if backend not in backends:
                 continue
             try:
-                self.open_session(one_node_model("Add", FLOAT, 4), "QNNExecutionProvider",
-                                  {"backend_type": backend}, cpu_fallback=False)
+                self.open_session(
+                    one_node_model("Add", FLOAT, 4),
+                    "QNNExecutionProvider",
+                    {"backend_type": backend},
+                    cpu_fallback=False,
+                )
             except RequestError as exc:
-                unusable[backend] = "QNN's %s backend cannot create a session of a one-node float graph with " \
+                unusable[backend] = (
+                    "QNN's %s backend cannot create a session of a one-node float graph with "
                     "CPU fallback disabled: %s" % (backend, str(exc)[:200])
+                )
         return unusable
 
     def capabilities(self):
@@ -148,7 +165,9 @@ class Worker(object):
             api = "plugin"
         else:
             if ep not in ort.get_available_providers():
-                raise RequestError(Kind.MISSING_PROVIDER, "provider %s is not available in onnxruntime %s" % (ep, ort.__version__))
+                raise RequestError(
+                    Kind.MISSING_PROVIDER, "provider %s is not available in onnxruntime %s" % (ep, ort.__version__)
+                )
             providers = [(ep, options), "CPUExecutionProvider"]
             api = "legacy"
         try:  # enable_fallback=0: no silent CPU retry, so the EP's own error is what the host sees
@@ -157,7 +176,7 @@ class Worker(object):
             else:
                 sess = ort.InferenceSession(model, sess_options=so, providers=providers, enable_fallback=0)
         except Exception as exc:
-            raise RequestError(Kind.CREATE, one_line(exc))
+            raise RequestError(Kind.CREATE, one_line(exc)) from None
         if hasattr(sess, "disable_fallback"):
             sess.disable_fallback()  # onnxruntime versions without the enable_fallback argument: run-time retries
         active = sess.get_providers()
@@ -188,14 +207,15 @@ class Worker(object):
         key = (ep, tuple(sorted(options.items())))
         if key not in self.memory_checks:
             self.memory_checks[key] = MemoryStateCheck(
-                lambda model: self.open_session(model, ep, options, cpu_fallback=False)[0], ep)
+                lambda model: self.open_session(model, ep, options, cpu_fallback=False)[0], ep
+            )
         return self.memory_checks[key]
 
     def _session(self, sid):
         try:
             return self.sessions[sid]
         except KeyError:
-            raise RequestError(Kind.BAD_REQUEST, "no open session %r" % sid)
+            raise RequestError(Kind.BAD_REQUEST, "no open session %r" % sid) from None
 
     def run(self, sid, feeds, memory_check):
         """One inference; with ``memory_check`` the same feed twice around two memory fills, and
@@ -209,7 +229,7 @@ class Worker(object):
         except RequestError:
             raise
         except Exception as exc:
-            raise RequestError(Kind.RUN, one_line(exc))
+            raise RequestError(Kind.RUN, one_line(exc)) from None
         return {"memory_differs": differs}, outputs
 
     def time_runs(self, sid, feeds, runs, warmup):
@@ -224,7 +244,7 @@ class Worker(object):
                 sess.run(None, feeds)
                 times.append((time.perf_counter() - start) * 1000.0)
         except Exception as exc:
-            raise RequestError(Kind.RUN, one_line(exc))
+            raise RequestError(Kind.RUN, one_line(exc)) from None
         return {"times_ms": times}
 
     def close_session(self, sid):
@@ -245,9 +265,7 @@ def _placement(sess):
         infos = getter()
     except Exception:
         return None
-    return [
-        {"ep": info.ep_name, "nodes": [[n.name, n.op_type, n.domain] for n in info.get_nodes()]} for info in infos
-    ]
+    return [{"ep": info.ep_name, "nodes": [[n.name, n.op_type, n.domain] for n in info.get_nodes()]} for info in infos]
 
 
 def _read_soc():
@@ -291,8 +309,15 @@ def _put_file(worker, req, arrays):
 
 
 def _create_session(worker, req, arrays):
-    return worker.create_session(req["sid"], req["sha256"], req["ep"], req["options"], req["cpu_fallback"],
-                                 req.get("bundle"), req.get("files", ())), ()
+    return worker.create_session(
+        req["sid"],
+        req["sha256"],
+        req["ep"],
+        req["options"],
+        req["cpu_fallback"],
+        req.get("bundle"),
+        req.get("files", ()),
+    ), ()
 
 
 def _run(worker, req, arrays):
@@ -317,9 +342,16 @@ def _lock(worker, req, arrays):
 
 
 HANDLERS = {
-    Op.CAPABILITIES: _capabilities, Op.HAS_MODEL: _has_model, Op.PUT_MODEL: _put_model, Op.HAS_FILE: _has_file,
-    Op.PUT_FILE: _put_file, Op.CREATE_SESSION: _create_session, Op.RUN: _run, Op.TIME: _time,
-    Op.CLOSE_SESSION: _close_session, Op.ECHO: _echo,
+    Op.CAPABILITIES: _capabilities,
+    Op.HAS_MODEL: _has_model,
+    Op.PUT_MODEL: _put_model,
+    Op.HAS_FILE: _has_file,
+    Op.PUT_FILE: _put_file,
+    Op.CREATE_SESSION: _create_session,
+    Op.RUN: _run,
+    Op.TIME: _time,
+    Op.CLOSE_SESSION: _close_session,
+    Op.ECHO: _echo,
 }
 LOCK_ONLY_HANDLERS = {Op.LOCK: _lock}  # all a lock-only worker answers (it never imports numpy/onnxruntime)
 
@@ -345,8 +377,9 @@ def serve(reader, write, worker):
         try:
             if op not in handlers:
                 lock_only = worker is None and op in HANDLERS
-                raise RequestError(Kind.BAD_REQUEST, ("op %r sent to a lock-only worker" if lock_only
-                                                      else "unknown op %r") % op)
+                raise RequestError(
+                    Kind.BAD_REQUEST, ("op %r sent to a lock-only worker" if lock_only else "unknown op %r") % op
+                )
             reply, out_arrays = handlers[op](worker, req, arrays)
             reply["ok"] = True
         except RequestError as exc:
@@ -365,8 +398,11 @@ def start(workdir, lock_only, reader, write):
         worker = None if lock_only else Worker(workdir)
     except ImportError as exc:
         missing = getattr(exc, "name", None) or one_line(exc)
-        problem = ("%s cannot import %s (%s); the board needs python3 + numpy + onnxruntime"
-                   % (sys.executable, missing, one_line(exc)))
+        problem = "%s cannot import %s (%s); the board needs python3 + numpy + onnxruntime" % (
+            sys.executable,
+            missing,
+            one_line(exc),
+        )
     except EnvironmentProblem as exc:
         problem = str(exc)
     else:
@@ -394,6 +430,6 @@ def main(argv=None):
         for part in parts:
             view = memoryview(part)
             while view:  # a raw write may take less than it is given
-                view = view[proto_out.write(view):]
+                view = view[proto_out.write(view) :]
 
     return start(workdir, "--lock-only" in argv, stream_reader(proto_in), write)

@@ -1,4 +1,5 @@
 """Conformance: a provider's outputs against a reference's, under a parsed tolerance (no pytest here)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,16 +25,23 @@ def reference_target(device: str, reference: str) -> Tuple[str, str]:
     return ("local" if reference == "host" else device), reference_provider(reference)
 
 
-def open_float_session(open_session: Opener, device: str, float_model: Optional[Path], spec: ToleranceSpec
-                       ) -> Optional["EdgeSession"]:
+def open_float_session(
+    open_session: Opener, device: str, float_model: Optional[Path], spec: ToleranceSpec
+) -> Optional[EdgeSession]:
     """The float model on the device's CPU when ``spec`` has a ``vs_float`` rule and there is one, else None."""
     if float_model is None or not spec.needs_float_baseline:
         return None
     return open_session(device, float_model, "cpu")
 
 
-def compare(session: "EdgeSession", actual: Outputs, expected: Outputs, spec: ToleranceSpec, where: str,
-            baseline: Optional[Outputs] = None) -> Comparison:
+def compare(
+    session: EdgeSession,
+    actual: Outputs,
+    expected: Outputs,
+    spec: ToleranceSpec,
+    where: str,
+    baseline: Optional[Outputs] = None,
+) -> Comparison:
     """``actual`` (outputs of ``session``) against ``expected``, each output under its precision default with
     ``spec`` on top; ``baseline``: the float model's outputs (``vs_float``).
 
@@ -41,17 +49,32 @@ def compare(session: "EdgeSession", actual: Outputs, expected: Outputs, spec: To
     """
     model, provider = session.model, session.spec
     spec.check_outputs([o.name for o in model.outputs], where)
-    tolerances = {o.name: spec.for_output(o.name, default_tolerance(
-                      model.precision(o.name, provider.float_as_fp16), provider.accelerator, model.depth(o.name),
-                      model.shape(o.name), model.scale(o.name) is not None))
-                  for o in model.outputs}
+    tolerances = {
+        o.name: spec.for_output(
+            o.name,
+            default_tolerance(
+                model.precision(o.name, provider.float_as_fp16),
+                provider.accelerator,
+                model.depth(o.name),
+                model.shape(o.name),
+                model.scale(o.name) is not None,
+            ),
+        )
+        for o in model.outputs
+    }
     scales = {o.name: model.scale(o.name) for o in model.outputs}
     return compare_outputs(actual, expected, tolerances, scales, baseline)
 
 
-def compare_examples(session: "EdgeSession", actual: Sequence[Outputs], expected: Outputs,
-                     feeds: Sequence[Mapping[str, Any]], spec: ToleranceSpec, where: str,
-                     float_session: Optional["EdgeSession"] = None) -> Comparison:
+def compare_examples(
+    session: EdgeSession,
+    actual: Sequence[Outputs],
+    expected: Outputs,
+    feeds: Sequence[Mapping[str, Any]],
+    spec: ToleranceSpec,
+    where: str,
+    float_session: Optional[EdgeSession] = None,
+) -> Comparison:
     """Compare all examples at once, stacked on a new axis 0 (``expected`` is stacked already): SNR and
     cosine over the whole set (the basis of the measured tolerances); elementwise rules are unchanged."""
     outputs: List[Outputs] = list(actual)

@@ -1,4 +1,5 @@
 """Fuzz: Hypothesis inputs within the input ranges must conform; a failure is shrunk (no pytest here)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ class FuzzResult:
     """How many inputs were tried; on failure the shrunk failing feed and its comparison."""
 
     examples: int
-    feed: Optional[Dict[str, "np.ndarray"]] = None
+    feed: Optional[Dict[str, np.ndarray]] = None
     comparison: Optional[Comparison] = None
 
     @property
@@ -27,8 +28,16 @@ class FuzzResult:
         return self.comparison is None
 
 
-def fuzz(session: "EdgeSession", reference: "EdgeSession", float_session: Optional["EdgeSession"],
-         spec: ToleranceSpec, where: str, examples: int, seed: int, ranges: Optional[Mapping[str, Any]] = None) -> FuzzResult:
+def fuzz(
+    session: EdgeSession,
+    reference: EdgeSession,
+    float_session: Optional[EdgeSession],
+    spec: ToleranceSpec,
+    where: str,
+    examples: int,
+    seed: int,
+    ranges: Optional[Mapping[str, Any]] = None,
+) -> FuzzResult:
     """Run ``examples`` seeded Hypothesis feeds on ``session`` and ``reference`` and compare each.
 
     Raises a one-line ValueError (naming ``where``) before any input runs when ``spec`` does not fit the model.
@@ -42,10 +51,15 @@ def fuzz(session: "EdgeSession", reference: "EdgeSession", float_session: Option
     failure: Dict[str, Any] = {}
 
     @seeded(seed)
-    @settings(max_examples=examples, database=None, deadline=None, verbosity=Verbosity.quiet,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=examples,
+        database=None,
+        deadline=None,
+        verbosity=Verbosity.quiet,
+        suppress_health_check=list(HealthCheck),
+    )
     @given(feed=inputs_for(session.model, ranges=ranges or None))
-    def conforms(feed: Dict[str, "np.ndarray"]) -> None:
+    def conforms(feed: Dict[str, np.ndarray]) -> None:
         actual, expected = session.run(feed), reference.run(feed)
         baseline = float_session.run(feed) if float_session is not None else None
         result = compare(session, actual, expected, spec, where, baseline)

@@ -1,4 +1,5 @@
 """Golden outputs: ``golden/<provider>.npz`` plus a ``.json`` sidecar with their provenance."""
+
 from __future__ import annotations
 
 import datetime
@@ -44,8 +45,9 @@ def load_golden(folder: Path, provider: str, create_hint: str) -> Golden:
             outputs = {k: data[k] for k in data.files}
         provenance = json.loads(sidecar.read_text()) if sidecar.exists() else {}
     except Exception as exc:  # truncated zip, bad JSON, pickled content...: all mean "recreate it"
-        raise GoldenError(f"golden {npz} is unreadable ({type(exc).__name__}: {exc}); "
-                          f"recreate it with: {create_hint}") from None
+        raise GoldenError(
+            f"golden {npz} is unreadable ({type(exc).__name__}: {exc}); recreate it with: {create_hint}"
+        ) from None
     return Golden(outputs, provenance)
 
 

@@ -1,4 +1,5 @@
 """No CPU fallback: the model must be created with CPU fallback disabled; else which nodes fall back."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 class NoFallbackResult:
     """Passed: the session created without CPU fallback. Failed: why, and the CPU nodes by op type."""
 
-    session: Optional["EdgeSession"] = None
+    session: Optional[EdgeSession] = None
     error: Optional[str] = None
     cpu_nodes: Dict[str, List[str]] = field(default_factory=dict)
 
@@ -27,8 +28,9 @@ class NoFallbackResult:
         return self.error is None
 
 
-def check_no_fallback(run: "EdgeRun", device: str, provider: str, model: Path,
-                      options: Optional[Mapping[str, Any]] = None) -> NoFallbackResult:
+def check_no_fallback(
+    run: EdgeRun, device: str, provider: str, model: Path, options: Optional[Mapping[str, Any]] = None
+) -> NoFallbackResult:
     """Create ``model`` with CPU fallback disabled; when that is refused, find the nodes that would run on
     CPU (a second session with fallback allowed) and say so in one line."""
     try:
@@ -50,8 +52,13 @@ def check_no_fallback(run: "EdgeRun", device: str, provider: str, model: Path,
         return NoFallbackResult(error=f"{refused}; placement is unknown (this onnxruntime cannot report it)")
     nodes = placement.nodes_not_on(spec_ep)
     if not nodes:
-        return NoFallbackResult(error=f"{refused}; with CPU fallback allowed every node lands on {spec_ep}, so the "
-                                      "failure is in the EP itself")
+        return NoFallbackResult(
+            error=f"{refused}; with CPU fallback allowed every node lands on {spec_ep}, so the "
+            "failure is in the EP itself"
+        )
     count = sum(len(v) for v in nodes.values())
-    return NoFallbackResult(error=f"{model.name} on {device}/{provider} does not run fully on {spec_ep}: {count} of "
-                                  f"{placement.total} nodes would run on CPU: {format_fallback(nodes)}", cpu_nodes=nodes)
+    return NoFallbackResult(
+        error=f"{model.name} on {device}/{provider} does not run fully on {spec_ep}: {count} of "
+        f"{placement.total} nodes would run on CPU: {format_fallback(nodes)}",
+        cpu_nodes=nodes,
+    )

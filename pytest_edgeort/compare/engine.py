@@ -66,9 +66,16 @@ def compare_output(
     """
     a, e = np.asarray(actual), np.asarray(expected)
     res = OutputComparison(
-        name=name, passed=False, failures=[], actual_shape=tuple(a.shape),
-        expected_shape=tuple(e.shape), actual_dtype=str(a.dtype), expected_dtype=str(e.dtype),
-        tolerance=tol, scale=scale, size=int(e.size),
+        name=name,
+        passed=False,
+        failures=[],
+        actual_shape=tuple(a.shape),
+        expected_shape=tuple(e.shape),
+        actual_dtype=str(a.dtype),
+        expected_dtype=str(e.dtype),
+        tolerance=tol,
+        scale=scale,
+        size=int(e.size),
     )
     fail = res.failures.append
     cat_a, cat_e = _category(a.dtype), _category(e.dtype)
@@ -100,9 +107,11 @@ def compare_output(
     res.nonfinite_mismatch = int(mismatch.sum())
     if res.nonfinite_mismatch:
         plural = "s" if res.nonfinite_mismatch != 1 else ""
-        fail(f"non-finite values differ at {res.nonfinite_mismatch} position{plural} (actual: "
-             f"{res.nan_actual} NaN, {res.inf_actual} Inf; expected: {res.nan_expected} NaN, "
-             f"{res.inf_expected} Inf)")
+        fail(
+            f"non-finite values differ at {res.nonfinite_mismatch} position{plural} (actual: "
+            f"{res.nan_actual} NaN, {res.inf_actual} Inf; expected: {res.nan_expected} NaN, "
+            f"{res.inf_expected} Inf)"
+        )
 
     if same_sign:
         raw_err = metrics.int_abs_diff(a, e)
@@ -156,8 +165,9 @@ def compare_output(
     return res
 
 
-def _worst(res: OutputComparison, a: np.ndarray, e: np.ndarray, raw_err: np.ndarray,
-           units: Optional[np.ndarray]) -> None:
+def _worst(
+    res: OutputComparison, a: np.ndarray, e: np.ndarray, raw_err: np.ndarray, units: Optional[np.ndarray]
+) -> None:
     flat = raw_err.reshape(-1)
     nonzero = np.flatnonzero(flat > 0)
     if nonzero.size > WORST_COUNT:
@@ -166,11 +176,15 @@ def _worst(res: OutputComparison, a: np.ndarray, e: np.ndarray, raw_err: np.ndar
     order = nonzero[np.lexsort((nonzero, -flat[nonzero]))]
     for i in order:
         idx = tuple(int(x) for x in np.unravel_index(int(i), a.shape)) if a.ndim else ()
-        res.worst.append(WorstElement(
-            index=idx, actual=a.reshape(-1)[i].item(), expected=e.reshape(-1)[i].item(),
-            abs_err=float(flat[i]),
-            err_lsb=None if units is None else float(units.reshape(-1)[i]),
-        ))
+        res.worst.append(
+            WorstElement(
+                index=idx,
+                actual=a.reshape(-1)[i].item(),
+                expected=e.reshape(-1)[i].item(),
+                abs_err=float(flat[i]),
+                err_lsb=None if units is None else float(units.reshape(-1)[i]),
+            )
+        )
 
 
 def compare_outputs(
@@ -193,7 +207,15 @@ def compare_outputs(
         if name not in actual:
             missing.append(name)
             continue
-        results.append(compare_output(name, actual[name], exp, tolerances[name], scales.get(name),
-                                      baseline.get(name) if baseline is not None else None))
+        results.append(
+            compare_output(
+                name,
+                actual[name],
+                exp,
+                tolerances[name],
+                scales.get(name),
+                baseline.get(name) if baseline is not None else None,
+            )
+        )
     extra = [name for name in actual if name not in expected]
     return Comparison(outputs=results, missing=missing, extra=extra)

@@ -22,8 +22,9 @@ def int_abs_diff(a: np.ndarray, e: np.ndarray) -> np.ndarray:
     wide = np.uint64 if (a.dtype.kind == "u" and e.dtype.kind == "u") else np.int64
     a64, e64 = a.astype(wide), e.astype(wide)
     # The difference of the larger minus the smaller fits in uint64 (mod 2**64 wrap is exact).
-    diff = np.where(a64 >= e64, a64.astype(np.uint64) - e64.astype(np.uint64),
-                    e64.astype(np.uint64) - a64.astype(np.uint64))
+    diff = np.where(
+        a64 >= e64, a64.astype(np.uint64) - e64.astype(np.uint64), e64.astype(np.uint64) - a64.astype(np.uint64)
+    )
     return diff.astype(np.float64)
 
 
@@ -71,8 +72,8 @@ def snr_from(err: np.ndarray, e: np.ndarray, step: float = 0.0) -> float:
     count and the signal power is at least ``e.size * step**2``."""
     if step:
         err = np.maximum(err - step, 0.0)
-    noise = float(np.sum(err ** 2))
-    signal = max(float(np.sum(e ** 2)), e.size * step * step)
+    noise = float(np.sum(err**2))
+    signal = max(float(np.sum(e**2)), e.size * step * step)
     if noise == 0.0:
         return math.inf
     if signal == 0.0:

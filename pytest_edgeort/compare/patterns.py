@@ -5,15 +5,16 @@ float outputs), ``e`` the expected output in the same units. Used by the ``bias_
 rules of :mod:`pytest_edgeort.compare` and by the failure message, which names the pattern.
 
 Groups whose median error is a "bias": the whole output (from ``MIN_WHOLE`` elements); with at least
-``MIN_GROUP`` elements each, every slice along one axis that holds at least 5 % of the elements (a channel of a few-channel map, a
-column of a detection head ``[1, anchors, 6]``, one example of a stacked set); per plane of the last
-two axes (so per channel of an NCHW map), boxes of 1/5 x 1/5 (stride half a box: a region covering
-at least 30 % of both axes contains a whole box) and bands of 1/20 of the rows or of the columns
-(stride 1: a band of >= 5 % of the rows contains one). Thin slices (one row of a map) are not groups:
-a healthy PP-OCR det text row is up to 61 LSB off (its median, one example), 5-row bands at most 4.
-The median, not the mean: deep models err in heavy-tailed bursts (PP-OCR det, 4 examples: a row's mean
-14 LSB, its median 0; a box's mean 9.3, its median 4), while an offset moves the median of every group
-it covers. Each group's median may exceed ``bias_lsb`` by what noise alone gives a median of its size.
+``MIN_GROUP`` elements each, every slice along one axis that holds at least 5 % of the elements (a
+channel of a few-channel map, a column of a detection head ``[1, anchors, 6]``, one example of a
+stacked set); per plane of the last two axes (so per channel of an NCHW map), boxes of 1/5 x 1/5
+(stride half a box: a region covering at least 30 % of both axes contains a whole box) and bands of
+1/20 of the rows or of the columns (stride 1: a band of >= 5 % of the rows contains one). Thin
+slices (one row of a map) are not groups: a healthy PP-OCR det text row is up to 61 LSB off (its
+median, one example), 5-row bands at most 4. The median, not the mean: deep models err in heavy-
+tailed bursts (PP-OCR det, 4 examples: a row's mean 14 LSB, its median 0; a box's mean 9.3, its
+median 4), while an offset moves the median of every group it covers. Each group's median may exceed
+``bias_lsb`` by what noise alone gives a median of its size.
 """
 
 from __future__ import annotations
@@ -90,13 +91,21 @@ def _slices(d: np.ndarray) -> Iterator[Bias]:
             continue
         medians = np.median(np.moveaxis(d, axis, 0).reshape(count, -1), axis=1)
         k = int(np.argmax(np.abs(medians)))
-        alike = [i for i in range(count) if i != k and medians[i] * medians[k] > 0
-                 and abs(medians[i]) >= 0.5 * abs(medians[k])]  # further slices offset the same way
+        alike = [
+            i
+            for i in range(count)
+            if i != k and medians[i] * medians[k] > 0 and abs(medians[i]) >= 0.5 * abs(medians[k])
+        ]  # further slices offset the same way
         also = ", ".join(f"index {i}: {medians[i]:+.3g}" for i in alike[:MAX_LISTED])
         more = f" and {len(alike) - MAX_LISTED} more" if len(alike) > MAX_LISTED else ""
         rest = np.delete(d, [k, *alike], axis=axis)
-        yield Bias(f"index {k} on axis {axis}", size, float(medians[k]),
-                   float(np.median(rest)) if rest.size else None, also=also + more)
+        yield Bias(
+            f"index {k} on axis {axis}",
+            size,
+            float(medians[k]),
+            float(np.median(rest)) if rest.size else None,
+            also=also + more,
+        )
 
 
 def _window(d: np.ndarray, h: int, w: int, stride_h: int, stride_w: int) -> Optional[Bias]:
@@ -120,9 +129,11 @@ def _windows(d: np.ndarray) -> Iterator[Bias]:
         return
     rows, cols = d.shape[-2:]
     h, w = -(-rows // BOX_DIVISIONS), -(-cols // BOX_DIVISIONS)
-    for found in (_window(d, h, w, max(h // 2, 1), max(w // 2, 1)),
-                  _window(d, -(-rows // BAND_DIVISIONS), cols, 1, 1),
-                  _window(d, rows, -(-cols // BAND_DIVISIONS), 1, 1)):
+    for found in (
+        _window(d, h, w, max(h // 2, 1), max(w // 2, 1)),
+        _window(d, -(-rows // BAND_DIVISIONS), cols, 1, 1),
+        _window(d, rows, -(-cols // BAND_DIVISIONS), 1, 1),
+    ):
         if found is not None:
             yield found
 
@@ -136,8 +147,9 @@ def biases(d: np.ndarray) -> List[Bias]:
         return []
     sigma = 1.4826 * float(np.median(np.abs(d - np.median(d))))
     whole = [Bias(WHOLE, int(d.size), float(np.median(d)))] if d.size >= MIN_WHOLE else []
-    return [replace(b, allowance=NOISE_Z * 1.2533 * sigma / math.sqrt(b.size))
-            for b in (*whole, *_slices(d), *_windows(d))]
+    return [
+        replace(b, allowance=NOISE_Z * 1.2533 * sigma / math.sqrt(b.size)) for b in (*whole, *_slices(d), *_windows(d))
+    ]
 
 
 def worst_bias(d: np.ndarray) -> Optional[Bias]:
@@ -154,7 +166,7 @@ def fit_gain(d: np.ndarray, e: np.ndarray) -> Gain:
     if d_max == 0.0 or not math.isfinite(d_max) or not math.isfinite(e_max):
         return Gain(0.0, 0.0, 1.0, 1.0)
     dn = d / d_max  # normalized: the squares cannot overflow
-    total = float(np.sqrt(np.mean(dn ** 2)))
+    total = float(np.sqrt(np.mean(dn**2)))
     if e_max == 0.0:
         return Gain(0.0, 0.0, 1.0, float(np.sqrt(np.mean((dn - np.median(dn)) ** 2))) / total)
     en = e / e_max
@@ -182,28 +194,39 @@ def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float) -> Pa
         return Pattern("none", "no error")
     gain = fit_gain(d, e)
     if gain.explains(offset_floor):
-        return Pattern("gain", f"gain: the error grows with the expected value, actual ~ {1 + gain.gain:.4g} x "
-                               f"expected ({gain.gain:+.2%}, {gain.peak_error:.3g}{u} at the largest |expected|)")
+        return Pattern(
+            "gain",
+            f"gain: the error grows with the expected value, actual ~ {1 + gain.gain:.4g} x "
+            f"expected ({gain.gain:+.2%}, {gain.peak_error:.3g}{u} at the largest |expected|)",
+        )
     bias = worst_bias(d)
     whole = float(np.median(d))
     if bias is not None and bias.excess > offset_floor:
         if bias.where == WHOLE or abs(whole) > offset_floor:
-            return Pattern("constant offset", f"constant offset: median error {whole:+.4g}{u} over all "
-                                     f"{d.size} elements")
+            return Pattern(
+                "constant offset", f"constant offset: median error {whole:+.4g}{u} over all {d.size} elements"
+            )
         kind = "region offset" if bias.where.startswith("region") else "channel offset"
         also = f"; also {bias.also}{u}" if bias.also else ""
         rest = "" if bias.rest_median is None else f"; elsewhere median {bias.rest_median:+.3g}{u}"
-        return Pattern(kind, f"{kind}: median error {bias.median:+.4g}{u} on {bias.where} "
-                             f"({bias.size} elements){also}{rest}")
+        return Pattern(
+            kind, f"{kind}: median error {bias.median:+.4g}{u} on {bias.where} ({bias.size} elements){also}{rest}"
+        )
     typical = float(np.quantile(mag, 0.9, method="lower"))
     flat = mag.reshape(-1)
     big = np.flatnonzero(flat > max(OUTLIER_FACTOR * typical, offset_floor))
     if 0 < big.size <= max(3, d.size // 100):
         first = tuple(int(i) for i in np.unravel_index(int(big[np.argmax(flat[big])]), d.shape))
-        return Pattern("outliers", f"{big.size} outlier element{'s' if big.size != 1 else ''} (largest "
-                                   f"{float(mag.max()):.4g}{u} at {_where(first)}); 90 % of elements "
-                                   f"within {typical:.3g}{u}")
-    rms = float(np.sqrt(np.mean(d ** 2)))
-    return Pattern("noise", f"noise-like spread: rms {rms:.3g}{u}, 90 % within {typical:.3g}{u}, "
-                            f"no offset (largest group median {0.0 if bias is None else bias.median:+.3g}{u}) "
-                            f"and no gain ({gain.gain:+.2%})")
+        return Pattern(
+            "outliers",
+            f"{big.size} outlier element{'s' if big.size != 1 else ''} (largest "
+            f"{float(mag.max()):.4g}{u} at {_where(first)}); 90 % of elements "
+            f"within {typical:.3g}{u}",
+        )
+    rms = float(np.sqrt(np.mean(d**2)))
+    return Pattern(
+        "noise",
+        f"noise-like spread: rms {rms:.3g}{u}, 90 % within {typical:.3g}{u}, "
+        f"no offset (largest group median {0.0 if bias is None else bias.median:+.3g}{u}) "
+        f"and no gain ({gain.gain:+.2%})",
+    )

@@ -15,8 +15,15 @@ NAME_WIDTH = 18
 SHAPE_WIDTH = 13
 # (header, width) of the per-output table; the first three columns are left-aligned.
 COLUMNS = (
-    ("output", NAME_WIDTH), ("shape", SHAPE_WIDTH), ("verdict", 7), ("max|err|", 9),
-    ("mean|err|", 9), ("max LSB", 7), ("within", 7), ("SNR dB", 6), ("cosine", 8),
+    ("output", NAME_WIDTH),
+    ("shape", SHAPE_WIDTH),
+    ("verdict", 7),
+    ("max|err|", 9),
+    ("mean|err|", 9),
+    ("max LSB", 7),
+    ("within", 7),
+    ("SNR dB", 6),
+    ("cosine", 8),
     ("top-k", 6),
 )
 # Rules relaxing the same elementwise bound: any one of them alone would pass.
@@ -77,8 +84,14 @@ def format_row(o: OutputComparison) -> str:
     checked = o.snr_q_db if o.snr_q_db is not None else o.snr_db  # the SNR min_snr_db checks
     snr = None if checked is None else (checked if math.isinf(checked) else round(checked, 1))
     cells = [
-        o.name, shape, "ok" if o.passed else "FAIL", fmt_num(o.max_abs, 3), fmt_num(o.mean_abs, 3),
-        fmt_num(o.max_lsb, 4), _pct(o.frac_within), fmt_num(snr, 4),
+        o.name,
+        shape,
+        "ok" if o.passed else "FAIL",
+        fmt_num(o.max_abs, 3),
+        fmt_num(o.mean_abs, 3),
+        fmt_num(o.max_lsb, 4),
+        _pct(o.frac_within),
+        fmt_num(snr, 4),
         "-" if o.cosine is None else f"{math.floor(o.cosine * 1e6) / 1e6:.6f}",
         _pct(o.topk_agreement),
     ]
@@ -106,6 +119,7 @@ def _failed(o: OutputComparison, key: str, value: float) -> bool:
 def format_smallest_passing(o: OutputComparison) -> str:
     """``lsb=59 or max_mismatch=0.125; min_snr_db=13.6`` (values rounded so they still pass); for a
     failed output only the rules that failed."""
+
     def one(key: str, value: float) -> str:
         if key == "topk":
             return f"topk={int(value)}"
@@ -127,16 +141,22 @@ def _format_worst(o: OutputComparison) -> List[str]:
         return []
     rows = [("index", "actual", "expected", "|err|", "err LSB")]
     for w in o.worst:
-        rows.append((
-            str(w.index) if w.index else "()", fmt_num(w.actual, 7), fmt_num(w.expected, 7),
-            fmt_num(w.abs_err, 4), fmt_num(w.err_lsb, 4),
-        ))
+        rows.append(
+            (
+                str(w.index) if w.index else "()",
+                fmt_num(w.actual, 7),
+                fmt_num(w.expected, 7),
+                fmt_num(w.abs_err, 4),
+                fmt_num(w.err_lsb, 4),
+            )
+        )
     widths = [min(max(len(r[i]) for r in rows), 30) for i in range(5)]
     lines = ["  worst elements:"]
     for r in rows:
         cells = [_fit(c, w) for c, w in zip(r, widths)]
-        lines.append("    " + "  ".join([cells[0].ljust(widths[0])]
-                                       + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])]))
+        lines.append(
+            "    " + "  ".join([cells[0].ljust(widths[0])] + [c.rjust(w) for c, w in zip(cells[1:], widths[1:])])
+        )
     return lines
 
 
@@ -151,8 +171,7 @@ def _format_histogram(o: OutputComparison) -> List[str]:
     for label, count in o.histogram:
         bar = "#" * math.ceil(BAR_WIDTH * count / top) if count else ""
         pct = f"{100.0 * count / o.size:5.1f}%" if count else ""
-        lines.append(f"    {label.rjust(label_w)} | {bar.ljust(BAR_WIDTH)} "
-                     f"{str(count).rjust(count_w)} {pct}".rstrip())
+        lines.append(f"    {label.rjust(label_w)} | {bar.ljust(BAR_WIDTH)} {str(count).rjust(count_w)} {pct}".rstrip())
     return lines
 
 
@@ -166,22 +185,25 @@ def format_details(o: OutputComparison) -> str:
     info = [f"rules: {o.tolerance.describe()}"]
     if o.scale is not None:
         info.append(f"LSB = {fmt_num(o.scale, 6)}")
-    dtype = o.actual_dtype if o.actual_dtype == o.expected_dtype else \
-        f"{o.actual_dtype} vs {o.expected_dtype}"
+    dtype = o.actual_dtype if o.actual_dtype == o.expected_dtype else f"{o.actual_dtype} vs {o.expected_dtype}"
     info.append(f"dtype {dtype}")
     lines = [head + "  (" + ", ".join(info) + ")"]
     lines += [f"  - {reason}" for reason in o.failures]
     if o.pattern_text:
         lines += _wrap(f"  error pattern: {o.pattern_text}")
     if o.nan_actual or o.nan_expected or o.inf_actual or o.inf_expected:
-        lines.append(f"  NaN actual/expected {o.nan_actual}/{o.nan_expected}, "
-                     f"Inf actual/expected {o.inf_actual}/{o.inf_expected}")
+        lines.append(
+            f"  NaN actual/expected {o.nan_actual}/{o.nan_expected}, "
+            f"Inf actual/expected {o.inf_actual}/{o.inf_expected}"
+        )
     if o.vs_float:
         v = o.vs_float
-        lines.append(f"  vs float model: |actual-float| mean {fmt_num(v['ep_err_mean'], 3)} max "
-                     f"{fmt_num(v['ep_err_max'], 3)}; |expected-float| mean "
-                     f"{fmt_num(v['ref_err_mean'], 3)} max {fmt_num(v['ref_err_max'], 3)}; "
-                     f"range {fmt_num(v['output_range'], 3)}; {_pct(v['frac_ok'])} ok")
+        lines.append(
+            f"  vs float model: |actual-float| mean {fmt_num(v['ep_err_mean'], 3)} max "
+            f"{fmt_num(v['ep_err_max'], 3)}; |expected-float| mean "
+            f"{fmt_num(v['ref_err_mean'], 3)} max {fmt_num(v['ref_err_max'], 3)}; "
+            f"range {fmt_num(v['output_range'], 3)}; {_pct(v['frac_ok'])} ok"
+        )
     lines += _format_worst(o)
     lines += _format_histogram(o)
     if o.smallest_passing:

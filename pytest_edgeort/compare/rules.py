@@ -22,8 +22,9 @@ def _fmt(x: float) -> str:
     return f"{x:.4g}"
 
 
-def check_systematic(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray, both: np.ndarray,
-                      lsb_size: Optional[float]) -> None:
+def check_systematic(
+    res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray, both: np.ndarray, lsb_size: Optional[float]
+) -> None:
     """``bias_lsb`` and ``gain`` on the signed error in LSB; on failure, name the error's pattern."""
     unit = lsb_size or 1.0
     with np.errstate(invalid="ignore", over="ignore"):
@@ -50,8 +51,9 @@ def check_snr(res: OutputComparison, tol: Tolerance, step: float, lsb_size: Opti
     """``min_snr_db`` on the SNR that does not count errors within one ``step``."""
     res.smallest_passing["min_snr_db"] = res.snr_q_db
     if res.snr_q_db < tol.min_snr_db:
-        res.failures.append(f"SNR {res.snr_q_db:.1f} dB{_snr_note(res, step, lsb_size)} < min_snr_db "
-                            f"{tol.min_snr_db:g}")
+        res.failures.append(
+            f"SNR {res.snr_q_db:.1f} dB{_snr_note(res, step, lsb_size)} < min_snr_db {tol.min_snr_db:g}"
+        )
 
 
 def check_cosine(res: OutputComparison, tol: Tolerance) -> None:
@@ -70,17 +72,22 @@ def _check_bias(res: OutputComparison, tol: Tolerance, signed: np.ndarray, lsb_s
     worst = worst_bias(signed)
     if worst is None:
         return
-    res.bias = {"where": worst.where, "size": worst.size, "median_lsb": worst.median,
-                "noise_allowance_lsb": worst.allowance}
+    res.bias = {
+        "where": worst.where,
+        "size": worst.size,
+        "median_lsb": worst.median,
+        "noise_allowance_lsb": worst.allowance,
+    }
     res.smallest_passing["bias_lsb"] = worst.excess
     if worst.excess > tol.bias_lsb:
         noise = f" + {worst.allowance:.2g} for noise" if worst.allowance >= 0.005 else ""
-        res.failures.append(f"systematic offset: median error {worst.median:+.4g} LSB on {worst.where} "
-                            f"({worst.size} elements) > bias_lsb {tol.bias_lsb:g}{noise}")
+        res.failures.append(
+            f"systematic offset: median error {worst.median:+.4g} LSB on {worst.where} "
+            f"({worst.size} elements) > bias_lsb {tol.bias_lsb:g}{noise}"
+        )
 
 
-def _check_gain(res: OutputComparison, tol: Tolerance, signed: np.ndarray, e_units: np.ndarray,
-                unit: str) -> None:
+def _check_gain(res: OutputComparison, tol: Tolerance, signed: np.ndarray, e_units: np.ndarray, unit: str) -> None:
     """The fitted gain ``actual - expected ~ gain * expected`` must stay within ``gain``; it counts only when
     it explains most of the error (better than an offset) and moves the largest |expected| by more than
     ``bias_lsb`` (else ``GAIN_VISIBLE_LSB``): otherwise it is rounding, offsets or outliers, judged by
@@ -90,8 +97,10 @@ def _check_gain(res: OutputComparison, tol: Tolerance, signed: np.ndarray, e_uni
     counts = fit.explains(tol.bias_lsb if tol.bias_lsb is not None else GAIN_VISIBLE_LSB)
     res.smallest_passing["gain"] = abs(fit.gain) if counts else 0.0
     if abs(fit.gain) > tol.gain and counts:
-        res.failures.append(f"gain {fit.gain:+.2%} (actual ~ {1 + fit.gain:.4g} x expected, {fit.peak_error:.3g}"
-                            f"{' ' + unit if unit else ''} at the largest |expected|) > gain {tol.gain:g}")
+        res.failures.append(
+            f"gain {fit.gain:+.2%} (actual ~ {1 + fit.gain:.4g} x expected, {fit.peak_error:.3g}"
+            f"{' ' + unit if unit else ''} at the largest |expected|) > gain {tol.gain:g}"
+        )
 
 
 def _bound_text(tol: Tolerance, lsb_size: Optional[float]) -> str:
@@ -120,8 +129,9 @@ def _outside(tol: Tolerance, err: np.ndarray, mag: np.ndarray, lsb_size: Optiona
     return int(np.count_nonzero(~(err <= _bound(tol, mag, lsb_size))))
 
 
-def _smallest_bound(key: str, tol: Tolerance, err: np.ndarray, mag: np.ndarray,
-                    lsb_size: Optional[float], allowed: int) -> float:
+def _smallest_bound(
+    key: str, tol: Tolerance, err: np.ndarray, mag: np.ndarray, lsb_size: Optional[float], allowed: int
+) -> float:
     """Smallest value of ``key`` (lsb, atol or rtol), other rules unchanged, that leaves at most
     ``allowed`` elements of ``err`` outside the bound."""
     covered = err <= _bound(replace(tol, **{key: None}), mag, lsb_size)
@@ -146,14 +156,19 @@ def _smallest_bound(key: str, tol: Tolerance, err: np.ndarray, mag: np.ndarray,
     return metrics.nudge_up(value, passes)
 
 
-def check_bound(res: OutputComparison, tol: Tolerance, err: np.ndarray, abs_e: np.ndarray,
-                 both: np.ndarray, lsb_size: Optional[float]) -> None:
+def check_bound(
+    res: OutputComparison,
+    tol: Tolerance,
+    err: np.ndarray,
+    abs_e: np.ndarray,
+    both: np.ndarray,
+    lsb_size: Optional[float],
+) -> None:
     """Elementwise / statistic bound from atol, rtol and lsb (largest given bound wins)."""
     if not tol.has_bound:
         return
     if tol.lsb is not None and not lsb_size:
-        res.failures.append(
-            "lsb tolerance needs a quantized output; this output has no quantization scale")
+        res.failures.append("lsb tolerance needs a quantized output; this output has no quantization scale")
         if tol.atol is None and tol.rtol is None:
             return
     # Keys to report as "smallest passing": lsb when usable; atol (rtol if only rtol is set).
@@ -168,8 +183,7 @@ def check_bound(res: OutputComparison, tol: Tolerance, err: np.ndarray, abs_e: n
         allowed = metrics.allowed_count(tol.max_mismatch, n)
         if outside > allowed:
             extra = f", max_mismatch allows {allowed}" if tol.max_mismatch else ""
-            res.failures.append(f"{outside} of {n} elements ({outside / n:.2%}) outside "
-                                f"|err| <= {text}{extra}")
+            res.failures.append(f"{outside} of {n} elements ({outside / n:.2%}) outside |err| <= {text}{extra}")
         if n and (tol.max_mismatch or outside > allowed):
             res.smallest_passing["max_mismatch"] = outside / n
         stat_err, stat_mag = err, abs_e
@@ -180,16 +194,16 @@ def check_bound(res: OutputComparison, tol: Tolerance, err: np.ndarray, abs_e: n
         limit = float(_bound(tol, stat_mag, lsb_size)[0])
         label = f"quantile({tol.quantile:g})" if tol.stat == "quantile" else tol.stat
         if not stat_err[0] <= limit:
-            res.failures.append(f"{label} |err| {_fmt(stat_err[0])} > {label} bound {text} "
-                                f"= {_fmt(limit)}")
+            res.failures.append(f"{label} |err| {_fmt(stat_err[0])} > {label} bound {text} = {_fmt(limit)}")
     for key in keys:
         value = _smallest_bound(key, tol, stat_err, stat_mag, lsb_size, allowed)
         if math.isfinite(value):  # infinite: non-finite mismatches no bound can cover
             res.smallest_passing[key] = value
 
 
-def check_topk(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray,
-                lsb_size: Optional[float]) -> None:
+def check_topk(
+    res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray, lsb_size: Optional[float]
+) -> None:
     tie = (tol.tie_lsb or 0.0) * (lsb_size or 0.0)
     ranks = metrics.topk_ranks(af, ef, tie)
     rows = ranks.size
@@ -200,12 +214,15 @@ def check_topk(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.nda
     if bad > allowed:
         extra = f", max_mismatch allows {allowed}" if tol.max_mismatch else ""
         ties = f" (near ties within {tol.tie_lsb:g} LSB count as inside)" if tie else ""
-        res.failures.append(f"top-1 of actual outside expected top-{tol.topk}{ties} in {bad} of {rows} "
-                            f"rows (agreement {res.topk_agreement:.1%}{extra})")
+        res.failures.append(
+            f"top-1 of actual outside expected top-{tol.topk}{ties} in {bad} of {rows} "
+            f"rows (agreement {res.topk_agreement:.1%}{extra})"
+        )
 
 
-def check_vs_float(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray,
-                    integer: bool, baseline: Optional[np.ndarray]) -> None:
+def check_vs_float(
+    res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray, integer: bool, baseline: Optional[np.ndarray]
+) -> None:
     """ORT's TestQDQModelAccuracy rule (onnxruntime/test/providers/qnn/qnn_test_utils.h).
 
     ORT passes an element when ``qnn_err/range <= cpu_err/range`` or
@@ -215,17 +232,16 @@ def check_vs_float(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np
     With a non-elementwise ``stat`` the statistic of both errors is compared instead.
     """
     if baseline is None:
-        res.failures.append("vs_float needs the float model's outputs (float_model / "
-                            "reference_model); none were given")
+        res.failures.append("vs_float needs the float model's outputs (float_model / reference_model); none were given")
         return
     baseline = np.asarray(baseline)
     if baseline.shape != af.shape:
-        res.failures.append(f"vs_float: float output shape {tuple(baseline.shape)} differs from "
-                            f"{tuple(af.shape)}")
+        res.failures.append(f"vs_float: float output shape {tuple(baseline.shape)} differs from {tuple(af.shape)}")
         return
     if integer or baseline.dtype.kind != "f":
-        res.failures.append(f"vs_float needs float (dequantized) outputs; got {res.actual_dtype} "
-                            f"and float baseline {baseline.dtype}")
+        res.failures.append(
+            f"vs_float needs float (dequantized) outputs; got {res.actual_dtype} and float baseline {baseline.dtype}"
+        )
         return
     bf = baseline.astype(np.float64)
     rng = metrics.float_range(bf)
@@ -238,12 +254,15 @@ def check_vs_float(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np
     excess = (ep_c - ref_c) / rng
     ok = ep_c <= ref_c + slack
     n = ok.size
-    info = {"ep_err_max": float(ep_c.max()) if n else 0.0,
-            "ref_err_max": float(ref_c.max()) if n else 0.0,
-            "ep_err_mean": float(ep_c.mean()) if n else 0.0,
-            "ref_err_mean": float(ref_c.mean()) if n else 0.0,
-            "output_range": rng, "slack": slack,
-            "frac_ok": float(np.count_nonzero(ok)) / n if n else 1.0}
+    info = {
+        "ep_err_max": float(ep_c.max()) if n else 0.0,
+        "ref_err_max": float(ref_c.max()) if n else 0.0,
+        "ep_err_mean": float(ep_c.mean()) if n else 0.0,
+        "ref_err_mean": float(ref_c.mean()) if n else 0.0,
+        "output_range": rng,
+        "slack": slack,
+        "frac_ok": float(np.count_nonzero(ok)) / n if n else 1.0,
+    }
     res.vs_float = info
     if tol.stat == "elemwise":
         bad = n - int(np.count_nonzero(ok))
@@ -251,12 +270,14 @@ def check_vs_float(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np
         value = metrics.kth_largest(excess.reshape(-1), allowed)
         if math.isfinite(value):
             res.smallest_passing["vs_float"] = metrics.nudge_up(
-                value, lambda v: n - int(np.count_nonzero(ep_c <= ref_c + v * rng)) <= allowed)
+                value, lambda v: n - int(np.count_nonzero(ep_c <= ref_c + v * rng)) <= allowed
+            )
         if bad > allowed:
             extra = f", max_mismatch allows {allowed}" if tol.max_mismatch else ""
             res.failures.append(
                 f"vs_float: {bad} of {n} elements have |actual - float| > |expected - float| + "
-                f"{tol.vs_float:g}*range ({_fmt(slack)}){extra}")
+                f"{tol.vs_float:g}*range ({_fmt(slack)}){extra}"
+            )
         return
     s_ep, s_ref = metrics.stat(ep_c.reshape(-1), tol), metrics.stat(ref_c.reshape(-1), tol)
     info.update(ep_err=s_ep, ref_err=s_ref)
@@ -264,6 +285,8 @@ def check_vs_float(res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np
     if math.isfinite(value):
         res.smallest_passing["vs_float"] = metrics.nudge_up(value, lambda v: s_ep <= s_ref + v * rng)
     if not s_ep <= s_ref + slack:
-        res.failures.append(f"vs_float: {tol.stat} |actual - float| {_fmt(s_ep)} > {tol.stat} "
-                            f"|expected - float| {_fmt(s_ref)} + {tol.vs_float:g}*range "
-                            f"({_fmt(slack)})")
+        res.failures.append(
+            f"vs_float: {tol.stat} |actual - float| {_fmt(s_ep)} > {tol.stat} "
+            f"|expected - float| {_fmt(s_ref)} + {tol.vs_float:g}*range "
+            f"({_fmt(slack)})"
+        )

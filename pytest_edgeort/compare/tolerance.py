@@ -186,14 +186,10 @@ def _validate_value(key: str, value: Any, where: str) -> Any:
 def _unknown_key(key: Any, valid: Tuple[str, ...], where: str) -> ValueError:
     match = closest(str(key), valid)
     hint = f"did you mean {match!r}? " if match is not None else ""
-    return ValueError(
-        f"{where}: unknown tolerance key {key!r} ({hint}valid: {', '.join(valid)})"
-    )
+    return ValueError(f"{where}: unknown tolerance key {key!r} ({hint}valid: {', '.join(valid)})")
 
 
-def _validate_rules(
-    mapping: Mapping[str, Any], where: str, extra: Tuple[str, ...] = ()
-) -> Dict[str, Any]:
+def _validate_rules(mapping: Mapping[str, Any], where: str, extra: Tuple[str, ...] = ()) -> Dict[str, Any]:
     valid = tuple(sorted(TOLERANCE_KEYS | set(extra)))
     out: Dict[str, Any] = {}
     for key, value in mapping.items():
@@ -223,7 +219,7 @@ class ToleranceSpec:
         layers = (self.rules, *self.outputs.values())
         return any(layer.get("vs_float") is not None for layer in layers)
 
-    def over(self, later: "ToleranceSpec") -> "ToleranceSpec":
+    def over(self, later: ToleranceSpec) -> ToleranceSpec:
         """This spec with ``later`` on top; a key ``later`` sets for every output also replaces this
         spec's per-output value of that key."""
         if not later.rules and not later.outputs:
@@ -259,15 +255,13 @@ def parse_tolerance(mapping: Mapping[str, Any], where: str) -> ToleranceSpec:
     ``ValueError`` naming ``where``, the key and what was expected.
     """
     if not isinstance(mapping, Mapping):
-        raise ValueError(
-            f"{where}: tolerance must be a table/mapping, got {type(mapping).__name__}")
+        raise ValueError(f"{where}: tolerance must be a table/mapping, got {type(mapping).__name__}")
     rules = _validate_rules(mapping, where, extra=("outputs",))
     per_output: Dict[str, Dict[str, Any]] = {}
     outputs = mapping.get("outputs", {})
     if not isinstance(outputs, Mapping):
         raise ValueError(
-            f"{where}: tolerance key 'outputs' must be a mapping of output name -> tolerance keys, "
-            f"got {outputs!r}"
+            f"{where}: tolerance key 'outputs' must be a mapping of output name -> tolerance keys, got {outputs!r}"
         )
     for name, sub in outputs.items():
         sub_where = f"{where} (outputs.{name})"
@@ -301,8 +295,9 @@ def is_classifier_shape(shape: Sequence[Any]) -> bool:
     return len(shape) >= 1 and all(d == 1 for d in shape[:-1]) and isinstance(shape[-1], int) and shape[-1] >= 2
 
 
-def default_tolerance(precision: str, accelerator: bool, depth: Optional[int] = None,
-                      shape: Sequence[Any] = (), scale_known: bool = True) -> Tolerance:
+def default_tolerance(
+    precision: str, accelerator: bool, depth: Optional[int] = None, shape: Sequence[Any] = (), scale_known: bool = True
+) -> Tolerance:
     """Default rules for an output of ``precision`` (u8 u16 i8 i16 fp16 fp32 int bool).
 
     Args:

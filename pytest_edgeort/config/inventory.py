@@ -1,4 +1,5 @@
 """The device inventory, ``edge-devices.toml``: parsed and validated into :class:`DeviceConfig`."""
+
 from __future__ import annotations
 
 import re
@@ -50,8 +51,9 @@ class DeviceConfig:
         shown = f"{value:g}" if isinstance(value, float) else repr(value)
         if key in self.explicit:
             return f"{key} = {shown} in {self.source}"
-        return f"{key} = {shown}, the default" + (f" (set it under [devices.{self.name}] in {self.source})"
-                                                   if self.source else "")
+        return f"{key} = {shown}, the default" + (
+            f" (set it under [devices.{self.name}] in {self.source})" if self.source else ""
+        )
 
     @property
     def uses_lock(self) -> bool:
@@ -72,7 +74,7 @@ _KEYS: Dict[str, tuple] = {
     "workdir": ((str,), "a directory path", ("local", "ssh")),
     "connect_timeout": ((int, float), "a number of seconds > 0", ("local", "ssh")),
     "command_timeout": ((int, float), "a number of seconds > 0", ("local", "ssh")),
-    "env": ((dict,), "a table of NAME = \"string\" environment variables", ("local", "ssh")),
+    "env": ((dict,), 'a table of NAME = "string" environment variables', ("local", "ssh")),
     "providers": ((dict,), "a table of provider option tables", ("local", "ssh")),
     "lock": ((bool,), "true or false", ("local", "ssh")),
     "lock_timeout": ((int, float), "a number of seconds >= 0", ("local", "ssh")),
@@ -102,13 +104,15 @@ def _check_device(path: Path, name: str, table: Any) -> DeviceConfig:
     if kind not in ("local", "ssh"):
         raise InventoryError(f'{where} key "kind": expected one of "local", "ssh", got {kind!r}')
     if name == "local" and kind != "local":
-        raise InventoryError(f'{where}: the name "local" is reserved for this machine (kind = "local"); '
-                             "give the board another name")
+        raise InventoryError(
+            f'{where}: the name "local" is reserved for this machine (kind = "local"); give the board another name'
+        )
     values: Dict[str, Any] = {}
     for key, value in table.items():
         if key not in _KEYS:
-            raise InventoryError(f"{where}: unknown key {key!r}{did_you_mean(key, _KEYS)}; "
-                                 f"valid keys: {', '.join(_KEYS)}")
+            raise InventoryError(
+                f"{where}: unknown key {key!r}{did_you_mean(key, _KEYS)}; valid keys: {', '.join(_KEYS)}"
+            )
         types, expected, kinds = _KEYS[key]
         ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
         if key == "port" and ok:
@@ -124,11 +128,14 @@ def _check_device(path: Path, name: str, table: Any) -> DeviceConfig:
         if key == "providers" and ok:
             ok = all(isinstance(v, dict) for v in value.values())
         if not ok:
-            got = (f"a table of {', '.join(f'{k} ({type(v).__name__})' for k, v in value.items())}"
-                   if key == "env" and isinstance(value, dict) else repr(value))  # env values may be secrets
+            got = (
+                f"a table of {', '.join(f'{k} ({type(v).__name__})' for k, v in value.items())}"
+                if key == "env" and isinstance(value, dict)
+                else repr(value)
+            )  # env values may be secrets
             raise InventoryError(f"{where} key {key!r}: expected {expected}, got {got}")
         if kind not in kinds:
-            raise InventoryError(f"{where} key {key!r} only applies to kind = \"ssh\"")
+            raise InventoryError(f'{where} key {key!r} only applies to kind = "ssh"')
         if key == "providers":
             _check_providers(where, value)
         values[key] = value
@@ -148,7 +155,7 @@ def load_inventory(path: Optional[Path]) -> Dict[str, DeviceConfig]:
     except tomllib.TOMLDecodeError as exc:
         problem = f"invalid TOML: {exc}"
     except UnicodeDecodeError as exc:
-        problem = f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start:exc.start + 1]!r}); expected a TOML file"
+        problem = f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}); expected a TOML file"
     except OSError as exc:
         problem = f"cannot be read ({exc.strerror or exc}); expected a TOML file"
     else:

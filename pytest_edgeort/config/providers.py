@@ -1,4 +1,5 @@
 """Provider aliases (``qnn-htp``, ``cpu``, ...) and validation of their option keys and values."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -9,46 +10,101 @@ from ..errors import ProviderError
 
 # Keys onnxruntime-qnn accepts (QNN EP docs + the 2.x library's own option table). QNN silently
 # ignores unknown keys, so a typo would otherwise just change nothing: we refuse them instead.
-QNN_OPTION_KEYS = frozenset({
-    "backend_type", "backend_path", "profiling_level", "profiling_file_path", "rpc_control_latency",
-    "vtcm_mb", "htp_performance_mode", "qnn_saver_path", "qnn_context_priority",
-    "htp_graph_finalization_optimization_mode", "soc_model", "htp_arch", "device_id",
-    "enable_htp_fp16_precision", "offload_graph_io_quantization", "enable_htp_spill_fill_buffer",
-    "enable_htp_shared_memory_allocator", "dump_json_qnn_graph", "json_qnn_graph_dir", "op_packages",
-    "skip_qnn_version_check", "extended_udma", "enable_htp_weight_sharing",
-    "htp_share_resource_optimization", "enable_htp_graph_splitting", "enable_htp_fp16_clamp_overflow",
-    "htp_bf16_enable", "enable_htp_monolithic_lstm", "skip_backend_op_validation",
-})
+QNN_OPTION_KEYS = frozenset(
+    {
+        "backend_type",
+        "backend_path",
+        "profiling_level",
+        "profiling_file_path",
+        "rpc_control_latency",
+        "vtcm_mb",
+        "htp_performance_mode",
+        "qnn_saver_path",
+        "qnn_context_priority",
+        "htp_graph_finalization_optimization_mode",
+        "soc_model",
+        "htp_arch",
+        "device_id",
+        "enable_htp_fp16_precision",
+        "offload_graph_io_quantization",
+        "enable_htp_spill_fill_buffer",
+        "enable_htp_shared_memory_allocator",
+        "dump_json_qnn_graph",
+        "json_qnn_graph_dir",
+        "op_packages",
+        "skip_qnn_version_check",
+        "extended_udma",
+        "enable_htp_weight_sharing",
+        "htp_share_resource_optimization",
+        "enable_htp_graph_splitting",
+        "enable_htp_fp16_clamp_overflow",
+        "htp_bf16_enable",
+        "enable_htp_monolithic_lstm",
+        "skip_backend_op_validation",
+    }
+)
 _FLAG = ("0", "1")
 # Values of QNN's enumerated options. onnxruntime-qnn 2.7 accepts any value for most of them and
 # runs with its default (measured: htp_performance_mode="burts", profiling_level="verbose",
 # offload_graph_io_quantization="2" all create a session), so a typo would silently change nothing.
 QNN_OPTION_VALUES: Dict[str, Tuple[str, ...]] = {
     "htp_performance_mode": (
-        "burst", "balanced", "default", "high_performance", "high_power_saver", "low_balanced",
-        "extreme_power_saver", "low_power_saver", "power_saver", "sustained_high_performance",
+        "burst",
+        "balanced",
+        "default",
+        "high_performance",
+        "high_power_saver",
+        "low_balanced",
+        "extreme_power_saver",
+        "low_power_saver",
+        "power_saver",
+        "sustained_high_performance",
     ),
     "qnn_context_priority": ("low", "normal", "normal_high", "high"),
     "htp_graph_finalization_optimization_mode": ("0", "1", "2", "3"),
     "profiling_level": ("off", "basic", "detailed", "optrace"),
     "backend_type": ("cpu", "gpu", "htp", "saver", "ir"),
-    **{key: _FLAG for key in (
-        "enable_htp_fp16_precision", "offload_graph_io_quantization", "enable_htp_spill_fill_buffer",
-        "enable_htp_shared_memory_allocator", "enable_htp_weight_sharing", "enable_htp_graph_splitting",
-        "enable_htp_fp16_clamp_overflow", "htp_bf16_enable", "enable_htp_monolithic_lstm",
-        "skip_qnn_version_check", "skip_backend_op_validation", "extended_udma",
-        "htp_share_resource_optimization", "dump_json_qnn_graph",
-    )},
+    **{
+        key: _FLAG
+        for key in (
+            "enable_htp_fp16_precision",
+            "offload_graph_io_quantization",
+            "enable_htp_spill_fill_buffer",
+            "enable_htp_shared_memory_allocator",
+            "enable_htp_weight_sharing",
+            "enable_htp_graph_splitting",
+            "enable_htp_fp16_clamp_overflow",
+            "htp_bf16_enable",
+            "enable_htp_monolithic_lstm",
+            "skip_qnn_version_check",
+            "skip_backend_op_validation",
+            "extended_udma",
+            "htp_share_resource_optimization",
+            "dump_json_qnn_graph",
+        )
+    },
 }
 # Options that change state for the whole worker process (fp16 compute once soc_model is set).
 QNN_PROCESS_GLOBAL_KEYS = frozenset({"soc_model", "enable_htp_fp16_precision", "htp_arch"})
 
-CUDA_OPTION_KEYS = frozenset({
-    "device_id", "gpu_mem_limit", "arena_extend_strategy", "cudnn_conv_algo_search",
-    "do_copy_in_default_stream", "cudnn_conv_use_max_workspace", "cudnn_conv1d_pad_to_nc1d",
-    "enable_cuda_graph", "enable_skip_layer_norm_strict_mode", "use_tf32", "prefer_nhwc",
-    "use_ep_level_unified_stream", "tunable_op_enable", "tunable_op_tuning_enable",
-})
+CUDA_OPTION_KEYS = frozenset(
+    {
+        "device_id",
+        "gpu_mem_limit",
+        "arena_extend_strategy",
+        "cudnn_conv_algo_search",
+        "do_copy_in_default_stream",
+        "cudnn_conv_use_max_workspace",
+        "cudnn_conv1d_pad_to_nc1d",
+        "enable_cuda_graph",
+        "enable_skip_layer_norm_strict_mode",
+        "use_tf32",
+        "prefer_nhwc",
+        "use_ep_level_unified_stream",
+        "tunable_op_enable",
+        "tunable_op_tuning_enable",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -70,13 +126,39 @@ ALIASES: Dict[str, ProviderSpec] = {
     spec.alias: spec
     for spec in (
         ProviderSpec("cpu", "CPUExecutionProvider", accelerator=False, option_keys=frozenset()),
-        ProviderSpec("qnn-htp", "QNNExecutionProvider", {"backend_type": "htp"}, True, QNN_OPTION_KEYS,
-                     QNN_OPTION_VALUES, QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="htp"),
-        ProviderSpec("qnn-htp-fp16", "QNNExecutionProvider",
-                     {"backend_type": "htp", "enable_htp_fp16_precision": "1"}, True, QNN_OPTION_KEYS,
-                     QNN_OPTION_VALUES, QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="htp"),
-        ProviderSpec("qnn-gpu", "QNNExecutionProvider", {"backend_type": "gpu"}, True, QNN_OPTION_KEYS,
-                     QNN_OPTION_VALUES, QNN_PROCESS_GLOBAL_KEYS, float_as_fp16=True, qnn_backend="gpu"),
+        ProviderSpec(
+            "qnn-htp",
+            "QNNExecutionProvider",
+            {"backend_type": "htp"},
+            True,
+            QNN_OPTION_KEYS,
+            QNN_OPTION_VALUES,
+            QNN_PROCESS_GLOBAL_KEYS,
+            float_as_fp16=True,
+            qnn_backend="htp",
+        ),
+        ProviderSpec(
+            "qnn-htp-fp16",
+            "QNNExecutionProvider",
+            {"backend_type": "htp", "enable_htp_fp16_precision": "1"},
+            True,
+            QNN_OPTION_KEYS,
+            QNN_OPTION_VALUES,
+            QNN_PROCESS_GLOBAL_KEYS,
+            float_as_fp16=True,
+            qnn_backend="htp",
+        ),
+        ProviderSpec(
+            "qnn-gpu",
+            "QNNExecutionProvider",
+            {"backend_type": "gpu"},
+            True,
+            QNN_OPTION_KEYS,
+            QNN_OPTION_VALUES,
+            QNN_PROCESS_GLOBAL_KEYS,
+            float_as_fp16=True,
+            qnn_backend="gpu",
+        ),
         ProviderSpec("cuda", "CUDAExecutionProvider", option_keys=CUDA_OPTION_KEYS),
         ProviderSpec("tensorrt", "TensorrtExecutionProvider"),
         ProviderSpec("openvino", "OpenVINOExecutionProvider"),
@@ -150,8 +232,9 @@ def available_aliases(ep_names: Tuple[str, ...], qnn: Optional[Mapping[str, Any]
     for alias, spec in ALIASES.items():
         if spec.ep_name not in ep_names:
             continue
-        if spec.qnn_backend and ((qnn_backends and spec.qnn_backend not in qnn_backends)
-                                 or spec.qnn_backend in unusable):
+        if spec.qnn_backend and (
+            (qnn_backends and spec.qnn_backend not in qnn_backends) or spec.qnn_backend in unusable
+        ):
             continue
         out.append(alias)
     known = {s.ep_name for s in ALIASES.values()} | NOT_INFERENCE_EPS

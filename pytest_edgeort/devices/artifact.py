@@ -6,6 +6,7 @@ started through :data:`BOOTSTRAP`, which runs it only if its bytes hash to what 
 memory from the board sources: sorted entries, fixed timestamps and modes, no compression, so two
 builds of the same sources are byte-identical and the hash names the code (the boards' cache key).
 """
+
 from __future__ import annotations
 
 import ast
@@ -21,8 +22,10 @@ from ..board.store import file_sha256, private_dir
 
 BOARD_DIR = Path(__file__).resolve().parent.parent / "board"
 PACKAGE = "edgeort_board"  # the board package's name inside the zipapp
-MAIN = f'"""Runs the edgeort board worker: python3 worker.pyz --workdir DIR [--lock-only]."""\nimport sys\n\n' \
-       f"from {PACKAGE}.worker import main\n\nsys.exit(main())\n"
+MAIN = (
+    f'"""Runs the edgeort board worker: python3 worker.pyz --workdir DIR [--lock-only]."""\nimport sys\n\n'
+    f"from {PACKAGE}.worker import main\n\nsys.exit(main())\n"
+)
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -87,17 +90,20 @@ def _definitions(module: str, *names: str) -> str:
 
 # python -c PREPARE WORKDIR NAME SHA256: the workdir, private (the worker's own check), and whether the
 # worker file in it is this plugin's (by hash), as one JSON line.
-PREPARE = _definitions("wire.py", "one_line") + _definitions(
-    "store.py", "EnvironmentProblem", "private_dir", "file_sha256") + (
-    "import hashlib, json, os, sys\n"
-    "wd, name, sha = sys.argv[1:4]\n"
-    "wd = os.path.expanduser(wd)\n"
-    "try:\n"
-    "    private_dir(wd)\n"
-    "except EnvironmentProblem as exc:\n"
-    "    print(json.dumps({'error': str(exc)})); sys.exit(0)\n"
-    "path = os.path.join(wd, name)\n"
-    "print(json.dumps({'workdir': wd, 'current': os.path.isfile(path) and file_sha256(path) == sha}))\n"
+PREPARE = (
+    _definitions("wire.py", "one_line")
+    + _definitions("store.py", "EnvironmentProblem", "private_dir", "file_sha256")
+    + (
+        "import hashlib, json, os, sys\n"
+        "wd, name, sha = sys.argv[1:4]\n"
+        "wd = os.path.expanduser(wd)\n"
+        "try:\n"
+        "    private_dir(wd)\n"
+        "except EnvironmentProblem as exc:\n"
+        "    print(json.dumps({'error': str(exc)})); sys.exit(0)\n"
+        "path = os.path.join(wd, name)\n"
+        "print(json.dumps({'workdir': wd, 'current': os.path.isfile(path) and file_sha256(path) == sha}))\n"
+    )
 )
 
 

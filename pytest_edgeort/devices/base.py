@@ -7,6 +7,7 @@ state get their own process), knows the worker's capabilities, and uploads model
 the inventory asks for it (SSH boards by default), it holds the board lock (:mod:`.boardlock`)
 before it starts any other worker, and gives it back last.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -14,14 +15,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional
 
+from ..board.wire import Kind
+from ..config.inventory import DeviceConfig
+from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group, unusable_aliases
+from ..errors import DeviceFault, DeviceUnavailable
+from ..model.info import ModelInfo
 from .boardlock import LOCK_GROUP, BoardLock, acquire, lock_owner
 from .client import Transport, WorkerClient, WorkerDied, WorkerError
-from ..board.wire import Kind
-from ..errors import DeviceFault, DeviceUnavailable
-from ..config.inventory import DeviceConfig
-from ..model.info import ModelInfo
 from .placement import Placement
-from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group, unusable_aliases
 
 _session_ids = itertools.count(1)
 LOCK_LOSS_GRACE_S = 1.0  # how long the other workers of a dropped connection may take to end too
@@ -108,7 +109,8 @@ class Device:
             raise DeviceFault(
                 f"device {self.name!r}: board lock lost: the process that held it (pid {holder.pid} on the device) "
                 "ended while this run still uses the board, so another run may be on it now; the board's "
-                "remaining tests fail")
+                "remaining tests fail"
+            )
 
     def _hold_board_lock(self) -> None:
         """Take the board lock unless this device does not use one or holds it (again, after a
@@ -119,9 +121,16 @@ class Device:
             return
         client = self.client(LOCK_GROUP)
         try:
-            self.board_lock = acquire(client, self.config.lock_file or self.lock_path(), self.lock_owner,
-                                      self.config.lock_timeout, self.name, self.where, self.notify,
-                                      self.config.command_timeout)
+            self.board_lock = acquire(
+                client,
+                self.config.lock_file or self.lock_path(),
+                self.lock_owner,
+                self.config.lock_timeout,
+                self.name,
+                self.where,
+                self.notify,
+                self.config.command_timeout,
+            )
             return
         except DeviceUnavailable as exc:
             error = exc
@@ -140,8 +149,12 @@ class Device:
             return existing
         transport = self._start_transport(group)
         try:
-            client = WorkerClient(transport, self.worker_label(group), startup_timeout=max(30.0, self.config.command_timeout),
-                                  timeout_origin=(self.config.command_timeout, self.config.setting("command_timeout")))
+            client = WorkerClient(
+                transport,
+                self.worker_label(group),
+                startup_timeout=max(30.0, self.config.command_timeout),
+                timeout_origin=(self.config.command_timeout, self.config.setting("command_timeout")),
+            )
         except WorkerError as exc:
             raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
         except WorkerDied as exc:
@@ -209,9 +222,16 @@ class Device:
         for attempt in (1, 2):
             self.ensure_model(client, model)
             try:
-                reply = client.create_session(sid, model.sha256, spec.ep_name, options, cpu_fallback,
-                                              self.config.command_timeout, bundle=bundle,
-                                              files=bundle_files(model) if bundle else ())
+                reply = client.create_session(
+                    sid,
+                    model.sha256,
+                    spec.ep_name,
+                    options,
+                    cpu_fallback,
+                    self.config.command_timeout,
+                    bundle=bundle,
+                    files=bundle_files(model) if bundle else (),
+                )
                 break
             except WorkerError as exc:
                 if exc.kind != Kind.MISSING_MODEL or attempt == 2:

@@ -6,6 +6,7 @@ finished, crashed or cancelled run (its SSH connection closes, the process reads
 is killed) never leaves a board locked. A run that finds the board busy polls until ``lock_timeout``
 and then reports who holds it.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -41,8 +42,11 @@ def lock_owner(run_id: Optional[str] = None, dist: Optional[str] = None) -> Dict
         user = str(os.getuid())
     ci = next((f"{name}={os.environ[name]}" for name in _CI_VARS if os.environ.get(name)), None)
     worker = os.environ.get("PYTEST_XDIST_WORKER")
-    who = (f"{user}@{socket.gethostname()} pid {os.getpid()}" + (f" xdist {worker}" if worker else "")
-           + (f" ({ci})" if ci else ""))
+    who = (
+        f"{user}@{socket.gethostname()} pid {os.getpid()}"
+        + (f" xdist {worker}" if worker else "")
+        + (f" ({ci})" if ci else "")
+    )
     return {"who": who, "run": run_id or uuid.uuid4().hex, "worker": worker, "dist": dist}
 
 
@@ -73,12 +77,24 @@ class BoardLock:
     waited_for: Optional[str] = None
 
     def to_dict(self) -> Dict[str, Any]:
-        return {"path": self.path, "acquired_at": self.acquired_at, "waited_s": round(self.waited_s, 3),
-                "waited_for": self.waited_for}
+        return {
+            "path": self.path,
+            "acquired_at": self.acquired_at,
+            "waited_s": round(self.waited_s, 3),
+            "waited_for": self.waited_for,
+        }
 
 
-def acquire(client: "WorkerClient", path: str, owner: Dict[str, Optional[str]], timeout: float, device: str, where: str,
-            notify: Callable[[str], None], request_timeout: float) -> BoardLock:
+def acquire(
+    client: WorkerClient,
+    path: str,
+    owner: Dict[str, Optional[str]],
+    timeout: float,
+    device: str,
+    where: str,
+    notify: Callable[[str], None],
+    request_timeout: float,
+) -> BoardLock:
     """Poll the lock-only worker until it holds ``path``; DeviceUnavailable naming the holder after ``timeout``.
 
     A lock held by this same run would never be released while we wait: that fails after a short
@@ -103,19 +119,24 @@ def acquire(client: "WorkerClient", path: str, owner: Dict[str, Optional[str]], 
                     f"device {device!r}: the pytest-xdist scheduling did not hold: worker {record.get('worker')} "
                     f"of this run holds the board lock, so worker {owner['worker']} cannot drive the board too "
                     f"(--dist {owner['dist']}); pytest-edgeort keeps each locked board on one worker under "
-                    "--dist load (the default) and loadgroup")
+                    "--dist load (the default) and loadgroup"
+                )
             if now - own_since >= OWN_GRACE_S:
                 raise DeviceUnavailable(
                     f"device {device!r}: board lock {reply['path']} on {where} is held by this same run "
                     f"({current}): another device of this run is the same board or shares its lock_file; "
-                    "give each device its own lock_file, or set lock = false")
+                    "give each device its own lock_file, or set lock = false"
+                )
         elif waited_for is None:
-            notify(f"edgeort: device {device!r} is in use: board lock {reply['path']} is held by {current}; "
-                   f"waiting up to {timeout:g} s (lock_timeout)")
+            notify(
+                f"edgeort: device {device!r} is in use: board lock {reply['path']} is held by {current}; "
+                f"waiting up to {timeout:g} s (lock_timeout)"
+            )
         if record.get("run") != owner["run"]:
             waited_for = current
         if now - start >= timeout:
             raise DeviceUnavailable(
                 f"device {device!r}: board lock {reply['path']} on {where} is held by {current}; gave up after "
-                f"{now - start:.1f} s (lock_timeout = {timeout:g} in the inventory)")
+                f"{now - start:.1f} s (lock_timeout = {timeout:g} in the inventory)"
+            )
         time.sleep(min(POLL_S, max(0.0, timeout - (now - start))))

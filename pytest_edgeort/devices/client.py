@@ -4,6 +4,7 @@ The framing itself lives in :mod:`pytest_edgeort.board.wire` (it also runs on bo
 worker can never disagree about it. A transport only moves bytes: :class:`LocalTransport` (a
 subprocess) here, :class:`~pytest_edgeort.devices.ssh.SSHTransport`, or an in-process one in tests.
 """
+
 from __future__ import annotations
 
 import collections
@@ -69,7 +70,7 @@ class StderrTail:
         """The last lines (after ``since``); waits up to ``drain`` s for a dying worker's final words."""
         if self._pump is not None:
             self._pump.join(timeout=drain)
-        fresh = list(self.lines)[max(0, len(self.lines) - (self.count - since)):]
+        fresh = list(self.lines)[max(0, len(self.lines) - (self.count - since)) :]
         return " | ".join(fresh[-last:])
 
 
@@ -169,8 +170,13 @@ def describe_exit(status: Optional[int]) -> str:
 class WorkerClient:
     """Request/response over one transport; one request at a time."""
 
-    def __init__(self, transport: Transport, label: str, startup_timeout: float = 60.0,
-                 timeout_origin: Tuple[Optional[float], str] = (None, "")) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        label: str,
+        startup_timeout: float = 60.0,
+        timeout_origin: Tuple[Optional[float], str] = (None, ""),
+    ) -> None:
         """``timeout_origin``: (the configured request timeout, where it is set), for the message when
         a request of that timeout expires."""
         self.transport = transport
@@ -186,11 +192,13 @@ class WorkerClient:
             raise WorkerError(hello.get("kind", wire.Kind.ENVIRONMENT), f"{label}: {hello.get('error')}")
         if hello.get("protocol") != wire.PROTOCOL_VERSION:
             self.close()
-            raise WorkerError(wire.Kind.ENVIRONMENT, f"{label} speaks protocol version {hello.get('protocol')!r}, this "
-                                             f"plugin {wire.PROTOCOL_VERSION}")
+            raise WorkerError(
+                wire.Kind.ENVIRONMENT,
+                f"{label} speaks protocol version {hello.get('protocol')!r}, this plugin {wire.PROTOCOL_VERSION}",
+            )
         self.pid = hello.get("pid")
 
-    def _reader(self, timeout: Optional[float], what: str) -> "_ReplyReader":
+    def _reader(self, timeout: Optional[float], what: str) -> _ReplyReader:
         return _ReplyReader(self, None if timeout is None else time.monotonic() + timeout, timeout, what)
 
     def _recv(self, max_bytes: int, deadline: Optional[float], timeout: Optional[float], what: str) -> bytes:
@@ -202,14 +210,16 @@ class WorkerClient:
             self._die()
             configured, origin = self.timeout_origin
             origin = f" ({origin})" if timeout == configured and what != "start-up" else ""
-            raise WorkerDied(f"{self.label} did not answer {what} within {timeout:g} s{origin}; the worker "
-                             "was stopped") from None
+            raise WorkerDied(
+                f"{self.label} did not answer {what} within {timeout:g} s{origin}; the worker was stopped"
+            ) from None
         if not chunk:
             raise EOFError
         return chunk
 
-    def _read_reply(self, timeout: Optional[float], what: str, request_id: Optional[int],
-                    stderr_since: int) -> Tuple[Dict[str, Any], Arrays]:
+    def _read_reply(
+        self, timeout: Optional[float], what: str, request_id: Optional[int], stderr_since: int
+    ) -> Tuple[Dict[str, Any], Arrays]:
         """The reply to request ``request_id`` (None: the start-up hello). Anything else -- EOF, a
         frame that does not decode, a reply to another request -- stops the worker: WorkerDied."""
         try:
@@ -221,13 +231,15 @@ class WorkerClient:
         else:
             if reply.get("id") == request_id:
                 return reply, arrays
-            problem = (f"answered request {reply.get('id')!r} when {request_id!r} was expected "
-                       "(protocol out of step)")
+            problem = f"answered request {reply.get('id')!r} when {request_id!r} was expected (protocol out of step)"
         status = None if problem else self._wait_exit()
         tail = self.transport.stderr.text(since=stderr_since, drain=0.2 if problem else 1.0)
         self._die()
-        what_happened = (f"{problem} during {what}; the worker was stopped" if problem
-                         else f"died during {what}: {describe_exit(status)}")
+        what_happened = (
+            f"{problem} during {what}; the worker was stopped"
+            if problem
+            else f"died during {what}: {describe_exit(status)}"
+        )
         raise WorkerDied(f"{self.label} {what_happened}" + (f"; last stderr: {tail}" if tail else ""))
 
     def usable(self) -> bool:
@@ -281,24 +293,48 @@ class WorkerClient:
         return bool(self.request(Op.HAS_FILE, bundle=bundle, location=location, timeout=timeout)[0]["present"])
 
     def put_file(self, bundle: str, location: str, sha256: str, data: bytes, timeout: Optional[float]) -> None:
-        self.request(Op.PUT_FILE, [("file", np.frombuffer(data, dtype=np.uint8))], bundle=bundle,
-                     location=location, sha256=sha256, timeout=timeout)
+        self.request(
+            Op.PUT_FILE,
+            [("file", np.frombuffer(data, dtype=np.uint8))],
+            bundle=bundle,
+            location=location,
+            sha256=sha256,
+            timeout=timeout,
+        )
 
-    def create_session(self, sid: str, sha256: str, ep: str, options: Mapping[str, str], cpu_fallback: bool,
-                       timeout: Optional[float], bundle: Optional[str] = None,
-                       files: Sequence[Sequence[str]] = ()) -> Dict[str, Any]:
+    def create_session(
+        self,
+        sid: str,
+        sha256: str,
+        ep: str,
+        options: Mapping[str, str],
+        cpu_fallback: bool,
+        timeout: Optional[float],
+        bundle: Optional[str] = None,
+        files: Sequence[Sequence[str]] = (),
+    ) -> Dict[str, Any]:
         """Open session ``sid`` of a cached model (``bundle``/``files``: a model with external data)."""
         extra = {"bundle": bundle, "files": [list(f) for f in files]} if bundle else {}
-        return self.request(Op.CREATE_SESSION, sid=sid, sha256=sha256, ep=ep, options=dict(options),
-                            cpu_fallback=cpu_fallback, timeout=timeout, **extra)[0]
+        return self.request(
+            Op.CREATE_SESSION,
+            sid=sid,
+            sha256=sha256,
+            ep=ep,
+            options=dict(options),
+            cpu_fallback=cpu_fallback,
+            timeout=timeout,
+            **extra,
+        )[0]
 
-    def run(self, sid: str, feed: Mapping[str, np.ndarray], memory_check: bool,
-            timeout: Optional[float]) -> Tuple[Dict[str, Any], Arrays]:
+    def run(
+        self, sid: str, feed: Mapping[str, np.ndarray], memory_check: bool, timeout: Optional[float]
+    ) -> Tuple[Dict[str, Any], Arrays]:
         """One inference: ``(reply with "memory_differs", [(output name, array)])``."""
         return self.request(Op.RUN, list(feed.items()), sid=sid, memory_check=memory_check, timeout=timeout)
 
-    def time_runs(self, sid: str, feed: Mapping[str, np.ndarray], runs: int, warmup: int,
-                  timeout: Optional[float]) -> List[float]:
+    def time_runs(
+        self, sid: str, feed: Mapping[str, np.ndarray], runs: int, warmup: int, timeout: Optional[float]
+    ) -> List[float]:
         """Latencies in ms measured inside the worker."""
         reply, _ = self.request(Op.TIME, list(feed.items()), sid=sid, runs=runs, warmup=warmup, timeout=timeout)
         return list(reply["times_ms"])
@@ -349,5 +385,5 @@ class _ReplyReader:
         del buffer[:done]
         while done < len(view):
             chunk = self.client._recv(min(len(view) - done, 1 << 20), self.deadline, self.timeout, self.what)
-            view[done:done + len(chunk)] = chunk
+            view[done : done + len(chunk)] = chunk
             done += len(chunk)

@@ -1,4 +1,5 @@
 """SSH host keys: known_hosts lookup and loading, and refusing unknown keys with a message that says what to do."""
+
 from __future__ import annotations
 
 import base64

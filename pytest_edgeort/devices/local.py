@@ -1,4 +1,5 @@
 """The ``local`` device: workers are subprocesses of the pytest process on this machine."""
+
 from __future__ import annotations
 
 import os
@@ -6,13 +7,13 @@ import sys
 from pathlib import Path
 from typing import List, Sequence
 
+from ..board.store import EnvironmentProblem
+from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
+from ..errors import DeviceUnavailable
 from .artifact import bootstrap_argv, install_local
 from .base import Device
 from .boardlock import LOCK_NAME
 from .client import LocalTransport, Transport
-from ..board.store import EnvironmentProblem
-from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
-from ..errors import DeviceUnavailable
 
 
 def worker_command(python: str, workdir: Path, args: Sequence[str] = ()) -> List[str]:
@@ -38,8 +39,9 @@ class LocalDevice(Device):
         try:
             return LocalTransport(command, dict(self.config.env))
         except OSError as exc:
-            raise DeviceUnavailable(f"device {self.name!r}: cannot start the worker with {python}: "
-                                    f"{exc.strerror or exc}") from None
+            raise DeviceUnavailable(
+                f"device {self.name!r}: cannot start the worker with {python}: {exc.strerror or exc}"
+            ) from None
 
     def lock_path(self) -> str:
         return str(self.workdir / LOCK_NAME)

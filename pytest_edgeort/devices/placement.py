@@ -1,4 +1,5 @@
 """Where a session's nodes ran: per-EP node lists summarized by op type (pure data, no I/O)."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -15,7 +16,7 @@ class Placement:
     nodes_by_ep: Dict[str, Tuple[Node, ...]]
 
     @classmethod
-    def from_worker(cls, raw: Optional[Sequence[dict]]) -> Optional["Placement"]:
+    def from_worker(cls, raw: Optional[Sequence[dict]]) -> Optional[Placement]:
         if raw is None:
             return None
         by_ep: Dict[str, List[Node]] = {}

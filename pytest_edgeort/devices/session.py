@@ -1,4 +1,5 @@
 """The object a test gets as ``edge_session``: one model on one device and provider."""
+
 from __future__ import annotations
 
 import re
@@ -6,14 +7,14 @@ from typing import Any, Callable, Dict, List, Mapping, Optional
 
 import numpy as np
 
-from .client import WorkerClient, WorkerDied, WorkerError
 from ..board.wire import Op
-from .base import Device, SessionHandle
-from ..errors import EdgeSessionError
-from ..model.inputs import Feed, check_feed
-from ..model.info import ModelInfo
-from .placement import Placement, format_fallback
 from ..config.providers import ProviderSpec
+from ..errors import EdgeSessionError
+from ..model.info import ModelInfo
+from ..model.inputs import Feed, check_feed
+from .base import Device, SessionHandle
+from .client import WorkerClient, WorkerDied, WorkerError
+from .placement import Placement, format_fallback
 
 
 class EdgeSession:
@@ -26,7 +27,7 @@ class EdgeSession:
         spec: ProviderSpec,
         options: Mapping[str, str],
         cpu_fallback: bool,
-        on_create: Callable[["EdgeSession"], None],
+        on_create: Callable[[EdgeSession], None],
     ) -> None:
         self.device = device
         self.model = model
@@ -93,10 +94,12 @@ class EdgeSession:
         """A worker's creation error in the user's terms: their model path, and what to set when QNN
         refuses fp16 without a SoC (its own words are a C++ trace)."""
         if "fp16 precision mode is enabled but soc_model is not specified" in error.lower():
-            return (f"{self.spec.alias} needs the QNN option soc_model here (QNN runs float in fp16 for a given "
-                    f"SoC; on the x86-64 simulator any, e.g. \"60\"): @pytest.mark.edge_providers("
-                    f"\"{self.spec.alias}\", options={{\"soc_model\": \"60\"}}) or soc_model = \"60\" under "
-                    f"[devices.{self.device.name}.providers.{self.spec.alias}] in edge-devices.toml")
+            return (
+                f"{self.spec.alias} needs the QNN option soc_model here (QNN runs float in fp16 for a given "
+                f'SoC; on the x86-64 simulator any, e.g. "60"): @pytest.mark.edge_providers('
+                f'"{self.spec.alias}", options={{"soc_model": "60"}}) or soc_model = "60" under '
+                f"[devices.{self.device.name}.providers.{self.spec.alias}] in edge-devices.toml"
+            )
         return self._user_paths(error)
 
     # -- lifecycle
@@ -120,7 +123,9 @@ class EdgeSession:
             raise EdgeSessionError(
                 f"{self.label}: no node of the graph is left after onnxruntime's optimizations (it folded to "
                 f"constants at load), so nothing runs on {self.spec.ep_name} and there is no {self.spec.alias} "
-                "result to report", placement)
+                "result to report",
+                placement,
+            )
         if placement.count(self.spec.ep_name) == 0:
             where = format_fallback(placement.nodes_not_on(self.spec.ep_name))
             raise EdgeSessionError(
@@ -164,12 +169,15 @@ class EdgeSession:
         reply, outputs = self._request(Op.RUN, lambda client, sid, timeout: client.run(sid, feed, check, timeout))
         self.last_inputs = feed
         if reply.get("memory_differs"):
-            detail = ", ".join(f"{name!r}: {count} element{'s' * (count != 1)}"
-                               for name, count in sorted(reply["memory_differs"].items()))
+            detail = ", ".join(
+                f"{name!r}: {count} element{'s' * (count != 1)}"
+                for name, count in sorted(reply["memory_differs"].items())
+            )
             raise EdgeSessionError(
                 f"{self.label}: outputs depend on memory left by earlier graphs ({detail} differ bit for bit "
                 "when the same example runs twice with the NPU memory filled differently in between), so "
-                "this result depends on test order and selection")
+                "this result depends on test order and selection"
+            )
         handle.memory_checked = handle.memory_checked or check
         return dict(outputs)
 

@@ -13,6 +13,7 @@ After that line, stdin/stdout carry the framed protocol and stderr feeds a :clas
 Host keys are checked against ``known_hosts`` (:mod:`.hostkeys`; unknown or changed keys are refused) unless the
 inventory says ``insecure_skip_host_key_check = true``.
 """
+
 from __future__ import annotations
 
 import inspect
@@ -28,13 +29,13 @@ import paramiko
 from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
-from .boardlock import LOCK_NAME
-from .artifact import PREPARE, WORKER_BYTES, WORKER_NAME, WORKER_SHA256, bootstrap_argv
-from .client import StderrTail, Transport, WorkerDied, describe_exit
-from .base import Device
-from .hostkeys import HostKeyRefused, RefuseUnknownHost, fingerprint, known_hosts_path, load_known_hosts
-from ..errors import DeviceFault, DeviceUnavailable, HostKeyChanged
 from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
+from ..errors import DeviceFault, DeviceUnavailable, HostKeyChanged
+from .artifact import PREPARE, WORKER_BYTES, WORKER_NAME, WORKER_SHA256, bootstrap_argv
+from .base import Device
+from .boardlock import LOCK_NAME
+from .client import StderrTail, Transport, WorkerDied, describe_exit
+from .hostkeys import HostKeyRefused, RefuseUnknownHost, fingerprint, known_hosts_path, load_known_hosts
 
 PREAMBLE = b"edgeort-worker "
 # Bigger than paramiko's 2 MiB default so large tensors stream back without stalling on window updates.
@@ -88,8 +89,14 @@ class _ChannelStderr:
 class SSHTransport(Transport):
     """The framed protocol over one exec channel; the remote process group dies with it."""
 
-    def __init__(self, channel: paramiko.Channel, where: str, startup_timeout: float,
-                 command_timeout: float, kill_group: Callable[[int], None]) -> None:
+    def __init__(
+        self,
+        channel: paramiko.Channel,
+        where: str,
+        startup_timeout: float,
+        command_timeout: float,
+        kill_group: Callable[[int], None],
+    ) -> None:
         self.channel = channel
         self.where = where
         self.command_timeout = command_timeout
@@ -110,8 +117,8 @@ class SSHTransport(Transport):
             start = data.find(PREAMBLE)
             if start >= 0 and b"\n" in data[start:]:
                 end = data.index(b"\n", start)
-                self.pgid = int(data[start + len(PREAMBLE):end])
-                self._pending = data[end + 1:]
+                self.pgid = int(data[start + len(PREAMBLE) : end])
+                self._pending = data[end + 1 :]
                 self.description = f"worker (process group {self.pgid}) on {self.where}"
                 return
             try:
@@ -123,8 +130,10 @@ class SSHTransport(Transport):
                 status = self.exit_status()
                 self.terminate()
                 tail = self.stderr.text()
-                raise WorkerDied(f"the worker launcher on {self.where} ended before the worker started "
-                                 f"({describe_exit(status)})" + (f"; stderr: {tail}" if tail else ""))
+                raise WorkerDied(
+                    f"the worker launcher on {self.where} ended before the worker started "
+                    f"({describe_exit(status)})" + (f"; stderr: {tail}" if tail else "")
+                )
             data += chunk
 
     def send(self, parts: Sequence[Any]) -> None:
@@ -137,7 +146,7 @@ class SSHTransport(Transport):
                 view = memoryview(part).cast("B")
                 offset = 0
                 while offset < len(view):
-                    offset += self.channel.send(bytes(view[offset:offset + MAX_PACKET_SIZE]))
+                    offset += self.channel.send(bytes(view[offset : offset + MAX_PACKET_SIZE]))
         except socket.timeout:
             raise WorkerDied(f"{self.description} did not accept input within {self.command_timeout:g} s") from None
         except (OSError, EOFError, paramiko.SSHException):
@@ -162,8 +171,9 @@ class SSHTransport(Transport):
 
     def usable(self) -> bool:
         transport = self.channel.get_transport()
-        return (self.exit_status() is None and not self.channel.closed
-                and transport is not None and transport.is_active())
+        return (
+            self.exit_status() is None and not self.channel.closed and transport is not None and transport.is_active()
+        )
 
     def terminate(self) -> None:
         """Close stdin (an idle worker exits), then kill the process group if it is still there."""
@@ -244,8 +254,12 @@ class SSHDevice(Device):
     def _connect(self) -> Connection:
         cfg = self.config
         timeout = cfg.connect_timeout
-        kwargs: Dict[str, Any] = {"timeout": timeout, "banner_timeout": timeout, "auth_timeout": timeout,
-                                  "channel_timeout": timeout}
+        kwargs: Dict[str, Any] = {
+            "timeout": timeout,
+            "banner_timeout": timeout,
+            "auth_timeout": timeout,
+            "channel_timeout": timeout,
+        }
         if cfg.identity_file:
             kwargs["key_filename"] = [os.path.expanduser(cfg.identity_file)]
         if _TRANSPORT_FACTORY:
@@ -257,8 +271,10 @@ class SSHDevice(Device):
             conn.client.set_missing_host_key_policy(paramiko.AutoAddPolicy())  # in memory only, never saved
             if not self.warned_insecure:
                 self.warned_insecure = True
-                self.notify(f"edgeort: WARNING: device {self.name!r}: insecure_skip_host_key_check = true, so the "
-                            f"host key of {where} is not verified (anyone on the path can pose as the board)")
+                self.notify(
+                    f"edgeort: WARNING: device {self.name!r}: insecure_skip_host_key_check = true, so the "
+                    f"host key of {where} is not verified (anyone on the path can pose as the board)"
+                )
         else:
             known = known_hosts_path(self.config.known_hosts, conn)
             load_known_hosts(conn, known, self.name)
@@ -279,8 +295,10 @@ class SSHDevice(Device):
                 f"old entry with `ssh-keygen -R '{entry}' -f {known}` and add the new key)"
             )
         except paramiko.AuthenticationException as exc:
-            message = (f"device {self.name!r}: authentication as {conn.user!r} on {where} failed ({exc}); "
-                       "check user and identity_file")
+            message = (
+                f"device {self.name!r}: authentication as {conn.user!r} on {where} failed ({exc}); "
+                "check user and identity_file"
+            )
         except (OSError, EOFError, paramiko.SSHException) as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             if "banner" in reason or reason in ("No existing session", "Negotiation failed."):  # paramiko's words
@@ -323,14 +341,17 @@ class SSHDevice(Device):
         self.connection()
         if self._workdir is None:
             python = self.config.python or "python3"
-            command = " ".join(shlex.quote(a) for a in (python, "-c", PREPARE, self.config.workdir or DEFAULT_WORKDIR,
-                                                        WORKER_NAME, WORKER_SHA256))
+            command = " ".join(
+                shlex.quote(a)
+                for a in (python, "-c", PREPARE, self.config.workdir or DEFAULT_WORKDIR, WORKER_NAME, WORKER_SHA256)
+            )
             output = self.run(command, what=f"preparing the workdir with {python}")
             try:
                 state = json.loads(output.strip().splitlines()[-1])
             except (ValueError, IndexError):
-                raise DeviceUnavailable(f"device {self.name!r}: preparing the workdir with {python} printed "
-                                        f"{output.strip()[:200]!r}") from None
+                raise DeviceUnavailable(
+                    f"device {self.name!r}: preparing the workdir with {python} printed {output.strip()[:200]!r}"
+                ) from None
             if "error" in state:
                 raise DeviceUnavailable(f"device {self.name!r} ({self.address}): {state['error']}")
             workdir = state["workdir"]
@@ -356,8 +377,10 @@ class SSHDevice(Device):
         except (OSError, EOFError, paramiko.SSHException) as exc:
             status, error = -1, str(exc) or type(exc).__name__
         if status != 0:
-            raise DeviceUnavailable(f"device {self.name!r}: cannot write the worker to {workdir} on {self.address}: "
-                                    f"{' '.join(error.split()) or f'exit code {status}'}")
+            raise DeviceUnavailable(
+                f"device {self.name!r}: cannot write the worker to {workdir} on {self.address}: "
+                f"{' '.join(error.split()) or f'exit code {status}'}"
+            )
         self.worker_uploads += 1
 
     def worker_command(self, workdir: str, args: Sequence[str] = ()) -> str:
@@ -372,8 +395,9 @@ class SSHDevice(Device):
         cfg = self.config
         where = f"device {self.name!r} ({conn.user}@{self.address}, {cfg.python or 'python3'})"
         try:
-            channel = conn.transport.open_session(window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE,
-                                                  timeout=cfg.connect_timeout)
+            channel = conn.transport.open_session(
+                window_size=WINDOW_SIZE, max_packet_size=MAX_PACKET_SIZE, timeout=cfg.connect_timeout
+            )
             channel.exec_command(self.worker_command(workdir, self.worker_args(group)))
             channel.sendall(json.dumps(dict(self.config.env)).encode("utf-8") + b"\n")  # read by BOOTSTRAP
             return SSHTransport(channel, where, max(30.0, cfg.command_timeout), cfg.command_timeout, self._kill_group)
@@ -384,7 +408,8 @@ class SSHDevice(Device):
                 f"device {self.name!r}: the SSH server on {self.address} refused another session channel "
                 f"({exc.text or exc}; {len(self.clients) + 1} open on this connection): sshd's MaxSessions "
                 "(default 10) limits them, and this run needs one per isolation group plus the board lock; "
-                "raise MaxSessions in the board's sshd_config") from None
+                "raise MaxSessions in the board's sshd_config"
+            ) from None
         except (OSError, EOFError, paramiko.SSHException) as exc:
             raise DeviceUnavailable(f"device {self.name!r}: cannot start a worker on {self.address}: {exc}") from None
 

@@ -1,4 +1,5 @@
 """What the host needs to know about a model: I/O metadata, quantization scales, precision, hash."""
+
 from __future__ import annotations
 
 import hashlib
@@ -116,8 +117,15 @@ def sha256_file(path: Path) -> str:
 def _external_data(model: onnx.ModelProto, path: Path) -> Tuple[Tuple[str, str], ...]:
     """The external data files of a model, each inside the model's folder, with their sha256."""
     tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
-    locations = sorted({entry.value for t in tensors if t.data_location == onnx.TensorProto.EXTERNAL
-                        for entry in t.external_data if entry.key == "location"})
+    locations = sorted(
+        {
+            entry.value
+            for t in tensors
+            if t.data_location == onnx.TensorProto.EXTERNAL
+            for entry in t.external_data
+            if entry.key == "location"
+        }
+    )
     folder = path.parent.resolve()
     files = []
     for location in locations:
@@ -208,8 +216,18 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     is_qdq = "DequantizeLinear" in op_types or "QuantizeLinear" in op_types
     depth = _requantization_depth(graph) if "QuantizeLinear" in op_types else {}
     output_depth = {o.name: depth.get(o.name, 0) for o in outputs} if depth else {}
-    return ModelInfo(path, sha256_file(path), inputs, outputs, output_quant, input_quant, is_qdq, op_types,
-                     output_depth, _external_data(model, path))
+    return ModelInfo(
+        path,
+        sha256_file(path),
+        inputs,
+        outputs,
+        output_quant,
+        input_quant,
+        is_qdq,
+        op_types,
+        output_depth,
+        _external_data(model, path),
+    )
 
 
 def model_info(path: Union[str, Path]) -> ModelInfo:

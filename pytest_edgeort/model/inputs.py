@@ -1,4 +1,5 @@
 """Model inputs: generated from the model's metadata (seeded) or loaded from ``.npz`` files."""
+
 from __future__ import annotations
 
 import hashlib
@@ -17,7 +18,9 @@ DEFAULT_FLOAT_RANGE = (0.0, 1.0)
 DEFAULT_INT_RANGE = (0, 128)
 
 
-def static_shape(model: ModelInfo, tensor: TensorInfo, shapes: Optional[Mapping[str, Sequence[int]]] = None) -> Tuple[int, ...]:
+def static_shape(
+    model: ModelInfo, tensor: TensorInfo, shapes: Optional[Mapping[str, Sequence[int]]] = None
+) -> Tuple[int, ...]:
     """The concrete shape of an input, or an InputError telling how to fix a dynamic one."""
     if shapes and tensor.name in shapes:
         return tuple(int(d) for d in shapes[tensor.name])
@@ -44,12 +47,17 @@ def input_seed(seed: int, model_sha256: str, input_name: str, index: int = 0) ->
     return int.from_bytes(hashlib.sha256(text).digest()[:8], "little")
 
 
-def value_range(model: ModelInfo, tensor: TensorInfo, ranges: Optional[Mapping[str, Sequence[float]]] = None) -> Tuple[float, float]:
+def value_range(
+    model: ModelInfo, tensor: TensorInfo, ranges: Optional[Mapping[str, Sequence[float]]] = None
+) -> Tuple[float, float]:
     """[low, high) used to generate one input."""
     if ranges and tensor.name in ranges:
         low, high = ranges[tensor.name]
         if not low < high:
-            raise InputError(f"{model.path.name}: range for input {tensor.name!r} must be [low, high) with low < high, got {[low, high]}")
+            raise InputError(
+                f"{model.path.name}: range for input {tensor.name!r} must be [low, high) with low < high, "
+                f"got {[low, high]}"
+            )
         return float(low), float(high)
     if tensor.name in model.input_quant:
         return model.input_quant[tensor.name].value_range
@@ -96,7 +104,9 @@ def load_npz(path: Path) -> Dict[str, np.ndarray]:
         raise InputError(f"{path}: not a readable .npz without pickled objects ({exc})") from None
 
 
-def check_feed(model: ModelInfo, feed: Mapping[str, np.ndarray], source: str, shapes: Optional[Mapping[str, Sequence[int]]] = None) -> Feed:
+def check_feed(
+    model: ModelInfo, feed: Mapping[str, np.ndarray], source: str, shapes: Optional[Mapping[str, Sequence[int]]] = None
+) -> Feed:
     """Check names, dtypes and shapes of a feed against the model; return it as a plain dict."""
     expected = {t.name: t for t in model.inputs}
     missing = sorted(set(expected) - set(feed))

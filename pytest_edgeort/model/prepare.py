@@ -73,9 +73,7 @@ def _relative_file(value: Any, where: str, key: str) -> str:
         raise ValueError(f"{where}: [prepare] {key}: expected a file name in the suite folder, got {_describe(value)}")
     p = PurePath(value)
     if p.is_absolute() or ".." in p.parts:
-        raise ValueError(
-            f"{where}: [prepare] {key}: expected a file name inside the suite folder, got {value!r}"
-        )
+        raise ValueError(f"{where}: [prepare] {key}: expected a file name inside the suite folder, got {value!r}")
     return value
 
 
@@ -89,15 +87,13 @@ class PrepareRecipe:
     quantize: dict | None = None
 
     @classmethod
-    def from_mapping(cls, mapping: Mapping[str, Any], where: str) -> "PrepareRecipe":
+    def from_mapping(cls, mapping: Mapping[str, Any], where: str) -> PrepareRecipe:
         """Validate a ``[prepare]`` table; raise ``ValueError`` (one line: where, key, expectation)."""
         if not isinstance(mapping, Mapping):
             raise ValueError(f"{where}: [prepare]: expected a table, got {_describe(mapping)}")
         for key in mapping:
             if key not in _RECIPE_KEYS:
-                raise ValueError(
-                    f"{where}: [prepare] unknown key {key!r}: expected one of {', '.join(_RECIPE_KEYS)}"
-                )
+                raise ValueError(f"{where}: [prepare] unknown key {key!r}: expected one of {', '.join(_RECIPE_KEYS)}")
 
         fix_shapes = mapping.get("fix_shapes")
         if fix_shapes is not None:
@@ -188,7 +184,7 @@ class PrepareRecipe:
         """Key-sorted, whitespace-free JSON of the recipe (part of the cache key)."""
         return json.dumps(self.to_mapping(), sort_keys=True, separators=(",", ":"))
 
-    def float_baseline(self) -> "PrepareRecipe":
+    def float_baseline(self) -> PrepareRecipe:
         """The same recipe without quantization: the prepared float model, a baseline for ``vs_float``."""
         return dataclasses.replace(self, quantize=None)
 
@@ -236,7 +232,7 @@ def _suite_file(suite_dir: Path, name: str, step: str) -> Path:
 # --------------------------------------------------------------------------------------------- steps
 
 
-def _step_fix_shapes(model: "onnx.ModelProto", fix_shapes: dict[str, list[int]]) -> "onnx.ModelProto":
+def _step_fix_shapes(model: onnx.ModelProto, fix_shapes: dict[str, list[int]]) -> onnx.ModelProto:
     from onnxruntime.tools.onnx_model_utils import fix_output_shapes, make_input_shape_fixed
 
     # A dim_param asked to take two different values (exporters write "?" for every unknown dim,
@@ -275,7 +271,7 @@ def _load_script(path: Path) -> Callable[[Any], Any]:
     return fn
 
 
-def _step_script(model: "onnx.ModelProto", script_path: Path) -> "onnx.ModelProto":
+def _step_script(model: onnx.ModelProto, script_path: Path) -> onnx.ModelProto:
     import onnx
 
     result = _load_script(script_path)(model)
@@ -284,7 +280,7 @@ def _step_script(model: "onnx.ModelProto", script_path: Path) -> "onnx.ModelProt
     return result
 
 
-def _step_qnn_preprocess(model: "onnx.ModelProto", workdir: Path) -> "onnx.ModelProto":
+def _step_qnn_preprocess(model: onnx.ModelProto, workdir: Path) -> onnx.ModelProto:
     import onnx
     from onnxruntime.quantization.execution_providers.qnn import qnn_preprocess_model
 
@@ -321,7 +317,7 @@ class _NpzReader:
         self._it = self._samples()
 
 
-def _load_calibration(model: "onnx.ModelProto", npz_path: Path) -> dict[str, Any]:
+def _load_calibration(model: onnx.ModelProto, npz_path: Path) -> dict[str, Any]:
     import numpy as np
 
     initializers = {i.name for i in model.graph.initializer}
@@ -332,7 +328,9 @@ def _load_calibration(model: "onnx.ModelProto", npz_path: Path) -> dict[str, Any
     n = None
     for inp in inputs:
         if inp.name not in arrays:
-            raise ValueError(f"{npz_path.name} has no array for model input {inp.name!r} (has: {', '.join(arrays) or 'none'})")
+            raise ValueError(
+                f"{npz_path.name} has no array for model input {inp.name!r} (has: {', '.join(arrays) or 'none'})"
+            )
         arr = arrays[inp.name]
         tt = inp.type.tensor_type
         dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
@@ -353,7 +351,7 @@ def _load_calibration(model: "onnx.ModelProto", npz_path: Path) -> dict[str, Any
     return out
 
 
-def _step_quantize(model: "onnx.ModelProto", q: dict, calibration_path: Path, out_path: Path) -> None:
+def _step_quantize(model: onnx.ModelProto, q: dict, calibration_path: Path, out_path: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize
     from onnxruntime.quantization.execution_providers.qnn import get_qnn_qdq_config
@@ -374,7 +372,7 @@ def _step_quantize(model: "onnx.ModelProto", q: dict, calibration_path: Path, ou
     quantize(str(src), str(out_path), config)
 
 
-def _ensure_opset(model: "onnx.ModelProto", version: int) -> "onnx.ModelProto":
+def _ensure_opset(model: onnx.ModelProto, version: int) -> onnx.ModelProto:
     import onnx
 
     current = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), version)

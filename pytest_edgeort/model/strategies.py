@@ -1,4 +1,5 @@
 """Hypothesis strategies that generate valid feeds for a model from its input metadata."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,11 +9,13 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from .inputs import static_shape, value_range
 from .info import ModelInfo, TensorInfo, model_info
+from .inputs import static_shape, value_range
 
 
-def _elements(model: ModelInfo, tensor: TensorInfo, ranges: Optional[Mapping[str, Sequence[float]]]) -> st.SearchStrategy:
+def _elements(
+    model: ModelInfo, tensor: TensorInfo, ranges: Optional[Mapping[str, Sequence[float]]]
+) -> st.SearchStrategy:
     dtype = np.dtype(tensor.dtype)
     if dtype == np.bool_:
         return st.booleans()

@@ -1,4 +1,5 @@
 """The self-contained HTML run report (``--edge-html PATH``), rendered from the JSON report document."""
+
 from __future__ import annotations
 
 import datetime
@@ -14,14 +15,33 @@ from .summary import SummaryRow, _ms, _num, build_rows, device_line, row_name
 from .svg import histogram_svg
 
 _VERDICT_CLASS = {"FAIL": "fail", "PASS": "pass", "XFAIL": "xfail", "SKIP": "skip"}
-_OUTCOME_CLASS = {"failed": "fail", "error": "fail", "passed": "pass", "xfailed": "xfail", "xpassed": "xfail",
-                  "skipped": "skip"}
+_OUTCOME_CLASS = {
+    "failed": "fail",
+    "error": "fail",
+    "passed": "pass",
+    "xfailed": "xfail",
+    "xpassed": "xfail",
+    "skipped": "skip",
+}
 _OUTCOME_ORDER = {"fail": 0, "xfail": 1, "skip": 2, "pass": 3}
-_RECORD_FACTS = (("nodeid", "test"), ("model_path", "model"), ("model_sha256", "model sha256"), ("ep", "EP"),
-                 ("ep_api", "EP API"), ("provider_options", "provider options"), ("cpu_fallback", "CPU fallback"),
-                 ("offload_graph_io_quantization", "offload_graph_io_quantization"), ("examples", "examples"),
-                 ("fuzz_examples", "fuzz examples"), ("onnxruntime", "onnxruntime"), ("qnn_sdk", "QNN SDK"),
-                 ("qnn_ep", "QNN EP"), ("soc", "SoC"), ("xdist_worker", "xdist worker"), ("phase", "failed in"))
+_RECORD_FACTS = (
+    ("nodeid", "test"),
+    ("model_path", "model"),
+    ("model_sha256", "model sha256"),
+    ("ep", "EP"),
+    ("ep_api", "EP API"),
+    ("provider_options", "provider options"),
+    ("cpu_fallback", "CPU fallback"),
+    ("offload_graph_io_quantization", "offload_graph_io_quantization"),
+    ("examples", "examples"),
+    ("fuzz_examples", "fuzz examples"),
+    ("onnxruntime", "onnxruntime"),
+    ("qnn_sdk", "QNN SDK"),
+    ("qnn_ep", "QNN EP"),
+    ("soc", "SoC"),
+    ("xdist_worker", "xdist worker"),
+    ("phase", "failed in"),
+)
 _STYLE = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#1d2330;background:#fff}
 h1{font-size:22px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;border-bottom:2px solid #d8dde6}
@@ -68,21 +88,30 @@ def _value(value: Any) -> str:
     return "-" if value in (None, "") else str(value)
 
 
-def _table(header: Sequence[str], rows: Iterable[Sequence[str]], numeric: Sequence[int] = (),
-           css: Optional[Mapping[int, str]] = None) -> str:
+def _table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    numeric: Sequence[int] = (),
+    css: Optional[Mapping[int, str]] = None,
+) -> str:
     """A table from already-escaped cell HTML; columns in ``numeric`` are right-aligned, ``css`` gives
     other columns a class."""
     classes = {**{i: "n" for i in numeric}, **(css or {})}
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f'<td class="{classes[i]}">{c}</td>' if i in classes else f"<td>{c}</td>"
-                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="{classes[i]}">{c}</td>' if i in classes else f"<td>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def _facts(pairs: Iterable[Tuple[str, Any]]) -> str:
     """A two-column table of the facts that are present, names in the first column."""
-    rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(_value(v))}</td></tr>"
-                   for k, v in pairs if v not in (None, "", [], {}))
+    rows = "".join(
+        f"<tr><th>{_e(k)}</th><td>{_e(_value(v))}</td></tr>" for k, v in pairs if v not in (None, "", [], {})
+    )
     return f'<table class="facts"><tbody>{rows}</tbody></table>'
 
 
@@ -121,13 +150,24 @@ def _header(document: Mapping[str, Any]) -> str:
     finished = max((r["finished"] for r in records if isinstance(r.get("finished"), (int, float))), default=None)
     outcomes = list(document.get("outcomes", {}).values())
     counts = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes))) or "no edge tests ran"
-    banner = ('<p class="banner"><strong>INTERRUPTED</strong>: the run was stopped before it finished; '
-              "this report has what ran until then.</p>" if document.get("interrupted") else "")
-    facts = _facts([("tests", counts), ("exit status", document.get("exitstatus")), ("seed", document.get("seed")),
-                    ("first check started", _when(started)), ("last check finished", _when(finished)),
-                    ("report created", document.get("created")),
-                    ("report schema", f"{document.get('schema')} v{document.get('version')}"),
-                    ("rendered by", f"pytest-edgeort {__version__}")])
+    banner = (
+        '<p class="banner"><strong>INTERRUPTED</strong>: the run was stopped before it finished; '
+        "this report has what ran until then.</p>"
+        if document.get("interrupted")
+        else ""
+    )
+    facts = _facts(
+        [
+            ("tests", counts),
+            ("exit status", document.get("exitstatus")),
+            ("seed", document.get("seed")),
+            ("first check started", _when(started)),
+            ("last check finished", _when(finished)),
+            ("report created", document.get("created")),
+            ("report schema", f"{document.get('schema')} v{document.get('version')}"),
+            ("rendered by", f"pytest-edgeort {__version__}"),
+        ]
+    )
     return f"<h1>pytest-edgeort report</h1>{banner}{facts}"
 
 
@@ -137,14 +177,26 @@ def _devices(devices: Mapping[str, Mapping[str, Any]]) -> str:
         qnn = facts.get("qnn") or {}
         lock = facts.get("board_lock") or {}
         parts.append(f"<h3>{_e(name)}</h3><p>{_e(device_line(name, facts))}</p>")
-        parts.append(_facts([("platform", facts.get("platform")), ("machine", facts.get("machine")),
-                             ("hostname", facts.get("hostname")), ("SoC", facts.get("soc")),
-                             ("python", facts.get("python")), ("numpy", facts.get("numpy")),
-                             ("onnxruntime", facts.get("onnxruntime")), ("QNN SDK", qnn.get("sdk_version")),
-                             ("QNN EP package", qnn.get("ep_package_version")), ("QNN backends", qnn.get("backends")),
-                             ("execution providers", facts.get("providers")),
-                             ("plugin EP errors", facts.get("plugin_errors")), ("board lock", lock.get("path"))]))
-    return "".join(parts) if devices else "<h2>Devices</h2><p class=\"muted\">no device was reached</p>"
+        parts.append(
+            _facts(
+                [
+                    ("platform", facts.get("platform")),
+                    ("machine", facts.get("machine")),
+                    ("hostname", facts.get("hostname")),
+                    ("SoC", facts.get("soc")),
+                    ("python", facts.get("python")),
+                    ("numpy", facts.get("numpy")),
+                    ("onnxruntime", facts.get("onnxruntime")),
+                    ("QNN SDK", qnn.get("sdk_version")),
+                    ("QNN EP package", qnn.get("ep_package_version")),
+                    ("QNN backends", qnn.get("backends")),
+                    ("execution providers", facts.get("providers")),
+                    ("plugin EP errors", facts.get("plugin_errors")),
+                    ("board lock", lock.get("path")),
+                ]
+            )
+        )
+    return "".join(parts) if devices else '<h2>Devices</h2><p class="muted">no device was reached</p>'
 
 
 def _summary(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
@@ -153,18 +205,51 @@ def _summary(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
         strict = row.strict_coverage is not None
         coverage = row.strict_coverage if strict else row.coverage
         coverage_text = "-" if coverage is None else f"{100 * coverage:.0f}" + ("" if strict else "*")
-        checks = " ".join(f'<span class="check"><a href="#rec-{n}">{_e(r.get("check", "test"))}</a> '
-                          f'{_outcome_badge(r.get("outcome", "?"))}</span>' for n, r in members)
-        rows.append([f'<a id="row-{index}" href="#grp-{index}">{_e(row.model)}</a>', _e(row.device), _e(row.provider),
-                     f"{_badge(row.verdict, _VERDICT_CLASS[row.verdict])} {_e(row.checks)}",
-                     _e(_num(row.max_lsb, ".0f")), _e(_num(row.snr_db, ".1f")),
-                     _e(_num(None if row.topk is None else 100 * row.topk, ".0f")), _e(coverage_text),
-                     _e(_ms(row.p50_ms)), _e(_ms(row.p90_ms)), _e(_num(row.speedup, ".2g")), checks])
-    table = _table(("model", "device", "provider", "verdict", "max LSB", "SNR dB", "top-k %", "NPU %", "p50 ms",
-                    "p90 ms", "speed-up", "checks"), rows, numeric=(4, 5, 6, 7, 8, 9, 10), css={0: "model"})
-    note = ('<p class="muted">NPU % with *: with CPU fallback allowed (QNN then runs graph-input/output '
-            "quantization on CPU); without *: with CPU fallback disabled. Verdicts: worst check of the row; "
-            "the count is checks passed of checks run.</p>")
+        checks = " ".join(
+            f'<span class="check"><a href="#rec-{n}">{_e(r.get("check", "test"))}</a> '
+            f"{_outcome_badge(r.get('outcome', '?'))}</span>"
+            for n, r in members
+        )
+        rows.append(
+            [
+                f'<a id="row-{index}" href="#grp-{index}">{_e(row.model)}</a>',
+                _e(row.device),
+                _e(row.provider),
+                f"{_badge(row.verdict, _VERDICT_CLASS[row.verdict])} {_e(row.checks)}",
+                _e(_num(row.max_lsb, ".0f")),
+                _e(_num(row.snr_db, ".1f")),
+                _e(_num(None if row.topk is None else 100 * row.topk, ".0f")),
+                _e(coverage_text),
+                _e(_ms(row.p50_ms)),
+                _e(_ms(row.p90_ms)),
+                _e(_num(row.speedup, ".2g")),
+                checks,
+            ]
+        )
+    table = _table(
+        (
+            "model",
+            "device",
+            "provider",
+            "verdict",
+            "max LSB",
+            "SNR dB",
+            "top-k %",
+            "NPU %",
+            "p50 ms",
+            "p90 ms",
+            "speed-up",
+            "checks",
+        ),
+        rows,
+        numeric=(4, 5, 6, 7, 8, 9, 10),
+        css={0: "model"},
+    )
+    note = (
+        '<p class="muted">NPU % with *: with CPU fallback allowed (QNN then runs graph-input/output '
+        "quantization on CPU); without *: with CPU fallback disabled. Verdicts: worst check of the row; "
+        "the count is checks passed of checks run.</p>"
+    )
     return f'<h2 id="summary">Summary: model x device x provider</h2>{table}{note}'
 
 
@@ -174,13 +259,39 @@ def _metrics(outputs: Sequence[Mapping[str, Any]]) -> str:
         verdict = _badge("PASS", "pass") if out.get("passed") else _badge("FAIL", "fail")
         shape = "x".join(str(d) for d in out.get("actual_shape", ())) or "scalar"
         topk = out.get("topk_agreement")
-        rows.append([_e(out.get("name")), _e(shape), _e(out.get("actual_dtype")), verdict,
-                     *(_e(_value(out.get(key))) for key in ("max_abs", "mean_abs", "max_lsb", "scale")),
-                     _e(_value(None if out.get("frac_within") is None else 100 * out["frac_within"])),
-                     _e(_value(out.get("snr_db"))), _e(_value(out.get("cosine"))),
-                     _e(_value(None if topk is None else 100 * topk)), _e(_value(out.get("gain")))])
-    return _table(("output", "shape", "dtype", "verdict", "max |err|", "mean |err|", "max LSB", "LSB (scale)",
-                   "within tol %", "SNR dB", "cosine", "top-k %", "gain"), rows, numeric=tuple(range(4, 13)))
+        rows.append(
+            [
+                _e(out.get("name")),
+                _e(shape),
+                _e(out.get("actual_dtype")),
+                verdict,
+                *(_e(_value(out.get(key))) for key in ("max_abs", "mean_abs", "max_lsb", "scale")),
+                _e(_value(None if out.get("frac_within") is None else 100 * out["frac_within"])),
+                _e(_value(out.get("snr_db"))),
+                _e(_value(out.get("cosine"))),
+                _e(_value(None if topk is None else 100 * topk)),
+                _e(_value(out.get("gain"))),
+            ]
+        )
+    return _table(
+        (
+            "output",
+            "shape",
+            "dtype",
+            "verdict",
+            "max |err|",
+            "mean |err|",
+            "max LSB",
+            "LSB (scale)",
+            "within tol %",
+            "SNR dB",
+            "cosine",
+            "top-k %",
+            "gain",
+        ),
+        rows,
+        numeric=tuple(range(4, 13)),
+    )
 
 
 def _comparison(comparison: Mapping[str, Any]) -> str:
@@ -199,14 +310,29 @@ def _output_details(out: Mapping[str, Any]) -> str:
     if out.get("failures"):
         parts.append("<ul>" + "".join(f"<li>{_e(f)}</li>" for f in out["failures"]) + "</ul>")
     tolerance = {k: v for k, v in (out.get("tolerance") or {}).items() if v is not None}
-    parts.append(_facts([("error pattern", out.get("pattern_text")), ("tolerance", tolerance),
-                         ("smallest tolerance that would pass", out.get("smallest_passing")),
-                         ("NaN actual/expected", _pair(out, "nan")), ("inf actual/expected", _pair(out, "inf"))]))
+    parts.append(
+        _facts(
+            [
+                ("error pattern", out.get("pattern_text")),
+                ("tolerance", tolerance),
+                ("smallest tolerance that would pass", out.get("smallest_passing")),
+                ("NaN actual/expected", _pair(out, "nan")),
+                ("inf actual/expected", _pair(out, "inf")),
+            ]
+        )
+    )
     if out.get("worst"):
-        rows = ([_e(tuple(w.get("index", ()))), *(_e(_value(w.get(k))) for k in ("actual", "expected", "abs_err",
-                                                                                   "err_lsb"))] for w in out["worst"])
-        parts.append("<p>worst elements</p>"
-                     + _table(("index", "actual", "expected", "|err|", "err LSB"), rows, numeric=(1, 2, 3, 4)))
+        rows = (
+            [
+                _e(tuple(w.get("index", ()))),
+                *(_e(_value(w.get(k))) for k in ("actual", "expected", "abs_err", "err_lsb")),
+            ]
+            for w in out["worst"]
+        )
+        parts.append(
+            "<p>worst elements</p>"
+            + _table(("index", "actual", "expected", "|err|", "err LSB"), rows, numeric=(1, 2, 3, 4))
+        )
     if out.get("histogram"):
         parts.append(_histogram(out["histogram"], str(out.get("histogram_unit") or "LSB"), tolerance))
     return "".join(parts)
@@ -227,8 +353,10 @@ def _pair(out: Mapping[str, Any], kind: str) -> Optional[str]:
 def _placement(placement: Mapping[str, Mapping[str, int]]) -> str:
     """Node counts per op type and EP; ops (partly) on the CPU EP are marked and listed first."""
     eps = sorted(placement, key=lambda ep: (ep == "CPUExecutionProvider", ep))
-    ops = sorted({op for counts in placement.values() for op in counts},
-                 key=lambda op: (not placement.get("CPUExecutionProvider", {}).get(op), op))
+    ops = sorted(
+        {op for counts in placement.values() for op in counts},
+        key=lambda op: (not placement.get("CPUExecutionProvider", {}).get(op), op),
+    )
     rows = []
     for op in ops:
         cells = []
@@ -242,10 +370,17 @@ def _placement(placement: Mapping[str, Mapping[str, int]]) -> str:
 
 def _latency(record: Mapping[str, Any]) -> str:
     latency = record.get("latency") or {}
-    return _facts([("p50 ms", _ms(latency.get("p50_ms"))), ("p90 ms", _ms(latency.get("p90_ms"))),
-                   ("mean ms", _ms(latency.get("mean_ms"))), ("min ms", _ms(latency.get("min_ms"))),
-                   ("runs", latency.get("runs")), ("gate p90 ms", record.get("latency_gate_ms")),
-                   ("speed-up vs CPU", _num(record.get("speedup_vs_cpu"), ".2g"))])
+    return _facts(
+        [
+            ("p50 ms", _ms(latency.get("p50_ms"))),
+            ("p90 ms", _ms(latency.get("p90_ms"))),
+            ("mean ms", _ms(latency.get("mean_ms"))),
+            ("min ms", _ms(latency.get("min_ms"))),
+            ("runs", latency.get("runs")),
+            ("gate p90 ms", record.get("latency_gate_ms")),
+            ("speed-up vs CPU", _num(record.get("speedup_vs_cpu"), ".2g")),
+        ]
+    )
 
 
 def _golden(record: Mapping[str, Any]) -> str:
@@ -264,21 +399,30 @@ def _golden(record: Mapping[str, Any]) -> str:
 def _record(number: int, record: Mapping[str, Any], row_index: int) -> str:
     outcome = str(record.get("outcome", "unknown"))
     failed = _OUTCOME_CLASS.get(outcome) == "fail"
-    parts = [f'<section class="record{" failed" if failed else ""}" id="rec-{number}">',
-             (f"<h3>{_outcome_badge(outcome)} {_e(record.get('check', 'test'))} "
-              f'<span class="muted">{_e(record.get("nodeid", ""))}</span></h3>'),
-             f'<p><a href="#row-{row_index}">back to the summary</a></p>']
+    parts = [
+        f'<section class="record{" failed" if failed else ""}" id="rec-{number}">',
+        (
+            f"<h3>{_outcome_badge(outcome)} {_e(record.get('check', 'test'))} "
+            f'<span class="muted">{_e(record.get("nodeid", ""))}</span></h3>'
+        ),
+        f'<p><a href="#row-{row_index}">back to the summary</a></p>',
+    ]
     if record.get("error"):
         parts.append(f'<pre class="error">{_e(record["error"])}</pre>')
     duration = None
     if isinstance(record.get("started"), (int, float)) and isinstance(record.get("finished"), (int, float)):
         duration = f"{record['finished'] - record['started']:.3f} s"
-    parts.append(_facts([(label, record.get(key)) for key, label in _RECORD_FACTS]
-                        + [("started", _when(record.get("started"))), ("duration", duration)]))
+    parts.append(
+        _facts(
+            [(label, record.get(key)) for key, label in _RECORD_FACTS]
+            + [("started", _when(record.get("started"))), ("duration", duration)]
+        )
+    )
     parts.append(_comparison(record.get("comparison") or {}))
     if record.get("cpu_nodes"):
-        rows = ([_e(n.get("op_type")), _e(n.get("count")), _e(", ".join(n.get("nodes", ())))]
-                for n in record["cpu_nodes"])
+        rows = (
+            [_e(n.get("op_type")), _e(n.get("count")), _e(", ".join(n.get("nodes", ())))] for n in record["cpu_nodes"]
+        )
         parts.append("<h4>nodes that would run on CPU</h4>" + _table(("op type", "count", "nodes"), rows, numeric=(1,)))
     if record.get("placement"):
         coverage = record.get("npu_coverage")
@@ -292,8 +436,9 @@ def _record(number: int, record: Mapping[str, Any], row_index: int) -> str:
     if record.get("golden_provenance"):
         parts.append(_golden(record))
     if record.get("golden_update"):
-        parts.append("<h4>golden update</h4><ul>" + "".join(f"<li>{_e(line)}</li>" for line in record["golden_update"])
-                     + "</ul>")
+        parts.append(
+            "<h4>golden update</h4><ul>" + "".join(f"<li>{_e(line)}</li>" for line in record["golden_update"]) + "</ul>"
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -301,8 +446,10 @@ def _record(number: int, record: Mapping[str, Any], row_index: int) -> str:
 def _details(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
     parts = ["<h2>Details</h2>"]
     for index, (row, members) in enumerate(groups):
-        parts.append(f'<h3 id="grp-{index}">{_badge(row.verdict, _VERDICT_CLASS[row.verdict])} {_e(row.model)} '
-                     f'<span class="muted">on {_e(row.device)} / {_e(row.provider)}</span></h3>')
+        parts.append(
+            f'<h3 id="grp-{index}">{_badge(row.verdict, _VERDICT_CLASS[row.verdict])} {_e(row.model)} '
+            f'<span class="muted">on {_e(row.device)} / {_e(row.provider)}</span></h3>'
+        )
         parts.extend(_record(number, record, index) for number, record in members)
     return "".join(parts)
 
@@ -310,26 +457,38 @@ def _details(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
 def _unrecorded(document: Mapping[str, Any]) -> str:
     """Edge tests that recorded no check (a skip, a test that only ran a session), with their outcome."""
     recorded = {r.get("nodeid") for r in document.get("results", ())}
-    rows = [[_e(nodeid), _outcome_badge(str(outcome))]
-            for nodeid, outcome in document.get("outcomes", {}).items() if nodeid not in recorded]
+    rows = [
+        [_e(nodeid), _outcome_badge(str(outcome))]
+        for nodeid, outcome in document.get("outcomes", {}).items()
+        if nodeid not in recorded
+    ]
     return "<h2>Edge tests without a check record</h2>" + _table(("test", "outcome"), rows) if rows else ""
 
 
 def _skipped(skips: Sequence[Mapping[str, Any]]) -> str:
     if not skips:
         return ""
-    return "<h2>Skipped</h2>" + _table(("count", "reason"), ([_e(s.get("count")), _e(s.get("reason"))] for s in skips),
-                                       numeric=(0,))
+    return "<h2>Skipped</h2>" + _table(
+        ("count", "reason"), ([_e(s.get("count")), _e(s.get("reason"))] for s in skips), numeric=(0,)
+    )
 
 
 def render_html(document: Mapping[str, Any], rootdir: Optional[Path] = None) -> str:
     """The whole page: inline CSS and SVG, no script, nothing fetched from anywhere."""
     groups = _grouped(document, rootdir)
-    body = (_header(document) + _devices(document.get("devices", {})) + _summary(groups) + _details(groups)
-            + _unrecorded(document) + _skipped(document.get("skipped", ())))
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>pytest-edgeort report</title><style>{_STYLE}</style></head><body>{body}</body></html>\n")
+    body = (
+        _header(document)
+        + _devices(document.get("devices", {}))
+        + _summary(groups)
+        + _details(groups)
+        + _unrecorded(document)
+        + _skipped(document.get("skipped", ()))
+    )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>pytest-edgeort report</title><style>{_STYLE}</style></head><body>{body}</body></html>\n"
+    )
 
 
 def write_html(path: Path, document: Mapping[str, Any], rootdir: Optional[Path] = None) -> None:

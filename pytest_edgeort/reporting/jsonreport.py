@@ -1,4 +1,5 @@
 """The machine-readable run report (``--edge-report PATH``), written atomically."""
+
 from __future__ import annotations
 
 import datetime
@@ -28,22 +29,30 @@ def json_safe(value: Any) -> Any:
     return value
 
 
-def build_report(records: List[Dict[str, Any]], devices: Mapping[str, Dict[str, Any]], seed: int,
-                 outcomes: Mapping[str, str], skips: Sequence[Tuple[str, int]], exitstatus: int) -> Dict[str, Any]:
+def build_report(
+    records: List[Dict[str, Any]],
+    devices: Mapping[str, Dict[str, Any]],
+    seed: int,
+    outcomes: Mapping[str, str],
+    skips: Sequence[Tuple[str, int]],
+    exitstatus: int,
+) -> Dict[str, Any]:
     """The report document: every recorded check with the pytest outcome of its test."""
     results = [dict(r, outcome=outcomes.get(r.get("nodeid", ""), "unknown")) for r in records]
-    return json_safe({
-        "schema": SCHEMA,
-        "version": SCHEMA_VERSION,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "exitstatus": exitstatus,
-        "interrupted": exitstatus == INTERRUPTED,
-        "seed": seed,
-        "devices": dict(devices),
-        "results": results,
-        "outcomes": dict(outcomes),
-        "skipped": [{"reason": reason, "count": count} for reason, count in skips],
-    })
+    return json_safe(
+        {
+            "schema": SCHEMA,
+            "version": SCHEMA_VERSION,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "exitstatus": exitstatus,
+            "interrupted": exitstatus == INTERRUPTED,
+            "seed": seed,
+            "devices": dict(devices),
+            "results": results,
+            "outcomes": dict(outcomes),
+            "skipped": [{"reason": reason, "count": count} for reason, count in skips],
+        }
+    )
 
 
 def write_report(path: Path, document: Dict[str, Any]) -> None:

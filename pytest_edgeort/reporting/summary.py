@@ -1,4 +1,5 @@
 """End-of-run summary: one row per model x device x provider, failures first, plus skip reasons."""
+
 from __future__ import annotations
 
 import math
@@ -67,8 +68,9 @@ def row_name(record: Mapping[str, Any], rootdir: Optional[Path]) -> str:
     return str(path)
 
 
-def build_rows(records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, str],
-               rootdir: Optional[Path] = None) -> List[SummaryRow]:
+def build_rows(
+    records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, str], rootdir: Optional[Path] = None
+) -> List[SummaryRow]:
     """Rows from the run's check records (see results.RunResults.record), failures first."""
     rows: Dict[Tuple[str, str, str], SummaryRow] = {}
     seen: Dict[Tuple[str, str, str], set] = {}
@@ -97,24 +99,32 @@ def build_rows(records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, str]
     return sorted(rows.values(), key=lambda r: (r.verdict != "FAIL", r.model, r.device, r.provider))
 
 
-def fp16_notes(records: Iterable[Mapping[str, Any]], device_facts: Mapping[str, Mapping[str, Any]],
-               rootdir: Optional[Path] = None) -> List[str]:
+def fp16_notes(
+    records: Iterable[Mapping[str, Any]], device_facts: Mapping[str, Mapping[str, Any]], rootdir: Optional[Path] = None
+) -> List[str]:
     """One line per float model compared on ``qnn-htp`` of an x86-64 simulator: it computed in fp32
     there, where real HTP computes float in fp16, so a pass says little about a board."""
     notes: Dict[str, str] = {}
     for rec in records:
         outputs = (rec.get("comparison") or {}).get("outputs") or []
         machine = (device_facts.get(rec.get("device", "")) or {}).get("machine")
-        if (rec.get("provider") != "qnn-htp" or machine not in ("x86_64", "AMD64") or not outputs
-                or any(out.get("scale") is not None or "float" not in str(out.get("actual_dtype")) for out in outputs)):
+        if (
+            rec.get("provider") != "qnn-htp"
+            or machine not in ("x86_64", "AMD64")
+            or not outputs
+            or any(out.get("scale") is not None or "float" not in str(out.get("actual_dtype")) for out in outputs)
+        ):
             continue
         name = row_name(rec, rootdir)
         snr = None
         for out in outputs:
             snr = _worst(snr, out.get("snr_db"), min)
-        notes.setdefault(name, f"note: {name} is a float model: on qnn-htp the x86-64 simulator computes it in fp32 "
-                               f"(SNR {_num(snr, '.1f')} dB here), real HTP in fp16; check it with qnn-htp-fp16 "
-                               "(on the simulator with soc_model set)")
+        notes.setdefault(
+            name,
+            f"note: {name} is a float model: on qnn-htp the x86-64 simulator computes it in fp32 "
+            f"(SNR {_num(snr, '.1f')} dB here), real HTP in fp16; check it with qnn-htp-fp16 "
+            "(on the simulator with soc_model set)",
+        )
     return list(notes.values())
 
 
@@ -135,12 +145,14 @@ def _ms(value: Optional[float]) -> str:
 
 def _left_cut(text: str, width: int) -> str:
     """The end of a long name (where paths differ), marked with '...'."""
-    return text if len(text) <= width else "..." + text[-(width - 3):]
+    return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
 def format_rows(rows: List[SummaryRow]) -> List[str]:
-    header = (f"{'model':32s} {'device':10s} {'provider':12s} {'verdict':12s} {'maxLSB':>7s} {'SNR dB':>7s} "
-              f"{'top-k':>6s} {'NPU %':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'speedup':>8s}")
+    header = (
+        f"{'model':32s} {'device':10s} {'provider':12s} {'verdict':12s} {'maxLSB':>7s} {'SNR dB':>7s} "
+        f"{'top-k':>6s} {'NPU %':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'speedup':>8s}"
+    )
     lines = [header, "-" * len(header)]
     for r in rows:
         strict = r.strict_coverage is not None
@@ -153,8 +165,10 @@ def format_rows(rows: List[SummaryRow]) -> List[str]:
             f"{_ms(r.p50_ms):>8s} {_ms(r.p90_ms):>8s} {_num(r.speedup, '.2g'):>8s}"
         )
     if any(r.strict_coverage is None and r.coverage is not None for r in rows):
-        lines.append("NPU % *: with CPU fallback allowed (QNN then runs graph-input/output quantization on CPU); "
-                     "without *: with CPU fallback disabled")
+        lines.append(
+            "NPU % *: with CPU fallback allowed (QNN then runs graph-input/output quantization on CPU); "
+            "without *: with CPU fallback disabled"
+        )
     return lines
 
 
@@ -172,10 +186,11 @@ def device_line(name: str, caps: Mapping[str, Any]) -> str:
     qnn_text = f", QNN SDK {qnn.get('sdk_version')} (EP {qnn.get('ep_package_version')})" if qnn else ""
     soc = f" [{caps['soc']}]" if caps.get("soc") else ""
     simulated = caps.get("machine") in ("x86_64", "AMD64") and "htp" in qnn.get("backends", ())
-    note = ("; qnn-htp is QNN's HTP simulator on x86-64: its latency and speed-up are not a board's"
-            if simulated else "")
-    return (f"edgeort device {name}: {caps.get('platform')}{soc}, python {caps.get('python')}, "
-            f"onnxruntime {caps.get('onnxruntime')}{qnn_text}; providers: {', '.join(providers)}{listed}{note}")
+    note = "; qnn-htp is QNN's HTP simulator on x86-64: its latency and speed-up are not a board's" if simulated else ""
+    return (
+        f"edgeort device {name}: {caps.get('platform')}{soc}, python {caps.get('python')}, "
+        f"onnxruntime {caps.get('onnxruntime')}{qnn_text}; providers: {', '.join(providers)}{listed}{note}"
+    )
 
 
 def lock_lines(device_facts: Mapping[str, Mapping[str, Any]]) -> List[str]:
@@ -184,6 +199,8 @@ def lock_lines(device_facts: Mapping[str, Mapping[str, Any]]) -> List[str]:
     for name, facts in sorted(device_facts.items()):
         lock = facts.get("board_lock") or {}
         if lock.get("waited_for"):
-            lines.append(f"edgeort device {name}: waited {lock['waited_s']:.1f} s for the board lock "
-                         f"{lock['path']} (held by {lock['waited_for']})")
+            lines.append(
+                f"edgeort device {name}: waited {lock['waited_s']:.1f} s for the board lock "
+                f"{lock['path']} (held by {lock['waited_for']})"
+            )
     return lines

@@ -1,4 +1,5 @@
 """Inline SVG plots for the HTML report: the error histogram in LSB as a labelled bar chart."""
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,10 @@ def histogram_svg(bins: Sequence[Sequence[Any]], unit: str = "LSB", limit: Optio
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(len(bins), 1)
     parts: List[str] = [
-        (f'<svg class="hist" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-         f'aria-label="error histogram in {escape(unit)}">'),
+        (
+            f'<svg class="hist" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+            f'aria-label="error histogram in {escape(unit)}">'
+        ),
         f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}"/>',
         f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}"/>',
     ]
@@ -40,9 +43,11 @@ def histogram_svg(bins: Sequence[Sequence[Any]], unit: str = "LSB", limit: Optio
         height = plot_h * math.log10(1 + count) / top
         x, y = LEFT + i * step + step * 0.12, TOP + plot_h - height
         text = escape(str(label))
-        parts.append(f'<rect class="bar{" beyond" if beyond else ""}" x="{x:.1f}" y="{y:.1f}" '
-                     f'width="{step * 0.76:.1f}" height="{height:.1f}"><title>{text} {escape(unit)}: '
-                     f'{count} elements</title></rect>')
+        parts.append(
+            f'<rect class="bar{" beyond" if beyond else ""}" x="{x:.1f}" y="{y:.1f}" '
+            f'width="{step * 0.76:.1f}" height="{height:.1f}"><title>{text} {escape(unit)}: '
+            f"{count} elements</title></rect>"
+        )
         middle = LEFT + (i + 0.5) * step
         parts.append(f'<text class="count" x="{middle:.1f}" y="{y - 3:.1f}">{count}</text>')
         parts.append(f'<text class="tick" x="{middle:.1f}" y="{TOP + plot_h + 14}">{text}</text>')

@@ -1,4 +1,5 @@
 """The fault table: each expected problem is one line naming the file/key/device, and the run goes on."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ from tests.support.runs import require_qnn
 
 require_qnn()
 
-QUICK_TEST = '''
+QUICK_TEST = """
 import pytest
 
 @pytest.mark.edge_model(r"{model}")
@@ -19,15 +20,25 @@ def test_quick(edge_session, edge_inputs):
 
 def test_plain():
     pass
-'''
+"""
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("python", "/opt/no such/python3", "device 'local': cannot start the worker with /opt/no such/python3: "
-                                       "No such file or directory"),
-    ("workdir", "/proc/edgeort", "device 'local': worker on device 'local': cannot create the workdir "
-                                 "/proc/edgeort: *"),
-], ids=["missing python", "unwritable workdir"])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        (
+            "python",
+            "/opt/no such/python3",
+            "device 'local': cannot start the worker with /opt/no such/python3: No such file or directory",
+        ),
+        (
+            "workdir",
+            "/proc/edgeort",
+            "device 'local': worker on device 'local': cannot create the workdir /proc/edgeort: *",
+        ),
+    ],
+    ids=["missing python", "unwritable workdir"],
+)
 def test_a_local_device_that_cannot_start_is_one_line_and_unavailable(pytester, model_dir, key, value, expected):
     pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\n{key} = "{value}"\n'})
     pytester.makepyfile(QUICK_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
@@ -47,7 +58,7 @@ import os
 import signal
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("cpu")
 def test_dies(edge_session, edge_inputs):
     os.kill(edge_session.device.clients["default"].pid, signal.SIGKILL)
@@ -58,9 +69,13 @@ def test_dies(edge_session, edge_inputs):
     text = result.stdout.str()
     assert "Traceback" not in text and "pytest_edgeort" not in text and "array(" not in text
     assert "During handling" not in text
-    result.stdout.fnmatch_lines(["*_ test_dies[[]local-cpu[]] _*",
-                                 "conv_matmul_qdq.onnx on local/cpu: worker on device 'local' died during run: "
-                                 "killed by SIGKILL", "*short test summary*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_dies[[]local-cpu[]] _*",
+            "conv_matmul_qdq.onnx on local/cpu: worker on device 'local' died during run: killed by SIGKILL",
+            "*short test summary*",
+        ]
+    )
 
 
 @pytest.mark.parametrize("where", ["a directory", "/proc"])
@@ -79,7 +94,7 @@ def test_an_unwritable_report_is_one_line_and_the_run_is_not_green(pytester, mod
     assert not [p for p in target.parent.iterdir() if p.name.endswith(".tmp")] if where == "a directory" else True
 
 
-SIGTERM_TESTS = '''
+SIGTERM_TESTS = """
 import pathlib
 import time
 import pytest
@@ -92,7 +107,7 @@ def test_a_finishes(edge_session, edge_reference, edge_inputs, edge_compare):
 def test_b_is_cancelled(edge_session):
     pathlib.Path("holding").write_text("1")
     time.sleep(120)
-'''
+"""
 
 
 def test_sigterm_is_handled_like_ctrl_c(pytester, model_dir, tmp_path):
@@ -106,8 +121,12 @@ def test_sigterm_is_handled_like_ctrl_c(pytester, model_dir, tmp_path):
     workdir = tmp_path / "work"
     pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nworkdir = "{workdir}"\n'})
     pytester.makepyfile(SIGTERM_TESTS.format(model=model_dir / "conv_matmul_qdq.onnx"))
-    proc = subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--edge-report=r.json",
-                             "--junitxml=j.xml"], cwd=pytester.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--edge-report=r.json", "--junitxml=j.xml"],
+        cwd=pytester.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 120
     while not (pytester.path / "holding").exists():
         assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read().decode()
@@ -133,7 +152,7 @@ def test_a_full_disk_during_upload_leaves_no_temp_file_and_stale_ones_are_cleane
     stale = workdir / "models" / f"{'0' * 64}.onnx.999999999.tmp"  # from an upload whose process died
     stale.write_bytes(b"partial")
     small = tmp_path / "python-small-disk"
-    small.write_text(f"#!/bin/sh\nulimit -f 8\nexec {sys.executable} \"$@\"\n")  # files up to 4 KiB (dash: 512 B)
+    small.write_text(f'#!/bin/sh\nulimit -f 8\nexec {sys.executable} "$@"\n')  # files up to 4 KiB (dash: 512 B)
     small.chmod(0o755)
     model = model_dir / "conv_matmul_qdq.onnx"
     pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nworkdir = "{workdir}"\npython = "{small}"\n'})
@@ -141,21 +160,27 @@ def test_a_full_disk_during_upload_leaves_no_temp_file_and_stale_ones_are_cleane
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1, errors=1)
     sha = hashlib.sha256(model.read_bytes()).hexdigest()
-    result.stdout.fnmatch_lines([f"*conv_matmul_qdq.onnx on local/cpu: session creation failed: cannot store model "
-                                 f"{sha[:12]} in {workdir / 'models'}: File too large"])
+    result.stdout.fnmatch_lines(
+        [
+            f"*conv_matmul_qdq.onnx on local/cpu: session creation failed: cannot store model "
+            f"{sha[:12]} in {workdir / 'models'}: File too large"
+        ]
+    )
     assert sorted(p.name for p in (workdir / "models").iterdir()) == []
 
 
 def test_a_lost_board_lock_fails_the_boards_remaining_tests(pytester, model_dir, tmp_path):
     """The lock holder killed mid-run: another run could take the board, so this one must not go on."""
-    pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nlock = true\nlock_file = "{tmp_path / "b.lock"}"\n'})
+    pytester.makefile(
+        ".toml", **{"edge-devices": f'[devices.local]\nlock = true\nlock_file = "{tmp_path / "b.lock"}"\n'}
+    )
     pytester.makepyfile(f'''
 import os
 import signal
 import time
 import pytest
 
-pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("cpu")]
+pytestmark = [pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}"), pytest.mark.edge_providers("cpu")]
 
 def test_a(edge_session, edge_inputs):
     edge_session.run(edge_inputs)
@@ -172,8 +197,11 @@ def test_c(edge_session, edge_inputs):
 ''')
     result = pytester.runpytest("-p", "no:cacheprovider", "-rf")
     result.assert_outcomes(passed=1, failed=2)
-    lost = [line for line in result.outlines if line.startswith("device 'local': board lock lost: the process that "
-                                                                  "held it (pid ")]
+    lost = [
+        line
+        for line in result.outlines
+        if line.startswith("device 'local': board lock lost: the process that held it (pid ")
+    ]
     assert len(lost) == 2  # the failure sections of test_b and test_c (CI=true also prints them in full below)
 
 
@@ -183,12 +211,12 @@ import os
 import signal
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'no_such_model.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "no_such_model.onnx"}")
 @pytest.mark.edge_providers("cpu")
 def test_setup_fails(edge_session):
     pass
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("cpu")
 def test_worker_dies(edge_session, edge_inputs):
     os.kill(edge_session.device.clients["default"].pid, signal.SIGKILL)
@@ -199,10 +227,18 @@ def test_worker_dies(edge_session, edge_inputs):
     records = {r["nodeid"].split("::")[1]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
     setup, body = records["test_setup_fails[local-cpu]"], records["test_worker_dies[local-cpu]"]
     assert (setup["phase"], setup["outcome"], setup["check"], setup["device"], setup["provider"]) == (
-        "setup", "error", "test", "local", "cpu")
+        "setup",
+        "error",
+        "test",
+        "local",
+        "cpu",
+    )
     assert "no_such_model.onnx" in setup["error"] and "\n" not in setup["error"]
     assert (body["phase"], body["outcome"]) == ("call", "failed")
-    assert body["error"] == "conv_matmul_qdq.onnx on local/cpu: worker on device 'local' died during run: killed by SIGKILL"
+    assert (
+        body["error"]
+        == "conv_matmul_qdq.onnx on local/cpu: worker on device 'local' died during run: killed by SIGKILL"
+    )
 
 
 def external_data_model(folder):
@@ -215,8 +251,14 @@ def external_data_model(folder):
     source = conv_matmul_float(folder / "inline.onnx")
     model = onnx.load(str(source))
     path = folder / "external.onnx"
-    onnx.save(model, str(path), save_as_external_data=True, all_tensors_to_one_file=True, location="weights.data",
-              size_threshold=0)
+    onnx.save(
+        model,
+        str(path),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location="weights.data",
+        size_threshold=0,
+    )
     return path
 
 

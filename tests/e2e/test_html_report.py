@@ -1,5 +1,6 @@
 """The HTML report a person reads: written by a real run (ini or command line, also when interrupted),
 self-contained, and rendered by a real browser (headless Chromium)."""
+
 from __future__ import annotations
 
 import json
@@ -22,11 +23,19 @@ from tests.support.runs import require_qnn, run
 require_qnn()
 
 CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+)
 WINDOW = (1280, 2000)
 
-TESTS = '''
+TESTS = """
 import pytest
 
 @pytest.mark.edge_model(r"{qdq}")
@@ -38,7 +47,7 @@ def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
 @pytest.mark.edge_providers("qnn-htp")
 def test_changed_model_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +56,16 @@ def html_run(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Dict[
     from the ini option ``edge_html``, the JSON report of the same run from the command line."""
     folder = tmp_path_factory.mktemp("html_run")
     (folder / "pytest.ini").write_text("[pytest]\nedge_html = out/report.html\n")
-    (folder / "test_models.py").write_text(TESTS.format(qdq=model_dir / "conv_matmul_qdq.onnx",
-                                                        wrong=model_dir / "conv_matmul_qdq_wrong.onnx"))
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--edge-report=report.json"],
-                          cwd=folder, capture_output=True, text=True, timeout=600)
+    (folder / "test_models.py").write_text(
+        TESTS.format(qdq=model_dir / "conv_matmul_qdq.onnx", wrong=model_dir / "conv_matmul_qdq_wrong.onnx")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--edge-report=report.json"],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 1, proc.stdout + proc.stderr  # one test failed
     return {"html": folder / "out" / "report.html", "report": json.loads((folder / "report.json").read_text())}
 
@@ -62,7 +77,9 @@ def test_html_report_from_the_ini_has_rows_links_and_a_plot_per_output(html_run)
     page = parse(text)
     rows = [[cell.all_text() for cell in row.children] for row in summary_rows(page)]
     assert [(row[0].rsplit("/", 1)[-1], row[3].split()[0]) for row in rows] == [
-        ("conv_matmul_qdq_wrong.onnx", "FAIL"), ("conv_matmul_qdq.onnx", "PASS")]  # failures first
+        ("conv_matmul_qdq_wrong.onnx", "FAIL"),
+        ("conv_matmul_qdq.onnx", "PASS"),
+    ]  # failures first
     links = [a.attrs.get("href", "") for a in page.iter("a")]
     assert {"#grp-0", "#grp-1", "#row-0", "#row-1"} <= set(links)  # summary -> details -> summary
     records = report["results"]
@@ -84,9 +101,9 @@ def _png_facts(path: Path) -> Tuple[int, int, int]:
     width, height = struct.unpack(">II", data[16:24])
     idat, at = b"", 8
     while at < len(data):
-        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        length, kind = struct.unpack(">I4s", data[at : at + 8])
         if kind == b"IDAT":
-            idat += data[at + 8:at + 8 + length]
+            idat += data[at + 8 : at + 8 + length]
         at += 12 + length
     return width, height, len(set(zlib.decompress(idat)[::7]))
 
@@ -94,8 +111,13 @@ def _png_facts(path: Path) -> Tuple[int, int, int]:
 def _chromium(*args: str, timeout: float = 90) -> str:
     """Run headless Chromium once with a fresh profile; killed with all its processes on timeout."""
     with tempfile.TemporaryDirectory() as profile:
-        proc = subprocess.Popen([CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args], text=True,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True)
+        proc = subprocess.Popen(
+            [CHROMIUM, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             return proc.communicate(timeout=timeout)[0]
         except subprocess.TimeoutExpired:
@@ -104,8 +126,11 @@ def _chromium(*args: str, timeout: float = 90) -> str:
             raise
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"headless Chromium ({CHROMIUM}) is not installed: "
-                    "install the distribution's chromium package to render the HTML report in a browser")
+@pytest.mark.skipif(
+    not shutil.which(CHROMIUM),
+    reason=f"headless Chromium ({CHROMIUM}) is not installed: "
+    "install the distribution's chromium package to render the HTML report in a browser",
+)
 def test_html_report_renders_in_headless_chromium(html_run, tmp_path):
     url = html_run["html"].resolve().as_uri()
     screenshot = tmp_path / "report.png"
@@ -123,7 +148,7 @@ def test_an_unwritable_html_report_is_one_line_and_the_run_is_not_green(pytester
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("cpu")
 def test_quick(edge_session, edge_inputs):
     assert edge_session.run(edge_inputs)
@@ -141,7 +166,7 @@ import os
 import signal
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("cpu")
 def test_a_runs(edge_session, edge_reference, edge_inputs, edge_compare):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))

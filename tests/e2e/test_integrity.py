@@ -1,4 +1,5 @@
 """Result integrity: no verdict the NPU did not earn (broken frames, stale files, empty graphs, hidden causes)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -14,25 +15,24 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-
-from tests.support.runs import require_qnn
 from onnx import TensorProto, helper
 
 from pytest_edgeort.board import wire
 from pytest_edgeort.devices.artifact import WORKER_BYTES, WORKER_NAME
 from pytest_edgeort.devices.client import LocalTransport, StderrTail, WorkerClient, WorkerDied
 from pytest_edgeort.devices.local import worker_command
+from tests.support.runs import require_qnn
 
 require_qnn()
 
-MATCH_TEST = '''
+MATCH_TEST = """
 import pytest
 
 @pytest.mark.edge_model(r"{model}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
-'''
+"""
 
 
 def frame(header: bytes) -> bytes:
@@ -42,14 +42,22 @@ def frame(header: bytes) -> bytes:
 BAD_HEADERS = {
     "invalid JSON": (b"{not json", "frame header is not JSON"),
     "JSON that is not an object": (b"[1, 2]", "frame header is list, not a JSON object"),
-    "object dtype": (b'{"ok": true, "arrays": [{"name": "y", "dtype": "|O", "shape": [2], "nbytes": 16}]}',
-                     "frame array 'y' has dtype '|O'"),
-    "absurd nbytes": (b'{"ok": true, "arrays": [{"name": "y", "dtype": "<f4", "shape": [2], "nbytes": 1e15}]}',
-                      "frame array 'y' says 1000000000000000.0 bytes; dtype <f4 and shape [2] make 8"),
-    "nbytes off by one": (b'{"ok": true, "arrays": [{"name": "y", "dtype": "<f4", "shape": [2], "nbytes": 9}]}',
-                          "says 9 bytes"),
-    "unknown array key": (b'{"ok": true, "arrays": [{"name": "y", "dtype": "<f4", "shape": [], "nbytes": 4, '
-                          b'"x": 1}]}', "is not {name, dtype, shape, nbytes}"),
+    "object dtype": (
+        b'{"ok": true, "arrays": [{"name": "y", "dtype": "|O", "shape": [2], "nbytes": 16}]}',
+        "frame array 'y' has dtype '|O'",
+    ),
+    "absurd nbytes": (
+        b'{"ok": true, "arrays": [{"name": "y", "dtype": "<f4", "shape": [2], "nbytes": 1e15}]}',
+        "frame array 'y' says 1000000000000000.0 bytes; dtype <f4 and shape [2] make 8",
+    ),
+    "nbytes off by one": (
+        b'{"ok": true, "arrays": [{"name": "y", "dtype": "<f4", "shape": [2], "nbytes": 9}]}',
+        "says 9 bytes",
+    ),
+    "unknown array key": (
+        b'{"ok": true, "arrays": [{"name": "y", "dtype": "<f4", "shape": [], "nbytes": 4, "x": 1}]}',
+        "is not {name, dtype, shape, nbytes}",
+    ),
 }
 
 
@@ -95,8 +103,11 @@ def test_a_reply_to_another_request_is_never_taken_for_this_one(injecting):
     injecting.echo([("x", np.zeros(2, np.float32))], timeout=30)
     stale = b"".join(bytes(p) for p in wire.frame_parts({"ok": True, "id": 1}, [("x", np.ones(2, np.float32))]))
     injecting.transport.inject = stale
-    with pytest.raises(WorkerDied, match=r"answered request 1 when 2 was expected \(protocol out of step\) during "
-                                         r"echo; the worker was stopped"):
+    with pytest.raises(
+        WorkerDied,
+        match=r"answered request 1 when 2 was expected \(protocol out of step\) during "
+        r"echo; the worker was stopped",
+    ):
         injecting.echo([("x", np.full(2, 7, np.float32))], timeout=30)
     assert not injecting.alive
 
@@ -106,14 +117,19 @@ def test_garbage_at_worker_start_is_one_line_and_the_run_goes_on(pytester, model
     noisy.write_text(f"#!/bin/sh\nprintf 'EORT\\000\\000\\000\\006[1, 2]'\nexec {sys.executable} \"$@\"\n")
     noisy.chmod(0o755)
     pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\npython = "{noisy}"\n'})
-    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"),
-                        test_plain="def test_plain():\n    pass\n")
+    pytester.makepyfile(
+        MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"), test_plain="def test_plain():\n    pass\n"
+    )
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "--edge-report=report.json")
     assert result.ret == 0 and "INTERNALERROR" not in result.stdout.str()
     result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines(["SKIPPED * device 'local': worker on device 'local' sent an invalid "
-                                 "frame (frame header is list, not a JSON object) during start-up; the worker was "
-                                 "stopped*"])
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED * device 'local': worker on device 'local' sent an invalid "
+            "frame (frame header is list, not a JSON object) during start-up; the worker was "
+            "stopped*"
+        ]
+    )
     assert json.loads((pytester.path / "report.json").read_text())["outcomes"]
 
 
@@ -128,14 +144,14 @@ def test_a_tampered_cached_model_is_deleted_and_uploaded_again(pytester, model_d
     model = model_dir / "conv_matmul_qdq.onnx"
     sha = hashlib.sha256(model.read_bytes()).hexdigest()
     pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nworkdir = "{workdir}"\n'})
-    pytester.makeconftest('''
+    pytester.makeconftest("""
 import json
 from pytest_edgeort.run import edge_run
 
 def pytest_unconfigure(config):
     with open("uploads.json", "w") as f:
         json.dump({name: d.uploads for name, d in edge_run(config).devices.items()}, f)
-''')
+""")
     pytester.makepyfile(MATCH_TEST.format(model=model))
     pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=1)
     cached = workdir / "models" / f"{sha}.onnx"
@@ -151,7 +167,9 @@ def test_an_unsafe_workdir_is_refused_with_one_line(pytester, model_dir, tmp_pat
     workdir = private_workdir(tmp_path / "shared")
     if problem == "group/world-writable":
         workdir.chmod(0o777)
-        expected = f"workdir {workdir} is writable by group or others (mode 777); refusing to use it: chmod 700 {workdir}"
+        expected = (
+            f"workdir {workdir} is writable by group or others (mode 777); refusing to use it: chmod 700 {workdir}"
+        )
     else:
         if os.getuid() != 0:
             pytest.skip("giving a folder to another user needs root")
@@ -174,9 +192,12 @@ def test_the_default_workdir_is_private_to_the_user(pytester, model_dir):
 
 def folded_model(path: Path) -> Path:
     """A graph onnxruntime folds to a constant at load: Shape of an input with a static shape."""
-    graph = helper.make_graph([helper.make_node("Shape", ["x"], ["s"], name="shape")], "folds",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("s", TensorProto.INT64, [2])])
+    graph = helper.make_graph(
+        [helper.make_node("Shape", ["x"], ["s"], name="shape")],
+        "folds",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("s", TensorProto.INT64, [2])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     onnx.save(model, str(path))
     return path
@@ -184,25 +205,33 @@ def folded_model(path: Path) -> Path:
 
 def test_a_graph_that_folds_to_constants_is_no_npu_result(pytester, tmp_path):
     model = folded_model(tmp_path / "folds.onnx")
-    pytester.makepyfile(MATCH_TEST.format(model=model) + '''
+    pytester.makepyfile(
+        MATCH_TEST.format(model=model)
+        + f'''
 
 @pytest.mark.edge_model(r"{model}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_runs_fully_on_npu(edge_assert_no_fallback):
     edge_assert_no_fallback()
-'''.format(model=model))
+'''
+    )
     result = pytester.runpytest("-p", "no:cacheprovider", "-rfE")
     result.assert_outcomes(errors=1, failed=1)
-    message = ("folds.onnx on local/qnn-htp: no node of the graph is left after onnxruntime's optimizations (it folded "
-               "to constants at load), so nothing runs on QNNExecutionProvider and there is no qnn-htp result to report")
+    message = (
+        "folds.onnx on local/qnn-htp: no node of the graph is left after onnxruntime's optimizations (it folded "
+        "to constants at load), so nothing runs on QNNExecutionProvider and there is no qnn-htp result to report"
+    )
     assert result.stdout.str().count(message) >= 2
 
 
 def unknown_op_model(path: Path) -> Path:
     """A model onnx loads but onnxruntime refuses (an op it does not know)."""
-    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"], name="bad")], "bad",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOp", ["x"], ["y"], name="bad")],
+        "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
     return path
 
@@ -240,25 +269,32 @@ def test_a_planted_worker_file_on_the_board_never_runs(pytester, model_dir, ssh_
     workdir = private_workdir(tmp_path / "board")
     marker = tmp_path / "planted-worker-ran"
     (workdir / WORKER_NAME).write_text(f"open({str(marker)!r}, 'w').write('ran')\n")
-    pytester.makefile(".toml", **{"edge-devices": ssh_board.inventory("board1", python=sys.executable,
-                                                                      workdir=str(workdir))})
+    pytester.makefile(
+        ".toml", **{"edge-devices": ssh_board.inventory("board1", python=sys.executable, workdir=str(workdir))}
+    )
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     pytester.runpytest("-p", "no:cacheprovider", "--edge-device=board1").assert_outcomes(passed=1)
     assert not marker.exists()
     assert (workdir / WORKER_NAME).read_bytes() == WORKER_BYTES
 
 
-def test_a_world_writable_board_workdir_is_refused_before_anything_is_uploaded(pytester, model_dir, ssh_board,
-                                                                                 tmp_path):
+def test_a_world_writable_board_workdir_is_refused_before_anything_is_uploaded(
+    pytester, model_dir, ssh_board, tmp_path
+):
     workdir = private_workdir(tmp_path / "board")
     workdir.chmod(0o777)
-    pytester.makefile(".toml", **{"edge-devices": ssh_board.inventory("board1", python=sys.executable,
-                                                                      workdir=str(workdir))})
+    pytester.makefile(
+        ".toml", **{"edge-devices": ssh_board.inventory("board1", python=sys.executable, workdir=str(workdir))}
+    )
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "--edge-device=board1")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines([f"SKIPPED * device 'board1' (127.0.0.1:*): workdir {workdir} is writable by group or "
-                                 f"others (mode 777); refusing to use it: chmod 700 {workdir}"])
+    result.stdout.fnmatch_lines(
+        [
+            f"SKIPPED * device 'board1' (127.0.0.1:*): workdir {workdir} is writable by group or "
+            f"others (mode 777); refusing to use it: chmod 700 {workdir}"
+        ]
+    )
     assert list(workdir.iterdir()) == []
 
 
@@ -269,7 +305,9 @@ def node_test(name: str, folder: Path) -> Path:
     with warnings.catch_warnings():  # building the node tests' data overflows on purpose here and there
         warnings.simplefilter("ignore")
         case = next(t for t in load_model_tests(kind="node") if t.name == name)
-    model = case.model if getattr(case, "model", None) is not None else onnx.load(str(Path(case.model_dir) / "model.onnx"))
+    model = (
+        case.model if getattr(case, "model", None) is not None else onnx.load(str(Path(case.model_dir) / "model.onnx"))
+    )
     path = folder / f"{name}.onnx"
     onnx.save(model, str(path))
     inputs, _ = case.data_sets[0] if getattr(case, "data_sets", None) else (None, None)
@@ -277,7 +315,7 @@ def node_test(name: str, folder: Path) -> Path:
     return path
 
 
-STALE_TESTS = '''
+STALE_TESTS = """
 import pytest
 
 @pytest.mark.edge_model(r"{healthy}")
@@ -289,18 +327,21 @@ def test_a_healthy_model_first(edge_session, edge_reference, edge_inputs, edge_c
 @pytest.mark.edge_providers("qnn-htp")
 def test_b_convtranspose(edge_session, edge_reference, edge_inputs, edge_compare):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
-'''
+"""
 
 
 def test_outputs_that_depend_on_stale_npu_memory_fail_in_any_order_or_selection(pytester, model_dir, tmp_path):
     """QNN HTP leaves 16 elements of this ConvTranspose unwritten: alone (fresh memory is 0, which equals the
     expected value) it used to pass, after other graphs fail. Now it fails the same way either way."""
     stale = node_test("test_convtranspose_pad", tmp_path)
-    pytester.makepyfile(STALE_TESTS.format(healthy=model_dir / "conv_matmul_qdq.onnx", stale=stale,
-                                           inputs=stale.with_suffix(".npz")))
-    message = ("test_convtranspose_pad.onnx on local/qnn-htp: outputs depend on memory left by earlier graphs "
-               "('Y': 16 elements differ bit for bit when the same example runs twice with the NPU memory filled "
-               "differently in between), so this result depends on test order and selection")
+    pytester.makepyfile(
+        STALE_TESTS.format(healthy=model_dir / "conv_matmul_qdq.onnx", stale=stale, inputs=stale.with_suffix(".npz"))
+    )
+    message = (
+        "test_convtranspose_pad.onnx on local/qnn-htp: outputs depend on memory left by earlier graphs "
+        "('Y': 16 elements differ bit for bit when the same example runs twice with the NPU memory filled "
+        "differently in between), so this result depends on test order and selection"
+    )
     for selection in ((), ("-k", "convtranspose")):
         result = pytester.runpytest("-p", "no:cacheprovider", *selection)
         result.assert_outcomes(failed=1, passed=0 if selection else 1)

@@ -3,6 +3,7 @@
 Every run here is a separate pytest process, as on a CI runner: two jobs sharing a board must take
 turns, and a job that is killed must not leave the board locked.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,12 @@ from typing import Callable, Dict, List
 import pytest
 
 from tests.support.runs import require_qnn
-
 from tests.support.sshd import SSHServer
 
 require_qnn()
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
-COMPARE_TESTS = '''
+COMPARE_TESTS = """
 import time
 import pytest
 
@@ -34,9 +34,9 @@ import pytest
 def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare, edge_device, n):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
     time.sleep({local_pause} if edge_device == "local" else {pause})
-'''
+"""
 
-HOLD_TEST = '''
+HOLD_TEST = """
 import pathlib
 import time
 import pytest
@@ -48,16 +48,16 @@ def test_hold(edge_session):
     deadline = time.monotonic() + 120
     while not pathlib.Path("release").exists() and time.monotonic() < deadline:
         time.sleep(0.05)
-'''
+"""
 
-QUICK_TEST = '''
+QUICK_TEST = """
 import pytest
 
 @pytest.mark.edge_model(r"{models}/conv_matmul_qdq.onnx")
 @pytest.mark.edge_providers("cpu")
 def test_quick(edge_session, edge_inputs):
     assert edge_session.run(edge_inputs)
-'''
+"""
 
 
 def entry(server: SSHServer, name: str, workdir: Path, **extra: object) -> str:
@@ -67,9 +67,14 @@ def entry(server: SSHServer, name: str, workdir: Path, **extra: object) -> str:
 def start_pytest(pytester: pytest.Pytester, log: str, *args: str) -> subprocess.Popen:
     """A pytest process in the pytester folder (its own process, like a CI job), output to ``log``."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rsfE", *args],
-                            cwd=pytester.path, env=env, stdout=(pytester.path / log).open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rsfE", *args],
+        cwd=pytester.path,
+        env=env,
+        stdout=(pytester.path / log).open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def wait_until(condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
@@ -84,14 +89,28 @@ def report(pytester: pytest.Pytester, name: str) -> dict:
 
 
 def test_xdist_drives_each_board_from_one_worker_spreads_local_and_merges_the_results(
-        pytester, model_dir, board, second_board, tmp_path):
-    pytester.makefile(".toml", **{"edge-devices": entry(board, "board1", tmp_path / "b1")
-                                  + entry(second_board, "board3", tmp_path / "b3")})
-    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=4, pause=0.1, local_pause=0.6),
-                        test_plain="def test_plain_one():\n    pass\n\ndef test_plain_two():\n    pass\n")
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-n", "2", "--edge-device=board1",
-                                           "--edge-device=board3", "--edge-device=local", "--edge-report=report.json",
-                                           "--junitxml=junit.xml", timeout=300)
+    pytester, model_dir, board, second_board, tmp_path
+):
+    pytester.makefile(
+        ".toml",
+        **{"edge-devices": entry(board, "board1", tmp_path / "b1") + entry(second_board, "board3", tmp_path / "b3")},
+    )
+    pytester.makepyfile(
+        test_edge=COMPARE_TESTS.format(models=model_dir, count=4, pause=0.1, local_pause=0.6),
+        test_plain="def test_plain_one():\n    pass\n\ndef test_plain_two():\n    pass\n",
+    )
+    result = pytester.runpytest_subprocess(
+        "-p",
+        "no:cacheprovider",
+        "-n",
+        "2",
+        "--edge-device=board1",
+        "--edge-device=board3",
+        "--edge-device=local",
+        "--edge-report=report.json",
+        "--junitxml=junit.xml",
+        timeout=300,
+    )
     assert result.ret == 0, result.stdout.str()
     result.assert_outcomes(passed=26)
     doc = report(pytester, "report.json")
@@ -104,47 +123,61 @@ def test_xdist_drives_each_board_from_one_worker_spreads_local_and_merges_the_re
     assert len(doc["results"]) == 24 and {r["outcome"] for r in doc["results"]} == {"passed"}
     for name in ("board1", "board3"):
         assert doc["devices"][name]["onnxruntime"] and doc["devices"][name]["board_lock"]["waited_s"] >= 0
-    result.stdout.fnmatch_lines([
-        "*edgeort summary*",
-        "edgeort device board1: Linux*providers: cpu, qnn-htp*",
-        "edgeort device board3: Linux*",
-        "edgeort device local: Linux*",
-        "*conv_matmul_qdq.onnx*board1*qnn-htp*PASS*",
-        "*conv_matmul_qdq.onnx*board3*qnn-htp*PASS*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*edgeort summary*",
+            "edgeort device board1: Linux*providers: cpu, qnn-htp*",
+            "edgeort device board3: Linux*",
+            "edgeort device local: Linux*",
+            "*conv_matmul_qdq.onnx*board1*qnn-htp*PASS*",
+            "*conv_matmul_qdq.onnx*board3*qnn-htp*PASS*",
+        ]
+    )
     assert "None" not in result.stdout.str().split("edgeort summary")[1]
     properties = {(p.get("name"), p.get("value")) for p in ET.parse(pytester.path / "junit.xml").iter("property")}
     assert {("edge_device", "board1"), ("edge_device", "board3"), ("edge_device", "local")} <= properties
 
 
-def test_a_board_split_across_xdist_workers_fails_saying_the_scheduling_did_not_hold(pytester, model_dir, board,
-                                                                                       tmp_path):
+def test_a_board_split_across_xdist_workers_fails_saying_the_scheduling_did_not_hold(
+    pytester, model_dir, board, tmp_path
+):
     """--dist each hands every item to every worker: the second worker must fail, not skip, and must not
     get the advice meant for a duplicated inventory entry."""
     pytester.makefile(".toml", **{"edge-devices": entry(board, "board1", tmp_path / "b1")})
     # the first worker holds the board longer than the grace the second one gives a lock of its own run
     pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=1, pause=4, local_pause=0))
-    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rE", "-n", "2", "--dist", "each",
-                                           "--edge-device=board1", timeout=300)
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-rE", "-n", "2", "--dist", "each", "--edge-device=board1", timeout=300
+    )
     assert result.ret == 1
     result.assert_outcomes(passed=2, errors=2)
-    result.stdout.fnmatch_lines(["device 'board1': the pytest-xdist scheduling did not hold: worker gw? of "
-                                 "this run holds the board lock, so worker gw? cannot drive the board too "
-                                 "(--dist each); pytest-edgeort keeps each locked board on one worker under "
-                                 "--dist load (the default) and loadgroup"])
+    result.stdout.fnmatch_lines(
+        [
+            "device 'board1': the pytest-xdist scheduling did not hold: worker gw? of "
+            "this run holds the board lock, so worker gw? cannot drive the board too "
+            "(--dist each); pytest-edgeort keeps each locked board on one worker under "
+            "--dist load (the default) and loadgroup"
+        ]
+    )
     assert "lock_file" not in result.stdout.str()
 
 
 def test_two_runs_on_one_board_take_turns(pytester, model_dir, board, tmp_path):
     pytester.makefile(".toml", **{"edge-devices": entry(board, "board1", tmp_path / "shared", lock_timeout=120)})
     pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=3, pause=0.3, local_pause=0.3))
-    runs = [start_pytest(pytester, f"{name}.log", "--edge-device=board1", f"--edge-report={name}.json")
-            for name in ("a", "b")]
+    runs = [
+        start_pytest(pytester, f"{name}.log", "--edge-device=board1", f"--edge-report={name}.json")
+        for name in ("a", "b")
+    ]
     for proc in runs:
-        assert proc.wait(timeout=300) == 0, (pytester.path / "a.log").read_text() + (pytester.path / "b.log").read_text()
+        assert proc.wait(timeout=300) == 0, (pytester.path / "a.log").read_text() + (
+            pytester.path / "b.log"
+        ).read_text()
     docs = [report(pytester, f"{name}.json") for name in ("a", "b")]
-    spans = sorted((min(r["started"] for r in d["results"]), max(r["finished"] for r in d["results"]), i)
-                   for i, d in enumerate(docs))
+    spans = sorted(
+        (min(r["started"] for r in d["results"]), max(r["finished"] for r in d["results"]), i)
+        for i, d in enumerate(docs)
+    )
     (_, first_end, _), (second_start, _, second) = spans
     assert first_end <= second_start, f"the two runs used the board at the same time: {spans}"
     lock = docs[second]["devices"]["board1"]["board_lock"]
@@ -184,29 +217,37 @@ def test_one_board_under_two_names_in_one_run_fails_fast(pytester, model_dir, bo
     pytester.makepyfile(test_quick=QUICK_TEST.format(models=model_dir))
     result = pytester.runpytest("-p", "no:cacheprovider", "-rs", "--edge-device=board1", "--edge-device=alias")
     result.assert_outcomes(passed=1, skipped=1)
-    result.stdout.fnmatch_lines([f"*device 'alias': board lock {workdir / 'board.lock'} on 127.0.0.1:* is held by "
-                                 "this same run (*): another device of this run is the same board or shares its "
-                                 "lock_file; give each device its own lock_file, or set lock = false*"])
+    result.stdout.fnmatch_lines(
+        [
+            f"*device 'alias': board lock {workdir / 'board.lock'} on 127.0.0.1:* is held by "
+            "this same run (*): another device of this run is the same board or shares its "
+            "lock_file; give each device its own lock_file, or set lock = false*"
+        ]
+    )
 
 
 def test_lock_timeout_skips_or_fails_when_strict_naming_the_holder(pytester, model_dir, tmp_path):
     """The local device takes the lock too when the inventory says so (a runner that is itself a board)."""
     lock_file = tmp_path / "local.lock"
-    pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nlock = true\nlock_timeout = 1\n'
-                                                  f'lock_file = "{lock_file}"\n'})
+    pytester.makefile(
+        ".toml", **{"edge-devices": f'[devices.local]\nlock = true\nlock_timeout = 1\nlock_file = "{lock_file}"\n'}
+    )
     pytester.makepyfile(test_hold=HOLD_TEST.format(models=model_dir), test_quick=QUICK_TEST.format(models=model_dir))
     holder = start_pytest(pytester, "a.log", "test_hold.py")
     try:
         wait_until(lambda: (pytester.path / "holding").exists(), "the first run to hold the board")
-        outcomes: List[pytest.RunResult] = [pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rsE", "test_quick.py",
-                                                                          *strict, timeout=120)
-                                            for strict in ((), ("--edge-strict",))]
+        outcomes: List[pytest.RunResult] = [
+            pytester.runpytest_subprocess("-p", "no:cacheprovider", "-rsE", "test_quick.py", *strict, timeout=120)
+            for strict in ((), ("--edge-strict",))
+        ]
     finally:
         (pytester.path / "release").write_text("1")
         holder.wait(timeout=60)
     assert holder.returncode == 0
-    message = (f"device 'local': board lock {lock_file} on this machine is held by *pid {holder.pid} (lock pid * on "
-               "the device, since *); gave up after 1.* s (lock_timeout = 1 in the inventory)")
+    message = (
+        f"device 'local': board lock {lock_file} on this machine is held by *pid {holder.pid} (lock pid * on "
+        "the device, since *); gave up after 1.* s (lock_timeout = 1 in the inventory)"
+    )
     skipped, failed = outcomes
     assert skipped.ret == 0
     skipped.stdout.fnmatch_lines([f"skipped 1x: {message}"])

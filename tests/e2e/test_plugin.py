@@ -1,7 +1,6 @@
 """The plugin as a user meets it: pytester runs against the real QNN HTP simulator and the CPU EP."""
-from __future__ import annotations
 
-from pathlib import Path
+from __future__ import annotations
 
 import pytest
 
@@ -9,7 +8,7 @@ from tests.support.runs import require_qnn, run
 
 require_qnn()
 
-MATCH_TEST = '''
+MATCH_TEST = """
 import pytest
 
 @pytest.mark.edge_model(r"{model}")
@@ -17,7 +16,7 @@ import pytest
 def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
     result = edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
     assert result.passed
-'''
+"""
 
 
 def test_u8_qdq_model_matches_cpu_with_default_tolerance(pytester, model_dir):
@@ -31,64 +30,74 @@ def test_real_error_fails_with_table_and_worst_element(pytester, model_dir):
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}", reference_model=r"{model_dir / 'conv_matmul_qdq_wrong.onnx'}")
+@pytest.mark.edge_model(
+    r"{model_dir / "conv_matmul_qdq.onnx"}",
+    reference_model=r"{model_dir / "conv_matmul_qdq_wrong.onnx"}",
+)
 @pytest.mark.edge_providers("qnn-htp")
 def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
 ''')
     result = run(pytester)
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines([
-        "*conv_matmul_qdq.onnx on local/qnn-htp vs cpu reference conv_matmul_qdq_wrong.onnx: 1 of 1 outputs failed*",
-        "*output*shape*verdict*max|err|*max LSB*SNR dB*",
-        "E   y *1x10*FAIL*",
-        "*SNR * dB * < min_snr_db 10*",
-        "*error pattern: *",
-        "*worst elements:*",
-        "*index*actual*expected*|err|*err LSB*",
-        "*(0, *",
-        "*histogram in LSB*",
-        "*smallest tolerance that would pass: lsb=*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*conv_matmul_qdq.onnx on local/qnn-htp vs cpu reference conv_matmul_qdq_wrong.onnx: 1 of 1 "
+            "outputs failed*",
+            "*output*shape*verdict*max|err|*max LSB*SNR dB*",
+            "E   y *1x10*FAIL*",
+            "*SNR * dB * < min_snr_db 10*",
+            "*error pattern: *",
+            "*worst elements:*",
+            "*index*actual*expected*|err|*err LSB*",
+            "*(0, *",
+            "*histogram in LSB*",
+            "*smallest tolerance that would pass: lsb=*",
+        ]
+    )
 
 
 def test_op_without_npu_kernel_fails_no_fallback_naming_it(pytester, model_dir):
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'det.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "det.onnx"}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_runs_fully_on_npu(edge_assert_no_fallback):
     edge_assert_no_fallback()
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_qdq_runs_fully_on_npu(edge_assert_no_fallback):
     assert edge_assert_no_fallback() == 1.0
 ''')
     result = run(pytester)
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines([
-        "*det.onnx on local/qnn-htp does not run fully on QNNExecutionProvider: "
-        "1 of 3 nodes would run on CPU: Det x1 (det_node)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*det.onnx on local/qnn-htp does not run fully on QNNExecutionProvider: "
+            "1 of 3 nodes would run on CPU: Det x1 (det_node)*",
+        ]
+    )
 
 
 def test_accelerator_session_with_everything_on_cpu_fails(pytester, model_dir):
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'det_only.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "det_only.onnx"}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_matches_cpu(edge_session):
     pass
 ''')
     result = run(pytester)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([
-        "*det_only.onnx on local/qnn-htp: QNNExecutionProvider took none of the 1 nodes, everything runs on CPU, "
-        "so there is no qnn-htp result to report; nodes: Det x1 (det_node)*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*det_only.onnx on local/qnn-htp: QNNExecutionProvider took none of the 1 nodes, everything runs on CPU, "
+            "so there is no qnn-htp result to report; nodes: Det x1 (det_node)*",
+        ]
+    )
 
 
 def test_a_backend_that_ships_but_cannot_run_is_not_listed_and_says_why(pytester, model_dir):
@@ -96,19 +105,21 @@ def test_a_backend_that_ships_but_cannot_run_is_not_listed_and_says_why(pytester
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx").replace('"qnn-htp"', '"qnn-gpu"'))
     result = run(pytester)
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines([
-        "edgeort device local: *; providers: cpu, qnn-htp, qnn-htp-fp16; listed but unusable: qnn-gpu "
-        "(no session on its backend)*",
-        "*device 'local' has no provider 'qnn-gpu' (QNNExecutionProvider, backend gpu) (its library ships, but "
-        "QNN's gpu backend cannot create a session of a one-node float graph with CPU fallback disabled: *",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "edgeort device local: *; providers: cpu, qnn-htp, qnn-htp-fp16; listed but unusable: qnn-gpu "
+            "(no session on its backend)*",
+            "*device 'local' has no provider 'qnn-gpu' (QNNExecutionProvider, backend gpu) (its library ships, but "
+            "QNN's gpu backend cannot create a session of a one-node float graph with CPU fallback disabled: *",
+        ]
+    )
 
 
 @pytest.mark.parametrize("strict", [False, True])
 def test_missing_provider_skips_or_fails_when_strict(pytester, model_dir, strict):
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx").replace('"qnn-htp"', '"cuda"'))
     result = run(pytester, *(["--edge-strict"] if strict else []))
-    message = ("*device 'local' has no provider 'cuda' (CUDAExecutionProvider); it has: cpu, qnn-htp*")
+    message = "*device 'local' has no provider 'cuda' (CUDAExecutionProvider); it has: cpu, qnn-htp*"
     if strict:
         result.assert_outcomes(errors=1)
         result.stdout.fnmatch_lines([message + "[[]--edge-strict[]]*"])
@@ -123,7 +134,7 @@ def test_parametrization_ids_and_provider_filter(pytester, model_dir):
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("qnn-htp", "cpu")
 def test_ids(edge_device, edge_provider):
     pass
@@ -169,14 +180,19 @@ def test_three(edge_session, edge_open, edge_run_state):
 
 
 def test_provider_option_typo_is_refused_with_valid_keys(pytester, model_dir):
-    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx").replace(
-        '"qnn-htp")', '"qnn-htp", options={"htp_performence_mode": "burst"})'))
+    pytester.makepyfile(
+        MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx").replace(
+            '"qnn-htp")', '"qnn-htp", options={"htp_performence_mode": "burst"})'
+        )
+    )
     result = run(pytester)
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines([
-        "*device 'local': unknown option 'htp_performence_mode' for provider qnn-htp "
-        "(did you mean 'htp_performance_mode'?); valid keys: backend_path, backend_type,*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*device 'local': unknown option 'htp_performence_mode' for provider qnn-htp "
+            "(did you mean 'htp_performance_mode'?); valid keys: backend_path, backend_type,*",
+        ]
+    )
 
 
 @pytest.mark.parametrize("provider", ["cpu", "qnn-htp"])
@@ -185,17 +201,18 @@ def test_dynamic_input_names_the_fix(pytester, model_dir, provider):
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "dynamic.onnx").replace('"qnn-htp"', f'"{provider}"'))
     result = run(pytester)
     result.assert_outcomes(errors=1)
-    assert ("dynamic.onnx: input 'x' has dynamic shape ['batch', 3, 16, 16]; give a fixed shape "
-            "(edge_model(..., shapes={'x': [...]}) or [prepare] fix_shapes) or fix the model: "
-            "python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param batch --dim_value 1 dynamic.onnx fixed.onnx"
-            ) in result.stdout.str()
+    assert (
+        "dynamic.onnx: input 'x' has dynamic shape ['batch', 3, 16, 16]; give a fixed shape "
+        "(edge_model(..., shapes={'x': [...]}) or [prepare] fix_shapes) or fix the model: "
+        "python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param batch --dim_value 1 dynamic.onnx fixed.onnx"
+    ) in result.stdout.str()
 
 
 def test_shapes_fix_the_models_shapes_for_the_session(pytester, model_dir):
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'dynamic.onnx'}", shapes={{"x": [2, 3, 16, 16]}})
+@pytest.mark.edge_model(r"{model_dir / "dynamic.onnx"}", shapes={{"x": [2, 3, 16, 16]}})
 @pytest.mark.edge_providers("qnn-htp")
 def test_fixed(edge_session, edge_reference, edge_inputs, edge_compare):
     assert edge_session.model.path.name == "dynamic.onnx"
@@ -208,14 +225,14 @@ def test_fixed(edge_session, edge_reference, edge_inputs, edge_compare):
 
 
 def test_no_edge_tests_no_output_no_worker(pytester):
-    pytester.makeconftest('''
+    pytester.makeconftest("""
 from pytest_edgeort.run import edge_run
 
 def pytest_unconfigure(config):
     run = edge_run(config)
     with open("edge-state.txt", "w") as f:
         f.write(f"{len(run.devices)} {run.sessions_created}")
-''')
+""")
     pytester.makepyfile("def test_plain():\n    assert 1 + 1 == 2\n")
     result = run(pytester)
     result.assert_outcomes(passed=1)
@@ -228,7 +245,7 @@ def test_worker_killed_mid_run_errors_that_test_and_next_one_recovers(pytester, 
 import os, signal
 import pytest
 
-pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("cpu")]
+pytestmark = [pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}"), pytest.mark.edge_providers("cpu")]
 
 def test_a_killed(edge_session, edge_inputs):
     os.kill(edge_session.device.clients["default"].pid, signal.SIGKILL)
@@ -239,15 +256,18 @@ def test_b_recovers(edge_session, edge_inputs):
 ''')
     result = run(pytester)
     result.assert_outcomes(failed=1, passed=1)
-    result.stdout.fnmatch_lines([
-        "*conv_matmul_qdq.onnx on local/cpu: worker on device 'local' died during run: killed by SIGKILL*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*conv_matmul_qdq.onnx on local/cpu: worker on device 'local' died during run: killed by SIGKILL*",
+        ]
+    )
 
 
 def test_marker_help_is_registered(pytester):
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.edge_model(path,*", "@pytest.mark.edge_providers(*",
-                                 "@pytest.mark.edge_tolerance(*"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.edge_model(path,*", "@pytest.mark.edge_providers(*", "@pytest.mark.edge_tolerance(*"]
+    )
 
 
 def test_options_are_settable_as_ini(pytester, model_dir):
@@ -255,7 +275,7 @@ def test_options_are_settable_as_ini(pytester, model_dir):
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("qnn-htp", "cpu")
 def test_ids(edge_provider):
     assert edge_provider == "cpu"
@@ -272,21 +292,24 @@ def test_edge_inputs_from_npz_exact_or_stacked_and_mismatch_named(pytester, mode
     np.savez(pytester.path / "stacked.npz", x=x)
     np.savez(pytester.path / "exact.npz", x=x[1])
     np.savez(pytester.path / "wrong.npz", image=x[0])
-    body = '''
+    body = """
 @pytest.mark.edge_model(r"{model}", inputs="{npz}")
 @pytest.mark.edge_providers("cpu")
 def test_{name}(edge_inputs):
     np.testing.assert_array_equal(edge_inputs["x"], np.load("{npz}")["x"][{index}])
-'''
+"""
     model = model_dir / "conv_matmul_qdq.onnx"
-    pytester.makepyfile("import numpy as np\nimport pytest\n"
-                        + body.format(model=model, npz="stacked.npz", name="stacked", index=0)
-                        + body.format(model=model, npz="exact.npz", name="exact", index="...")
-                        + body.format(model=model, npz="wrong.npz", name="wrong", index=0))
+    pytester.makepyfile(
+        "import numpy as np\nimport pytest\n"
+        + body.format(model=model, npz="stacked.npz", name="stacked", index=0)
+        + body.format(model=model, npz="exact.npz", name="exact", index="...")
+        + body.format(model=model, npz="wrong.npz", name="wrong", index=0)
+    )
     result = run(pytester)
     result.assert_outcomes(passed=2, errors=1)
-    assert ("wrong.npz: inputs do not match conv_matmul_qdq.onnx; missing ['x']; unexpected ['image'] "
-            "(model inputs: ['x'])") in result.stdout.str()
+    assert (
+        "wrong.npz: inputs do not match conv_matmul_qdq.onnx; missing ['x']; unexpected ['image'] (model inputs: ['x'])"
+    ) in result.stdout.str()
 
 
 def test_edge_compare_raises_an_assertion_error_carrying_the_comparison(pytester, model_dir):
@@ -295,7 +318,10 @@ def test_edge_compare_raises_an_assertion_error_carrying_the_comparison(pytester
 import pytest
 from pytest_edgeort import ComparisonError
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}", reference_model=r"{model_dir / 'conv_matmul_qdq_wrong.onnx'}")
+@pytest.mark.edge_model(
+    r"{model_dir / "conv_matmul_qdq.onnx"}",
+    reference_model=r"{model_dir / "conv_matmul_qdq_wrong.onnx"}",
+)
 @pytest.mark.edge_providers("qnn-htp")
 def test_expected_mismatch(edge_session, edge_reference, edge_inputs, edge_compare):
     with pytest.raises(AssertionError) as info:
@@ -311,7 +337,7 @@ def test_fp16_without_soc_model_says_what_to_set(pytester, model_dir):
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")  # QNN refuses the options, before any graph
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")  # QNN refuses the options, before any graph
 @pytest.mark.edge_providers("qnn-htp-fp16")
 def test_fp16(edge_session):
     pass
@@ -320,16 +346,18 @@ def test_fp16(edge_session):
     result.assert_outcomes(errors=1)
     text = result.stdout.str()
     assert "onnxruntime_src" not in text
-    assert ('qnn-htp-fp16 needs the QNN option soc_model here (QNN runs float in fp16 for a given SoC; on the x86-64 '
-            'simulator any, e.g. "60"): @pytest.mark.edge_providers("qnn-htp-fp16", options={"soc_model": "60"}) or '
-            'soc_model = "60" under [devices.local.providers.qnn-htp-fp16] in edge-devices.toml') in text
+    assert (
+        "qnn-htp-fp16 needs the QNN option soc_model here (QNN runs float in fp16 for a given SoC; on the x86-64 "
+        'simulator any, e.g. "60"): @pytest.mark.edge_providers("qnn-htp-fp16", options={"soc_model": "60"}) or '
+        'soc_model = "60" under [devices.local.providers.qnn-htp-fp16] in edge-devices.toml'
+    ) in text
 
 
 def test_a_failure_against_the_tests_own_arrays_says_so(pytester, model_dir):
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_against_arrays(edge_session, edge_inputs, edge_compare):
     actual = edge_session.run(edge_inputs)
@@ -344,7 +372,7 @@ def test_a_bad_tolerance_marker_fails_its_test_only_with_one_line(pytester, mode
     pytester.makepyfile(f'''
 import pytest
 
-pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("qnn-htp")]
+pytestmark = [pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}"), pytest.mark.edge_providers("qnn-htp")]
 
 @pytest.mark.edge_tolerance(lbs=2)
 def test_bad(edge_session, edge_reference, edge_inputs, edge_compare):
@@ -356,7 +384,11 @@ def test_good(edge_session, edge_reference, edge_inputs, edge_compare):
 ''')
     result = run(pytester)
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines(["*_ test_bad[[]local-qnn-htp[]] _*",
-                                 "edge_tolerance in *test_bad[[]local-qnn-htp[]]: unknown tolerance key 'lbs' "
-                                 "(did you mean 'lsb'? valid: atol, *)",
-                                 "=*= edgeort summary =*="])
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_bad[[]local-qnn-htp[]] _*",
+            "edge_tolerance in *test_bad[[]local-qnn-htp[]]: unknown tolerance key 'lbs' "
+            "(did you mean 'lsb'? valid: atol, *)",
+            "=*= edgeort summary =*=",
+        ]
+    )

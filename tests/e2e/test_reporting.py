@@ -1,4 +1,5 @@
 """What CI reads: the terminal summary table, skip counts, the JSON report and JUnit properties."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,7 +12,7 @@ from tests.support.runs import require_qnn
 
 require_qnn()
 
-TESTS = '''
+TESTS = """
 import pytest
 
 @pytest.mark.edge_model(r"{qdq}")
@@ -23,7 +24,7 @@ def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
 @pytest.mark.edge_providers("qnn-htp")
 def test_runs_fully_on_npu(edge_assert_no_fallback):
     edge_assert_no_fallback()
-'''
+"""
 
 
 @pytest.fixture
@@ -34,14 +35,16 @@ def result(pytester, model_dir):
 
 def test_summary_rows_failures_first_and_skip_reasons_counted(result):
     result.assert_outcomes(passed=1, failed=1, skipped=1)
-    result.stdout.fnmatch_lines([
-        "*edgeort summary*",
-        "model*device*provider*verdict*maxLSB*SNR dB*top-k*NPU %*p50 ms*p90 ms*speedup",
-        "*/det.onnx*local*qnn-htp*FAIL 0/1*",
-        "*/conv_matmul_qdq.onnx*local*qnn-htp*PASS 1/1*",
-        "NPU % *: with CPU fallback allowed*",
-        "skipped 1x: device 'local' has no provider 'cuda'*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*edgeort summary*",
+            "model*device*provider*verdict*maxLSB*SNR dB*top-k*NPU %*p50 ms*p90 ms*speedup",
+            "*/det.onnx*local*qnn-htp*FAIL 0/1*",
+            "*/conv_matmul_qdq.onnx*local*qnn-htp*PASS 1/1*",
+            "NPU % *: with CPU fallback allowed*",
+            "skipped 1x: device 'local' has no provider 'cuda'*",
+        ]
+    )
     row = next(line for line in result.stdout.lines if "/conv_matmul_qdq.onnx " in line)
     max_lsb, snr, _, coverage = row.split()[5:9]
     assert 0 <= int(max_lsb) <= 5 and float(snr) > 15 and 50 < int(coverage.rstrip("*")) <= 100
@@ -54,22 +57,41 @@ def test_summary_rows_are_keyed_by_path_and_count_checks():
     from pytest_edgeort.reporting.summary import build_rows, format_rows
 
     def record(nodeid, folder, snr):
-        return {"nodeid": nodeid, "check": "conformance", "model": "model.onnx", "device": "local",
-                "provider": "qnn-htp", "model_path": f"/repo/models/{folder}/model.onnx", "ep": "QNNExecutionProvider",
-                "comparison": {"outputs": [{"max_lsb": 3, "snr_db": snr, "topk_agreement": None}]}}
+        return {
+            "nodeid": nodeid,
+            "check": "conformance",
+            "model": "model.onnx",
+            "device": "local",
+            "provider": "qnn-htp",
+            "model_path": f"/repo/models/{folder}/model.onnx",
+            "ep": "QNNExecutionProvider",
+            "comparison": {"outputs": [{"max_lsb": 3, "snr_db": snr, "topk_agreement": None}]},
+        }
 
     records = [record("t::a", "det", "-inf"), record("t::b", "det", 40.0), record("t::c", "cls", 30.0)]
     rows = build_rows(records, {"t::a": "failed", "t::b": "passed", "t::c": "passed"}, Path("/repo"))
-    assert [(r.model, r.verdict, r.checks) for r in rows] == [("models/det/model.onnx", "FAIL", "1/2"),
-                                                             ("models/cls/model.onnx", "PASS", "1/1")]
+    assert [(r.model, r.verdict, r.checks) for r in rows] == [
+        ("models/det/model.onnx", "FAIL", "1/2"),
+        ("models/cls/model.onnx", "PASS", "1/1"),
+    ]
     assert " -inf " in format_rows(rows)[2]  # a FAIL row must not look perfect
 
 
 def test_json_report_is_versioned_and_has_provenance(result, pytester):
     report = json.loads((pytester.path / "out" / "report.json").read_text())
     assert report["schema"] == "pytest-edgeort/report" and report["version"] == 1
-    assert set(report) == {"schema", "version", "created", "exitstatus", "interrupted", "seed", "devices",
-                           "outcomes", "skipped", "results"}  # the keys the README documents
+    assert set(report) == {
+        "schema",
+        "version",
+        "created",
+        "exitstatus",
+        "interrupted",
+        "seed",
+        "devices",
+        "outcomes",
+        "skipped",
+        "results",
+    }  # the keys the README documents
     for record in report["results"]:
         assert {"nodeid", "check", "outcome", "started", "finished", "device", "provider", "model"} <= set(record)
     assert report["devices"]["local"]["board_lock"] is None  # local takes no board lock unless asked
@@ -100,7 +122,7 @@ def test_junit_properties_carry_device_versions_and_metrics(result, pytester):
     assert float(props["edge_y_snr_db"]) > 15
 
 
-INTERRUPTED = '''
+INTERRUPTED = """
 import os
 import signal
 import pytest
@@ -117,7 +139,7 @@ def test_b_ctrl_c():
 @pytest.mark.edge_providers("cpu")
 def test_c_never_runs(edge_session):
     pass
-'''
+"""
 
 
 def test_json_report_is_written_when_the_run_is_interrupted(pytester, model_dir):
@@ -127,22 +149,25 @@ def test_json_report_is_written_when_the_run_is_interrupted(pytester, model_dir)
     report = json.loads((pytester.path / "report.json").read_text())
     assert report["interrupted"] is True and report["exitstatus"] == 2
     assert [(r["check"], r["outcome"]) for r in report["results"]] == [("conformance", "passed")]
-    assert list(report["outcomes"]) == ["test_json_report_is_written_when_the_run_is_interrupted.py::"
-                                        "test_a_matches_cpu[local-qnn-htp]"]
+    assert list(report["outcomes"]) == [
+        "test_json_report_is_written_when_the_run_is_interrupted.py::test_a_matches_cpu[local-qnn-htp]"
+    ]
 
 
 def test_every_edge_test_carries_device_provider_and_failure_reason_in_junit(pytester, model_dir):
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'no_such_model.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "no_such_model.onnx"}")
 @pytest.mark.edge_providers("cpu", "cuda")
 def test_setup_fails(edge_session):
     pass
 ''')
     pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml").assert_outcomes(errors=1, skipped=1)
-    cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
-             for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
+    cases = {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in ET.parse(pytester.path / "junit.xml").iter("testcase")
+    }
     failed, skipped = cases["test_setup_fails[local-cpu]"], cases["test_setup_fails[local-cuda]"]
     assert failed["edge_device"] == "local" and failed["edge_provider"] == "cpu"
     assert "no_such_model.onnx" in failed["edge_error"]
@@ -164,18 +189,28 @@ def test_a_skipped_before_a_session(edge_session):
 def test_b_fails_before_a_session(edge_device):
     raise RuntimeError("the test body broke")
 ''')
-    pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml", "--edge-report=report.json"
-                       ).assert_outcomes(failed=1, skipped=1)
-    cases = {case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
-             for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
+    pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml", "--edge-report=report.json").assert_outcomes(
+        failed=1, skipped=1
+    )
+    cases = {
+        case.get("name"): {p.get("name"): p.get("value") for p in case.iter("property")}
+        for case in ET.parse(pytester.path / "junit.xml").iter("testcase")
+    }
     sha = hashlib.sha256(qdq.read_bytes()).hexdigest()
-    skipped, failed = cases["test_a_skipped_before_a_session[local-cuda]"], cases["test_b_fails_before_a_session[local-cpu]"]
+    skipped, failed = (
+        cases["test_a_skipped_before_a_session[local-cuda]"],
+        cases["test_b_fails_before_a_session[local-cpu]"],
+    )
     assert skipped["edge_model"] == str(qdq) and skipped["edge_model_sha256"] == sha
     assert skipped["edge_onnxruntime"] and skipped["edge_platform"]  # the device was reached for its providers
     assert failed["edge_model_sha256"] == sha and "the test body broke" in failed["edge_error"]
     record = json.loads((pytester.path / "report.json").read_text())["results"][0]
     assert (record["check"], record["phase"], record["model_path"], record["model_sha256"]) == (
-        "test", "call", str(qdq), sha)
+        "test",
+        "call",
+        str(qdq),
+        sha,
+    )
 
 
 def test_a_float_model_passing_on_the_simulators_qnn_htp_points_at_fp16(pytester, model_dir):
@@ -183,12 +218,12 @@ def test_a_float_model_passing_on_the_simulators_qnn_htp_points_at_fp16(pytester
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul.onnx"}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_float(edge_session, edge_reference, edge_inputs, edge_compare):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_quantized(edge_session, edge_reference, edge_inputs, edge_compare):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
@@ -197,7 +232,10 @@ def test_quantized(edge_session, edge_reference, edge_inputs, edge_compare):
     result.assert_outcomes(passed=2)
     notes = [line for line in result.outlines if line.startswith("note: ")]
     assert len(notes) == 1, result.stdout.str()
-    assert notes[0].startswith(f"note: {model_dir / 'conv_matmul.onnx'} is a float model: on qnn-htp the x86-64 "
-                               "simulator computes it in fp32 (SNR ")
-    assert notes[0].endswith(" dB here), real HTP in fp16; check it with qnn-htp-fp16 (on the simulator with "
-                             "soc_model set)")
+    assert notes[0].startswith(
+        f"note: {model_dir / 'conv_matmul.onnx'} is a float model: on qnn-htp the x86-64 "
+        "simulator computes it in fp32 (SNR "
+    )
+    assert notes[0].endswith(
+        " dB here), real HTP in fp16; check it with qnn-htp-fp16 (on the simulator with soc_model set)"
+    )

@@ -4,6 +4,7 @@ One sshd per session on 127.0.0.1 (``board1``) and, where the machine allows it,
 network namespace with its own address (``board2``); both use this test run's Python as the board's
 python. Every test checks afterwards that no worker is left running under either sshd.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,13 +19,11 @@ from typing import Dict, Iterator, List
 
 import pytest
 
-from tests.support.runs import require_qnn, run
-
 from pytest_edgeort.board.wire import Op
+from pytest_edgeort.config.inventory import DeviceConfig
 from pytest_edgeort.devices.client import WorkerDied
 from pytest_edgeort.errors import DeviceUnavailable
-from pytest_edgeort.config.inventory import DeviceConfig
-
+from tests.support.runs import require_qnn, run
 from tests.support.sshd import SSHServer, sshd_missing
 
 require_qnn()
@@ -32,7 +31,6 @@ if sshd_missing():
     pytest.skip(sshd_missing(), allow_module_level=True)
 
 from pytest_edgeort.devices.ssh import SSHDevice  # noqa: E402  (imports fabric/paramiko)
-
 
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
@@ -60,7 +58,7 @@ def outcomes_by_device(result: pytest.RunResult) -> Dict[str, Dict[str, str]]:
     return table
 
 
-RECORDS_CONFTEST = '''
+RECORDS_CONFTEST = """
 import json
 from pytest_edgeort.run import edge_run
 
@@ -70,9 +68,9 @@ def pytest_unconfigure(config):
                       "connections": getattr(d, "connections", 0)} for name, d in run.devices.items()}
     with open("edge-state.json", "w") as f:
         json.dump({"records": run.records, "devices": devices}, f, default=str)
-'''
+"""
 
-CORE_TESTS = '''
+CORE_TESTS = """
 import pytest
 
 QDQ = r"{models}/conv_matmul_qdq.onnx"
@@ -112,13 +110,17 @@ def test_missing_provider(edge_session):
 def test_memory_state_and_latency(edge_session, edge_inputs):
     edge_session.run(edge_inputs)  # the first run of a qnn-htp session is the memory-state check
     assert len(edge_session.time(edge_inputs, runs=3, warmup=1)) == 3
-'''
+"""
 
 EXPECTED_CORE = {
-    "test_matches_cpu[qnn-htp]": "PASSED", "test_matches_cpu[cpu]": "PASSED",
-    "test_real_error_fails[qnn-htp]": "FAILED", "test_det_runs_fully_on_npu[qnn-htp]": "FAILED",
-    "test_qdq_runs_fully_on_npu[qnn-htp]": "PASSED", "test_everything_on_cpu[qnn-htp]": "ERROR",
-    "test_missing_provider[cuda]": "SKIPPED", "test_memory_state_and_latency[qnn-htp]": "PASSED",
+    "test_matches_cpu[qnn-htp]": "PASSED",
+    "test_matches_cpu[cpu]": "PASSED",
+    "test_real_error_fails[qnn-htp]": "FAILED",
+    "test_det_runs_fully_on_npu[qnn-htp]": "FAILED",
+    "test_qdq_runs_fully_on_npu[qnn-htp]": "PASSED",
+    "test_everything_on_cpu[qnn-htp]": "ERROR",
+    "test_missing_provider[cuda]": "SKIPPED",
+    "test_memory_state_and_latency[qnn-htp]": "PASSED",
 }
 
 
@@ -129,8 +131,10 @@ def comparisons(pytester: pytest.Pytester) -> Dict[str, Dict[str, List[dict]]]:
     for record in state["records"]:
         if "comparison" in record:
             key = record["nodeid"].replace(f"[{record['device']}-", "[")
-            metrics = [{k: o.get(k) for k in ("max_abs", "max_lsb", "snr_db", "passed")}
-                       for o in record["comparison"]["outputs"]]
+            metrics = [
+                {k: o.get(k) for k in ("max_abs", "max_lsb", "snr_db", "passed")}
+                for o in record["comparison"]["outputs"]
+            ]
             out.setdefault(record["device"], {})[key] = metrics
     return out
 
@@ -151,15 +155,20 @@ def test_core_markers_give_the_same_verdicts_on_the_ssh_board(pytester, model_di
     pytester.makepyfile(CORE_TESTS.format(models=model_dir))
     result = run(pytester, "-v", "--edge-device=local", "--edge-device=board1")
     assert_same_verdicts(pytester, result, ["local", "board1"])
-    result.stdout.fnmatch_lines([
-        "edgeort: devices local, board1;*",
-        f"edgeort device board1: Linux*python {sys.version.split()[0]}, onnxruntime *; providers: cpu, qnn-htp*",
-        "*test_matches_cpu[[]board1-qnn-htp[]] PASSED*",
-        "*det.onnx on board1/qnn-htp does not run fully on QNNExecutionProvider: "
-        "1 of 3 nodes would run on CPU: Det x1 (det_node)*",
-        "*device 'board1' has no provider 'cuda' (CUDAExecutionProvider); it has: cpu, qnn-htp*",
-    ])
-    assert "conv_matmul_qdq.onnx on board1/qnn-htp vs cpu reference conv_matmul_qdq_wrong.onnx: 1 of 1 outputs failed" in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "edgeort: devices local, board1;*",
+            f"edgeort device board1: Linux*python {sys.version.split()[0]}, onnxruntime *; providers: cpu, qnn-htp*",
+            "*test_matches_cpu[[]board1-qnn-htp[]] PASSED*",
+            "*det.onnx on board1/qnn-htp does not run fully on QNNExecutionProvider: "
+            "1 of 3 nodes would run on CPU: Det x1 (det_node)*",
+            "*device 'board1' has no provider 'cuda' (CUDAExecutionProvider); it has: cpu, qnn-htp*",
+        ]
+    )
+    assert (
+        "conv_matmul_qdq.onnx on board1/qnn-htp vs cpu reference conv_matmul_qdq_wrong.onnx: 1 of 1 outputs failed"
+        in result.stdout.str()
+    )
 
 
 def test_two_boards_one_in_a_network_namespace(pytester, model_dir, board, netns_board, board_workdir):
@@ -171,14 +180,14 @@ def test_two_boards_one_in_a_network_namespace(pytester, model_dir, board, netns
     result.stdout.fnmatch_lines(["edgeort device board2: Linux*", "*test_matches_cpu[[]board2-qnn-htp[]] PASSED*"])
 
 
-MATCH_TEST = '''
+MATCH_TEST = """
 import pytest
 
 @pytest.mark.edge_model(r"{model}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
-'''
+"""
 
 
 def fingerprint_of(public_key_line: str, tmp: Path) -> str:
@@ -228,15 +237,21 @@ def test_changed_host_key_is_an_error_even_without_strict(pytester, model_dir, b
 
 
 def test_insecure_skip_host_key_check_connects_without_known_hosts(pytester, model_dir, board, board_workdir):
-    write_inventory(pytester, entry(board, "board1", board_workdir, known_hosts=str(pytester.path / "none"),
-                                    insecure_skip_host_key_check=True))
+    write_inventory(
+        pytester,
+        entry(
+            board, "board1", board_workdir, known_hosts=str(pytester.path / "none"), insecure_skip_host_key_check=True
+        ),
+    )
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     pytester.makepyfile(test_second=MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     result = run(pytester, "--edge-device=board1")
     result.assert_outcomes(passed=2)
     assert not (pytester.path / "none").exists()  # nothing is written to known_hosts
-    warning = (f"edgeort: WARNING: device 'board1': insecure_skip_host_key_check = true, so the host key of "
-               f"127.0.0.1:{board.port} is not verified (anyone on the path can pose as the board)")
+    warning = (
+        f"edgeort: WARNING: device 'board1': insecure_skip_host_key_check = true, so the host key of "
+        f"127.0.0.1:{board.port} is not verified (anyone on the path can pose as the board)"
+    )
     assert result.stdout.str().count(warning) == 1
 
 
@@ -264,8 +279,10 @@ def test_ssh_config_alias_user_port_key_and_known_hosts(pytester, model_dir, boa
         f"Host myboard\n  HostName 127.0.0.1\n  Port {board.port}\n  User {board.user}\n"
         f"  IdentityFile {board.identity_file}\n  UserKnownHostsFile {board.known_hosts}\n"
     )
-    write_inventory(pytester, f'[devices.board1]\nkind = "ssh"\nhost = "myboard"\n'
-                              f'python = "{sys.executable}"\nworkdir = "{board_workdir}"\n')
+    write_inventory(
+        pytester,
+        f'[devices.board1]\nkind = "ssh"\nhost = "myboard"\npython = "{sys.executable}"\nworkdir = "{board_workdir}"\n',
+    )
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     run(pytester, "--edge-device=board1").assert_outcomes(passed=1)
 
@@ -282,16 +299,21 @@ def silent_listener() -> Iterator[int]:
 @pytest.mark.parametrize("strict", [False, True])
 def test_unreachable_board_skips_or_fails_when_strict(pytester, model_dir, board, silent_listener, strict):
     write_inventory(pytester, board.inventory("board1", port=silent_listener, connect_timeout=1.5))
-    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx") + f'''
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+    pytester.makepyfile(
+        MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx")
+        + f'''
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 def test_second(edge_session):
     pass
-''')
+'''
+    )
     start = time.monotonic()
     result = run(pytester, "--edge-device=board1", *(["--edge-strict"] if strict else []))
     elapsed = time.monotonic() - start
-    message = (f"device 'board1': cannot connect to 127.0.0.1:{silent_listener} within 1.5 s: "
-               "the SSH handshake did not complete (is an SSH server listening there?)")
+    message = (
+        f"device 'board1': cannot connect to 127.0.0.1:{silent_listener} within 1.5 s: "
+        "the SSH handshake did not complete (is an SSH server listening there?)"
+    )
     assert message in result.stdout.str()
     if strict:
         result.assert_outcomes(errors=2)
@@ -304,9 +326,18 @@ def test_second(edge_session):
 
 
 def test_connect_gives_up_within_connect_timeout(board, silent_listener):
-    device = SSHDevice(DeviceConfig("board1", kind="ssh", host="127.0.0.1", port=silent_listener, user=board.user,
-                                    identity_file=str(board.identity_file), known_hosts=str(board.known_hosts),
-                                    connect_timeout=1.0))
+    device = SSHDevice(
+        DeviceConfig(
+            "board1",
+            kind="ssh",
+            host="127.0.0.1",
+            port=silent_listener,
+            user=board.user,
+            identity_file=str(board.identity_file),
+            known_hosts=str(board.known_hosts),
+            connect_timeout=1.0,
+        )
+    )
     start = time.monotonic()
     with pytest.raises(DeviceUnavailable) as info:
         device.capabilities()
@@ -329,14 +360,17 @@ def python_without_onnxruntime(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(venv / "bin" / "python")
 
 
-def test_board_python_without_onnxruntime_is_one_clear_line(pytester, model_dir, board, board_workdir,
-                                                            python_without_onnxruntime):
+def test_board_python_without_onnxruntime_is_one_clear_line(
+    pytester, model_dir, board, board_workdir, python_without_onnxruntime
+):
     write_inventory(pytester, board.inventory("board1", python=python_without_onnxruntime, workdir=board_workdir))
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     result = run(pytester, "--edge-device=board1")
     result.assert_outcomes(skipped=1)
-    assert (f"device 'board1': worker on device 'board1': {python_without_onnxruntime} cannot import onnxruntime "
-            "(No module named 'onnxruntime'); the board needs python3 + numpy + onnxruntime") in result.stdout.str()
+    assert (
+        f"device 'board1': worker on device 'board1': {python_without_onnxruntime} cannot import onnxruntime "
+        "(No module named 'onnxruntime'); the board needs python3 + numpy + onnxruntime"
+    ) in result.stdout.str()
 
 
 def test_board_python_without_numpy_is_one_clear_line(pytester, model_dir, board, board_workdir, tmp_path):
@@ -349,8 +383,10 @@ def test_board_python_without_numpy_is_one_clear_line(pytester, model_dir, board
     result = run(pytester, "--edge-device=board1")
     result.assert_outcomes(skipped=1)
     assert "Traceback" not in result.stdout.str()
-    assert (f"device 'board1': worker on device 'board1': {python} cannot import numpy (No module named 'numpy'); "
-            "the board needs python3 + numpy + onnxruntime") in result.stdout.str()
+    assert (
+        f"device 'board1': worker on device 'board1': {python} cannot import numpy (No module named 'numpy'); "
+        "the board needs python3 + numpy + onnxruntime"
+    ) in result.stdout.str()
 
 
 def test_missing_board_python_names_it(pytester, model_dir, board, board_workdir):
@@ -358,18 +394,23 @@ def test_missing_board_python_names_it(pytester, model_dir, board, board_workdir
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     result = run(pytester, "--edge-device=board1")
     result.assert_outcomes(skipped=1)
-    result.stdout.fnmatch_lines(["SKIPPED * device 'board1': preparing the workdir with /opt/no such/python3 failed on "
-                                 "127.0.0.1:*: *: /opt/no such/python3: No such file or directory"])
+    result.stdout.fnmatch_lines(
+        [
+            "SKIPPED * device 'board1': preparing the workdir with /opt/no such/python3 failed on "
+            "127.0.0.1:*: *: /opt/no such/python3: No such file or directory"
+        ]
+    )
 
 
-def test_python_and_env_from_the_inventory_reach_the_worker_but_not_its_command_line(pytester, model_dir, board,
-                                                                                     board_workdir):
+def test_python_and_env_from_the_inventory_reach_the_worker_but_not_its_command_line(
+    pytester, model_dir, board, board_workdir
+):
     """Env values may be secrets (API tokens): `ps` on the board must not show them."""
     write_inventory(pytester, entry(board, "board1", board_workdir, env={"EDGE_TEST_VAR": "a b 'c'"}))
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("cpu")
 def test_env(edge_session, edge_run_state):
     device = edge_run_state.device("board1")
@@ -385,18 +426,26 @@ def test_env(edge_session, edge_run_state):
     run(pytester, "--edge-device=board1").assert_outcomes(passed=1)
 
 
-@pytest.mark.parametrize("signal_name, inventory, message", [
-    ("KILL", {}, "died during run: killed by SIGKILL"),
-    ("STOP", {"command_timeout": 3}, "did not answer run within 3 s (command_timeout = 3 in *edge-devices.toml); "
-                                     "the worker was stopped"),
-], ids=["killed", "hung"])
+@pytest.mark.parametrize(
+    "signal_name, inventory, message",
+    [
+        ("KILL", {}, "died during run: killed by SIGKILL"),
+        (
+            "STOP",
+            {"command_timeout": 3},
+            "did not answer run within 3 s (command_timeout = 3 in *edge-devices.toml); the worker was stopped",
+        ),
+    ],
+    ids=["killed", "hung"],
+)
 def test_killed_or_hung_worker_fails_that_test_and_the_next_one_recovers(
-        pytester, model_dir, board, board_workdir, signal_name, inventory, message):
+    pytester, model_dir, board, board_workdir, signal_name, inventory, message
+):
     write_inventory(pytester, entry(board, "board1", board_workdir, **inventory))
     pytester.makepyfile(f'''
 import pytest
 
-pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("cpu")]
+pytestmark = [pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}"), pytest.mark.edge_providers("cpu")]
 
 def test_a_broken(edge_session, edge_inputs):
     device = edge_session.device
@@ -411,36 +460,37 @@ def test_b_recovers(edge_session, edge_inputs):
     result.stdout.fnmatch_lines([f"*conv_matmul_qdq.onnx on board1/cpu: worker on device 'board1' {message}*"])
 
 
-def test_dropped_connection_fails_the_running_test_and_the_next_reconnects(pytester, model_dir, board,
-                                                                           board_workdir):
+def test_dropped_connection_fails_the_running_test_and_the_next_reconnects(pytester, model_dir, board, board_workdir):
     write_inventory(pytester, entry(board, "board1", board_workdir))
     pytester.makeconftest(RECORDS_CONFTEST)
     pytester.makepyfile(f'''
 import socket
 import pytest
 
-pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("qnn-htp")]
+pytestmark = [pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}"), pytest.mark.edge_providers("qnn-htp")]
 
 FP16_GROUP = {{"soc_model": "60"}}  # process-global QNN state: a worker (isolation group) of its own
 
 def test_0_other_group(edge_open, edge_inputs):
-    edge_open(r"{model_dir / 'conv_matmul_qdq.onnx'}", "qnn-htp", FP16_GROUP).run(edge_inputs)
+    edge_open(r"{model_dir / "conv_matmul_qdq.onnx"}", "qnn-htp", FP16_GROUP).run(edge_inputs)
 
 def test_a_dropped(edge_session, edge_inputs):
     edge_session.device.connection().transport.sock.shutdown(socket.SHUT_RDWR)  # the TCP connection goes away
     edge_session.run(edge_inputs)
 
 def test_b_other_group_reopens(edge_open, edge_inputs):
-    edge_open(r"{model_dir / 'conv_matmul_qdq.onnx'}", "qnn-htp", FP16_GROUP).run(edge_inputs)
+    edge_open(r"{model_dir / "conv_matmul_qdq.onnx"}", "qnn-htp", FP16_GROUP).run(edge_inputs)
 
 def test_c_reconnects(edge_session, edge_reference, edge_inputs, edge_compare):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
 ''')
     result = run(pytester, "--edge-device=board1")
     result.assert_outcomes(failed=1, passed=3)
-    result.stdout.fnmatch_lines([
-        "*conv_matmul_qdq.onnx on board1/qnn-htp: worker on device 'board1' died during run: connection lost*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*conv_matmul_qdq.onnx on board1/qnn-htp: worker on device 'board1' died during run: connection lost*",
+        ]
+    )
     state = json.loads((pytester.path / "edge-state.json").read_text())
     assert state["devices"]["board1"]["connections"] == 2
 
@@ -461,9 +511,19 @@ def test_model_and_worker_cache_hit_uploads_nothing_the_second_time(pytester, mo
 
 
 def test_terminate_kills_a_stuck_worker_on_the_board(board, board_workdir):
-    device = SSHDevice(DeviceConfig("board1", kind="ssh", host=board.host, port=board.port, user=board.user,
-                                    identity_file=str(board.identity_file), known_hosts=str(board.known_hosts),
-                                    python=sys.executable, workdir=board_workdir))
+    device = SSHDevice(
+        DeviceConfig(
+            "board1",
+            kind="ssh",
+            host=board.host,
+            port=board.port,
+            user=board.user,
+            identity_file=str(board.identity_file),
+            known_hosts=str(board.known_hosts),
+            python=sys.executable,
+            workdir=board_workdir,
+        )
+    )
     client = device.client()
     pgid = client.transport.pgid
     assert device.run(f"pgrep -g {pgid}").split()  # the launcher shell and the python worker
@@ -481,15 +541,28 @@ def test_unknown_device_lists_the_inventory(pytester, model_dir, board, board_wo
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
     result = run(pytester, "--edge-device=bord1")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
-    result.stderr.fnmatch_lines([
-        f"*unknown edge device 'bord1' (did you mean 'board1'?); known devices: board1, local (from {pytester.path / 'edge-devices.toml'})*"
-    ])
+    result.stderr.fnmatch_lines(
+        [
+            "*unknown edge device 'bord1' (did you mean 'board1'?); known devices: board1, local (from "
+            f"{pytester.path / 'edge-devices.toml'})*"
+        ]
+    )
 
 
 def test_reconnect_retires_the_workers_of_every_isolation_group(board, board_workdir):
-    device = SSHDevice(DeviceConfig("board1", kind="ssh", host=board.host, port=board.port, user=board.user,
-                                    identity_file=str(board.identity_file), known_hosts=str(board.known_hosts),
-                                    python=sys.executable, workdir=board_workdir))
+    device = SSHDevice(
+        DeviceConfig(
+            "board1",
+            kind="ssh",
+            host=board.host,
+            port=board.port,
+            user=board.user,
+            identity_file=str(board.identity_file),
+            known_hosts=str(board.known_hosts),
+            python=sys.executable,
+            workdir=board_workdir,
+        )
+    )
     try:
         first, other = device.client(), device.client("qnn-htp:soc_model=60")
         device.connection().transport.sock.shutdown(socket.SHUT_RDWR)
@@ -505,32 +578,38 @@ def test_reconnect_retires_the_workers_of_every_isolation_group(board, board_wor
         device.close()
 
 
-def test_more_worker_channels_than_sshd_allows_is_one_line_naming_max_sessions(pytester, model_dir, ssh_kit,
-                                                                               board_workdir):
+def test_more_worker_channels_than_sshd_allows_is_one_line_naming_max_sessions(
+    pytester, model_dir, ssh_kit, board_workdir
+):
     small = ssh_kit.start("small_board", max_sessions=2)  # fewer than the lock + two worker groups need
     write_inventory(pytester, entry(small, "board1", board_workdir))
     pytester.makepyfile(f'''
 import pytest
 
-@pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}")
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_own_group(edge_open):
-    edge_open(r"{model_dir / 'conv_matmul_qdq.onnx'}", "qnn-htp", options={{"soc_model": "60"}})
+    edge_open(r"{model_dir / "conv_matmul_qdq.onnx"}", "qnn-htp", options={{"soc_model": "60"}})
 ''')
     result = run(pytester, "--edge-device=board1")
     assert result.ret == 1 and result.parseoutcomes().get("passed", 0) == 0  # which channel is refused varies
     assert "Traceback" not in result.stdout.str() and "ChannelException" not in result.stdout.str()
-    result.stdout.fnmatch_lines([f"device 'board1': the SSH server on 127.0.0.1:{small.port} refused another "
-                                 "session channel (Connect failed; * open on this connection): sshd's MaxSessions "
-                                 "(default 10) limits them, and this run needs one per isolation group plus the "
-                                 "board lock; raise MaxSessions in the board's sshd_config"])
+    result.stdout.fnmatch_lines(
+        [
+            f"device 'board1': the SSH server on 127.0.0.1:{small.port} refused another "
+            "session channel (Connect failed; * open on this connection): sshd's MaxSessions "
+            "(default 10) limits them, and this run needs one per isolation group plus the "
+            "board lock; raise MaxSessions in the board's sshd_config"
+        ]
+    )
 
 
 DOOMED: Dict[str, SSHServer] = {}  # the in-process inner run stops the server through this
 
 
-def test_a_board_that_goes_away_is_one_line_per_test_and_counts_as_unavailable(pytester, model_dir, ssh_kit,
-                                                                              board_workdir):
+def test_a_board_that_goes_away_is_one_line_per_test_and_counts_as_unavailable(
+    pytester, model_dir, ssh_kit, board_workdir
+):
     DOOMED["board"] = ssh_kit.start("doomed_board")
     write_inventory(pytester, entry(DOOMED["board"], "board1", board_workdir, connect_timeout=30))
     pytester.makepyfile(f'''
@@ -538,7 +617,7 @@ import sys
 import time
 import pytest
 
-pytestmark = [pytest.mark.edge_model(r"{model_dir / 'conv_matmul_qdq.onnx'}"), pytest.mark.edge_providers("cpu")]
+pytestmark = [pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}"), pytest.mark.edge_providers("cpu")]
 
 def test_a_works(edge_session, edge_inputs):
     edge_session.run(edge_inputs)
@@ -556,8 +635,9 @@ def test_c_while_down(edge_session, edge_inputs, n):
     result.assert_outcomes(passed=1, failed=1, skipped=3)
     text = result.stdout.str()
     assert "Traceback" not in text and "DeviceUnavailable" not in text
-    result.stdout.fnmatch_lines(["*conv_matmul_qdq.onnx on board1/cpu: worker on device 'board1' died during run: "
-                                 "connection lost*"])
+    result.stdout.fnmatch_lines(
+        ["*conv_matmul_qdq.onnx on board1/cpu: worker on device 'board1' died during run: connection lost*"]
+    )
     skips = [line for line in result.outlines if line.startswith("SKIPPED")]
     assert len(skips) == 1 and "device 'board1': cannot connect to 127.0.0.1:" in skips[0]  # one reason, 3 tests
     assert time.monotonic() - started < 30  # no test waited for another connection attempt

@@ -3,6 +3,7 @@
 Every suite folder is built inside the pytester directory (models copied in, so paths stay inside the
 suite folder). Runs are kept few: checks a test does not look at are switched off in its manifest.
 """
+
 from __future__ import annotations
 
 import json
@@ -22,13 +23,20 @@ require_qnn()
 QDQ = "conv_matmul_qdq.onnx"
 # [checks] that leave only conformance and latency (the two checks every suite has)
 CORE_ONLY = "[checks]\nno_cpu_fallback = false\ngolden = false\n"
-VALID_TOP_KEYS = ("model, float_model, providers, reference, inputs, golden_dir, prepare, tolerance, checks, "
-                  "provider_options, xfail")
+VALID_TOP_KEYS = (
+    "model, float_model, providers, reference, inputs, golden_dir, prepare, tolerance, checks, provider_options, xfail"
+)
 VALID_CHECK_KEYS = "no_cpu_fallback, golden, latency_p90_ms, latency_runs, fuzz_examples"
 
 
-def make_suite(pytester: pytest.Pytester, folder: str, manifest: str, model_dir: Optional[Path] = None,
-               model: Optional[str] = QDQ, name: str = "m.onnx") -> Path:
+def make_suite(
+    pytester: pytest.Pytester,
+    folder: str,
+    manifest: str,
+    model_dir: Optional[Path] = None,
+    model: Optional[str] = QDQ,
+    name: str = "m.onnx",
+) -> Path:
     """``<pytester>/<folder>/edge_suite.toml`` with ``model`` copied in as ``name``; returns the manifest path."""
     directory = pytester.path / folder
     directory.mkdir(parents=True, exist_ok=True)
@@ -50,8 +58,9 @@ def out(result: pytest.RunResult) -> str:
 
 def test_collection_ids_per_check(pytester, model_dir):
     make_suite(pytester, "mysuite", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n', model_dir)
-    make_suite(pytester, "fuzzsuite", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[checks]\nfuzz_examples = 3\n',
-               model_dir)
+    make_suite(
+        pytester, "fuzzsuite", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[checks]\nfuzz_examples = 3\n', model_dir
+    )
     result = run(pytester, "--collect-only", "-q")
     lines = [line for line in result.stdout.lines if "::" in line]
     assert lines == [
@@ -85,30 +94,42 @@ def test_provider_filter_keeps_cpu_items_and_no_fallback_check_for_cpu(pytester,
 def test_malformed_manifests_are_failing_items_naming_file_key_and_expectation(pytester, model_dir):
     cases = {
         "bad_toml": ('model = "m.onnx\n', "invalid TOML: "),
-        "unknown_top": ('model = "m.onnx"\nprovider = ["qnn-htp"]\n',
-                        f"unknown key 'provider' (did you mean 'providers'?); valid keys: {VALID_TOP_KEYS}"),
-        "wrong_type": ('model = "m.onnx"\nproviders = "qnn-htp"\n',
-                       "key 'providers': expected a list of provider names, got 'qnn-htp'"),
-        "unknown_check": ('model = "m.onnx"\n[checks]\nfuzz_example = 3\n',
-                          "unknown key 'checks.fuzz_example' (did you mean 'fuzz_examples'?); "
-                          f"valid keys: {VALID_CHECK_KEYS}"),
-        "unknown_tol": ('model = "m.onnx"\n[tolerance]\nlsbs = 3\n',
-                        "[tolerance]: unknown tolerance key 'lsbs' (did you mean 'lsb'? valid: atol, bias_lsb, gain, "
-                        "lsb, max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, tie_lsb, topk, "
-                        "vs_float)"),
-        "no_model": ('providers = ["qnn-htp"]\n',
-                     "missing key 'model' (a .onnx path in the suite folder or pkg:<package>/<path>)"),
-        "bad_provider": ('model = "m.onnx"\nproviders = ["qnn-htpp"]\n',
-                         "key 'providers': unknown provider 'qnn-htpp' (did you mean 'qnn-htp'?); use one of cpu, "
-                         "qnn-htp, qnn-htp-fp16, qnn-gpu,"),
+        "unknown_top": (
+            'model = "m.onnx"\nprovider = ["qnn-htp"]\n',
+            f"unknown key 'provider' (did you mean 'providers'?); valid keys: {VALID_TOP_KEYS}",
+        ),
+        "wrong_type": (
+            'model = "m.onnx"\nproviders = "qnn-htp"\n',
+            "key 'providers': expected a list of provider names, got 'qnn-htp'",
+        ),
+        "unknown_check": (
+            'model = "m.onnx"\n[checks]\nfuzz_example = 3\n',
+            f"unknown key 'checks.fuzz_example' (did you mean 'fuzz_examples'?); valid keys: {VALID_CHECK_KEYS}",
+        ),
+        "unknown_tol": (
+            'model = "m.onnx"\n[tolerance]\nlsbs = 3\n',
+            "[tolerance]: unknown tolerance key 'lsbs' (did you mean 'lsb'? valid: atol, bias_lsb, gain, "
+            "lsb, max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, tie_lsb, topk, "
+            "vs_float)",
+        ),
+        "no_model": (
+            'providers = ["qnn-htp"]\n',
+            "missing key 'model' (a .onnx path in the suite folder or pkg:<package>/<path>)",
+        ),
+        "bad_provider": (
+            'model = "m.onnx"\nproviders = ["qnn-htpp"]\n',
+            "key 'providers': unknown provider 'qnn-htpp' (did you mean 'qnn-htp'?); use one of cpu, "
+            "qnn-htp, qnn-htp-fp16, qnn-gpu,",
+        ),
     }
     for folder, (manifest, _) in cases.items():
         make_suite(pytester, folder, manifest, model_dir)
     (pytester.path / "not_utf8").mkdir()
     (pytester.path / "not_utf8" / "edge_suite.toml").write_bytes(b'model = "m\xff.onnx"\n')
     # one bad suite blocks nothing: the good suite and a plain test still run
-    make_suite(pytester, "good", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY + "latency_runs = 1\n",
-               model_dir)
+    make_suite(
+        pytester, "good", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY + "latency_runs = 1\n", model_dir
+    )
     pytester.makepyfile(test_plain="def test_plain():\n    pass\n")
     result = run(pytester)
     result.assert_outcomes(failed=len(cases) + 1, passed=3)
@@ -142,13 +163,19 @@ def test_model_escaping_folder_fails_the_suite_and_missing_model_fails_each_item
     result = run(pytester, "-v")
     result.assert_outcomes(failed=3)
     text = out(result)
-    escape_msg = (f"{escape}: key 'model': path '../x.onnx' escapes the suite folder {escape.parent}; keep files "
-                  "inside it or use pkg:<package>/<resource> for a model shipped in a package")
+    escape_msg = (
+        f"{escape}: key 'model': path '../x.onnx' escapes the suite folder {escape.parent}; keep files "
+        "inside it or use pkg:<package>/<resource> for a model shipped in a package"
+    )
     missing_msg = f"model file not found: {missing.parent / 'nothere.onnx'}"
     assert text.count(escape_msg) == 1 and text.count(missing_msg) == 2
-    result.stdout.fnmatch_lines(["*escape/edge_suite.toml::suite FAILED*",
-                                 "*missing/edge_suite.toml::conformance[[]local-qnn-htp[]] FAILED*",
-                                 "*missing/edge_suite.toml::latency[[]local-qnn-htp[]] FAILED*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*escape/edge_suite.toml::suite FAILED*",
+            "*missing/edge_suite.toml::conformance[[]local-qnn-htp[]] FAILED*",
+            "*missing/edge_suite.toml::latency[[]local-qnn-htp[]] FAILED*",
+        ]
+    )
     assert "Traceback" not in text
 
 
@@ -156,44 +183,68 @@ def test_prepare_script_and_calibration_linking_out_of_the_folder_are_refused(py
     outside = (pytester.path / "outside").resolve()
     outside.mkdir()
     ran = pytester.path / "script-ran"
-    (outside / "prepare.py").write_text(f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n\n"
-                                        "def prepare(model):\n    return model\n")
+    (outside / "prepare.py").write_text(
+        f"import pathlib\npathlib.Path({str(ran)!r}).touch()\n\ndef prepare(model):\n    return model\n"
+    )
     np.savez(outside / "calib.npz", x=np.zeros((2, 1, 3, 16, 16), np.float32))
-    script = make_suite(pytester, "script", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
-                        '[prepare]\nscript = "prepare.py"\n' + CORE_ONLY, model_dir)
+    script = make_suite(
+        pytester,
+        "script",
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n[prepare]\nscript = "prepare.py"\n' + CORE_ONLY,
+        model_dir,
+    )
     (script.parent / "prepare.py").symlink_to(outside / "prepare.py")
-    calib = make_suite(pytester, "calib", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[prepare]\n'
-                       'quantize = {activations = "uint8", weights = "uint8", calibration = "calib.npz"}\n'
-                       + CORE_ONLY, model_dir, "conv_matmul.onnx")
+    calib = make_suite(
+        pytester,
+        "calib",
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n[prepare]\n'
+        'quantize = {activations = "uint8", weights = "uint8", calibration = "calib.npz"}\n' + CORE_ONLY,
+        model_dir,
+        "conv_matmul.onnx",
+    )
     (calib.parent / "calib.npz").symlink_to(outside / "calib.npz")
     result = run(pytester)
     result.assert_outcomes(failed=2)
     assert not ran.exists(), "the script outside the suite folder was executed"
     text = out(result)
-    assert (f"{script}: key 'prepare.script': path 'prepare.py' (a link to {outside / 'prepare.py'}) escapes the "
-            f"suite folder {script.parent}; keep files inside it\n") in text + "\n"
-    assert (f"{calib}: key 'prepare.quantize.calibration': path 'calib.npz' (a link to {outside / 'calib.npz'}) "
-            f"escapes the suite folder {calib.parent}; keep files inside it\n") in text + "\n"
+    assert (
+        f"{script}: key 'prepare.script': path 'prepare.py' (a link to {outside / 'prepare.py'}) escapes the "
+        f"suite folder {script.parent}; keep files inside it\n"
+    ) in text + "\n"
+    assert (
+        f"{calib}: key 'prepare.quantize.calibration': path 'calib.npz' (a link to {outside / 'calib.npz'}) "
+        f"escapes the suite folder {calib.parent}; keep files inside it\n"
+    ) in text + "\n"
 
 
 def test_provider_options_and_reference_are_checked_at_collection(pytester, model_dir):
     qnn = 'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
     cases = {
-        "typo_table": (qnn + CORE_ONLY + '[provider_options.qnn-htpp]\nhtp_performance_mode = "burst"\n',
-                       "unknown key 'provider_options.qnn-htpp' (did you mean 'qnn-htp'?); valid keys (the "
-                       "suite's providers and reference): qnn-htp, cpu"),
-        "unused_table": (qnn + CORE_ONLY + '[provider_options.qnn-gpu]\nhtp_performance_mode = "burst"\n',
-                         "unknown key 'provider_options.qnn-gpu' (did you mean 'qnn-htp'?); valid keys (the suite's providers and "
-                         "reference): qnn-htp, cpu"),
-        "typo_default": ('model = "m.onnx"\n' + CORE_ONLY + '[provider_options.qnn-htpp]\nvtcm_mb = 8\n',
-                         "key 'provider_options.qnn-htpp': unknown provider 'qnn-htpp' (did you mean 'qnn-htp'?); "
-                         "use one of cpu, qnn-htp, qnn-htp-fp16, qnn-gpu,"),
-        "typo_option": (qnn + CORE_ONLY + '[provider_options.qnn-htp]\nhtp_performance_mod = "burst"\n',
-                        "key 'provider_options.qnn-htp': unknown option 'htp_performance_mod' for provider qnn-htp "
-                        "(did you mean 'htp_performance_mode'?); valid keys: backend_path, backend_type,"),
-        "typo_reference": (qnn + 'reference = "cpuu"\n' + CORE_ONLY,
-                           "key 'reference': expected \"cpu\", \"host\" or a provider: unknown provider 'cpuu' "
-                           "(did you mean 'cpu'?); use one of cpu, qnn-htp,"),
+        "typo_table": (
+            qnn + CORE_ONLY + '[provider_options.qnn-htpp]\nhtp_performance_mode = "burst"\n',
+            "unknown key 'provider_options.qnn-htpp' (did you mean 'qnn-htp'?); valid keys (the "
+            "suite's providers and reference): qnn-htp, cpu",
+        ),
+        "unused_table": (
+            qnn + CORE_ONLY + '[provider_options.qnn-gpu]\nhtp_performance_mode = "burst"\n',
+            "unknown key 'provider_options.qnn-gpu' (did you mean 'qnn-htp'?); valid keys (the suite's providers and "
+            "reference): qnn-htp, cpu",
+        ),
+        "typo_default": (
+            'model = "m.onnx"\n' + CORE_ONLY + "[provider_options.qnn-htpp]\nvtcm_mb = 8\n",
+            "key 'provider_options.qnn-htpp': unknown provider 'qnn-htpp' (did you mean 'qnn-htp'?); "
+            "use one of cpu, qnn-htp, qnn-htp-fp16, qnn-gpu,",
+        ),
+        "typo_option": (
+            qnn + CORE_ONLY + '[provider_options.qnn-htp]\nhtp_performance_mod = "burst"\n',
+            "key 'provider_options.qnn-htp': unknown option 'htp_performance_mod' for provider qnn-htp "
+            "(did you mean 'htp_performance_mode'?); valid keys: backend_path, backend_type,",
+        ),
+        "typo_reference": (
+            qnn + 'reference = "cpuu"\n' + CORE_ONLY,
+            "key 'reference': expected \"cpu\", \"host\" or a provider: unknown provider 'cpuu' "
+            "(did you mean 'cpu'?); use one of cpu, qnn-htp,",
+        ),
     }
     for folder, (manifest, _) in cases.items():
         make_suite(pytester, folder, manifest, model_dir)
@@ -201,7 +252,9 @@ def test_provider_options_and_reference_are_checked_at_collection(pytester, mode
     result.assert_outcomes(failed=len(cases))
     text = out(result)
     for folder, (_, message) in cases.items():
-        assert f"{pytester.path / folder / 'edge_suite.toml'}: {message}" in text, f"{folder}: {message!r} not in output"
+        assert f"{pytester.path / folder / 'edge_suite.toml'}: {message}" in text, (
+            f"{folder}: {message!r} not in output"
+        )
     assert "Traceback" not in text
 
 
@@ -211,25 +264,30 @@ def test_provider_options_and_reference_are_checked_at_collection(pytester, mode
 def test_conformance_passes_u8_default_and_fails_impossible_tolerance(pytester, model_dir):
     make_suite(pytester, "ok", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY, model_dir)
     # HTP and CPU differ by ~1 LSB on this model: atol = 0 cannot pass
-    make_suite(pytester, "tight", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[tolerance]\natol = 0\n' + CORE_ONLY,
-               model_dir)
+    make_suite(
+        pytester, "tight", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[tolerance]\natol = 0\n' + CORE_ONLY, model_dir
+    )
     result = run(pytester, "-v", "-k", "conformance")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "*ok/edge_suite.toml::conformance[[]local-qnn-htp[]] PASSED*",
-        "*tight/edge_suite.toml::conformance[[]local-qnn-htp[]] FAILED*",
-    ])
-    result.stdout.fnmatch_lines([
-        # per-example ("N of 4 examples outside tolerance") or stacked ("4 examples stacked on axis 0") summary
-        "m.onnx on local/qnn-htp vs cpu reference*4*examples*:",
-        "m.onnx on local/qnn-htp vs cpu reference*: 1 of 1 outputs failed",
-        "output*shape*verdict*max|err|*max LSB*SNR dB*",
-        "y*1x10*FAIL*",
-        "y: FAILED  (rules: atol=0 min_snr_db=10 topk=1 tie_lsb=2 bias_lsb=2 gain=0.03, LSB = *",
-        "*outside |err| <= 0",
-        "*worst elements:*",
-        "*smallest tolerance that would pass: atol=*",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "*ok/edge_suite.toml::conformance[[]local-qnn-htp[]] PASSED*",
+            "*tight/edge_suite.toml::conformance[[]local-qnn-htp[]] FAILED*",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            # per-example ("N of 4 examples outside tolerance") or stacked ("4 examples stacked on axis 0") summary
+            "m.onnx on local/qnn-htp vs cpu reference*4*examples*:",
+            "m.onnx on local/qnn-htp vs cpu reference*: 1 of 1 outputs failed",
+            "output*shape*verdict*max|err|*max LSB*SNR dB*",
+            "y*1x10*FAIL*",
+            "y: FAILED  (rules: atol=0 min_snr_db=10 topk=1 tie_lsb=2 bias_lsb=2 gain=0.03, LSB = *",
+            "*outside |err| <= 0",
+            "*worst elements:*",
+            "*smallest tolerance that would pass: atol=*",
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------- no_cpu_fallback
@@ -237,25 +295,44 @@ def test_conformance_passes_u8_default_and_fails_impossible_tolerance(pytester, 
 
 def test_no_cpu_fallback_names_det_xfail_and_strict_xpass(pytester, model_dir):
     no_golden = "[checks]\ngolden = false\n"
-    make_suite(pytester, "det", 'model = "det.onnx"\nproviders = ["qnn-htp"]\n' + no_golden, model_dir,
-               "det.onnx", "det.onnx")
-    make_suite(pytester, "det_xfail", 'model = "det.onnx"\nproviders = ["qnn-htp"]\n'
-               '[xfail]\nno_cpu_fallback = "QNN has no Det"\n' + no_golden, model_dir, "det.onnx", "det.onnx")
-    make_suite(pytester, "qdq_xfail", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
-               '[xfail]\nno_cpu_fallback = "QNN has no Det"\n' + no_golden, model_dir)
+    make_suite(
+        pytester, "det", 'model = "det.onnx"\nproviders = ["qnn-htp"]\n' + no_golden, model_dir, "det.onnx", "det.onnx"
+    )
+    make_suite(
+        pytester,
+        "det_xfail",
+        'model = "det.onnx"\nproviders = ["qnn-htp"]\n[xfail]\nno_cpu_fallback = "QNN has no Det"\n' + no_golden,
+        model_dir,
+        "det.onnx",
+        "det.onnx",
+    )
+    make_suite(
+        pytester,
+        "qdq_xfail",
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n[xfail]\nno_cpu_fallback = "QNN has no Det"\n' + no_golden,
+        model_dir,
+    )
     result = run(pytester, "-k", "no_cpu_fallback")
     result.assert_outcomes(failed=2, xfailed=1)
-    result.stdout.fnmatch_lines([
-        "det.onnx on local/qnn-htp does not run fully on QNNExecutionProvider: "
-        "1 of 3 nodes would run on CPU: Det x1 (det_node)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "det.onnx on local/qnn-htp does not run fully on QNNExecutionProvider: "
+            "1 of 3 nodes would run on CPU: Det x1 (det_node)",
+        ]
+    )
     result.stdout.fnmatch_lines(["[[]XPASS(strict)[]] QNN has no Det"])
-    result.stdout.fnmatch_lines([
-        "XFAIL det_xfail/edge_suite.toml::no_cpu_fallback[[]local-qnn-htp[]] - QNN has no Det",
-    ])
-    result.stdout.fnmatch_lines(["FAILED det/edge_suite.toml::no_cpu_fallback[[]local-qnn-htp[]]*",
-                                 "FAILED qdq_xfail/edge_suite.toml::no_cpu_fallback[[]local-qnn-htp[]]*"],
-                                consecutive=False)
+    result.stdout.fnmatch_lines(
+        [
+            "XFAIL det_xfail/edge_suite.toml::no_cpu_fallback[[]local-qnn-htp[]] - QNN has no Det",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "FAILED det/edge_suite.toml::no_cpu_fallback[[]local-qnn-htp[]]*",
+            "FAILED qdq_xfail/edge_suite.toml::no_cpu_fallback[[]local-qnn-htp[]]*",
+        ],
+        consecutive=False,
+    )
     assert result.ret == pytest.ExitCode.TESTS_FAILED
 
 
@@ -267,8 +344,10 @@ GOLDEN_SUITE = 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[checks]\nno_cpu_fall
 def test_golden_lifecycle_skip_strict_update_drift_pass_tamper(pytester, model_dir):
     make_suite(pytester, "mysuite", GOLDEN_SUITE, model_dir)
     golden = pytester.path / "mysuite" / "golden"
-    missing = (f"golden {golden / 'qnn-htp.npz'} is missing; create it with: "
-               "pytest --edge-update-golden mysuite/edge_suite.toml")
+    missing = (
+        f"golden {golden / 'qnn-htp.npz'} is missing; create it with: "
+        "pytest --edge-update-golden mysuite/edge_suite.toml"
+    )
 
     skipped = run(pytester, "-k", "golden")
     skipped.assert_outcomes(skipped=1)
@@ -291,8 +370,9 @@ def test_golden_lifecycle_skip_strict_update_drift_pass_tamper(pytester, model_d
 
     second = run(pytester, "-k", "golden", "--edge-update-golden")
     second.assert_outcomes(passed=1)
-    second.stdout.fnmatch_lines(["*= edgeort golden updates =*",
-                                 f"{golden / 'qnn-htp.npz'} (local): y: max drift 0 LSB"])
+    second.stdout.fnmatch_lines(
+        ["*= edgeort golden updates =*", f"{golden / 'qnn-htp.npz'} (local): y: max drift 0 LSB"]
+    )
 
     normal = run(pytester, "-k", "golden")
     normal.assert_outcomes(passed=1)
@@ -304,10 +384,12 @@ def test_golden_lifecycle_skip_strict_update_drift_pass_tamper(pytester, model_d
     written = json.loads((golden / "qnn-htp.json").read_text())["written"]
     tampered = run(pytester, "-k", "golden")
     tampered.assert_outcomes(failed=1)
-    tampered.stdout.fnmatch_lines([
-        f"m.onnx on local/qnn-htp vs golden qnn-htp.npz (written {written})*4*examples*:",
-        "y*1x10*FAIL*",
-    ])
+    tampered.stdout.fnmatch_lines(
+        [
+            f"m.onnx on local/qnn-htp vs golden qnn-htp.npz (written {written})*4*examples*:",
+            "y*1x10*FAIL*",
+        ]
+    )
 
 
 def test_corrupt_golden_sidecar_can_be_recreated(pytester, model_dir):
@@ -344,13 +426,19 @@ def test_pkg_model_resolves_from_installed_package_and_missing_package_skips(pyt
     pytester.syspathinsert()
     make_suite(pytester, "pkgsuite", 'model = "pkg:fakemodels/m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
     make_suite(pytester, "nopkg", 'model = "pkg:not_installed_pkg/m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
-    message = ("package 'not_installed_pkg' for model 'pkg:not_installed_pkg/m.onnx' is not installed "
-               "(pip install --no-deps not-installed-pkg)")
+    message = (
+        "package 'not_installed_pkg' for model 'pkg:not_installed_pkg/m.onnx' is not installed "
+        "(pip install --no-deps not-installed-pkg)"
+    )
 
     result = run(pytester, "-v")
     result.assert_outcomes(passed=2, skipped=2)
-    result.stdout.fnmatch_lines(["*pkgsuite/edge_suite.toml::conformance[[]local-qnn-htp[]] PASSED*",
-                                 "*pkgsuite/edge_suite.toml::latency[[]local-qnn-htp[]] PASSED*"])
+    result.stdout.fnmatch_lines(
+        [
+            "*pkgsuite/edge_suite.toml::conformance[[]local-qnn-htp[]] PASSED*",
+            "*pkgsuite/edge_suite.toml::latency[[]local-qnn-htp[]] PASSED*",
+        ]
+    )
     assert "SKIPPED [2] " in result.stdout.str() and message in result.stdout.str()
 
     strict = run(pytester, "nopkg", "--edge-strict")
@@ -363,21 +451,32 @@ def test_pkg_resource_escaping_the_package_is_refused(pytester, model_dir):
     package.mkdir()
     (package / "__init__.py").write_text("")
     pytester.syspathinsert()
-    suite = make_suite(pytester, "pkgsuite", 'model = "pkg:fakemodels/../secret.onnx"\nproviders = ["qnn-htp"]\n'
-                       + CORE_ONLY)
+    suite = make_suite(
+        pytester, "pkgsuite", 'model = "pkg:fakemodels/../secret.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY
+    )
     shutil.copyfile(model_dir / QDQ, pytester.path / "secret.onnx")
     result = run(pytester, "-k", "conformance")
     result.assert_outcomes(failed=1)
-    assert (f"{suite}: key 'model': path '../secret.onnx' escapes package 'fakemodels' {package}" in out(result))
+    assert f"{suite}: key 'model': path '../secret.onnx' escapes package 'fakemodels' {package}" in out(result)
 
 
 def test_strict_and_fuzz_failures_are_one_readable_message(pytester, model_dir):
     make_suite(pytester, "nopkg", 'model = "pkg:not_installed_pkg/m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
     make_suite(pytester, "nogolden", GOLDEN_SUITE, model_dir)
-    make_suite(pytester, "fuzzfail", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[tolerance]\natol = 0\n'
-               '[checks]\nno_cpu_fallback = false\ngolden = false\nfuzz_examples = 3\n', model_dir)
-    result = run(pytester, "--edge-strict", "nopkg/edge_suite.toml::conformance[local-qnn-htp]",
-                 "nogolden/edge_suite.toml::golden[local-qnn-htp]", "fuzzfail/edge_suite.toml::fuzz[local-qnn-htp]")
+    make_suite(
+        pytester,
+        "fuzzfail",
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n[tolerance]\natol = 0\n'
+        "[checks]\nno_cpu_fallback = false\ngolden = false\nfuzz_examples = 3\n",
+        model_dir,
+    )
+    result = run(
+        pytester,
+        "--edge-strict",
+        "nopkg/edge_suite.toml::conformance[local-qnn-htp]",
+        "nogolden/edge_suite.toml::golden[local-qnn-htp]",
+        "fuzzfail/edge_suite.toml::fuzz[local-qnn-htp]",
+    )
     result.assert_outcomes(failed=3)
     text = out(result)
     assert "During handling of the above exception" not in text
@@ -390,9 +489,14 @@ def test_strict_and_fuzz_failures_are_one_readable_message(pytester, model_dir):
 def test_prepared_model_is_cached_by_content_hash(pytester, model_dir):
     import onnx
 
-    suite = make_suite(pytester, "prep", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
-                       '[prepare]\nquantize = {activations = "uint8", weights = "uint8", calibration = "calib.npz"}\n'
-                       + CORE_ONLY, model_dir, "conv_matmul.onnx")
+    suite = make_suite(
+        pytester,
+        "prep",
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
+        '[prepare]\nquantize = {activations = "uint8", weights = "uint8", calibration = "calib.npz"}\n' + CORE_ONLY,
+        model_dir,
+        "conv_matmul.onnx",
+    )
     rng = np.random.default_rng(7)
     np.savez(suite.parent / "calib.npz", x=rng.random((8, 1, 3, 16, 16), dtype=np.float32))
     cache = pytester.path / ".edgeort-cache" / "prepared"
@@ -401,12 +505,16 @@ def test_prepared_model_is_cached_by_content_hash(pytester, model_dir):
     first.assert_outcomes(passed=1)
     models = sorted(cache.glob("*.onnx"))
     stamps = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    quantized = [p for p in models if {"QuantizeLinear", "DequantizeLinear"}
-                 <= {n.op_type for n in onnx.load(str(p)).graph.node}]
+    quantized = [
+        p for p in models if {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in onnx.load(str(p)).graph.node}
+    ]
     assert len(quantized) == 1, [p.name for p in models]
     # the other cached model, if any, is the float baseline (no Q/DQ)
-    assert all(not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(p)).graph.node)
-               for p in models if p not in quantized)
+    assert all(
+        not any(n.op_type == "QuantizeLinear" for n in onnx.load(str(p)).graph.node)
+        for p in models
+        if p not in quantized
+    )
     assert {n.op_type for n in onnx.load(str(quantized[0])).graph.node} >= {"Conv", "MatMul"}
 
     second = run(pytester, "-k", "conformance")
@@ -420,13 +528,19 @@ def test_prepared_model_is_cached_by_content_hash(pytester, model_dir):
 
 def test_latency_gate_fails_and_junit_has_latency_properties(pytester, model_dir):
     make_suite(pytester, "fast", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY, model_dir)
-    make_suite(pytester, "gated", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY
-               + "latency_p90_ms = 0.000001\nlatency_runs = 5\n", model_dir)
+    make_suite(
+        pytester,
+        "gated",
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY + "latency_p90_ms = 0.000001\nlatency_runs = 5\n",
+        model_dir,
+    )
     result = run(pytester, "-k", "latency", "--junitxml=junit.xml")
     result.assert_outcomes(passed=1, failed=1)
-    result.stdout.fnmatch_lines([
-        "m.onnx on local/qnn-htp: latency p90 * ms > latency_p90_ms 1e-06 (p50 * ms, min * ms over 5 runs)",
-    ])
+    result.stdout.fnmatch_lines(
+        [
+            "m.onnx on local/qnn-htp: latency p90 * ms > latency_p90_ms 1e-06 (p50 * ms, min * ms over 5 runs)",
+        ]
+    )
     tree = ET.parse(pytester.path / "junit.xml")
     cases = {(c.get("classname"), c.get("name")): c for c in tree.iter("testcase")}
     passing = cases[("fast.edge_suite.toml", "latency[local-qnn-htp]")]
@@ -449,14 +563,20 @@ def test_junit_of_suite_conformance_carries_provenance(pytester, model_dir):
 def test_fuzz_passes_on_u8_and_failure_saves_reproducer(pytester, model_dir):
     fuzz_checks = "[checks]\nno_cpu_fallback = false\ngolden = false\nfuzz_examples = 3\n"
     make_suite(pytester, "fuzzok", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + fuzz_checks, model_dir)
-    make_suite(pytester, "fuzzbad", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[tolerance]\natol = 0\n'
-               + fuzz_checks, model_dir)
+    make_suite(
+        pytester,
+        "fuzzbad",
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n[tolerance]\natol = 0\n' + fuzz_checks,
+        model_dir,
+    )
     result = run(pytester, "-v", "-k", "fuzz[")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(["*fuzzok/edge_suite.toml::fuzz[[]local-qnn-htp[]] PASSED*"])
     saved = pytester.path / ".edgeort-cache" / "fuzz" / "fuzzbad-local-qnn-htp.npz"
-    assert (f"m.onnx on local/qnn-htp: a generated input is outside tolerance (shrunk); reproduce with "
-            f"numpy.load({str(saved)!r}):") in out(result)
+    assert (
+        f"m.onnx on local/qnn-htp: a generated input is outside tolerance (shrunk); reproduce with "
+        f"numpy.load({str(saved)!r}):"
+    ) in out(result)
     result.stdout.fnmatch_lines(["fuzz: 1 of 1 outputs failed", "y*1x10*FAIL*"])
     with np.load(saved, allow_pickle=False) as data:
         assert data.files == ["x"] and data["x"].shape == (1, 3, 16, 16) and data["x"].dtype == np.float32
@@ -464,13 +584,22 @@ def test_fuzz_passes_on_u8_and_failure_saves_reproducer(pytester, model_dir):
 
 def test_a_failing_fuzz_item_writes_its_record(pytester, model_dir):
     """Like every other failing check, a failing fuzz item records its comparison and provenance."""
-    make_suite(pytester, "fuzzrec", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[tolerance]\natol = 0\n'
-               "[checks]\nno_cpu_fallback = false\ngolden = false\nfuzz_examples = 3\n", model_dir)
-    run(pytester, "fuzzrec/edge_suite.toml::fuzz[local-qnn-htp]", "--edge-report=report.json"
-        ).assert_outcomes(failed=1)
+    make_suite(
+        pytester,
+        "fuzzrec",
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n[tolerance]\natol = 0\n'
+        "[checks]\nno_cpu_fallback = false\ngolden = false\nfuzz_examples = 3\n",
+        model_dir,
+    )
+    run(pytester, "fuzzrec/edge_suite.toml::fuzz[local-qnn-htp]", "--edge-report=report.json").assert_outcomes(failed=1)
     [record] = json.loads((pytester.path / "report.json").read_text())["results"]
     saved = pytester.path / ".edgeort-cache" / "fuzz" / "fuzzrec-local-qnn-htp.npz"
-    assert (record["check"], record["passed"], record["model"], record["fuzz_examples"]) == ("fuzz", False, "fuzzrec", 3)
+    assert (record["check"], record["passed"], record["model"], record["fuzz_examples"]) == (
+        "fuzz",
+        False,
+        "fuzzrec",
+        3,
+    )
     assert record["comparison"]["passed"] is False and record["comparison"]["outputs"][0]["name"] == "y"
     assert record["fuzz_input"] == str(saved) and record["model_sha256"] and record["ep"] == "QNNExecutionProvider"
     assert record["phase"] == "call" and record["error"].startswith("m.onnx on local/qnn-htp: a generated input")
@@ -480,12 +609,21 @@ def test_a_failing_fuzz_item_writes_its_record(pytester, model_dir):
 
 
 def test_generated_inputs_and_missing_inputs_file(pytester, model_dir):
-    gen = make_suite(pytester, "gen", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
-                     "[inputs.generate]\ncount = 2\nseed = 3\nrange = [0, 1]\n" + CORE_ONLY, model_dir)
-    missing = make_suite(pytester, "noinputs", 'model = "m.onnx"\nproviders = ["qnn-htp"]\ninputs = "missing.npz"\n'
-                         + CORE_ONLY, model_dir)
+    gen = make_suite(
+        pytester,
+        "gen",
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
+        "[inputs.generate]\ncount = 2\nseed = 3\nrange = [0, 1]\n" + CORE_ONLY,
+        model_dir,
+    )
+    missing = make_suite(
+        pytester,
+        "noinputs",
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\ninputs = "missing.npz"\n' + CORE_ONLY,
+        model_dir,
+    )
     # dump the feeds the suite used, through SuiteFile.models (its public accessor)
-    pytester.makeconftest('''
+    pytester.makeconftest("""
 import numpy as np
 from pytest_edgeort.run import edge_run
 
@@ -493,14 +631,14 @@ def pytest_runtest_teardown(item):
     if type(item).__name__ == "SuiteItem" and item.parent.path.parent.name == "gen" and item.check == "conformance":
         feeds = item.parent.models(edge_run(item.config)).feeds
         np.savez("gen-feeds.npz", **{f"x{i}": feed["x"] for i, feed in enumerate(feeds)})
-''')
+""")
     result = run(pytester, "-v")
     result.assert_outcomes(passed=2, failed=2)
     result.stdout.fnmatch_lines(["*gen/edge_suite.toml::conformance[[]local-qnn-htp[]] PASSED*"])
     assert out(result).count(f"inputs file not found: {missing.parent / 'missing.npz'}") == 2
 
-    from pytest_edgeort.model.inputs import generate_inputs
     from pytest_edgeort.model.info import model_info
+    from pytest_edgeort.model.inputs import generate_inputs
 
     info = model_info(gen.parent / "m.onnx")
     with np.load(pytester.path / "gen-feeds.npz", allow_pickle=False) as data:

@@ -1,4 +1,5 @@
 """A parsed HTML page for the report tests: a small element tree on top of html.parser."""
+
 from __future__ import annotations
 
 from html.parser import HTMLParser

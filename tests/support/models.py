@@ -1,4 +1,6 @@
-"""Small real ONNX models built for the tests (float, u8 QDQ via onnxruntime.quantization, Det) and fault-injected variants."""
+"""Small real ONNX models built for the tests (float, u8 QDQ via onnxruntime.quantization, Det), and
+fault-injected variants."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,7 +24,7 @@ def _save(graph: onnx.GraphProto, path: Path) -> Path:
     return path
 
 
-def conv_matmul_float(path: Path, seed: int = 0, batch: "int | str" = 1) -> Path:
+def conv_matmul_float(path: Path, seed: int = 0, batch: int | str = 1) -> Path:
     """x[1,3,16,16] -> Conv(8,3x3) -> Relu -> Conv(8, 3x3, stride 2) -> Relu -> Flatten -> MatMul -> y[1,10]."""
     rng = np.random.default_rng(seed)
     w1 = (rng.standard_normal((8, 3, 3, 3)) * 0.3).astype(np.float32)
@@ -39,7 +41,8 @@ def conv_matmul_float(path: Path, seed: int = 0, batch: "int | str" = 1) -> Path
         helper.make_node("MatMul", ["f", "wm"], ["y"], name="matmul"),
     ]
     graph = helper.make_graph(
-        nodes, "conv_matmul",
+        nodes,
+        "conv_matmul",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 16, 16])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, 10])],
         [numpy_helper.from_array(a, n) for a, n in ((w1, "w1"), (b1, "b1"), (w2, "w2"), (b2, "b2"), (wm, "wm"))],
@@ -63,8 +66,14 @@ def quantize_u8(float_path: Path, path: Path) -> Path:
     class Reader(_Calibration, CalibrationDataReader):
         pass
 
-    quantize_static(str(float_path), str(path), Reader(), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QUInt8)
+    quantize_static(
+        str(float_path),
+        str(path),
+        Reader(),
+        quant_format=QuantFormat.QDQ,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QUInt8,
+    )
     return path
 
 
@@ -78,7 +87,11 @@ def with_changed_channel(qdq_path: Path, path: Path, weight: str = "w1", channel
     """Copy of a QDQ model with one output channel of a quantized conv weight replaced (a real error)."""
     model = onnx.load(str(qdq_path))
     for init in model.graph.initializer:
-        if init.name.startswith(weight) and init.data_type in (TensorProto.UINT8, TensorProto.INT8) and len(init.dims) == 4:
+        if (
+            init.name.startswith(weight)
+            and init.data_type in (TensorProto.UINT8, TensorProto.INT8)
+            and len(init.dims) == 4
+        ):
             array = numpy_helper.to_array(init).copy()
             info = np.iinfo(array.dtype)
             array[channel] = info.max - array[channel] + info.min  # mirrored weights: a wrong channel
@@ -104,10 +117,14 @@ def det_model(path: Path, neighbours: bool = True) -> Path:
     else:
         nodes = [helper.make_node("Det", ["x"], ["y"], name="det_node")]
     graph = helper.make_graph(
-        nodes, "det",
+        nodes,
+        "det",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
-        [numpy_helper.from_array(np.array(2.0, np.float32), "two"), numpy_helper.from_array(np.array(1.0, np.float32), "one")],
+        [
+            numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+            numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+        ],
     )
     return _save(graph, path)
 
@@ -115,21 +132,29 @@ def det_model(path: Path, neighbours: bool = True) -> Path:
 def all_dtypes_identity(path: Path) -> Path:
     """One Identity per tensor type model I/O can have: for protocol round-trip tests."""
     types = {
-        "f32": TensorProto.FLOAT, "f16": TensorProto.FLOAT16, "i8": TensorProto.INT8, "i16": TensorProto.INT16,
-        "i32": TensorProto.INT32, "i64": TensorProto.INT64, "u8": TensorProto.UINT8, "u16": TensorProto.UINT16,
+        "f32": TensorProto.FLOAT,
+        "f16": TensorProto.FLOAT16,
+        "i8": TensorProto.INT8,
+        "i16": TensorProto.INT16,
+        "i32": TensorProto.INT32,
+        "i64": TensorProto.INT64,
+        "u8": TensorProto.UINT8,
+        "u16": TensorProto.UINT16,
         "b": TensorProto.BOOL,
     }
     nodes = [helper.make_node("Identity", [f"in_{k}"], [f"out_{k}"], name=f"id_{k}") for k in types]
     graph = helper.make_graph(
-        nodes, "identities",
+        nodes,
+        "identities",
         [helper.make_tensor_value_info(f"in_{k}", t, [2, 3]) for k, t in types.items()],
         [helper.make_tensor_value_info(f"out_{k}", t, [2, 3]) for k, t in types.items()],
     )
     return _save(graph, path)
 
 
-def with_output_faults(qdq_path: Path, path: Path, output: str, faults: Mapping[str, "Fault"],
-                       keep_original: bool = True) -> Path:
+def with_output_faults(
+    qdq_path: Path, path: Path, output: str, faults: Mapping[str, Fault], keep_original: bool = True
+) -> Path:
     """Copy of a QDQ model with one extra output per fault: ``<output>_<name>``, a copy of ``output`` with the
     fault applied in front of a final QuantizeLinear of the output's own scale and zero point.
     ``keep_original=False`` (one fault only): the faulty tensor replaces ``output`` under its name.
@@ -155,23 +180,31 @@ def with_output_faults(qdq_path: Path, path: Path, output: str, faults: Mapping[
             zero = -min(int(lsb.min()), 0)
             if int(lsb.max()) + zero > np.iinfo(qtype).max:
                 raise ValueError(f"fault {name!r}: offsets span more than the {qtype} range")
-            const = [numpy_helper.from_array((lsb + zero).astype(qtype), f"{tag}_q"),
-                     numpy_helper.from_array(inits[scale_name], f"{tag}_scale"),
-                     numpy_helper.from_array(np.array(zero, qtype), f"{tag}_zp")]
+            const = [
+                numpy_helper.from_array((lsb + zero).astype(qtype), f"{tag}_q"),
+                numpy_helper.from_array(inits[scale_name], f"{tag}_scale"),
+                numpy_helper.from_array(np.array(zero, qtype), f"{tag}_zp"),
+            ]
         elif kind == "mul":
             top = np.iinfo(qtype).max
-            const = [numpy_helper.from_array(np.array(top, qtype), f"{tag}_q"),
-                     numpy_helper.from_array(np.array(value / top, np.float32), f"{tag}_scale"),
-                     numpy_helper.from_array(np.array(0, qtype), f"{tag}_zp")]
+            const = [
+                numpy_helper.from_array(np.array(top, qtype), f"{tag}_q"),
+                numpy_helper.from_array(np.array(value / top, np.float32), f"{tag}_scale"),
+                numpy_helper.from_array(np.array(0, qtype), f"{tag}_zp"),
+            ]
         else:
             raise ValueError(f"fault {name!r}: kind must be 'add' or 'mul', got {kind!r}")
         graph.initializer.extend(const)
-        graph.node.extend([
-            helper.make_node("DequantizeLinear", [c.name for c in const], [f"{tag}_c"], name=f"{tag}_dq_c"),
-            helper.make_node("Add" if kind == "add" else "Mul", [output, f"{tag}_c"], [f"{tag}_f"], name=f"{tag}_op"),
-            helper.make_node("QuantizeLinear", [f"{tag}_f", scale_name, zp_name], [f"{tag}_fq"], name=f"{tag}_q"),
-            helper.make_node("DequantizeLinear", [f"{tag}_fq", scale_name, zp_name], [tag], name=f"{tag}_dq"),
-        ])
+        graph.node.extend(
+            [
+                helper.make_node("DequantizeLinear", [c.name for c in const], [f"{tag}_c"], name=f"{tag}_dq_c"),
+                helper.make_node(
+                    "Add" if kind == "add" else "Mul", [output, f"{tag}_c"], [f"{tag}_f"], name=f"{tag}_op"
+                ),
+                helper.make_node("QuantizeLinear", [f"{tag}_f", scale_name, zp_name], [f"{tag}_fq"], name=f"{tag}_q"),
+                helper.make_node("DequantizeLinear", [f"{tag}_fq", scale_name, zp_name], [tag], name=f"{tag}_dq"),
+            ]
+        )
         info = onnx.ValueInfoProto()
         info.CopyFrom(out_info)
         info.name = tag

@@ -1,4 +1,5 @@
 """Running the plugin as a user would: an isolated pytest run, and the skip for machines without QNN."""
+
 from __future__ import annotations
 
 import pytest

@@ -4,6 +4,7 @@
 with its own host key on 127.0.0.1 (free port) or inside a network namespace with its own address
 (:class:`NetnsLink`), and writes a matching ``known_hosts``. Everything stops in :meth:`SSHKit.close`.
 """
+
 from __future__ import annotations
 
 import getpass
@@ -31,8 +32,11 @@ def sshd_missing() -> Optional[str]:
 
 def _keygen(path: Path) -> str:
     """Create an ed25519 key pair at ``path``; return the public key line ("ssh-ed25519 AAAA...")."""
-    subprocess.run([SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "edgeort-test", "-f", str(path)],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [SSH_KEYGEN, "-q", "-t", "ed25519", "-N", "", "-C", "edgeort-test", "-f", str(path)],
+        check=True,
+        capture_output=True,
+    )
     return " ".join(path.with_suffix(".pub").read_text().split()[:2])
 
 
@@ -81,12 +85,19 @@ class SSHServer:
     host_key_line: str
     proc: subprocess.Popen
     log: Path
-    netns: Optional["NetnsLink"] = None
+    netns: Optional[NetnsLink] = None
 
     def inventory(self, name: str, **extra: object) -> str:
         """A ``[devices.<name>]`` TOML table for this server (extra keys appended verbatim)."""
-        values = {"kind": "ssh", "host": self.host, "port": self.port, "user": self.user,
-                  "identity_file": str(self.identity_file), "known_hosts": str(self.known_hosts), **extra}
+        values = {
+            "kind": "ssh",
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "identity_file": str(self.identity_file),
+            "known_hosts": str(self.known_hosts),
+            **extra,
+        }
         lines = [f"[devices.{name}]"]
         for key, value in values.items():
             if isinstance(value, dict):
@@ -98,9 +109,24 @@ class SSHServer:
 
     def ssh_args(self, *remote: str) -> List[str]:
         """An OpenSSH client command line for this server (host key checked against known_hosts)."""
-        return ["ssh", "-q", "-i", str(self.identity_file), "-p", str(self.port),
-                "-o", f"UserKnownHostsFile={self.known_hosts}", "-o", "StrictHostKeyChecking=yes",
-                "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", f"{self.user}@{self.host}", *remote]
+        return [
+            "ssh",
+            "-q",
+            "-i",
+            str(self.identity_file),
+            "-p",
+            str(self.port),
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            f"{self.user}@{self.host}",
+            *remote,
+        ]
 
     def worker_pids(self) -> List[int]:
         """Processes under this sshd that are edgeort workers (there must be none after a session)."""
@@ -194,8 +220,9 @@ class SSHKit:
         (self.root / "authorized_keys").write_text(self.client_pub + "\n")
         os.chmod(self.root / "authorized_keys", 0o600)
 
-    def start(self, name: str, netns: Optional[NetnsLink] = None, max_sessions: int = 64,
-              sftp: bool = True) -> SSHServer:
+    def start(
+        self, name: str, netns: Optional[NetnsLink] = None, max_sessions: int = 64, sftp: bool = True
+    ) -> SSHServer:
         """Start sshd ``name`` on 127.0.0.1:<free port>, or on the namespace's own address, port 22."""
         if os.geteuid() == 0:
             Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation directory
@@ -203,27 +230,35 @@ class SSHKit:
         host_line = _keygen(host_key)
         host, port = (netns.board_addr, 22) if netns else ("127.0.0.1", free_port())
         config = self.root / f"{name}_sshd_config"
-        config.write_text("\n".join([
-            f"ListenAddress {host}:{port}",
-            f"HostKey {host_key}",
-            f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
-            f"PidFile {self.root / (name + '.pid')}",
-            "PubkeyAuthentication yes",
-            "PasswordAuthentication no",
-            "KbdInteractiveAuthentication no",
-            "UsePAM no",
-            "StrictModes no",
-            "PermitRootLogin yes",
-            f"MaxSessions {max_sessions}",
-            "MaxStartups 64",
-            "Subsystem sftp internal-sftp" if sftp else "",
-            "LogLevel ERROR",
-            "",
-        ]))
+        config.write_text(
+            "\n".join(
+                [
+                    f"ListenAddress {host}:{port}",
+                    f"HostKey {host_key}",
+                    f"AuthorizedKeysFile {self.root / 'authorized_keys'}",
+                    f"PidFile {self.root / (name + '.pid')}",
+                    "PubkeyAuthentication yes",
+                    "PasswordAuthentication no",
+                    "KbdInteractiveAuthentication no",
+                    "UsePAM no",
+                    "StrictModes no",
+                    "PermitRootLogin yes",
+                    f"MaxSessions {max_sessions}",
+                    "MaxStartups 64",
+                    "Subsystem sftp internal-sftp" if sftp else "",
+                    "LogLevel ERROR",
+                    "",
+                ]
+            )
+        )
         log = self.root / f"{name}_sshd.log"
         prefix = netns.exec_prefix() if netns else []
-        proc = subprocess.Popen([*prefix, str(SSHD), "-D", "-e", "-f", str(config)],
-                                stdout=subprocess.DEVNULL, stderr=log.open("wb"), start_new_session=True)
+        proc = subprocess.Popen(
+            [*prefix, str(SSHD), "-D", "-e", "-f", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=log.open("wb"),
+            start_new_session=True,
+        )
         known = self.root / f"{name}_known_hosts"
         known.write_text(f"[{host}]:{port} {host_line}\n" if port != 22 else f"{host} {host_line}\n")
         server = SSHServer(host, port, getpass.getuser(), self.identity_file, known, host_line, proc, log, netns)

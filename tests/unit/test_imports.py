@@ -1,4 +1,5 @@
 """The package's import structure: the plugin's import stays light, and no two modules import each other."""
+
 from __future__ import annotations
 
 import ast
@@ -15,8 +16,9 @@ PACKAGE = Path(pytest_edgeort.__file__).parent
 
 
 def test_importing_the_plugin_loads_no_heavy_module():
-    code = ("import json, sys, pytest_edgeort.plugin; "
-            f"print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))")
+    code = (
+        f"import json, sys, pytest_edgeort.plugin; print(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == []
 
@@ -59,7 +61,7 @@ def test_no_import_cycle_in_the_package():
     def visit(node: str, path: List[str]) -> None:
         for target in graph[node]:
             if target in path:
-                cycles.append(path[path.index(target):] + [target])
+                cycles.append(path[path.index(target) :] + [target])
             elif target not in done:
                 done.add(target)
                 visit(target, path + [target])

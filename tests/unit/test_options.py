@@ -1,4 +1,5 @@
 """Command line + ini -> EdgeOptions: the command line wins, paths resolve against the rootdir."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,14 @@ from pytest_edgeort.errors import ProviderError
 from pytest_edgeort.options import DEFAULT_PROVIDERS, DEFAULT_SEED, EdgeOptions
 
 INI_DEFAULTS: Dict[str, Any] = {
-    "edge_device": [], "edge_devices_file": "", "edge_provider": [], "edge_default_providers": list(DEFAULT_PROVIDERS),
-    "edge_strict": False, "edge_update_golden": False, "edge_report": "", "edge_seed": str(DEFAULT_SEED),
+    "edge_device": [],
+    "edge_devices_file": "",
+    "edge_provider": [],
+    "edge_default_providers": list(DEFAULT_PROVIDERS),
+    "edge_strict": False,
+    "edge_update_golden": False,
+    "edge_report": "",
+    "edge_seed": str(DEFAULT_SEED),
     "edge_html": "",  # edge-html
 }
 
@@ -31,12 +38,19 @@ def test_defaults(tmp_path):
 
 def test_command_line_wins_over_ini(tmp_path):
     (tmp_path / "cli.toml").write_text("")
-    options = EdgeOptions.from_config(config(
-        tmp_path,
-        {"edge_device": ["board1"], "edge_seed": 7, "edge_devices_file": "cli.toml", "edge_strict": True},
-        {"edge_device": ["rb3"], "edge_seed": "9", "edge_report": "out/r.json", "edge_provider": ["cpu"],
-         "edge_html": "out/r.html"},  # edge-html
-    ))
+    options = EdgeOptions.from_config(
+        config(
+            tmp_path,
+            {"edge_device": ["board1"], "edge_seed": 7, "edge_devices_file": "cli.toml", "edge_strict": True},
+            {
+                "edge_device": ["rb3"],
+                "edge_seed": "9",
+                "edge_report": "out/r.json",
+                "edge_provider": ["cpu"],
+                "edge_html": "out/r.html",
+            },  # edge-html
+        )
+    )
     assert options.html == Path("out/r.html")  # edge-html
     assert options.devices == ("board1",) and options.seed == 7 and options.strict
     assert options.devices_file == tmp_path / "cli.toml"

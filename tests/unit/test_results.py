@@ -1,4 +1,5 @@
 """Results on their way through xdist: payloads taken from a worker, merged in the controller, outcomes noted."""
+
 from __future__ import annotations
 
 import json
@@ -12,8 +13,16 @@ from pytest_edgeort.results import RunResults
 
 
 def report(when: str, outcome: str, nodeid: str = "t.py::test[local-cpu]", **extra: Any) -> Any:
-    return SimpleNamespace(nodeid=nodeid, when=when, outcome=outcome, passed=outcome == "passed",
-                           failed=outcome == "failed", skipped=outcome == "skipped", longrepr=None, **extra)
+    return SimpleNamespace(
+        nodeid=nodeid,
+        when=when,
+        outcome=outcome,
+        passed=outcome == "passed",
+        failed=outcome == "failed",
+        skipped=outcome == "skipped",
+        longrepr=None,
+        **extra,
+    )
 
 
 def test_a_payload_carries_pending_records_and_changed_facts_once():
@@ -36,13 +45,16 @@ def test_facts_already_known_are_not_sent_again():
     assert results.take_payload(0, 0, {"local": {"python": "3.12"}})["devices"] == {"local": {"python": "3.12"}}
 
 
-@pytest.mark.parametrize("reports, outcome", [
-    ([report("setup", "passed"), report("call", "passed"), report("teardown", "passed")], "passed"),
-    ([report("setup", "passed"), report("call", "failed"), report("teardown", "passed")], "failed"),
-    ([report("setup", "failed")], "error"),
-    ([report("setup", "passed"), report("call", "passed"), report("teardown", "failed")], "error"),
-    ([report("setup", "passed"), report("call", "skipped", wasxfail="known")], "xfailed"),
-])
+@pytest.mark.parametrize(
+    "reports, outcome",
+    [
+        ([report("setup", "passed"), report("call", "passed"), report("teardown", "passed")], "passed"),
+        ([report("setup", "passed"), report("call", "failed"), report("teardown", "passed")], "failed"),
+        ([report("setup", "failed")], "error"),
+        ([report("setup", "passed"), report("call", "passed"), report("teardown", "failed")], "error"),
+        ([report("setup", "passed"), report("call", "skipped", wasxfail="known")], "xfailed"),
+    ],
+)
 def test_the_final_outcome_of_a_test(reports, outcome):
     results = RunResults()
     for each in reports:
@@ -64,5 +76,8 @@ def test_junit_identity_is_recorded_once():
     record_identity(item, ("board1", "qnn-htp"))
     record_identity(item, ("board1", "qnn-htp"))
     record_error(item, "device board1: lost")
-    assert item.user_properties == [("edge_device", "board1"), ("edge_provider", "qnn-htp"),
-                                    ("edge_error", "device board1: lost")]
+    assert item.user_properties == [
+        ("edge_device", "board1"),
+        ("edge_provider", "qnn-htp"),
+        ("edge_error", "device board1: lost"),
+    ]

@@ -1,4 +1,5 @@
 """The shared text helpers: did-you-mean hints, one-line messages, atomic writes."""
+
 from __future__ import annotations
 
 import os

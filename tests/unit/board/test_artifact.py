@@ -1,4 +1,5 @@
 """The board package ships as one zipapp: self-contained, deterministic, runnable by itself."""
+
 from __future__ import annotations
 
 import ast
@@ -52,8 +53,10 @@ def test_the_zipapp_runs_by_itself_and_through_the_bootstrap(tmp_path):
     """``python3 worker.pyz`` (zipimport) and the bootstrap (from verified bytes in memory) both say hello."""
     artifact.install_local(str(tmp_path))
     path = tmp_path / artifact.WORKER_NAME
-    for command in ([sys.executable, str(path), "--workdir", str(tmp_path), "--lock-only"],
-                    artifact.bootstrap_argv(sys.executable, str(tmp_path), ["--lock-only"])):
+    for command in (
+        [sys.executable, str(path), "--workdir", str(tmp_path), "--lock-only"],
+        artifact.bootstrap_argv(sys.executable, str(tmp_path), ["--lock-only"]),
+    ):
         done = subprocess.run(command, input=b"", capture_output=True, timeout=60)
         header = wire.read_header(wire.stream_reader(io.BytesIO(done.stdout)).read_exact)
         assert done.returncode == 0 and header["ok"] and header["protocol"] == wire.PROTOCOL_VERSION, done.stderr
@@ -62,6 +65,7 @@ def test_the_zipapp_runs_by_itself_and_through_the_bootstrap(tmp_path):
 def test_the_bootstrap_refuses_bytes_that_do_not_hash_right(tmp_path):
     artifact.install_local(str(tmp_path))
     (tmp_path / artifact.WORKER_NAME).write_bytes(artifact.WORKER_BYTES + b"\0")
-    done = subprocess.run(artifact.bootstrap_argv(sys.executable, str(tmp_path)), input=b"", capture_output=True,
-                          timeout=60)
+    done = subprocess.run(
+        artifact.bootstrap_argv(sys.executable, str(tmp_path)), input=b"", capture_output=True, timeout=60
+    )
     assert done.returncode == 97 and b"does not hash to" in done.stderr and not done.stdout

@@ -1,4 +1,5 @@
 """The worker protocol: framing, bit-exact arrays of every I/O dtype, errors, stdout noise, crashes."""
+
 from __future__ import annotations
 
 import io
@@ -18,15 +19,17 @@ from pytest_edgeort.board import wire
 from pytest_edgeort.devices.artifact import PACKAGE, WORKER_NAME
 from pytest_edgeort.devices.client import LocalTransport, WorkerClient, WorkerDied, WorkerError
 from pytest_edgeort.devices.local import worker_command
-from pytest_edgeort.model.inputs import generate_inputs
 from pytest_edgeort.model.info import model_info
+from pytest_edgeort.model.inputs import generate_inputs
 
 IO_DTYPES = ["float32", "float16", "int8", "int16", "int32", "int64", "uint8", "uint16", "bool"]
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
-    worker = WorkerClient(LocalTransport(worker_command(sys.executable, tmp_path_factory.mktemp("worker"))), "test worker")
+    worker = WorkerClient(
+        LocalTransport(worker_command(sys.executable, tmp_path_factory.mktemp("worker"))), "test worker"
+    )
     yield worker
     worker.close()
 
@@ -40,7 +43,7 @@ def roundtrip_frame(header, arrays):
 @given(st.sampled_from(IO_DTYPES).flatmap(lambda d: hnp.arrays(np.dtype(d), hnp.array_shapes(min_dims=0, max_side=5))))
 def test_frame_roundtrip_is_bit_exact(array):
     header, arrays = roundtrip_frame({"op": "x"}, [("a", array)])
-    (name, back), = arrays
+    ((name, back),) = arrays
     assert header["op"] == "x" and name == "a"
     assert back.dtype == array.dtype and back.shape == array.shape
     assert back.tobytes() == np.ascontiguousarray(array).tobytes()
@@ -135,7 +138,7 @@ class _Launch(LocalTransport):
 
 def test_missing_numpy_or_onnxruntime_is_one_clear_line(tmp_path):
     fake = tmp_path / "python-without-ort"
-    fake.write_text(f"#!/bin/sh\nexec {sys.executable} -S -I \"$@\"\n")  # -S: no site-packages
+    fake.write_text(f'#!/bin/sh\nexec {sys.executable} -S -I "$@"\n')  # -S: no site-packages
     fake.chmod(0o755)
     with pytest.raises(WorkerError, match=r"python-without-ort|cannot import numpy"):
         WorkerClient(LocalTransport(worker_command(str(fake), tmp_path)), "worker on device 'bare'")

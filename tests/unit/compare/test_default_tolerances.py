@@ -6,6 +6,7 @@ simulator and compared per example with the healthy model on the CPU EP, over 40
 digits, 24 generated). Deep outputs, near-zero references, u16 and float: numpy models of the measured
 error structure (benchmarks/sensitivity.py measures the real PP-OCR det).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,25 +15,31 @@ from typing import Dict, List, Tuple
 import numpy as np
 import pytest
 
-from tests.support.runs import require_qnn
-
 from pytest_edgeort.compare.engine import OutputComparison, compare_output
-from pytest_edgeort.model.inputs import generate_inputs, load_npz, split_examples
-from pytest_edgeort.model.info import model_info
 from pytest_edgeort.compare.render import format_details
 from pytest_edgeort.compare.tolerance import default_tolerance
-
+from pytest_edgeort.model.info import model_info
+from pytest_edgeort.model.inputs import generate_inputs, load_npz, split_examples
 from tests.support.models import with_output_faults
+from tests.support.runs import require_qnn
 
 ROOT = Path(__file__).resolve().parents[3]
-DIGITS = {"u8": ROOT / "example_suites/digits_cnn/digits_cnn_qdq.onnx",
-          "u16": ROOT / "example_suites/digits_cnn_a16w8/digits_cnn_a16w8.onnx"}
+DIGITS = {
+    "u8": ROOT / "example_suites/digits_cnn/digits_cnn_qdq.onnx",
+    "u16": ROOT / "example_suites/digits_cnn_a16w8/digits_cnn_a16w8.onnx",
+}
 STEP = {"u8": 1, "u16": 256}  # output LSB per u8 step of the same range
 SHALLOW_FAULTS = {  # name: (fault in u8 steps, expected pattern)
-    "shift3": (("add", 3), "constant offset"), "shift-3": (("add", -3), "constant offset"),
-    "gain5": (("mul", 1.05), "gain"), "gain-5": (("mul", 0.95), "gain"),
-    **{f"one{sign}{k}_{j}": (("add", np.eye(10, dtype=np.int64)[j][None] * int(f"{sign}{k}")), "outliers")
-       for sign in "+-" for k in (3, 4, 6) for j in range(10)},
+    "shift3": (("add", 3), "constant offset"),
+    "shift-3": (("add", -3), "constant offset"),
+    "gain5": (("mul", 1.05), "gain"),
+    "gain-5": (("mul", 0.95), "gain"),
+    **{
+        f"one{sign}{k}_{j}": (("add", np.eye(10, dtype=np.int64)[j][None] * int(f"{sign}{k}")), "outliers")
+        for sign in "+-"
+        for k in (3, 4, 6)
+        for j in range(10)
+    },
 }
 
 
@@ -73,8 +80,11 @@ def _results(digits_runs, name: str) -> List[Tuple[OutputComparison, np.ndarray,
     """Comparisons of fault ``name`` on the inputs where it is visible (its output differs from healthy)."""
     width, runs, scale = digits_runs
     tol = _default(width)
-    return [(compare_output("logits", v[name], e, tol, scale), v[name], e)
-            for v, e in runs if name == "healthy" or not np.array_equal(v[name], v["healthy"])]
+    return [
+        (compare_output("logits", v[name], e, tol, scale), v[name], e)
+        for v, e in runs
+        if name == "healthy" or not np.array_equal(v[name], v["healthy"])
+    ]
 
 
 def test_digits_is_a_shallow_classifier_output():
@@ -104,9 +114,14 @@ def test_uniform_shift_of_3_lsb_and_5_percent_gain_are_caught(digits_runs, name)
 def test_single_element_off_by_4_lsb_is_caught(digits_runs):
     width, _, scale = digits_runs
     step = STEP[width] * scale
-    off_by_4 = [(r, a, e) for sign in "+-" for k in (3, 4, 6) for j in range(10)
-                for r, a, e in _results(digits_runs, f"one{sign}{k}_{j}")
-                if np.abs(a.astype(np.float64) - e).max() >= 3.5 * step]  # >= 4 LSB against the CPU
+    off_by_4 = [
+        (r, a, e)
+        for sign in "+-"
+        for k in (3, 4, 6)
+        for j in range(10)
+        for r, a, e in _results(digits_runs, f"one{sign}{k}_{j}")
+        if np.abs(a.astype(np.float64) - e).max() >= 3.5 * step
+    ]  # >= 4 LSB against the CPU
     assert len(off_by_4) > 600
     assert [r.max_lsb for r, _, _ in off_by_4 if r.passed] == []
     assert sum(r.pattern == "outliers" for r, _, _ in off_by_4) >= 0.9 * len(off_by_4)
@@ -127,14 +142,15 @@ def test_top1_change_beyond_a_near_tie_is_caught(digits_runs):
 
 # ------------------------------------------------------------------- deep outputs (numpy models)
 
+
 def _deep_map(rng: np.random.Generator, shape=(1, 1, 96, 320)) -> Tuple[np.ndarray, np.ndarray]:
     """PP-OCR-det-like healthy error in LSB: exact background, text lines with heavy-tailed errors of tens
     to ~150 LSB, and one text row systematically 61 LSB low (all measured on the real model)."""
     e = np.zeros(shape)
     d = np.zeros(shape)
     for top in (10, 40, 70):
-        e[..., top:top + 12, 20:300] = rng.integers(150, 256, size=(12, 280))
-        d[..., top:top + 12, 20:300] = np.rint(rng.standard_t(2, size=(12, 280)) * 12).clip(-157, 157)
+        e[..., top : top + 12, 20:300] = rng.integers(150, 256, size=(12, 280))
+        d[..., top : top + 12, 20:300] = np.rint(rng.standard_t(2, size=(12, 280)) * 12).clip(-157, 157)
     d[..., 43, 20:300] = -61
     return e, d
 
@@ -160,8 +176,9 @@ def test_deep_offset_of_20_lsb_on_a_channel_or_5_percent_region_fails_with_margi
         fault[0, 1, 30:53, 60:134] = 20  # 23 % x 23 % = 5.3 % of the plane, over a text line
     else:
         fault[0, 3, 50:55, :] = 20  # 5 of 96 rows
-    res = compare_output("map", np.clip(e + d + fault, 0, 255), e,
-                         default_tolerance("u8", True, depth=122, shape=(1, 4, 96, 320)), 1.0)
+    res = compare_output(
+        "map", np.clip(e + d + fault, 0, 255), e, default_tolerance("u8", True, depth=122, shape=(1, 4, 96, 320)), 1.0
+    )
     assert not res.passed
     assert any(f.startswith("systematic offset: median error +") for f in res.failures)
     assert _lsb_ratio(res) >= 1.5
@@ -177,8 +194,10 @@ def test_ddddocr_like_offset_on_two_of_six_head_channels():
     res = compare_output("det", a, e, default_tolerance("u8", True, depth=60, shape=(1, 10647, 6)), 1.0)
     assert not res.passed and _lsb_ratio(res) > 5
     assert res.pattern == "channel offset"
-    assert res.pattern_text == ("channel offset: median error -59 LSB on index 4 on axis 2 (10647 elements); "
-                                "also index 5: -59 LSB; elsewhere median +0 LSB")
+    assert res.pattern_text == (
+        "channel offset: median error -59 LSB on index 4 on axis 2 (10647 elements); "
+        "also index 5: -59 LSB; elsewhere median +0 LSB"
+    )
 
 
 def test_near_zero_reference_is_no_false_alarm():
@@ -210,6 +229,7 @@ def test_float_accelerator_near_zero_output_and_real_error():
 
 # ------------------------------------------------------------------------------------- messages
 
+
 def test_message_names_the_pattern_and_does_not_offer_the_fix_for_a_systematic_error():
     e, d = _deep_map(np.random.default_rng(4), shape=(1, 4, 96, 320))
     d[0, 2] += 20
@@ -218,8 +238,9 @@ def test_message_names_the_pattern_and_does_not_offer_the_fix_for_a_systematic_e
     assert "  error pattern: channel offset: median error +20 LSB on index 2 on axis 1" in text
     assert "(information only: a channel offset is a defect to fix, not noise to tolerate)" in text
     noise_e = np.random.default_rng(5).integers(0, 255, (1, 4096)).astype(np.float64)
-    noisy = compare_output("y", noise_e + np.random.default_rng(6).normal(0, 80, (1, 4096)), noise_e,
-                           default_tolerance("u8", True), 1.0)
+    noisy = compare_output(
+        "y", noise_e + np.random.default_rng(6).normal(0, 80, (1, 4096)), noise_e, default_tolerance("u8", True), 1.0
+    )
     assert noisy.pattern == "noise" and "information only" not in format_details(noisy)
     assert "  smallest tolerance that would pass: min_snr_db=" in format_details(noisy)
 

@@ -14,8 +14,19 @@ from pytest_edgeort.compare.engine import compare_output, compare_outputs
 from pytest_edgeort.compare.render import format_comparison, round_sig
 from pytest_edgeort.compare.tolerance import PRECISIONS, Tolerance, default_tolerance
 
-DTYPES = [np.float16, np.float32, np.float64, np.int8, np.uint8, np.int16, np.uint16, np.int32,
-          np.int64, np.uint64, np.bool_]
+DTYPES = [
+    np.float16,
+    np.float32,
+    np.float64,
+    np.int8,
+    np.uint8,
+    np.int16,
+    np.uint16,
+    np.int32,
+    np.int64,
+    np.uint64,
+    np.bool_,
+]
 SHAPES = hnp.array_shapes(min_dims=0, max_dims=4, min_side=0, max_side=6)
 
 
@@ -25,14 +36,14 @@ def finite_floats(shape, lo=-1e3, hi=1e3):
 
 def quantized(rng, shape, scale, lo=-128, hi=127):
     """Dequantized float32 values on the grid of ``scale``, as a QDQ model outputs them."""
-    return (rng.integers(lo, hi + 1, size=shape).astype(np.float32) * np.float32(scale))
+    return rng.integers(lo, hi + 1, size=shape).astype(np.float32) * np.float32(scale)
 
 
 # ----------------------------------------------------------------------------- properties
 
+
 @settings(max_examples=150, deadline=None)
-@given(dtype=st.sampled_from(DTYPES), shape=SHAPES, data=st.data(),
-       scale=st.one_of(st.none(), st.floats(1e-4, 1.0)))
+@given(dtype=st.sampled_from(DTYPES), shape=SHAPES, data=st.data(), scale=st.one_of(st.none(), st.floats(1e-4, 1.0)))
 def test_identical_arrays_pass_every_default(dtype, shape, data, scale):
     x = data.draw(hnp.arrays(dtype, shape))  # floats include NaN and +-Inf
     for precision in PRECISIONS:
@@ -45,12 +56,18 @@ def test_identical_arrays_pass_every_default(dtype, shape, data, scale):
     every_rule = Tolerance(atol=0, lsb=0, min_snr_db=1e9, min_cosine=1.0, topk=1)
     res = compare_output("y", x, x.copy(), every_rule, scale)
     assert res.passed or res.failures == [
-        "lsb tolerance needs a quantized output; this output has no quantization scale"]
+        "lsb tolerance needs a quantized output; this output has no quantization scale"
+    ]
 
 
 @settings(max_examples=200, deadline=None)
-@given(e=finite_floats(hnp.array_shapes(max_dims=3, max_side=5)), data=st.data(),
-       atol=st.floats(0, 10), rtol=st.floats(0, 1), over=st.floats(1e-6, 10))
+@given(
+    e=finite_floats(hnp.array_shapes(max_dims=3, max_side=5)),
+    data=st.data(),
+    atol=st.floats(0, 10),
+    rtol=st.floats(0, 1),
+    over=st.floats(1e-6, 10),
+)
 def test_single_element_over_bound_fails(e, data, atol, rtol, over):
     idx = data.draw(st.integers(0, e.size - 1))
     a = e.copy()
@@ -60,34 +77,42 @@ def test_single_element_over_bound_fails(e, data, atol, rtol, over):
     assume(abs(flat[idx] - e.reshape(-1)[idx]) > bound)
     res = compare_output("y", a, e, Tolerance(atol=atol, rtol=rtol))
     assert not res.passed
-    assert res.failures == [f"1 of {e.size} elements ({1 / e.size:.2%}) outside |err| <= "
-                            + res.failures[0].split("|err| <= ")[1]]
+    assert res.failures == [
+        f"1 of {e.size} elements ({1 / e.size:.2%}) outside |err| <= " + res.failures[0].split("|err| <= ")[1]
+    ]
     assert res.worst[0].index == tuple(int(i) for i in np.unravel_index(idx, e.shape))
     # the same array within the bound passes
     assert compare_output("y", e.copy(), e, Tolerance(atol=atol, rtol=rtol)).passed
 
 
 @settings(max_examples=200, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), k=st.floats(0, 8), scale=st.floats(1e-4, 2.0),
-       stat=st.sampled_from(["elemwise", "max", "mean", "median", "quantile"]),
-       mism=st.sampled_from([0.0, 0.1, 0.5]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    k=st.floats(0, 8),
+    scale=st.floats(1e-4, 2.0),
+    stat=st.sampled_from(["elemwise", "max", "mean", "median", "quantile"]),
+    mism=st.sampled_from([0.0, 0.1, 0.5]),
+)
 def test_lsb_equals_atol_times_scale(seed, k, scale, stat, mism):
     rng = np.random.default_rng(seed)
     e = quantized(rng, (3, 7), scale)
     a = e + quantized(rng, (3, 7), scale, -6, 6) + rng.choice([0, scale / 3], size=(3, 7))
     a = a.astype(np.float32)
     via_lsb = compare_output("y", a, e, Tolerance(lsb=k, stat=stat, max_mismatch=mism), scale)
-    via_atol = compare_output("y", a, e, Tolerance(atol=k * scale, stat=stat, max_mismatch=mism),
-                              scale)
+    via_atol = compare_output("y", a, e, Tolerance(atol=k * scale, stat=stat, max_mismatch=mism), scale)
     assert via_lsb.passed == via_atol.passed
     assert via_lsb.frac_within == via_atol.frac_within
 
 
 @settings(max_examples=200, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), key=st.sampled_from(["lsb", "atol"]),
-       stat=st.sampled_from(["elemwise", "max", "mean", "median", "quantile"]),
-       mism=st.sampled_from([0.0, 0.05, 0.3]), rtol=st.sampled_from([None, 0.01]),
-       quantized_grid=st.booleans())
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    key=st.sampled_from(["lsb", "atol"]),
+    stat=st.sampled_from(["elemwise", "max", "mean", "median", "quantile"]),
+    mism=st.sampled_from([0.0, 0.05, 0.3]),
+    rtol=st.sampled_from([None, 0.01]),
+    quantized_grid=st.booleans(),
+)
 def test_smallest_passing_bound_is_tight(seed, key, stat, mism, rtol, quantized_grid):
     rng = np.random.default_rng(seed)
     scale = 0.05
@@ -97,8 +122,7 @@ def test_smallest_passing_bound_is_tight(seed, key, stat, mism, rtol, quantized_
     else:
         e = rng.normal(0, 3, (4, 9)).astype(np.float32)
         a = (e + rng.normal(0, 0.5, (4, 9))).astype(np.float32)
-    tol = Tolerance(stat=stat, max_mismatch=mism, rtol=rtol if key == "atol" else None,
-                    **{key: 0.0})
+    tol = Tolerance(stat=stat, max_mismatch=mism, rtol=rtol if key == "atol" else None, **{key: 0.0})
     res = compare_output("y", a, e, tol, scale)
     value = res.smallest_passing[key]
     assert compare_output("y", a, e, replace(tol, **{key: value}), scale).passed
@@ -106,13 +130,13 @@ def test_smallest_passing_bound_is_tight(seed, key, stat, mism, rtol, quantized_
     smaller = value * (1 - 1e-6) - 1e-12
     assert not compare_output("y", a, e, replace(tol, **{key: max(smaller, 0.0)}), scale).passed
     # the rounded value the report prints still passes
-    assert compare_output("y", a, e, replace(tol, **{key: round_sig(value, up=True)}),
-                          scale).passed
+    assert compare_output("y", a, e, replace(tol, **{key: round_sig(value, up=True)}), scale).passed
 
 
 @settings(max_examples=100, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 6), width=st.integers(2, 12),
-       mism=st.sampled_from([0.0, 0.25]))
+@given(
+    seed=st.integers(0, 2**32 - 1), rows=st.integers(1, 6), width=st.integers(2, 12), mism=st.sampled_from([0.0, 0.25])
+)
 def test_smallest_passing_topk_snr_cosine(seed, rows, width, mism):
     rng = np.random.default_rng(seed)
     e = rng.normal(0, 1, (rows, width))
@@ -139,8 +163,11 @@ def _ort_rule(f, cpu, qnn, tolerance):
 
 
 @settings(max_examples=150, deadline=None)
-@given(seed=st.integers(0, 2**32 - 1), tol_value=st.sampled_from([0.0, 0.004, 0.02]),
-       offset=st.sampled_from([0.0, 10.0, -50.0]))
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    tol_value=st.sampled_from([0.0, 0.004, 0.02]),
+    offset=st.sampled_from([0.0, 10.0, -50.0]),
+)
 def test_vs_float_matches_ort_rule(seed, tol_value, offset):
     rng = np.random.default_rng(seed)
     f = rng.normal(offset, 2, 30)  # with an offset the range must still include 0, as in ORT
@@ -154,20 +181,23 @@ def test_vs_float_matches_ort_rule(seed, tol_value, offset):
 
 # ----------------------------------------------------------------------------- unit tests
 
+
 def test_shape_mismatch_message():
-    res = compare_output("logits", np.zeros((1, 10), np.float32), np.zeros((1, 1000), np.float32),
-                         Tolerance(atol=0.1))
+    res = compare_output("logits", np.zeros((1, 10), np.float32), np.zeros((1, 1000), np.float32), Tolerance(atol=0.1))
     assert not res.passed
     assert res.failures == ["shape mismatch: actual (1, 10) vs expected (1, 1000)"]
     assert res.max_abs is None and res.snr_db is None
 
 
-@pytest.mark.parametrize("a_dtype, e_dtype, reason", [
-    (np.float16, np.float32, "dtype mismatch: actual float16 vs expected float32"),
-    (np.int64, np.float32, "dtype mismatch: actual int64 vs expected float32 (integer vs float)"),
-    (np.int8, np.uint8, "dtype mismatch: actual int8 vs expected uint8"),
-    (np.bool_, np.int8, "dtype mismatch: actual bool vs expected int8 (bool vs integer)"),
-])
+@pytest.mark.parametrize(
+    "a_dtype, e_dtype, reason",
+    [
+        (np.float16, np.float32, "dtype mismatch: actual float16 vs expected float32"),
+        (np.int64, np.float32, "dtype mismatch: actual int64 vs expected float32 (integer vs float)"),
+        (np.int8, np.uint8, "dtype mismatch: actual int8 vs expected uint8"),
+        (np.bool_, np.int8, "dtype mismatch: actual bool vs expected int8 (bool vs integer)"),
+    ],
+)
 def test_dtype_mismatch_fails_even_with_equal_values(a_dtype, e_dtype, reason):
     x = np.array([0, 1, 1, 0])
     res = compare_output("y", x.astype(a_dtype), x.astype(e_dtype), Tolerance(atol=1.0))
@@ -183,8 +213,7 @@ def test_nan_same_positions_ok_and_one_sided_fails():
     a[2] = -np.inf
     res = compare_output("y", a, e, Tolerance(atol=1e6))
     assert not res.passed
-    assert res.failures[0] == ("non-finite values differ at 2 positions (actual: 2 NaN, 2 Inf; "
-                               "expected: 1 NaN, 2 Inf)")
+    assert res.failures[0] == ("non-finite values differ at 2 positions (actual: 2 NaN, 2 Inf; expected: 1 NaN, 2 Inf)")
     assert (res.nan_actual, res.nan_expected, res.inf_actual, res.inf_expected) == (2, 1, 2, 2)
     assert res.nonfinite_mismatch == 2
     assert res.max_abs == 0.0  # over the elements finite on both sides
@@ -192,28 +221,24 @@ def test_nan_same_positions_ok_and_one_sided_fails():
 
 
 def test_nan_fails_even_without_bound_rules():
-    res = compare_output("y", np.array([np.nan, 1.0]), np.array([0.0, 1.0]),
-                         Tolerance(min_snr_db=None))
+    res = compare_output("y", np.array([np.nan, 1.0]), np.array([0.0, 1.0]), Tolerance(min_snr_db=None))
     assert not res.passed and res.failures[0].startswith("non-finite values differ at 1 position ")
 
 
 def test_integer_outputs_compare_in_wide_type():
-    res = compare_output("q", np.array([255, 0], np.uint8), np.array([0, 255], np.uint8),
-                         Tolerance(lsb=254))
+    res = compare_output("q", np.array([255, 0], np.uint8), np.array([0, 255], np.uint8), Tolerance(lsb=254))
     assert res.max_abs == 255.0 and res.max_lsb == 255.0 and res.scale == 1.0
     assert not res.passed and res.smallest_passing["lsb"] == 255.0
     big = np.array([np.iinfo(np.int64).max, np.iinfo(np.int64).min], np.int64)
     res = compare_output("i", big, big[::-1].copy(), Tolerance(atol=0.0))
     assert res.max_abs == pytest.approx(2.0**64) and not res.passed
-    exact = compare_output("i", np.array([2**62 + 1], np.int64), np.array([2**62], np.int64),
-                           Tolerance(atol=0.0))
+    exact = compare_output("i", np.array([2**62 + 1], np.int64), np.array([2**62], np.int64), Tolerance(atol=0.0))
     assert exact.max_abs == 1.0 and not exact.passed  # float64 would round this to 0
 
 
 def test_lsb_without_scale_is_reported_not_raised():
     res = compare_output("y", np.ones(3, np.float32), np.ones(3, np.float32), Tolerance(lsb=2))
-    assert res.failures == [
-        "lsb tolerance needs a quantized output; this output has no quantization scale"]
+    assert res.failures == ["lsb tolerance needs a quantized output; this output has no quantization scale"]
 
 
 def test_largest_bound_wins():
@@ -241,8 +266,9 @@ def test_max_mismatch_fraction():
     assert res.passed and res.frac_within == 0.97
 
 
-@pytest.mark.parametrize("stat, value", [
-    ("max", 9.0), ("mean", 1.0), ("median", 0.0), ("quantile", 5.4)])  # 0.95-quantile: 1+0.55*8
+@pytest.mark.parametrize(
+    "stat, value", [("max", 9.0), ("mean", 1.0), ("median", 0.0), ("quantile", 5.4)]
+)  # 0.95-quantile: 1+0.55*8
 def test_statistic_modes(stat, value):
     e = np.zeros(10)
     a = np.array([0.0] * 8 + [1.0, 9.0])
@@ -275,14 +301,21 @@ def test_snr_and_cosine():
 
 
 def test_topk_rows_along_last_axis():
-    e = np.array([[0.1, 0.5, 0.3, 0.2],    # top-1 1, top-2 {1, 2}
-                  [0.9, 0.0, 0.0, 0.1]])
-    a = np.array([[0.1, 0.3, 0.5, 0.2],    # top-1 2: in expected top-2, not top-1
-                  [0.9, 0.0, 0.0, 0.1]])
+    e = np.array(
+        [
+            [0.1, 0.5, 0.3, 0.2],  # top-1 1, top-2 {1, 2}
+            [0.9, 0.0, 0.0, 0.1],
+        ]
+    )
+    a = np.array(
+        [
+            [0.1, 0.3, 0.5, 0.2],  # top-1 2: in expected top-2, not top-1
+            [0.9, 0.0, 0.0, 0.1],
+        ]
+    )
     res = compare_output("y", a, e, Tolerance(topk=1))
     assert res.topk_agreement == 0.5 and not res.passed
-    assert res.failures == ["top-1 of actual outside expected top-1 in 1 of 2 rows "
-                            "(agreement 50.0%)"]
+    assert res.failures == ["top-1 of actual outside expected top-1 in 1 of 2 rows (agreement 50.0%)"]
     assert res.smallest_passing["topk"] == 2
     assert compare_output("y", a, e, Tolerance(topk=2)).passed
     assert compare_output("y", a, e, Tolerance(topk=1, max_mismatch=0.5)).passed
@@ -295,9 +328,9 @@ def test_topk_ties_in_expected_count_as_inside():
 
 
 def test_vs_float_example_and_missing_baseline():
-    f = np.array([0.0, 1.0, 2.0, 4.0])           # range 4
-    cpu = np.array([0.0, 1.1, 2.0, 4.0])          # cpu err 0.1 at [1]
-    qnn = np.array([0.0, 1.1, 2.2, 4.0])          # extra 0.2 at [2] = 0.05 * range
+    f = np.array([0.0, 1.0, 2.0, 4.0])  # range 4
+    cpu = np.array([0.0, 1.1, 2.0, 4.0])  # cpu err 0.1 at [1]
+    qnn = np.array([0.0, 1.1, 2.2, 4.0])  # extra 0.2 at [2] = 0.05 * range
     tol = Tolerance(vs_float=0.04)
     res = compare_output("y", qnn, cpu, tol, baseline=f)
     assert not res.passed and res.vs_float["output_range"] == 4.0
@@ -305,8 +338,7 @@ def test_vs_float_example_and_missing_baseline():
     assert compare_output("y", qnn, cpu, replace(tol, vs_float=0.051), baseline=f).passed
     assert compare_output("y", qnn, cpu, replace(tol, stat="mean"), baseline=f).passed
     res = compare_output("y", qnn, cpu, tol)
-    assert res.failures == ["vs_float needs the float model's outputs (float_model / "
-                            "reference_model); none were given"]
+    assert res.failures == ["vs_float needs the float model's outputs (float_model / reference_model); none were given"]
 
 
 def test_compare_outputs_missing_extra_and_to_dict():
@@ -323,6 +355,7 @@ def test_compare_outputs_missing_extra_and_to_dict():
 
 
 # ------------------------------------------------- defaults against the measured situations
+
 
 def _deep_model_noise(rng, shape, scale, snr_db):
     """A u8 output and an HTP-like result deviating by many LSB at the given SNR."""
@@ -382,14 +415,14 @@ def test_fp16_default_accepts_fp16_rounding_and_rejects_real_errors():
     wrong = a.copy()
     wrong[2, 17:26] += 1.0  # 9 of 8000 elements: above the 0.1% budget
     res = compare_output("y", wrong, e, tol)
-    assert res.failures == ["9 of 8000 elements (0.11%) outside |err| <= 0.01 + 0.01*|expected|, "
-                            "max_mismatch allows 8"]
+    assert res.failures == ["9 of 8000 elements (0.11%) outside |err| <= 0.01 + 0.01*|expected|, max_mismatch allows 8"]
     wrong = a.copy()
     wrong[2, 17] = 100.0  # a single garbage value is caught by the SNR floor
     assert compare_output("y", wrong, e, tol).failures[0].startswith("SNR ")
 
 
 # ----------------------------------------------------------------------------- report
+
 
 def _failing_comparison():
     rng = np.random.default_rng(0)
@@ -402,15 +435,28 @@ def _failing_comparison():
         {"feature_map": a, "logits": logits.copy()},
         {"feature_map": e, "logits": logits},
         {"feature_map": Tolerance(lsb=2, min_snr_db=15), "logits": Tolerance(topk=5, atol=0.0)},
-        {"feature_map": scale})
+        {"feature_map": scale},
+    )
 
 
 def test_format_comparison_shows_table_worst_histogram_and_smallest():
     text = format_comparison(_failing_comparison(), title="edge_compare [local-qnn-htp]")
     lines = text.splitlines()
     assert lines[0] == "edge_compare [local-qnn-htp]: 1 of 2 outputs failed"
-    assert lines[1].split() == ["output", "shape", "verdict", "max|err|", "mean|err|", "max",
-                                "LSB", "within", "SNR", "dB", "cosine", "top-k"]
+    assert lines[1].split() == [
+        "output",
+        "shape",
+        "verdict",
+        "max|err|",
+        "mean|err|",
+        "max",
+        "LSB",
+        "within",
+        "SNR",
+        "dB",
+        "cosine",
+        "top-k",
+    ]
     row = next(line for line in lines if line.startswith("feature_map "))
     cells = row.split()
     assert cells[:4] == ["feature_map", "1x8x16x16", "FAIL", "0.59"] and cells[5] == "59"
@@ -419,19 +465,20 @@ def test_format_comparison_shows_table_worst_histogram_and_smallest():
     assert "feature_map: FAILED  (rules: lsb=2 min_snr_db=15, LSB = 0.01, dtype float32)" in lines
     assert "  - 256 of 2048 elements (12.50%) outside |err| <= 2 LSB (0.02)" in lines
     assert "  - SNR 11.1 dB (errors within 1 LSB not counted; plain SNR 10.9 dB) < min_snr_db 15" in lines
-    assert lines[lines.index(next(x for x in lines if x.startswith("  error pattern:"))):][:2] == [
+    assert lines[lines.index(next(x for x in lines if x.startswith("  error pattern:"))) :][:2] == [
         "  error pattern: channel offset: median error +59 LSB on index 3 on axis 1 (256 elements); elsewhere",
-        "    median +0 LSB"]
+        "    median +0 LSB",
+    ]
     worst_header = lines.index("  worst elements:")
-    assert lines[worst_header + 1].split() == ["index", "actual", "expected", "|err|", "err",
-                                               "LSB"]
+    assert lines[worst_header + 1].split() == ["index", "actual", "expected", "|err|", "err", "LSB"]
     assert lines[worst_header + 2].split()[-2:] == ["0.59", "59"]
     hist = lines.index("  |err| histogram in LSB:")
     assert lines[hist + 1].split()[0] == "0" and lines[hist + 1].endswith("1792  87.5%")
     assert lines[hist + 8].split()[0] == ">32" and lines[hist + 8].endswith("256  12.5%")
     assert lines[-2:] == [
         "  smallest tolerance that would pass: lsb=59 or max_mismatch=0.125; min_snr_db=11",
-        "    (information only: a channel offset is a defect to fix, not noise to tolerate)"]
+        "    (information only: a channel offset is a defect to fix, not noise to tolerate)",
+    ]
     assert "logits: " not in text  # passing outputs get no details
     assert max(len(line) for line in lines) <= 100
 
@@ -442,10 +489,13 @@ def test_format_comparison_all_passed_and_missing():
     assert format_comparison(cmp).splitlines()[0] == "all 1 output passed"
     cmp = compare_outputs({}, x, {"y": default_tolerance("fp32", False)})
     assert format_comparison(cmp).splitlines()[:2] == [
-        "1 of 1 outputs failed", "missing outputs (expected but not produced): y"]
+        "1 of 1 outputs failed",
+        "missing outputs (expected but not produced): y",
+    ]
 
 
 # ------------------------------------------------------------- rules of the new defaults
+
 
 def test_snr_counts_errors_beyond_one_lsb_and_floors_the_signal():
     scale = 0.1
@@ -466,16 +516,21 @@ def test_tie_lsb_lets_near_ties_swap_and_nothing_else():
     a = np.array([[8.0, 9.0, 0.0], [8.0, 9.0, 0.0]])  # both rows swap top-1
     res = compare_output("y", a, e, Tolerance(topk=1, tie_lsb=2), scale)
     assert res.topk_agreement == 0.5  # margin 2 LSB: a near tie; margin 3 LSB: a real change
-    assert res.failures == ["top-1 of actual outside expected top-1 (near ties within 2 LSB count as inside) "
-                            "in 1 of 2 rows (agreement 50.0%)"]
+    assert res.failures == [
+        "top-1 of actual outside expected top-1 (near ties within 2 LSB count as inside) "
+        "in 1 of 2 rows (agreement 50.0%)"
+    ]
 
 
-@pytest.mark.parametrize("where, region, expected", [
-    ("whole", (slice(None),) * 4, "the whole output"),
-    ("channel", (0, 2), "index 2 on axis 1"),
-    ("box", (0, 1, slice(8, 20), slice(16, 40)), "region [8:"),
-    ("band", (0, 3, slice(30, 32), slice(None)), "region [30:32, 0:64]"),
-])
+@pytest.mark.parametrize(
+    "where, region, expected",
+    [
+        ("whole", (slice(None),) * 4, "the whole output"),
+        ("channel", (0, 2), "index 2 on axis 1"),
+        ("box", (0, 1, slice(8, 20), slice(16, 40)), "region [8:"),
+        ("band", (0, 3, slice(30, 32), slice(None)), "region [30:32, 0:64]"),
+    ],
+)
 def test_bias_lsb_finds_an_offset_group(where, region, expected):
     rng = np.random.default_rng(11)
     e = quantized(rng, (1, 4, 40, 64), 1.0, 0, 200).astype(np.float64)
@@ -498,7 +553,8 @@ def test_bias_lsb_ignores_thin_slices_and_allows_for_noise():
     assert 0 < res.bias["noise_allowance_lsb"] < 9 and not res.passed
     assert compare_output("y", np.array([[5.0]]), np.array([[0.0]]), Tolerance(bias_lsb=2), 1.0).passed  # 1 value
     assert compare_output("y", a, e, Tolerance(bias_lsb=2)).failures == [
-        "bias_lsb tolerance needs a quantized output; this output has no quantization scale"]
+        "bias_lsb tolerance needs a quantized output; this output has no quantization scale"
+    ]
 
 
 def test_gain_rule_counts_only_a_gain_that_explains_the_error():

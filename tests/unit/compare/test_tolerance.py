@@ -14,13 +14,28 @@ from pytest_edgeort.compare.tolerance import (
 )
 
 WHERE = "edge_tolerance in tests/test_x.py::test_a"
-VALID = ("atol, bias_lsb, gain, lsb, max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, "
-         "tie_lsb, topk, vs_float")
+VALID = (
+    "atol, bias_lsb, gain, lsb, max_mismatch, min_cosine, min_snr_db, outputs, quantile, rtol, stat, "
+    "tie_lsb, topk, vs_float"
+)
 
 
 def test_keys():
-    assert TOLERANCE_KEYS == {"atol", "rtol", "lsb", "stat", "quantile", "max_mismatch",
-                              "min_snr_db", "min_cosine", "topk", "tie_lsb", "bias_lsb", "gain", "vs_float"}
+    assert TOLERANCE_KEYS == {
+        "atol",
+        "rtol",
+        "lsb",
+        "stat",
+        "quantile",
+        "max_mismatch",
+        "min_snr_db",
+        "min_cosine",
+        "topk",
+        "tie_lsb",
+        "bias_lsb",
+        "gain",
+        "vs_float",
+    }
 
 
 def resolve_tolerance(default: Tolerance, *layers: dict) -> Tolerance:
@@ -32,8 +47,7 @@ def resolve_tolerance(default: Tolerance, *layers: dict) -> Tolerance:
 
 
 def test_parse_splits_global_and_per_output():
-    spec = parse_tolerance(
-        {"lsb": 2, "min_snr_db": 30, "outputs": {"logits": {"topk": 5, "stat": "mean"}}}, WHERE)
+    spec = parse_tolerance({"lsb": 2, "min_snr_db": 30, "outputs": {"logits": {"topk": 5, "stat": "mean"}}}, WHERE)
     rules, per = spec.rules, spec.outputs
     assert rules == {"lsb": 2.0, "min_snr_db": 30.0}
     assert per == {"logits": {"topk": 5, "stat": "mean"}}
@@ -47,37 +61,39 @@ def test_parse_none_clears_optional_rule():
 def test_unknown_key_message_is_one_line():
     with pytest.raises(ValueError) as info:
         parse_tolerance({"lbs": 2}, WHERE)
-    assert str(info.value) == (
-        f"{WHERE}: unknown tolerance key 'lbs' (did you mean 'lsb'? valid: {VALID})")
+    assert str(info.value) == (f"{WHERE}: unknown tolerance key 'lbs' (did you mean 'lsb'? valid: {VALID})")
 
 
 def test_unknown_key_without_close_match():
     with pytest.raises(ValueError) as info:
         parse_tolerance({"zzz": 1}, "edge_suite.toml [tolerance]")
-    assert str(info.value) == (
-        f"edge_suite.toml [tolerance]: unknown tolerance key 'zzz' (valid: {VALID})")
+    assert str(info.value) == (f"edge_suite.toml [tolerance]: unknown tolerance key 'zzz' (valid: {VALID})")
 
 
 def test_unknown_key_in_outputs_names_the_output():
     with pytest.raises(ValueError) as info:
         parse_tolerance({"outputs": {"logits": {"outputs": {}}}}, WHERE)
     assert str(info.value).startswith(
-        f"{WHERE} (outputs.logits): unknown tolerance key 'outputs' (valid: atol, bias_lsb,")
+        f"{WHERE} (outputs.logits): unknown tolerance key 'outputs' (valid: atol, bias_lsb,"
+    )
 
 
-@pytest.mark.parametrize("key, value, expected", [
-    ("atol", "abc", "a non-negative number, got 'abc'"),
-    ("atol", -1, "a non-negative number, got -1"),
-    ("lsb", True, "a non-negative number, got True"),
-    ("rtol", float("nan"), "a non-negative number, got nan"),
-    ("stat", "avg", "one of elemwise, max, mean, median, quantile, got 'avg'"),
-    ("quantile", 1.5, "a number in [0, 1], got 1.5"),
-    ("max_mismatch", None, "a number in [0, 1], got None"),
-    ("min_cosine", 2, "a number in [-1, 1], got 2"),
-    ("topk", 0, "an integer >= 1, got 0"),
-    ("topk", 2.5, "an integer >= 1, got 2.5"),
-    ("vs_float", "0.1", "a non-negative number, got '0.1'"),
-])
+@pytest.mark.parametrize(
+    "key, value, expected",
+    [
+        ("atol", "abc", "a non-negative number, got 'abc'"),
+        ("atol", -1, "a non-negative number, got -1"),
+        ("lsb", True, "a non-negative number, got True"),
+        ("rtol", float("nan"), "a non-negative number, got nan"),
+        ("stat", "avg", "one of elemwise, max, mean, median, quantile, got 'avg'"),
+        ("quantile", 1.5, "a number in [0, 1], got 1.5"),
+        ("max_mismatch", None, "a number in [0, 1], got None"),
+        ("min_cosine", 2, "a number in [-1, 1], got 2"),
+        ("topk", 0, "an integer >= 1, got 0"),
+        ("topk", 2.5, "an integer >= 1, got 2.5"),
+        ("vs_float", "0.1", "a non-negative number, got '0.1'"),
+    ],
+)
 def test_bad_values(key, value, expected):
     with pytest.raises(ValueError) as info:
         parse_tolerance({key: value}, WHERE)
@@ -109,8 +125,7 @@ def test_tolerance_constructor_validates_and_normalizes():
 
 def test_resolve_later_wins_and_none_clears():
     base = default_tolerance("u8", accelerator=True)
-    tol = resolve_tolerance(base, {"lsb": 2, "min_snr_db": 20}, {}, {"lsb": 3},
-                            {"min_snr_db": None})
+    tol = resolve_tolerance(base, {"lsb": 2, "min_snr_db": 20}, {}, {"lsb": 3}, {"min_snr_db": None})
     assert tol.lsb == 3.0 and tol.min_snr_db is None
     assert base.lsb is None  # defaults are not mutated
     with pytest.raises(ValueError, match="unknown tolerance key 'lbs'"):
@@ -127,7 +142,13 @@ def test_every_precision_has_rules(precision, accelerator):
 def test_defaults_follow_measurements():
     deep, shallow = default_tolerance("u8", True), default_tolerance("u8", True, depth=5, shape=(1, 64, 8, 8))
     assert (deep.lsb, deep.bias_lsb, deep.gain, deep.min_snr_db, deep.topk) == (None, 8.0, None, 10.0, None)
-    assert (shallow.lsb, shallow.bias_lsb, shallow.gain, shallow.min_snr_db, shallow.topk) == (3.0, 2.0, 0.03, 10.0, None)
+    assert (shallow.lsb, shallow.bias_lsb, shallow.gain, shallow.min_snr_db, shallow.topk) == (
+        3.0,
+        2.0,
+        0.03,
+        10.0,
+        None,
+    )
     assert default_tolerance("u8", True, depth=SHALLOW_DEPTH + 1, shape=(1, 10)) == deep
     classifier = default_tolerance("i8", False, depth=5, shape=(1, 10))
     assert (classifier.topk, classifier.tie_lsb, classifier.lsb) == (1, 2.0, 3.0)
@@ -147,9 +168,19 @@ def test_defaults_follow_measurements():
         default_tolerance("fp8", True)
 
 
-@pytest.mark.parametrize("shape, classifier", [((10,), True), ((1, 10), True), ((1, 1, 2), True), ((1,), False),
-                                               ((1, 1), False), ((2, 10), False), ((1, 1, 96, 320), False),
-                                               (("N", 10), False)])
+@pytest.mark.parametrize(
+    "shape, classifier",
+    [
+        ((10,), True),
+        ((1, 10), True),
+        ((1, 1, 2), True),
+        ((1,), False),
+        ((1, 1), False),
+        ((2, 10), False),
+        ((1, 1, 96, 320), False),
+        (("N", 10), False),
+    ],
+)
 def test_classifier_shape(shape, classifier):
     assert is_classifier_shape(shape) == classifier
 

@@ -1,4 +1,5 @@
 """Provider aliases and their options: keys and enumerated values are checked before any session."""
+
 from __future__ import annotations
 
 import pytest
@@ -17,25 +18,38 @@ def test_a_misspelt_enumerated_value_is_refused_with_the_valid_values():
     )
 
 
-@pytest.mark.parametrize("key, value", [
-    ("qnn_context_priority", "hgh"),
-    ("htp_graph_finalization_optimization_mode", "7"),
-    ("profiling_level", "verbose"),
-    ("offload_graph_io_quantization", "2"),
-    ("enable_htp_fp16_precision", "yes"),
-])
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("qnn_context_priority", "hgh"),
+        ("htp_graph_finalization_optimization_mode", "7"),
+        ("profiling_level", "verbose"),
+        ("offload_graph_io_quantization", "2"),
+        ("enable_htp_fp16_precision", "yes"),
+    ],
+)
 def test_values_qnn_would_ignore_or_misreport_are_refused(key, value):
     with pytest.raises(ProviderError, match=f"invalid value '{value}' for option '{key}'"):
         provider_options(resolve_provider("qnn-htp"), {key: value})
 
 
 def test_valid_values_booleans_and_free_form_options_pass_as_strings():
-    options = provider_options(resolve_provider("qnn-htp"), {
-        "htp_performance_mode": "burst", "offload_graph_io_quantization": False, "soc_model": 60,
-        "htp_graph_finalization_optimization_mode": 3,
-    })
-    assert options == {"backend_type": "htp", "htp_performance_mode": "burst", "offload_graph_io_quantization": "0",
-                       "soc_model": "60", "htp_graph_finalization_optimization_mode": "3"}
+    options = provider_options(
+        resolve_provider("qnn-htp"),
+        {
+            "htp_performance_mode": "burst",
+            "offload_graph_io_quantization": False,
+            "soc_model": 60,
+            "htp_graph_finalization_optimization_mode": 3,
+        },
+    )
+    assert options == {
+        "backend_type": "htp",
+        "htp_performance_mode": "burst",
+        "offload_graph_io_quantization": "0",
+        "soc_model": "60",
+        "htp_graph_finalization_optimization_mode": "3",
+    }
 
 
 def test_a_qnn_backend_the_worker_could_not_run_is_not_available():

@@ -1,4 +1,5 @@
 """Fixtures for device tests: a device whose workers are in-process threads."""
+
 from __future__ import annotations
 
 import pytest

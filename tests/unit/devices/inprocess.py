@@ -1,4 +1,5 @@
 """An in-process transport: the board worker's serve loop on a thread, over two pipes (no subprocess)."""
+
 from __future__ import annotations
 
 import os
@@ -34,7 +35,7 @@ class InProcessTransport(Transport):
             for part in parts:
                 view = memoryview(part).cast("B")
                 while view:
-                    view = view[out.write(view):]
+                    view = view[out.write(view) :]
 
         def serve() -> None:
             try:

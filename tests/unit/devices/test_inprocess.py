@@ -1,4 +1,5 @@
 """Devices and sessions against the real worker code, in process: sessions, runs, error kinds, protocol version."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -60,9 +61,12 @@ def test_error_kinds_reach_the_host(device, model_dir, tmp_path):
         client.run("nope", {}, memory_check=False, timeout=30)
     assert info.value.kind == wire.Kind.BAD_REQUEST
     bad = tmp_path / "bad.onnx"
-    graph = helper.make_graph([helper.make_node("NoSuchOp", ["x"], ["y"])], "bad",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        [helper.make_node("NoSuchOp", ["x"], ["y"])],
+        "bad",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])],
+    )
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(bad))
     sha = model_info(bad).sha256
     client.put_model(sha, bad.read_bytes(), timeout=30)
@@ -100,8 +104,11 @@ def test_a_worker_of_another_protocol_version_is_refused(tmp_path):
         start = staticmethod(old_worker)
 
     device = OldDevice(DeviceConfig("local", workdir=str(tmp_path / "work")))
-    with pytest.raises(DeviceUnavailable, match=r"^device 'local': worker on device 'local' speaks protocol "
-                                                r"version 0, this plugin 1$"):
+    with pytest.raises(
+        DeviceUnavailable,
+        match=r"^device 'local': worker on device 'local' speaks protocol "
+        r"version 0, this plugin 1$",
+    ):
         device.capabilities()
 
 
@@ -117,13 +124,22 @@ def test_an_echo_is_bit_exact_in_process(tmp_path):
 
 def test_a_model_with_external_data_is_cached_as_a_bundle(device, tmp_path):
     weights = helper.make_tensor("w", TensorProto.FLOAT, [4], np.arange(1, 5, dtype=np.float32).tobytes(), raw=True)
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "ext",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], [weights])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "ext",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
+        [weights],
+    )
     path = tmp_path / "src" / "ext.onnx"
     path.parent.mkdir()
-    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path),
-              save_as_external_data=True, location="w.bin", size_threshold=0)
+    onnx.save(
+        helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+        str(path),
+        save_as_external_data=True,
+        location="w.bin",
+        size_threshold=0,
+    )
     session = open_session(device, path)
     assert session.run({"x": np.zeros(4, np.float32)})["y"].tolist() == [1.0, 2.0, 3.0, 4.0]
     assert device.uploads == 2  # the model file and its data file

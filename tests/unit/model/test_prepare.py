@@ -41,8 +41,10 @@ def conv_model(path: Path, opset: int = 13, batch: str = "batch", metadata: bool
 
 def gelu_model(path: Path) -> Path:
     """x[1,16] -> Erf-decomposed GELU -> y (qnn_preprocess fuses it into Gelu)."""
-    c = {n: numpy_helper.from_array(np.array(v, np.float32), n) for n, v in
-         {"sqrt2": np.sqrt(2.0), "one": 1.0, "halfc": 0.5}.items()}
+    c = {
+        n: numpy_helper.from_array(np.array(v, np.float32), n)
+        for n, v in {"sqrt2": np.sqrt(2.0), "one": 1.0, "halfc": 0.5}.items()
+    }
     nodes = [
         helper.make_node("Div", ["x", "sqrt2"], ["d"], name="div"),
         helper.make_node("Erf", ["d"], ["e"], name="erf"),
@@ -51,7 +53,8 @@ def gelu_model(path: Path) -> Path:
         helper.make_node("Mul", ["m", "halfc"], ["y"], name="mul2"),
     ]
     graph = helper.make_graph(
-        nodes, "gelu",
+        nodes,
+        "gelu",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
         list(c.values()),
@@ -111,43 +114,79 @@ def test_from_mapping_full_recipe_normalised():
     assert r.qnn_preprocess is True
     assert r.script == "prepare.py"
     assert r.quantize == {"activations": "uint16", "weights": "int8", "calibration": "calib.npz", "per_channel": False}
-    assert r.float_baseline() == PrepareRecipe(fix_shapes={"x": [1, 3, 48, 192]}, qnn_preprocess=True, script="prepare.py")
+    assert r.float_baseline() == PrepareRecipe(
+        fix_shapes={"x": [1, 3, 48, 192]}, qnn_preprocess=True, script="prepare.py"
+    )
     assert not r.is_empty and PrepareRecipe.from_mapping({}, WHERE).is_empty
 
 
 @pytest.mark.parametrize(
     "mapping, message",
     [
-        ({"fix_shape": {"x": [1]}},
-         "suite/edge_suite.toml: [prepare] unknown key 'fix_shape': expected one of fix_shapes, qnn_preprocess, script, quantize"),
-        ({"fix_shapes": [1, 3]},
-         "suite/edge_suite.toml: [prepare] fix_shapes: expected a table of input name -> list of positive integers, got list [1, 3]"),
-        ({"fix_shapes": {"x": [1, -1, 8]}},
-         "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of positive integers, got list [1, -1, 8]"),
-        ({"fix_shapes": {"x": [1, True]}},
-         "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of positive integers, got list [1, True]"),
-        ({"qnn_preprocess": "yes"},
-         "suite/edge_suite.toml: [prepare] qnn_preprocess: expected true or false, got str 'yes'"),
-        ({"script": 3},
-         "suite/edge_suite.toml: [prepare] script: expected a file name in the suite folder, got int 3"),
-        ({"script": "../other/prepare.py"},
-         "suite/edge_suite.toml: [prepare] script: expected a file name inside the suite folder, got '../other/prepare.py'"),
-        ({"quantize": "uint8"},
-         "suite/edge_suite.toml: [prepare] quantize: expected a table with keys activations, weights, calibration, per_channel, got str 'uint8'"),
-        ({"quantize": {"activations": "uint8", "weights": "uint8", "calibration": "c.npz", "method": "minmax"}},
-         "suite/edge_suite.toml: [prepare] unknown key 'quantize.method': expected one of activations, weights, calibration, per_channel"),
-        ({"quantize": {"activations": "int16", "weights": "uint8", "calibration": "c.npz"}},
-         "suite/edge_suite.toml: [prepare] quantize.activations: expected one of 'uint8', 'uint16', got str 'int16'"),
-        ({"quantize": {"activations": "uint8", "calibration": "c.npz"}},
-         "suite/edge_suite.toml: [prepare] quantize.weights: missing, expected one of 'uint8', 'int8'"),
-        ({"quantize": {"activations": "uint8", "weights": "uint16", "calibration": "c.npz"}},
-         "suite/edge_suite.toml: [prepare] quantize.weights: expected one of 'uint8', 'int8', got str 'uint16'"),
-        ({"quantize": {"activations": "uint8", "weights": "uint8"}},
-         "suite/edge_suite.toml: [prepare] quantize.calibration: missing, expected an .npz file name in the suite folder"),
-        ({"quantize": {"activations": "uint8", "weights": "uint8", "calibration": "calib.npy"}},
-         "suite/edge_suite.toml: [prepare] quantize.calibration: expected an .npz file name in the suite folder, got 'calib.npy'"),
-        ({"quantize": {"activations": "uint8", "weights": "uint8", "calibration": "c.npz", "per_channel": 1}},
-         "suite/edge_suite.toml: [prepare] quantize.per_channel: expected true or false, got int 1"),
+        (
+            {"fix_shape": {"x": [1]}},
+            "suite/edge_suite.toml: [prepare] unknown key 'fix_shape': expected one of fix_shapes, "
+            "qnn_preprocess, script, quantize",
+        ),
+        (
+            {"fix_shapes": [1, 3]},
+            "suite/edge_suite.toml: [prepare] fix_shapes: expected a table of input name -> list of positive "
+            "integers, got list [1, 3]",
+        ),
+        (
+            {"fix_shapes": {"x": [1, -1, 8]}},
+            "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of positive integers, got list [1, -1, 8]",
+        ),
+        (
+            {"fix_shapes": {"x": [1, True]}},
+            "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of positive integers, got list [1, True]",
+        ),
+        (
+            {"qnn_preprocess": "yes"},
+            "suite/edge_suite.toml: [prepare] qnn_preprocess: expected true or false, got str 'yes'",
+        ),
+        ({"script": 3}, "suite/edge_suite.toml: [prepare] script: expected a file name in the suite folder, got int 3"),
+        (
+            {"script": "../other/prepare.py"},
+            "suite/edge_suite.toml: [prepare] script: expected a file name inside the suite folder, got "
+            "'../other/prepare.py'",
+        ),
+        (
+            {"quantize": "uint8"},
+            "suite/edge_suite.toml: [prepare] quantize: expected a table with keys activations, weights, "
+            "calibration, per_channel, got str 'uint8'",
+        ),
+        (
+            {"quantize": {"activations": "uint8", "weights": "uint8", "calibration": "c.npz", "method": "minmax"}},
+            "suite/edge_suite.toml: [prepare] unknown key 'quantize.method': expected one of activations, "
+            "weights, calibration, per_channel",
+        ),
+        (
+            {"quantize": {"activations": "int16", "weights": "uint8", "calibration": "c.npz"}},
+            "suite/edge_suite.toml: [prepare] quantize.activations: expected one of 'uint8', 'uint16', got str 'int16'",
+        ),
+        (
+            {"quantize": {"activations": "uint8", "calibration": "c.npz"}},
+            "suite/edge_suite.toml: [prepare] quantize.weights: missing, expected one of 'uint8', 'int8'",
+        ),
+        (
+            {"quantize": {"activations": "uint8", "weights": "uint16", "calibration": "c.npz"}},
+            "suite/edge_suite.toml: [prepare] quantize.weights: expected one of 'uint8', 'int8', got str 'uint16'",
+        ),
+        (
+            {"quantize": {"activations": "uint8", "weights": "uint8"}},
+            "suite/edge_suite.toml: [prepare] quantize.calibration: missing, expected an .npz file name in "
+            "the suite folder",
+        ),
+        (
+            {"quantize": {"activations": "uint8", "weights": "uint8", "calibration": "calib.npy"}},
+            "suite/edge_suite.toml: [prepare] quantize.calibration: expected an .npz file name in the suite "
+            "folder, got 'calib.npy'",
+        ),
+        (
+            {"quantize": {"activations": "uint8", "weights": "uint8", "calibration": "c.npz", "per_channel": 1}},
+            "suite/edge_suite.toml: [prepare] quantize.per_channel: expected true or false, got int 1",
+        ),
     ],
 )
 def test_from_mapping_errors_are_one_exact_line(mapping, message):
@@ -219,7 +258,9 @@ def test_quantize_produces_qdq_with_requested_types(tmp_path, suite, activations
 def test_quantize_per_channel_on_opset11_upgrades_opset(tmp_path, suite):
     model = conv_model(tmp_path / "m.onnx", opset=11, batch=1)
     write_calibration(suite / "calib.npz")
-    recipe = PrepareRecipe(quantize={"activations": "uint8", "weights": "int8", "calibration": "calib.npz", "per_channel": True})
+    recipe = PrepareRecipe(
+        quantize={"activations": "uint8", "weights": "int8", "calibration": "calib.npz", "per_channel": True}
+    )
     out = prepare_model(model, recipe, suite, tmp_path / "cache")
     m = onnx.load(str(out))
     assert next(o.version for o in m.opset_import if o.domain == "") >= 13
@@ -233,7 +274,9 @@ def test_quantize_per_channel_on_opset11_upgrades_opset(tmp_path, suite):
 def test_quantize_calibration_shape_mismatch_is_a_prepare_error(tmp_path, suite):
     model = conv_model(tmp_path / "m.onnx", batch=1)
     write_calibration(suite / "calib.npz", shape=(3, 8, 8))  # forgot the batch dim
-    recipe = PrepareRecipe(quantize={"activations": "uint8", "weights": "uint8", "calibration": "calib.npz", "per_channel": False})
+    recipe = PrepareRecipe(
+        quantize={"activations": "uint8", "weights": "uint8", "calibration": "calib.npz", "per_channel": False}
+    )
     with pytest.raises(PrepareError) as info:
         prepare_model(model, recipe, suite, tmp_path / "cache")
     assert str(info.value) == (
@@ -244,7 +287,9 @@ def test_quantize_calibration_shape_mismatch_is_a_prepare_error(tmp_path, suite)
 
 def test_missing_calibration_file(tmp_path, suite):
     model = conv_model(tmp_path / "m.onnx", batch=1)
-    recipe = PrepareRecipe(quantize={"activations": "uint8", "weights": "uint8", "calibration": "calib.npz", "per_channel": False})
+    recipe = PrepareRecipe(
+        quantize={"activations": "uint8", "weights": "uint8", "calibration": "calib.npz", "per_channel": False}
+    )
     with pytest.raises(PrepareError) as info:
         prepare_model(model, recipe, suite, tmp_path / "cache")
     assert str(info.value) == f"{suite}: prepare step 'quantize' failed: file not found: {suite / 'calib.npz'}"
@@ -264,7 +309,9 @@ def test_script_step_is_applied_after_fix_shapes(tmp_path, suite):
         "            node.name = 'rewritten'\n"
         "    return model\n"
     )
-    out = prepare_model(model, PrepareRecipe(fix_shapes={"x": [1, 3, 8, 8]}, script="prepare.py"), suite, tmp_path / "c")
+    out = prepare_model(
+        model, PrepareRecipe(fix_shapes={"x": [1, 3, 8, 8]}, script="prepare.py"), suite, tmp_path / "c"
+    )
     m = onnx.load(str(out))
     assert [n.name for n in m.graph.node] == ["conv", "rewritten", "mul"]
     x = np.random.default_rng(3).standard_normal((1, 3, 8, 8)).astype(np.float32)
@@ -290,7 +337,8 @@ def test_script_returning_wrong_type(tmp_path, suite):
     with pytest.raises(PrepareError) as info:
         prepare_model(model, PrepareRecipe(script="prepare.py"), suite, tmp_path / "c")
     assert str(info.value) == (
-        f"{suite}: prepare step 'script' failed: TypeError: prepare.py: prepare() returned NoneType, expected onnx.ModelProto"
+        f"{suite}: prepare step 'script' failed: TypeError: prepare.py: prepare() returned NoneType, "
+        "expected onnx.ModelProto"
     )
 
 
@@ -322,8 +370,10 @@ def test_rerun_hits_cache_without_redoing_work(tmp_path, suite, monkeypatch):
     model = conv_model(tmp_path / "m.onnx")
     write_calibration(suite / "calib.npz")
     recipe = PrepareRecipe.from_mapping(
-        {"fix_shapes": {"x": [1, 3, 8, 8]},
-         "quantize": {"activations": "uint8", "weights": "uint8", "calibration": "calib.npz"}},
+        {
+            "fix_shapes": {"x": [1, 3, 8, 8]},
+            "quantize": {"activations": "uint8", "weights": "uint8", "calibration": "calib.npz"},
+        },
         WHERE,
     )
     calls = _counting(monkeypatch, "_step_quantize")
@@ -403,7 +453,8 @@ def test_qnn_preprocess_keeps_basic_optimizations_when_nothing_fuses(tmp_path, s
         helper.make_node("BatchNormalization", ["c", "gamma", "beta", "mean", "var"], ["y"], name="bn"),
     ]
     graph = helper.make_graph(
-        nodes, "g",
+        nodes,
+        "g",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 8, 8])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, 8, 8])],
         inits,

@@ -1,4 +1,5 @@
 """pytest_edgeort.strategies.inputs_for: valid feeds from model metadata, for property-based tests."""
+
 from __future__ import annotations
 
 import numpy as np

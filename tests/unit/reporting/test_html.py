@@ -1,4 +1,5 @@
 """The HTML report rendered from a report document: structure, links, plots, escaping, atomic writing."""
+
 from __future__ import annotations
 
 import copy
@@ -15,71 +16,189 @@ from tests.support.htmlpage import Node, histogram_bars, parse, summary_rows
 ROOT = Path("/repo")
 EVIL = "<script>alert(1)</script>.onnx"
 HISTOGRAM_OK = [["0", 126], ["1", 34], ["2", 0], ["3-4", 0], ["5-8", 0], ["9-16", 0], ["17-32", 0], [">32", 0]]
-HISTOGRAM_BAD = [["0", 0], ["1", 0], ["2", 0], ["3-4", 1], ["5-8", 3], ["9-16", 5], ["17-32", 1], [">32", 0],
-                 ["non-finite", 2]]
-TOLERANCE = {"atol": None, "bias_lsb": 2.0, "gain": 0.03, "lsb": 3.0, "max_mismatch": 0.0, "min_cosine": None,
-             "min_snr_db": 10.0, "quantile": 0.99, "rtol": None, "stat": "elemwise", "tie_lsb": 2.0, "topk": 1,
-             "vs_float": None}
-PROVENANCE = {"device": "local", "ep": "QNNExecutionProvider", "model_sha256": "e0d7" * 16, "onnxruntime": "1.32.0",
-              "provider": "qnn-htp", "qnn_sdk": "2.51.0", "written": "2026-11-21T17:20:12+00:00"}
+HISTOGRAM_BAD = [
+    ["0", 0],
+    ["1", 0],
+    ["2", 0],
+    ["3-4", 1],
+    ["5-8", 3],
+    ["9-16", 5],
+    ["17-32", 1],
+    [">32", 0],
+    ["non-finite", 2],
+]
+TOLERANCE = {
+    "atol": None,
+    "bias_lsb": 2.0,
+    "gain": 0.03,
+    "lsb": 3.0,
+    "max_mismatch": 0.0,
+    "min_cosine": None,
+    "min_snr_db": 10.0,
+    "quantile": 0.99,
+    "rtol": None,
+    "stat": "elemwise",
+    "tie_lsb": 2.0,
+    "topk": 1,
+    "vs_float": None,
+}
+PROVENANCE = {
+    "device": "local",
+    "ep": "QNNExecutionProvider",
+    "model_sha256": "e0d7" * 16,
+    "onnxruntime": "1.32.0",
+    "provider": "qnn-htp",
+    "qnn_sdk": "2.51.0",
+    "written": "2026-11-21T17:20:12+00:00",
+}
 
 
 def _output(passed: bool, histogram: List[List[Any]], worst: List[Dict[str, Any]]) -> Dict[str, Any]:
-    return {"name": "y", "passed": passed, "actual_shape": [1, 10], "expected_shape": [1, 10],
-            "actual_dtype": "float32", "expected_dtype": "float32", "max_abs": 0.164, "mean_abs": 0.0629,
-            "max_lsb": 29.0 if not passed else 1.0, "scale": 0.00566, "frac_within": 0.0 if not passed else 1.0,
-            "snr_db": 11.56 if not passed else "inf", "cosine": 0.964, "topk_agreement": 1.0, "gain": -0.074,
-            "failures": ["10 of 10 elements (100.00%) outside |err| <= 3 LSB (0.01699)"] if not passed else [],
-            "pattern_text": "constant offset: median error -6.5 LSB over all 10 elements" if not passed else None,
-            "tolerance": TOLERANCE, "smallest_passing": {"lsb": 29.0, "topk": 1}, "histogram": histogram,
-            "histogram_unit": "LSB", "worst": worst, "nan_actual": 0, "nan_expected": 0, "inf_actual": 0,
-            "inf_expected": 0}
+    return {
+        "name": "y",
+        "passed": passed,
+        "actual_shape": [1, 10],
+        "expected_shape": [1, 10],
+        "actual_dtype": "float32",
+        "expected_dtype": "float32",
+        "max_abs": 0.164,
+        "mean_abs": 0.0629,
+        "max_lsb": 29.0 if not passed else 1.0,
+        "scale": 0.00566,
+        "frac_within": 0.0 if not passed else 1.0,
+        "snr_db": 11.56 if not passed else "inf",
+        "cosine": 0.964,
+        "topk_agreement": 1.0,
+        "gain": -0.074,
+        "failures": ["10 of 10 elements (100.00%) outside |err| <= 3 LSB (0.01699)"] if not passed else [],
+        "pattern_text": "constant offset: median error -6.5 LSB over all 10 elements" if not passed else None,
+        "tolerance": TOLERANCE,
+        "smallest_passing": {"lsb": 29.0, "topk": 1},
+        "histogram": histogram,
+        "histogram_unit": "LSB",
+        "worst": worst,
+        "nan_actual": 0,
+        "nan_expected": 0,
+        "inf_actual": 0,
+        "inf_expected": 0,
+    }
 
 
 def _record(nodeid: str, check: str, outcome: str, model: Optional[str] = "m.onnx", **fields: Any) -> Dict[str, Any]:
-    base = {"nodeid": nodeid, "check": check, "outcome": outcome, "device": "local", "provider": "qnn-htp",
-            "started": 1796186811.53, "finished": 1796186811.57}
+    base = {
+        "nodeid": nodeid,
+        "check": check,
+        "outcome": outcome,
+        "device": "local",
+        "provider": "qnn-htp",
+        "started": 1796186811.53,
+        "finished": 1796186811.57,
+    }
     if model is not None:
-        base.update(model=model, model_path=f"/repo/models/{model}", model_sha256="b82b" * 16,
-                    ep="QNNExecutionProvider", ep_api="plugin", cpu_fallback=True, onnxruntime="1.32.0",
-                    qnn_sdk="2.51.0", provider_options={"backend_type": "htp"}, npu_coverage=0.92,
-                    placement={"CPUExecutionProvider": {"DequantizeLinear": 1, "QuantizeLinear": 1},
-                               "QNNExecutionProvider": {"Conv": 2, "DequantizeLinear": 11, "QuantizeLinear": 6}})
+        base.update(
+            model=model,
+            model_path=f"/repo/models/{model}",
+            model_sha256="b82b" * 16,
+            ep="QNNExecutionProvider",
+            ep_api="plugin",
+            cpu_fallback=True,
+            onnxruntime="1.32.0",
+            qnn_sdk="2.51.0",
+            provider_options={"backend_type": "htp"},
+            npu_coverage=0.92,
+            placement={
+                "CPUExecutionProvider": {"DequantizeLinear": 1, "QuantizeLinear": 1},
+                "QNNExecutionProvider": {"Conv": 2, "DequantizeLinear": 11, "QuantizeLinear": 6},
+            },
+        )
     return {**base, **fields}
 
 
-WORST = [{"index": [0, 0], "actual": 0.1416, "expected": -0.0227, "abs_err": 0.1642, "err_lsb": 29.0},
-         {"index": [0, 8], "actual": -0.1416, "expected": -0.0510, "abs_err": 0.0906, "err_lsb": 16.0}]
+WORST = [
+    {"index": [0, 0], "actual": 0.1416, "expected": -0.0227, "abs_err": 0.1642, "err_lsb": 29.0},
+    {"index": [0, 8], "actual": -0.1416, "expected": -0.0510, "abs_err": 0.0906, "err_lsb": 16.0},
+]
 DOCUMENT = {
-    "schema": "pytest-edgeort/report", "version": 1, "created": "2026-12-02T04:46:51+00:00", "exitstatus": 1,
-    "interrupted": False, "seed": 20240607,
-    "devices": {"local": {"platform": "Linux-6.18-x86_64-with-glibc2.36", "machine": "x86_64", "python": "3.11.2",
-                          "onnxruntime": "1.32.0", "providers": ["CPUExecutionProvider", "QNNExecutionProvider"],
-                          "qnn": {"backends": ["htp"], "sdk_version": "2.51.0", "ep_package_version": "2.7.0"},
-                          "soc": "", "board_lock": None}},
+    "schema": "pytest-edgeort/report",
+    "version": 1,
+    "created": "2026-12-02T04:46:51+00:00",
+    "exitstatus": 1,
+    "interrupted": False,
+    "seed": 20240607,
+    "devices": {
+        "local": {
+            "platform": "Linux-6.18-x86_64-with-glibc2.36",
+            "machine": "x86_64",
+            "python": "3.11.2",
+            "onnxruntime": "1.32.0",
+            "providers": ["CPUExecutionProvider", "QNNExecutionProvider"],
+            "qnn": {"backends": ["htp"], "sdk_version": "2.51.0", "ep_package_version": "2.7.0"},
+            "soc": "",
+            "board_lock": None,
+        }
+    },
     "results": [
-        _record("t.py::test_ok[local-qnn-htp]", "conformance", "passed", "good.onnx",
-                comparison={"passed": True, "missing": [], "extra": [], "outputs": [_output(True, HISTOGRAM_OK, [])]}),
-        _record("t.py::test_bad[local-qnn-htp]", "conformance", "failed", EVIL, phase="call",
-                error=f"ComparisonError: {EVIL} on local/qnn-htp vs reference: 1 of 1 outputs failed",
-                comparison={"passed": False, "missing": [], "extra": [],
-                            "outputs": [_output(False, HISTOGRAM_BAD, WORST)]}),
-        _record("t.py::test_latency[local-qnn-htp]", "latency", "passed", "good.onnx", speedup_vs_cpu=0.108,
-                latency={"p50_ms": 0.789, "p90_ms": 0.942, "mean_ms": 0.77, "min_ms": 0.57, "runs": 20},
-                latency_gate_ms=10.0),
-        _record("t.py::test_golden[local-qnn-htp]", "golden", "passed", "good.onnx",
-                golden_provenance={**PROVENANCE, "onnxruntime": "1.31.1"},
-                comparison={"passed": True, "missing": [], "extra": [], "outputs": []}),
-        _record("t.py::test_npu[local-qnn-htp]", "no_cpu_fallback", "failed", "det.onnx", placement=None,
-                error="det.onnx on local/qnn-htp does not run fully on QNNExecutionProvider: Det x1 (det_node)",
-                cpu_nodes=[{"op_type": "Det", "count": 1, "nodes": ["det_node"]}]),
-        _record("t.py::test_setup[local-qnn-htp]", "test", "error", model=None, phase="setup",
-                error="/repo/models/missing.onnx: no such model file"),
+        _record(
+            "t.py::test_ok[local-qnn-htp]",
+            "conformance",
+            "passed",
+            "good.onnx",
+            comparison={"passed": True, "missing": [], "extra": [], "outputs": [_output(True, HISTOGRAM_OK, [])]},
+        ),
+        _record(
+            "t.py::test_bad[local-qnn-htp]",
+            "conformance",
+            "failed",
+            EVIL,
+            phase="call",
+            error=f"ComparisonError: {EVIL} on local/qnn-htp vs reference: 1 of 1 outputs failed",
+            comparison={"passed": False, "missing": [], "extra": [], "outputs": [_output(False, HISTOGRAM_BAD, WORST)]},
+        ),
+        _record(
+            "t.py::test_latency[local-qnn-htp]",
+            "latency",
+            "passed",
+            "good.onnx",
+            speedup_vs_cpu=0.108,
+            latency={"p50_ms": 0.789, "p90_ms": 0.942, "mean_ms": 0.77, "min_ms": 0.57, "runs": 20},
+            latency_gate_ms=10.0,
+        ),
+        _record(
+            "t.py::test_golden[local-qnn-htp]",
+            "golden",
+            "passed",
+            "good.onnx",
+            golden_provenance={**PROVENANCE, "onnxruntime": "1.31.1"},
+            comparison={"passed": True, "missing": [], "extra": [], "outputs": []},
+        ),
+        _record(
+            "t.py::test_npu[local-qnn-htp]",
+            "no_cpu_fallback",
+            "failed",
+            "det.onnx",
+            placement=None,
+            error="det.onnx on local/qnn-htp does not run fully on QNNExecutionProvider: Det x1 (det_node)",
+            cpu_nodes=[{"op_type": "Det", "count": 1, "nodes": ["det_node"]}],
+        ),
+        _record(
+            "t.py::test_setup[local-qnn-htp]",
+            "test",
+            "error",
+            model=None,
+            phase="setup",
+            error="/repo/models/missing.onnx: no such model file",
+        ),
     ],
-    "outcomes": {"t.py::test_ok[local-qnn-htp]": "passed", "t.py::test_bad[local-qnn-htp]": "failed",
-                 "t.py::test_latency[local-qnn-htp]": "passed", "t.py::test_golden[local-qnn-htp]": "passed",
-                 "t.py::test_npu[local-qnn-htp]": "failed", "t.py::test_setup[local-qnn-htp]": "error",
-                 "t.py::test_session_only[local-cpu]": "passed", "t.py::test_ok[local-cuda]": "skipped"},
+    "outcomes": {
+        "t.py::test_ok[local-qnn-htp]": "passed",
+        "t.py::test_bad[local-qnn-htp]": "failed",
+        "t.py::test_latency[local-qnn-htp]": "passed",
+        "t.py::test_golden[local-qnn-htp]": "passed",
+        "t.py::test_npu[local-qnn-htp]": "failed",
+        "t.py::test_setup[local-qnn-htp]": "error",
+        "t.py::test_session_only[local-cpu]": "passed",
+        "t.py::test_ok[local-cuda]": "skipped",
+    },
     "skipped": [{"reason": "device 'local' has no provider 'cuda'", "count": 2}],
 }
 
@@ -92,9 +211,11 @@ def page() -> Node:
 def test_summary_has_a_row_per_model_device_provider_failures_first(page):
     rows = [[cell.all_text() for cell in row.children] for row in summary_rows(page)]
     assert [(r[0], r[3]) for r in rows] == [
-        ("models/" + EVIL, "FAIL 0/1"), ("models/det.onnx", "FAIL 0/1"),
+        ("models/" + EVIL, "FAIL 0/1"),
+        ("models/det.onnx", "FAIL 0/1"),
         ("t.py::test_setup", "FAIL 0/1"),  # failed before any session existed: its own row, named by the test
-        ("models/good.onnx", "PASS 3/3")]
+        ("models/good.onnx", "PASS 3/3"),
+    ]
     assert rows[0][4:6] == ["29", "11.6"] and rows[3][8:11] == ["0.789", "0.942", "0.11"]
     verdicts = [n for row in summary_rows(page) for n in row.children[3].iter("span")]
     assert [v.classes() for v in verdicts] == [["badge", "fail"]] * 3 + [["badge", "pass"]]  # colour and text

@@ -1,4 +1,5 @@
 """The JSON report document and its atomic write."""
+
 from __future__ import annotations
 
 import json
@@ -11,11 +12,19 @@ from pytest_edgeort.reporting.jsonreport import SCHEMA, build_report, write_repo
 
 
 def test_the_document_joins_records_with_their_outcome():
-    document = build_report([{"nodeid": "a", "snr_db": float("-inf")}, {"check": "x"}], {"local": {}}, 7,
-                            {"a": "failed"}, [("no board", 2)], 2)
+    document = build_report(
+        [{"nodeid": "a", "snr_db": float("-inf")}, {"check": "x"}],
+        {"local": {}},
+        7,
+        {"a": "failed"},
+        [("no board", 2)],
+        2,
+    )
     assert document["schema"] == SCHEMA and document["interrupted"] is True and document["seed"] == 7
-    assert document["results"] == [{"nodeid": "a", "snr_db": "-inf", "outcome": "failed"},
-                                   {"check": "x", "outcome": "unknown"}]
+    assert document["results"] == [
+        {"nodeid": "a", "snr_db": "-inf", "outcome": "failed"},
+        {"check": "x", "outcome": "unknown"},
+    ]
     assert document["skipped"] == [{"reason": "no board", "count": 2}]
 
 

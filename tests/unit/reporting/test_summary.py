@@ -1,4 +1,5 @@
 """The edgeort summary: one row per model x device x provider, failures first."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,10 +9,22 @@ from pytest_edgeort.reporting.summary import build_rows, format_rows, lock_lines
 
 def test_rows_put_failures_first_and_keep_the_worst_metrics(tmp_path):
     records = [
-        {"nodeid": "a", "model": "m.onnx", "model_path": str(tmp_path / "m.onnx"), "device": "local",
-         "provider": "qnn-htp", "comparison": {"outputs": [{"max_lsb": 2, "snr_db": 40.0}]}},
-        {"nodeid": "b", "model": "m.onnx", "model_path": str(tmp_path / "m.onnx"), "device": "local",
-         "provider": "qnn-htp", "comparison": {"outputs": [{"max_lsb": 5, "snr_db": 30.0}]}},
+        {
+            "nodeid": "a",
+            "model": "m.onnx",
+            "model_path": str(tmp_path / "m.onnx"),
+            "device": "local",
+            "provider": "qnn-htp",
+            "comparison": {"outputs": [{"max_lsb": 2, "snr_db": 40.0}]},
+        },
+        {
+            "nodeid": "b",
+            "model": "m.onnx",
+            "model_path": str(tmp_path / "m.onnx"),
+            "device": "local",
+            "provider": "qnn-htp",
+            "comparison": {"outputs": [{"max_lsb": 5, "snr_db": 30.0}]},
+        },
         {"nodeid": "c", "model": "z.onnx", "device": "local", "provider": "cpu", "passed": False},
     ]
     rows = build_rows(records, {"a": "passed", "b": "passed"}, Path(tmp_path))
