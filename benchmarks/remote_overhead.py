@@ -36,7 +36,6 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from pytest_edgeort.config.inventory import DeviceConfig
 from pytest_edgeort.config.providers import resolve_provider
 from pytest_edgeort.devices.ssh import SSHDevice
 from pytest_edgeort.model.info import model_info
@@ -177,20 +176,7 @@ def ready_times(server: SSHServer, workdir: Path, n: int) -> Dict[str, float]:
     times: Dict[str, List[float]] = {"lock = true": [], "lock = false": []}
     for _ in range(n):
         for key in times:
-            device = SSHDevice(
-                DeviceConfig(
-                    "bench",
-                    kind="ssh",
-                    host=server.host,
-                    port=server.port,
-                    user=server.user,
-                    identity_file=str(server.identity_file),
-                    known_hosts=str(server.known_hosts),
-                    python=sys.executable,
-                    workdir=str(workdir),
-                    lock=key == "lock = true",
-                )
-            )
+            device = SSHDevice(server.device_config("bench", str(workdir), lock=key == "lock = true"))
             start = time.perf_counter()
             device.capabilities()
             times[key].append(time.perf_counter() - start)
@@ -214,19 +200,7 @@ def main() -> int:
         kit = SSHKit(tmp / "sshd")
         try:
             server = kit.start("bench")
-            device = SSHDevice(
-                DeviceConfig(
-                    "bench",
-                    kind="ssh",
-                    host=server.host,
-                    port=server.port,
-                    user=server.user,
-                    identity_file=str(server.identity_file),
-                    known_hosts=str(server.known_hosts),
-                    python=sys.executable,
-                    workdir=str(tmp / "board"),
-                )
-            )
+            device = SSHDevice(server.device_config("bench", str(tmp / "board")))
             model = relu_model(tmp / "relu.onnx")
             x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
             caps = device.capabilities()

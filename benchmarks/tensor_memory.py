@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 
-from pytest_edgeort.config.inventory import DeviceConfig
 from pytest_edgeort.devices.ssh import SSHDevice
 from tests.support.sshd import SSHKit, sshd_missing
 
@@ -46,21 +45,7 @@ def main() -> int:
         kit = SSHKit(Path(tmp))
         try:
             server = kit.start("memory_board")
-            device = SSHDevice(
-                DeviceConfig(
-                    "board",
-                    kind="ssh",
-                    host=server.host,
-                    port=server.port,
-                    user=server.user,
-                    identity_file=str(server.identity_file),
-                    known_hosts=str(server.known_hosts),
-                    python=sys.executable,
-                    workdir=str(Path(tmp) / "board"),
-                    command_timeout=600,
-                    lock=False,
-                )
-            )
+            device = SSHDevice(server.device_config("board", str(Path(tmp) / "board"), command_timeout=600, lock=False))
             client = device.client()
             client.echo([("warm", np.zeros(1024, np.float32))], timeout=60)
             board_base = vm_kib(client.pid, "VmRSS")

@@ -1,1 +1,1 @@
-"""End-of-run output: the terminal summary and the JSON report."""
+"""End-of-run output: the terminal summary, the JSON report and the HTML report."""

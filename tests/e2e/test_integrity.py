@@ -21,18 +21,9 @@ from pytest_edgeort.board import wire
 from pytest_edgeort.devices.artifact import WORKER_BYTES, WORKER_NAME
 from pytest_edgeort.devices.client import LocalTransport, StderrTail, WorkerClient, WorkerDied
 from pytest_edgeort.devices.local import worker_command
-from tests.support.runs import require_qnn
+from tests.support.runs import MATCH_TEST, require_qnn
 
 require_qnn()
-
-MATCH_TEST = """
-import pytest
-
-@pytest.mark.edge_model(r"{model}")
-@pytest.mark.edge_providers("qnn-htp")
-def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
-    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
-"""
 
 
 def frame(header: bytes) -> bytes:

@@ -4,19 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.runs import require_qnn, run
+from tests.support.runs import MATCH_TEST, require_qnn, run
 
 require_qnn()
-
-MATCH_TEST = """
-import pytest
-
-@pytest.mark.edge_model(r"{model}")
-@pytest.mark.edge_providers("qnn-htp")
-def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
-    result = edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
-    assert result.passed
-"""
 
 
 def test_u8_qdq_model_matches_cpu_with_default_tolerance(pytester, model_dir):

@@ -23,7 +23,7 @@ from pytest_edgeort.board.wire import Op
 from pytest_edgeort.config.inventory import DeviceConfig
 from pytest_edgeort.devices.client import WorkerDied
 from pytest_edgeort.errors import DeviceUnavailable
-from tests.support.runs import require_qnn, run
+from tests.support.runs import MATCH_TEST, require_qnn, run
 from tests.support.sshd import SSHServer, sshd_missing
 
 require_qnn()
@@ -178,16 +178,6 @@ def test_two_boards_one_in_a_network_namespace(pytester, model_dir, board, netns
     result = run(pytester, "-v", "--edge-device=board1", "--edge-device=board2")
     assert_same_verdicts(pytester, result, ["board1", "board2"])
     result.stdout.fnmatch_lines(["edgeort device board2: Linux*", "*test_matches_cpu[[]board2-qnn-htp[]] PASSED*"])
-
-
-MATCH_TEST = """
-import pytest
-
-@pytest.mark.edge_model(r"{model}")
-@pytest.mark.edge_providers("qnn-htp")
-def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
-    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
-"""
 
 
 def fingerprint_of(public_key_line: str, tmp: Path) -> str:
@@ -511,19 +501,7 @@ def test_model_and_worker_cache_hit_uploads_nothing_the_second_time(pytester, mo
 
 
 def test_terminate_kills_a_stuck_worker_on_the_board(board, board_workdir):
-    device = SSHDevice(
-        DeviceConfig(
-            "board1",
-            kind="ssh",
-            host=board.host,
-            port=board.port,
-            user=board.user,
-            identity_file=str(board.identity_file),
-            known_hosts=str(board.known_hosts),
-            python=sys.executable,
-            workdir=board_workdir,
-        )
-    )
+    device = SSHDevice(board.device_config("board1", board_workdir))
     client = device.client()
     pgid = client.transport.pgid
     assert device.run(f"pgrep -g {pgid}").split()  # the launcher shell and the python worker
@@ -550,19 +528,7 @@ def test_unknown_device_lists_the_inventory(pytester, model_dir, board, board_wo
 
 
 def test_reconnect_retires_the_workers_of_every_isolation_group(board, board_workdir):
-    device = SSHDevice(
-        DeviceConfig(
-            "board1",
-            kind="ssh",
-            host=board.host,
-            port=board.port,
-            user=board.user,
-            identity_file=str(board.identity_file),
-            known_hosts=str(board.known_hosts),
-            python=sys.executable,
-            workdir=board_workdir,
-        )
-    )
+    device = SSHDevice(board.device_config("board1", board_workdir))
     try:
         first, other = device.client(), device.client("qnn-htp:soc_model=60")
         device.connection().transport.sock.shutdown(socket.SHUT_RDWR)

@@ -12,10 +12,13 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
+
+from pytest_edgeort.config.inventory import DeviceConfig
 
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = "ssh-keygen"
@@ -106,6 +109,18 @@ class SSHServer:
             else:
                 lines.append(f"{key} = {_toml(value)}")
         return "\n".join(lines) + "\n"
+
+    def device_config(self, name: str, workdir: str, **extra: Any) -> DeviceConfig:
+        """A :class:`DeviceConfig` for this server with this machine's python and ``workdir``."""
+        values: Dict[str, Any] = dict(
+            host=self.host,
+            port=self.port,
+            user=self.user,
+            python=sys.executable,
+            identity_file=str(self.identity_file),
+            known_hosts=str(self.known_hosts),
+        )
+        return DeviceConfig(name, kind="ssh", workdir=workdir, **{**values, **extra})
 
     def ssh_args(self, *remote: str) -> List[str]:
         """An OpenSSH client command line for this server (host key checked against known_hosts)."""
