@@ -648,3 +648,22 @@ def pytest_runtest_teardown(item):
         assert feed.shape == (1, 3, 16, 16) and 0 <= feed.min() and feed.max() < 1
         np.testing.assert_array_equal(feed, generate_inputs(info, 3, i, {"x": (0.0, 1.0)})["x"])
     assert not np.array_equal(feeds[0], feeds[1])
+
+
+def test_a_suite_file_that_does_not_validate_has_a_record_and_a_junit_error(pytester, model_dir):
+    make_suite(pytester, "broken", 'model = "m.onnx"\nprovider = ["qnn-htp"]\n', model_dir)
+    run(pytester, "--edge-report=report.json", "--junitxml=junit.xml").assert_outcomes(failed=1)
+    report = json.loads((pytester.path / "report.json").read_text())
+    (record,) = report["results"]
+    assert (record["nodeid"], record["check"], record["outcome"], record["phase"]) == (
+        "broken/edge_suite.toml::suite",
+        "suite",
+        "failed",
+        "call",
+    )
+    assert record["suite"] == str(pytester.path / "broken" / "edge_suite.toml")
+    assert "unknown key 'provider' (did you mean 'providers'?)" in record["error"]
+    assert report["outcomes"] == {"broken/edge_suite.toml::suite": "failed"}
+    (case,) = ET.parse(pytester.path / "junit.xml").iter("testcase")
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert "unknown key 'provider'" in props["edge_error"]
