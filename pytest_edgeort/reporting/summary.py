@@ -122,13 +122,13 @@ def fp16_notes(
         notes.setdefault(
             name,
             f"note: {name} is a float model: on qnn-htp the x86-64 simulator computes it in fp32 "
-            f"(SNR {_num(snr, '.1f')} dB here), real HTP in fp16; check it with qnn-htp-fp16 "
+            f"(SNR {format_number(snr, '.1f')} dB here), real HTP in fp16; check it with qnn-htp-fp16 "
             "(on the simulator with soc_model set)",
         )
     return list(notes.values())
 
 
-def _num(value: Optional[float], fmt: str) -> str:
+def format_number(value: Optional[float], fmt: str) -> str:
     if value is None:
         return "-"
     if isinstance(value, float) and math.isinf(value):
@@ -136,7 +136,7 @@ def _num(value: Optional[float], fmt: str) -> str:
     return format(value, fmt)
 
 
-def _ms(value: Optional[float]) -> str:
+def format_ms(value: Optional[float]) -> str:
     """Milliseconds in one readable format: 3160, 31.6, 0.508."""
     if value is None:
         return "-"
@@ -161,8 +161,9 @@ def format_rows(rows: List[SummaryRow]) -> List[str]:
         topk = None if r.topk is None else 100 * r.topk
         lines.append(
             f"{_left_cut(r.model, 32):32s} {r.device[:10]:10s} {r.provider[:12]:12s} {r.verdict + ' ' + r.checks:12s} "
-            f"{_num(r.max_lsb, '.0f'):>7s} {_num(r.snr_db, '.1f'):>7s} {_num(topk, '.0f'):>6s} {coverage_text:>6s} "
-            f"{_ms(r.p50_ms):>8s} {_ms(r.p90_ms):>8s} {_num(r.speedup, '.2g'):>8s}"
+            f"{format_number(r.max_lsb, '.0f'):>7s} {format_number(r.snr_db, '.1f'):>7s} "
+            f"{format_number(topk, '.0f'):>6s} {coverage_text:>6s} "
+            f"{format_ms(r.p50_ms):>8s} {format_ms(r.p90_ms):>8s} {format_number(r.speedup, '.2g'):>8s}"
         )
     if any(r.strict_coverage is None and r.coverage is not None for r in rows):
         lines.append(

@@ -1,0 +1,282 @@
+"""Building blocks of the HTML report: escaping, badges, tables, and the sections of one check record."""
+
+from __future__ import annotations
+
+import datetime
+from html import escape
+from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
+
+from .summary import format_ms, format_number
+from .svg import histogram_svg
+
+OUTCOME_CLASS = {
+    "failed": "fail",
+    "error": "fail",
+    "passed": "pass",
+    "xfailed": "xfail",
+    "xpassed": "xfail",
+    "skipped": "skip",
+}
+_RECORD_FACTS = (
+    ("nodeid", "test"),
+    ("model_path", "model"),
+    ("model_sha256", "model sha256"),
+    ("ep", "EP"),
+    ("ep_api", "EP API"),
+    ("provider_options", "provider options"),
+    ("cpu_fallback", "CPU fallback"),
+    ("offload_graph_io_quantization", "offload_graph_io_quantization"),
+    ("examples", "examples"),
+    ("fuzz_examples", "fuzz examples"),
+    ("onnxruntime", "onnxruntime"),
+    ("qnn_sdk", "QNN SDK"),
+    ("qnn_ep", "QNN EP"),
+    ("soc", "SoC"),
+    ("xdist_worker", "xdist worker"),
+    ("phase", "failed in"),
+)
+
+
+def e(value: Any) -> str:
+    """Any value as escaped HTML text (model names, paths and errors are user data)."""
+    return escape(str(value), quote=True)
+
+
+def badge(text: str, css: str) -> str:
+    return f'<span class="badge {css}">{e(text)}</span>'
+
+
+def outcome_badge(outcome: str) -> str:
+    return badge(outcome.upper(), OUTCOME_CLASS.get(outcome, "other"))
+
+
+def _value(value: Any) -> str:
+    """A fact for a table cell: mappings as ``k=v`` pairs, lists comma-separated, floats shortened."""
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}={_value(v)}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(str(v) for v in value) or "-"
+    if isinstance(value, float):
+        return format(value, ".4g")
+    return "-" if value in (None, "") else str(value)
+
+
+def html_table(
+    header: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    numeric: Sequence[int] = (),
+    css: Optional[Mapping[int, str]] = None,
+) -> str:
+    """A table from already-escaped cell HTML; columns in ``numeric`` are right-aligned, ``css`` gives
+    other columns a class."""
+    classes = {**{i: "n" for i in numeric}, **(css or {})}
+    head = "".join(f"<th>{e(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>"
+        + "".join(f'<td class="{classes[i]}">{c}</td>' if i in classes else f"<td>{c}</td>" for i, c in enumerate(row))
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def facts_table(pairs: Iterable[Tuple[str, Any]]) -> str:
+    """A two-column table of the facts that are present, names in the first column."""
+    rows = "".join(f"<tr><th>{e(k)}</th><td>{e(_value(v))}</td></tr>" for k, v in pairs if v not in (None, "", [], {}))
+    return f'<table class="facts"><tbody>{rows}</tbody></table>'
+
+
+def when(epoch: Optional[float]) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def _metrics(outputs: Sequence[Mapping[str, Any]]) -> str:
+    rows = []
+    for out in outputs:
+        verdict = badge("PASS", "pass") if out.get("passed") else badge("FAIL", "fail")
+        shape = "x".join(str(d) for d in out.get("actual_shape", ())) or "scalar"
+        topk = out.get("topk_agreement")
+        rows.append(
+            [
+                e(out.get("name")),
+                e(shape),
+                e(out.get("actual_dtype")),
+                verdict,
+                *(e(_value(out.get(key))) for key in ("max_abs", "mean_abs", "max_lsb", "scale")),
+                e(_value(None if out.get("frac_within") is None else 100 * out["frac_within"])),
+                e(_value(out.get("snr_db"))),
+                e(_value(out.get("cosine"))),
+                e(_value(None if topk is None else 100 * topk)),
+                e(_value(out.get("gain"))),
+            ]
+        )
+    return html_table(
+        (
+            "output",
+            "shape",
+            "dtype",
+            "verdict",
+            "max |err|",
+            "mean |err|",
+            "max LSB",
+            "LSB (scale)",
+            "within tol %",
+            "SNR dB",
+            "cosine",
+            "top-k %",
+            "gain",
+        ),
+        rows,
+        numeric=tuple(range(4, 13)),
+    )
+
+
+def _comparison(comparison: Mapping[str, Any]) -> str:
+    """The per-output metrics table, missing/extra outputs, then each output's details."""
+    parts = ["<h4>outputs</h4>" + _metrics(comparison["outputs"])] if comparison.get("outputs") else []
+    for key in ("missing", "extra"):
+        if comparison.get(key):
+            parts.append(f"<p>{key} outputs: {e(', '.join(map(str, comparison[key])))}</p>")
+    parts.extend(_output_details(out) for out in comparison.get("outputs", ()))
+    return "".join(parts)
+
+
+def _output_details(out: Mapping[str, Any]) -> str:
+    name = e(out.get("name"))
+    parts = [f"<h4>output {name}</h4>"]
+    if out.get("failures"):
+        parts.append("<ul>" + "".join(f"<li>{e(f)}</li>" for f in out["failures"]) + "</ul>")
+    tolerance = {k: v for k, v in (out.get("tolerance") or {}).items() if v is not None}
+    parts.append(
+        facts_table(
+            [
+                ("error pattern", out.get("pattern_text")),
+                ("tolerance", tolerance),
+                ("smallest tolerance that would pass", out.get("smallest_passing")),
+                ("NaN actual/expected", _pair(out, "nan")),
+                ("inf actual/expected", _pair(out, "inf")),
+            ]
+        )
+    )
+    if out.get("worst"):
+        rows = (
+            [
+                e(tuple(w.get("index", ()))),
+                *(e(_value(w.get(k))) for k in ("actual", "expected", "abs_err", "err_lsb")),
+            ]
+            for w in out["worst"]
+        )
+        parts.append(
+            "<p>worst elements</p>"
+            + html_table(("index", "actual", "expected", "|err|", "err LSB"), rows, numeric=(1, 2, 3, 4))
+        )
+    if out.get("histogram"):
+        parts.append(_histogram(out["histogram"], str(out.get("histogram_unit") or "LSB"), tolerance))
+    return "".join(parts)
+
+
+def _histogram(bins: Sequence[Sequence[Any]], unit: str, tolerance: Mapping[str, Any]) -> str:
+    """The plot with its caption; the limit is the ``lsb`` tolerance (or 1 for a histogram in ``atol``)."""
+    limit = tolerance.get("lsb") if unit == "LSB" else 1.0 if unit == "atol" else None
+    legend = f" (red: bins wholly above the tolerance of {_value(limit)} {unit})" if limit is not None else ""
+    return f"<p>error histogram in {e(unit)}{e(legend)}</p>" + histogram_svg(bins, unit, limit)
+
+
+def _pair(out: Mapping[str, Any], kind: str) -> Optional[str]:
+    actual, expected = out.get(f"{kind}_actual"), out.get(f"{kind}_expected")
+    return f"{actual} / {expected}" if actual or expected else None
+
+
+def _placement(placement: Mapping[str, Mapping[str, int]]) -> str:
+    """Node counts per op type and EP; ops (partly) on the CPU EP are marked and listed first."""
+    eps = sorted(placement, key=lambda ep: (ep == "CPUExecutionProvider", ep))
+    ops = sorted(
+        {op for counts in placement.values() for op in counts},
+        key=lambda op: (not placement.get("CPUExecutionProvider", {}).get(op), op),
+    )
+    rows = []
+    for op in ops:
+        cells = []
+        for ep in eps:
+            count = placement[ep].get(op)
+            on_cpu = ep == "CPUExecutionProvider" and count
+            cells.append(f'<span class="cpu">{e(count)} on CPU</span>' if on_cpu else e(count or ""))
+        rows.append([e(op), *cells])
+    return html_table(("op type", *eps), rows, numeric=tuple(range(1, len(eps) + 1)))
+
+
+def _latency(record: Mapping[str, Any]) -> str:
+    latency = record.get("latency") or {}
+    return facts_table(
+        [
+            ("p50 ms", format_ms(latency.get("p50_ms"))),
+            ("p90 ms", format_ms(latency.get("p90_ms"))),
+            ("mean ms", format_ms(latency.get("mean_ms"))),
+            ("min ms", format_ms(latency.get("min_ms"))),
+            ("runs", latency.get("runs")),
+            ("gate p90 ms", record.get("latency_gate_ms")),
+            ("speed-up vs CPU", format_number(record.get("speedup_vs_cpu"), ".2g")),
+        ]
+    )
+
+
+def _golden(record: Mapping[str, Any]) -> str:
+    """Where the goldens came from; facts that differ from this run are flagged."""
+    provenance = record["golden_provenance"]
+    rows = []
+    for key, value in sorted(provenance.items()):
+        if key == "placement":
+            continue
+        now = record.get(key)
+        changed = now is not None and key not in ("model", "written") and now != value
+        rows.append([e(key), e(_value(value)), e(_value(now)) + (" <strong>(changed)</strong>" if changed else "")])
+    return "<h4>golden provenance</h4>" + html_table(("fact", "golden written with", "this run"), rows)
+
+
+def record_html(number: int, record: Mapping[str, Any], row_index: int) -> str:
+    outcome = str(record.get("outcome", "unknown"))
+    failed = OUTCOME_CLASS.get(outcome) == "fail"
+    parts = [
+        f'<section class="record{" failed" if failed else ""}" id="rec-{number}">',
+        (
+            f"<h3>{outcome_badge(outcome)} {e(record.get('check', 'test'))} "
+            f'<span class="muted">{e(record.get("nodeid", ""))}</span></h3>'
+        ),
+        f'<p><a href="#row-{row_index}">back to the summary</a></p>',
+    ]
+    if record.get("error"):
+        parts.append(f'<pre class="error">{e(record["error"])}</pre>')
+    duration = None
+    if isinstance(record.get("started"), (int, float)) and isinstance(record.get("finished"), (int, float)):
+        duration = f"{record['finished'] - record['started']:.3f} s"
+    parts.append(
+        facts_table(
+            [(label, record.get(key)) for key, label in _RECORD_FACTS]
+            + [("started", when(record.get("started"))), ("duration", duration)]
+        )
+    )
+    parts.append(_comparison(record.get("comparison") or {}))
+    if record.get("cpu_nodes"):
+        rows = ([e(n.get("op_type")), e(n.get("count")), e(", ".join(n.get("nodes", ())))] for n in record["cpu_nodes"])
+        parts.append(
+            "<h4>nodes that would run on CPU</h4>" + html_table(("op type", "count", "nodes"), rows, numeric=(1,))
+        )
+    if record.get("placement"):
+        coverage = record.get("npu_coverage")
+        if isinstance(coverage, (int, float)):
+            parts.append(f"<h4>placement per op type</h4><p>NPU node coverage {100 * coverage:.1f} %</p>")
+        else:
+            parts.append("<h4>placement per op type</h4>")
+        parts.append(_placement(record["placement"]))
+    if record.get("latency"):
+        parts.append("<h4>latency</h4>" + _latency(record))
+    if record.get("golden_provenance"):
+        parts.append(_golden(record))
+    if record.get("golden_update"):
+        parts.append(
+            "<h4>golden update</h4><ul>" + "".join(f"<li>{e(line)}</li>" for line in record["golden_update"]) + "</ul>"
+        )
+    parts.append("</section>")
+    return "".join(parts)
