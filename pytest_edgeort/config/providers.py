@@ -122,43 +122,28 @@ class ProviderSpec:
     qnn_backend: Optional[str] = None
 
 
+def _qnn(alias: str, backend: str, **fixed: str) -> ProviderSpec:
+    """A QNN alias: its backend, fixed options, QNN's option table; float judged as fp16."""
+    return ProviderSpec(
+        alias,
+        "QNNExecutionProvider",
+        {"backend_type": backend, **fixed},
+        True,
+        QNN_OPTION_KEYS,
+        QNN_OPTION_VALUES,
+        QNN_PROCESS_GLOBAL_KEYS,
+        float_as_fp16=True,
+        qnn_backend=backend,
+    )
+
+
 ALIASES: Dict[str, ProviderSpec] = {
     spec.alias: spec
     for spec in (
         ProviderSpec("cpu", "CPUExecutionProvider", accelerator=False, option_keys=frozenset()),
-        ProviderSpec(
-            "qnn-htp",
-            "QNNExecutionProvider",
-            {"backend_type": "htp"},
-            True,
-            QNN_OPTION_KEYS,
-            QNN_OPTION_VALUES,
-            QNN_PROCESS_GLOBAL_KEYS,
-            float_as_fp16=True,
-            qnn_backend="htp",
-        ),
-        ProviderSpec(
-            "qnn-htp-fp16",
-            "QNNExecutionProvider",
-            {"backend_type": "htp", "enable_htp_fp16_precision": "1"},
-            True,
-            QNN_OPTION_KEYS,
-            QNN_OPTION_VALUES,
-            QNN_PROCESS_GLOBAL_KEYS,
-            float_as_fp16=True,
-            qnn_backend="htp",
-        ),
-        ProviderSpec(
-            "qnn-gpu",
-            "QNNExecutionProvider",
-            {"backend_type": "gpu"},
-            True,
-            QNN_OPTION_KEYS,
-            QNN_OPTION_VALUES,
-            QNN_PROCESS_GLOBAL_KEYS,
-            float_as_fp16=True,
-            qnn_backend="gpu",
-        ),
+        _qnn("qnn-htp", "htp"),
+        _qnn("qnn-htp-fp16", "htp", enable_htp_fp16_precision="1"),
+        _qnn("qnn-gpu", "gpu"),
         ProviderSpec("cuda", "CUDAExecutionProvider", option_keys=CUDA_OPTION_KEYS),
         ProviderSpec("tensorrt", "TensorrtExecutionProvider"),
         ProviderSpec("openvino", "OpenVINOExecutionProvider"),
