@@ -25,7 +25,7 @@ from .client import Transport, WorkerClient, WorkerDied, WorkerError
 from .placement import Placement
 
 _session_ids = itertools.count(1)
-LOCK_LOSS_GRACE_S = 1.0  # how long the other workers of a dropped connection may take to end too
+LOCK_LOSS_GRACE_S = 3.0  # how long the other workers of a dropped connection may take to end too (loaded CI)
 
 
 @dataclass
