@@ -60,7 +60,7 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption(
         "--edge-html",
         dest="edge_html",
-        metavar="PATH",  # edge-html
+        metavar="PATH",
         help="write a self-contained HTML report (tables, error histograms, placement per op)",
     )
     group.addoption(
@@ -82,7 +82,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("edge_strict", "fail instead of skip on missing devices/providers", type="bool", default=False)
     parser.addini("edge_update_golden", "rewrite golden outputs", type="bool", default=False)
     parser.addini("edge_report", "JSON report path", default="")
-    parser.addini("edge_html", "HTML report path", default="")  # edge-html
+    parser.addini("edge_html", "HTML report path", default="")
     parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
 
 
@@ -98,7 +98,7 @@ class EdgeOptions:
     seed: int = DEFAULT_SEED
     update_golden: bool = False
     report: Optional[Path] = None
-    html: Optional[Path] = None  # edge-html: --edge-html PATH
+    html: Optional[Path] = None  # --edge-html PATH
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> EdgeOptions:
@@ -119,7 +119,7 @@ class EdgeOptions:
         except ValueError:
             raise pytest.UsageError(f"edge_seed must be an integer, got {pick('edge_seed')!r}") from None
         report = pick("edge_report")
-        html = pick("edge_html")  # edge-html
+        html = pick("edge_html")
         return cls(
             devices=tuple(pick("edge_device") or ["local"]),
             devices_file=path,
@@ -129,7 +129,7 @@ class EdgeOptions:
             seed=seed,
             update_golden=bool(pick("edge_update_golden")),
             report=Path(report) if report else None,
-            html=Path(html) if html else None,  # edge-html
+            html=Path(html) if html else None,
         )
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:

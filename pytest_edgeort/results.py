@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from functools import partial  # edge-html
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
@@ -232,10 +232,10 @@ class RunOutput:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the JSON and HTML reports (also after Ctrl-C: pytest still finishes the session)."""
         results, options = self.results, self.run.options
-        wanted = options.report is not None or options.html is not None  # edge-html
+        wanted = options.report is not None or options.html is not None
         if not wanted or not (results.records or results.outcomes):
             return
-        from .reporting.html import write_html  # edge-html
+        from .reporting.html import write_html
         from .reporting.jsonreport import build_report, write_report
         from .reporting.summary import skip_counts
 
@@ -247,8 +247,8 @@ class RunOutput:
             skip_counts(results.skip_reasons),
             int(exitstatus),
         )
-        html = partial(write_html, rootdir=self.run.rootdir)  # edge-html: rows name models relative to it
-        for path, write in ((options.report, write_report), (options.html, html)):  # edge-html
+        html = partial(write_html, rootdir=self.run.rootdir)  # rows name models relative to it
+        for path, write in ((options.report, write_report), (options.html, html)):
             if path is None:
                 continue
             try:
