@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Tuple
 import pytest
 
 if TYPE_CHECKING:
+    from .checks.latency import LatencyResult
     from .compare.engine import Comparison
 
 # JUnit property <- provenance key: every edge test carries these where they are known, also one
@@ -60,7 +61,10 @@ def record_coverage(item: pytest.Item, coverage: float) -> None:
     item.user_properties.append(("edge_npu_coverage", f"{coverage:.4f}"))
 
 
-def record_latency(item: pytest.Item, p50_ms: float, p90_ms: float) -> None:
-    """``edge_latency_p50_ms`` and ``edge_latency_p90_ms``."""
-    for key, value in (("p50_ms", p50_ms), ("p90_ms", p90_ms)):
-        item.user_properties.append((f"edge_latency_{key}", f"{value:.4g}"))
+def record_latency(item: pytest.Item, result: LatencyResult) -> None:
+    """``edge_latency_p50_ms`` and ``edge_latency_p90_ms`` of the deciding measurement,
+    ``edge_latency_simulated`` and ``edge_latency_decided_by``."""
+    for key in ("p50_ms", "p90_ms"):
+        item.user_properties.append((f"edge_latency_{key}", f"{getattr(result.stats, key):.4g}"))
+    item.user_properties.append(("edge_latency_simulated", "true" if result.simulated else "false"))
+    item.user_properties.append(("edge_latency_decided_by", result.decided_by))

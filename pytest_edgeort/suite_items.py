@@ -321,17 +321,12 @@ class SuiteItem(SuiteNode):
         models = self._models(run)
         session = self._session(run, models)
         cpu = None if self.provider == "cpu" else partial(open_session, run, self.device, models.model, "cpu")
-        result = measure_latency(session, models.feeds[0], self.suite.latency_runs, self.suite.latency_p90_ms, cpu)
-        stats = result.stats
-        self._record(
-            run,
-            session,
-            passed=result.passed,
-            latency=stats.to_dict(),
-            speedup_vs_cpu=result.speedup_vs_cpu,
-            latency_gate_ms=result.gate_ms,
+        suite = self.suite
+        result = measure_latency(
+            session, models.feeds[0], suite.latency_runs, suite.latency_gates, cpu, simulated=session.simulated
         )
-        record_latency(self, stats.p50_ms, stats.p90_ms)
+        self._record(run, session, passed=result.passed, **result.record())
+        record_latency(self, result)
         if not result.passed:
             fail(result.failure(session.label))
 

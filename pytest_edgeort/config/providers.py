@@ -120,6 +120,16 @@ class ProviderSpec:
     process_global_keys: FrozenSet[str] = frozenset()
     float_as_fp16: bool = False  # judge float outputs as fp16 (real NPUs compute float in fp16)
     qnn_backend: Optional[str] = None
+    simulated_on: FrozenSet[str] = frozenset()  # machines (``platform.machine()``) where the EP is a simulator
+
+    def simulated(self, caps: Mapping[str, Any]) -> bool:
+        """Whether this provider is a simulator on the device whose capabilities are ``caps`` (its
+        numerics are real, its timing is not a board's)."""
+        return caps.get("machine") in self.simulated_on
+
+
+# onnxruntime-qnn's Linux x86-64 wheel runs its QNN backends in simulation
+QNN_SIMULATOR_MACHINES = frozenset({"x86_64", "AMD64"})
 
 
 def _qnn(alias: str, backend: str, **fixed: str) -> ProviderSpec:
@@ -134,6 +144,7 @@ def _qnn(alias: str, backend: str, **fixed: str) -> ProviderSpec:
         QNN_PROCESS_GLOBAL_KEYS,
         float_as_fp16=True,
         qnn_backend=backend,
+        simulated_on=QNN_SIMULATOR_MACHINES,
     )
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .._text import did_you_mean
+from ..checks.latency import LatencyGate
 from ..compare.tolerance import ToleranceSpec, parse_tolerance
 from ..errors import EdgeError
 from .providers import provider_options, resolve_provider
@@ -37,7 +38,8 @@ _TOP_KEYS = (
     "provider_options",
     "xfail",
 )
-_CHECK_KEYS = ("no_cpu_fallback", "golden", "latency_p90_ms", "latency_runs", "fuzz_examples")
+_LATENCY_GATE_KEYS = {"latency_p50_ms": "p50", "latency_p90_ms": "p90"}
+_CHECK_KEYS = ("no_cpu_fallback", "golden", *_LATENCY_GATE_KEYS, "latency_runs", "fuzz_examples")
 _GENERATE_KEYS = ("count", "seed", "range", "ranges")
 _PKG_HINT = " or use pkg:<package>/<resource> for a model shipped in a package"
 
@@ -76,7 +78,7 @@ class Suite:
     tolerance: ToleranceSpec = field(default_factory=ToleranceSpec)
     no_cpu_fallback: bool = True
     golden: bool = True
-    latency_p90_ms: Optional[float] = None
+    latency_gates: Tuple[LatencyGate, ...] = ()
     latency_runs: int = 20
     fuzz_examples: int = 0
     provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -303,11 +305,14 @@ def load_suite(path: Path) -> Suite:
         )
     if "golden" in checks:
         values["golden"] = _expect(checks["golden"], (bool,), where, "checks.golden", "true or false")
-    if "latency_p90_ms" in checks:
-        p90 = _expect(checks["latency_p90_ms"], (int, float), where, "checks.latency_p90_ms", "milliseconds > 0")
-        if p90 <= 0:
-            raise SuiteError(f"{where}: key 'checks.latency_p90_ms': expected milliseconds > 0, got {p90}")
-        values["latency_p90_ms"] = float(p90)
+    gates = []
+    for key, stat in _LATENCY_GATE_KEYS.items():
+        if key in checks:
+            ms = _expect(checks[key], (int, float), where, f"checks.{key}", "milliseconds > 0")
+            if ms <= 0:
+                raise SuiteError(f"{where}: key 'checks.{key}': expected milliseconds > 0, got {ms}")
+            gates.append(LatencyGate(stat, float(ms)))
+    values["latency_gates"] = tuple(gates)
     for key in ("latency_runs", "fuzz_examples"):
         if key in checks:
             number = _expect(checks[key], (int,), where, f"checks.{key}", "an integer >= 0")

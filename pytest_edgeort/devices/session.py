@@ -58,6 +58,11 @@ class EdgeSession:
         placement = self.placement
         return None if placement is None else placement.coverage(self.spec.ep_name)
 
+    @property
+    def simulated(self) -> bool:
+        """Whether the provider is a simulator on this device (QNN on x86-64): real numerics, no board timing."""
+        return self.spec.simulated(self.device.capabilities())
+
     def provenance(self) -> Dict[str, Any]:
         """Facts to record with every result from this session."""
         caps = self.device.capabilities()

@@ -10,7 +10,7 @@ from .._text import atomic_write
 from ..config.suite import MANIFEST
 from ..errors import ReportError
 from .html_blocks import OUTCOME_CLASS, badge, e, facts_table, html_table, outcome_badge, record_html, when
-from .summary import SummaryRow, build_rows, device_line, format_ms, format_number, row_name
+from .summary import SIMULATED_MARK, SummaryRow, build_rows, device_line, format_ms, format_number, row_name
 
 _VERDICT_CLASS = {"FAIL": "fail", "PASS": "pass", "XFAIL": "xfail", "SKIP": "skip"}
 _OUTCOME_ORDER = {"fail": 0, "xfail": 1, "skip": 2, "pass": 3}
@@ -120,6 +120,7 @@ def _summary(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
         strict = row.strict_coverage is not None
         coverage = row.strict_coverage if strict else row.coverage
         coverage_text = "-" if coverage is None else f"{100 * coverage:.0f}" + ("" if strict else "*")
+        sim = SIMULATED_MARK if row.latency_simulated else ""
         checks = " ".join(
             f'<span class="check"><a href="#rec-{n}">{e(r.get("check", "test"))}</a> '
             f"{outcome_badge(r.get('outcome', '?'))}</span>"
@@ -135,9 +136,9 @@ def _summary(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
                 e(format_number(row.snr_db, ".1f")),
                 e(format_number(None if row.topk is None else 100 * row.topk, ".0f")),
                 e(coverage_text),
-                e(format_ms(row.p50_ms)),
-                e(format_ms(row.p90_ms)),
-                e(format_number(row.speedup, ".2g")),
+                e(format_ms(row.p50_ms) + sim),
+                e(format_ms(row.p90_ms) + sim),
+                e(format_number(row.speedup, ".2g") + sim),
                 checks,
             ]
         )
@@ -163,7 +164,8 @@ def _summary(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
     note = (
         '<p class="muted">NPU % with *: with CPU fallback allowed (QNN then runs graph-input/output '
         "quantization on CPU); without *: with CPU fallback disabled. Verdicts: worst check of the row; "
-        "the count is checks passed of checks run.</p>"
+        f"the count is checks passed of checks run. ms and speed-up with {SIMULATED_MARK}: simulated latency "
+        "(QNN's HTP simulator on x86-64), not a board's.</p>"
     )
     return f'<h2 id="summary">Summary: model x device x provider</h2>{table}{note}'
 

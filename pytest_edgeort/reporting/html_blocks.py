@@ -208,18 +208,36 @@ def _placement(placement: Mapping[str, Mapping[str, int]]) -> str:
 
 
 def _latency(record: Mapping[str, Any]) -> str:
+    """The deciding measurement, the gates, every measurement taken, and whether it was simulated."""
     latency = record.get("latency") or {}
-    return facts_table(
-        [
-            ("p50 ms", format_ms(latency.get("p50_ms"))),
-            ("p90 ms", format_ms(latency.get("p90_ms"))),
-            ("mean ms", format_ms(latency.get("mean_ms"))),
-            ("min ms", format_ms(latency.get("min_ms"))),
-            ("runs", latency.get("runs")),
-            ("gate p90 ms", record.get("latency_gate_ms")),
-            ("speed-up vs CPU", format_number(record.get("speedup_vs_cpu"), ".2g")),
-        ]
-    )
+    attempts = record.get("latency_attempts") or []
+    simulated = record.get("latency_simulated")
+    facts = [
+        ("p50 ms", format_ms(latency.get("p50_ms"))),
+        ("p90 ms", format_ms(latency.get("p90_ms"))),
+        ("mean ms", format_ms(latency.get("mean_ms"))),
+        ("min ms", format_ms(latency.get("min_ms"))),
+        ("runs", latency.get("runs")),
+        *((f"gate {key[len('latency_') :]}", ms) for key, ms in (record.get("latency_gates") or {}).items()),
+        ("speed-up vs CPU", format_number(record.get("speedup_vs_cpu"), ".2g")),
+        ("decided by", record.get("latency_decided_by")),
+    ]
+    if simulated:
+        facts.insert(0, ("simulated", "yes: QNN's HTP simulator on x86-64, not a board's latency"))
+    table = facts_table(facts)
+    if len(attempts) > 1:
+        rows = (
+            [
+                e(str(n + 1)),
+                e(format_ms(a.get("p50_ms"))),
+                e(format_ms(a.get("p90_ms"))),
+                e(a.get("runs")),
+                e("held" if a.get("passed") else "broken"),
+            ]
+            for n, a in enumerate(attempts)
+        )
+        table += html_table(("measurement", "p50 ms", "p90 ms", "runs", "gates"), rows, numeric=(0, 1, 2, 3))
+    return table
 
 
 def _golden(record: Mapping[str, Any]) -> str:
@@ -271,7 +289,8 @@ def record_html(number: int, record: Mapping[str, Any], row_index: int) -> str:
             parts.append("<h4>placement per op type</h4>")
         parts.append(_placement(record["placement"]))
     if record.get("latency"):
-        parts.append("<h4>latency</h4>" + _latency(record))
+        title = "simulated latency" if record.get("latency_simulated") else "latency"
+        parts.append(f"<h4>{title}</h4>" + _latency(record))
     if record.get("golden_provenance"):
         parts.append(_golden(record))
     if record.get("golden_update"):

@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from ..config.providers import available_aliases, unusable_aliases
+from ..config.providers import ALIASES, available_aliases, unusable_aliases
 
 _BAD = ("failed", "error")
+SIMULATED_MARK = "~"  # after a latency figure measured on a simulator
 
 
 @dataclass
@@ -28,6 +29,7 @@ class SummaryRow:
     strict_coverage: Optional[float] = None  # with CPU fallback disabled (a passed no_cpu_fallback check)
     p50_ms: Optional[float] = None
     p90_ms: Optional[float] = None
+    latency_simulated: bool = False
     speedup: Optional[float] = None
 
     @property
@@ -95,6 +97,7 @@ def build_rows(
         latency = rec.get("latency") or {}
         if latency:
             row.p50_ms, row.p90_ms = latency.get("p50_ms"), latency.get("p90_ms")
+            row.latency_simulated = bool(rec.get("latency_simulated"))
             row.speedup = rec.get("speedup_vs_cpu")
     return sorted(rows.values(), key=lambda r: (r.verdict != "FAIL", r.model, r.device, r.provider))
 
@@ -159,11 +162,17 @@ def format_rows(rows: List[SummaryRow]) -> List[str]:
         coverage = r.strict_coverage if strict else r.coverage
         coverage_text = "-" if coverage is None else f"{100 * coverage:.0f}" + ("" if strict else "*")
         topk = None if r.topk is None else 100 * r.topk
+        sim = SIMULATED_MARK if r.latency_simulated else ""
         lines.append(
             f"{_left_cut(r.model, 32):32s} {r.device[:10]:10s} {r.provider[:12]:12s} {r.verdict + ' ' + r.checks:12s} "
             f"{format_number(r.max_lsb, '.0f'):>7s} {format_number(r.snr_db, '.1f'):>7s} "
             f"{format_number(topk, '.0f'):>6s} {coverage_text:>6s} "
-            f"{format_ms(r.p50_ms):>8s} {format_ms(r.p90_ms):>8s} {format_number(r.speedup, '.2g'):>8s}"
+            f"{format_ms(r.p50_ms) + sim:>8s} {format_ms(r.p90_ms) + sim:>8s} "
+            f"{format_number(r.speedup, '.2g') + sim:>8s}"
+        )
+    if any(r.latency_simulated for r in rows):
+        lines.append(
+            f"ms {SIMULATED_MARK}: simulated latency (QNN's HTP simulator on x86-64): not a board's latency or speed-up"
         )
     if any(r.strict_coverage is None and r.coverage is not None for r in rows):
         lines.append(
@@ -186,7 +195,7 @@ def device_line(name: str, caps: Mapping[str, Any]) -> str:
     listed = f"; listed but unusable: {', '.join(unusable)} (no session on its backend)" if unusable else ""
     qnn_text = f", QNN SDK {qnn.get('sdk_version')} (EP {qnn.get('ep_package_version')})" if qnn else ""
     soc = f" [{caps['soc']}]" if caps.get("soc") else ""
-    simulated = caps.get("machine") in ("x86_64", "AMD64") and "htp" in qnn.get("backends", ())
+    simulated = ALIASES["qnn-htp"].simulated(caps) and "htp" in qnn.get("backends", ())
     note = "; qnn-htp is QNN's HTP simulator on x86-64: its latency and speed-up are not a board's" if simulated else ""
     return (
         f"edgeort device {name}: {caps.get('platform')}{soc}, python {caps.get('python')}, "

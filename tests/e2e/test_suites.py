@@ -26,7 +26,7 @@ CORE_ONLY = "[checks]\nno_cpu_fallback = false\ngolden = false\n"
 VALID_TOP_KEYS = (
     "model, float_model, providers, reference, inputs, golden_dir, prepare, tolerance, checks, provider_options, xfail"
 )
-VALID_CHECK_KEYS = "no_cpu_fallback, golden, latency_p90_ms, latency_runs, fuzz_examples"
+VALID_CHECK_KEYS = "no_cpu_fallback, golden, latency_p50_ms, latency_p90_ms, latency_runs, fuzz_examples"
 
 
 def make_suite(
@@ -526,7 +526,7 @@ def test_prepared_model_is_cached_by_content_hash(pytester, model_dir):
 # ------------------------------------------------------------------------------------- latency
 
 
-def test_latency_gate_fails_and_junit_has_latency_properties(pytester, model_dir):
+def test_latency_gate_fails_after_a_re_measurement_and_junit_has_latency_properties(pytester, model_dir):
     make_suite(pytester, "fast", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY, model_dir)
     make_suite(
         pytester,
@@ -534,13 +534,23 @@ def test_latency_gate_fails_and_junit_has_latency_properties(pytester, model_dir
         'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY + "latency_p90_ms = 0.000001\nlatency_runs = 5\n",
         model_dir,
     )
-    result = run(pytester, "-k", "latency", "--junitxml=junit.xml")
+    result = run(pytester, "-k", "latency", "--junitxml=junit.xml", "--edge-report=r.json")
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "m.onnx on local/qnn-htp: latency p90 * ms > latency_p90_ms 1e-06 (p50 * ms, min * ms over 5 runs)",
+            "m.onnx on local/qnn-htp: simulated latency p90 * ms > latency_p90_ms 1e-06 (confirmed by a "
+            "re-measurement) (first: p50 * ms, p90 * ms, min * ms over 5 runs; re-measured: p50 * ms, p90 * ms, "
+            "min * ms over 15 runs)",
+            "*ms ~: simulated latency (QNN's HTP simulator on x86-64)*",
         ]
     )
+    records = {r["suite"].split("/")[-2]: r for r in json.loads((pytester.path / "r.json").read_text())["results"]}
+    gated, fast = records["gated"], records["fast"]
+    assert gated["latency_simulated"] is True and gated["latency_decided_by"] == "re-measurement"
+    assert [a["runs"] for a in gated["latency_attempts"]] == [5, 15]
+    assert [a["passed"] for a in gated["latency_attempts"]] == [False, False]
+    assert gated["latency"]["runs"] == 15 and gated["latency_gates"] == {"latency_p90_ms": 1e-06}
+    assert fast["latency_decided_by"] == "first measurement" and len(fast["latency_attempts"]) == 1
     tree = ET.parse(pytester.path / "junit.xml")
     cases = {(c.get("classname"), c.get("name")): c for c in tree.iter("testcase")}
     passing = cases[("fast.edge_suite.toml", "latency[local-qnn-htp]")]
@@ -548,6 +558,17 @@ def test_latency_gate_fails_and_junit_has_latency_properties(pytester, model_dir
     props = {p.get("name"): p.get("value") for p in passing.iter("property")}
     assert float(props["edge_latency_p50_ms"]) > 0
     assert float(props["edge_latency_p90_ms"]) >= float(props["edge_latency_p50_ms"])
+    assert props["edge_latency_simulated"] == "true"
+
+
+def test_latency_gate_keys_are_validated(pytester, model_dir):
+    make_suite(
+        pytester, "bad", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY + "latency_p50_ms = -1\n", model_dir
+    )
+    result = run(pytester, "-k", "latency")
+    result.stdout.fnmatch_lines(
+        ["*bad/edge_suite.toml: key 'checks.latency_p50_ms': expected milliseconds > 0, got -1*"]
+    )
 
 
 def test_junit_of_suite_conformance_carries_provenance(pytester, model_dir):

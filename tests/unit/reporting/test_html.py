@@ -313,3 +313,24 @@ def test_histogram_marks_only_bins_wholly_above_the_limit():
     assert beyond(None) == [False] * 9
     original = copy.deepcopy(bins)
     assert "<title>&gt;32 LSB: 1 elements</title>" in histogram_svg(bins) and bins == original
+
+
+def test_simulated_latency_is_labelled_and_every_measurement_is_shown():
+    document = copy.deepcopy(DOCUMENT)
+    record = next(r for r in document["results"] if r.get("check") == "latency")
+    first = {"p50_ms": 0.8, "p90_ms": 21.0, "mean_ms": 3.0, "min_ms": 0.6, "runs": 20, "passed": False}
+    record.update(
+        latency_simulated=True,
+        latency_gates={"latency_p90_ms": 10.0},
+        latency_attempts=[first, {**record["latency"], "runs": 60, "passed": True}],
+        latency_decided_by="re-measurement",
+    )
+    page = parse(render_html(document, ROOT))
+    good = next(r for r in summary_rows(page) if r.children[0].all_text() == "models/good.onnx")
+    assert [c.all_text() for c in good.children[8:11]] == ["0.789~", "0.942~", "0.11~"]
+    text = page.all_text()
+    assert "simulated latency" in [h.all_text() for h in page.iter("h4")]
+    assert "QNN's HTP simulator on x86-64, not a board's latency" in text and "re-measurement" in text
+    measurements = next(t for t in page.iter("table") if "measurement" in [th.all_text() for th in t.iter("th")])
+    rows = [[td.all_text() for td in tr.iter("td")] for tr in next(measurements.iter("tbody")).children]
+    assert rows == [["1", "0.800", "21.0", "20", "broken"], ["2", "0.789", "0.942", "60", "held"]]

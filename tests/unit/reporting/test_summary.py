@@ -38,3 +38,13 @@ def test_skip_counts_and_lock_waits():
     assert skip_counts(["x", "y", "x"]) == [("x", 2), ("y", 1)]
     facts = {"b1": {"board_lock": {"waited_for": "ci@h pid 1", "waited_s": 2.04, "path": "/l"}}, "b2": {}}
     assert lock_lines(facts) == ["edgeort device b1: waited 2.0 s for the board lock /l (held by ci@h pid 1)"]
+
+
+def test_simulated_latency_is_marked_in_the_row_and_explained_once():
+    record = {"nodeid": "a", "model": "m.onnx", "device": "local", "provider": "qnn-htp", "speedup_vs_cpu": 0.1}
+    simulated = dict(record, latency={"p50_ms": 0.34, "p90_ms": 0.4}, latency_simulated=True)
+    lines = format_rows(build_rows([simulated], {"a": "passed"}))
+    assert lines[2].split()[-3:] == ["0.340~", "0.400~", "0.1~"]
+    assert lines[3].startswith("ms ~: simulated latency (QNN's HTP simulator on x86-64)")
+    board = dict(record, latency={"p50_ms": 0.34, "p90_ms": 0.4}, latency_simulated=False)
+    assert format_rows(build_rows([board], {"a": "passed"}))[2].split()[-3:] == ["0.340", "0.400", "0.1"]
