@@ -1,77 +1,10 @@
 """Tolerances for comparing an execution provider's outputs against a reference.
 
-A :class:`Tolerance` is a set of rules; an output passes when it satisfies *every* rule that is set
-(``None`` switches a rule off). The rules:
-
-- elementwise bound ``atol`` / ``rtol`` / ``lsb``: an element is within tolerance when
-  ``|a - e| <= max(atol + rtol * |e|, lsb * scale)`` -- when several are given the LARGEST bound
-  counts, so adding a key never makes a comparison stricter (but a *default* ``lsb`` yields to any
-  bound a user sets, see :meth:`ToleranceSpec.for_output`). ``lsb`` is in multiples of the output's
-  quantization scale (integer outputs: one LSB = 1). ``stat`` picks how errors are aggregated:
-  ``elemwise`` checks every element and allows a fraction ``max_mismatch`` outside; ``max``,
-  ``mean``, ``median`` and ``quantile`` (with ``quantile``) check that statistic of ``|a - e|``
-  against ``atol + rtol * <same statistic of |e|>`` / ``lsb * scale``.
-- ``min_snr_db``: ``10 * log10(S / N)`` must be at least this, with a noise floor that knows the step
-  (the quantization scale, else ``atol``): errors within one step do not count in ``N``, and ``S`` is at
-  least ``size * step**2``, so a near-zero reference (a detector's empty map) is no false alarm.
-- ``min_cosine``: cosine similarity of the flattened outputs must be at least this.
-- ``topk``: per row along the last axis, the top-1 index (argmax) of the actual output must be
-  among the top-k of the expected output (ties at the k-th expected value count as inside, and with
-  ``tie_lsb`` values within that many LSB of it); at most a fraction ``max_mismatch`` of the rows may
-  disagree.
-- ``bias_lsb``: no group of elements -- the whole output, a slice along one axis holding >= 5 % of the
-  elements (a channel), a 1/5 x 1/5 box or a 1/20 band of the last two axes (a region) -- may have a
-  median error beyond ``bias_lsb`` LSB plus what noise alone moves a median of that many elements by
-  (2 standard errors, from the output's median absolute deviation; see :mod:`.patterns`).
-- ``gain``: the least-squares gain of ``actual - expected = g * expected`` must stay within ``gain``
-  (0.03 = 3 %), counted only when it explains most of the error and moves the largest element by
-  more than ``bias_lsb``.
-- ``vs_float`` (ONNX Runtime's ``TestQDQModelAccuracy`` rule, needs the float model's outputs): the
-  provider's error against the float output may exceed the reference's error against it by at most
-  ``vs_float`` times the float output's range (0.004 = ORT's default = about one u8 LSB).
-
-Defaults per output (``default_tolerance``). A quantized output is *shallow* when at most
-``SHALLOW_DEPTH`` = 8 QuantizeLinear nodes lie on a path from a graph input to it (``ModelInfo.depth``;
-the digits CNN has 5, every real model of the example suites 20-147), and *classifier-shaped* when it is
-one row of scores (``[1, C]``). u16 rules are the u8 rules with one LSB read as 256 u16 steps (the u8
-step of the same range).
-
-| output                              | default rules                                            |
-| ----------------------------------- | -------------------------------------------------------- |
-| u8 / i8, shallow                    | `lsb=3 bias_lsb=2 gain=0.03 min_snr_db=10`               |
-| u8 / i8, shallow classifier         | the same + `topk=1 tie_lsb=2`                            |
-| u8 / i8, deep (or depth unknown)    | `bias_lsb=8 min_snr_db=10`                               |
-| u16 / i16, shallow (classifier)     | `lsb=768 bias_lsb=512 gain=0.03 min_snr_db=20` (+ `topk=1 tie_lsb=512`) |
-| u16 / i16, deep                     | `bias_lsb=2048 min_snr_db=20`                            |
-| quantized, scale unreadable         | `min_snr_db` only (10 / 20)                              |
-| fp16; fp32 on an accelerator        | `atol=1e-2 rtol=1e-2 max_mismatch=0.001 min_snr_db=30`   |
-| fp32 on a CPU-class provider        | `atol=1e-5 rtol=1e-4`                                    |
-| int (argmax, int32/64), bool        | `atol=0` (exact)                                         |
-
-Measured by fault injection (``benchmarks/sensitivity.py``: faults of exact size in front of the final
-QuantizeLinear, model on the QNN HTP simulator vs the healthy model on the CPU EP, one example per
-comparison; onnxruntime 1.32.0, onnxruntime-qnn 2.7.0 / QNN 2.51), detection rate and smallest margin
-(measured / allowed for the failing rule furthest past its threshold), before -> after this table:
-
-- digits CNN u8 (shallow, 40 inputs): healthy 0/40 false alarms (before 0/40); uniform shift of 3 LSB
-  40/40 at >= 1.33x (before 0/40); one element >= 4 LSB off the CPU 1596/1596 at >= 1.33x (before 0);
-  gain +-5 % 40/40 at >= 1.67x (before 0/40); a top-1 change where the reference's top-2 margin is
-  > 2 LSB 14/14 (before 0/14). An injected +-4 LSB that the HTP's own +-1 LSB brings back to 3 LSB
-  from the CPU passes (370/400 caught): it is within the healthy noise band.
-- digits CNN a16w8: healthy 0/40; shift of 3 steps 40/40 at >= 1.43x; one element >= 4 steps off
-  1596/1596; gain +-5 % 40/40; top-1 changes 8/8 (before: all 0).
-- PP-OCRv6 det u8 (deep, healthy max 157-182 LSB; 8 inputs): +20 LSB on the map's (only) channel 8/8
-  at >= 2.5x, on a 5 % box (centre, corner) or a 5 % row band 8/8 at >= 1.56x (median 8.8-9.2x).
-  Healthy: 1/8 per example (a photo crop at 4.9 dB, before 4/8), 0 stacked as a suite.
-- Example suites (stacked, real and generated inputs) all pass; the tightest default there is
-  ``bias_lsb`` on PP-OCR det (largest group median 4 LSB, 2x) and the SNR floor on silero ``hN``
-  (12.0 dB, so that suite keeps its own 6 dB floor).
-
-Known gaps, measured rather than hidden: a garbage (zero-mean) channel among C channels of similar
-energy only costs ``10*log10(C/2)`` dB of SNR, so C=16 fails (9 dB) but C=64 passes (15 dB): the bias
-rule sees offsets, not noise. Deep outputs compared one example at a time can fail a healthy input on
-the SNR floor (PP-OCR det's photo crop); suites compare the stacked set. The deep u16 ``bias_lsb`` is
-the u8 value scaled, not measured on a deep a16w8 model.
+A :class:`Tolerance` is a set of rules (``atol``/``rtol``/``lsb`` bounds aggregated by ``stat``, ``min_snr_db``,
+``min_cosine``, ``topk``/``tie_lsb``, ``bias_lsb``, ``gain``, ``vs_float``); an output passes when it satisfies
+every rule that is set (``None`` switches a rule off). :func:`default_tolerance` gives the per-precision defaults,
+:class:`ToleranceSpec` a user's layers over them. What each rule means, the defaults table and the measured
+detection rates behind it: ``docs/tolerances.md``.
 """
 
 from __future__ import annotations
