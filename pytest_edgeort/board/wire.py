@@ -25,6 +25,9 @@ MAGIC = b"EORT"
 _HEADER = struct.Struct(">I")
 MAX_HEADER_BYTES = 64 * 1024 * 1024
 MAX_ARRAY_BYTES = 16 * 1024**3
+# Parts of a frame smaller than this go out joined into one buffer (one write, one SSH packet): a frame
+# written as several small writes waits ~40 ms for a delayed ACK (Nagle) on a TCP hop such as sshd's.
+COALESCE_BYTES = 256 * 1024
 # numpy dtype strings a frame may carry: numbers and bool, little-endian (never objects or strings)
 DTYPES = {
     "|b1": 1,
@@ -112,7 +115,24 @@ def frame_parts(header, arrays=()):
             data = data.astype(data.dtype.newbyteorder("<"))
         meta.append({"name": name, "dtype": data.dtype.str, "shape": list(data.shape), "nbytes": data.nbytes})
         payloads.append(memoryview(data.reshape(-1).view(np.uint8)))
-    return [encode_header_only(dict(header, arrays=meta))] + payloads
+    return _coalesce([encode_header_only(dict(header, arrays=meta))] + payloads)
+
+
+def _coalesce(parts):
+    """Runs of parts under ``COALESCE_BYTES`` joined into one buffer each; bigger parts stay as they
+    are (a big tensor is never copied)."""
+    out, run = [], []
+    for part in parts:
+        if len(part) < COALESCE_BYTES:
+            run.append(part)
+            continue
+        if run:
+            out.append(b"".join(run))
+            run = []
+        out.append(part)
+    if run:
+        out.append(b"".join(run))
+    return out
 
 
 def encode_header_only(header):

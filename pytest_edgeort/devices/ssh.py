@@ -44,6 +44,13 @@ MAX_PACKET_SIZE = 32 * 1024
 _LAUNCHER = 'echo "edgeort-worker $$"; "$@"; exit $?'
 
 
+def _no_delay(sock: Any) -> None:
+    """TCP_NODELAY on a connection's socket (not on a ProxyCommand pipe): a small request must not
+    wait for the ACK of the previous one (Nagle's algorithm against delayed ACKs: 40 ms a round trip)."""
+    if isinstance(sock, socket.socket) and sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class _GcmFirstTransport(paramiko.Transport):
     """Prefers AES-GCM when the server offers it: one AEAD call per packet instead of paramiko's
     default aes-ctr + separate HMAC, about 1.8x the tensor throughput. Every other cipher stays."""
@@ -305,6 +312,7 @@ class SSHDevice(Device):
                 reason = "the SSH handshake did not complete (is an SSH server listening there?)"
             message = f"device {self.name!r}: cannot connect to {where} within {timeout:g} s: {reason}"
         else:
+            _no_delay(conn.transport.sock)
             return conn
         conn.close()
         raise error(message)
