@@ -1,7 +1,11 @@
-"""The worker's model cache: a private workdir, files trusted only by their sha256, atomic uploads."""
+"""The worker's model cache: a private workdir, files trusted only by their sha256, atomic uploads,
+least-recently-used eviction above a size cap."""
 
 import hashlib
 import os
+import shutil
+import stat
+import time
 
 from .wire import Kind, RequestError, one_line
 
@@ -32,12 +36,36 @@ def private_dir(path):
         )
 
 
+DEFAULT_CACHE_MAX_BYTES = 4 * 1024**3
+
+
+class NotRegular(OSError):
+    """A cache entry that is not a regular file (a FIFO, a device, a link): never read from it."""
+
+
 def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    """The sha256 of a regular file, opened without following a link or blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise NotRegular("%s is not a regular file" % path)
+        digest = hashlib.sha256()
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def _is_regular(path):
+    """True for a regular file (not a link); anything else at ``path`` (a FIFO, a link to /dev/zero)
+    is removed so that the host uploads the file again; False when nothing is there."""
+    try:
+        mode = os.lstat(path).st_mode
+    except OSError:
+        return False
+    if stat.S_ISREG(mode):
+        return True
+    _remove_entry(path)
+    return False
 
 
 def _check_digest(value, what):
@@ -52,27 +80,38 @@ def _remove(path):
         pass
 
 
-def remove_stale_temp_files(folder):
-    """Delete ``*.<pid>.tmp`` uploads whose writer process is gone (it died mid-upload)."""
-    for name in os.listdir(folder):
-        parts = name.rsplit(".", 2)
-        if len(parts) == 3 and parts[2] == "tmp" and parts[1].isdigit():
-            try:
-                os.kill(int(parts[1]), 0)
-            except ProcessLookupError:
-                _remove(os.path.join(folder, name))
-            except OSError:
-                pass  # alive (another user's process, EPERM): not ours to judge
+def _remove_entry(path):
+    """Remove a file, link, FIFO or directory tree (never following a link)."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        _remove(path)
+
+
+def remove_stale_temp_files(workdir):
+    """Delete ``*.<pid>.tmp`` files anywhere under ``workdir`` whose writer process is gone (it died
+    mid-upload: a model, a bundle file, the worker itself)."""
+    for folder, _, names in os.walk(workdir):  # (does not follow links)
+        for name in names:
+            parts = name.rsplit(".", 2)
+            if len(parts) == 3 and parts[2] == "tmp" and parts[1].isdigit():
+                try:
+                    os.kill(int(parts[1]), 0)
+                except ProcessLookupError:
+                    _remove(os.path.join(folder, name))
+                except OSError:
+                    pass  # alive (another user's process, EPERM): not ours to judge
 
 
 class ModelStore:
     """``<workdir>/models``: models as ``<sha256>.onnx``, models with external data as bundles
     (``<bundle id>/<relative path>``); a file is used only once its bytes hash right."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, max_bytes=DEFAULT_CACHE_MAX_BYTES):
         self.model_dir = os.path.join(workdir, "models")
+        self.max_bytes = max_bytes
         private_dir(self.model_dir)
-        remove_stale_temp_files(self.model_dir)
+        remove_stale_temp_files(workdir)
         self.verified = {}  # path -> (inode, size, mtime) of the file whose hash was checked
 
     def model_path(self, sha256):
@@ -89,13 +128,15 @@ class ModelStore:
         return os.path.join(self.model_dir, bundle, *parts)
 
     def has_model(self, sha256):
-        return os.path.exists(self.model_path(sha256))
+        return _is_regular(self.model_path(sha256))
 
     def has_file(self, bundle, location):
-        return os.path.exists(self.bundle_path(bundle, location))
+        return _is_regular(self.bundle_path(bundle, location))
 
     def put_model(self, sha256, data):
-        self._store(self.model_path(sha256), sha256, data, "model %s" % sha256[:12])
+        path = self.model_path(sha256)
+        self._store(path, sha256, data, "model %s" % sha256[:12])
+        self.evict(keep=path)
 
     def put_file(self, bundle, location, sha256, data):
         path = self.bundle_path(bundle, location)
@@ -104,6 +145,38 @@ class ModelStore:
         except EnvironmentProblem as exc:
             raise RequestError(Kind.PUT_MODEL, str(exc)) from None
         self._store(path, sha256, data, "file %r of bundle %s" % (location, bundle[:12]))
+        self.evict(keep=os.path.join(self.model_dir, bundle))
+
+    def _entries(self):
+        """``(last use, bytes, path)`` of every cache entry: a model file or a whole bundle folder."""
+        entries = []
+        for name in os.listdir(self.model_dir):
+            path = os.path.join(self.model_dir, name)
+            try:
+                info = os.lstat(path)
+                if stat.S_ISDIR(info.st_mode):
+                    infos = [os.lstat(os.path.join(d, f)) for d, _, names in os.walk(path) for f in names]
+                    used, size = max([info.st_atime] + [i.st_atime for i in infos]), sum(i.st_size for i in infos)
+                else:
+                    used, size = info.st_atime, info.st_size
+            except OSError:
+                continue  # removed meanwhile (another worker evicted it)
+            entries.append((used, size, path))
+        return entries
+
+    def evict(self, keep):
+        """Remove least recently used entries until the cache is within ``max_bytes`` (``keep``, the
+        entry just stored, stays even when it alone is larger). Files of a live session were read
+        when the session was created, so removing them cannot disturb it."""
+        entries = sorted(self._entries())
+        total = sum(size for _, size, _ in entries)
+        for _, size, path in entries:
+            if total <= self.max_bytes:
+                break
+            if path != keep:
+                _remove_entry(path)
+                self.verified = {p: v for p, v in self.verified.items() if not p.startswith(path)}
+                total -= size
 
     def _store(self, path, sha256, data, what):
         digest = hashlib.sha256(data).hexdigest()
@@ -124,17 +197,21 @@ class ModelStore:
     def _verified(self, path, sha256, what):
         """``path`` once its bytes hash to ``sha256`` (a file that does not is deleted: the host
         uploads it again). Checked once per file version and worker process."""
-        try:
-            info = os.stat(path)
-        except OSError:
-            raise RequestError(Kind.MISSING_MODEL, "%s is not in the worker cache" % what) from None
+        if not _is_regular(path):
+            raise RequestError(Kind.MISSING_MODEL, "%s is not in the worker cache" % what)
+        info = os.lstat(path)
         version = (info.st_ino, info.st_size, info.st_mtime_ns)
         if self.verified.get(path) != version:
-            digest = file_sha256(path)
+            try:
+                digest = file_sha256(path)
+            except OSError:  # swapped for a FIFO or a link since the check above
+                _remove_entry(path)
+                raise RequestError(Kind.MISSING_MODEL, "%s is not a regular file; it was deleted" % path) from None
             if digest != sha256:
                 os.remove(path)
                 raise RequestError(Kind.MISSING_MODEL, "cached %s hashed to %s; it was deleted" % (path, digest))
             self.verified[path] = version
+        os.utime(path, (time.time(), info.st_mtime), follow_symlinks=False)  # last use, for eviction (mtime kept)
         return path
 
     def verified_model(self, sha256, bundle=None, files=()):

@@ -17,7 +17,7 @@ import traceback
 from .lock import take_lock
 from .memcheck import MemoryStateCheck
 from .onnxbytes import FLOAT, one_node_model
-from .store import EnvironmentProblem, ModelStore, private_dir
+from .store import DEFAULT_CACHE_MAX_BYTES, EnvironmentProblem, ModelStore, private_dir
 from .wire import (
     PROTOCOL_VERSION,
     Kind,
@@ -35,12 +35,12 @@ from .wire import (
 class Worker:
     """Holds the models and sessions of one worker process and answers requests."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, cache_max_bytes=DEFAULT_CACHE_MAX_BYTES):
         import numpy  # noqa: F401  (fail early and clearly when numpy is missing)
         import onnxruntime
 
         self.ort = onnxruntime
-        self.store = ModelStore(workdir)
+        self.store = ModelStore(workdir, cache_max_bytes)
         self.sessions = {}
         self.session_eps = {}  # sid -> (ep, options)
         self.memory_checks = {}  # (ep, options) -> MemoryStateCheck
@@ -391,11 +391,11 @@ def serve(reader, write, worker):
         write(frame_parts(reply, out_arrays))
 
 
-def start(workdir, lock_only, reader, write):
+def start(workdir, lock_only, reader, write, cache_max_bytes=DEFAULT_CACHE_MAX_BYTES):
     """Say hello (or why this worker cannot run here), then :func:`serve`; returns the exit status."""
     try:
         private_dir(workdir)
-        worker = None if lock_only else Worker(workdir)
+        worker = None if lock_only else Worker(workdir, cache_max_bytes)
     except ImportError as exc:
         missing = getattr(exc, "name", None) or one_line(exc)
         problem = "%s cannot import %s (%s); the board needs python3 + numpy + onnxruntime" % (
@@ -415,10 +415,12 @@ def start(workdir, lock_only, reader, write):
 
 
 def main(argv=None):
-    """Entry point: ``python3 worker.pyz --workdir DIR [--lock-only]``; protocol on stdin / original stdout.
+    """Entry point: ``python3 worker.pyz --workdir DIR [--lock-only] [--cache-max-bytes N]``; protocol
+    on stdin / original stdout.
 
     ``--lock-only`` starts a process that only holds the board lock (no onnxruntime import, so no
-    model or EP crash can ever release the lock early)."""
+    model or EP crash can ever release the lock early). ``--cache-max-bytes``: the model cache's size
+    cap (least recently used entries go first; default 4 GiB)."""
     argv = sys.argv[1:] if argv is None else argv
     workdir = argv[argv.index("--workdir") + 1] if "--workdir" in argv else os.path.join(os.getcwd(), ".edgeort")
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
@@ -432,4 +434,7 @@ def main(argv=None):
             while view:  # a raw write may take less than it is given
                 view = view[proto_out.write(view) :]
 
-    return start(workdir, "--lock-only" in argv, stream_reader(proto_in), write)
+    cache_max = (
+        int(argv[argv.index("--cache-max-bytes") + 1]) if "--cache-max-bytes" in argv else DEFAULT_CACHE_MAX_BYTES
+    )
+    return start(workdir, "--lock-only" in argv, stream_reader(proto_in), write, cache_max)

@@ -92,9 +92,9 @@ def _definitions(module: str, *names: str) -> str:
 # worker file in it is this plugin's (by hash), as one JSON line.
 PREPARE = (
     _definitions("wire.py", "one_line")
-    + _definitions("store.py", "EnvironmentProblem", "private_dir", "file_sha256")
+    + _definitions("store.py", "EnvironmentProblem", "NotRegular", "private_dir", "file_sha256")
     + (
-        "import hashlib, json, os, sys\n"
+        "import hashlib, json, os, stat, sys\n"
         "wd, name, sha = sys.argv[1:4]\n"
         "wd = os.path.expanduser(wd)\n"
         "try:\n"
@@ -102,7 +102,11 @@ PREPARE = (
         "except EnvironmentProblem as exc:\n"
         "    print(json.dumps({'error': str(exc)})); sys.exit(0)\n"
         "path = os.path.join(wd, name)\n"
-        "print(json.dumps({'workdir': wd, 'current': os.path.isfile(path) and file_sha256(path) == sha}))\n"
+        "try:\n"
+        "    current = file_sha256(path) == sha\n"
+        "except OSError:\n"
+        "    current = False\n"
+        "print(json.dumps({'workdir': wd, 'current': current}))\n"
     )
 )
 
@@ -117,6 +121,9 @@ def install_local(workdir: str) -> None:
     worker's own words) when the workdir is not private to this user."""
     private_dir(workdir)
     target = os.path.join(workdir, WORKER_NAME)
-    if os.path.isfile(target) and file_sha256(target) == WORKER_SHA256:
-        return
+    try:
+        if file_sha256(target) == WORKER_SHA256:
+            return
+    except OSError:  # missing, or not a regular file: (re)install it
+        pass
     atomic_write(Path(target), WORKER_BYTES)

@@ -1,0 +1,73 @@
+"""The board's model cache: entries that are not regular files are replaced, never read; interrupted
+uploads anywhere in the workdir are swept; least recently used entries go above the size cap."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pytest
+
+from pytest_edgeort.board.store import ModelStore
+from pytest_edgeort.board.wire import Kind, RequestError
+
+
+def _sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _plant(kind: str, path: str) -> None:
+    if kind == "fifo":
+        os.mkfifo(path)
+    else:
+        os.symlink("/dev/zero", path)
+
+
+@pytest.mark.timeout(30)  # reading a FIFO would block for ever
+@pytest.mark.parametrize("kind", ["fifo", "link to /dev/zero"])
+def test_an_entry_that_is_not_a_regular_file_is_removed_and_uploaded_again(tmp_path, kind):
+    store = ModelStore(str(tmp_path))
+    data = b"model bytes"
+    path = store.model_path(_sha(data))
+    _plant(kind, path)
+    with pytest.raises(RequestError) as info:
+        store.verified_model(_sha(data))
+    assert info.value.kind == Kind.MISSING_MODEL and not os.path.lexists(path)
+    _plant(kind, path)
+    assert not store.has_model(_sha(data)) and not os.path.lexists(path)  # the host uploads it again
+    store.put_model(_sha(data), data)
+    assert store.verified_model(_sha(data)) == path
+
+
+def test_interrupted_uploads_anywhere_in_the_workdir_are_swept(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (tmp_path / "models").mkdir()
+    stale = [tmp_path / f"worker-abc.pyz.{pid}.tmp", tmp_path / "models" / f"x.onnx.{pid}.tmp"]
+    live = tmp_path / f"worker-abc.pyz.{os.getpid()}.tmp"
+    for path in [*stale, live]:
+        path.write_bytes(b"partial")
+    ModelStore(str(tmp_path))
+    assert [p.exists() for p in stale] == [False, False] and live.exists()
+
+
+def test_least_recently_used_models_are_evicted_above_the_cap(tmp_path):
+    store = ModelStore(str(tmp_path), max_bytes=2500)
+    models = [bytes([n]) * 1000 for n in range(4)]
+    store.put_model(_sha(models[0]), models[0])
+    store.put_model(_sha(models[1]), models[1])
+    for n, when in ((0, 2000), (1, 1000)):  # model 0 was used after model 1
+        os.utime(store.model_path(_sha(models[n])), (when, when))
+    store.put_model(_sha(models[2]), models[2])  # 3000 bytes > 2500: the least recently used (1) goes
+    assert [store.has_model(_sha(m)) for m in models] == [True, False, True, False]
+    store.verified_model(_sha(models[0]))  # a use marks it recent
+    store.put_model(_sha(models[3]), models[3])
+    assert [store.has_model(_sha(m)) for m in models] == [True, False, False, True]
+
+
+def test_an_entry_larger_than_the_cap_alone_is_kept(tmp_path):
+    store = ModelStore(str(tmp_path), max_bytes=10)
+    store.put_model(_sha(b"x" * 100), b"x" * 100)
+    assert store.has_model(_sha(b"x" * 100))
