@@ -17,13 +17,21 @@ class EnvironmentProblem(Exception):
 def private_dir(path):
     """Create ``path`` (mode 0700) if needed; EnvironmentProblem unless it is a directory of this user
     that neither group nor others can write (files in it are trusted only by hash, but a directory
-    others can write lets them swap a file between the check and its use)."""
+    others can write lets them swap a file between the check and its use), and not a symbolic link
+    (a link in a shared folder can be pointed elsewhere between two checks)."""
     try:
-        if not os.path.isdir(path):
+        if not os.path.lexists(path):
             os.makedirs(path, 0o700)
-        info = os.stat(path)
+        info = os.lstat(path)
     except OSError as exc:
         raise EnvironmentProblem("cannot create the workdir %s: %s" % (path, one_line(exc))) from None
+    if stat.S_ISLNK(info.st_mode):
+        raise EnvironmentProblem(
+            "workdir %s is a symbolic link (to %s); refusing to use it, since a link can be pointed elsewhere "
+            "while a run uses it: set workdir to the real folder" % (path, os.readlink(path))
+        )
+    if not stat.S_ISDIR(info.st_mode):
+        raise EnvironmentProblem("workdir %s is not a directory; choose another workdir" % path)
     if info.st_uid != os.getuid():
         raise EnvironmentProblem(
             "workdir %s belongs to uid %d, not to this user (uid %d); refusing to use it: "
@@ -110,6 +118,7 @@ class ModelStore:
     def __init__(self, workdir, max_bytes=DEFAULT_CACHE_MAX_BYTES):
         self.model_dir = os.path.join(workdir, "models")
         self.max_bytes = max_bytes
+        private_dir(workdir)
         private_dir(self.model_dir)
         remove_stale_temp_files(workdir)
         self.verified = {}  # path -> (inode, size, mtime) of the file whose hash was checked

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pytest_edgeort.board.store import ModelStore
+from pytest_edgeort.board.store import EnvironmentProblem, ModelStore
 from pytest_edgeort.board.wire import Kind, RequestError
 
 
@@ -71,3 +71,17 @@ def test_an_entry_larger_than_the_cap_alone_is_kept(tmp_path):
     store = ModelStore(str(tmp_path), max_bytes=10)
     store.put_model(_sha(b"x" * 100), b"x" * 100)
     assert store.has_model(_sha(b"x" * 100))
+
+
+def test_a_workdir_that_is_a_symbolic_link_is_refused_with_one_line(tmp_path):
+    real = tmp_path / "real"
+    real.mkdir(mode=0o700)
+    link = tmp_path / "work"
+    link.symlink_to(real)
+    with pytest.raises(EnvironmentProblem) as info:
+        ModelStore(str(link))
+    assert str(info.value) == (
+        f"workdir {link} is a symbolic link (to {real}); refusing to use it, since a link can be pointed "
+        "elsewhere while a run uses it: set workdir to the real folder"
+    )
+    assert not (real / "models").exists()
