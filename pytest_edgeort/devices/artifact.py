@@ -56,7 +56,7 @@ WORKER_NAME = f"worker-{WORKER_SHA256[:16]}.pyz"
 # variables from stdin (the inventory's env over SSH: secrets stay out of the command line that `ps`
 # shows) and re-executes itself with them as "run"; then runs the zipapp's bytes only if they hash to
 # SHA256, from memory (board/archive.py imports its modules): a planted or stale file never runs.
-BOOTSTRAP = (
+BOOTSTRAP_CODE = (
     "import hashlib,io,json,os,sys,zipfile\n"
     "m,p,h=sys.argv[1:4]\n"
     "if m=='env':\n"
@@ -81,6 +81,23 @@ BOOTSTRAP = (
 )
 
 
+MIN_BOARD_PYTHON = (3, 8)
+
+
+def version_guarded(code: str) -> str:
+    """``code`` run only on a board python >= :data:`MIN_BOARD_PYTHON`; an older one (2.7 included:
+    the guard compiles there, ``code`` would not) exits 95 with one line naming itself and its version."""
+    return (
+        "import sys\n"
+        f"if sys.version_info[:2] < {MIN_BOARD_PYTHON!r}:\n"
+        " sys.stderr.write('edgeort: %s is Python %d.%d.%d; the board worker needs Python "
+        f'{MIN_BOARD_PYTHON[0]}.{MIN_BOARD_PYTHON[1]} or newer (set python = "..." for this device in '
+        "the inventory)\\n' % ((sys.executable,) + tuple(sys.version_info[:3])))\n"
+        " sys.exit(95)\n"
+        f"exec(compile({code!r}, '<edgeort>', 'exec'))\n"
+    )
+
+
 def _definitions(module: str, *names: str) -> str:
     """The source of top-level definitions of a board module."""
     text = board_sources()[module]
@@ -90,7 +107,7 @@ def _definitions(module: str, *names: str) -> str:
 
 # python -c PREPARE WORKDIR NAME SHA256: the workdir, private (the worker's own check), and whether the
 # worker file in it is this plugin's (by hash), as one JSON line.
-PREPARE = (
+PREPARE_CODE = (
     _definitions("wire.py", "one_line")
     + _definitions("store.py", "EnvironmentProblem", "NotRegular", "private_dir", "file_sha256")
     + (
@@ -109,6 +126,10 @@ PREPARE = (
         "print(json.dumps({'workdir': wd, 'current': current}))\n"
     )
 )
+
+
+PREPARE = version_guarded(PREPARE_CODE)
+BOOTSTRAP = version_guarded(BOOTSTRAP_CODE)
 
 
 def bootstrap_argv(python: str, workdir: str, args: Sequence[str] = (), mode: str = "run") -> List[str]:

@@ -380,6 +380,30 @@ def test_board_python_without_numpy_is_one_clear_line(pytester, model_dir, board
     ) in result.stdout.str()
 
 
+OLD_PYTHONS = {v: f"/root/.pyenv/versions/{v}/bin/python" for v in ("2.7.18", "3.7.16")}  # pyenv's, where present
+
+
+@pytest.mark.parametrize("version", sorted(OLD_PYTHONS))
+def test_a_board_python_older_than_3_8_is_one_line_naming_the_minimum(
+    pytester, model_dir, board, board_workdir, version
+):
+    python = OLD_PYTHONS[version]
+    if not os.access(python, os.X_OK):
+        pytest.skip(f"no Python {version} on this machine ({python})")
+    write_inventory(pytester, board.inventory("board1", python=python, workdir=board_workdir))
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    result = run(pytester, "--edge-device=board1")
+    result.assert_outcomes(skipped=1)
+    assert "Traceback" not in result.stdout.str() and "SyntaxError" not in result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            f"SKIPPED * device 'board1': preparing the workdir with {python} failed on 127.0.0.1:*: edgeort: "
+            f"{python} is Python {version}; the board worker needs Python 3.8 or newer (set python = * for this "
+            "device in the inventory)"
+        ]
+    )
+
+
 def test_missing_board_python_names_it(pytester, model_dir, board, board_workdir):
     write_inventory(pytester, board.inventory("board1", python="/opt/no such/python3", workdir=board_workdir))
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
