@@ -323,7 +323,7 @@ class SuiteItem(SuiteNode):
         cpu = None if self.provider == "cpu" else partial(open_session, run, self.device, models.model, "cpu")
         suite = self.suite
         result = measure_latency(
-            session, models.feeds[0], suite.latency_runs, suite.latency_gates, cpu, simulated=session.simulated
+            session, models.feeds[0], suite.latency_budget, suite.latency_gates, cpu, simulated=session.simulated
         )
         self._record(run, session, passed=result.passed, **result.record())
         record_latency(self, result)

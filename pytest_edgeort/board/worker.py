@@ -232,14 +232,25 @@ class Worker:
             raise RequestError(Kind.RUN, one_line(exc)) from None
         return {"memory_differs": differs}, outputs
 
-    def time_runs(self, sid, feeds, runs, warmup):
-        """Latencies in ms of ``runs`` inferences after ``warmup`` untimed ones."""
+    def time_runs(self, sid, feeds, runs, warmup, max_s=None, min_runs=1):
+        """Latencies in ms of up to ``runs`` inferences after up to ``warmup`` untimed ones, stopping
+        once ``max_s`` seconds have gone by in all (warm-up included), but never before one warm-up
+        and ``min_runs`` timed runs (pytest-benchmark's ``max_time`` / ``min_rounds``)."""
         sess = self._session(sid)
+        budget_end = None if max_s is None else time.perf_counter() + float(max_s)
+
+        def over_budget():
+            return budget_end is not None and time.perf_counter() >= budget_end
+
         try:
-            for _ in range(int(warmup)):
+            for n in range(int(warmup)):
+                if n and over_budget():
+                    break
                 sess.run(None, feeds)
             times = []
-            for _ in range(int(runs)):
+            for n in range(int(runs)):
+                if n >= int(min_runs) and over_budget():
+                    break
                 start = time.perf_counter()
                 sess.run(None, feeds)
                 times.append((time.perf_counter() - start) * 1000.0)
@@ -325,7 +336,9 @@ def _run(worker, req, arrays):
 
 
 def _time(worker, req, arrays):
-    return worker.time_runs(req["sid"], dict(arrays), req["runs"], req["warmup"]), ()
+    return worker.time_runs(
+        req["sid"], dict(arrays), req["runs"], req["warmup"], req.get("max_s"), req.get("min_runs", 1)
+    ), ()
 
 
 def _close_session(worker, req, arrays):

@@ -123,23 +123,41 @@ class LatencyResult:
         return f"{label}: {kind} {broken}{confirmed} ({measured})"
 
 
+@dataclass(frozen=True)
+class LatencyBudget:
+    """How long one measurement may take: up to ``runs`` timed runs, stopping after ``max_s`` seconds
+    in all (warm-up included; None: no limit) but not before ``min_runs`` (suite keys ``latency_runs``,
+    ``latency_max_s``, ``latency_min_runs``)."""
+
+    runs: int = 20
+    max_s: Optional[float] = 10.0
+    min_runs: int = 3
+
+    def scaled(self, factor: int) -> LatencyBudget:
+        return LatencyBudget(self.runs * factor, None if self.max_s is None else self.max_s * factor, self.min_runs)
+
+    def time(self, session: EdgeSession, feed: Mapping[str, Any]) -> LatencyStats:
+        times = session.time(feed, runs=self.runs, max_s=self.max_s, min_runs=min(self.min_runs, self.runs))
+        return LatencyStats.from_times(times)
+
+
 def measure_latency(
     session: EdgeSession,
     feed: Mapping[str, Any],
-    runs: int,
+    budget: LatencyBudget,
     gates: Sequence[LatencyGate] = (),
     open_cpu: Optional[Callable[[], EdgeSession]] = None,
     simulated: bool = False,
     pause: Callable[[float], None] = time.sleep,
 ) -> LatencyResult:
-    """Time ``runs`` inferences of ``feed`` on ``session``; when a gate breaks, pause and time
-    ``REMEASURE_FACTOR`` times as many runs, which decide. Then time the CPU session ``open_cpu``
-    opens for the speedup."""
-    attempts = [LatencyStats.from_times(session.time(feed, runs=runs))]
+    """Time inferences of ``feed`` on ``session`` within ``budget``; when a gate breaks, pause and
+    measure again with ``REMEASURE_FACTOR`` times the runs and the time, which decides. Then time
+    the CPU session ``open_cpu`` opens for the speedup."""
+    attempts = [budget.time(session, feed)]
     if not all(gate.holds(attempts[0]) for gate in gates):
         pause(REMEASURE_PAUSE_S)
-        attempts.append(LatencyStats.from_times(session.time(feed, runs=runs * REMEASURE_FACTOR)))
+        attempts.append(budget.scaled(REMEASURE_FACTOR).time(session, feed))
     speedup = None
     if open_cpu is not None:
-        speedup = attempts[-1].speedup_over(LatencyStats.from_times(open_cpu().time(feed, runs=runs)))
+        speedup = attempts[-1].speedup_over(budget.time(open_cpu(), feed))
     return LatencyResult(tuple(attempts), speedup, tuple(gates), simulated)

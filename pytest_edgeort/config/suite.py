@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .._text import did_you_mean
-from ..checks.latency import LatencyGate
+from ..checks.latency import LatencyBudget, LatencyGate
 from ..compare.tolerance import ToleranceSpec, parse_tolerance
 from ..errors import EdgeError
 from .providers import provider_options, resolve_provider
@@ -39,7 +39,15 @@ _TOP_KEYS = (
     "xfail",
 )
 _LATENCY_GATE_KEYS = {"latency_p50_ms": "p50", "latency_p90_ms": "p90"}
-_CHECK_KEYS = ("no_cpu_fallback", "golden", *_LATENCY_GATE_KEYS, "latency_runs", "fuzz_examples")
+_CHECK_KEYS = (
+    "no_cpu_fallback",
+    "golden",
+    *_LATENCY_GATE_KEYS,
+    "latency_runs",
+    "latency_max_s",
+    "latency_min_runs",
+    "fuzz_examples",
+)
 _GENERATE_KEYS = ("count", "seed", "range", "ranges")
 _PKG_HINT = " or use pkg:<package>/<resource> for a model shipped in a package"
 
@@ -79,7 +87,7 @@ class Suite:
     no_cpu_fallback: bool = True
     golden: bool = True
     latency_gates: Tuple[LatencyGate, ...] = ()
-    latency_runs: int = 20
+    latency_budget: LatencyBudget = field(default_factory=LatencyBudget)
     fuzz_examples: int = 0
     provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     xfail: Mapping[str, str] = field(default_factory=dict)
@@ -305,23 +313,28 @@ def load_suite(path: Path) -> Suite:
         )
     if "golden" in checks:
         values["golden"] = _expect(checks["golden"], (bool,), where, "checks.golden", "true or false")
-    gates = []
-    for key, stat in _LATENCY_GATE_KEYS.items():
-        if key in checks:
-            ms = _expect(checks[key], (int, float), where, f"checks.{key}", "milliseconds > 0")
-            if ms <= 0:
-                raise SuiteError(f"{where}: key 'checks.{key}': expected milliseconds > 0, got {ms}")
-            gates.append(LatencyGate(stat, float(ms)))
-    values["latency_gates"] = tuple(gates)
-    for key in ("latency_runs", "fuzz_examples"):
-        if key in checks:
-            number = _expect(checks[key], (int,), where, f"checks.{key}", "an integer >= 0")
-            if number < 0 or (key == "latency_runs" and number < 1):
-                raise SuiteError(
-                    f"{where}: key 'checks.{key}': expected an integer >= "
-                    f"{1 if key == 'latency_runs' else 0}, got {number}"
-                )
-            values[key] = number
+
+    def number(key: str, kind: type, low: float, strict: bool, default: Any, unit: str = "") -> Any:
+        """``checks.<key>``: an int (or a float, ``kind`` float) >= ``low`` (> ``low`` when ``strict``)."""
+        if key not in checks:
+            return default
+        what = f"{unit or ('an integer' if kind is int else 'a number')} {'>' if strict else '>='} {low:g}"
+        value = _expect(checks[key], (int,) if kind is int else (int, float), where, f"checks.{key}", what)
+        if value < low or (strict and value == low):
+            raise SuiteError(f"{where}: key 'checks.{key}': expected {what}, got {value}")
+        return kind(value)
+
+    values["latency_gates"] = tuple(
+        LatencyGate(stat, number(key, float, 0, True, None, "milliseconds"))
+        for key, stat in _LATENCY_GATE_KEYS.items()
+        if key in checks
+    )
+    values["latency_budget"] = LatencyBudget(
+        number("latency_runs", int, 1, False, LatencyBudget.runs),
+        number("latency_max_s", float, 0, True, LatencyBudget.max_s, "seconds"),
+        number("latency_min_runs", int, 1, False, LatencyBudget.min_runs),
+    )
+    values["fuzz_examples"] = number("fuzz_examples", int, 0, False, 0)
     providers = values.get("providers", ())
     used = list(dict.fromkeys([*providers, reference_provider(values.get("reference", "cpu"))])) if providers else []
     values["provider_options"] = _provider_options(data.get("provider_options", {}), where, used)

@@ -333,10 +333,27 @@ class WorkerClient:
         return self.request(Op.RUN, list(feed.items()), sid=sid, memory_check=memory_check, timeout=timeout)
 
     def time_runs(
-        self, sid: str, feed: Mapping[str, np.ndarray], runs: int, warmup: int, timeout: Optional[float]
+        self,
+        sid: str,
+        feed: Mapping[str, np.ndarray],
+        runs: int,
+        warmup: int,
+        timeout: Optional[float],
+        max_s: Optional[float] = None,
+        min_runs: int = 1,
     ) -> List[float]:
-        """Latencies in ms measured inside the worker."""
-        reply, _ = self.request(Op.TIME, list(feed.items()), sid=sid, runs=runs, warmup=warmup, timeout=timeout)
+        """Latencies in ms measured inside the worker: up to ``runs``, within ``max_s`` seconds in all
+        but at least ``min_runs``."""
+        reply, _ = self.request(
+            Op.TIME,
+            list(feed.items()),
+            sid=sid,
+            runs=runs,
+            warmup=warmup,
+            max_s=max_s,
+            min_runs=min_runs,
+            timeout=timeout,
+        )
         return list(reply["times_ms"])
 
     def close_session(self, sid: str, timeout: Optional[float]) -> None:

@@ -186,10 +186,22 @@ class EdgeSession:
         handle.memory_checked = handle.memory_checked or check
         return dict(outputs)
 
-    def time(self, feed: Mapping[str, np.ndarray], runs: int = 20, warmup: int = 2) -> List[float]:
-        """Per-inference latencies in ms measured inside the worker (no transport in the numbers)."""
+    def time(
+        self,
+        feed: Mapping[str, np.ndarray],
+        runs: int = 20,
+        warmup: int = 2,
+        max_s: Optional[float] = None,
+        min_runs: int = 1,
+    ) -> List[float]:
+        """Per-inference latencies in ms measured inside the worker (no transport in the numbers): up to
+        ``runs`` after up to ``warmup`` untimed runs, stopping after ``max_s`` seconds in all (when given)
+        but not before ``min_runs`` timed runs."""
         feed = check_feed(self.model, feed, self.label)
-        return self._request(Op.TIME, lambda client, sid, timeout: client.time_runs(sid, feed, runs, warmup, timeout))
+        return self._request(
+            Op.TIME,
+            lambda client, sid, timeout: client.time_runs(sid, feed, runs, warmup, timeout, max_s, min_runs),
+        )
 
     def close(self) -> None:
         if self._handle is not None and self._handle.alive:

@@ -26,7 +26,10 @@ CORE_ONLY = "[checks]\nno_cpu_fallback = false\ngolden = false\n"
 VALID_TOP_KEYS = (
     "model, float_model, providers, reference, inputs, golden_dir, prepare, tolerance, checks, provider_options, xfail"
 )
-VALID_CHECK_KEYS = "no_cpu_fallback, golden, latency_p50_ms, latency_p90_ms, latency_runs, fuzz_examples"
+VALID_CHECK_KEYS = (
+    "no_cpu_fallback, golden, latency_p50_ms, latency_p90_ms, latency_runs, latency_max_s, latency_min_runs, "
+    "fuzz_examples"
+)
 
 
 def make_suite(
@@ -561,14 +564,18 @@ def test_latency_gate_fails_after_a_re_measurement_and_junit_has_latency_propert
     assert props["edge_latency_simulated"] == "true"
 
 
-def test_latency_gate_keys_are_validated(pytester, model_dir):
-    make_suite(
-        pytester, "bad", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY + "latency_p50_ms = -1\n", model_dir
-    )
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("latency_p50_ms = -1", "key 'checks.latency_p50_ms': expected milliseconds > 0, got -1"),
+        ("latency_max_s = 0", "key 'checks.latency_max_s': expected seconds > 0, got 0"),
+        ("latency_min_runs = 0", "key 'checks.latency_min_runs': expected an integer >= 1, got 0"),
+    ],
+)
+def test_latency_keys_are_validated(pytester, model_dir, line, message):
+    make_suite(pytester, "bad", 'model = "m.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY + line + "\n", model_dir)
     result = run(pytester, "-k", "latency")
-    result.stdout.fnmatch_lines(
-        ["*bad/edge_suite.toml: key 'checks.latency_p50_ms': expected milliseconds > 0, got -1*"]
-    )
+    result.stdout.fnmatch_lines([f"*bad/edge_suite.toml: {message}*"])
 
 
 def test_junit_of_suite_conformance_carries_provenance(pytester, model_dir):

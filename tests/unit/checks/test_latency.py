@@ -7,7 +7,15 @@ from typing import List
 
 import pytest
 
-from pytest_edgeort.checks.latency import REMEASURE_FACTOR, REMEASURE_PAUSE_S, LatencyGate, measure_latency
+from pytest_edgeort.checks.latency import (
+    REMEASURE_FACTOR,
+    REMEASURE_PAUSE_S,
+    LatencyBudget,
+    LatencyGate,
+    measure_latency,
+)
+
+TWENTY = LatencyBudget(runs=20)
 
 
 class ScriptedTimings:
@@ -17,7 +25,7 @@ class ScriptedTimings:
         self.measurements = list(measurements)
         self.calls: List[int] = []
 
-    def time(self, feed, runs):
+    def time(self, feed, runs, max_s=None, min_runs=1):
         self.calls.append(runs)
         times = self.measurements.pop(0)
         return times[:runs] if len(times) >= runs else (times * runs)[:runs]
@@ -31,7 +39,7 @@ SLOW = [15.0] * 20
 def test_a_burst_in_the_first_measurement_is_re_measured_and_passes():
     pauses: List[float] = []
     timings = ScriptedTimings(BURST, QUIET)
-    result = measure_latency(timings, {}, 20, [LatencyGate("p90", 10.0)], pause=pauses.append)
+    result = measure_latency(timings, {}, TWENTY, [LatencyGate("p90", 10.0)], pause=pauses.append)
     assert result.passed
     assert pauses == [REMEASURE_PAUSE_S] and timings.calls == [20, 20 * REMEASURE_FACTOR]
     record = result.record()
@@ -43,7 +51,7 @@ def test_a_burst_in_the_first_measurement_is_re_measured_and_passes():
 
 def test_a_real_regression_fails_both_measurements_and_the_message_shows_both():
     timings = ScriptedTimings(SLOW, SLOW)
-    result = measure_latency(timings, {}, 20, [LatencyGate("p90", 10.0)], simulated=True, pause=lambda s: None)
+    result = measure_latency(timings, {}, TWENTY, [LatencyGate("p90", 10.0)], simulated=True, pause=lambda s: None)
     assert not result.passed and len(result.attempts) == 2
     assert result.failure("m.onnx on local/qnn-htp") == (
         "m.onnx on local/qnn-htp: simulated latency p90 15 ms > latency_p90_ms 10 (confirmed by a re-measurement) "
@@ -55,15 +63,15 @@ def test_a_real_regression_fails_both_measurements_and_the_message_shows_both():
 def test_gates_that_hold_measure_once_without_a_pause():
     pauses: List[float] = []
     timings = ScriptedTimings(QUIET)
-    result = measure_latency(timings, {}, 20, [LatencyGate("p90", 10.0)], pause=pauses.append)
+    result = measure_latency(timings, {}, TWENTY, [LatencyGate("p90", 10.0)], pause=pauses.append)
     assert result.passed and result.decided_by == "first measurement" and not pauses and timings.calls == [20]
 
 
 def test_the_median_gate_ignores_a_tail_burst_that_the_p90_gate_sees():
-    median = measure_latency(ScriptedTimings(BURST), {}, 20, [LatencyGate("p50", 10.0)], pause=lambda s: None)
+    median = measure_latency(ScriptedTimings(BURST), {}, TWENTY, [LatencyGate("p50", 10.0)], pause=lambda s: None)
     assert median.passed and len(median.attempts) == 1
     both = [LatencyGate("p50", 10.0), LatencyGate("p90", 10.0)]
-    tail = measure_latency(ScriptedTimings(BURST, BURST), {}, 20, both, pause=lambda s: None)
+    tail = measure_latency(ScriptedTimings(BURST, BURST), {}, TWENTY, both, pause=lambda s: None)
     assert [g.key for g in tail.broken] == ["latency_p90_ms"]
     assert tail.record()["latency_gates"] == {"latency_p50_ms": 10.0, "latency_p90_ms": 10.0}
 
@@ -71,5 +79,5 @@ def test_the_median_gate_ignores_a_tail_burst_that_the_p90_gate_sees():
 def test_without_a_gate_nothing_is_re_measured_and_the_speedup_uses_the_deciding_measurement():
     timings = ScriptedTimings(BURST)
     cpu = ScriptedTimings([4.0] * 20)
-    result = measure_latency(timings, {}, 20, (), open_cpu=lambda: cpu, pause=pytest.fail)
+    result = measure_latency(timings, {}, TWENTY, (), open_cpu=lambda: cpu, pause=pytest.fail)
     assert result.passed and result.speedup_vs_cpu == pytest.approx(4.0)

@@ -145,3 +145,32 @@ def test_a_model_with_external_data_is_cached_as_a_bundle(device, tmp_path):
     assert device.uploads == 2  # the model file and its data file
     cached = device.workdir / "models" / model_info(path).cache_id
     assert sorted(p.name for p in cached.iterdir()) == sorted([f"{model_info(path).sha256}.onnx", "w.bin"])
+
+
+def _slow_matmul(path):
+    """x[256, 256] @ W[256, 256] twenty times: a model whose inference takes milliseconds."""
+    rng = np.random.default_rng(0)
+    nodes, inits, name = [], [], "x"
+    for n in range(20):
+        inits.append(helper.make_tensor(f"w{n}", TensorProto.FLOAT, [256, 256], rng.random(256 * 256).tolist()))
+        nodes.append(helper.make_node("MatMul", [name, f"w{n}"], [f"y{n}"]))
+        name = f"y{n}"
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [256, 256])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, [256, 256])],
+        inits,
+    )
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=9), str(path))
+    return path
+
+
+def test_timed_runs_stop_at_the_time_budget_but_not_before_the_floor(device, tmp_path):
+    path = _slow_matmul(tmp_path / "slow.onnx")
+    session = open_session(device, path)
+    feed = {"x": np.zeros((256, 256), np.float32)}
+    assert len(session.time(feed, runs=5, warmup=1, max_s=1e-9, min_runs=3)) == 3  # the floor
+    assert len(session.time(feed, runs=4, warmup=1, max_s=None, min_runs=1)) == 4  # no budget: the count
+    budgeted = session.time(feed, runs=100000, warmup=2, max_s=0.3, min_runs=2)
+    assert 2 <= len(budgeted) < 100000  # 100000 runs of 20 MatMuls would take minutes
