@@ -15,6 +15,7 @@ from .junit import record_metrics, record_provenance
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
 from .no_fallback_item import assert_no_fallback
 from .outcomes import fail, open_session
+from .reporting.schema import CheckRecord
 from .run import CACHE_DIR, EdgeRun, edge_run
 
 if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixtures that need them
@@ -69,7 +70,7 @@ def edge_session(
     """The marked model on the current device and provider (CPU fallback allowed, placement checked)."""
     options = {**edge_model_marker.options, **providers_marker(request.node).options}
     session = _marker_session(edge_run_state, edge_device, edge_provider, edge_model_marker, options)
-    record_provenance(request.node, session.provenance())
+    record_provenance(request.node, CheckRecord.from_session(request.node.nodeid, "test", session.provenance()))
     return session
 
 
@@ -186,16 +187,11 @@ def edge_compare(
         if isinstance(result, ValueError):
             fail(str(result))
         reference = _reference_name(request, session)
-        edge_run_state.record(
-            {
-                "nodeid": request.node.nodeid,
-                "check": "conformance",
-                "reference": reference,
-                "comparison": result.to_dict(),
-                **session.provenance(),
-            }
+        record = CheckRecord.from_session(
+            request.node.nodeid, "conformance", session.provenance(), reference=reference, comparison=result.to_dict()
         )
-        record_metrics(request.node, result)
+        edge_run_state.record(record)
+        record_metrics(request.node, record)
         if not result.passed:
             raise ComparisonError(format_comparison(result, title=f"{session.label} vs {reference}"), result)
         return result

@@ -11,6 +11,7 @@ from .config.providers import resolve_provider
 from .errors import ModelError, ProviderError
 from .junit import record_coverage, record_provenance
 from .outcomes import fail, require_provider
+from .reporting.schema import CheckRecord
 from .run import EdgeRun
 
 
@@ -38,28 +39,30 @@ def assert_no_fallback(
     except (ProviderError, ModelError) as exc:
         result = NoFallbackResult(error=str(exc))
     if result.session is None:
+        cpu_nodes = [{"op_type": op, "count": len(names), "nodes": names} for op, names in result.cpu_nodes.items()]
         run.record(
-            {
-                "nodeid": node.nodeid,
-                "check": "no_cpu_fallback",
-                "passed": False,
-                "device": device,
-                "provider": provider,
-                "model": model.name,
-                "model_path": str(model),
-                "error": result.error,
-                "cpu_nodes": [
-                    {"op_type": op, "count": len(names), "nodes": names} for op, names in result.cpu_nodes.items()
-                ],
-                **(fields or {}),
-            }
+            CheckRecord(
+                **{
+                    "nodeid": node.nodeid,
+                    "check": "no_cpu_fallback",
+                    "passed": False,
+                    "device": device,
+                    "provider": provider,
+                    "model": model.name,
+                    "model_path": str(model),
+                    "error": result.error,
+                    "cpu_nodes": cpu_nodes,
+                    **(fields or {}),
+                }
+            )
         )
         fail(str(result.error))
     session = result.session
     coverage = session.npu_coverage if session.npu_coverage is not None else 1.0
-    run.record(
-        {"nodeid": node.nodeid, "check": "no_cpu_fallback", "passed": True, **session.provenance(), **(fields or {})}
+    record = CheckRecord.from_session(
+        node.nodeid, "no_cpu_fallback", session.provenance(), passed=True, **(fields or {})
     )
-    record_provenance(node, session.provenance())
+    run.record(record)
+    record_provenance(node, record)
     record_coverage(node, coverage)
     return coverage

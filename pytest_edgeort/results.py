@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
@@ -15,6 +14,7 @@ import pytest
 
 from .errors import DeviceUnavailable, InventoryError, ReportError
 from .junit import record_error, record_identity, record_provenance
+from .reporting.schema import CheckRecord, json_safe
 
 if TYPE_CHECKING:
     from .run import EdgeRun
@@ -74,31 +74,31 @@ class RunResults:
     reaches :meth:`merge_payload` (in this process, or in the xdist controller) adds them to
     ``records``: one path for the summary and the JSON report."""
 
-    pending: List[Dict[str, Any]] = field(default_factory=list)
-    records: List[Dict[str, Any]] = field(default_factory=list)
+    pending: List[CheckRecord] = field(default_factory=list)
+    records: List[CheckRecord] = field(default_factory=list)
     device_facts: Dict[str, Dict[str, Any]] = field(default_factory=dict)
     outcomes: Dict[str, str] = field(default_factory=dict)  # nodeid -> final pytest outcome
     skip_reasons: List[str] = field(default_factory=list)
 
-    def record(self, entry: Dict[str, Any]) -> None:
+    def record(self, record: CheckRecord) -> None:
         """Keep one check's result until the relay attaches it to the test's report."""
-        self.pending.append(entry)
+        self.pending.append(record)
 
     def take_payload(self, started: float, finished: float, facts: Mapping[str, Any]) -> Dict[str, Any]:
         """The pending records (timed ``started``/``finished``, epoch s) and the device ``facts`` not
         yet sent, as plain JSON-able data that survives pytest-xdist's report transport."""
-        from .reporting.jsonreport import json_safe
-
         worker = os.environ.get("PYTEST_XDIST_WORKER")
-        timing = {"started": started, "finished": finished, **({"xdist_worker": worker} if worker else {})}
-        records = [{**timing, **entry} for entry in self.pending]
+        records = []
+        for record in self.pending:
+            record.started, record.finished, record.xdist_worker = started, finished, worker
+            records.append(record.to_dict())
         self.pending.clear()
         changed = {name: f for name, f in json_safe(facts).items() if self.device_facts.get(name) != f}
-        return {"records": json_safe(records), "devices": changed}
+        return {"records": records, "devices": changed}
 
     def merge_payload(self, payload: Mapping[str, Any]) -> None:
         """Add a report's payload (see :meth:`take_payload`) to the run's results."""
-        self.records.extend(payload.get("records", ()))
+        self.records.extend(CheckRecord.from_dict(record) for record in payload.get("records", ()))
         self.device_facts.update(payload.get("devices", {}))
 
     def note_outcome(self, report: pytest.TestReport) -> None:
@@ -138,57 +138,50 @@ class ResultRelay:
             if report.failed:
                 line = failure_line(report)
                 self.results.record(
-                    {
-                        "nodeid": item.nodeid,
-                        "check": "suite",
-                        "passed": False,
-                        "suite": str(item.path),
-                        "phase": report.when,
-                        "error": line,
-                    }
+                    CheckRecord(
+                        nodeid=item.nodeid,
+                        check="suite",
+                        passed=False,
+                        suite=str(item.path),
+                        phase=report.when,
+                        error=line,
+                    )
                 )
                 record_error(item, line)
             report.edgeort = self.results.take_payload(call.start, call.stop, self.devices.facts())
         return report
 
-    def _known_provenance(self, item: pytest.Item, target: Tuple[str, str]) -> Dict[str, Any]:
-        """What is known of a test that has no session (yet): its model file and hash, and the
-        device's versions if the device was reached."""
+    def _known_provenance(self, item: pytest.Item, target: Tuple[str, str]) -> CheckRecord:
+        """A failure record of a test that has no session (yet), with what is known: its device and
+        provider, its model file and hash, and the device's versions if the device was reached."""
         model = item_model(item)
         if model is not None and model not in self._hashes:
             self._hashes[model] = _file_sha256(model)
         caps = self.devices.facts().get(target[0]) or {}
         qnn = caps.get("qnn") or {}
-        return {
-            "model": model.name if model else None,
-            "model_path": str(model) if model else None,
-            "model_sha256": self._hashes.get(model) if model else None,
-            "onnxruntime": caps.get("onnxruntime"),
-            "qnn_sdk": qnn.get("sdk_version"),
-            "qnn_ep": qnn.get("ep_package_version"),
-            "platform": caps.get("platform"),
-        }
+        return CheckRecord(
+            nodeid=item.nodeid,
+            check=getattr(item, "check", "test"),
+            passed=False,
+            device=target[0],
+            provider=target[1],
+            model=model.name if model else None,
+            model_path=str(model) if model else None,
+            model_sha256=self._hashes.get(model) if model else None,
+            onnxruntime=caps.get("onnxruntime"),
+            qnn_sdk=qnn.get("sdk_version"),
+            qnn_ep=qnn.get("ep_package_version"),
+            platform=caps.get("platform"),
+        )
 
     def _note_failure(self, report: pytest.TestReport, item: pytest.Item, target: Tuple[str, str]) -> None:
         """The phase and reason on this phase's records, or a record of its own when there is none."""
-        failure: Dict[str, Any] = {"phase": report.when, "error": failure_line(report)}
-        for entry in self.results.pending:
-            for key, value in failure.items():
-                entry.setdefault(key, value)
+        for record in self.results.pending:
+            record.note_failure(report.when, failure_line(report))
         if not self.results.pending and report.when != "teardown":
-            device, provider = target
-            known = {k: v for k, v in self._known_provenance(item, target).items() if v is not None}
-            self.results.record(
-                {
-                    "nodeid": item.nodeid,
-                    "check": getattr(item, "check", "test"),
-                    "passed": False,
-                    "device": device,
-                    "provider": provider,
-                    **known,
-                    **failure,
-                }
-            )
+            record = self._known_provenance(item, target)
+            record.note_failure(report.when, failure_line(report))
+            self.results.record(record)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, "edgeort", None)
@@ -247,12 +240,15 @@ class RunOutput:
             skip_counts(results.skip_reasons),
             int(exitstatus),
         )
-        html = partial(write_html, rootdir=self.run.rootdir)  # rows name models relative to it
-        for path, write in ((options.report, write_report), (options.html, html)):
+        writers = (
+            (options.report, lambda path: write_report(path, document.to_dict())),
+            (options.html, lambda path: write_html(path, document, self.run.rootdir)),  # rows relative to it
+        )
+        for path, write in writers:
             if path is None:
                 continue
             try:
-                write(path, document)
+                write(path)
             except ReportError as exc:  # the rest of the terminal output stays; the run must not look green
                 self.report_errors.append(str(exc))
                 if session.exitstatus == pytest.ExitCode.OK:
@@ -278,10 +274,8 @@ class RunOutput:
                 terminalreporter.write_line(line, yellow=True)
             for reason, count in skip_counts(results.skip_reasons):
                 terminalreporter.write_line(f"skipped {count}x: {reason}", yellow=True)
-        updates = [r for r in results.records if r.get("golden_update")]
+        updates = [r for r in results.records if r.golden_update]
         if updates:
             terminalreporter.section("edgeort golden updates")
             for record in updates:
-                terminalreporter.write_line(
-                    f"{record['golden']} ({record['device']}): " + "; ".join(record["golden_update"])
-                )
+                terminalreporter.write_line(f"{record.golden} ({record.device}): " + "; ".join(record.golden_update))

@@ -15,6 +15,7 @@ from .errors import EdgeError
 from .junit import record_latency, record_metrics, record_provenance
 from .no_fallback_item import assert_no_fallback
 from .outcomes import fail, open_session, unavailable
+from .reporting.schema import CheckRecord
 from .run import CACHE_DIR, EdgeRun, edge_run
 
 if TYPE_CHECKING:
@@ -212,8 +213,8 @@ class SuiteItem(SuiteNode):
         """Record the comparison, then fail with ``message`` and the full report if it did not pass."""
         from .compare.render import format_comparison
 
-        self._record(run, session, passed=result.passed, comparison=result.to_dict(), **fields)
-        record_metrics(self, result)
+        record = self._record(run, session, passed=result.passed, comparison=result.to_dict(), **fields)
+        record_metrics(self, record)
         if not result.passed:
             fail(f"{message}:\n" + format_comparison(result, title=title))
 
@@ -231,18 +232,18 @@ class SuiteItem(SuiteNode):
             **fields,
         )
 
-    def _record(self, run: EdgeRun, session: EdgeSession, **fields: Any) -> None:
-        run.record(
-            {
-                "nodeid": self.nodeid,
-                "check": self.check,
-                "suite": str(self.suite.path),
-                **session.provenance(),
-                "model": self.suite.folder.name,
-                **fields,
-            }
-        )  # prepared models are named by hash: show the suite
-        record_provenance(self, session.provenance())
+    def _record(self, run: EdgeRun, session: EdgeSession, **fields: Any) -> CheckRecord:
+        record = CheckRecord.from_session(
+            self.nodeid,
+            self.check,
+            session.provenance(),
+            suite=str(self.suite.path),
+            model=self.suite.folder.name,  # prepared models are named by hash: show the suite
+            **fields,
+        )
+        run.record(record)
+        record_provenance(self, record)
+        return record
 
     # -- the checks
     def runtest(self) -> None:
@@ -323,7 +324,7 @@ class SuiteItem(SuiteNode):
         cpu = None if self.provider == "cpu" else partial(open_session, run, self.device, models.model, "cpu")
         result = measure_latency(session, models.feeds[0], self.suite.latency_runs, self.suite.latency_p90_ms, cpu)
         stats = result.stats
-        self._record(
+        record = self._record(
             run,
             session,
             passed=result.passed,
@@ -331,7 +332,7 @@ class SuiteItem(SuiteNode):
             speedup_vs_cpu=result.speedup_vs_cpu,
             latency_gate_ms=result.gate_ms,
         )
-        record_latency(self, stats.p50_ms, stats.p90_ms)
+        record_latency(self, record)
         if not result.passed:
             fail(result.failure(session.label))
 

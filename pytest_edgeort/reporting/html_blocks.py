@@ -6,6 +6,7 @@ import datetime
 from html import escape
 from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
 
+from .schema import CheckRecord
 from .summary import format_ms, format_number
 from .svg import histogram_svg
 
@@ -207,8 +208,8 @@ def _placement(placement: Mapping[str, Mapping[str, int]]) -> str:
     return html_table(("op type", *eps), rows, numeric=tuple(range(1, len(eps) + 1)))
 
 
-def _latency(record: Mapping[str, Any]) -> str:
-    latency = record.get("latency") or {}
+def _latency(record: CheckRecord) -> str:
+    latency = record.latency or {}
     return facts_table(
         [
             ("p50 ms", format_ms(latency.get("p50_ms"))),
@@ -216,67 +217,68 @@ def _latency(record: Mapping[str, Any]) -> str:
             ("mean ms", format_ms(latency.get("mean_ms"))),
             ("min ms", format_ms(latency.get("min_ms"))),
             ("runs", latency.get("runs")),
-            ("gate p90 ms", record.get("latency_gate_ms")),
-            ("speed-up vs CPU", format_number(record.get("speedup_vs_cpu"), ".2g")),
+            ("gate p90 ms", record.latency_gate_ms),
+            ("speed-up vs CPU", format_number(record.speedup_vs_cpu, ".2g")),
         ]
     )
 
 
-def _golden(record: Mapping[str, Any]) -> str:
+def _golden(record: CheckRecord) -> str:
     """Where the goldens came from; facts that differ from this run are flagged."""
-    provenance = record["golden_provenance"]
+    provenance = record.golden_provenance or {}
+    now_facts = record.to_dict()
     rows = []
     for key, value in sorted(provenance.items()):
         if key == "placement":
             continue
-        now = record.get(key)
+        now = now_facts.get(key)
         changed = now is not None and key not in ("model", "written") and now != value
         rows.append([e(key), e(_value(value)), e(_value(now)) + (" <strong>(changed)</strong>" if changed else "")])
     return "<h4>golden provenance</h4>" + html_table(("fact", "golden written with", "this run"), rows)
 
 
-def record_html(number: int, record: Mapping[str, Any], row_index: int) -> str:
-    outcome = str(record.get("outcome", "unknown"))
+def record_html(number: int, record: CheckRecord, row_index: int) -> str:
+    outcome = record.outcome or "unknown"
     failed = OUTCOME_CLASS.get(outcome) == "fail"
     parts = [
         f'<section class="record{" failed" if failed else ""}" id="rec-{number}">',
         (
-            f"<h3>{outcome_badge(outcome)} {e(record.get('check', 'test'))} "
-            f'<span class="muted">{e(record.get("nodeid", ""))}</span></h3>'
+            f"<h3>{outcome_badge(outcome)} {e(record.check or 'test')} "
+            f'<span class="muted">{e(record.nodeid or "")}</span></h3>'
         ),
         f'<p><a href="#row-{row_index}">back to the summary</a></p>',
     ]
-    if record.get("error"):
-        parts.append(f'<pre class="error">{e(record["error"])}</pre>')
+    if record.error:
+        parts.append(f'<pre class="error">{e(record.error)}</pre>')
     duration = None
-    if isinstance(record.get("started"), (int, float)) and isinstance(record.get("finished"), (int, float)):
-        duration = f"{record['finished'] - record['started']:.3f} s"
+    if isinstance(record.started, (int, float)) and isinstance(record.finished, (int, float)):
+        duration = f"{record.finished - record.started:.3f} s"
     parts.append(
         facts_table(
-            [(label, record.get(key)) for key, label in _RECORD_FACTS]
-            + [("started", when(record.get("started"))), ("duration", duration)]
+            [(label, getattr(record, key)) for key, label in _RECORD_FACTS]
+            + [("started", when(record.started)), ("duration", duration)]
         )
     )
-    parts.append(_comparison(record.get("comparison") or {}))
-    if record.get("cpu_nodes"):
-        rows = ([e(n.get("op_type")), e(n.get("count")), e(", ".join(n.get("nodes", ())))] for n in record["cpu_nodes"])
+    parts.append(_comparison(record.comparison or {}))
+    if record.cpu_nodes:
+        rows = ([e(n.get("op_type")), e(n.get("count")), e(", ".join(n.get("nodes", ())))] for n in record.cpu_nodes)
         parts.append(
             "<h4>nodes that would run on CPU</h4>" + html_table(("op type", "count", "nodes"), rows, numeric=(1,))
         )
-    if record.get("placement"):
-        coverage = record.get("npu_coverage")
+    if record.placement:
+        coverage = record.npu_coverage
         if isinstance(coverage, (int, float)):
             parts.append(f"<h4>placement per op type</h4><p>NPU node coverage {100 * coverage:.1f} %</p>")
         else:
             parts.append("<h4>placement per op type</h4>")
-        parts.append(_placement(record["placement"]))
-    if record.get("latency"):
+        parts.append(_placement(record.placement))
+    if record.latency:
         parts.append("<h4>latency</h4>" + _latency(record))
-    if record.get("golden_provenance"):
+    if record.golden_provenance:
         parts.append(_golden(record))
-    if record.get("golden_update"):
+    if record.golden_update:
         parts.append(
-            "<h4>golden update</h4><ul>" + "".join(f"<li>{e(line)}</li>" for line in record["golden_update"]) + "</ul>"
+            "<h4>golden update</h4><ul>" + "".join(f"<li>{e(line)}</li>" for line in record.golden_update) + "</ul>"
         )
     parts.append("</section>")
     return "".join(parts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pytest_edgeort.reporting.schema import CheckRecord
 from pytest_edgeort.reporting.summary import build_rows, format_rows, lock_lines, skip_counts
 
 
@@ -27,7 +28,7 @@ def test_rows_put_failures_first_and_keep_the_worst_metrics(tmp_path):
         },
         {"nodeid": "c", "model": "z.onnx", "device": "local", "provider": "cpu", "passed": False},
     ]
-    rows = build_rows(records, {"a": "passed", "b": "passed"}, Path(tmp_path))
+    rows = build_rows([CheckRecord.from_dict(r) for r in records], {"a": "passed", "b": "passed"}, Path(tmp_path))
     assert [(r.model, r.verdict, r.checks) for r in rows] == [("z.onnx", "FAIL", "0/1"), ("m.onnx", "PASS", "2/2")]
     assert (rows[1].max_lsb, rows[1].snr_db) == (5, 30.0)
     lines = format_rows(rows)
