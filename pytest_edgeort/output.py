@@ -3,7 +3,7 @@ JSON and HTML reports, the edgeort summary."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import Any, List, Optional
 
 import pytest
 
@@ -12,9 +12,7 @@ from .items.target import item_target
 from .reporting.html import write_html
 from .reporting.jsonreport import build_report, write_report
 from .reporting.summary import build_rows, device_line, format_rows, fp16_notes, lock_lines, skip_counts
-
-if TYPE_CHECKING:
-    from .run import EdgeRun
+from .run import EdgeRun
 
 
 class RunOutput:

@@ -5,16 +5,14 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import Any, Dict, Optional
 
 import pytest
 
 from .items.target import BROKEN_SUITE_KEY, EdgeTarget, item_model, item_target
 from .junit import record_error, record_identity, record_provenance
 from .reporting.schema import CheckRecord
-
-if TYPE_CHECKING:
-    from .run import EdgeRun
+from .run import EdgeRun
 
 
 def _file_sha256(path: Path) -> Optional[str]:
