@@ -10,11 +10,14 @@ import pytest
 
 from ._text import atomic_write
 from .config.providers import resolve_provider
-from .errors import ComparisonError, InputError, ModelError
-from .junit import record_metrics, record_provenance
+from .errors import InputError, ModelError
+from .items.conformance import conclude
+from .items.no_fallback import assert_no_fallback
+from .items.node import CheckNode
+from .junit import record_provenance
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
-from .no_fallback_item import assert_no_fallback
-from .outcomes import fail, open_session
+from .outcomes import fail, open_session, outcome_of
+from .reporting.schema import CheckRecord
 from .run import CACHE_DIR, EdgeRun, edge_run
 
 if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixtures that need them
@@ -69,7 +72,7 @@ def edge_session(
     """The marked model on the current device and provider (CPU fallback allowed, placement checked)."""
     options = {**edge_model_marker.options, **providers_marker(request.node).options}
     session = _marker_session(edge_run_state, edge_device, edge_provider, edge_model_marker, options)
-    record_provenance(request.node, session.provenance())
+    record_provenance(request.node, CheckRecord.from_session(request.node.nodeid, "test", session.provenance()))
     return session
 
 
@@ -83,12 +86,10 @@ def _marker_session(
         from .model.info import model_info
         from .model.inputs import static_shape
 
-        try:
+        with outcome_of(InputError, ModelError):
             info = model_info(model)
             for tensor in info.inputs:
                 static_shape(info, tensor)
-        except (InputError, ModelError) as exc:
-            fail(str(exc))
     return open_session(run, device, model, provider, options)
 
 
@@ -99,11 +100,9 @@ def _shaped_model(run: EdgeRun, marker: ModelMarker) -> Path:
         return marker.model
     from .model.prepare import PrepareError, PrepareRecipe, prepare_model
 
-    try:
+    with outcome_of(ValueError, PrepareError):
         recipe = PrepareRecipe.from_mapping({"fix_shapes": dict(marker.shapes)}, f"edge_model({marker.model.name!r})")
         prepared = prepare_model(marker.model, recipe, marker.model.parent, run.rootdir / CACHE_DIR / "shaped")
-    except (ValueError, PrepareError) as exc:
-        fail(str(exc))
     named = prepared.parent / prepared.stem / marker.model.name
     if not named.is_file():
         named.parent.mkdir(exist_ok=True)
@@ -128,14 +127,11 @@ def edge_inputs(edge_run_state: EdgeRun, edge_model_marker: ModelMarker) -> Dict
     from .model.inputs import generate_inputs, load_npz
 
     marker = edge_model_marker
-    try:
+    with outcome_of(InputError, ModelError):
         info = model_info(marker.model)
         if marker.inputs is not None:
             return first_example(info, load_npz(marker.inputs), str(marker.inputs), marker.shapes)
         return generate_inputs(info, edge_run_state.options.seed, 0, marker.input_ranges, marker.shapes)
-    except (InputError, ModelError) as exc:
-        error = str(exc)
-    fail(error)
 
 
 def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str, shapes: Any) -> Dict[str, np.ndarray]:
@@ -158,7 +154,6 @@ def edge_compare(
     """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
     from .checks.conformance import compare as compare_outputs
     from .checks.conformance import open_float_session
-    from .compare.render import format_comparison
     from .compare.tolerance import parse_tolerance
 
     marker = model_marker(request.node)
@@ -172,7 +167,7 @@ def edge_compare(
         __tracebackhide__ = True  # a failure shows the test's line, not this function
         where = f"edge_compare in {request.node.nodeid}"
         session = _session_for_compare(request, edge_run_state, edge_device, edge_provider, marker)
-        try:
+        with outcome_of(ValueError):
             spec = tolerance_marker(request.node)
             if tolerance:
                 spec = spec.over(parse_tolerance(tolerance, where))
@@ -181,24 +176,9 @@ def edge_compare(
                 float_session = open_float_session(opener, edge_device, marker.float_model, spec)
                 baseline = float_session.run(session.last_inputs) if float_session is not None else None
             result = compare_outputs(session, actual, expected, spec, where, baseline)
-        except ValueError as exc:
-            result = exc
-        if isinstance(result, ValueError):
-            fail(str(result))
         reference = _reference_name(request, session)
-        edge_run_state.record(
-            {
-                "nodeid": request.node.nodeid,
-                "check": "conformance",
-                "reference": reference,
-                "comparison": result.to_dict(),
-                **session.provenance(),
-            }
-        )
-        record_metrics(request.node, result)
-        if not result.passed:
-            raise ComparisonError(format_comparison(result, title=f"{session.label} vs {reference}"), result)
-        return result
+        node = CheckNode(edge_run_state, request.node, "conformance", edge_device, edge_provider)
+        return conclude(node, session, result, f"{session.label} vs {reference}", reference=reference)
 
     return compare
 
@@ -235,9 +215,8 @@ def edge_assert_no_fallback(
 
     def check() -> float:
         options = {**edge_model_marker.options, **providers_marker(request.node).options}
-        return assert_no_fallback(
-            edge_run_state, request.node, edge_device, edge_provider, edge_model_marker.model, options
-        )
+        node = CheckNode(edge_run_state, request.node, "no_cpu_fallback", edge_device, edge_provider)
+        return assert_no_fallback(node, edge_model_marker.model, options)
 
     return check
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Tuple
+from typing import Any, Tuple
 
 import pytest
 
-if TYPE_CHECKING:
-    from .checks.latency import LatencyResult
-    from .compare.engine import Comparison
+from .reporting.schema import CheckRecord, number
 
 # JUnit property <- provenance key: every edge test carries these where they are known, also one
 # that failed before any session existed.
@@ -36,10 +34,10 @@ def record_identity(item: pytest.Item, target: Tuple[str, str]) -> None:
         _add(item, name, value)
 
 
-def record_provenance(item: pytest.Item, provenance: Mapping[str, Any]) -> None:
-    """``edge_model``, ``edge_model_sha256``, versions and platform (each once, where known)."""
+def record_provenance(item: pytest.Item, record: CheckRecord) -> None:
+    """``edge_model``, ``edge_model_sha256``, versions and platform of ``record`` (each once, where known)."""
     for name, key in PROVENANCE_KEYS.items():
-        _add(item, name, provenance.get(key))
+        _add(item, name, getattr(record, key))
 
 
 def record_error(item: pytest.Item, line: str) -> None:
@@ -47,13 +45,14 @@ def record_error(item: pytest.Item, line: str) -> None:
     item.user_properties.append(("edge_error", line))
 
 
-def record_metrics(item: pytest.Item, result: Comparison) -> None:
-    """Key metrics of a comparison: ``edge_<output>_max_lsb``, ``_max_abs``, ``_snr_db``, ``_topk_agreement``."""
-    for out in result.outputs:
+def record_metrics(item: pytest.Item, record: CheckRecord) -> None:
+    """Key metrics of the record's comparison: ``edge_<output>_max_lsb``, ``_max_abs``, ``_snr_db``,
+    ``_topk_agreement``."""
+    for out in record.outputs:
         for key in ("max_lsb", "max_abs", "snr_db", "topk_agreement"):
-            value = getattr(out, key)
+            value = number(out.get(key))
             if value is not None:
-                item.user_properties.append((f"edge_{out.name}_{key}", f"{value:.6g}"))
+                item.user_properties.append((f"edge_{out.get('name')}_{key}", f"{value:.6g}"))
 
 
 def record_coverage(item: pytest.Item, coverage: float) -> None:
@@ -61,10 +60,14 @@ def record_coverage(item: pytest.Item, coverage: float) -> None:
     item.user_properties.append(("edge_npu_coverage", f"{coverage:.4f}"))
 
 
-def record_latency(item: pytest.Item, result: LatencyResult) -> None:
+def record_latency(item: pytest.Item, record: CheckRecord) -> None:
     """``edge_latency_p50_ms`` and ``edge_latency_p90_ms`` of the deciding measurement,
     ``edge_latency_simulated`` and ``edge_latency_decided_by``."""
     for key in ("p50_ms", "p90_ms"):
-        item.user_properties.append((f"edge_latency_{key}", f"{getattr(result.stats, key):.4g}"))
-    item.user_properties.append(("edge_latency_simulated", "true" if result.simulated else "false"))
-    item.user_properties.append(("edge_latency_decided_by", result.decided_by))
+        value = number((record.latency or {}).get(key))
+        if value is not None:
+            item.user_properties.append((f"edge_latency_{key}", f"{value:.4g}"))
+    if record.latency_simulated is not None:
+        item.user_properties.append(("edge_latency_simulated", "true" if record.latency_simulated else "false"))
+    if record.latency_decided_by:
+        item.user_properties.append(("edge_latency_decided_by", record.latency_decided_by))

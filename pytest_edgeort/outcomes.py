@@ -1,9 +1,11 @@
-"""Turning expected problems into one-line pytest outcomes: skip (or fail when strict) and fail."""
+"""Turning expected problems into one-line pytest outcomes: skip (or fail when strict) and fail, never with
+an exception chain ("during handling of the above exception") in the report."""
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, NoReturn, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NoReturn, Optional, Tuple, Type
 
 import pytest
 
@@ -15,29 +17,54 @@ if TYPE_CHECKING:
     from .devices.session import EdgeSession
 
 
-def unavailable(run: EdgeRun, message: str) -> NoReturn:
-    """Skip, or fail under --edge-strict, because a device/provider/package is missing."""
+def fail(message: str) -> NoReturn:
+    """Fail the test with one line (no traceback, no exception chain, also when called in an ``except``)."""
     __tracebackhide__ = True
-    if run.options.strict:
+    raise pytest.fail.Exception(message, pytrace=False) from None
+
+
+def skip(message: str) -> NoReturn:
+    """Skip the test; ``-rs`` names the test, not this file."""
+    __tracebackhide__ = True
+    raise pytest.skip.Exception(message, _use_item_location=True) from None
+
+
+def unavailable(run: Optional[EdgeRun], message: str) -> NoReturn:
+    """Skip, or fail under --edge-strict, because a device/provider/package/golden is missing."""
+    __tracebackhide__ = True
+    if run is not None and run.options.strict:
         fail(f"{message} [--edge-strict]")
-    raise pytest.skip.Exception(message, _use_item_location=True)  # -rs names the test, not this file
+    skip(message)
+
+
+def raise_outcome(run: Optional[EdgeRun], error: BaseException, skip: Tuple[Type[BaseException], ...] = ()) -> NoReturn:
+    """The one-line outcome of an expected problem: a device that is unavailable or an error of a ``skip``
+    kind skips (fails under --edge-strict); a device fault (split board, changed host key) and everything
+    else fail."""
+    __tracebackhide__ = True
+    if isinstance(error, skip) or (isinstance(error, DeviceUnavailable) and not isinstance(error, DeviceFault)):
+        unavailable(run, str(error))
+    fail(str(error))
+
+
+@contextlib.contextmanager
+def outcome_of(
+    *errors: Type[BaseException], run: Optional[EdgeRun] = None, skip: Tuple[Type[BaseException], ...] = ()
+) -> Iterator[None]:
+    """``with outcome_of(ValueError): ...``: an exception of ``errors`` in the block becomes its one-line
+    outcome (:func:`raise_outcome`), without the exception chain."""
+    __tracebackhide__ = True
+    try:
+        yield
+    except errors as exc:
+        raise_outcome(run, exc, skip)
 
 
 def require_provider(run: EdgeRun, device: str, provider: str) -> None:
-    """Skip (fail when strict) unless ``device`` is reachable and has ``provider``."""
-    try:
-        spec = resolve_provider(provider)
-    except ProviderError as exc:
-        spec, error = None, str(exc)
-    if spec is None:
-        fail(error)
-    fault = False
-    try:
-        missing = run.device(device).missing_provider(spec)
-    except DeviceUnavailable as exc:
-        missing, fault = str(exc), isinstance(exc, DeviceFault)
-    if fault:  # a split board, a changed host key: never an outage to skip
-        fail(missing)
+    """Skip (fail when strict) unless ``device`` is reachable and has ``provider``; a device fault (a split
+    board, a changed host key) is never an outage to skip."""
+    with outcome_of(ProviderError, DeviceUnavailable, run=run):
+        missing = run.device(device).missing_provider(resolve_provider(provider))
     if missing:
         unavailable(run, missing)
 
@@ -52,23 +79,5 @@ def open_session(
 ) -> EdgeSession:
     """A cached session, turning every expected problem into one readable skip/fail line."""
     require_provider(run, device, provider)
-    try:
+    with outcome_of(EdgeError, run=run):
         return run.session(device, model, provider, options, cpu_fallback)
-    except EdgeError as exc:
-        error = exc
-    raise_outcome(run, error)
-
-
-def raise_outcome(run: EdgeRun, error: EdgeError) -> NoReturn:
-    """The one-line outcome of an expected problem: a device that is unavailable skips (fails under
-    --edge-strict); a device fault (split board, changed host key) and everything else fail."""
-    __tracebackhide__ = True
-    if isinstance(error, DeviceUnavailable) and not isinstance(error, DeviceFault):
-        unavailable(run, str(error))
-    fail(str(error))
-
-
-def fail(message: str) -> NoReturn:
-    """Fail the test with one line (no traceback, no exception chain)."""
-    __tracebackhide__ = True
-    pytest.fail(message, pytrace=False)

@@ -10,9 +10,12 @@ import pytest
 from . import fixtures
 from .config.suite import MANIFEST
 from .errors import ComparisonError, EdgeError, InventoryError, ProviderError
+from .items.suite import SuiteFile
+from .items.target import TARGET, item_target, mark_marker_test
 from .markers import MARKERS, parse_tolerance_markers, providers_marker
 from .options import EdgeOptions, add_options
-from .results import TARGET, ResultRelay, item_target
+from .outcomes import outcome_of
+from .relay import ResultRelay
 from .run import RUN_KEY, EdgeRun, edge_run
 from .signals import interrupt_on_sigterm
 from .xdist import role_of
@@ -53,6 +56,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(TARGET, targets, ids=[f"{d}-{p}" for d, p in targets])
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    mark_marker_test(item)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
     run = edge_run(config)
     if run.usage_errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
@@ -65,8 +72,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:
     if file_path.name == MANIFEST:
-        from .suite_items import SuiteFile
-
         return SuiteFile.from_parent(parent, path=file_path)
     return None
 
@@ -75,13 +80,8 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[p
 def pytest_runtest_call(item: pytest.Item) -> Any:
     """An expected problem raised in a test body (``edge_session.run`` on a dead worker, a lost
     board) is one line, as in fixtures: not a traceback through plugin internals."""
-    try:
+    with outcome_of(EdgeError, run=edge_run(item.config)):
         return (yield)
-    except EdgeError as exc:
-        error = exc  # raised below, outside the handler: no "during handling of the above exception"
-    from .outcomes import raise_outcome
-
-    raise_outcome(edge_run(item.config), error)
 
 
 @pytest.hookimpl(wrapper=True)

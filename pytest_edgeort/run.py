@@ -13,6 +13,7 @@ from .config.providers import provider_options, resolve_provider
 from .devices.boardlock import lock_owner
 from .errors import DeviceUnavailable, EdgeSessionError, InventoryError
 from .options import EdgeOptions
+from .reporting.schema import CheckRecord
 from .results import RunResults
 
 if TYPE_CHECKING:  # numpy/onnx/onnxruntime-side modules load only when an edge test runs
@@ -183,9 +184,9 @@ class EdgeRun:
         """A cached session for (device, model sha256, provider, options, fallback mode)."""
         return self.cache.get(device_name, model_path, provider, options, cpu_fallback)
 
-    def record(self, entry: Dict[str, Any]) -> None:
+    def record(self, record: CheckRecord) -> None:
         """Keep one check's result until the plugin attaches it to the test's report."""
-        self.results.record(entry)
+        self.results.record(record)
 
     @property
     def devices(self) -> Dict[str, Device]:
@@ -198,7 +199,7 @@ class EdgeRun:
         return self.cache.created
 
     @property
-    def records(self) -> List[Dict[str, Any]]:
+    def records(self) -> List[CheckRecord]:
         """Every check's result that reached this process (in the xdist controller: all workers')."""
         return self.results.records
 

@@ -22,7 +22,7 @@ from typing import Any, Callable, Collection, List, Optional, Union
 
 import pytest
 
-from .results import RunOutput
+from .output import RunOutput
 from .run import EdgeRun, edge_run
 from .signals import interrupt_on_sigterm
 

@@ -7,7 +7,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
 from .._text import did_you_mean
 from ..checks.latency import LatencyBudget, LatencyGate
@@ -24,7 +24,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 MANIFEST = "edge_suite.toml"
-CHECKS = ("conformance", "no_cpu_fallback", "golden", "latency", "fuzz")
 _TOP_KEYS = (
     "model",
     "float_model",
@@ -95,17 +94,6 @@ class Suite:
     @property
     def folder(self) -> Path:
         return self.path.parent
-
-    def checks(self) -> List[str]:
-        """The check items this suite produces per device x provider."""
-        wanted = {
-            "conformance": True,
-            "no_cpu_fallback": self.no_cpu_fallback,
-            "golden": self.golden,
-            "latency": True,
-            "fuzz": self.fuzz_examples > 0,
-        }
-        return [c for c in CHECKS if wanted[c]]
 
     def local_file(self, name: str, key: str) -> Path:
         """A file inside the suite folder; paths escaping it (``..``, absolute, links) are refused."""
@@ -250,8 +238,9 @@ def _local_paths(suite: Suite) -> Iterator[Tuple[str, str]]:
         yield "prepare.quantize.calibration", recipe.quantize["calibration"]
 
 
-def load_suite(path: Path) -> Suite:
-    """Parse and validate a manifest; SuiteError names the file, the key and the expectation."""
+def load_suite(path: Path, checks_known: Optional[Sequence[str]] = None) -> Suite:
+    """Parse and validate a manifest; SuiteError names the file, the key and the expectation.
+    ``checks_known``: the check names ``[xfail]`` may name (the check table's); None takes any."""
     data = _read(path)
     where = str(path)
     for key in data:
@@ -340,8 +329,8 @@ def load_suite(path: Path) -> Suite:
     values["provider_options"] = _provider_options(data.get("provider_options", {}), where, used)
     xfail = _expect(data.get("xfail", {}), (dict,), where, "xfail", "a table of check name -> reason")
     for name, reason in xfail.items():
-        if name not in CHECKS:
-            raise _unknown(name, CHECKS, where, "xfail.")
+        if checks_known is not None and name not in checks_known:
+            raise _unknown(name, checks_known, where, "xfail.")
         _expect(reason, (str,), where, f"xfail.{name}", "a reason string")
     values["xfail"] = xfail
     suite = Suite(**values)

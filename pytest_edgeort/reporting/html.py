@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -10,8 +11,10 @@ from .._text import atomic_write
 from ..config.suite import MANIFEST
 from ..errors import ReportError
 from .html_blocks import OUTCOME_CLASS, badge, e, facts_table, html_table, outcome_badge, record_html, when
-from .summary import SIMULATED_MARK, SummaryRow, build_rows, device_line, format_ms, format_number, row_name
+from .schema import CheckRecord, ReportDocument
+from .summary import SIMULATED_MARK, SummaryRow, build_rows, device_line, format_ms, format_number, row_key
 
+Group = Tuple[SummaryRow, List[Tuple[int, CheckRecord]]]  # a summary row and its numbered records
 _VERDICT_CLASS = {"FAIL": "fail", "PASS": "pass", "XFAIL": "xfail", "SKIP": "skip"}
 _OUTCOME_ORDER = {"fail": 0, "xfail": 1, "skip": 2, "pass": 3}
 _STYLE = """
@@ -36,50 +39,49 @@ svg.hist text{font-size:11px;text-anchor:middle;fill:#1d2330}svg.hist .label{fon
 """
 
 
-def _with_model(record: Mapping[str, Any]) -> Dict[str, Any]:
+def _named(record: CheckRecord) -> CheckRecord:
     """A record keyed like the other records of its test: a suite item's by its suite (also a record
     that does not name it), a test that failed before any session existed by the test itself."""
-    nodeid = str(record.get("nodeid", "?"))
-    suite = record.get("suite") or (nodeid.split("::")[0] if nodeid.split("::")[0].endswith(MANIFEST) else None)
-    return {**record, "model": record.get("model") or nodeid.split("[")[0], **({"suite": suite} if suite else {})}
+    nodeid = record.nodeid or "?"
+    suite = record.suite or (nodeid.split("::")[0] if nodeid.split("::")[0].endswith(MANIFEST) else None)
+    return dataclasses.replace(record, model=record.model or nodeid.split("[")[0], suite=suite)
 
 
-def _grouped(document: Mapping[str, Any], rootdir: Optional[Path]) -> List[Tuple[SummaryRow, List[Tuple[int, dict]]]]:
+def _grouped(document: ReportDocument, rootdir: Optional[Path]) -> List[Group]:
     """Summary rows (failures first) with the numbered records of each, failed records first."""
-    records = [_with_model(r) for r in document.get("results", ())]
-    rows = build_rows(records, document.get("outcomes", {}), rootdir)
-    members: Dict[Tuple[str, str, str], List[Tuple[int, dict]]] = {}
+    records = [_named(r) for r in document.records]
+    rows = build_rows(records, document.outcomes, rootdir)
+    members: Dict[Tuple[str, str, str], List[Tuple[int, CheckRecord]]] = {}
     for number, record in enumerate(records):
-        key = (row_name(record, rootdir), record["device"], record["provider"])
-        members.setdefault(key, []).append((number, record))
+        members.setdefault(row_key(record, rootdir), []).append((number, record))
 
-    def rank(member: Tuple[int, dict]) -> int:
-        return _OUTCOME_ORDER.get(OUTCOME_CLASS.get(member[1].get("outcome", ""), "other"), 4)
+    def rank(member: Tuple[int, CheckRecord]) -> int:
+        return _OUTCOME_ORDER.get(OUTCOME_CLASS.get(member[1].outcome or "", "other"), 4)
 
     return [(row, sorted(members[(row.model, row.device, row.provider)], key=rank)) for row in rows]
 
 
-def _header(document: Mapping[str, Any]) -> str:
-    records = document.get("results", ())
-    started = min((r["started"] for r in records if isinstance(r.get("started"), (int, float))), default=None)
-    finished = max((r["finished"] for r in records if isinstance(r.get("finished"), (int, float))), default=None)
-    outcomes = list(document.get("outcomes", {}).values())
+def _header(document: ReportDocument) -> str:
+    records = document.records
+    started = min((r.started for r in records if isinstance(r.started, (int, float))), default=None)
+    finished = max((r.finished for r in records if isinstance(r.finished, (int, float))), default=None)
+    outcomes = list(document.outcomes.values())
     counts = ", ".join(f"{outcomes.count(o)} {o}" for o in sorted(set(outcomes))) or "no edge tests ran"
     banner = (
         '<p class="banner"><strong>INTERRUPTED</strong>: the run was stopped before it finished; '
         "this report has what ran until then.</p>"
-        if document.get("interrupted")
+        if document.interrupted
         else ""
     )
     facts = facts_table(
         [
             ("tests", counts),
-            ("exit status", document.get("exitstatus")),
-            ("seed", document.get("seed")),
+            ("exit status", document.exitstatus),
+            ("seed", document.seed),
             ("first check started", when(started)),
             ("last check finished", when(finished)),
-            ("report created", document.get("created")),
-            ("report schema", f"{document.get('schema')} v{document.get('version')}"),
+            ("report created", document.created),
+            ("report schema", f"{document.schema} v{document.schema_version}"),
             ("rendered by", f"pytest-edgeort {__version__}"),
         ]
     )
@@ -114,7 +116,7 @@ def _devices(devices: Mapping[str, Mapping[str, Any]]) -> str:
     return "".join(parts) if devices else '<h2>Devices</h2><p class="muted">no device was reached</p>'
 
 
-def _summary(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
+def _summary(groups: List[Group]) -> str:
     rows = []
     for index, (row, members) in enumerate(groups):
         strict = row.strict_coverage is not None
@@ -122,8 +124,8 @@ def _summary(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
         coverage_text = "-" if coverage is None else f"{100 * coverage:.0f}" + ("" if strict else "*")
         sim = SIMULATED_MARK if row.latency_simulated else ""
         checks = " ".join(
-            f'<span class="check"><a href="#rec-{n}">{e(r.get("check", "test"))}</a> '
-            f"{outcome_badge(r.get('outcome', '?'))}</span>"
+            f'<span class="check"><a href="#rec-{n}">{e(r.check or "test")}</a> '
+            f"{outcome_badge(r.outcome or '?')}</span>"
             for n, r in members
         )
         rows.append(
@@ -170,7 +172,7 @@ def _summary(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
     return f'<h2 id="summary">Summary: model x device x provider</h2>{table}{note}'
 
 
-def _details(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
+def _details(groups: List[Group]) -> str:
     parts = ["<h2>Details</h2>"]
     for index, (row, members) in enumerate(groups):
         parts.append(
@@ -181,35 +183,35 @@ def _details(groups: List[Tuple[SummaryRow, List[Tuple[int, dict]]]]) -> str:
     return "".join(parts)
 
 
-def _unrecorded(document: Mapping[str, Any]) -> str:
+def _unrecorded(document: ReportDocument) -> str:
     """Edge tests that recorded no check (a skip, a test that only ran a session), with their outcome."""
-    recorded = {r.get("nodeid") for r in document.get("results", ())}
+    recorded = {r.nodeid for r in document.records}
     rows = [
         [e(nodeid), outcome_badge(str(outcome))]
-        for nodeid, outcome in document.get("outcomes", {}).items()
+        for nodeid, outcome in document.outcomes.items()
         if nodeid not in recorded
     ]
     return "<h2>Edge tests without a check record</h2>" + html_table(("test", "outcome"), rows) if rows else ""
 
 
-def _skipped(skips: Sequence[Mapping[str, Any]]) -> str:
+def _skipped(skips: Sequence[Tuple[str, int]]) -> str:
     if not skips:
         return ""
     return "<h2>Skipped</h2>" + html_table(
-        ("count", "reason"), ([e(s.get("count")), e(s.get("reason"))] for s in skips), numeric=(0,)
+        ("count", "reason"), ([e(count), e(reason)] for reason, count in skips), numeric=(0,)
     )
 
 
-def render_html(document: Mapping[str, Any], rootdir: Optional[Path] = None) -> str:
+def render_html(document: ReportDocument, rootdir: Optional[Path] = None) -> str:
     """The whole page: inline CSS and SVG, no script, nothing fetched from anywhere."""
     groups = _grouped(document, rootdir)
     body = (
         _header(document)
-        + _devices(document.get("devices", {}))
+        + _devices(document.devices)
         + _summary(groups)
         + _details(groups)
         + _unrecorded(document)
-        + _skipped(document.get("skipped", ()))
+        + _skipped(document.skipped)
     )
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
@@ -218,7 +220,7 @@ def render_html(document: Mapping[str, Any], rootdir: Optional[Path] = None) -> 
     )
 
 
-def write_html(path: Path, document: Mapping[str, Any], rootdir: Optional[Path] = None) -> None:
+def write_html(path: Path, document: ReportDocument, rootdir: Optional[Path] = None) -> None:
     """Write the HTML report via a temp file and rename (never half a page); ReportError (one line
     naming the path, no temp file left behind) when it cannot be written."""
     try:

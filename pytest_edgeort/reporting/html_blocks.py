@@ -6,6 +6,7 @@ import datetime
 from html import escape
 from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
 
+from .schema import CheckRecord
 from .summary import format_ms, format_number
 from .svg import histogram_svg
 
@@ -207,24 +208,23 @@ def _placement(placement: Mapping[str, Mapping[str, int]]) -> str:
     return html_table(("op type", *eps), rows, numeric=tuple(range(1, len(eps) + 1)))
 
 
-def _latency(record: Mapping[str, Any]) -> str:
+def _latency(record: CheckRecord) -> str:
     """The deciding measurement, the gates, every measurement taken, and whether it was simulated."""
-    latency = record.get("latency") or {}
-    attempts = record.get("latency_attempts") or []
-    simulated = record.get("latency_simulated")
+    latency = record.latency or {}
     facts = [
         ("p50 ms", format_ms(latency.get("p50_ms"))),
         ("p90 ms", format_ms(latency.get("p90_ms"))),
         ("mean ms", format_ms(latency.get("mean_ms"))),
         ("min ms", format_ms(latency.get("min_ms"))),
         ("runs", latency.get("runs")),
-        *((f"gate {key[len('latency_') :]}", ms) for key, ms in (record.get("latency_gates") or {}).items()),
-        ("speed-up vs CPU", format_number(record.get("speedup_vs_cpu"), ".2g")),
-        ("decided by", record.get("latency_decided_by")),
+        *((f"gate {key[len('latency_') :]}", ms) for key, ms in (record.latency_gates or {}).items()),
+        ("speed-up vs CPU", format_number(record.speedup_vs_cpu, ".2g")),
+        ("decided by", record.latency_decided_by),
     ]
-    if simulated:
+    if record.latency_simulated:
         facts.insert(0, ("simulated", "yes: QNN's HTP simulator on x86-64, not a board's latency"))
     table = facts_table(facts)
+    attempts = record.latency_attempts or []
     if len(attempts) > 1:
         rows = (
             [
@@ -240,62 +240,63 @@ def _latency(record: Mapping[str, Any]) -> str:
     return table
 
 
-def _golden(record: Mapping[str, Any]) -> str:
+def _golden(record: CheckRecord) -> str:
     """Where the goldens came from; facts that differ from this run are flagged."""
-    provenance = record["golden_provenance"]
+    provenance = record.golden_provenance or {}
+    now_facts = record.to_dict()
     rows = []
     for key, value in sorted(provenance.items()):
         if key == "placement":
             continue
-        now = record.get(key)
+        now = now_facts.get(key)
         changed = now is not None and key not in ("model", "written") and now != value
         rows.append([e(key), e(_value(value)), e(_value(now)) + (" <strong>(changed)</strong>" if changed else "")])
     return "<h4>golden provenance</h4>" + html_table(("fact", "golden written with", "this run"), rows)
 
 
-def record_html(number: int, record: Mapping[str, Any], row_index: int) -> str:
-    outcome = str(record.get("outcome", "unknown"))
+def record_html(number: int, record: CheckRecord, row_index: int) -> str:
+    outcome = record.outcome or "unknown"
     failed = OUTCOME_CLASS.get(outcome) == "fail"
     parts = [
         f'<section class="record{" failed" if failed else ""}" id="rec-{number}">',
         (
-            f"<h3>{outcome_badge(outcome)} {e(record.get('check', 'test'))} "
-            f'<span class="muted">{e(record.get("nodeid", ""))}</span></h3>'
+            f"<h3>{outcome_badge(outcome)} {e(record.check or 'test')} "
+            f'<span class="muted">{e(record.nodeid or "")}</span></h3>'
         ),
         f'<p><a href="#row-{row_index}">back to the summary</a></p>',
     ]
-    if record.get("error"):
-        parts.append(f'<pre class="error">{e(record["error"])}</pre>')
+    if record.error:
+        parts.append(f'<pre class="error">{e(record.error)}</pre>')
     duration = None
-    if isinstance(record.get("started"), (int, float)) and isinstance(record.get("finished"), (int, float)):
-        duration = f"{record['finished'] - record['started']:.3f} s"
+    if isinstance(record.started, (int, float)) and isinstance(record.finished, (int, float)):
+        duration = f"{record.finished - record.started:.3f} s"
     parts.append(
         facts_table(
-            [(label, record.get(key)) for key, label in _RECORD_FACTS]
-            + [("started", when(record.get("started"))), ("duration", duration)]
+            [(label, getattr(record, key)) for key, label in _RECORD_FACTS]
+            + [("started", when(record.started)), ("duration", duration)]
         )
     )
-    parts.append(_comparison(record.get("comparison") or {}))
-    if record.get("cpu_nodes"):
-        rows = ([e(n.get("op_type")), e(n.get("count")), e(", ".join(n.get("nodes", ())))] for n in record["cpu_nodes"])
+    parts.append(_comparison(record.comparison or {}))
+    if record.cpu_nodes:
+        rows = ([e(n.get("op_type")), e(n.get("count")), e(", ".join(n.get("nodes", ())))] for n in record.cpu_nodes)
         parts.append(
             "<h4>nodes that would run on CPU</h4>" + html_table(("op type", "count", "nodes"), rows, numeric=(1,))
         )
-    if record.get("placement"):
-        coverage = record.get("npu_coverage")
+    if record.placement:
+        coverage = record.npu_coverage
         if isinstance(coverage, (int, float)):
             parts.append(f"<h4>placement per op type</h4><p>NPU node coverage {100 * coverage:.1f} %</p>")
         else:
             parts.append("<h4>placement per op type</h4>")
-        parts.append(_placement(record["placement"]))
-    if record.get("latency"):
-        title = "simulated latency" if record.get("latency_simulated") else "latency"
+        parts.append(_placement(record.placement))
+    if record.latency:
+        title = "simulated latency" if record.latency_simulated else "latency"
         parts.append(f"<h4>{title}</h4>" + _latency(record))
-    if record.get("golden_provenance"):
+    if record.golden_provenance:
         parts.append(_golden(record))
-    if record.get("golden_update"):
+    if record.golden_update:
         parts.append(
-            "<h4>golden update</h4><ul>" + "".join(f"<li>{e(line)}</li>" for line in record["golden_update"]) + "</ul>"
+            "<h4>golden update</h4><ul>" + "".join(f"<li>{e(line)}</li>" for line in record.golden_update) + "</ul>"
         )
     parts.append("</section>")
     return "".join(parts)

@@ -1,63 +1,45 @@
-"""The machine-readable run report (``--edge-report PATH``), written atomically."""
+"""The machine-readable run report (``--edge-report PATH``): the report document, written atomically."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
-import math
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Iterable, Mapping, Sequence, Tuple
 
 from .._text import atomic_write
 from ..errors import ReportError
+from .schema import INTERRUPTED, SCHEMA, CheckRecord, ReportDocument
 
-SCHEMA = "pytest-edgeort/report"
-SCHEMA_VERSION = 1
-INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED (Ctrl-C), without importing pytest here
-
-
-def json_safe(value: Any) -> Any:
-    """Plain JSON data: numpy scalars as numbers, tuples as lists, infinities/NaN as strings."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, Mapping):
-        return {str(k): json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return json_safe(value.item())
-    return value
+__all__ = ["SCHEMA", "build_report", "write_report"]
 
 
 def build_report(
-    records: List[Dict[str, Any]],
-    devices: Mapping[str, Dict[str, Any]],
+    records: Iterable[CheckRecord],
+    devices: Mapping[str, Mapping[str, Any]],
     seed: int,
     outcomes: Mapping[str, str],
     skips: Sequence[Tuple[str, int]],
     exitstatus: int,
-) -> Dict[str, Any]:
+) -> ReportDocument:
     """The report document: every recorded check with the pytest outcome of its test."""
-    results = [dict(r, outcome=outcomes.get(r.get("nodeid", ""), "unknown")) for r in records]
-    return json_safe(
-        {
-            "schema": SCHEMA,
-            "version": SCHEMA_VERSION,
-            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "exitstatus": exitstatus,
-            "interrupted": exitstatus == INTERRUPTED,
-            "seed": seed,
-            "devices": dict(devices),
-            "results": results,
-            "outcomes": dict(outcomes),
-            "skipped": [{"reason": reason, "count": count} for reason, count in skips],
-        }
+    return ReportDocument(
+        records=[dataclasses.replace(r, outcome=outcomes.get(r.nodeid or "", "unknown")) for r in records],
+        devices={name: dict(facts) for name, facts in devices.items()},
+        outcomes=dict(outcomes),
+        skipped=list(skips),
+        seed=seed,
+        exitstatus=exitstatus,
+        interrupted=exitstatus == INTERRUPTED,
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
 
 
-def write_report(path: Path, document: Dict[str, Any]) -> None:
-    """Write via a temp file and rename, so a reader never sees half a report; ReportError (one
-    line naming the path, no temp file left behind) when it cannot be written."""
+def write_report(path: Path, document: Mapping[str, Any]) -> None:
+    """Write a document's JSON form (:meth:`ReportDocument.to_dict`) via a temp file and rename, so a reader
+    never sees half a report; ReportError (one line naming the path, no temp file left behind) when it
+    cannot be written."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, json.dumps(document, indent=1, sort_keys=True) + "\n")

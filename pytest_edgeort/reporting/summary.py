@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from ..config.providers import ALIASES, available_aliases, unusable_aliases
+from .schema import CheckRecord, number
 
 _BAD = ("failed", "error")
 SIMULATED_MARK = "~"  # after a latency figure measured on a simulator
@@ -48,20 +49,19 @@ class SummaryRow:
 
 
 def _worst(current: Optional[float], value: Any, pick) -> Optional[float]:
-    if value in ("inf", "-inf"):  # JSON-safe spelling of infinities (identical outputs: SNR inf)
-        value = float(value)
-    if not isinstance(value, (int, float)):
+    value = number(value)  # JSON's "inf"/"-inf" (identical outputs: SNR inf) as numbers
+    if value is None or math.isnan(value):
         return current
     return value if current is None else pick(current, value)
 
 
-def row_name(record: Mapping[str, Any], rootdir: Optional[Path]) -> str:
+def row_name(record: CheckRecord, rootdir: Optional[Path]) -> str:
     """What a row is keyed by: the suite folder, else the model path (relative to the rootdir where
     it is inside), else the model's file name."""
-    where = record.get("suite") or record.get("model_path")
+    where = record.suite or record.model_path
     if not where:
-        return str(record["model"])
-    path = Path(where).parent if record.get("suite") else Path(where)
+        return str(record.model)
+    path = Path(where).parent if record.suite else Path(where)
     if rootdir is not None:
         try:
             return str(path.relative_to(rootdir))
@@ -70,49 +70,54 @@ def row_name(record: Mapping[str, Any], rootdir: Optional[Path]) -> str:
     return str(path)
 
 
+def row_key(record: CheckRecord, rootdir: Optional[Path]) -> Tuple[str, str, str]:
+    """The summary row of a record: (:func:`row_name`, device, provider); "-" for what it does not name
+    (a suite file that did not validate names no device)."""
+    return row_name(record, rootdir), record.device or "-", record.provider or "-"
+
+
 def build_rows(
-    records: Iterable[Mapping[str, Any]], outcomes: Mapping[str, str], rootdir: Optional[Path] = None
+    records: Iterable[CheckRecord], outcomes: Mapping[str, str], rootdir: Optional[Path] = None
 ) -> List[SummaryRow]:
-    """Rows from the run's check records (see results.RunResults.record), failures first."""
+    """Rows from the run's check records that name a model, failures first."""
     rows: Dict[Tuple[str, str, str], SummaryRow] = {}
     seen: Dict[Tuple[str, str, str], set] = {}
     for rec in records:
-        if "model" not in rec:
+        if rec.model is None:
             continue
-        key = (row_name(rec, rootdir), rec["device"], rec["provider"])
+        key = row_key(rec, rootdir)
         row = rows.setdefault(key, SummaryRow(*key))
-        nodeid = rec.get("nodeid", "")
+        nodeid = rec.nodeid or ""
         if nodeid not in seen.setdefault(key, set()):
             seen[key].add(nodeid)
-            row.outcomes.append(outcomes.get(nodeid, "passed" if rec.get("passed", True) else "failed"))
-        for out in (rec.get("comparison") or {}).get("outputs", []):
+            row.outcomes.append(outcomes.get(nodeid, "passed" if rec.passed is not False else "failed"))
+        for out in rec.outputs:
             row.max_lsb = _worst(row.max_lsb, out.get("max_lsb"), max)
             row.snr_db = _worst(row.snr_db, out.get("snr_db"), min)
             row.topk = _worst(row.topk, out.get("topk_agreement"), min)
-        if rec.get("ep") != "CPUExecutionProvider":
-            if rec.get("cpu_fallback", True):
-                row.coverage = _worst(row.coverage, rec.get("npu_coverage"), min)
+        if rec.ep != "CPUExecutionProvider":
+            if rec.cpu_fallback is not False:
+                row.coverage = _worst(row.coverage, rec.npu_coverage, min)
             else:
-                row.strict_coverage = _worst(row.strict_coverage, rec.get("npu_coverage"), min)
-        latency = rec.get("latency") or {}
-        if latency:
-            row.p50_ms, row.p90_ms = latency.get("p50_ms"), latency.get("p90_ms")
-            row.latency_simulated = bool(rec.get("latency_simulated"))
-            row.speedup = rec.get("speedup_vs_cpu")
+                row.strict_coverage = _worst(row.strict_coverage, rec.npu_coverage, min)
+        if rec.latency:
+            row.p50_ms, row.p90_ms = rec.latency.get("p50_ms"), rec.latency.get("p90_ms")
+            row.latency_simulated = bool(rec.latency_simulated)
+            row.speedup = rec.speedup_vs_cpu
     return sorted(rows.values(), key=lambda r: (r.verdict != "FAIL", r.model, r.device, r.provider))
 
 
 def fp16_notes(
-    records: Iterable[Mapping[str, Any]], device_facts: Mapping[str, Mapping[str, Any]], rootdir: Optional[Path] = None
+    records: Iterable[CheckRecord], device_facts: Mapping[str, Mapping[str, Any]], rootdir: Optional[Path] = None
 ) -> List[str]:
     """One line per float model compared on ``qnn-htp`` of an x86-64 simulator: it computed in fp32
     there, where real HTP computes float in fp16, so a pass says little about a board."""
     notes: Dict[str, str] = {}
     for rec in records:
-        outputs = (rec.get("comparison") or {}).get("outputs") or []
-        machine = (device_facts.get(rec.get("device", "")) or {}).get("machine")
+        outputs = rec.outputs
+        machine = (device_facts.get(rec.device or "") or {}).get("machine")
         if (
-            rec.get("provider") != "qnn-htp"
+            rec.provider != "qnn-htp"
             or machine not in ("x86_64", "AMD64")
             or not outputs
             or any(out.get("scale") is not None or "float" not in str(out.get("actual_dtype")) for out in outputs)

@@ -178,3 +178,21 @@ def test_b_ctrl_c():
     assert result.ret == pytest.ExitCode.INTERRUPTED
     text = (pytester.path / "report.html").read_text(encoding="utf-8")
     assert "<strong>INTERRUPTED</strong>" in text and "test_a_runs[local-cpu]" in text
+
+
+def test_a_suite_that_does_not_validate_is_a_failed_row_in_every_report(pytester, model_dir):
+    """``provider = [...]`` (a typo for ``providers``) next to a valid model: one failed item, the run's
+    summary line, and both reports written, the HTML with the broken suite as a failing row."""
+    folder = pytester.path / "broken"
+    folder.mkdir()
+    shutil.copyfile(model_dir / "conv_matmul_qdq.onnx", folder / "m.onnx")
+    (folder / "edge_suite.toml").write_text('model = "m.onnx"\nprovider = ["qnn-htp"]\n')
+    result = run(pytester, "--edge-html=r.html", "--edge-report=r.json")
+    assert result.ret == 1 and "Traceback" not in result.stdout.str() + result.stderr.str()
+    result.stdout.fnmatch_lines(["*unknown key 'provider' (did you mean 'providers'?)*", "*= 1 failed in *"])
+    (record,) = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert (record["check"], record["outcome"]) == ("suite", "failed")
+    page = parse((pytester.path / "r.html").read_text(encoding="utf-8"))
+    rows = [[cell.all_text() for cell in row.children] for row in summary_rows(page)]
+    assert [row[:4] for row in rows] == [["broken", "-", "-", "FAIL 0/1"]]
+    assert "unknown key 'provider' (did you mean 'providers'?)" in page.all_text()

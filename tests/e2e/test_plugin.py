@@ -382,3 +382,27 @@ def test_good(edge_session, edge_reference, edge_inputs, edge_compare):
             "=*= edgeort summary =*=",
         ]
     )
+
+
+def test_an_expected_problem_is_its_one_line_without_an_exception_chain(pytester, model_dir):
+    """A bad ``shapes=`` and a dynamic input on qnn-htp: each error shows its line once, never with
+    "During handling of the above exception" and the same line again."""
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / "dynamic.onnx"}", shapes={{"x": "oops"}})
+@pytest.mark.edge_providers("cpu")
+def test_bad_shapes(edge_session):
+    pass
+
+@pytest.mark.edge_model(r"{model_dir / "dynamic.onnx"}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_dynamic(edge_session):
+    pass
+''')
+    result = run(pytester)
+    result.assert_outcomes(errors=2)
+    text = result.stdout.str()
+    assert "During handling of the above exception" not in text
+    assert text.count("dynamic.onnx: input 'x' has dynamic shape ['batch', 3, 16, 16]") == 1
+    assert text.count("fix_shapes.x: expected a list of positive integers, got str 'oops'") == 1

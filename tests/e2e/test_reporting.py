@@ -54,19 +54,22 @@ def test_summary_rows_are_keyed_by_path_and_count_checks():
     """528 models all called model.onnx are 528 rows; a passing test does not hide under a failing one."""
     from pathlib import Path
 
+    from pytest_edgeort.reporting.schema import CheckRecord
     from pytest_edgeort.reporting.summary import build_rows, format_rows
 
     def record(nodeid, folder, snr):
-        return {
-            "nodeid": nodeid,
-            "check": "conformance",
-            "model": "model.onnx",
-            "device": "local",
-            "provider": "qnn-htp",
-            "model_path": f"/repo/models/{folder}/model.onnx",
-            "ep": "QNNExecutionProvider",
-            "comparison": {"outputs": [{"max_lsb": 3, "snr_db": snr, "topk_agreement": None}]},
-        }
+        return CheckRecord.from_dict(
+            {
+                "nodeid": nodeid,
+                "check": "conformance",
+                "model": "model.onnx",
+                "device": "local",
+                "provider": "qnn-htp",
+                "model_path": f"/repo/models/{folder}/model.onnx",
+                "ep": "QNNExecutionProvider",
+                "comparison": {"outputs": [{"max_lsb": 3, "snr_db": snr, "topk_agreement": None}]},
+            }
+        )
 
     records = [record("t::a", "det", "-inf"), record("t::b", "det", 40.0), record("t::c", "cls", 30.0)]
     rows = build_rows(records, {"t::a": "failed", "t::b": "passed", "t::c": "passed"}, Path("/repo"))

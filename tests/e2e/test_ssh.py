@@ -67,7 +67,7 @@ def pytest_unconfigure(config):
     devices = {name: {"uploads": d.uploads, "worker_uploads": getattr(d, "worker_uploads", 0),
                       "connections": getattr(d, "connections", 0)} for name, d in run.devices.items()}
     with open("edge-state.json", "w") as f:
-        json.dump({"records": run.records, "devices": devices}, f, default=str)
+        json.dump({"records": [r.to_dict() for r in run.records], "devices": devices}, f, default=str)
 """
 
 CORE_TESTS = """

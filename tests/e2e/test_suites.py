@@ -653,10 +653,12 @@ def test_generated_inputs_and_missing_inputs_file(pytester, model_dir):
     # dump the feeds the suite used, through SuiteFile.models (its public accessor)
     pytester.makeconftest("""
 import numpy as np
+from pytest_edgeort.items.target import item_target
 from pytest_edgeort.run import edge_run
 
 def pytest_runtest_teardown(item):
-    if type(item).__name__ == "SuiteItem" and item.parent.path.parent.name == "gen" and item.check == "conformance":
+    target = item_target(item)
+    if target is not None and target.check == "conformance" and item.path.parent.name == "gen":
         feeds = item.parent.models(edge_run(item.config)).feeds
         np.savez("gen-feeds.npz", **{f"x{i}": feed["x"] for i, feed in enumerate(feeds)})
 """)
@@ -695,3 +697,57 @@ def test_a_suite_file_that_does_not_validate_has_a_record_and_a_junit_error(pyte
     (case,) = ET.parse(pytester.path / "junit.xml").iter("testcase")
     props = {p.get("name"): p.get("value") for p in case.iter("property")}
     assert "unknown key 'provider'" in props["edge_error"]
+
+
+# -------------------------------------------------------------------------------- the check table
+
+ONE_OUTPUT_CHECK = """
+from pytest_edgeort.items.context import SuiteCheck
+from pytest_edgeort.items.table import SUITE_CHECKS
+from pytest_edgeort.outcomes import fail
+
+
+def run_one_output(item):
+    '''A test-only check: the suite's model has exactly one output.'''
+    models = item.models()
+    session = item.device_session(models)
+    names = [o.name for o in session.model.outputs]
+    item.check_node.record(session, passed=len(names) == 1)
+    if len(names) != 1:
+        fail(f"{session.label}: {len(names)} outputs")
+
+
+def pytest_configure(config):
+    SUITE_CHECKS["one_output"] = SuiteCheck("one_output", run_one_output)
+
+
+def pytest_unconfigure(config):
+    del SUITE_CHECKS["one_output"]
+"""
+
+
+def test_a_check_is_one_module_and_one_table_entry(pytester, model_dir):
+    """A check registered in the table is collected for every suite, can be marked xfail, and its record
+    reaches the JSON report and its provenance the JUnit XML like any built-in check's."""
+    pytester.makeconftest(ONE_OUTPUT_CHECK)
+    make_suite(pytester, "single", 'model = "m.onnx"\nproviders = ["cpu"]\n', model_dir)
+    make_suite(
+        pytester,
+        "many",
+        'model = "m.onnx"\nproviders = ["cpu"]\n[xfail]\none_output = "an identity per dtype"\n',
+        model_dir,
+        model="identities.onnx",
+    )
+    result = run(pytester, "-v", "-k", "one_output", "--edge-report=report.json", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=1, xfailed=1)
+    result.stdout.fnmatch_lines_random(
+        ["*single/edge_suite.toml::one_output[[]local-cpu[]] PASSED*", "*many/edge_suite.toml::one_output*XFAIL*"]
+    )
+    records = json.loads((pytester.path / "report.json").read_text())["results"]
+    assert sorted((r["model"], r["check"], r["passed"], r["outcome"]) for r in records) == [
+        ("many", "one_output", False, "xfailed"),
+        ("single", "one_output", True, "passed"),
+    ]
+    cases = {case.get("name"): case for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
+    props = {p.get("name"): p.get("value") for p in cases["one_output[local-cpu]"].iter("property")}
+    assert props["edge_device"] == "local" and len(props["edge_model_sha256"]) == 64

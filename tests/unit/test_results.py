@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from pytest_edgeort.junit import record_error, record_identity
+from pytest_edgeort.reporting.schema import CheckRecord
 from pytest_edgeort.results import RunResults
 
 
@@ -27,7 +28,7 @@ def report(when: str, outcome: str, nodeid: str = "t.py::test[local-cpu]", **ext
 
 def test_a_payload_carries_pending_records_and_changed_facts_once():
     worker = RunResults()
-    worker.record({"nodeid": "a", "snr_db": float("inf")})
+    worker.record(CheckRecord.from_dict({"nodeid": "a", "snr_db": float("inf")}))
     payload = worker.take_payload(1.0, 2.0, {"local": {"python": "3.11"}})
     json.dumps(payload)  # plain data: survives xdist's report transport
     assert payload["records"] == [{"started": 1.0, "finished": 2.0, "nodeid": "a", "snr_db": "inf"}]
@@ -35,7 +36,8 @@ def test_a_payload_carries_pending_records_and_changed_facts_once():
 
     controller = RunResults()
     controller.merge_payload(payload)
-    assert controller.records == payload["records"] and controller.device_facts == payload["devices"]
+    assert [r.to_dict() for r in controller.records] == payload["records"]
+    assert controller.device_facts == payload["devices"]
 
 
 def test_facts_already_known_are_not_sent_again():

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from pytest_edgeort.results import RunOutput
+from pytest_edgeort.output import RunOutput
 from pytest_edgeort.xdist import MainRole, WorkerRole, device_of, device_scheduling, role_of
 
 DEVICES = ("board1", "rb3", "rb3-01", "local")

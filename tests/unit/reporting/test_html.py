@@ -9,7 +9,9 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from pytest_edgeort.errors import ReportError
-from pytest_edgeort.reporting.html import render_html, write_html
+from pytest_edgeort.reporting.html import render_html as render_document
+from pytest_edgeort.reporting.html import write_html as write_document
+from pytest_edgeort.reporting.schema import ReportDocument
 from pytest_edgeort.reporting.svg import histogram_svg
 from tests.support.htmlpage import Node, histogram_bars, parse, summary_rows
 
@@ -112,6 +114,15 @@ def _record(nodeid: str, check: str, outcome: str, model: Optional[str] = "m.onn
             },
         )
     return {**base, **fields}
+
+
+def render_html(document: Dict[str, Any], rootdir: Optional[Path] = None) -> str:
+    """The page of a report document's JSON form, loaded as the report's reader loads it."""
+    return render_document(ReportDocument.from_dict(document), rootdir)
+
+
+def write_html(path: Path, document: Dict[str, Any], rootdir: Optional[Path] = None) -> None:
+    write_document(path, ReportDocument.from_dict(document), rootdir)
 
 
 WORST = [

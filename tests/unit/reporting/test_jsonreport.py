@@ -9,17 +9,18 @@ import pytest
 
 from pytest_edgeort.errors import ReportError
 from pytest_edgeort.reporting.jsonreport import SCHEMA, build_report, write_report
+from pytest_edgeort.reporting.schema import CheckRecord
 
 
 def test_the_document_joins_records_with_their_outcome():
     document = build_report(
-        [{"nodeid": "a", "snr_db": float("-inf")}, {"check": "x"}],
+        [CheckRecord.from_dict({"nodeid": "a", "snr_db": float("-inf")}), CheckRecord.from_dict({"check": "x"})],
         {"local": {}},
         7,
         {"a": "failed"},
         [("no board", 2)],
         2,
-    )
+    ).to_dict()
     assert document["schema"] == SCHEMA and document["interrupted"] is True and document["seed"] == 7
     assert document["results"] == [
         {"nodeid": "a", "snr_db": "-inf", "outcome": "failed"},

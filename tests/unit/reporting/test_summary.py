@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pytest_edgeort.reporting.schema import CheckRecord
 from pytest_edgeort.reporting.summary import build_rows, format_rows, lock_lines, skip_counts
 
 
@@ -27,7 +28,7 @@ def test_rows_put_failures_first_and_keep_the_worst_metrics(tmp_path):
         },
         {"nodeid": "c", "model": "z.onnx", "device": "local", "provider": "cpu", "passed": False},
     ]
-    rows = build_rows(records, {"a": "passed", "b": "passed"}, Path(tmp_path))
+    rows = build_rows([CheckRecord.from_dict(r) for r in records], {"a": "passed", "b": "passed"}, Path(tmp_path))
     assert [(r.model, r.verdict, r.checks) for r in rows] == [("z.onnx", "FAIL", "0/1"), ("m.onnx", "PASS", "2/2")]
     assert (rows[1].max_lsb, rows[1].snr_db) == (5, 30.0)
     lines = format_rows(rows)
@@ -43,8 +44,12 @@ def test_skip_counts_and_lock_waits():
 def test_simulated_latency_is_marked_in_the_row_and_explained_once():
     record = {"nodeid": "a", "model": "m.onnx", "device": "local", "provider": "qnn-htp", "speedup_vs_cpu": 0.1}
     simulated = dict(record, latency={"p50_ms": 0.34, "p90_ms": 0.4}, latency_simulated=True)
-    lines = format_rows(build_rows([simulated], {"a": "passed"}))
+    lines = format_rows(build_rows([CheckRecord.from_dict(simulated)], {"a": "passed"}))
     assert lines[2].split()[-3:] == ["0.340~", "0.400~", "0.1~"]
     assert lines[3].startswith("ms ~: simulated latency (QNN's HTP simulator on x86-64)")
     board = dict(record, latency={"p50_ms": 0.34, "p90_ms": 0.4}, latency_simulated=False)
-    assert format_rows(build_rows([board], {"a": "passed"}))[2].split()[-3:] == ["0.340", "0.400", "0.1"]
+    assert format_rows(build_rows([CheckRecord.from_dict(board)], {"a": "passed"}))[2].split()[-3:] == [
+        "0.340",
+        "0.400",
+        "0.1",
+    ]

@@ -1,0 +1,59 @@
+"""The conformance check as pytest runs it: a comparison's record, JUnit metrics and outcome (for
+``edge_compare`` and suite items alike), and the suite's conformance item."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Optional
+
+from ..errors import ComparisonError
+from ..junit import record_metrics
+from ..outcomes import fail
+from .context import SuiteCheck, SuiteContext
+from .node import CheckNode
+
+if TYPE_CHECKING:
+    from ..compare.engine import Comparison
+    from ..devices.session import EdgeSession
+
+
+def conclude(
+    node: CheckNode, session: EdgeSession, result: Comparison, title: str, heading: Optional[str] = None, **fields: Any
+) -> Comparison:
+    """Record ``result`` (with ``fields``) and its JUnit metrics. If it did not pass: with ``heading``, fail
+    with it over the full report (suite items); else raise :class:`ComparisonError`, an AssertionError the
+    test's own code may catch (``edge_compare``)."""
+    from ..compare.render import format_comparison
+
+    record = node.record(session, comparison=result.to_dict(), **fields)
+    record_metrics(node.item, record)
+    if not result.passed:
+        report = format_comparison(result, title=title)
+        if heading is None:
+            raise ComparisonError(report, result)
+        fail(f"{heading}:\n{report}")
+    return result
+
+
+def conclude_examples(
+    node: CheckNode, session: EdgeSession, result: Comparison, title: str, examples: int, **fields: Any
+) -> None:
+    """:func:`conclude` for a suite's ``examples`` compared stacked on axis 0."""
+    heading = f"{title}, {examples} examples stacked on axis 0 (the first index of an element is its example)"
+    conclude(node, session, result, title, heading, passed=result.passed, examples=examples, **fields)
+
+
+def run_suite(item: SuiteContext) -> None:
+    """Every example on the provider against the reference."""
+    from ..checks.golden import stack_examples
+
+    models = item.models()
+    session = item.device_session(models)
+    reference = item.reference_session(models)
+    actual = [session.run(feed) for feed in models.feeds]
+    expected = stack_examples([reference.run(feed) for feed in models.feeds])
+    result = item.compare_all(session, actual, expected, models)
+    title = f"{session.label} vs {reference.spec.alias} reference"
+    conclude_examples(item.check_node, session, result, title, len(actual))
+
+
+CHECK = SuiteCheck("conformance", run_suite)

@@ -1,0 +1,98 @@
+"""The end-of-run output, in the process that talks to the user: the device header after collection, the
+JSON and HTML reports, the edgeort summary."""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+import pytest
+
+from .errors import DeviceUnavailable, InventoryError, ReportError
+from .items.target import item_target
+from .reporting.html import write_html
+from .reporting.jsonreport import build_report, write_report
+from .reporting.summary import build_rows, device_line, format_rows, fp16_notes, lock_lines, skip_counts
+from .run import EdgeRun
+
+
+class RunOutput:
+    """What the run prints and writes: the device header after collection, the JSON report, the
+    edgeort summary. Registered in the process that talks to the user (not in xdist workers);
+    ``workers_devices``: the xdist controller, whose devices connect in the workers, lists them as
+    the workers' reports described them."""
+
+    def __init__(self, run: EdgeRun, workers_devices: bool = False) -> None:
+        self.run = run
+        self.results = run.results
+        self.workers_devices = workers_devices
+        self.report_errors: List[str] = []  # reports that could not be written
+
+    def pytest_report_collectionfinish(self, config: pytest.Config, items: List[pytest.Item]) -> Optional[List[str]]:
+        options = self.run.options
+        if self.run.usage_errors or not any(item_target(i) is not None for i in items):
+            return None
+        lines = [
+            f"edgeort: devices {', '.join(options.devices)}; seed {options.seed}"
+            + (f"; providers {', '.join(options.providers)}" if options.providers else "")
+            + ("; strict" if options.strict else "")
+        ]
+        return lines + [self.device_header(name) for name in options.devices]
+
+    def device_header(self, name: str) -> str:
+        """'edgeort device local: Linux-...-x86_64, onnxruntime 1.31.1, QNN SDK 2.51.0 (EP 2.7.0), providers ...'."""
+        try:
+            return device_line(name, self.run.device(name).capabilities())
+        except (DeviceUnavailable, InventoryError) as exc:
+            return f"edgeort device {name}: unavailable: {exc}"
+
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write the JSON and HTML reports (also after Ctrl-C: pytest still finishes the session)."""
+        results, options = self.results, self.run.options
+        wanted = options.report is not None or options.html is not None
+        if not wanted or not (results.records or results.outcomes):
+            return
+        document = build_report(
+            results.records,
+            results.device_facts,
+            options.seed,
+            results.outcomes,
+            skip_counts(results.skip_reasons),
+            int(exitstatus),
+        )
+        writers = (
+            (options.report, lambda path: write_report(path, document.to_dict())),
+            (options.html, lambda path: write_html(path, document, self.run.rootdir)),  # rows relative to it
+        )
+        for path, write in writers:
+            if path is None:
+                continue
+            try:
+                write(path)
+            except ReportError as exc:  # the rest of the terminal output stays; the run must not look green
+                self.report_errors.append(str(exc))
+                if session.exitstatus == pytest.ExitCode.OK:
+                    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+    def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
+        for line in self.report_errors:
+            terminalreporter.write_line(line, red=True, bold=True)
+        results = self.results
+        if results.records or results.skip_reasons:
+            terminalreporter.section("edgeort summary")
+            if self.workers_devices:
+                for name, facts in sorted(results.device_facts.items()):
+                    terminalreporter.write_line(device_line(name, facts))
+            for line in lock_lines(results.device_facts):
+                terminalreporter.write_line(line, yellow=True)
+            rows = build_rows(results.records, results.outcomes, self.run.rootdir)
+            for line in format_rows(rows) if rows else ():
+                terminalreporter.write_line(line)
+            for line in fp16_notes(results.records, results.device_facts, self.run.rootdir):
+                terminalreporter.write_line(line, yellow=True)
+            for reason, count in skip_counts(results.skip_reasons):
+                terminalreporter.write_line(f"skipped {count}x: {reason}", yellow=True)
+        updates = [r for r in results.records if r.golden_update]
+        if updates:
+            terminalreporter.section("edgeort golden updates")
+            for record in updates:
+                terminalreporter.write_line(f"{record.golden} ({record.device}): " + "; ".join(record.golden_update))

@@ -1,0 +1,203 @@
+"""What a run records, as typed data: a check record per edge test's check, the report document, and
+their JSON form (``to_dict``/``from_dict`` round-trip; records cross pytest-xdist workers that way)."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+SCHEMA = "pytest-edgeort/report"
+SCHEMA_VERSION = 1
+INTERRUPTED = 2  # pytest.ExitCode.INTERRUPTED (Ctrl-C, SIGTERM), without importing pytest here
+
+#: What a session knows about itself (``EdgeSession.provenance()``): a record made from a session carries
+#: every one of these keys, null where unknown; other records carry only what is known.
+SESSION_FACTS = (
+    "device",
+    "provider",
+    "ep",
+    "ep_api",
+    "provider_options",
+    "cpu_fallback",
+    "offload_graph_io_quantization",
+    "model",
+    "model_path",
+    "model_sha256",
+    "platform",
+    "soc",
+    "onnxruntime",
+    "qnn_sdk",
+    "qnn_ep",
+    "npu_coverage",
+    "placement",
+)
+
+
+def json_safe(value: Any) -> Any:
+    """Plain JSON data: numpy scalars as numbers, tuples as lists, infinities/NaN as strings."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return json_safe(value.item())
+    return value
+
+
+def number(value: Any) -> Optional[float]:
+    """A metric as a number: JSON's ``"inf"``/``"-inf"``/``"nan"`` spellings as floats; None for anything else."""
+    if isinstance(value, str) and value in ("inf", "-inf", "nan"):
+        return float(value)
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+@dataclass
+class CheckRecord:
+    """One check of one edge test: what ran where, what it found, and why it failed (if it did).
+
+    Absent facts are None. ``extra`` keeps keys this version does not know (a newer writer's), so
+    loading and saving a report loses nothing."""
+
+    nodeid: Optional[str] = None  # the test's pytest node id
+    check: Optional[str] = None  # conformance, no_cpu_fallback, golden, latency, fuzz; "suite", "test"
+    passed: Optional[bool] = None  # the check's own verdict (None: the test's outcome decides)
+    outcome: Optional[str] = None  # the test's final pytest outcome, joined in the report document
+    suite: Optional[str] = None  # the edge_suite.toml of a suite item
+    reference: Optional[str] = None  # what the outputs were compared with
+    # the session's facts (SESSION_FACTS)
+    device: Optional[str] = None
+    provider: Optional[str] = None
+    ep: Optional[str] = None
+    ep_api: Optional[str] = None
+    provider_options: Optional[Dict[str, Any]] = None
+    cpu_fallback: Optional[bool] = None
+    offload_graph_io_quantization: Optional[str] = None
+    model: Optional[str] = None
+    model_path: Optional[str] = None
+    model_sha256: Optional[str] = None
+    platform: Optional[str] = None
+    soc: Optional[str] = None
+    onnxruntime: Optional[str] = None
+    qnn_sdk: Optional[str] = None
+    qnn_ep: Optional[str] = None
+    npu_coverage: Optional[float] = None
+    placement: Optional[Dict[str, Dict[str, int]]] = None  # EP -> op type -> nodes
+    # what the check found
+    comparison: Optional[Dict[str, Any]] = None  # Comparison.to_dict()
+    examples: Optional[int] = None
+    cpu_nodes: Optional[List[Dict[str, Any]]] = None  # [{op_type, count, nodes}]
+    latency: Optional[Dict[str, float]] = None  # LatencyStats.to_dict() of the deciding measurement
+    latency_simulated: Optional[bool] = None  # measured on a simulator (QNN on x86-64): not a board's timing
+    latency_gates: Optional[Dict[str, float]] = None  # {"latency_p50_ms": 5.0, ...}
+    latency_gate_ms: Optional[float] = None  # the p90 gate (older readers)
+    latency_attempts: Optional[List[Dict[str, Any]]] = None  # every measurement, each with "passed"
+    latency_decided_by: Optional[str] = None  # "first measurement" | "re-measurement"
+    speedup_vs_cpu: Optional[float] = None
+    golden: Optional[str] = None  # the golden file an update wrote
+    golden_update: Optional[List[str]] = None
+    golden_provenance: Optional[Dict[str, Any]] = None
+    fuzz_examples: Optional[int] = None
+    fuzz_input: Optional[str] = None
+    # why it failed
+    phase: Optional[str] = None  # setup, call, teardown
+    error: Optional[str] = None  # one line
+    # when and where it ran
+    started: Optional[float] = None
+    finished: Optional[float] = None
+    xdist_worker: Optional[str] = None
+    extra: Dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_session(cls, nodeid: str, check: str, facts: Mapping[str, Any], **fields: Any) -> CheckRecord:
+        """A record of a check that ran on a session: its ``provenance()`` ``facts``, then ``fields``."""
+        return cls(nodeid=nodeid, check=check, **{**{k: facts.get(k) for k in SESSION_FACTS}, **fields})
+
+    @property
+    def has_session(self) -> bool:
+        """True for a record made from a session (it names the EP the check ran on)."""
+        return self.ep is not None
+
+    @property
+    def outputs(self) -> List[Mapping[str, Any]]:
+        """The per-output comparison results (empty without a comparison)."""
+        return list((self.comparison or {}).get("outputs") or ())
+
+    def note_failure(self, phase: str, error: str) -> None:
+        """The phase and reason a test failed in, unless the record has its own already."""
+        self.phase = self.phase or phase
+        self.error = self.error or error
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON form: the facts that are known (every session fact of a session's record), plus ``extra``."""
+        data: Dict[str, Any] = dict(self.extra)
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name != "extra" and (value is not None or (f.name in SESSION_FACTS and self.has_session)):
+                data[f.name] = value
+        return json_safe(data)  # type: ignore[no-any-return]
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> CheckRecord:
+        """A record from its JSON form; keys this version does not know go to ``extra``."""
+        known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
+        values = {k: v for k, v in data.items() if k in known}
+        return cls(**values, extra={k: v for k, v in data.items() if k not in known})
+
+
+@dataclass
+class ReportDocument:
+    """The run report (``--edge-report``, and what the HTML report renders): every check record with its
+    test's outcome, the devices' facts, the outcome of every edge test and the skip reasons."""
+
+    records: List[CheckRecord] = field(default_factory=list)
+    devices: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+    outcomes: Dict[str, str] = field(default_factory=dict)  # nodeid -> final pytest outcome
+    skipped: List[Tuple[str, int]] = field(default_factory=list)  # (reason, count), most frequent first
+    seed: Optional[int] = None
+    exitstatus: Optional[int] = None
+    interrupted: bool = False
+    created: Optional[str] = None  # ISO 8601, UTC
+    schema: str = SCHEMA
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> Dict[str, Any]:
+        """The JSON form (the keys the README documents; a record's test outcome is in the record)."""
+        return json_safe(  # type: ignore[no-any-return]
+            {
+                "schema": self.schema,
+                "version": self.schema_version,
+                "created": self.created,
+                "exitstatus": self.exitstatus,
+                "interrupted": self.interrupted,
+                "seed": self.seed,
+                "devices": self.devices,
+                "results": [r.to_dict() for r in self.records],
+                "outcomes": self.outcomes,
+                "skipped": [{"reason": reason, "count": count} for reason, count in self.skipped],
+            }
+        )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ReportDocument:
+        """A document from its JSON form; ValueError (one line) for another schema or a newer version."""
+        schema, version = data.get("schema", SCHEMA), data.get("version", SCHEMA_VERSION)
+        if schema != SCHEMA or not isinstance(version, int) or version > SCHEMA_VERSION:
+            raise ValueError(
+                f"not a {SCHEMA} report of version <= {SCHEMA_VERSION}: schema {schema!r}, version {version!r}"
+            )
+        return cls(
+            records=[CheckRecord.from_dict(r) for r in data.get("results", ())],
+            devices=dict(data.get("devices") or {}),
+            outcomes=dict(data.get("outcomes") or {}),
+            skipped=[(str(s.get("reason")), int(s.get("count", 0))) for s in data.get("skipped", ())],
+            seed=data.get("seed"),
+            exitstatus=data.get("exitstatus"),
+            interrupted=bool(data.get("interrupted", False)),
+            created=data.get("created"),
+            schema=schema,
+            schema_version=version,
+        )
