@@ -7,8 +7,11 @@ from typing import Any, List, Optional
 
 import pytest
 
-from . import fixtures
+from . import fixtures, hookspec
+from .config.inventory import DeviceConfig
+from .config.kinds import DeviceKind, kind_table
 from .config.suite import MANIFEST
+from .devices import make_device
 from .errors import ComparisonError, EdgeError, InventoryError, ProviderError
 from .markers import MARKERS, parse_tolerance_markers, providers_marker
 from .options import EdgeOptions, add_options
@@ -16,6 +19,10 @@ from .results import TARGET, ResultRelay, item_target
 from .run import RUN_KEY, EdgeRun, edge_run
 from .signals import interrupt_on_sigterm
 from .xdist import role_of
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspec)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -26,11 +33,26 @@ def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
     role = role_of(config)
-    run = EdgeRun(EdgeOptions.from_config(config), Path(str(config.rootpath)), role.notify, role.run_id, role.dist)
+    try:
+        kinds = kind_table(config.hook.pytest_edgeort_device_kinds())
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+    def make(device_config: DeviceConfig, kind: DeviceKind) -> Any:
+        return config.hook.pytest_edgeort_make_device(device_config=device_config, kind=kind)
+
+    options = EdgeOptions.from_config(config)
+    run = EdgeRun(options, Path(str(config.rootpath)), role.notify, role.run_id, role.dist, kinds, make)
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(ResultRelay(run), "edgeort-results")
     role.register(config, run)
     config.pluginmanager.register(fixtures, "edgeort-fixtures")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_edgeort_make_device(device_config: DeviceConfig, kind: DeviceKind) -> Any:
+    """The default: the kind's factory from the device-kind table."""
+    return make_device(device_config, kind)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

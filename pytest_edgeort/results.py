@@ -225,7 +225,7 @@ class RunOutput:
         from .reporting.summary import device_line
 
         try:
-            return device_line(name, self.run.device(name).capabilities())
+            return device_line(name, self.run.device(name).describe())
         except (DeviceUnavailable, InventoryError) as exc:
             return f"edgeort device {name}: unavailable: {exc}"
 

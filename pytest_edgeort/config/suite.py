@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, 
 
 from .._text import did_you_mean
 from ..compare.tolerance import ToleranceSpec, parse_tolerance
-from ..errors import EdgeError
+from ..errors import MissingPackage, SuiteError
 from .providers import provider_options, resolve_provider
 
 if TYPE_CHECKING:
@@ -40,14 +40,6 @@ _TOP_KEYS = (
 _CHECK_KEYS = ("no_cpu_fallback", "golden", "latency_p90_ms", "latency_runs", "fuzz_examples")
 _GENERATE_KEYS = ("count", "seed", "range", "ranges")
 _PKG_HINT = " or use pkg:<package>/<resource> for a model shipped in a package"
-
-
-class SuiteError(EdgeError, ValueError):
-    """The manifest is malformed (names the file, the key and what was expected)."""
-
-
-class MissingPackage(EdgeError):
-    """A ``pkg:`` model lives in a package that is not installed (message has the pip command)."""
 
 
 @dataclass(frozen=True)

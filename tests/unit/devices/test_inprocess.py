@@ -109,7 +109,7 @@ def test_a_worker_of_another_protocol_version_is_refused(tmp_path):
         match=r"^device 'local': worker on device 'local' speaks protocol "
         r"version 0, this plugin 1$",
     ):
-        device.capabilities()
+        device.describe()
 
 
 def test_an_echo_is_bit_exact_in_process(tmp_path):
