@@ -16,8 +16,7 @@ from pytest_edgeort.devices.session import EdgeSession
 from pytest_edgeort.errors import DeviceUnavailable, EdgeSessionError
 from pytest_edgeort.model.info import model_info
 from pytest_edgeort.model.inputs import generate_inputs
-
-from .inprocess import InProcessDevice, InProcessTransport
+from tests.support.inprocess import InProcessDevice, InProcessTransport
 
 CPU = resolve_provider("cpu")
 
