@@ -4,7 +4,6 @@ JSON report)."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from functools import partial
@@ -13,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
 
 import pytest
 
+from ._text import file_sha256
 from .errors import DeviceUnavailable, InventoryError, ReportError
 from .junit import record_error, record_identity, record_provenance
 
@@ -49,14 +49,10 @@ def item_model(item: pytest.Item) -> Optional[Path]:
 
 
 def _file_sha256(path: Path) -> Optional[str]:
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def failure_line(report: pytest.TestReport) -> str:

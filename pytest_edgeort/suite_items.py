@@ -255,8 +255,8 @@ class SuiteItem(SuiteNode):
         models = self._models(run)
         session = self._session(run, models)
         reference = self._reference(run, models)
-        actual = [session.run(feed) for feed in models.feeds]
-        expected = stack_examples([reference.run(feed) for feed in models.feeds])
+        actual = session.run_all(models.feeds)
+        expected = stack_examples(reference.run_all(models.feeds))
         result = self._compare_all(run, session, actual, expected, models)
         self._conclude_examples(
             run, session, result, f"{session.label} vs {reference.spec.alias} reference", len(actual)
@@ -279,7 +279,7 @@ class SuiteItem(SuiteNode):
 
         models = self._models(run)
         session = self._session(run, models)
-        outputs = [session.run(feed) for feed in models.feeds]
+        outputs = session.run_all(models.feeds)
         folder = self.suite.local_file(self.suite.golden_dir, "golden_dir")
         path = self.suite.path
         shown = path.relative_to(run.rootdir) if path.is_relative_to(run.rootdir) else path
