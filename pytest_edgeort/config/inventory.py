@@ -1,4 +1,4 @@
-"""The device inventory, ``edge-devices.toml``: parsed and validated into :class:`DeviceConfig`."""
+"""The device inventory, ``edge-devices.toml``: each entry validated against its row of the device-kind table."""
 
 from __future__ import annotations
 

@@ -4,9 +4,9 @@ One implementation of :class:`~.protocol.Device`: ``local`` (:mod:`.local`) spaw
 boards live in :mod:`.ssh`; both run the board zipapp worker.
 
 A device owns one worker per isolation group (sessions whose options change process-global QNN
-state get their own process), knows the worker's capabilities, and uploads models by sha256. When
-the inventory asks for it (SSH boards by default), it holds the board lock (:mod:`.boardlock`)
-before it starts any other worker, and gives it back last.
+state get their own process), keeps what the worker reports about the device, and uploads models by
+sha256. When its kind's lock policy or the inventory asks for it (SSH boards by default), it holds
+the board lock (:mod:`.boardlock`) before it starts any other worker, and gives it back last.
 """
 
 from __future__ import annotations
