@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -16,7 +16,7 @@ from .errors import ComparisonError, EdgeError, InventoryError, ProviderError
 from .markers import MARKERS, parse_tolerance_markers, providers_marker
 from .options import EdgeOptions, add_options
 from .results import TARGET, ResultRelay, item_target
-from .run import RUN_KEY, EdgeRun, edge_run
+from .run import RUN_KEY, EdgeRun, MakeDevice, edge_run
 from .signals import interrupt_on_sigterm
 from .xdist import role_of
 
@@ -33,6 +33,17 @@ def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
     role = role_of(config)
+    options = EdgeOptions.from_config(config)
+    run = EdgeRun(options, Path(str(config.rootpath)), role.notify, role.run_id, role.dist, *_device_kinds(config))
+    config.stash[RUN_KEY] = run
+    config.pluginmanager.register(ResultRelay(run), "edgeort-results")
+    role.register(config, run)
+    config.pluginmanager.register(fixtures, "edgeort-fixtures")
+
+
+def _device_kinds(config: pytest.Config) -> Tuple[Dict[str, DeviceKind], MakeDevice]:
+    """The run's device-kind table (built-in rows plus plugins' ones) and its device factory (the
+    ``pytest_edgeort_make_device`` hook); UsageError (one line) when two rows share a name."""
     try:
         kinds = kind_table(config.hook.pytest_edgeort_device_kinds())
     except ValueError as exc:
@@ -41,12 +52,7 @@ def pytest_configure(config: pytest.Config) -> None:
     def make(device_config: DeviceConfig, kind: DeviceKind) -> Any:
         return config.hook.pytest_edgeort_make_device(device_config=device_config, kind=kind)
 
-    options = EdgeOptions.from_config(config)
-    run = EdgeRun(options, Path(str(config.rootpath)), role.notify, role.run_id, role.dist, kinds, make)
-    config.stash[RUN_KEY] = run
-    config.pluginmanager.register(ResultRelay(run), "edgeort-results")
-    role.register(config, run)
-    config.pluginmanager.register(fixtures, "edgeort-fixtures")
+    return kinds, make
 
 
 @pytest.hookimpl(trylast=True)
