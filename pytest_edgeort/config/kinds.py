@@ -106,7 +106,6 @@ class DeviceKind:
     required: Tuple[str, ...] = ()
     lock: bool = False
     capabilities: Capabilities = WORKER_CAPABILITIES
-    summary: str = ""
 
     def uses_lock(self, lock: Optional[bool]) -> bool:
         """Whether a device of this kind takes the board lock, given its ``lock`` key (None: unset)."""
@@ -125,19 +124,15 @@ def pick(*names: str, **own: Key) -> Dict[str, Key]:
 BUILTIN_KINDS: Dict[str, DeviceKind] = {
     kind.name: kind
     for kind in (
-        DeviceKind(
-            "local",
-            "pytest_edgeort.devices.local:LocalDevice",
-            pick(*_WORKER_KEYS, *_LOCK_KEYS),
-            summary="this machine: workers are subprocesses of the pytest process",
-        ),
+        # this machine: workers are subprocesses of the pytest process; no board lock unless asked
+        DeviceKind("local", "pytest_edgeort.devices.local:LocalDevice", pick(*_WORKER_KEYS, *_LOCK_KEYS)),
+        # a board reached over SSH, its workers started in its workdir, under the board lock
         DeviceKind(
             "ssh",
             "pytest_edgeort.devices.ssh:SSHDevice",
             pick(*_SSH_KEYS, *_WORKER_KEYS, *_LOCK_KEYS),
             required=("host",),
             lock=True,
-            summary="a board reached over SSH, its workers started in its workdir",
         ),
     )
 }

@@ -84,5 +84,4 @@ INPROCESS_KIND = DeviceKind(
     "inprocess",
     "tests.support.inprocess:InProcessDevice",
     pick("workdir", "command_timeout", "providers"),
-    summary="this process: workers on threads (a test double)",
 )
