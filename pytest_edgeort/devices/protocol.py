@@ -10,7 +10,19 @@ backend is gone), both one line naming the device.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    Optional,
+    Protocol,
+    Sequence,
+    Tuple,
+    runtime_checkable,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -24,6 +36,7 @@ if TYPE_CHECKING:
 Outputs = Dict[str, "np.ndarray"]
 
 
+@runtime_checkable
 class SessionBackend(Protocol):
     """One model on one device and provider, as the device keeps it open."""
 
@@ -51,6 +64,7 @@ class SessionBackend(Protocol):
         """Release the session (best effort)."""
 
 
+@runtime_checkable
 class Device(Protocol):
     """One inventory entry, connected on first use."""
 

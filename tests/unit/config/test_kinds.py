@@ -10,6 +10,7 @@ from pytest_edgeort.config.inventory import DeviceConfig, load_inventory
 from pytest_edgeort.config.kinds import BUILTIN_KINDS, DeviceKind, Key, kind_table, pick
 from pytest_edgeort.devices import make_device
 from pytest_edgeort.devices.local import LocalDevice
+from pytest_edgeort.devices.protocol import Device
 from pytest_edgeort.errors import InventoryError
 from pytest_edgeort.options import EdgeOptions
 from pytest_edgeort.run import DeviceRegistry
@@ -93,6 +94,6 @@ def test_two_rows_with_one_name_are_refused():
 def test_the_factory_of_the_row_builds_the_device(tmp_path):
     config = DeviceConfig("local", workdir=str(tmp_path))
     device = make_device(config)
-    assert isinstance(device, LocalDevice) and device.kind is BUILTIN_KINDS["local"]
+    assert isinstance(device, LocalDevice) and isinstance(device, Device) and device.kind is BUILTIN_KINDS["local"]
     assert device.capabilities.disable_cpu_fallback and device.capabilities.placement == "node"
     assert make_device(DeviceConfig("b", kind="bench"), BENCH) == ("bench device", "b", "bench")

@@ -12,6 +12,7 @@ from pytest_edgeort.board import wire
 from pytest_edgeort.config.inventory import DeviceConfig
 from pytest_edgeort.config.providers import resolve_provider
 from pytest_edgeort.devices.client import WorkerClient, WorkerError
+from pytest_edgeort.devices.protocol import SessionBackend
 from pytest_edgeort.devices.session import EdgeSession
 from pytest_edgeort.errors import DeviceUnavailable, EdgeSessionError, InputError
 from pytest_edgeort.model.info import model_info
@@ -52,6 +53,7 @@ def test_run_all_gives_each_feed_its_own_outputs_in_order(device, model_dir):
     assert session.last_inputs is not None and session.last_inputs.keys() == feeds[2].keys()
     assert all((session.last_inputs[k] == feeds[2][k]).all() for k in feeds[2])
     assert session.run_all([]) == []
+    assert isinstance(device.open_session(model_info(path), CPU, {}, True), SessionBackend)
     with pytest.raises(InputError, match=r"^conv_matmul_qdq.onnx on local/cpu: inputs do not match .*'nope'"):
         session.run_all([feeds[0], {"nope": feeds[0]["x"]}])
 
