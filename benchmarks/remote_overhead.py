@@ -75,7 +75,7 @@ def relu_model(path: Path) -> Path:
 def persistent(device: SSHDevice, model: Path, x: np.ndarray, n: int) -> Dict[str, float]:
     """Median round trip of ``run`` requests to one session, and board-side inference time (ms,
     measured inside the worker by a ``time`` request of as many runs)."""
-    handle = device.create_session(model_info(model), resolve_provider("cpu"), {}, True)
+    handle = device.open_session(model_info(model), resolve_provider("cpu"), {}, True)
     client, feed = handle.client, {"x": x}
     for _ in range(20):  # warm-up
         client.run(handle.sid, feed, memory_check=False, timeout=60)
@@ -203,7 +203,7 @@ def ready_times(server: SSHServer, workdir: Path, n: int) -> Dict[str, float]:
         for key in times:
             device = SSHDevice(server.device_config("bench", str(workdir), lock=key == "lock = true"))
             start = time.perf_counter()
-            device.capabilities()
+            device.describe()
             times[key].append(time.perf_counter() - start)
             device.close()
     return {key: statistics.median(values) for key, values in times.items()}
@@ -228,7 +228,7 @@ def main() -> int:
             device = SSHDevice(server.device_config("bench", str(tmp / "board")))
             model = relu_model(tmp / "relu.onnx")
             x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
-            caps = device.capabilities()
+            caps = device.describe()
             print(
                 f"board: {server.user}@{server.host}:{server.port} (loopback sshd), python {caps['python']}, "
                 f"onnxruntime {caps['onnxruntime']}; cipher {device.connection().transport.remote_cipher}"

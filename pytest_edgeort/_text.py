@@ -1,9 +1,13 @@
-"""Small helpers every message and file writer shares: did-you-mean, one-line text, atomic writes."""
+"""Small helpers every message and file writer shares: did-you-mean, one-line text, atomic writes, file hashes.
+
+(The board package has its own copy of the file hash: it runs on boards with the standard library only.)
+"""
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import hashlib
 import os
 from pathlib import Path
 from typing import Iterable, Optional, Union
@@ -45,3 +49,12 @@ def atomic_write(path: Path, data: Union[str, bytes]) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def file_sha256(path: Union[str, Path]) -> str:
+    """The sha256 of a file's bytes, as hex, read in 1 MiB blocks (OSError propagates)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -1,4 +1,6 @@
-"""The errors users see. Each carries ONE readable line naming the file/key/device at fault.
+"""The errors users see, all :class:`EdgeError`. Each carries ONE readable line naming the file/key/device at fault.
+
+(The board package keeps its own few error kinds: it runs on boards with the standard library only.)
 
 Kept free of heavy imports so the plugin can load without numpy/onnx (unrelated runs stay fast).
 """
@@ -18,6 +20,14 @@ class InventoryError(EdgeError, ValueError):
 
 class ProviderError(EdgeError, ValueError):
     """A provider name or option is invalid (names what was expected)."""
+
+
+class SuiteError(EdgeError, ValueError):
+    """An ``edge_suite.toml`` is malformed (names the file, the key and what was expected)."""
+
+
+class MissingPackage(EdgeError):
+    """A ``pkg:`` model lives in a package that is not installed (message has the pip command)."""
 
 
 class ModelError(EdgeError, ValueError):
@@ -42,6 +52,23 @@ class SchedulingError(DeviceFault):
 
 class HostKeyChanged(DeviceFault):
     """The board's SSH host key differs from known_hosts: a security event, not a missing board."""
+
+
+class HostKeyRefused(EdgeError):
+    """The board's SSH host key is not in known_hosts (raised from inside paramiko's connect)."""
+
+
+class WorkerError(EdgeError):
+    """A device refused or failed a session request; ``kind`` says how (create, run, missing-provider,
+    ... as in :class:`pytest_edgeort.board.wire.Kind`). Raised by session backends of every kind."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class WorkerDied(EdgeError):
+    """A session backend is gone (worker crash or kill, dropped connection) or stopped answering."""
 
 
 class EdgeSessionError(EdgeError):

@@ -41,7 +41,7 @@ class RunOutput:
     def device_header(self, name: str) -> str:
         """'edgeort device local: Linux-...-x86_64, onnxruntime 1.31.1, QNN SDK 2.51.0 (EP 2.7.0), providers ...'."""
         try:
-            return device_line(name, self.run.device(name).capabilities())
+            return device_line(name, self.run.device(name).describe())
         except (DeviceUnavailable, InventoryError) as exc:
             return f"edgeort device {name}: unavailable: {exc}"
 

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from . import fixtures
+from . import fixtures, hookspec
+from .config.inventory import DeviceConfig
+from .config.kinds import DeviceKind, kind_table
 from .config.suite import MANIFEST
+from .devices import make_device
 from .errors import ComparisonError, EdgeError, InventoryError, ProviderError
 from .items.suite import SuiteFile
 from .items.target import TARGET, item_target, mark_marker_test
@@ -16,9 +19,13 @@ from .markers import MARKERS, parse_tolerance_markers, providers_marker
 from .options import EdgeOptions, add_options
 from .outcomes import outcome_of
 from .relay import ResultRelay
-from .run import RUN_KEY, EdgeRun, edge_run
+from .run import RUN_KEY, EdgeRun, MakeDevice, edge_run
 from .signals import interrupt_on_sigterm
 from .xdist import role_of
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    pluginmanager.add_hookspecs(hookspec)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -29,11 +36,32 @@ def pytest_configure(config: pytest.Config) -> None:
     for text in MARKERS.values():
         config.addinivalue_line("markers", text)
     role = role_of(config)
-    run = EdgeRun(EdgeOptions.from_config(config), Path(str(config.rootpath)), role.notify, role.run_id, role.dist)
+    options = EdgeOptions.from_config(config)
+    run = EdgeRun(options, Path(str(config.rootpath)), role.notify, role.run_id, role.dist, *_device_kinds(config))
     config.stash[RUN_KEY] = run
     config.pluginmanager.register(ResultRelay(run), "edgeort-results")
     role.register(config, run)
     config.pluginmanager.register(fixtures, "edgeort-fixtures")
+
+
+def _device_kinds(config: pytest.Config) -> Tuple[Dict[str, DeviceKind], MakeDevice]:
+    """The run's device-kind table (built-in rows plus plugins' ones) and its device factory (the
+    ``pytest_edgeort_make_device`` hook); UsageError (one line) when two rows share a name."""
+    try:
+        kinds = kind_table(config.hook.pytest_edgeort_device_kinds())
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+
+    def make(device_config: DeviceConfig, kind: DeviceKind) -> Any:
+        return config.hook.pytest_edgeort_make_device(device_config=device_config, kind=kind)
+
+    return kinds, make
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_edgeort_make_device(device_config: DeviceConfig, kind: DeviceKind) -> Any:
+    """The default: the kind's factory from the device-kind table."""
+    return make_device(device_config, kind)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

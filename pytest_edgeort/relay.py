@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Any, Dict, Optional
 
 import pytest
 
+from ._text import file_sha256
 from .items.target import BROKEN_SUITE_KEY, EdgeTarget, item_model, item_target
 from .junit import record_error, record_identity, record_provenance
 from .reporting.schema import CheckRecord
@@ -16,14 +16,10 @@ from .run import EdgeRun
 
 
 def _file_sha256(path: Path) -> Optional[str]:
-    digest = hashlib.sha256()
     try:
-        with path.open("rb") as stream:
-            for block in iter(lambda: stream.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
 
 
 def failure_line(report: pytest.TestReport) -> str:

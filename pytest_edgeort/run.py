@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, 
 import pytest
 
 from .config.inventory import DeviceConfig, load_inventory, unknown_device_message
+from .config.kinds import BUILTIN_KINDS, DeviceKind
 from .config.providers import provider_options, resolve_provider
+from .devices import make_device
 from .devices.boardlock import lock_owner
 from .errors import DeviceUnavailable, EdgeSessionError, InventoryError
 from .options import EdgeOptions
@@ -17,10 +19,11 @@ from .reporting.schema import CheckRecord
 from .results import RunResults
 
 if TYPE_CHECKING:  # numpy/onnx/onnxruntime-side modules load only when an edge test runs
-    from .devices.base import Device
+    from .devices.protocol import Device
     from .devices.session import EdgeSession
 
 SessionKey = Tuple[str, str, str, Tuple[Tuple[str, str], ...], bool]
+MakeDevice = Callable[[DeviceConfig, DeviceKind], "Device"]
 
 
 def _print_notice(message: str) -> None:
@@ -29,12 +32,21 @@ def _print_notice(message: str) -> None:
 
 class DeviceRegistry:
     """The inventory and the selected devices, each connected on first use; a device found
-    unreachable stays unreachable for the run (DeviceUnavailable is raised again, at once)."""
+    unreachable stays unreachable for the run (DeviceUnavailable is raised again, at once). Entries
+    are checked against the device-kind table ``kinds`` and built by ``make``."""
 
     def __init__(
-        self, options: EdgeOptions, notify: Callable[[str], None], run_id: str, dist: Optional[str] = None
+        self,
+        options: EdgeOptions,
+        notify: Callable[[str], None],
+        run_id: str,
+        dist: Optional[str] = None,
+        kinds: Mapping[str, DeviceKind] = BUILTIN_KINDS,
+        make: MakeDevice = make_device,
     ) -> None:
         self.options = options
+        self.kinds = kinds
+        self.make = make
         self.notify = notify
         self.run_id = run_id  # the board locks' run: xdist's testrunuid, shared by the workers of one run
         self.dist = dist  # an xdist worker: the run's --dist mode
@@ -45,7 +57,7 @@ class DeviceRegistry:
     @property
     def inventory(self) -> Dict[str, DeviceConfig]:
         if self._inventory is None:
-            self._inventory = load_inventory(self.options.devices_file)
+            self._inventory = load_inventory(self.options.devices_file, self.kinds)
         return self._inventory
 
     def names(self) -> Tuple[str, ...]:
@@ -56,10 +68,11 @@ class DeviceRegistry:
         return self.options.devices
 
     def locked(self) -> Tuple[str, ...]:
-        """The selected devices that take a board lock (none when the inventory is malformed: the
-        workers report that)."""
+        """The selected devices that take a board lock, by their kind's lock policy (none when the
+        inventory is malformed: the workers report that)."""
         try:
-            return tuple(name for name in self.names() if self.inventory[name].uses_lock)
+            configs = [self.inventory[name] for name in self.names()]
+            return tuple(config.name for config in configs if self.kinds[config.kind].uses_lock(config.lock))
         except InventoryError:
             return ()
 
@@ -68,15 +81,14 @@ class DeviceRegistry:
         if name in self.unreachable:
             raise self.unreachable[name]
         if name not in self.connected:
-            from .devices import make_device
-
-            device = make_device(self.inventory[name])
+            config = self.inventory[name]
+            device = self.make(config, self.kinds[config.kind])
             device.notify = self.notify
             device.lock_owner = lock_owner(self.run_id, self.dist)
             self.connected[name] = device
         device = self.connected[name]
         try:
-            device.capabilities()
+            device.describe()
         except DeviceUnavailable as exc:
             self.unreachable[name] = exc
             raise
@@ -153,10 +165,12 @@ class EdgeRun:
         notify: Callable[[str], None] = _print_notice,
         run_id: Optional[str] = None,
         dist: Optional[str] = None,
+        kinds: Mapping[str, DeviceKind] = BUILTIN_KINDS,
+        make: MakeDevice = make_device,
     ) -> None:
         self.options = options
         self.rootdir = rootdir
-        self.registry = DeviceRegistry(options, notify, run_id or uuid.uuid4().hex, dist)
+        self.registry = DeviceRegistry(options, notify, run_id or uuid.uuid4().hex, dist, kinds, make)
         self.cache = SessionCache(self.registry)
         self.results = RunResults()
         self.usage_errors: List[str] = []  # raised once collection is done, as one clean line

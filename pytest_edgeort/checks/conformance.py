@@ -78,5 +78,5 @@ def compare_examples(
     """Compare all examples at once, stacked on a new axis 0 (``expected`` is stacked already): SNR and
     cosine over the whole set (the basis of the measured tolerances); elementwise rules are unchanged."""
     outputs: List[Outputs] = list(actual)
-    baseline = stack_examples([float_session.run(feed) for feed in feeds]) if float_session is not None else None
+    baseline = stack_examples(float_session.run_all(feeds)) if float_session is not None else None
     return compare(session, stack_examples(outputs), expected, spec, where, baseline)

@@ -1,10 +1,9 @@
-"""The device inventory, ``edge-devices.toml``: parsed and validated into :class:`DeviceConfig`."""
+"""The device inventory, ``edge-devices.toml``: each entry validated against its row of the device-kind table."""
 
 from __future__ import annotations
 
-import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
 
@@ -15,6 +14,7 @@ else:  # pragma: no cover - exercised on 3.9/3.10 only
 
 from .._text import did_you_mean
 from ..errors import InventoryError, ProviderError
+from .kinds import BUILTIN_KINDS, DeviceKind, quoted
 from .providers import provider_options, resolve_provider
 
 DEFAULT_WORKDIR = "~/.cache/edgeort"  # private to the user: created 0700, checked by the worker
@@ -42,47 +42,19 @@ class DeviceConfig:
     lock: Optional[bool] = None
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     lock_file: Optional[str] = None
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the kind's own keys (see config/kinds.py)
     source: Optional[str] = field(default=None, compare=False)  # the inventory file of this entry
     explicit: Tuple[str, ...] = field(default=(), compare=False)  # the keys that file sets
 
     def setting(self, key: str) -> str:
         """Where a value comes from, for messages: 'command_timeout = 2 in /x/edge-devices.toml'."""
-        value = getattr(self, key)
+        value = self.settings[key] if key in self.settings else getattr(self, key)
         shown = f"{value:g}" if isinstance(value, float) else repr(value)
         if key in self.explicit:
             return f"{key} = {shown} in {self.source}"
         return f"{key} = {shown}, the default" + (
             f" (set it under [devices.{self.name}] in {self.source})" if self.source else ""
         )
-
-    @property
-    def uses_lock(self) -> bool:
-        """Whether runs take the board lock: SSH boards do unless ``lock = false``; ``local`` only if asked."""
-        return self.lock if self.lock is not None else self.kind == "ssh"
-
-
-# key -> (accepted python types, expectation in words, kinds it applies to)
-_KEYS: Dict[str, tuple] = {
-    "kind": ((str,), 'one of "local", "ssh"', ("local", "ssh")),
-    "host": ((str,), "a host name, address or ~/.ssh/config alias", ("ssh",)),
-    "user": ((str,), "a user name", ("ssh",)),
-    "port": ((int,), "an integer port 1-65535", ("ssh",)),
-    "identity_file": ((str,), "a path to a private key", ("ssh",)),
-    "known_hosts": ((str,), "a path to a known_hosts file", ("ssh",)),
-    "insecure_skip_host_key_check": ((bool,), "true or false", ("ssh",)),
-    "python": ((str,), "the path of the board's python3", ("local", "ssh")),
-    "workdir": ((str,), "a directory path", ("local", "ssh")),
-    "connect_timeout": ((int, float), "a number of seconds > 0", ("local", "ssh")),
-    "command_timeout": ((int, float), "a number of seconds > 0", ("local", "ssh")),
-    "env": ((dict,), 'a table of NAME = "string" environment variables', ("local", "ssh")),
-    "providers": ((dict,), "a table of provider option tables", ("local", "ssh")),
-    "lock": ((bool,), "true or false", ("local", "ssh")),
-    "lock_timeout": ((int, float), "a number of seconds >= 0", ("local", "ssh")),
-    "lock_file": ((str,), "a path on the device (default <workdir>/board.lock)", ("local", "ssh")),
-}
-
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _check_providers(where: str, tables: Mapping[str, Mapping[str, Any]]) -> None:
@@ -94,59 +66,52 @@ def _check_providers(where: str, tables: Mapping[str, Mapping[str, Any]]) -> Non
             raise InventoryError(f"{where} key 'providers.{provider}': {exc}") from None
 
 
-def _check_device(path: Path, name: str, table: Any) -> DeviceConfig:
+_FIELDS = frozenset(f.name for f in fields(DeviceConfig))
+
+
+def _check_device(path: Path, name: str, table: Any, kinds: Mapping[str, DeviceKind]) -> DeviceConfig:
     where = f"{path}: [devices.{name}]"
     if not isinstance(table, dict):
         raise InventoryError(f"{where} must be a table, got {type(table).__name__}")
     if "kind" not in table and name != "local":
-        raise InventoryError(f'{where}: missing key "kind" (expected "local" or "ssh")')
-    kind = table.get("kind", "local")
-    if kind not in ("local", "ssh"):
-        raise InventoryError(f'{where} key "kind": expected one of "local", "ssh", got {kind!r}')
-    if name == "local" and kind != "local":
+        raise InventoryError(f'{where}: missing key "kind" (expected {quoted(kinds, " or ")})')
+    kind_name = table.get("kind", "local")
+    kind = kinds.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        hint = did_you_mean(kind_name, kinds) if isinstance(kind_name, str) else ""
+        raise InventoryError(f'{where} key "kind": expected one of {quoted(kinds)}, got {kind_name!r}{hint}')
+    if name == "local" and kind_name != "local":
         raise InventoryError(
             f'{where}: the name "local" is reserved for this machine (kind = "local"); give the board another name'
         )
     values: Dict[str, Any] = {}
+    settings: Dict[str, Any] = kind.defaults()
     for key, value in table.items():
-        if key not in _KEYS:
-            raise InventoryError(
-                f"{where}: unknown key {key!r}{did_you_mean(key, _KEYS)}; valid keys: {', '.join(_KEYS)}"
-            )
-        types, expected, kinds = _KEYS[key]
-        ok = isinstance(value, types) and not (bool not in types and isinstance(value, bool))
-        if key == "port" and ok:
-            ok = 0 < value < 65536
-        if key in ("connect_timeout", "command_timeout") and ok:
-            ok = value > 0
-        if key == "lock_timeout" and ok:
-            ok = value >= 0
-        if str in types and ok:
-            ok = bool(value.strip())
-        if key == "env" and ok:
-            ok = all(isinstance(v, str) and _ENV_NAME.match(k) for k, v in value.items())
-        if key == "providers" and ok:
-            ok = all(isinstance(v, dict) for v in value.values())
-        if not ok:
-            got = (
-                f"a table of {', '.join(f'{k} ({type(v).__name__})' for k, v in value.items())}"
-                if key == "env" and isinstance(value, dict)
-                else repr(value)
-            )  # env values may be secrets
-            raise InventoryError(f"{where} key {key!r}: expected {expected}, got {got}")
-        if kind not in kinds:
-            raise InventoryError(f'{where} key {key!r} only applies to kind = "ssh"')
+        if key == "kind":
+            continue
+        spec = kind.keys.get(key)
+        if spec is None:
+            others = [k for k, row in kinds.items() if key in row.keys]
+            if others:
+                raise InventoryError(f"{where} key {key!r} only applies to kind = {quoted(others, ' or ')}")
+            valid = ["kind", *kind.keys]
+            hint = did_you_mean(key, valid)
+            raise InventoryError(f"{where}: unknown key {key!r}{hint}; valid keys: {', '.join(valid)}")
+        if not spec.accepts(value):
+            raise InventoryError(f"{where} key {key!r}: expected {spec.expected}, got {spec.describe(value)}")
         if key == "providers":
             _check_providers(where, value)
-        values[key] = value
-    if kind == "ssh" and "host" not in values:
-        raise InventoryError(f'{where}: kind = "ssh" needs key "host"')
-    values["kind"] = kind
-    return DeviceConfig(name=name, source=str(path), explicit=tuple(values), **values)
+        (values if key in _FIELDS else settings)[key] = value
+    for key in kind.required:
+        if key not in table:
+            raise InventoryError(f'{where}: kind = "{kind_name}" needs key "{key}"')
+    explicit = tuple(dict.fromkeys([*table, "kind"]))
+    return DeviceConfig(name=name, kind=kind_name, settings=settings, source=str(path), explicit=explicit, **values)
 
 
-def load_inventory(path: Optional[Path]) -> Dict[str, DeviceConfig]:
-    """Devices from ``path`` (if it exists) plus the implicit ``local`` device."""
+def load_inventory(path: Optional[Path], kinds: Mapping[str, DeviceKind] = BUILTIN_KINDS) -> Dict[str, DeviceConfig]:
+    """Devices from ``path`` (if it exists) plus the implicit ``local`` device, each checked against
+    its row of the device-kind table ``kinds``."""
     devices: Dict[str, DeviceConfig] = {"local": DeviceConfig("local")}
     if path is None or not path.exists():
         return devices
@@ -169,7 +134,7 @@ def load_inventory(path: Optional[Path]) -> Dict[str, DeviceConfig]:
     if not isinstance(tables, dict):
         raise InventoryError(f"{path}: key 'devices' must hold [devices.<name>] tables")
     for name, table in tables.items():
-        devices[name] = _check_device(path, name, table)
+        devices[name] = _check_device(path, name, table, kinds)
     return devices
 
 

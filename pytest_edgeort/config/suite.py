@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Sequen
 from .._text import did_you_mean
 from ..checks.latency import LatencyBudget, LatencyGate
 from ..compare.tolerance import ToleranceSpec, parse_tolerance
-from ..errors import EdgeError
+from ..errors import MissingPackage, SuiteError
 from .providers import provider_options, resolve_provider
 
 if TYPE_CHECKING:
@@ -49,14 +49,6 @@ _CHECK_KEYS = (
 )
 _GENERATE_KEYS = ("count", "seed", "range", "ranges")
 _PKG_HINT = " or use pkg:<package>/<resource> for a model shipped in a package"
-
-
-class SuiteError(EdgeError, ValueError):
-    """The manifest is malformed (names the file, the key and what was expected)."""
-
-
-class MissingPackage(EdgeError):
-    """A ``pkg:`` model lives in a package that is not installed (message has the pip command)."""
 
 
 @dataclass(frozen=True)

@@ -1,24 +1,28 @@
 """Devices and the sessions on them; this module holds only the factory for inventory entries.
 
-Only the factory lives here, and it imports the device classes when called: importing this
-package (the plugin does) loads neither numpy nor fabric.
+The factory goes through the device-kind table (:mod:`pytest_edgeort.config.kinds`): a row names its
+device class as ``"module:attribute"``, imported when a device of that kind is first built, so importing
+this package (the plugin does) loads neither numpy nor fabric.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Optional
+
+from ..config.kinds import BUILTIN_KINDS, DeviceKind
 
 if TYPE_CHECKING:
     from ..config.inventory import DeviceConfig
-    from .base import Device
+    from .protocol import Device
 
 
-def make_device(config: DeviceConfig) -> Device:
-    """The device object for an inventory entry."""
-    if config.kind == "local":
-        from .local import LocalDevice
-
-        return LocalDevice(config)
-    from .ssh import SSHDevice
-
-    return SSHDevice(config)
+def make_device(config: DeviceConfig, kind: Optional[DeviceKind] = None) -> Device:
+    """The device object for an inventory entry, built by its kind's factory (``kind`` defaults to
+    the built-in row of ``config.kind``)."""
+    kind = kind or BUILTIN_KINDS[config.kind]
+    factory = kind.factory
+    if isinstance(factory, str):
+        module, _, attribute = factory.partition(":")
+        factory = getattr(importlib.import_module(module), attribute)
+    return factory(config, kind)

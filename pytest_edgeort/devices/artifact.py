@@ -17,8 +17,8 @@ import zipfile
 from pathlib import Path
 from typing import Dict, List, Sequence
 
-from .._text import atomic_write
-from ..board.store import file_sha256, private_dir
+from .._text import atomic_write, file_sha256
+from ..board.store import private_dir
 
 BOARD_DIR = Path(__file__).resolve().parent.parent / "board"
 PACKAGE = "edgeort_board"  # the board package's name inside the zipapp

@@ -1,11 +1,12 @@
-"""The device base class: worker lifecycle, capabilities, model upload and session creation.
+"""The worker-based device kinds' base: worker lifecycle, board lock, model upload, session backends.
 
-``local`` (:mod:`.local`) spawns subprocesses; SSH boards live in :mod:`.ssh`.
+One implementation of :class:`~.protocol.Device`: ``local`` (:mod:`.local`) spawns subprocesses; SSH
+boards live in :mod:`.ssh`; both run the board zipapp worker.
 
 A device owns one worker per isolation group (sessions whose options change process-global QNN
-state get their own process), knows the worker's capabilities, and uploads models by sha256. When
-the inventory asks for it (SSH boards by default), it holds the board lock (:mod:`.boardlock`)
-before it starts any other worker, and gives it back last.
+state get their own process), keeps what the worker reports about the device, and uploads models by
+sha256. When its kind's lock policy or the inventory asks for it (SSH boards by default), it holds
+the board lock (:mod:`.boardlock`) before it starts any other worker, and gives it back last.
 """
 
 from __future__ import annotations
@@ -13,15 +14,18 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+
+import numpy as np
 
 from ..board.wire import Kind
 from ..config.inventory import DeviceConfig
+from ..config.kinds import BUILTIN_KINDS, Capabilities, DeviceKind
 from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group, unusable_aliases
-from ..errors import DeviceFault, DeviceUnavailable
+from ..errors import DeviceFault, DeviceUnavailable, WorkerDied, WorkerError
 from ..model.info import ModelInfo
 from .boardlock import LOCK_GROUP, BoardLock, acquire, lock_owner
-from .client import Transport, WorkerClient, WorkerDied, WorkerError
+from .client import Transport, WorkerClient
 from .placement import Placement
 
 _session_ids = itertools.count(1)
@@ -29,10 +33,10 @@ LOCK_LOSS_GRACE_S = 3.0  # how long the other workers of a dropped connection ma
 
 
 @dataclass
-class SessionHandle:
-    """An open session inside a worker, as created (facts the host records with every result)."""
+class WorkerSession:
+    """A session open in a worker: the :class:`~.protocol.SessionBackend` of the worker-based kinds."""
 
-    device: str
+    device: WorkerDevice
     sid: str
     client: WorkerClient
     reply: Dict[str, Any]
@@ -43,12 +47,46 @@ class SessionHandle:
     def alive(self) -> bool:
         return self.client.alive
 
+    @property
+    def api(self) -> Optional[str]:
+        return self.reply.get("api")
 
-class Device:
-    """Base class: worker lifecycle, capabilities, model upload, session creation."""
+    def _call(self, request: Callable[[float], Any]) -> Any:
+        """``request(timeout)`` on a board whose lock this run still holds; a lost worker retires its peers."""
+        self.device.check_board_lock()
+        try:
+            return request(self.device.config.command_timeout)
+        except WorkerDied:
+            self.device.worker_died()
+            raise
 
-    def __init__(self, config: DeviceConfig) -> None:
+    def run(self, feed: Mapping[str, np.ndarray], check_memory: bool) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+        reply, outputs = self._call(lambda timeout: self.client.run(self.sid, feed, check_memory, timeout))
+        return reply, dict(outputs)
+
+    def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+        """One request per feed: the worker's protocol has no batch request (a pipe costs little per run)."""
+        return [self.run(feed, False)[1] for feed in feeds]
+
+    def time(
+        self, feed: Mapping[str, np.ndarray], runs: int, warmup: int, max_s: Optional[float], min_runs: int
+    ) -> List[float]:
+        return self._call(lambda timeout: self.client.time_runs(self.sid, feed, runs, warmup, timeout, max_s, min_runs))
+
+    def close(self) -> None:
+        if self.alive:
+            try:
+                self.client.close_session(self.sid, timeout=10)
+            except Exception:  # closing is best effort; the worker is stopped at run end anyway
+                pass
+
+
+class WorkerDevice:
+    """A device whose sessions live in board zipapp workers: worker lifecycle, board lock, model upload."""
+
+    def __init__(self, config: DeviceConfig, kind: Optional[DeviceKind] = None) -> None:
         self.config = config
+        self.kind = kind or BUILTIN_KINDS[config.kind]
         self.name = config.name
         self.clients: Dict[str, WorkerClient] = {}
         self._caps: Optional[Dict[str, Any]] = None
@@ -117,7 +155,7 @@ class Device:
         dropped connection ended its holder)."""
         self.check_board_lock()
         holder = self.clients.get(LOCK_GROUP)
-        if not self.config.uses_lock or (holder is not None and holder.usable()):
+        if not self.kind.uses_lock(self.config.lock) or (holder is not None and holder.usable()):
             return
         client = self.client(LOCK_GROUP)
         try:
@@ -162,7 +200,13 @@ class Device:
         self.clients[group] = client
         return client
 
-    def capabilities(self) -> Dict[str, Any]:
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this kind can do (its row of the device-kind table)."""
+        return self.kind.capabilities
+
+    def describe(self) -> Dict[str, Any]:
+        """The worker's report about the device (platform, SoC, versions, providers), connecting first."""
         if self._caps is None:
             self._caps = self.client().capabilities(self.config.command_timeout)
         return self._caps
@@ -175,12 +219,12 @@ class Device:
         return {**self._caps, "board_lock": self.board_lock.to_dict() if self.board_lock else None}
 
     def provider_aliases(self) -> List[str]:
-        caps = self.capabilities()
+        caps = self.describe()
         return available_aliases(tuple(caps["providers"]), caps.get("qnn"))
 
     def missing_provider(self, spec: ProviderSpec) -> Optional[str]:
         """None if the device can run ``spec``, else a one-line reason naming what it does have."""
-        caps = self.capabilities()
+        caps = self.describe()
         have = self.provider_aliases()
         if spec.ep_name in caps["providers"] and (spec.alias in have or spec.alias not in ALIASES):
             return None
@@ -209,13 +253,22 @@ class Device:
                 client.put_file(model.cache_id, location, sha256, source.read_bytes(), timeout)
                 self.uploads += 1
 
-    def create_session(
+    def open_session(
         self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool
-    ) -> SessionHandle:
+    ) -> WorkerSession:
         """Create a session in the right worker; WorkerError(kind='create') when the EP refuses.
 
         The worker verifies the cached model's hash first; a cached file that does not match (it
         changed on the device) is deleted there, uploaded again, and the creation is retried once."""
+        try:
+            return self._create(model, spec, options, cpu_fallback)
+        except WorkerDied:
+            self.worker_died()
+            raise
+
+    def _create(
+        self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool
+    ) -> WorkerSession:
         client = self.client(isolation_group(spec, options))
         sid = f"s{next(_session_ids)}"
         bundle = model.cache_id if model.external_data else None
@@ -236,7 +289,7 @@ class Device:
             except WorkerError as exc:
                 if exc.kind != Kind.MISSING_MODEL or attempt == 2:
                     raise
-        return SessionHandle(self.name, sid, client, reply, Placement.from_worker(reply.get("placement")))
+        return WorkerSession(self, sid, client, reply, Placement.from_worker(reply.get("placement")))
 
 
 def bundle_files(model: ModelInfo) -> List[List[str]]:

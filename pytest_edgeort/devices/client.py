@@ -22,20 +22,9 @@ import numpy as np
 
 from ..board import wire
 from ..board.wire import Op
+from ..errors import WorkerDied, WorkerError
 
 Arrays = List[Tuple[str, np.ndarray]]
-
-
-class WorkerError(Exception):
-    """A request failed on the worker side; ``kind`` says how (create, run, missing-provider, ...)."""
-
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-
-
-class WorkerDied(Exception):
-    """The worker process is gone (crash, kill, dropped connection) or stopped answering."""
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")

@@ -10,17 +10,13 @@ from typing import Any, Optional, Tuple
 
 import paramiko
 
-from ..errors import DeviceFault
+from ..errors import DeviceFault, HostKeyRefused
 
 
 def fingerprint(key: paramiko.PKey) -> str:
     """OpenSSH-style ``SHA256:...`` fingerprint of a host key."""
     digest = base64.b64encode(hashlib.sha256(key.asbytes()).digest()).decode().rstrip("=")
     return f"{key.get_name()} SHA256:{digest}"
-
-
-class HostKeyRefused(Exception):
-    """Raised by :class:`RefuseUnknownHost` from inside paramiko's connect."""
 
 
 class RefuseUnknownHost(paramiko.MissingHostKeyPolicy):

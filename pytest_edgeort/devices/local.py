@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 from ..board.store import EnvironmentProblem
 from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
+from ..config.kinds import DeviceKind
 from ..errors import DeviceUnavailable
 from .artifact import bootstrap_argv, install_local
-from .base import Device
+from .base import WorkerDevice
 from .boardlock import LOCK_NAME
 from .client import LocalTransport, Transport
 
@@ -23,11 +24,11 @@ def worker_command(python: str, workdir: Path, args: Sequence[str] = ()) -> List
     return bootstrap_argv(python, str(workdir), args)
 
 
-class LocalDevice(Device):
+class LocalDevice(WorkerDevice):
     """This machine: workers are subprocesses of the pytest process, run from the same zipapp as on a board."""
 
-    def __init__(self, config: DeviceConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: DeviceConfig, kind: Optional[DeviceKind] = None) -> None:
+        super().__init__(config, kind)
         self.workdir = Path(os.path.expanduser(config.workdir or DEFAULT_WORKDIR))
 
     def _start_transport(self, group: str) -> Transport:

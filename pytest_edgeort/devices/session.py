@@ -1,24 +1,24 @@
-"""The object a test gets as ``edge_session``: one model on one device and provider."""
+"""The object a test gets as ``edge_session``: one model on one device and provider, on any device kind."""
 
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
 from ..board.wire import Op
 from ..config.providers import ProviderSpec
-from ..errors import EdgeSessionError
+from ..errors import EdgeSessionError, WorkerDied, WorkerError
 from ..model.info import ModelInfo
 from ..model.inputs import Feed, check_feed
-from .base import Device, SessionHandle
-from .client import WorkerClient, WorkerDied, WorkerError
 from .placement import Placement, format_fallback
+from .protocol import Device, SessionBackend
 
 
 class EdgeSession:
-    """A cached ONNX Runtime session in a worker; ``run(feed)`` returns ``{output name: array}``."""
+    """A cached ONNX Runtime session on a device (its :class:`~.protocol.SessionBackend`); ``run(feed)``
+    returns ``{output name: array}``, ``run_all(feeds)`` one such dict per feed."""
 
     def __init__(
         self,
@@ -36,7 +36,7 @@ class EdgeSession:
         self.cpu_fallback = cpu_fallback
         self.last_inputs: Optional[Feed] = None
         self._on_create = on_create
-        self._handle: Optional[SessionHandle] = None
+        self._backend: Optional[SessionBackend] = None
         self._open()
 
     # -- identity
@@ -50,7 +50,7 @@ class EdgeSession:
 
     @property
     def placement(self) -> Optional[Placement]:
-        return self._handle.placement if self._handle else None
+        return self._backend.placement if self._backend else None
 
     @property
     def npu_coverage(self) -> Optional[float]:
@@ -61,11 +61,11 @@ class EdgeSession:
     @property
     def simulated(self) -> bool:
         """Whether the provider is a simulator on this device (QNN on x86-64): real numerics, no board timing."""
-        return self.spec.simulated(self.device.capabilities())
+        return self.spec.simulated(self.device.describe())
 
     def provenance(self) -> Dict[str, Any]:
         """Facts to record with every result from this session."""
-        caps = self.device.capabilities()
+        caps = self.device.describe()
         offload = None
         if self.spec.ep_name == "QNNExecutionProvider":
             # QNN turns graph-I/O quantization offload off by itself when CPU fallback is disabled.
@@ -74,7 +74,7 @@ class EdgeSession:
             "device": self.device.name,
             "provider": self.spec.alias,
             "ep": self.spec.ep_name,
-            "ep_api": self._handle.reply.get("api") if self._handle else None,
+            "ep_api": self._backend.api if self._backend else None,
             "provider_options": dict(self.options),
             "cpu_fallback": self.cpu_fallback,
             "offload_graph_io_quantization": offload,
@@ -110,12 +110,11 @@ class EdgeSession:
     # -- lifecycle
     def _open(self) -> None:
         try:
-            self._handle = self.device.create_session(self.model, self.spec, self.options, self.cpu_fallback)
+            self._backend = self.device.open_session(self.model, self.spec, self.options, self.cpu_fallback)
         except WorkerError as exc:
             mode = "" if self.cpu_fallback else " with CPU fallback disabled"
             raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {self._explain(str(exc))}") from None
         except WorkerDied as exc:
-            self.device.worker_died()
             raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
         self._on_create(self)
         self._check_placement()
@@ -139,22 +138,19 @@ class EdgeSession:
                 placement,
             )
 
-    def _live_handle(self) -> SessionHandle:
-        if self._handle is None or not self._handle.alive:
+    def _live_backend(self) -> SessionBackend:
+        if self._backend is None or not self._backend.alive:
             self._open()  # the worker died earlier (crash/kill): recreate in a fresh worker
-        assert self._handle is not None
-        return self._handle
+        assert self._backend is not None
+        return self._backend
 
-    def _request(self, op: str, call: Callable[[WorkerClient, str, float], Any]) -> Any:
-        """``call(client, sid, timeout)`` on the live session; EdgeSessionError naming ``op`` on failure."""
-        self.device.check_board_lock()  # no request on a board whose lock this run lost
-        handle = self._live_handle()
+    def _request(self, op: str, call: Callable[[SessionBackend], Any]) -> Any:
+        """``call(backend)`` on the live session; EdgeSessionError naming ``op`` on failure."""
         try:
-            return call(handle.client, handle.sid, self.device.config.command_timeout)
+            return call(self._live_backend())
         except WorkerError as exc:
             raise EdgeSessionError(f"{self.label}: {op} failed: {self._user_paths(str(exc))}") from None
         except WorkerDied as exc:
-            self.device.worker_died()
             raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
 
     # -- what tests call
@@ -169,9 +165,9 @@ class EdgeSession:
         memory filled with two different patterns before each run, and fails unless both agree bit
         for bit: so a verdict never depends on what ran before (test order or selection)."""
         feed = check_feed(self.model, feed, self.label)
-        handle = self._live_handle()
-        check = self.checks_memory_state and not handle.memory_checked
-        reply, outputs = self._request(Op.RUN, lambda client, sid, timeout: client.run(sid, feed, check, timeout))
+        backend = self._live_backend()
+        check = self.checks_memory_state and not backend.memory_checked
+        reply, outputs = self._request(Op.RUN, lambda backend: backend.run(feed, check))
         self.last_inputs = feed
         if reply.get("memory_differs"):
             detail = ", ".join(
@@ -183,8 +179,20 @@ class EdgeSession:
                 "when the same example runs twice with the NPU memory filled differently in between), so "
                 "this result depends on test order and selection"
             )
-        handle.memory_checked = handle.memory_checked or check
+        backend.memory_checked = backend.memory_checked or check
         return dict(outputs)
+
+    def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
+        """One inference per feed, in order, as one batch where the device kind has one; the first
+        feed alone first while the memory-state check (see :meth:`run`) is still due."""
+        checked = [check_feed(self.model, feed, self.label) for feed in feeds]
+        if not checked:
+            return []
+        head = [self.run(checked[0])] if self.checks_memory_state and not self._live_backend().memory_checked else []
+        rest = checked[len(head) :]
+        outputs = self._request(Op.RUN, lambda backend: backend.run_all(rest)) if rest else []
+        self.last_inputs = checked[-1]
+        return [*head, *(dict(o) for o in outputs)]
 
     def time(
         self,
@@ -198,18 +206,12 @@ class EdgeSession:
         ``runs`` after up to ``warmup`` untimed runs, stopping after ``max_s`` seconds in all (when given)
         but not before ``min_runs`` timed runs."""
         feed = check_feed(self.model, feed, self.label)
-        return self._request(
-            Op.TIME,
-            lambda client, sid, timeout: client.time_runs(sid, feed, runs, warmup, timeout, max_s, min_runs),
-        )
+        return self._request(Op.TIME, lambda backend: backend.time(feed, runs, warmup, max_s, min_runs))
 
     def close(self) -> None:
-        if self._handle is not None and self._handle.alive:
-            try:
-                self._handle.client.close_session(self._handle.sid, timeout=10)
-            except Exception:  # closing is best effort; the worker is stopped at run end anyway
-                pass
-        self._handle = None
+        if self._backend is not None:
+            self._backend.close()
+        self._backend = None
 
     def __repr__(self) -> str:
         return f"<EdgeSession {self.label} fallback={'on' if self.cpu_fallback else 'off'}>"

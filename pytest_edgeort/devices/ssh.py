@@ -30,12 +30,13 @@ from fabric import Connection
 from invoke.exceptions import CommandTimedOut
 
 from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
-from ..errors import DeviceFault, DeviceUnavailable, HostKeyChanged
+from ..config.kinds import DeviceKind
+from ..errors import DeviceFault, DeviceUnavailable, HostKeyChanged, HostKeyRefused, WorkerDied
 from .artifact import PREPARE, WORKER_BYTES, WORKER_NAME, WORKER_SHA256, bootstrap_argv
-from .base import Device
+from .base import WorkerDevice
 from .boardlock import LOCK_NAME
-from .client import StderrTail, Transport, WorkerDied, describe_exit
-from .hostkeys import HostKeyRefused, RefuseUnknownHost, fingerprint, known_hosts_path, load_known_hosts
+from .client import StderrTail, Transport, describe_exit
+from .hostkeys import RefuseUnknownHost, fingerprint, known_hosts_path, load_known_hosts
 
 PREAMBLE = b"edgeort-worker "
 # Bigger than paramiko's 2 MiB default so large tensors stream back without stalling on window updates.
@@ -198,11 +199,11 @@ class SSHTransport(Transport):
         channel.close()
 
 
-class SSHDevice(Device):
+class SSHDevice(WorkerDevice):
     """A board reached over SSH (fabric/paramiko), with workers started in ``workdir``."""
 
-    def __init__(self, config: DeviceConfig) -> None:
-        super().__init__(config)
+    def __init__(self, config: DeviceConfig, kind: Optional[DeviceKind] = None) -> None:
+        super().__init__(config, kind)
         self._conn: Optional[Connection] = None
         self._workdir: Optional[str] = None
         self._lock = threading.RLock()
@@ -325,7 +326,7 @@ class SSHDevice(Device):
                 pass
             self._conn = None
 
-    def run(self, command: str, timeout: Optional[float] = None, what: Optional[str] = None) -> str:
+    def shell(self, command: str, timeout: Optional[float] = None, what: Optional[str] = None) -> str:
         """Run a short shell command on the board; return stdout; DeviceUnavailable on failure
         (naming ``what`` the command does, or the command itself)."""
         conn = self.connection()
@@ -353,7 +354,7 @@ class SSHDevice(Device):
                 shlex.quote(a)
                 for a in (python, "-c", PREPARE, self.config.workdir or DEFAULT_WORKDIR, WORKER_NAME, WORKER_SHA256)
             )
-            output = self.run(command, what=f"preparing the workdir with {python}")
+            output = self.shell(command, what=f"preparing the workdir with {python}")
             try:
                 state = json.loads(output.strip().splitlines()[-1])
             except (ValueError, IndexError):
@@ -426,7 +427,7 @@ class SSHDevice(Device):
         if self._conn is None or not self._conn.is_connected:
             return
         try:
-            self.run(f"kill -KILL -- -{int(pgid)} 2>/dev/null; true", timeout=min(10.0, self.config.command_timeout))
+            self.shell(f"kill -KILL -- -{int(pgid)} 2>/dev/null; true", timeout=min(10.0, self.config.command_timeout))
         except DeviceUnavailable:
             pass
 

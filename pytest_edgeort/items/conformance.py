@@ -49,8 +49,8 @@ def run_suite(item: SuiteContext) -> None:
     models = item.models()
     session = item.device_session(models)
     reference = item.reference_session(models)
-    actual = [session.run(feed) for feed in models.feeds]
-    expected = stack_examples([reference.run(feed) for feed in models.feeds])
+    actual = session.run_all(models.feeds)
+    expected = stack_examples(reference.run_all(models.feeds))
     result = item.compare_all(session, actual, expected, models)
     title = f"{session.label} vs {reference.spec.alias} reference"
     conclude_examples(item.check_node, session, result, title, len(actual))

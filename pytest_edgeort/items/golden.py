@@ -15,7 +15,7 @@ def run_suite(item: SuiteContext) -> None:
     run, suite, provider = item.run, item.suite, item.check_node.provider
     models = item.models()
     session = item.device_session(models)
-    outputs = [session.run(feed) for feed in models.feeds]
+    outputs = session.run_all(models.feeds)
     folder = suite.local_file(suite.golden_dir, "golden_dir")
     shown = suite.path.relative_to(run.rootdir) if suite.path.is_relative_to(run.rootdir) else suite.path
     hint = f"pytest --edge-update-golden {shown}"

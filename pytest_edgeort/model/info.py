@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .._text import one_line
+from .._text import file_sha256, one_line
 from ..errors import ModelError
 from .dtypes import ONNX_TO_NUMPY
 
@@ -106,14 +106,6 @@ class ModelInfo:
         return None if quant is None else quant.scale
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _external_data(model: onnx.ModelProto, path: Path) -> Tuple[Tuple[str, str], ...]:
     """The external data files of a model, each inside the model's folder, with their sha256."""
     tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
@@ -134,7 +126,7 @@ def _external_data(model: onnx.ModelProto, path: Path) -> Tuple[Tuple[str, str],
             raise ModelError(f"{path}: external data location {location!r} is outside the model's folder {folder}")
         if not target.is_file():
             raise ModelError(f"{path}: external data file {location!r} not found: {target}")
-        files.append((Path(location).as_posix(), sha256_file(target)))
+        files.append((Path(location).as_posix(), file_sha256(target)))
     return tuple(files)
 
 
@@ -218,7 +210,7 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     output_depth = {o.name: depth.get(o.name, 0) for o in outputs} if depth else {}
     return ModelInfo(
         path,
-        sha256_file(path),
+        file_sha256(path),
         inputs,
         outputs,
         output_quant,

@@ -329,7 +329,7 @@ def test_connect_gives_up_within_connect_timeout(board, silent_listener):
         )
     )
     with pytest.raises(DeviceUnavailable) as info:
-        device.capabilities()
+        device.describe()
     assert str(info.value).startswith(
         f"device 'board1': cannot connect to 127.0.0.1:{silent_listener.port} within 1 s: "
     )
@@ -429,11 +429,11 @@ import pytest
 @pytest.mark.edge_providers("cpu")
 def test_env(edge_session, edge_run_state):
     device = edge_run_state.device("board1")
-    assert device.capabilities()["python_executable"] == {sys.executable!r}
+    assert device.describe()["python_executable"] == {sys.executable!r}
     pid = device.clients["default"].pid
     environ = open(f"/proc/{{pid}}/environ", "rb").read().split(b"\\0")
     assert b"EDGE_TEST_VAR=a b 'c'" in environ
-    group = device.run(f"pgrep -g {{device.clients['default'].transport.pgid}}").split()
+    group = device.shell(f"pgrep -g {{device.clients['default'].transport.pgid}}").split()
     assert len(group) >= 2  # the launcher shell and the worker
     for member in group:
         assert b"a b 'c'" not in open(f"/proc/{{member}}/cmdline", "rb").read()
@@ -464,7 +464,7 @@ pytestmark = [pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}"), p
 
 def test_a_broken(edge_session, edge_inputs):
     device = edge_session.device
-    device.run(f"kill -{signal_name} {{device.clients['default'].pid}}")
+    device.shell(f"kill -{signal_name} {{device.clients['default'].pid}}")
     edge_session.run(edge_inputs)
 
 def test_b_recovers(edge_session, edge_inputs):
@@ -529,7 +529,7 @@ def test_terminate_kills_a_stuck_worker_on_the_board(board, board_workdir):
     device = SSHDevice(board.device_config("board1", board_workdir))
     client = device.client()
     pgid = client.transport.pgid
-    assert device.run(f"pgrep -g {pgid}").split()  # the launcher shell and the python worker
+    assert device.shell(f"pgrep -g {pgid}").split()  # the launcher shell and the python worker
     os.kill(client.pid, signal.SIGSTOP)  # stuck: it will never read EOF on its stdin
     client.close(timeout=0.5)
     deadline = time.monotonic() + 5

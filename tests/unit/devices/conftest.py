@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pytest_edgeort.config.inventory import DeviceConfig
-
-from .inprocess import InProcessDevice
+from tests.support.inprocess import InProcessDevice
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from pytest_edgeort.board import wire
 from pytest_edgeort.config.inventory import DeviceConfig
 from pytest_edgeort.config.providers import resolve_provider
 from pytest_edgeort.devices.client import WorkerClient, WorkerError
+from pytest_edgeort.devices.protocol import SessionBackend
 from pytest_edgeort.devices.session import EdgeSession
-from pytest_edgeort.errors import DeviceUnavailable, EdgeSessionError
+from pytest_edgeort.errors import DeviceUnavailable, EdgeSessionError, InputError
 from pytest_edgeort.model.info import model_info
 from pytest_edgeort.model.inputs import generate_inputs
-
-from .inprocess import InProcessDevice, InProcessTransport
+from tests.support.inprocess import InProcessDevice, InProcessTransport
 
 CPU = resolve_provider("cpu")
 
@@ -39,6 +39,23 @@ def test_a_cpu_session_runs_and_matches_onnxruntime(device, model_dir):
     assert device.uploads == 1
     open_session(device, path)  # the same model again: already in the worker's cache
     assert device.uploads == 1
+
+
+def test_run_all_gives_each_feed_its_own_outputs_in_order(device, model_dir):
+    path = model_dir / "conv_matmul_qdq.onnx"
+    session = open_session(device, path)
+    feeds = [generate_inputs(model_info(path), seed=seed) for seed in (1, 2, 3)]
+    reference = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    batch = session.run_all(feeds)
+    assert [[o.tobytes() for o in outputs.values()] for outputs in batch] == [
+        [e.tobytes() for e in reference.run(None, feed)] for feed in feeds
+    ]
+    assert session.last_inputs is not None and session.last_inputs.keys() == feeds[2].keys()
+    assert all((session.last_inputs[k] == feeds[2][k]).all() for k in feeds[2])
+    assert session.run_all([]) == []
+    assert isinstance(device.open_session(model_info(path), CPU, {}, True), SessionBackend)
+    with pytest.raises(InputError, match=r"^conv_matmul_qdq.onnx on local/cpu: inputs do not match .*'nope'"):
+        session.run_all([feeds[0], {"nope": feeds[0]["x"]}])
 
 
 def test_a_tampered_cached_model_is_uploaded_again(device, model_dir):
@@ -109,7 +126,7 @@ def test_a_worker_of_another_protocol_version_is_refused(tmp_path):
         match=r"^device 'local': worker on device 'local' speaks protocol "
         r"version 0, this plugin 1$",
     ):
-        device.capabilities()
+        device.describe()
 
 
 def test_an_echo_is_bit_exact_in_process(tmp_path):

@@ -1,4 +1,5 @@
-"""An in-process transport: the board worker's serve loop on a thread, over two pipes (no subprocess)."""
+"""An in-process transport (the board worker's serve loop on a thread, over two pipes), and a test-only
+device kind built on it: this module plus the table entry :data:`INPROCESS_KIND` are all a kind needs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from pytest_edgeort.board import wire, worker
+from pytest_edgeort.config.kinds import DeviceKind, pick
 from pytest_edgeort.devices.boardlock import LOCK_GROUP
 from pytest_edgeort.devices.client import StderrTail, Transport
 from pytest_edgeort.devices.local import LocalDevice
@@ -75,3 +77,11 @@ class InProcessDevice(LocalDevice):
 
     def _start_transport(self, group: str) -> Transport:
         return InProcessTransport(self.workdir, group == LOCK_GROUP, type(self).start)
+
+
+#: The test-only kind ``inprocess``: a plugin (or conftest) returns it from ``pytest_edgeort_device_kinds``.
+INPROCESS_KIND = DeviceKind(
+    "inprocess",
+    "tests.support.inprocess:InProcessDevice",
+    pick("workdir", "command_timeout", "providers"),
+)
