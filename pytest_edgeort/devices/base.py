@@ -20,7 +20,7 @@ import numpy as np
 
 from ..board.wire import Kind
 from ..config.inventory import DeviceConfig
-from ..config.kinds import BUILTIN_KINDS, Capabilities, DeviceKind
+from ..config.kinds import BUILTIN_KINDS, DEFAULT_CACHE_MAX_MB, Capabilities, DeviceKind
 from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group, unusable_aliases
 from ..errors import DeviceFault, DeviceUnavailable, WorkerDied, WorkerError
 from ..model.info import ModelInfo
@@ -121,9 +121,12 @@ class WorkerDevice:
         self.board_lock = None
 
     # -- workers
-    @staticmethod
-    def worker_args(group: str) -> List[str]:
-        return ["--lock-only"] if group == LOCK_GROUP else []
+    def worker_args(self, group: str) -> List[str]:
+        """The worker's command-line flags: lock-only, or the model cache's size cap (``cache_max_mb``)."""
+        if group == LOCK_GROUP:
+            return ["--lock-only"]
+        megabytes = self.config.settings.get("cache_max_mb", DEFAULT_CACHE_MAX_MB)
+        return ["--cache-max-bytes", str(int(megabytes * 1024 * 1024))]
 
     def worker_label(self, group: str) -> str:
         """The worker of ``group`` in messages."""

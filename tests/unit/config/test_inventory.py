@@ -56,7 +56,14 @@ def test_design_example_parses_into_device_config(tmp_path):
         command_timeout=120,
         env={"ADSP_LIBRARY_PATH": "/usr/lib/dsp/cdsp"},
         providers={"qnn-htp": {"htp_performance_mode": "burst"}},
+        settings={"cache_max_mb": 4096},  # the default model cache cap
     )
+
+
+def test_the_model_cache_cap_is_an_inventory_key(tmp_path):
+    devices = load(tmp_path, '[devices.b]\nkind = "ssh"\nhost = "h"\ncache_max_mb = 0.5\n')
+    assert devices["b"].settings["cache_max_mb"] == 0.5
+    assert "megabytes > 0" in error(tmp_path, '[devices.b]\nkind = "ssh"\nhost = "h"\ncache_max_mb = 0\n')
 
 
 def test_local_exists_without_a_file_and_alongside_one(tmp_path):
