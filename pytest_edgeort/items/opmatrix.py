@@ -18,6 +18,7 @@ from .node import CheckNode
 from .target import TARGET_KEY, EdgeTarget
 
 if TYPE_CHECKING:
+    from ..checks.opmatrix import MatrixResult
     from ..devices.session import EdgeSession
     from ..model.corpus import Case
 
@@ -115,30 +116,25 @@ class OpMatrixItem(pytest.Item):
         try:
             with outcome_of(EdgeError, run=run):
                 result = classify(sessions, self.device, self.provider, self.case, self.parent.root)
+            self._record(run, result, onnx.__version__, time.perf_counter() - started)
         finally:
-            sessions.close()
+            sessions.close()  # after the record: it reads the open session's placement
+
+    def _record(self, run: EdgeRun, result: MatrixResult, onnx_version: str, seconds: float) -> None:
         fields = {
-            "op_matrix": result.to_dict(self.case, onnx.__version__, time.perf_counter() - started),
+            "op_matrix": result.to_dict(self.case, onnx_version, seconds),
             "comparison": result.comparison.to_dict() if result.comparison is not None else None,
             "cpu_nodes": [{"op_type": op, "count": len(v), "nodes": v} for op, v in result.cpu_nodes.items()] or None,
             "error": None if result.klass == "ok" else result.detail,
         }
-        node = CheckNode(run, self, CHECK, self.device, self.provider, {"model": self.case.name})
         if result.session is not None:
-            node.record(result.session, **fields)
-        else:
-            model = str(self.case.model(self.parent.root))
-            run.record(
-                CheckRecord(
-                    nodeid=self.nodeid,
-                    check=CHECK,
-                    device=self.device,
-                    provider=self.provider,
-                    model=self.case.name,
-                    model_path=model,
-                    **fields,
-                )
+            CheckNode(run, self, CHECK, self.device, self.provider, {"model": self.case.name}).record(
+                result.session, **fields
             )
+            return
+        model = str(self.case.model(self.parent.root))
+        facts = {"device": self.device, "provider": self.provider, "model": self.case.name, "model_path": model}
+        run.record(CheckRecord(nodeid=self.nodeid, check=CHECK, **facts, **fields))
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Optional[Any] = None) -> Any:
         if isinstance(excinfo.value, EdgeError):

@@ -109,7 +109,7 @@ def matrix_html(records: Sequence[CheckRecord]) -> str:
     if not records:
         return ""
     columns = _columns(records)
-    parts = ['<h2 id="op-matrix">Op matrix</h2>']
+    parts = ['<section id="op-matrix"><h2>Op matrix</h2>']
     legend = "".join(f"<li><code>{e(c)}</code>: {e(OP_MATRIX_CLASSES.get(c, '?'))}</li>" for c in columns)
     parts.append(f'<ul class="muted">{legend}</ul>')
     for (device, provider), ops in sorted(class_counts(records).items()):
@@ -122,10 +122,10 @@ def matrix_html(records: Sequence[CheckRecord]) -> str:
             e((r.op_matrix or {}).get("op_type")),
             e(r.device),
             e(r.provider),
-            f'<span class="op-{e((r.op_matrix or {}).get("class"))}">{e((r.op_matrix or {}).get("class"))}</span>',
+            f"<code>{e((r.op_matrix or {}).get('class'))}</code>",
             e((r.op_matrix or {}).get("detail")),
         ]
         for r in records
     ]
     parts.append("<h3>Cases</h3>" + html_table(("case", "op type", "device", "provider", "class", "detail"), cases))
-    return "".join(parts)
+    return "".join(parts) + "</section>"
