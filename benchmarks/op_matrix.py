@@ -48,8 +48,14 @@ def main() -> None:
     for record in records:
         matrix = record["op_matrix"]
         seconds.setdefault(matrix["class"], []).append(matrix["seconds"])
+    case_time = sum(sum(times) for times in seconds.values())
+    workers = max(1, int(args.n))
+    fixed = wall - case_time / workers  # start-up, collection, workers' start, per-item pytest cost
+    whole = fixed + case_time * len(cases) / len(sample) / workers
     print(f"{len(sample)} of {len(cases)} cases (every {args.every}th), -n {args.n}: {wall:.1f} s wall")
-    print(f"whole corpus, extrapolated: {wall * len(cases) / len(sample):.0f} s wall")
+    print(f"  case time {case_time:.1f} s (sum over workers), the rest {fixed:.1f} s")
+    scale = len(cases) / len(sample)
+    print(f"whole corpus, extrapolated: {whole:.0f} s wall (the rest + case time x {scale:.1f} / {workers})")
     for klass, times in sorted(seconds.items(), key=lambda kv: -sum(kv[1])):
         print(
             f"  {klass:16s} {len(times):4d} cases, {sum(times):6.1f} s, {1000 * sum(times) / len(times):6.0f} ms/case"

@@ -26,6 +26,7 @@ KNOWN = {
     "test_stft": "crashed",  # segfault in session creation
     "test_tanh": "ok",  # after the crash, in a fresh worker
     "test_sequence_insert_at_back": "unrepresentable",  # a sequence input
+    "test_resize_upsample_sizes_nearest_floor_align_corners": "wrong",  # 39 of 64 elements off, against both
 }
 FILTER = "^(" + "|".join(KNOWN) + ")$"
 UNRELATED = "def test_mine():\n    assert False, 'not part of the matrix'\n"
@@ -79,6 +80,9 @@ def test_known_cases_get_their_class_in_the_json_report_the_csv_the_terminal_and
     relu = records["test_relu"]
     assert relu["cpu_fallback"] is False and relu["npu_coverage"] == 1.0 and relu["comparison"]["passed"]
     assert relu["op_matrix"]["matches_expected"] is True and relu["op_matrix"]["max_abs_error"] == 0.0
+    resize = records["test_resize_upsample_sizes_nearest_floor_align_corners"]
+    assert resize["op_matrix"]["detail"].startswith("Y: 39 of 64 elements (60.94%) outside |err| <= 0.01")
+    assert resize["comparison"]["passed"] is False and resize["op_matrix"]["matches_expected"] is False
 
     rows = list(csv.DictReader(table.open()))
     assert [(r["case"], r["class"]) for r in rows] == sorted(KNOWN.items())
@@ -87,16 +91,16 @@ def test_known_cases_get_their_class_in_the_json_report_the_csv_the_terminal_and
     result.stdout.fnmatch_lines(
         [
             "op matrix on local/qnn-htp:",
-            "op type *ok stale_memory cpu_fallback rejected crashed unrepresentable  cases",
-            "Atan *.*.*.*1*.*.*1",
-            "total *3*2*1*1*1*1*9",
-            "op matrix: 9 cases classified in * s of case time*",
+            "op type *ok wrong stale_memory cpu_fallback rejected crashed unrepresentable  cases",
+            "Atan *.*.*.*.*1*.*.*1",
+            "total *3*1*2*1*1*1*1*10",
+            "op matrix: 10 cases classified in * s of case time*",
         ]
     )
     section = parse(page.read_text()).by_id("op-matrix")
     cells = [[td.all_text() for td in tr.iter("td")] for tr in section.iter("tr")]
     assert ["test_atan", "Atan", "local", "qnn-htp", "rejected"] in [row[:5] for row in cells]
-    assert ["Relu", "1", "", "", "", "", ""] in cells  # the op x class table
+    assert ["Relu", "1", "", "", "", "", "", ""] in cells  # the op x class table
 
 
 def test_a_case_gets_the_same_class_alone_as_after_other_cases(folder):
