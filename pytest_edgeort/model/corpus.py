@@ -15,6 +15,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 
 from .._text import atomic_write
 from ..errors import ModelError
@@ -93,9 +94,9 @@ def _write_case(folder: Path, test: Any, names: Dict[str, str]) -> Case:
     graph = model.graph
     problem = _unrepresentable(graph.input, "input") or _unrepresentable(graph.output, "output")
     examples = 0
-    for inputs, outputs in test.data_sets or ():
-        arrays = [*inputs, *outputs]
-        if problem is None and not all(isinstance(a, np.ndarray) and a.dtype.name in _WIRE for a in arrays):
+    for given_inputs, given_outputs in test.data_sets or ():
+        inputs, outputs = [_array(a) for a in given_inputs], [_array(a) for a in given_outputs]
+        if problem is None and not all(a is not None and a.dtype.name in _WIRE for a in [*inputs, *outputs]):
             problem = "an example holds a value that is no plain numeric tensor"
         if problem is not None:
             break
@@ -110,13 +111,26 @@ def _write_case(folder: Path, test: Any, names: Dict[str, str]) -> Case:
 _WIRE = frozenset(ONNX_TO_NUMPY.values())
 
 
+def _array(value: Any) -> Optional[np.ndarray]:
+    """An example's value as an array (the corpus also holds numpy scalars and TensorProtos); None for a
+    sequence, an optional or a map."""
+    if isinstance(value, onnx.TensorProto):
+        return onnx.numpy_helper.to_array(value)
+    if isinstance(value, (np.ndarray, np.generic)):
+        return np.asarray(value)
+    return None
+
+
+_KINDS = {"sequence_type": "a sequence", "optional_type": "an optional", "map_type": "a map"}
+
+
 def _unrepresentable(values: Sequence[Any], role: str) -> Optional[str]:
     """Why a graph input/output cannot cross to a worker (a sequence, a map, an optional, strings,
     bfloat16/float8/int4...), or None."""
     for value in values:
         kind = value.type.WhichOneof("value")
         if kind != "tensor_type":
-            return f"{role} {value.name!r} is a {kind.replace('_type', '')}, not a tensor"
+            return f"{role} {value.name!r} is {_KINDS.get(kind, kind)}, not a tensor"
         code = value.type.tensor_type.elem_type
         if code not in ONNX_TO_NUMPY:
             return f"{role} {value.name!r} has element type {onnx.TensorProto.DataType.Name(code).lower()}"
