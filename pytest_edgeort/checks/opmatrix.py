@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Tuple, Union
 
 from .._text import one_line
 from ..compare.tolerance import ToleranceSpec
@@ -73,6 +73,11 @@ def _max_abs(comparison: Optional[Comparison]) -> Optional[float]:
     return max(values) if values else None
 
 
+def _max_abs_text(comparison: Comparison) -> str:
+    value = _max_abs(comparison)
+    return "-" if value is None else f"{value:.3g}"
+
+
 def error_class(message: str) -> Optional[str]:
     """The class of a session error: QNN's error code, else onnxruntime's status name, else None."""
     for pattern, name in _ERROR_CLASSES:
@@ -113,7 +118,7 @@ def classify(sessions: Sessions, device: str, provider: str, case: Case, root: P
         return MatrixResult("unrepresentable", _said(exc))
 
 
-def _open(sessions: Sessions, device: str, provider: str, model: Path) -> Any:
+def _open(sessions: Sessions, device: str, provider: str, model: Path) -> Union[EdgeSession, MatrixResult]:
     """The provider's session of ``model`` (CPU fallback disabled on an accelerator), or the result that
     classifies the case when there is none."""
     if not resolve_provider(provider).accelerator:
@@ -165,10 +170,10 @@ def _judge(
     result = compare_examples(session, actual, reference, feeds, spec, where)
     if result.passed:
         note = "matches" if vs_expected.passed else "differs from"
-        detail = f"max |error| {_max_abs(result) or 0:.3g} vs the reference; {note} the onnx expected outputs"
+        detail = f"max |error| {_max_abs_text(result)} vs the reference; {note} the onnx expected outputs"
         return MatrixResult("ok", detail, session, result, vs_expected)
     if vs_expected.passed:  # the CPU reference is the one that differs from the operator's definition
-        detail = f"matches the onnx expected outputs; the CPU reference differs (max |error| {_max_abs(result):.3g})"
+        detail = f"matches the onnx expected outputs; the CPU reference differs (max |error| {_max_abs_text(result)})"
         return MatrixResult("ok", detail, session, result, vs_expected)
     failures = [f"{o.name}: {o.failures[0]}" for o in result.outputs if o.failures]
     detail = "; ".join(failures + [f"missing output {name!r}" for name in result.missing])

@@ -89,7 +89,7 @@ class CaseSessions:
 
 
 class OpMatrixItem(pytest.Item):
-    """One node test on one device and provider: classified (see ``checks/opmatrix.CLASSES``) and recorded.
+    """One node test on one device and provider: classified (``reporting.schema.OP_MATRIX_CLASSES``) and recorded.
     It passes once classified, whatever the class (the matrix is a report; ``diff`` gates); a missing device
     or provider skips (fails with ``--edge-strict``); an error of the plugin itself fails."""
 
