@@ -36,8 +36,8 @@ SESSION_FACTS = (
 
 #: What an op-matrix case's ``op_matrix["class"]`` can be, in the order tables list them; ``ok`` is the only good one.
 OP_MATRIX_CLASSES: Dict[str, str] = {
-    "ok": "fully on the provider, matches the reference",
-    "wrong": "fully on the provider, outside the default tolerance of the reference",
+    "ok": "fully on the provider, matches the CPU reference or the onnx expected outputs",
+    "wrong": "fully on the provider, outside the default tolerance of both the CPU reference and the expected outputs",
     "stale_memory": "fully on the provider, outputs depend on memory left by earlier graphs",
     "run_failed": "fully on the provider, but running it failed",
     "cpu_fallback": "some or all nodes need the CPU (which ops: detail)",
