@@ -418,6 +418,85 @@ def test_truncated_golden_npz_is_reported_and_can_be_recreated(pytester, model_d
     normal.assert_outcomes(passed=1)
 
 
+def test_update_golden_new_writes_only_missing_goldens(pytester, model_dir):
+    make_suite(pytester, "mysuite", GOLDEN_SUITE.replace('["qnn-htp"]', '["qnn-htp", "cpu"]'), model_dir)
+    golden = pytester.path / "mysuite" / "golden"
+    run(pytester, "-k", "golden", "--edge-update-golden", "--edge-provider", "qnn-htp").assert_outcomes(passed=1)
+    with np.load(golden / "qnn-htp.npz", allow_pickle=False) as data:
+        np.savez(golden / "qnn-htp.npz", **{k: data[k] + np.float32(10.0) for k in data.files})
+
+    result = run(pytester, "-k", "golden", "--edge-update-golden=new", "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*mysuite/edge_suite.toml::golden[[]local-qnn-htp[]] FAILED*",  # compared with the (tampered) golden
+            "*mysuite/edge_suite.toml::golden[[]local-cpu[]] PASSED*",  # written
+        ]
+    )
+    result.stdout.fnmatch_lines(["*= edgeort golden updates =*", f"{golden / 'cpu.npz'} (local): y: new golden"])
+    assert "qnn-htp.npz (local)" not in out(result)
+
+
+def test_golden_is_never_written_from_a_failing_conformance(pytester, model_dir):
+    make_suite(pytester, "mysuite", GOLDEN_SUITE + "[tolerance]\natol = 0\n", model_dir)
+    golden = pytester.path / "mysuite" / "golden"
+    result = run(pytester, "-k", "golden", "--edge-update-golden")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"golden {golden / 'qnn-htp.npz'} not written: m.onnx on local/qnn-htp fails its conformance check "
+            "against the cpu reference (y: *)"
+        ]
+    )
+    assert not (golden / "qnn-htp.npz").exists() and "edgeort golden updates" not in out(result)
+
+
+def test_golden_update_names_what_changed_in_the_provenance_and_the_users_model(pytester, model_dir):
+    # a prepared model runs from a cache file named by its hash: the golden names the suite's model
+    suite = make_suite(
+        pytester, "mysuite", GOLDEN_SUITE + '[prepare]\nscript = "prepare.py"\n', model_dir, "conv_matmul_qdq.onnx"
+    )
+    (suite.parent / "prepare.py").write_text("def prepare(model):\n    return model\n")
+    golden = pytester.path / "mysuite" / "golden"
+    run(pytester, "-k", "golden", "--edge-update-golden").assert_outcomes(passed=1)
+    sidecar = json.loads((golden / "qnn-htp.json").read_text())
+    assert (sidecar["model"], sidecar["model_path"]) == ("m.onnx", "mysuite/m.onnx")
+    assert ".edgeort-cache" not in (golden / "qnn-htp.json").read_text()
+
+    old_sha = sidecar["model_sha256"]
+    (golden / "qnn-htp.json").write_text(json.dumps(dict(sidecar, qnn_sdk="2.47.0")))
+    shutil.copyfile(model_dir / "conv_matmul_qdq_wrong.onnx", suite.parent / "m.onnx")
+    result = run(pytester, "-k", "golden", "--edge-update-golden")
+    result.assert_outcomes(passed=1)
+    new_sha = json.loads((golden / "qnn-htp.json").read_text())["model_sha256"]
+    assert new_sha != old_sha
+    result.stdout.fnmatch_lines(
+        [
+            "*= edgeort golden updates =*",
+            f"{golden / 'qnn-htp.npz'} (local): provenance changed: model_sha256 {old_sha} -> {new_sha}; "
+            f"qnn_sdk 2.47.0 -> {sidecar['qnn_sdk']}; y: max drift * LSB",
+        ]
+    )
+
+
+def test_goldens_no_item_reads_are_listed_and_fail_under_strict(pytester, model_dir):
+    make_suite(pytester, "mysuite", GOLDEN_SUITE, model_dir)
+    golden = pytester.path / "mysuite" / "golden"
+    run(pytester, "-k", "golden", "--edge-update-golden").assert_outcomes(passed=1)
+    shutil.copyfile(golden / "qnn-htp.npz", golden / "qnn-gpu.npz")  # a provider the suite no longer runs
+    unused = f"{golden / 'qnn-gpu.npz'}: no golden item reads it (the suite runs qnn-htp)"
+
+    result = run(pytester, "-k", "golden")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*= edgeort unused goldens =*", unused])
+    assert result.ret == pytest.ExitCode.OK
+
+    strict = run(pytester, "-k", "golden", "--edge-strict")
+    strict.assert_outcomes(passed=1)
+    strict.stdout.fnmatch_lines(["*= edgeort unused goldens =*", f"{unused} [[]--edge-strict[]]"])
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
+
+
 # ------------------------------------------------------------------------------------- pkg: models
 
 

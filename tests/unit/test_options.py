@@ -73,3 +73,14 @@ def test_providers_for_filters_by_alias_or_ep_name():
     assert EdgeOptions(providers=("QNNExecutionProvider",)).providers_for(("cpu", "qnn-htp")) == ["qnn-htp"]
     with pytest.raises(ProviderError, match="did you mean 'qnn-htp'"):
         EdgeOptions().providers_for(("qnn-hpt",))
+
+
+def test_update_golden_mode_from_the_command_line_or_the_ini_file(tmp_path):
+    def mode(options=None, ini=None):
+        return EdgeOptions.from_config(config(tmp_path, options, ini)).update_golden
+
+    assert (mode(), mode({"edge_update_golden": "all"}), mode({"edge_update_golden": "new"})) == ("", "all", "new")
+    assert (mode(ini={"edge_update_golden": "true"}), mode(ini={"edge_update_golden": "New"})) == ("all", "new")
+    assert mode({"edge_update_golden": "new"}, {"edge_update_golden": "true"}) == "new"
+    with pytest.raises(pytest.UsageError, match="edge_update_golden must be true, false or new, got 'old'"):
+        mode(ini={"edge_update_golden": "old"})
