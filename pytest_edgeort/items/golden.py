@@ -4,6 +4,7 @@ passes its conformance check; and the goldens no item of a run's suites reads.""
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping
 
@@ -30,7 +31,7 @@ def run_suite(item: SuiteContext) -> None:
     outputs = session.run_all(models.feeds)
     folder = suite.local_file(suite.golden_dir, "golden_dir")
     shown = suite.path.relative_to(run.rootdir) if suite.path.is_relative_to(run.rootdir) else suite.path
-    hint = f"pytest --edge-update-golden {shown}"
+    hint = f"pytest --edge-update-golden {shlex.quote(str(shown))}"
     mode = run.options.update_golden
     if mode == "all" or (mode == "new" and not golden_paths(folder, provider)[0].exists()):
         update(item, session, models, outputs, folder, hint)

@@ -54,11 +54,11 @@ def test_diff_of_an_upgrade_names_what_got_worse_and_exits_1(pytester, reports):
             "edgeort diff old.json -> new.json: WORSE: 4 worse, 0 better, * changed; 6 tests paired, 0 only in OLD, "
             "0 only in NEW; devices local -> board2",
             "",
-            "run  model * device * provider * verdict *",
-            "OLD  a * local * qnn-htp * PASS 3/3 *",
-            "NEW  a * board2 * qnn-htp * FAIL 2/3 *",
-            "OLD  b * local * qnn-htp * PASS 3/3 * 100 *",
-            "NEW  b * board2 * qnn-htp * FAIL 2/3 * 67[*] *",
+            "run model * device * provider * verdict *",
+            "OLD a * local * qnn-htp * PASS 3/3 *",
+            "NEW a * board2 * qnn-htp * FAIL 2/3 *",
+            "OLD b * local * qnn-htp * PASS 3/3 * 100 *",
+            "NEW b * board2 * qnn-htp * FAIL 2/3 * 67[*] *",
         ]
     )
     lines = result.outlines

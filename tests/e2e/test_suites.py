@@ -7,6 +7,7 @@ suite folder). Runs are kept few: checks a test does not look at are switched of
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import textwrap
 import xml.etree.ElementTree as ET
@@ -416,6 +417,17 @@ def test_truncated_golden_npz_is_reported_and_can_be_recreated(pytester, model_d
     result.assert_outcomes(passed=1)  # observed: failed, zipfile.BadZipFile traceback
     normal = run(pytester, "-k", "golden")
     normal.assert_outcomes(passed=1)
+
+
+def test_missing_golden_hint_is_a_command_that_runs_with_a_space_in_the_path(pytester, model_dir):
+    make_suite(pytester, "my suite", GOLDEN_SUITE, model_dir)
+    skipped = run(pytester, "-k", "golden")
+    skipped.assert_outcomes(skipped=1)
+    hint = "pytest --edge-update-golden 'my suite/edge_suite.toml'"
+    assert f"create it with: {hint}" in out(skipped)
+    written = run(pytester, *shlex.split(hint)[1:])  # the hint as a shell splits it
+    written.assert_outcomes(passed=3)
+    assert (pytester.path / "my suite" / "golden" / "qnn-htp.npz").exists()
 
 
 def test_update_golden_new_writes_only_missing_goldens(pytester, model_dir):
