@@ -94,11 +94,15 @@ def update(
 
 def golden_provenance(item: SuiteContext, session: EdgeSession, examples: int) -> Dict[str, Any]:
     """The session's facts, with the user's model as the suite names it (a path in the suite folder or its
-    ``pkg:`` source, never the prepared model's cache file) and the number of examples."""
+    ``pkg:`` source, never the prepared model's cache file; ``model_path`` relative to the rootdir, or the ``pkg:``
+    source, so a committed golden names no machine's paths) and the number of examples."""
     suite, rootdir = item.suite, item.run.rootdir
     source = suite.resolve_model(suite.model, "model")
-    shown = source.relative_to(rootdir) if source.is_relative_to(rootdir) else source
-    return {**session.provenance(), "model": suite.model, "model_path": str(shown), "examples": examples}
+    if source.is_relative_to(rootdir):
+        shown = str(source.relative_to(rootdir))
+    else:
+        shown = suite.model if suite.model.startswith("pkg:") else str(source)
+    return {**session.provenance(), "model": suite.model, "model_path": shown, "examples": examples}
 
 
 def unused_golden_lines(run: EdgeRun, nodeids: Iterable[str]) -> List[str]:

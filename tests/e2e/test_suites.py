@@ -491,6 +491,18 @@ def test_golden_update_names_what_changed_in_the_provenance_and_the_users_model(
     )
 
 
+def test_golden_of_a_pkg_model_names_its_pkg_source(pytester, model_dir):
+    package = pytester.path / "fakemodels"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copyfile(model_dir / QDQ, package / "m.onnx")
+    pytester.syspathinsert()
+    make_suite(pytester, "pkgsuite", GOLDEN_SUITE.replace('"m.onnx"', '"pkg:fakemodels/m.onnx"'))
+    run(pytester, "-k", "golden", "--edge-update-golden").assert_outcomes(passed=1)
+    sidecar = json.loads((pytester.path / "pkgsuite" / "golden" / "qnn-htp.json").read_text())
+    assert (sidecar["model"], sidecar["model_path"]) == ("pkg:fakemodels/m.onnx", "fakemodels/m.onnx")
+
+
 def test_goldens_no_item_reads_are_listed_and_fail_under_strict(pytester, model_dir):
     make_suite(pytester, "mysuite", GOLDEN_SUITE, model_dir)
     golden = pytester.path / "mysuite" / "golden"
