@@ -274,12 +274,15 @@ def op_type_changes(old: Iterable[CheckRecord], new: Iterable[CheckRecord], devi
     return changes
 
 
-def _representative(records: Iterable[CheckRecord], key: Tuple[str, str, str], rootdir: Optional[Path]):
-    """The first record of a row made from a session with CPU fallback allowed (its placement is per node)."""
+def _representatives(
+    records: Iterable[CheckRecord], rootdir: Optional[Path]
+) -> Dict[Tuple[str, str, str], CheckRecord]:
+    """Per summary row, its first record made from a session with CPU fallback allowed (placement per node)."""
+    firsts: Dict[Tuple[str, str, str], CheckRecord] = {}
     for rec in records:
-        if rec.has_session and rec.cpu_fallback is not False and row_key(rec, rootdir) == key:
-            return rec
-    return None
+        if rec.has_session and rec.cpu_fallback is not False:
+            firsts.setdefault(row_key(rec, rootdir), rec)
+    return firsts
 
 
 def _off_accelerator(record: CheckRecord) -> Counter:
@@ -395,20 +398,22 @@ def diff_reports(
         before, after = old_records[key], new_records[key]
         for compare in RECORD_CHANGES:
             result.changes.extend(compare(key[0], before, after))
-        if before.model is not None and after.model is not None:
+        if before.model is not None and after.model is not None and op_matrix_of(after) is None:
             row_pairs.setdefault(row_key(before, rootdir), row_key(after, rootdir))
 
-    old_rows = {(r.model, r.device, r.provider): r for r in build_rows(old.records, old.outcomes, rootdir)}
-    new_rows = {(r.model, r.device, r.provider): r for r in build_rows(new.records, new.outcomes, rootdir)}
+    # summary rows of models; op-matrix cases (one tiny model each) have their per-case and per-op-type lines
+    old_plain = [r for r in old.records if op_matrix_of(r) is None]
+    new_plain = [r for r in new.records if op_matrix_of(r) is None]
+    old_rows = {(r.model, r.device, r.provider): r for r in build_rows(old_plain, old.outcomes, rootdir)}
+    new_rows = {(r.model, r.device, r.provider): r for r in build_rows(new_plain, new.outcomes, rootdir)}
+    old_firsts, new_firsts = _representatives(old_plain, rootdir), _representatives(new_plain, rootdir)
     for old_key, new_key in sorted(row_pairs.items(), key=lambda kv: kv[1]):
         before, after = old_rows.get(old_key), new_rows.get(new_key)
         if before is None or after is None:
             continue
         result.rows.append((before, after))
         subject = _row_subject(after)
-        old_rec = _representative(old.records, old_key, rootdir)
-        new_rec = _representative(new.records, new_key, rootdir)
-        result.changes.extend(row_changes(subject, before, after, old_rec, new_rec))
+        result.changes.extend(row_changes(subject, before, after, old_firsts.get(old_key), new_firsts.get(new_key)))
         result.changes.extend(latency_changes(subject, before, after, latency_gate))
     result.changes.extend(op_type_changes(old.records, new.records, devices))
     result.changes.extend(device_changes(old, new, devices))

@@ -6,11 +6,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, TextIO
 
-from .diff import SEVERITIES, WORSE, Diff, LatencyGate, diff_reports
+from .diff import SEVERITIES, Diff, LatencyGate, diff_reports
 from .schema import ReportDocument
 from .summary import format_rows
 
@@ -141,7 +142,12 @@ def main(argv: Optional[Sequence[str]] = None, out: TextIO = sys.stdout, err: Te
         print(f"edgeort diff: {exc}", file=err)
         return EXIT_USAGE
     if args.json:
-        print(json.dumps(json_document(diff, args.old, args.new), indent=1, sort_keys=True), file=out)
+        text = json.dumps(json_document(diff, args.old, args.new), indent=1, sort_keys=True)
     else:
-        print("\n".join(text_lines(diff, args.old, args.new)), file=out)
-    return EXIT_WORSE if any(c.severity == WORSE for c in diff.changes) else EXIT_SAME
+        text = "\n".join(text_lines(diff, args.old, args.new))
+    try:
+        print(text, file=out)
+        out.flush()
+    except BrokenPipeError:  # `diff ... | head`: the reader has seen enough; the exit code still tells
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
+    return EXIT_WORSE if diff.worse else EXIT_SAME

@@ -21,6 +21,7 @@ def case(name: str, op_type: str, klass: str, device: str = "local") -> CheckRec
             "check": "op_matrix",
             "device": device,
             "provider": "qnn-htp",
+            "model": f"{name}.onnx",
             "op_matrix": {"case": name, "op_type": op_type, "class": klass},
         }
     )
@@ -49,6 +50,7 @@ def test_op_matrix_class_changes_per_case_and_per_op_type():
         ("changed", "op-type", "Conv on board2/qnn-htp", "partial 1 -> 0, rejected 0 -> 1"),
     ]
     assert result.worse and result.paired_tests == 3 and result.devices == {"local": "board2"}
+    assert result.rows == []  # the cases are summed up per op type, not as one summary row per case
     fewer_passing = document([case("test_conv_pads", "Conv", "partial", "board2")])
     per_type = diff_reports(document([case("test_conv_pads", "Conv", "pass")]), fewer_passing).changes
     assert [(c.severity, c.kind) for c in per_type] == [("worse", "op-matrix"), ("worse", "op-type")]
