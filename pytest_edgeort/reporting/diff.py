@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
+from .._text import did_you_mean
 from .schema import CheckRecord, ReportDocument, number
 from .summary import SummaryRow, build_rows, format_ms, format_number, row_key
 
@@ -106,9 +107,8 @@ def report_devices(document: ReportDocument) -> List[str]:
 
 def device_pairs(old: ReportDocument, new: ReportDocument, match: Mapping[str, str]) -> Dict[str, str]:
     """OLD's device -> NEW's: ``match`` (``--match-device``), else the one device of each report when each ran
-    on one, else the same names. ValueError (one line, did-you-mean) for a ``match`` name a report lacks."""
-    from .._text import did_you_mean
-
+    on one, else the same names (those ``match`` leaves out too). ValueError (one line, did-you-mean) for a
+    ``match`` name a report lacks."""
     old_names, new_names = report_devices(old), report_devices(new)
     for name, names, which in [(o, old_names, "OLD") for o in match] + [(n, new_names, "NEW") for n in match.values()]:
         if name not in names:
@@ -116,11 +116,9 @@ def device_pairs(old: ReportDocument, new: ReportDocument, match: Mapping[str, s
                 f"--match-device: {which} has no device {name!r}{did_you_mean(name, names)}; "
                 f"its devices: {', '.join(names) or 'none'}"
             )
-    if match:
-        return dict(match)
-    if len(old_names) == 1 and len(new_names) == 1:
+    if not match and len(old_names) == 1 and len(new_names) == 1:
         return {old_names[0]: new_names[0]}
-    return {name: name for name in old_names}
+    return {**{name: name for name in old_names if name in new_names}, **match}
 
 
 def renamed_nodeid(
@@ -161,7 +159,7 @@ def _rank(values: Sequence[str], value: str) -> int:
     return values.index(value) if value in values else len(values)
 
 
-# -- what changed: one function per kind, each yielding Changes
+# -- what changed: one function per kind, each returning its Changes
 
 
 def verdict_changes(old: Mapping[str, str], new: Mapping[str, str]) -> List[Change]:
