@@ -183,6 +183,19 @@ def test_model_escaping_folder_fails_the_suite_and_missing_model_fails_each_item
     assert "Traceback" not in text
 
 
+def test_suite_items_failing_before_a_session_are_recorded_on_their_suites_row(pytester):
+    suite = make_suite(pytester, "missing", 'model = "nothere.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
+    result = run(pytester, "--edge-report", "r.json")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["missing * local * qnn-htp * FAIL 0/2 *"])
+    records = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert [(r["check"], r["suite"], r["model"]) for r in records] == [
+        ("conformance", str(suite), "missing"),
+        ("latency", str(suite), "missing"),
+    ]
+    assert {r["model_path"] for r in records} == {str(suite.parent / "nothere.onnx")}
+
+
 def test_prepare_script_and_calibration_linking_out_of_the_folder_are_refused(pytester, model_dir):
     outside = (pytester.path / "outside").resolve()
     outside.mkdir()
