@@ -23,7 +23,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Dispatch to the command named first; 2 (with the usage) for none or an unknown one."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] in ("-h", "--help"):
-        print("\n".join([USAGE, *(f"  {name:10s} {help_}" for name, (_, help_) in COMMANDS.items())]))
+        lines = [USAGE, *(f"  {name:10s} {help_}" for name, (_, help_) in COMMANDS.items())]
+        print("\n".join(lines), file=sys.stdout if args else sys.stderr)
         return 0 if args else 2
     entry = COMMANDS.get(args[0])
     if entry is None:
