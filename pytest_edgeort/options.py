@@ -47,10 +47,18 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--edge-update-golden",
-        action="store_true",
+        action="store_const",
+        const="all",
         dest="edge_update_golden",
         default=None,
-        help="(re)write golden outputs instead of comparing against them",
+        help="(re)write golden outputs instead of comparing against them (never from a failing conformance)",
+    )
+    group.addoption(  # its own option string: a bare --edge-update-golden never swallows the path after it
+        "--edge-update-golden=new",
+        action="store_const",
+        const="new",
+        dest="edge_update_golden",
+        help="write only the golden outputs that are missing; compare against the others",
     )
     group.addoption(
         "--edge-report",
@@ -100,7 +108,7 @@ def add_options(parser: pytest.Parser) -> None:
         default=list(DEFAULT_PROVIDERS),
     )
     parser.addini("edge_strict", "fail instead of skip on missing devices/providers", type="bool", default=False)
-    parser.addini("edge_update_golden", "rewrite golden outputs", type="bool", default=False)
+    parser.addini("edge_update_golden", "rewrite golden outputs: true (all) or new (only missing ones)", default="")
     parser.addini("edge_report", "JSON report path", default="")
     parser.addini("edge_html", "HTML report path", default="")
     parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
@@ -119,7 +127,7 @@ class EdgeOptions:
     default_providers: Tuple[str, ...] = DEFAULT_PROVIDERS
     strict: bool = False
     seed: int = DEFAULT_SEED
-    update_golden: bool = False
+    update_golden: str = ""  # "" (compare), "all" or "new" (write only missing goldens)
     report: Optional[Path] = None
     html: Optional[Path] = None  # --edge-html PATH
     op_matrix: bool = False  # --edge-op-matrix
@@ -159,7 +167,7 @@ class EdgeOptions:
             default_providers=tuple(config.getini("edge_default_providers") or DEFAULT_PROVIDERS),
             strict=bool(pick("edge_strict")),
             seed=seed,
-            update_golden=bool(pick("edge_update_golden")),
+            update_golden=_update_golden(pick("edge_update_golden")),
             report=Path(report) if report else None,
             html=Path(html) if html else None,
             op_matrix=bool(pick("edge_op_matrix")),
@@ -176,3 +184,19 @@ class EdgeOptions:
             keep = set(self.providers)
             wanted = [p for p in wanted if p in keep or resolve_provider(p).ep_name in keep]
         return wanted
+
+
+#: --edge-update-golden[=new] and the ini values -> the mode: "" (compare), "all" or "new"
+_UPDATE_GOLDEN = {
+    **dict.fromkeys(("", "false", "0", "no"), ""),
+    **dict.fromkeys(("true", "1", "yes", "all"), "all"),
+    "new": "new",
+}
+
+
+def _update_golden(value: Any) -> str:
+    """--edge-update-golden[=new] or the ini value as "", "all" or "new"; UsageError (one line) otherwise."""
+    text = str(value).strip().lower() if value not in (None, False) else ""
+    if text not in _UPDATE_GOLDEN:
+        raise pytest.UsageError(f"edge_update_golden must be true, false or new, got {value!r}")
+    return _UPDATE_GOLDEN[text]

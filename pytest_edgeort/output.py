@@ -8,6 +8,7 @@ from typing import Any, List, Optional
 import pytest
 
 from .errors import DeviceUnavailable, InventoryError, ReportError
+from .items.golden import unused_golden_lines
 from .items.target import item_target
 from .reporting.html import write_html
 from .reporting.jsonreport import build_report, write_report
@@ -27,6 +28,7 @@ class RunOutput:
         self.results = run.results
         self.workers_devices = workers_devices
         self.report_errors: List[str] = []  # reports that could not be written
+        self.unused_goldens: List[str] = []
 
     def pytest_report_collectionfinish(self, config: pytest.Config, items: List[pytest.Item]) -> Optional[List[str]]:
         options = self.run.options
@@ -50,6 +52,9 @@ class RunOutput:
         """Write the JSON and HTML reports (also after Ctrl-C: pytest still finishes the session)."""
         results, options = self.results, self.run.options
         self._write_matrix_csv(session)
+        self.unused_goldens = unused_golden_lines(self.run, results.outcomes)
+        if self.unused_goldens and options.strict and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         wanted = options.report is not None or options.html is not None
         if not wanted or not (results.records or results.outcomes):
             return
@@ -59,7 +64,7 @@ class RunOutput:
             options.seed,
             results.outcomes,
             skip_counts(results.skip_reasons),
-            int(exitstatus),
+            int(session.exitstatus),
         )
         writers = (
             (options.report, lambda path: write_report(path, document.to_dict())),
@@ -116,3 +121,9 @@ class RunOutput:
             terminalreporter.section("edgeort golden updates")
             for record in updates:
                 terminalreporter.write_line(f"{record.golden} ({record.device}): " + "; ".join(record.golden_update))
+        if self.unused_goldens:
+            strict = self.run.options.strict
+            terminalreporter.section("edgeort unused goldens")
+            for line in self.unused_goldens:
+                suffix = " [--edge-strict]" if strict else ""
+                terminalreporter.write_line(line + suffix, red=strict, yellow=not strict)

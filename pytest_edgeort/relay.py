@@ -80,19 +80,22 @@ class ResultRelay:
             self._hashes[model] = _file_sha256(model)
         caps = self.devices.facts().get(target.device) or {}
         qnn = caps.get("qnn") or {}
+        known = {
+            "model": model.name if model else None,
+            "model_path": str(model) if model else None,
+            "model_sha256": self._hashes.get(model) if model else None,
+            "onnxruntime": caps.get("onnxruntime"),
+            "qnn_sdk": qnn.get("sdk_version"),
+            "qnn_ep": qnn.get("ep_package_version"),
+            "platform": caps.get("platform"),
+        }
         return CheckRecord(
             nodeid=item.nodeid,
             check=target.check,
             passed=False,
             device=target.device,
             provider=target.provider,
-            model=model.name if model else None,
-            model_path=str(model) if model else None,
-            model_sha256=self._hashes.get(model) if model else None,
-            onnxruntime=caps.get("onnxruntime"),
-            qnn_sdk=qnn.get("sdk_version"),
-            qnn_ep=qnn.get("ep_package_version"),
-            platform=caps.get("platform"),
+            **{**known, **target.fields},
         )
 
     def _note_failure(self, report: pytest.TestReport, item: pytest.Item, target: EdgeTarget) -> None:

@@ -145,7 +145,7 @@ class SuiteItem(SuiteNode):
         self.device = device
         self.provider = provider
         model = partial(self.suite.resolve_model, self.suite.model, "model")
-        self.stash[TARGET_KEY] = EdgeTarget(device, provider, check, model)
+        self.stash[TARGET_KEY] = EdgeTarget(device, provider, check, model, self.record_fields)
 
     @property
     def suite(self) -> Suite:
@@ -156,9 +156,14 @@ class SuiteItem(SuiteNode):
         return edge_run(self.config)
 
     @property
+    def record_fields(self) -> Dict[str, Any]:
+        """What every record of this item names: the suite file, and its folder as the model (prepared models
+        are named by hash)."""
+        return {"suite": str(self.suite.path), "model": self.suite.folder.name}
+
+    @property
     def check_node(self) -> CheckNode:
-        fields = {"suite": str(self.suite.path), "model": self.suite.folder.name}  # prepared models: named by hash
-        return CheckNode(self.run, self, self.check, self.device, self.provider, fields)
+        return CheckNode(self.run, self, self.check, self.device, self.provider, self.record_fields)
 
     @property
     def where(self) -> str:

@@ -3,9 +3,9 @@ provider, the check it runs, and how to find its model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, Optional
 
 import pytest
 
@@ -18,12 +18,14 @@ TARGET = "_edge_target"  # the (device, provider) parameter of marker tests
 @dataclass(frozen=True)
 class EdgeTarget:
     """An edge item's device and provider, what its failure record names as its check, and, where the item
-    knows its model without an ``edge_model`` marker (a suite's), how to find it."""
+    knows its model without an ``edge_model`` marker (a suite's), how to find it; ``fields``: what its records
+    carry over the session's facts (a suite's file and folder name), its failure record too."""
 
     device: str
     provider: str
     check: str = "test"
     model: Optional[Callable[[], Path]] = None
+    fields: Mapping[str, Any] = field(default_factory=dict)
 
 
 #: Every edge item (marker test or suite item) carries its target here.

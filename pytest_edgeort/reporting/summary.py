@@ -157,20 +157,24 @@ def _left_cut(text: str, width: int) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
-def format_rows(rows: List[SummaryRow]) -> List[str]:
-    header = (
+def format_rows(rows: List[SummaryRow], labels: Optional[List[str]] = None) -> List[str]:
+    """The summary table; ``labels``: a first column naming each row's run (``diff``'s OLD/NEW)."""
+    width = max(len(label) for label in ["run", *labels]) if labels else 0
+    header = (f"{'run':{width}s} " if labels else "") + (
         f"{'model':32s} {'device':10s} {'provider':12s} {'verdict':12s} {'maxLSB':>7s} {'SNR dB':>7s} "
         f"{'top-k':>6s} {'NPU %':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'speedup':>8s}"
     )
     lines = [header, "-" * len(header)]
-    for r in rows:
+    for i, r in enumerate(rows):
         strict = r.strict_coverage is not None
         coverage = r.strict_coverage if strict else r.coverage
         coverage_text = "-" if coverage is None else f"{100 * coverage:.0f}" + ("" if strict else "*")
         topk = None if r.topk is None else 100 * r.topk
         sim = SIMULATED_MARK if r.latency_simulated else ""
+        lead = f"{labels[i]:{width}s} " if labels else ""
         lines.append(
-            f"{_left_cut(r.model, 32):32s} {r.device[:10]:10s} {r.provider[:12]:12s} {r.verdict + ' ' + r.checks:12s} "
+            f"{lead}{_left_cut(r.model, 32):32s} {r.device[:10]:10s} {r.provider[:12]:12s} "
+            f"{r.verdict + ' ' + r.checks:12s} "
             f"{format_number(r.max_lsb, '.0f'):>7s} {format_number(r.snr_db, '.1f'):>7s} "
             f"{format_number(topk, '.0f'):>6s} {coverage_text:>6s} "
             f"{format_ms(r.p50_ms) + sim:>8s} {format_ms(r.p90_ms) + sim:>8s} "

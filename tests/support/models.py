@@ -103,15 +103,21 @@ def with_changed_channel(qdq_path: Path, path: Path, weight: str = "w1", channel
     return path
 
 
-def det_model(path: Path, neighbours: bool = True) -> Path:
+def det_model(path: Path, neighbours: bool = True, det: bool = True) -> Path:
     """x[1,4,4] -> Mul(2) -> Det -> Add(1) -> y[1]: QNN has no Det, so that node must fall back to CPU.
 
-    ``neighbours=False`` keeps only the Det node: nothing in the graph can run on QNN.
+    ``neighbours=False`` keeps only the Det node: nothing in the graph can run on QNN. ``det=False``: the same
+    graph with ReduceSum over axes 1, 2 in Det's place, which QNN runs (the variant before an op moved to CPU).
     """
+    middle = (
+        helper.make_node("Det", ["m"], ["d"], name="det_node")
+        if det
+        else helper.make_node("ReduceSum", ["m", "axes"], ["d"], name="det_node", keepdims=0)
+    )
     if neighbours:
         nodes = [
             helper.make_node("Mul", ["x", "two"], ["m"], name="scale"),
-            helper.make_node("Det", ["m"], ["d"], name="det_node"),
+            middle,
             helper.make_node("Add", ["d", "one"], ["y"], name="shift"),
         ]
     else:
@@ -124,6 +130,7 @@ def det_model(path: Path, neighbours: bool = True) -> Path:
         [
             numpy_helper.from_array(np.array(2.0, np.float32), "two"),
             numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+            *([] if det else [numpy_helper.from_array(np.array([1, 2], np.int64), "axes")]),
         ],
     )
     return _save(graph, path)

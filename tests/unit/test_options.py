@@ -91,3 +91,14 @@ def test_op_matrix_options_from_the_command_line_or_ini(tmp_path):
 def test_an_op_filter_that_is_no_regular_expression_is_a_usage_error(tmp_path):
     with pytest.raises(pytest.UsageError, match=r"--edge-op-filter 'test_\(relu': not a regular expression"):
         EdgeOptions.from_config(config(tmp_path, {"edge_op_filter": "test_(relu"}))
+
+
+def test_update_golden_mode_from_the_command_line_or_the_ini_file(tmp_path):
+    def mode(options=None, ini=None):
+        return EdgeOptions.from_config(config(tmp_path, options, ini)).update_golden
+
+    assert (mode(), mode({"edge_update_golden": "all"}), mode({"edge_update_golden": "new"})) == ("", "all", "new")
+    assert (mode(ini={"edge_update_golden": "true"}), mode(ini={"edge_update_golden": "New"})) == ("all", "new")
+    assert mode({"edge_update_golden": "new"}, {"edge_update_golden": "true"}) == "new"
+    with pytest.raises(pytest.UsageError, match="edge_update_golden must be true, false or new, got 'old'"):
+        mode(ini={"edge_update_golden": "old"})
