@@ -63,7 +63,8 @@ def compare(
         for o in model.outputs
     }
     scales = {o.name: model.scale(o.name) for o in model.outputs}
-    return compare_outputs(actual, expected, tolerances, scales, baseline)
+    layouts = model.output_layout
+    return compare_outputs(actual, expected, tolerances, scales, baseline, layouts)
 
 
 def compare_examples(

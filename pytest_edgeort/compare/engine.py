@@ -21,8 +21,8 @@ Conventions:
   near-zero reference (a detector's empty map) does not turn a 1-LSB difference into -inf dB.
   ``snr_db`` is the plain SNR, for information.
 - ``bias_lsb`` and ``gain`` work on the signed error in LSB, groups as in :mod:`~pytest_edgeort.compare.patterns`.
-- A failed output names the pattern of its error (``pattern``: offset, channel offset, region offset,
-  gain, outliers, noise) with its numbers.
+- A failed output names the pattern of its error (``pattern``: constant, channel, head or region offset,
+  gain, garbage, outliers, noise) with its numbers.
 - ``smallest_passing`` holds, for every rule that is set, the smallest value of that key which would
   have passed with all other rules unchanged (``min_*`` keys: the largest passing value).
 """
@@ -35,6 +35,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from . import metrics, rules
+from .layout import Layout
 from .result import Comparison, OutputComparison, WorstElement
 from .tolerance import Tolerance
 
@@ -58,11 +59,13 @@ def compare_output(
     tol: Tolerance,
     scale: Optional[float] = None,
     baseline: Optional[np.ndarray] = None,
+    layout: Optional[Layout] = None,
 ) -> OutputComparison:
     """Compare one output of the provider under test (``actual``) against the reference.
 
     ``scale`` is the output's quantization step (for LSB units); ``baseline`` is the float
-    model's output, used by the ``vs_float`` rule.
+    model's output, used by the ``vs_float`` rule; ``layout`` the heads the graph concatenates into
+    this output (each judged as a group of its own).
     """
     a, e = np.asarray(actual), np.asarray(expected)
     res = OutputComparison(
@@ -160,7 +163,7 @@ def compare_output(
     if tol.vs_float is not None:
         rules.check_vs_float(res, tol, af, ef, integer, baseline)
     if tol.bias_lsb is not None or tol.gain is not None or res.failures:
-        rules.check_systematic(res, tol, af, ef, both, lsb_size)
+        rules.check_systematic(res, tol, af, ef, both, lsb_size, layout)
     res.passed = not res.failures
     return res
 
@@ -193,6 +196,7 @@ def compare_outputs(
     tolerances: Mapping[str, Tolerance],
     scales: Mapping[str, Optional[float]] = {},  # noqa: B006 - read only
     baseline: Optional[Mapping[str, np.ndarray]] = None,
+    layouts: Mapping[str, Layout] = {},  # noqa: B006 - read only
 ) -> Comparison:
     """Compare every expected output; outputs only in ``actual`` are listed as ``extra``.
 
@@ -215,6 +219,7 @@ def compare_outputs(
                 tolerances[name],
                 scales.get(name),
                 baseline.get(name) if baseline is not None else None,
+                layouts.get(name),
             )
         )
     extra = [name for name in actual if name not in expected]

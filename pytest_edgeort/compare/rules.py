@@ -10,6 +10,7 @@ from typing import Optional
 import numpy as np
 
 from . import metrics
+from .layout import Layout
 from .patterns import describe, fit_gain, worst_bias
 from .result import OutputComparison
 from .tolerance import Tolerance
@@ -23,20 +24,27 @@ def _fmt(x: float) -> str:
 
 
 def check_systematic(
-    res: OutputComparison, tol: Tolerance, af: np.ndarray, ef: np.ndarray, both: np.ndarray, lsb_size: Optional[float]
+    res: OutputComparison,
+    tol: Tolerance,
+    af: np.ndarray,
+    ef: np.ndarray,
+    both: np.ndarray,
+    lsb_size: Optional[float],
+    layout: Optional[Layout] = None,
 ) -> None:
-    """``bias_lsb`` and ``gain`` on the signed error in LSB; on failure, name the error's pattern."""
+    """``bias_lsb`` and ``gain`` on the signed error in LSB (groups per head of ``layout``); on failure,
+    name the error's pattern."""
     unit = lsb_size or 1.0
     with np.errstate(invalid="ignore", over="ignore"):
         signed = metrics.snap(np.where(both, (af - ef) / unit, 0.0))
         e_units = np.where(both, ef / unit, 0.0)
     if tol.bias_lsb is not None:
-        _check_bias(res, tol, signed, lsb_size)
+        _check_bias(res, tol, signed, lsb_size, layout)
     if tol.gain is not None:
         _check_gain(res, tol, signed, e_units, "LSB" if lsb_size else "")
     if res.failures:
         floor = tol.bias_lsb if tol.bias_lsb is not None else (2.0 if lsb_size else tol.atol or 0.0)
-        found = describe(signed, e_units, "LSB" if lsb_size else "", floor)
+        found = describe(signed, e_units, "LSB" if lsb_size else "", floor, layout)
         res.pattern, res.pattern_text = found.kind, found.text
 
 
@@ -63,13 +71,15 @@ def check_cosine(res: OutputComparison, tol: Tolerance) -> None:
         res.failures.append(f"cosine {res.cosine:.6f} < min_cosine {tol.min_cosine:g}")
 
 
-def _check_bias(res: OutputComparison, tol: Tolerance, signed: np.ndarray, lsb_size: Optional[float]) -> None:
+def _check_bias(
+    res: OutputComparison, tol: Tolerance, signed: np.ndarray, lsb_size: Optional[float], layout: Optional[Layout]
+) -> None:
     """No group (whole output, slice along an axis, region) may have a median error beyond ``bias_lsb``
     plus the allowance its size earns from the output's noise (see :func:`~pytest_edgeort.patterns.biases`)."""
     if not lsb_size:
         res.failures.append("bias_lsb tolerance needs a quantized output; this output has no quantization scale")
         return
-    worst = worst_bias(signed)
+    worst = worst_bias(signed, layout)
     if worst is None:
         return
     res.bias = {

@@ -13,10 +13,26 @@ import onnx
 from onnx import numpy_helper
 
 from .._text import one_line
+from ..compare.layout import Head, Layout
 from ..errors import ModelError
 from .dtypes import ONNX_TO_NUMPY
 
 _PASS_THROUGH = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
+#: ops whose output has the shape of their first input, element for element: a Concat behind them still
+#: lays out the graph output (Q/DQ pairs and activations between a detector's Concat and its output)
+_SAME_LAYOUT = {
+    "DequantizeLinear",
+    "QuantizeLinear",
+    "Identity",
+    "Sigmoid",
+    "Relu",
+    "Clip",
+    "Tanh",
+    "LeakyRelu",
+    "HardSigmoid",
+    "Exp",
+    "Cast",
+}
 _QUANT_PRECISION = {"uint8": "u8", "uint16": "u16", "int8": "i8", "int16": "i16"}
 
 
@@ -61,6 +77,7 @@ class ModelInfo:
     op_types: Tuple[str, ...] = ()
     output_depth: Dict[str, int] = field(default_factory=dict)
     external_data: Tuple[Tuple[str, str], ...] = ()  # (location relative to the model's folder, sha256)
+    output_layout: Dict[str, Layout] = field(default_factory=dict)
 
     @property
     def cache_id(self) -> str:
@@ -97,6 +114,10 @@ class ModelInfo:
         """Requantizations (QuantizeLinear nodes) on the longest path from a graph input to ``output``;
         None for a model without QuantizeLinear."""
         return self.output_depth.get(output)
+
+    def layout(self, output: str) -> Optional[Layout]:
+        """The heads the graph concatenates into ``output`` (None: not a Concat of static heads)."""
+        return self.output_layout.get(output)
 
     def shape(self, output: str) -> Tuple[Union[int, str], ...]:
         return {o.name: o for o in self.outputs}[output].shape
@@ -174,6 +195,74 @@ def _quant_params(node: onnx.NodeProto, inits: Dict[str, onnx.TensorProto]) -> O
     return QuantParams(float(scale.reshape(-1)[0]), zero, qtype)
 
 
+Shapes = Dict[str, Tuple[int, ...]]
+Producers = Dict[str, onnx.NodeProto]
+
+
+def _static_shapes(model: onnx.ModelProto) -> Shapes:
+    """Static shapes of the graph's tensors, by ONNX shape inference (empty when it fails)."""
+    try:
+        graph = onnx.shape_inference.infer_shapes(model).graph
+    except Exception:  # a model ONNX cannot infer is judged without its layout, not refused
+        return {}
+    shapes = {}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            shapes[value.name] = tuple(int(d.dim_value) for d in dims)
+    return shapes
+
+
+def _behind(name: str, producers: Producers, axis: int) -> Tuple[Optional[onnx.NodeProto], int]:
+    """The first node behind ``name`` that is no same-layout op or Transpose, and where ``axis`` of
+    ``name`` is in that node's output."""
+    node = producers.get(name)
+    while node is not None and (node.op_type in _SAME_LAYOUT or node.op_type == "Transpose"):
+        if node.op_type == "Transpose":
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            if perm is None:
+                return None, axis
+            axis = perm[axis]
+        node = producers.get(node.input[0])
+    return node, axis
+
+
+def _grid(name: str, producers: Producers, shapes: Shapes, axis: int) -> Optional[Tuple[int, int]]:
+    """``(H, W)`` when ``axis`` of ``name`` is a Reshape's flattening of the last two axes ``H x W``."""
+    node, axis = _behind(name, producers, axis)
+    if node is None or node.op_type not in ("Reshape", "Flatten"):
+        return None
+    before, after = shapes.get(node.input[0]), shapes.get(node.output[0])
+    if before is None or after is None or len(before) < 3 or axis != len(after) - 1:
+        return None
+    if tuple(before[:-2]) != tuple(after[:-1]) or before[-2] * before[-1] != after[-1]:
+        return None
+    return before[-2], before[-1]
+
+
+def _layout(output: str, producers: Producers, shapes: Shapes) -> Optional[Layout]:
+    """The heads of an output built by a Concat of static inputs (through Q/DQ, activations, Transposes)."""
+    out_shape = shapes.get(output)
+    if out_shape is None:
+        return None
+    for out_axis in range(len(out_shape)):
+        node, axis = _behind(output, producers, out_axis)
+        if node is None or node.op_type != "Concat":
+            return None
+        concat_axis = next((a.i for a in node.attribute if a.name == "axis"), 0) % len(out_shape)
+        if axis != concat_axis:
+            continue
+        sizes = [shapes.get(i, ())[axis : axis + 1] for i in node.input]
+        if not all(sizes) or len(sizes) < 2:
+            return None
+        heads, start = [], 0
+        for part, (size,) in zip(node.input, sizes):
+            heads.append(Head(start, start + size, _grid(part, producers, shapes, axis)))
+            start += size
+        return Layout(out_axis, tuple(heads), len(out_shape))
+    return None
+
+
 @lru_cache(maxsize=64)
 def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     path = Path(path_str)
@@ -216,6 +305,11 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     is_qdq = "DequantizeLinear" in op_types or "QuantizeLinear" in op_types
     depth = _requantization_depth(graph) if "QuantizeLinear" in op_types else {}
     output_depth = {o.name: depth.get(o.name, 0) for o in outputs} if depth else {}
+    output_layout = {}
+    if "Concat" in op_types:
+        shapes = _static_shapes(model)
+        found = {o.name: _layout(o.name, producers, shapes) for o in outputs}
+        output_layout = {name: layout for name, layout in found.items() if layout is not None}
     return ModelInfo(
         path,
         sha256_file(path),
@@ -227,6 +321,7 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
         op_types,
         output_depth,
         _external_data(model, path),
+        output_layout,
     )
 
 

@@ -227,3 +227,39 @@ def _rename_output(graph: onnx.GraphProto, output: str, replacement: str) -> Non
     kept = [o for o in graph.output if o.name not in (output, replacement)]
     del graph.output[:]
     graph.output.extend([info] + kept)
+
+
+def concat_heads(path: Path, anchors_last: bool = True, grids: Tuple[int, ...] = (8, 4, 2), channels: int = 4) -> Path:
+    """A detector's output tail: x[1, C, 8, 8] pooled to ``grids`` (8x8, 4x4, 2x2), each Reshape'd to
+    ``[1, C, H*W]``, Concat'ed along the anchors and quantized (Q/DQ) into y: ``[1, C, 84]``, or with
+    ``anchors_last=False`` Transpose'd to ``[1, 84, C]`` before the Concat (YOLOX style)."""
+    size = grids[0]
+    nodes, heads, inits = [], [], [numpy_helper.from_array(np.array(1 / 64, np.float32), "s")]
+    inits.append(numpy_helper.from_array(np.array(128, np.uint8), "z"))
+    for g in grids:
+        k = size // g
+        pooled = "x" if k == 1 else f"p{g}"
+        if k > 1:
+            nodes.append(helper.make_node("AveragePool", ["x"], [pooled], kernel_shape=[k, k], strides=[k, k]))
+        inits.append(numpy_helper.from_array(np.array([1, channels, g * g], np.int64), f"shape{g}"))
+        nodes.append(helper.make_node("Reshape", [pooled, f"shape{g}"], [f"flat{g}"]))
+        head = f"flat{g}"
+        if not anchors_last:
+            nodes.append(helper.make_node("Transpose", [head], [f"t{g}"], perm=[0, 2, 1]))
+            head = f"t{g}"
+        heads.append(head)
+    nodes += [
+        helper.make_node("Concat", heads, ["cat"], axis=2 if anchors_last else 1),
+        helper.make_node("QuantizeLinear", ["cat", "s", "z"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+    ]
+    anchors = sum(g * g for g in grids)
+    out = [1, channels, anchors] if anchors_last else [1, anchors, channels]
+    graph = helper.make_graph(
+        nodes,
+        "heads",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+        inits,
+    )
+    return _save(graph, path)

@@ -1,0 +1,87 @@
+"""Groups that cover the output (issue 19): windows up to every edge, heads of a Concat, flattened grids,
+and the pattern each injected fault is named by."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pytest_edgeort.compare.engine import compare_output
+from pytest_edgeort.compare.layout import Head, Layout
+from pytest_edgeort.compare.tolerance import Tolerance, default_tolerance
+
+DEEP = default_tolerance("u8", True, depth=40)
+#: ddddocr / YOLOX: [1, anchors, C] with the 52x52, 26x26 and 13x13 grids of a 416 x 416 input
+ANCHORS = Layout(1, (Head(0, 2704, (52, 52)), Head(2704, 3380, (26, 26)), Head(3380, 3549, (13, 13))), 3)
+#: YOLOv8 style: [1, C, anchors] with the 40x40, 20x20 and 10x10 grids of a 320 x 320 input
+GRIDS = Layout(2, (Head(0, 1600, (40, 40)), Head(1600, 2000, (20, 20)), Head(2000, 2100, (10, 10))), 3)
+
+
+def healthy(shape, seed=0, spread=3.0):
+    """A reference and a deep-healthy actual: heavy-tailed (Laplace) errors, median 0."""
+    rng = np.random.default_rng(seed)
+    e = np.rint(rng.uniform(0, 200, shape))
+    return e + np.rint(rng.laplace(0, spread, shape)), e
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_box_flush_against_the_far_corner_is_inside_a_window(seed):
+    a, e = healthy((1, 1, 96, 320), seed)
+    a[0, 0, 77:96, 256:320] += 9  # a 1/5 x 1/5 box in the bottom-right corner
+    res = compare_output("map", a, e, Tolerance(bias_lsb=8), 1.0)
+    assert not res.passed and res.bias["median_lsb"] == 9
+    assert res.bias["where"] == "region [76:96, 256:320] of plane (0, 0)"
+    assert res.pattern == "region offset" and "off around it: [77:96, 256:320]: median +9 LSB" in res.pattern_text
+
+
+def test_a_defect_confined_to_the_last_head_fails_with_the_heads_known():
+    a, e = healthy((1, 3549, 8), 1, spread=6.0)
+    a[0, 3380:, 4:6] -= 53  # objectness / class channels of the 13x13 head: 338 elements (the ddddocr u8 defect)
+    assert compare_output("out", a, e, DEEP, 1.0).passed  # no group of the flat output isolates it
+    res = compare_output("out", a, e, DEEP, 1.0, layout=ANCHORS)
+    assert not res.passed and res.bias["median_lsb"] == -53
+    assert res.bias["where"] == "index 4 on axis 2 of head 2 [3380:3549] on axis 1"
+    assert res.pattern == "channel offset"
+    assert "also index 5: -53 LSB" in res.pattern_text
+
+
+def test_a_whole_head_offset_is_named_a_head_offset():
+    a, e = healthy((1, 3549, 8), 2)
+    a[0, 2704:3380] += 12
+    res = compare_output("out", a, e, DEEP, 1.0, layout=ANCHORS)
+    assert not res.passed and res.pattern == "head offset"
+    assert res.pattern_text.startswith("head offset: median error +12 LSB on head 1 [2704:3380] on axis 1 (5408 ")
+
+
+def test_a_spatial_box_of_one_class_map_is_found_on_its_grid():
+    a, e = healthy((1, 16, 2100), 3)
+    grid = a[0, 3, :1600].reshape(40, 40)  # a view: the 40x40 map of class 3
+    grid[32:40, 32:40] += 12  # 8 x 8 cells in the corner: 8 scattered runs of the flat anchor axis
+    assert compare_output("scores", a, e, DEEP, 1.0).passed
+    res = compare_output("scores", a, e, DEEP, 1.0, layout=GRIDS)
+    assert not res.passed and res.pattern == "region offset"
+    assert res.bias["where"] == "region [32:40, 32:40] of plane (0, 3) of its 40x40 grid of head 0 [0:1600] on axis 2"
+
+
+def test_an_offset_channel_among_many_is_a_channel_offset_not_outliers():
+    a, e = healthy((1, 80, 2100), 4, spread=1.0)
+    a[0, 7] += 8
+    res = compare_output("scores", a, e, Tolerance(bias_lsb=4), 1.0, layout=GRIDS)
+    assert not res.passed and res.pattern == "channel offset"
+    assert res.pattern_text.startswith("channel offset: median error +8 LSB on index 7 on axis 1 (2100 elements)")
+
+
+def test_zero_mean_garbage_on_one_channel_is_named_garbage():
+    rng = np.random.default_rng(5)
+    a, e = healthy((1, 4, 2100), 5, spread=1.0)
+    a[0, 2] += rng.choice([-20, 20], 2100)  # bimodal: box width off by +-20 px
+    res = compare_output("boxes", a, e, Tolerance(bias_lsb=2, min_snr_db=30), 1.0, layout=GRIDS)
+    assert not res.passed and res.pattern == "garbage"
+    assert res.pattern_text.startswith("garbage on index 2 on axis 1 (2100 elements): spread both ways, rms 20")
+
+
+def test_a_region_offset_reports_the_rows_and_columns_that_are_off():
+    a, e = healthy((1, 1, 96, 320), 6, spread=1.0)
+    a[0, 0, 10:31, 0:100] -= 20
+    res = compare_output("map", a, e, Tolerance(bias_lsb=8), 1.0)
+    assert res.pattern == "region offset" and "off around it: [10:31, 0:100]: median -20 LSB" in res.pattern_text
