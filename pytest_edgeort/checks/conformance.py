@@ -58,6 +58,7 @@ def compare(
                 model.depth(o.name),
                 model.shape(o.name),
                 model.scale(o.name) is not None,
+                model.computed_by(o.name),
             ),
         )
         for o in model.outputs

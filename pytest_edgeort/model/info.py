@@ -78,6 +78,7 @@ class ModelInfo:
     output_depth: Dict[str, int] = field(default_factory=dict)
     external_data: Tuple[Tuple[str, str], ...] = ()  # (location relative to the model's folder, sha256)
     output_layout: Dict[str, Layout] = field(default_factory=dict)
+    output_op: Dict[str, str] = field(default_factory=dict)  # the op computing it, behind Q/DQ and reshapes
 
     @property
     def cache_id(self) -> str:
@@ -118,6 +119,11 @@ class ModelInfo:
     def layout(self, output: str) -> Optional[Layout]:
         """The heads the graph concatenates into ``output`` (None: not a Concat of static heads)."""
         return self.output_layout.get(output)
+
+    def computed_by(self, output: str) -> Optional[str]:
+        """The op that computes ``output`` behind Q/DQ and reshapes (``Add`` of a bias after a MatMul/Gemm
+        counts as that MatMul/Gemm): ``Softmax``, ``Gemm``, ``Conv``..."""
+        return self.output_op.get(output)
 
     def shape(self, output: str) -> Tuple[Union[int, str], ...]:
         return {o.name: o for o in self.outputs}[output].shape
@@ -195,6 +201,10 @@ def _quant_params(node: onnx.NodeProto, inits: Dict[str, onnx.TensorProto]) -> O
     return QuantParams(float(scale.reshape(-1)[0]), zero, qtype)
 
 
+#: ops that move values without computing them: the op behind them computes the output
+_CARRIERS = {"DequantizeLinear", "QuantizeLinear", "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast"}
+_BIASED = {"MatMul", "Gemm"}
+
 Shapes = Dict[str, Tuple[int, ...]]
 Producers = Dict[str, onnx.NodeProto]
 
@@ -263,6 +273,24 @@ def _layout(output: str, producers: Producers, shapes: Shapes) -> Optional[Layou
     return None
 
 
+def _computing(name: str, producers: Producers) -> Optional[onnx.NodeProto]:
+    node = producers.get(name)
+    while node is not None and node.op_type in _CARRIERS:
+        node = producers.get(node.input[0])
+    return node
+
+
+def _computed_by(name: str, producers: Producers) -> Optional[str]:
+    """The op computing ``name`` (see :meth:`ModelInfo.computed_by`)."""
+    node = _computing(name, producers)
+    if node is None:
+        return None
+    if node.op_type == "Add":
+        inner = [_computing(i, producers) for i in node.input]
+        return next((n.op_type for n in inner if n is not None and n.op_type in _BIASED), "Add")
+    return node.op_type
+
+
 @lru_cache(maxsize=64)
 def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     path = Path(path_str)
@@ -322,6 +350,7 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
         output_depth,
         _external_data(model, path),
         output_layout,
+        {o.name: op for o in outputs if (op := _computed_by(o.name, producers)) is not None},
     )
 
 

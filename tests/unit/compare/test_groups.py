@@ -85,3 +85,24 @@ def test_a_region_offset_reports_the_rows_and_columns_that_are_off():
     a[0, 0, 10:31, 0:100] -= 20
     res = compare_output("map", a, e, Tolerance(bias_lsb=8), 1.0)
     assert res.pattern == "region offset" and "off around it: [10:31, 0:100]: median -20 LSB" in res.pattern_text
+
+
+def test_a_deep_classifier_gets_top1_with_a_deep_tie_margin():
+    deep = default_tolerance("u8", True, depth=40, shape=(1, 4), computed_by="Gemm")
+    assert (deep.topk, deep.tie_lsb, deep.lsb) == (1, 32.0, None)
+    state = default_tolerance("u8", True, depth=40, shape=(1, 128), computed_by="Mul")  # an LSTM's hN: no scores
+    assert state.topk is None and state == DEEP
+    assert default_tolerance("u16", True, depth=40, shape=(1, 4), computed_by="Softmax").tie_lsb == 32 * 256
+    e = np.array([[200.0, 160.0, 150.0, 140.0]])  # the class-0 decision, 40 LSB ahead
+    a = e.copy()
+    a[0, 1] += 41  # the runner-up 1 LSB above: the class changes, the SNR floor and bias groups see nothing
+    assert compare_output("logits", a, e, DEEP, 1.0).passed
+    res = compare_output("logits", a, e, deep, 1.0)
+    assert res.failures == [
+        "top-1 of actual outside expected top-1 (near ties within 32 LSB count as inside) in 1 of 1 rows "
+        "(agreement 0.0%)"
+    ]
+    near = np.array([[200.0, 180.0, 150.0, 140.0]])  # a 20-LSB margin: within what a healthy deep HTP moves
+    flipped = near.copy()
+    flipped[0, 1] += 21
+    assert compare_output("logits", flipped, near, deep, 1.0).passed

@@ -20,3 +20,8 @@ def test_concat_of_flattened_grids_is_read_per_head(tmp_path, anchors_last, axis
 def test_outputs_without_concat_have_no_layout(tmp_path):
     info = model_info(conv_matmul_float(tmp_path / "m.onnx"))
     assert info.layout("y") is None
+
+
+def test_the_op_computing_an_output_is_read_behind_qdq_and_bias(tmp_path):
+    assert model_info(concat_heads(tmp_path / "heads.onnx")).computed_by("y") == "Concat"
+    assert model_info(conv_matmul_float(tmp_path / "m.onnx")).computed_by("y") == "MatMul"
