@@ -77,18 +77,22 @@ def _marker_session(
     run: EdgeRun, device: str, provider: str, marker: ModelMarker, options: Mapping[str, Any]
 ) -> EdgeSession:
     """The marked model on ``provider``: with ``shapes=`` a shape-fixed copy of it (as ``[prepare]
-    fix_shapes``); a dynamic input on QNN fails with how to fix it, before QNN's "took none of the nodes"."""
+    fix_shapes``); a dynamic input on QNN that the plugin must generate (no ``inputs=``) fails with how to fix
+    it, before QNN's "took none of the nodes"."""
     model = _shaped_model(run, marker)
-    if resolve_provider(provider).ep_name == "QNNExecutionProvider":
+    if resolve_provider(provider).ep_name == "QNNExecutionProvider" and marker.inputs is None:
         from .model.info import model_info
         from .model.inputs import static_shape
 
+        problem = None
         try:
             info = model_info(model)
             for tensor in info.inputs:
                 static_shape(info, tensor)
         except (InputError, ModelError) as exc:
-            fail(str(exc))
+            problem = str(exc)
+        if problem is not None:  # outside the except: the message is printed once, without a chained copy
+            fail(problem)
     return open_session(run, device, model, provider, options)
 
 

@@ -46,7 +46,8 @@ class TensorInfo:
 
     @property
     def is_static(self) -> bool:
-        return all(isinstance(d, int) and d > 0 for d in self.shape)
+        """True when every dimension is a number; a zero-length one (an empty ``axes`` input) is static too."""
+        return all(isinstance(d, int) and d >= 0 for d in self.shape)
 
 
 @dataclass(frozen=True)

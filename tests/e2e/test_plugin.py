@@ -191,11 +191,29 @@ def test_dynamic_input_names_the_fix(pytester, model_dir, provider):
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "dynamic.onnx").replace('"qnn-htp"', f'"{provider}"'))
     result = run(pytester)
     result.assert_outcomes(errors=1)
-    assert (
+    message = (
         "dynamic.onnx: input 'x' has dynamic shape ['batch', 3, 16, 16]; give a fixed shape "
         "(edge_model(..., shapes={'x': [...]}) or [prepare] fix_shapes) or fix the model: "
         "python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param batch --dim_value 1 dynamic.onnx fixed.onnx"
-    ) in result.stdout.str()
+    )
+    assert result.stdout.str().count(message) == 1  # once: no chained copy "During handling of ..."
+
+
+def test_zero_length_input_is_static_on_qnn(pytester):
+    """An empty ``axes`` input (ONNX node cases) is data of a fixed shape: generated, run and compared."""
+    from tests.unit.model.test_shapes import empty_axes_model
+
+    model = empty_axes_model(pytester.path / "empty_axes.onnx")
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_empty_axes(edge_session, edge_reference, edge_inputs, edge_compare):
+    assert edge_inputs["axes"].shape == (0,)
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+''')
+    run(pytester).assert_outcomes(passed=1)
 
 
 def test_shapes_fix_the_models_shapes_for_the_session(pytester, model_dir):
