@@ -104,9 +104,8 @@ class PrepareRecipe:
                 )
             fixed: dict[str, list[int]] = {}
             for name, shape in fix_shapes.items():
-                if (
-                    not isinstance(shape, (list, tuple))
-                    or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)
+                if not isinstance(shape, (list, tuple)) or not all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
                 ):
                     raise ValueError(
                         f"{where}: [prepare] fix_shapes.{name}: expected a list of non-negative integers, "

@@ -135,11 +135,13 @@ def test_from_mapping_full_recipe_normalised():
         ),
         (
             {"fix_shapes": {"x": [1, -1, 8]}},
-            "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of non-negative integers, got list [1, -1, 8]",
+            "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of non-negative integers, "
+            "got list [1, -1, 8]",
         ),
         (
             {"fix_shapes": {"x": [1, True]}},
-            "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of non-negative integers, got list [1, True]",
+            "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of non-negative integers, "
+            "got list [1, True]",
         ),
         (
             {"qnn_preprocess": "yes"},
