@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pytest_edgeort.compare.engine import compare_output
+from pytest_edgeort.compare.engine import Yardstick, compare_output
 from pytest_edgeort.compare.layout import Head, Layout
 from pytest_edgeort.compare.tolerance import Tolerance, default_tolerance
 
@@ -28,7 +28,7 @@ def healthy(shape, seed=0, spread=3.0):
 def test_a_box_flush_against_the_far_corner_is_inside_a_window(seed):
     a, e = healthy((1, 1, 96, 320), seed)
     a[0, 0, 77:96, 256:320] += 9  # a 1/5 x 1/5 box in the bottom-right corner
-    res = compare_output("map", a, e, Tolerance(bias_lsb=8), 1.0)
+    res = compare_output("map", a, e, DEEP, 1.0)
     assert not res.passed and res.bias["median_lsb"] == 9
     assert res.bias["where"] == "region [76:96, 256:320] of plane (0, 0)"
     assert res.pattern == "region offset" and "off around it: [77:96, 256:320]: median +9 LSB" in res.pattern_text
@@ -106,3 +106,30 @@ def test_a_deep_classifier_gets_top1_with_a_deep_tie_margin():
     flipped = near.copy()
     flipped[0, 1] += 21
     assert compare_output("logits", flipped, near, deep, 1.0).passed
+
+
+def test_the_snr_floor_follows_what_quantization_costs_on_this_input():
+    rng = np.random.default_rng(7)
+    e = np.rint(rng.uniform(0, 40, (1, 1, 96, 320)))
+    a = e + np.rint(rng.normal(0, 9, e.shape))  # ~8 dB: a healthy NPU on an input that quantizes badly
+    rough = e + rng.normal(0, 6, e.shape)  # the reference itself ~11 dB from the float math
+    fine = e + rng.normal(0, 0.1, e.shape)  # ... or exact
+    assert not compare_output("map", a, e, DEEP, 1.0).passed  # the fixed 10 dB floor: a false alarm
+    res = compare_output("map", a, e, DEEP, 1.0, yardstick=Yardstick(rough, "the QDQ model without rounding"))
+    assert res.passed and res.yardstick["snr_floor_db"] == pytest.approx(res.yardstick["reference_snr_db"] - 6)
+    res = compare_output("map", a, e, DEEP, 1.0, yardstick=Yardstick(fine, "float_model"))
+    assert not res.passed and res.yardstick["snr_floor_db"] == 10
+    assert res.failures[0].endswith("< min_snr_db 10")
+    worse = e + np.rint(rng.normal(0, 40, e.shape))
+    res = compare_output("map", worse, e, DEEP, 1.0, yardstick=Yardstick(rough, "the QDQ model without rounding"))
+    assert res.failures[0].startswith("SNR ") and (
+        "dB (min_snr_db 10 lowered to what quantization itself costs on this input: the reference is "
+        in res.failures[0]
+    )
+    assert res.failures[0].endswith("dB from the QDQ model without rounding, minus 6 dB)")
+
+
+def test_a_deep_output_of_a_few_values_has_no_snr_floor():
+    assert default_tolerance("u8", True, depth=27, shape=(1, 1)).min_snr_db is None  # silero's speech probability
+    assert default_tolerance("u8", True, depth=27, shape=(1, 8)).min_snr_db == 10
+    assert default_tolerance("u8", True, depth=5, shape=(1, 2)).min_snr_db == 10  # shallow: measured, kept
