@@ -160,10 +160,11 @@ def edge_compare(
     request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
 ) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
+    from .checks.conformance import baseline_source, open_float_session
     from .checks.conformance import compare as compare_outputs
-    from .checks.conformance import open_float_session
     from .compare.render import format_comparison
     from .compare.tolerance import parse_tolerance
+    from .model.yardstick import YARDSTICK_DIR
 
     marker = model_marker(request.node)
 
@@ -180,11 +181,15 @@ def edge_compare(
             spec = tolerance_marker(request.node)
             if tolerance:
                 spec = spec.over(parse_tolerance(tolerance, where))
+            source = "the baseline given to edge_compare" if baseline is not None else None
             if baseline is None and session.last_inputs is not None:
                 opener = partial(open_session, edge_run_state)
-                float_session = open_float_session(opener, edge_device, marker.float_model, spec)
+                cache = edge_run_state.rootdir / CACHE_DIR / YARDSTICK_DIR
+                model = session.model.path
+                float_session = open_float_session(opener, edge_device, marker.float_model, spec, model, cache)
                 baseline = float_session.run(session.last_inputs) if float_session is not None else None
-            result = compare_outputs(session, actual, expected, spec, where, baseline)
+                source = baseline_source(float_session)
+            result = compare_outputs(session, actual, expected, spec, where, baseline, source)
         except ValueError as exc:
             result = exc
         if isinstance(result, ValueError):

@@ -180,8 +180,11 @@ class SuiteItem(SuiteNode):
 
     def _float_session(self, run: EdgeRun, models: SuiteModels) -> Optional[EdgeSession]:
         from .checks.conformance import open_float_session
+        from .model.yardstick import YARDSTICK_DIR
 
-        return open_float_session(partial(open_session, run), self.device, models.float_model, self.suite.tolerance)
+        cache = run.rootdir / CACHE_DIR / YARDSTICK_DIR
+        opener = partial(open_session, run)
+        return open_float_session(opener, self.device, models.float_model, self.suite.tolerance, models.model, cache)
 
     @property
     def _where(self) -> str:

@@ -302,8 +302,8 @@ def is_classifier_shape(shape: Sequence[Any]) -> bool:
     return len(shape) >= 1 and all(d == 1 for d in shape[:-1]) and isinstance(shape[-1], int) and shape[-1] >= 2
 
 
-#: an output of fewer elements per example has no deep SNR floor by default
-MIN_SNR_ELEMENTS = 8
+#: an output of fewer elements per example (one value) has no deep SNR floor by default
+MIN_SNR_ELEMENTS = 2
 
 
 def _too_few(shape: Sequence[Any]) -> bool:
@@ -345,7 +345,7 @@ def default_tolerance(
         return Tolerance(min_snr_db=_DEFAULTS[width].min_snr_db)
     deep = depth is None or depth > SHALLOW_DEPTH
     tol = _DEFAULTS[width if deep else f"{width}_shallow"]
-    if deep and _too_few(shape):  # an SNR of one or a few values is no statistic (silero's speech probability)
+    if deep and _too_few(shape):  # the SNR of one value is no statistic (silero's speech probability)
         tol = replace(tol, min_snr_db=None)
     if is_classifier_shape(shape) and (not deep or computed_by in SCORE_OPS):
         top1 = (_TOP1_DEEP if deep else _TOP1)[width]

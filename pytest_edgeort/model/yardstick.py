@@ -20,6 +20,9 @@ from onnx import helper, numpy_helper
 
 from .._text import atomic_write
 
+#: the cache folder of the yardstick models (under the run's cache directory)
+YARDSTICK_DIR = "yardstick"
+
 
 def _constants(graph: onnx.GraphProto) -> Dict[str, np.ndarray]:
     found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}

@@ -129,7 +129,7 @@ def test_the_snr_floor_follows_what_quantization_costs_on_this_input():
     assert res.failures[0].endswith("dB from the QDQ model without rounding, minus 6 dB)")
 
 
-def test_a_deep_output_of_a_few_values_has_no_snr_floor():
+def test_a_deep_output_of_one_value_has_no_snr_floor():
     assert default_tolerance("u8", True, depth=27, shape=(1, 1)).min_snr_db is None  # silero's speech probability
-    assert default_tolerance("u8", True, depth=27, shape=(1, 8)).min_snr_db == 10
+    assert default_tolerance("u8", True, depth=27, shape=(1, 2)).min_snr_db == 10
     assert default_tolerance("u8", True, depth=5, shape=(1, 2)).min_snr_db == 10  # shallow: measured, kept
