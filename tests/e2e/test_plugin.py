@@ -216,6 +216,31 @@ def test_empty_axes(edge_session, edge_reference, edge_inputs, edge_compare):
     run(pytester).assert_outcomes(passed=1)
 
 
+@pytest.mark.parametrize(
+    "float_model, source", [(False, "the QDQ model without activation rounding"), (True, "float_model f.onnx")]
+)
+def test_deep_outputs_are_judged_against_their_yardstick(pytester, float_model, source):
+    """A deep u8 output's SNR floor follows what quantization costs on the input, measured against the user's
+    float model or, without one, the QDQ model with its activation rounding removed; the record names it."""
+    from tests.support.models import conv_chain_float, quantize_u8
+
+    float_path = conv_chain_float(pytester.path / "f.onnx")
+    model = quantize_u8(float_path, pytester.path / "deep.onnx")
+    extra = f', float_model=r"{float_path}"' if float_model else ""
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model}"{extra})
+@pytest.mark.edge_providers("qnn-htp")
+def test_deep(edge_session, edge_reference, edge_inputs, edge_compare):
+    result = edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+    y = result.outputs[0]
+    assert y.yardstick["source"] == "{source}"
+    assert y.yardstick["snr_floor_db"] <= 10 < y.yardstick["reference_snr_db"] + 6
+''')
+    run(pytester).assert_outcomes(passed=1)
+
+
 def test_shapes_fix_the_models_shapes_for_the_session(pytester, model_dir):
     pytester.makepyfile(f'''
 import pytest

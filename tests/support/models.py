@@ -263,3 +263,27 @@ def concat_heads(path: Path, anchors_last: bool = True, grids: Tuple[int, ...] =
         inits,
     )
     return _save(graph, path)
+
+
+def conv_chain_float(path: Path, layers: int = 10, seed: int = 3) -> Path:
+    """x[1,3,16,16] -> ``layers`` x (Conv 3x3 -> Relu) -> y[1,3,16,16]: quantized, a deep output (``layers`` + 1
+    requantizations)."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, prev = [], [], "x"
+    for i in range(layers):
+        w = (rng.standard_normal((3, 3, 3, 3)) * 0.1 + np.eye(3)[:, :, None, None] * 0.4).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(3, np.float32), f"b{i}")]
+        out = "y" if i == layers - 1 else f"r{i}"
+        nodes += [
+            helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [out]),
+        ]
+        prev = out
+    graph = helper.make_graph(
+        nodes,
+        "conv_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])],
+        inits,
+    )
+    return _save(graph, path)
