@@ -200,6 +200,7 @@ def edge_compare(
                 "nodeid": request.node.nodeid,
                 "check": "conformance",
                 "reference": reference,
+                "reference_device": _reference_device(request),
                 "comparison": result.to_dict(),
                 **session.provenance(),
             }
@@ -210,6 +211,13 @@ def edge_compare(
         return result
 
     return compare
+
+
+def _reference_device(request: pytest.FixtureRequest) -> Optional[str]:
+    """The device the test's ``edge_reference`` ran on (None: the test's own arrays)."""
+    if "edge_reference" not in request.fixturenames:
+        return None
+    return request.getfixturevalue("edge_reference").device.name
 
 
 def _reference_name(request: pytest.FixtureRequest, session: EdgeSession) -> str:

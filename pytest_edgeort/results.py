@@ -263,7 +263,15 @@ class RunOutput:
             terminalreporter.write_line(line, red=True, bold=True)
         results = self.results
         if results.records or results.skip_reasons:
-            from .reporting.summary import build_rows, device_line, format_rows, fp16_notes, lock_lines, skip_counts
+            from .reporting.summary import (
+                build_rows,
+                device_line,
+                format_rows,
+                fp16_notes,
+                lock_lines,
+                skip_counts,
+                u8_kernel_notes,
+            )
 
             terminalreporter.section("edgeort summary")
             if self.workers_devices:
@@ -275,6 +283,8 @@ class RunOutput:
             for line in format_rows(rows) if rows else ():
                 terminalreporter.write_line(line)
             for line in fp16_notes(results.records, results.device_facts, self.run.rootdir):
+                terminalreporter.write_line(line, yellow=True)
+            for line in u8_kernel_notes(results.records, results.device_facts):
                 terminalreporter.write_line(line, yellow=True)
             for reason, count in skip_counts(results.skip_reasons):
                 terminalreporter.write_line(f"skipped {count}x: {reason}", yellow=True)

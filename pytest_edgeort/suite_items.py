@@ -261,9 +261,8 @@ class SuiteItem(SuiteNode):
         actual = [session.run(feed) for feed in models.feeds]
         expected = stack_examples([reference.run(feed) for feed in models.feeds])
         result = self._compare_all(run, session, actual, expected, models)
-        self._conclude_examples(
-            run, session, result, f"{session.label} vs {reference.spec.alias} reference", len(actual)
-        )
+        title = f"{session.label} vs {reference.spec.alias} reference"
+        self._conclude_examples(run, session, result, title, len(actual), reference_device=reference.device.name)
 
     def run_no_cpu_fallback(self, run: EdgeRun) -> None:
         models = self._models(run)

@@ -106,6 +106,8 @@ def test_json_report_is_versioned_and_has_provenance(result, pytester):
     flags = open("/proc/cpuinfo").read()
     assert ("avx512_vnni" in conformance["u8_isa"]) == (" avx512_vnni" in flags)
     assert ("avx2" in conformance["u8_isa"]) == (" avx2" in flags)
+    assert report["devices"]["local"]["u8_isa"] == conformance["u8_isa"]  # what the summary's note compares
+    assert conformance["reference_device"] == "local"
     output = conformance["comparison"]["outputs"][0]
     assert output["name"] == "y" and output["tolerance"]["min_snr_db"] == 10
     fallback = by_check["no_cpu_fallback"]

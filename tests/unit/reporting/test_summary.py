@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_edgeort.reporting.summary import build_rows, format_rows, lock_lines, skip_counts
+from pytest_edgeort.reporting.summary import build_rows, format_rows, lock_lines, skip_counts, u8_kernel_notes
 
 
 def test_rows_put_failures_first_and_keep_the_worst_metrics(tmp_path):
@@ -38,3 +38,23 @@ def test_skip_counts_and_lock_waits():
     assert skip_counts(["x", "y", "x"]) == [("x", 2), ("y", 1)]
     facts = {"b1": {"board_lock": {"waited_for": "ci@h pid 1", "waited_s": 2.04, "path": "/l"}}, "b2": {}}
     assert lock_lines(facts) == ["edgeort device b1: waited 2.0 s for the board lock /l (held by ci@h pid 1)"]
+
+
+def test_a_cpu_reference_on_a_host_with_other_u8_kernels_gets_a_note():
+    facts = {
+        "local": {"u8_isa": ["avx2", "avx512f", "avx512bw", "avx512_vnni"]},
+        "ci": {"u8_isa": ["avx2"]},  # a runner without VNNI: ORT's u8 kernels saturate there
+        "twin": {"u8_isa": ["avx512bw", "avx2", "avx512f", "avx512_vnni"]},
+    }
+    records = [
+        {"device": "ci", "reference_device": "local"},
+        {"device": "ci", "reference_device": "local"},
+        {"device": "twin", "reference_device": "local"},  # the same kernels: no note
+        {"device": "ci", "reference_device": "ci"},  # its own CPU: no note
+        {"device": "local"},  # the test's own arrays: no reference device
+    ]
+    assert u8_kernel_notes(records, facts) == [
+        "note: ci is compared against a CPU reference on local, whose u8 kernels differ (avx2, avx512f, avx512bw, "
+        "avx512_vnni vs avx2 on ci): u8 results differ between such kernels by rounding and saturation; "
+        "reference='cpu' uses the device's own CPU"
+    ]
