@@ -33,6 +33,7 @@ _SAME_LAYOUT = {
     "Exp",
     "Cast",
 }
+_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 _QUANT_PRECISION = {"uint8": "u8", "uint16": "u16", "int8": "i8", "int16": "i16"}
 
 
@@ -210,10 +211,31 @@ Shapes = Dict[str, Tuple[int, ...]]
 Producers = Dict[str, onnx.NodeProto]
 
 
+#: the opset whose QuantizeLinear / DequantizeLinear take 16-bit types (ORT writes com.microsoft ones before it)
+_QDQ16_OPSET = 21
+
+
+def _inferable(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model``, or a copy with com.microsoft Q/DQ nodes (16-bit QDQ) in the ONNX domain at opset 21, which
+    ONNX shape inference propagates through (it stops at a node of another domain)."""
+    custom = [n for n in model.graph.node if n.domain == "com.microsoft" and n.op_type in _QDQ_OPS]
+    if not custom:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        if node.domain == "com.microsoft" and node.op_type in _QDQ_OPS:
+            node.domain = ""
+    for opset in copy.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, _QDQ16_OPSET)
+    return copy
+
+
 def _static_shapes(model: onnx.ModelProto) -> Shapes:
     """Static shapes of the graph's tensors, by ONNX shape inference (empty when it fails)."""
     try:
-        graph = onnx.shape_inference.infer_shapes(model).graph
+        graph = onnx.shape_inference.infer_shapes(_inferable(model)).graph
     except Exception:  # a model ONNX cannot infer is judged without its layout, not refused
         return {}
     shapes = {}

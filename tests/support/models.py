@@ -229,13 +229,17 @@ def _rename_output(graph: onnx.GraphProto, output: str, replacement: str) -> Non
     graph.output.extend([info] + kept)
 
 
-def concat_heads(path: Path, anchors_last: bool = True, grids: Tuple[int, ...] = (8, 4, 2), channels: int = 4) -> Path:
+def concat_heads(
+    path: Path, anchors_last: bool = True, grids: Tuple[int, ...] = (8, 4, 2), channels: int = 4, u16: bool = False
+) -> Path:
     """A detector's output tail: x[1, C, 8, 8] pooled to ``grids`` (8x8, 4x4, 2x2), each Reshape'd to
     ``[1, C, H*W]``, Concat'ed along the anchors and quantized (Q/DQ) into y: ``[1, C, 84]``, or with
-    ``anchors_last=False`` Transpose'd to ``[1, 84, C]`` before the Concat (YOLOX style)."""
+    ``anchors_last=False`` Transpose'd to ``[1, 84, C]`` before the Concat (YOLOX style). ``u16``: 16-bit
+    Q/DQ of the com.microsoft domain, as onnxruntime's quantizer writes them below opset 21."""
     size = grids[0]
     nodes, heads, inits = [], [], [numpy_helper.from_array(np.array(1 / 64, np.float32), "s")]
-    inits.append(numpy_helper.from_array(np.array(128, np.uint8), "z"))
+    inits.append(numpy_helper.from_array(np.array(128, np.uint16 if u16 else np.uint8), "z"))
+    domain = "com.microsoft" if u16 else ""
     for g in grids:
         k = size // g
         pooled = "x" if k == 1 else f"p{g}"
@@ -247,11 +251,15 @@ def concat_heads(path: Path, anchors_last: bool = True, grids: Tuple[int, ...] =
         if not anchors_last:
             nodes.append(helper.make_node("Transpose", [head], [f"t{g}"], perm=[0, 2, 1]))
             head = f"t{g}"
-        heads.append(head)
+        nodes += [  # every head quantized before the Concat, as in a QDQ model
+            helper.make_node("QuantizeLinear", [head, "s", "z"], [f"{head}_q"], domain=domain),
+            helper.make_node("DequantizeLinear", [f"{head}_q", "s", "z"], [f"{head}_dq"], domain=domain),
+        ]
+        heads.append(f"{head}_dq")
     nodes += [
         helper.make_node("Concat", heads, ["cat"], axis=2 if anchors_last else 1),
-        helper.make_node("QuantizeLinear", ["cat", "s", "z"], ["q"]),
-        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"]),
+        helper.make_node("QuantizeLinear", ["cat", "s", "z"], ["q"], domain=domain),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], domain=domain),
     ]
     anchors = sum(g * g for g in grids)
     out = [1, channels, anchors] if anchors_last else [1, anchors, channels]
@@ -262,7 +270,14 @@ def concat_heads(path: Path, anchors_last: bool = True, grids: Tuple[int, ...] =
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
         inits,
     )
-    return _save(graph, path)
+    if not u16:
+        return _save(graph, path)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
+    )
+    model.ir_version = IR_VERSION
+    onnx.save(model, str(path))
+    return path
 
 
 def conv_chain_float(path: Path, layers: int = 10, seed: int = 3) -> Path:

@@ -17,6 +17,11 @@ def test_concat_of_flattened_grids_is_read_per_head(tmp_path, anchors_last, axis
     assert info.layout("y") == Layout(axis, GRID_HEADS, 3)
 
 
+def test_heads_are_read_through_16_bit_qdq_of_the_com_microsoft_domain(tmp_path):
+    info = model_info(concat_heads(tmp_path / "heads16.onnx", anchors_last=False, u16=True))
+    assert info.layout("y") == Layout(1, GRID_HEADS, 3)  # ONNX shape inference stops at a custom-domain node
+
+
 def test_outputs_without_concat_have_no_layout(tmp_path):
     info = model_info(conv_matmul_float(tmp_path / "m.onnx"))
     assert info.layout("y") is None
