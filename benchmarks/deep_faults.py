@@ -12,15 +12,17 @@ the model's layout and its yardstick.
 from __future__ import annotations
 
 import collections
-from typing import Callable, Dict, Iterator, List, Tuple
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
 
 from pytest_edgeort.compare.engine import OutputComparison, Yardstick, compare_output
+from pytest_edgeort.compare.layout import Head, Layout
 from pytest_edgeort.compare.tolerance import SCORE_OPS, Tolerance, default_tolerance, is_classifier_shape
 from pytest_edgeort.model.info import ModelInfo, model_info
 
-from .deep_outputs import DEEP_SUITES, healthy_outputs, suite_model
+from .deep_outputs import DEEP_SUITES, Source, healthy_outputs, suite_source
 
 OLD_DEEP = Tolerance(bias_lsb=8.0, min_snr_db=10.0)
 SEED = 19
@@ -41,30 +43,91 @@ def _boxes(shape: Tuple[int, ...]) -> Iterator[Tuple[str, Tuple[slice, ...]]]:
         yield label, (..., slice(y, y + h), slice(x, x + w))
 
 
-def faults_for(shape: Tuple[int, ...], scores: bool) -> List[Fault]:
-    """The issue's fault list, where it applies to an output of one example's ``shape``."""
+def faults_for(shape: Tuple[int, ...], scores: bool, layout: Optional[Layout], step: int) -> List[Fault]:
+    """The issue's fault list, where it applies to an output of one example's ``shape``; offsets in u8 steps
+    (``step`` output LSB each: 256 for u16)."""
     size = int(np.prod(shape))
     found: List[Fault] = []
     if size >= 8:
         for k in (4, 8, 16):
             for sign in (1, -1):
-                found.append((f"whole {sign * k:+d} LSB", lambda q, i, v=sign * k: q + v))
+                found.append((f"whole {sign * k:+d} LSB", lambda q, i, v=sign * k * step: q + v))
         for g in (1.05, 1.10, 0.95, 0.90):
             found.append((f"gain {g - 1:+.0%}", lambda q, i, g=g: np.rint(q * g)))
         for k in (8, 16):
-            found.append((f"garbage +-{k} LSB", lambda q, i, k=k: q + k * _signs(q.shape, i)))
-    if len(shape) >= 3 and shape[1] >= 2:
+            found.append((f"garbage +-{k} LSB", lambda q, i, k=k * step: q + k * _signs(q.shape, i)))
+    channel = _channel(shape, layout)
+    if channel is not None:
+        where, label = channel
         for k in (4, 8, 16):
-            found.append((f"channel 0 {k:+d} LSB", lambda q, i, k=k: _add(q, (slice(None), 0), k)))
-    if len(shape) >= 2 and min(shape[-2:]) >= 5:
+            found.append((f"{label} {k:+d} LSB", lambda q, i, w=where, k=k * step: _add(q, w, k)))
+        found.append((f"{label} garbage +-8 LSB", lambda q, i, w=where: _add(q, w, 8 * step * _signs(q[w].shape, i))))
+    if layout is not None and len(layout.heads) > 1 and channel is not None:
+        found += _head_faults(layout, channel[0], step)
+    elif len(shape) >= 2 and min(shape[-2:]) >= 5:
         for label, box in _boxes(shape):
             for k in (4, 8, 16):
-                found.append((f"box {label} {k:+d} LSB", lambda q, i, b=box, k=k: _add(q, b, k)))
+                found.append((f"box {label} {k:+d} LSB", lambda q, i, b=box, k=k * step: _add(q, b, k)))
     if scores:
         found.append(("class change (top two swapped)", _class_change))
         for k in (16, 32):
-            found.append((f"runner-up logit +{k} LSB", lambda q, i, k=k: _runner_up(q, k)))
+            found.append((f"runner-up logit +{k} LSB", lambda q, i, k=k * step: _runner_up(q, k)))
     return found
+
+
+def _channel(shape: Tuple[int, ...], layout: Optional[Layout]) -> Optional[Tuple[Tuple, str]]:
+    """One channel (index 4 where there is one: a YOLO objectness) on the channel axis: the one next to the
+    concat axis of a layout, else axis 1 of a map."""
+    if layout is not None:
+        axis = len(shape) - 1 if layout.axis != len(shape) - 1 else len(shape) - 2
+    elif len(shape) >= 3 and shape[1] >= 2:
+        axis = 1
+    else:
+        return None
+    index = 4 if shape[axis] > 4 else 0
+    return (slice(None),) * axis + (index,), f"channel {index} (axis {axis})"
+
+
+def _head_faults(layout: Layout, channel: Tuple, step: int) -> List[Fault]:
+    """The last head's part of the channel offset (the ddddocr u8 defect); 1/5 x 1/5 boxes of the first
+    head's grid on the channel (centre and far corner: 8 scattered runs of the flat anchor axis)."""
+    found: List[Fault] = []
+    axis, last, first = layout.axis, layout.heads[-1], layout.heads[0]
+    channel_axis = len(channel) - 1
+    for k in (4, 8, 16):
+        for sign in (1, -1):
+            found.append(
+                (
+                    f"last head, channel {sign * k:+d} LSB",
+                    lambda q, i, v=sign * k * step: _on_head(q, axis, last, channel_axis, channel[-1], v, None),
+                )
+            )
+    if first.grid is not None:
+        h, w = first.grid
+        bh, bw = -(-h // 5), -(-w // 5)
+        for label, y, x in (("centre", (h - bh) // 2, (w - bw) // 2), ("bottom-right", h - bh, w - bw)):
+            cells = np.zeros(first.grid, bool)
+            cells[y : y + bh, x : x + bw] = True
+            flat = cells.reshape(-1)
+            for k in (4, 8, 16):
+                found.append(
+                    (
+                        f"head 0 grid box {label} {k:+d} LSB",
+                        lambda q, i, c=flat, v=k * step: _on_head(q, axis, first, channel_axis, channel[-1], v, c),
+                    )
+                )
+    return found
+
+
+def _on_head(
+    q: np.ndarray, axis: int, head: Head, channel_axis: int, index: int, value: int, cells: Optional[np.ndarray]
+) -> np.ndarray:
+    """``q`` with ``value`` added on one channel of one head (only its ``cells`` of the head's span when given)."""
+    out = np.moveaxis(q.copy(), (axis, channel_axis), (0, 1))
+    span = np.arange(head.start, head.stop)
+    rows = span if cells is None else span[cells]
+    out[rows, index] += value
+    return np.moveaxis(out, (0, 1), (axis, channel_axis))
 
 
 def _signs(shape: Tuple[int, ...], i: int) -> np.ndarray:
@@ -112,14 +175,14 @@ def _tolerances(info: ModelInfo, name: str) -> Tuple[Tolerance, Tolerance]:
     return OLD_DEEP, new
 
 
-def run_suite(folder: str, generated: int) -> List[str]:
-    """Rows of the matrix for every quantized output of the suite's model."""
-    saved = healthy_outputs(folder, generated)
-    info = model_info(suite_model(folder))
+def run_source(source: Source) -> List[str]:
+    """Rows of the matrix for every quantized output of the source's model."""
+    saved = healthy_outputs(source)
+    info = model_info(source.model())
     rows: List[str] = []
     for out in info.outputs:
         if out.name in info.output_quant:
-            rows += _output_rows(folder, info, out.name, saved)
+            rows += _output_rows(source.name, info, out.name, saved)
     return rows
 
 
@@ -131,6 +194,7 @@ def _output_rows(folder: str, info: ModelInfo, name: str, saved: Dict[str, np.nd
     lo, hi = limits.min - quant.zero_point, limits.max - quant.zero_point
     shape = tuple(int(d) for d in info.shape(name))
     scores = is_classifier_shape(shape) and info.computed_by(name) in SCORE_OPS
+    step = 256 if quant.qtype in ("uint16", "int16") else 1
     htp, cpu, yard = (saved[f"{side}/{name}"] for side in ("htp", "cpu", "yard"))
     real = saved["real"]
 
@@ -156,7 +220,7 @@ def _output_rows(folder: str, info: ModelInfo, name: str, saved: Dict[str, np.nd
     q_all = np.rint(htp.astype(np.float64) / scale)
     e_all = np.rint(cpu.astype(np.float64) / scale)
     matrix: Dict[str, Row] = collections.OrderedDict()
-    for label, fault in faults_for(shape, scores):
+    for label, fault in faults_for(shape, scores, layout, step):
         row = matrix.setdefault(label, Row())
         for i in range(len(htp)):
             if label.startswith("class change") and not _clear_margin(e_all[i], new_tol.tie_lsb or 0.0):
@@ -184,8 +248,14 @@ def _clear_margin(e: np.ndarray, tie: float) -> bool:
     return top.size >= 2 and top[-1] - top[-2] > tie
 
 
-def main(generated: int) -> None:
-    print(f"{'suite/output':34s} {'fault':36s}  old det  new det  new pattern")
-    for folder in DEEP_SUITES:
-        for row in run_suite(folder, generated):
+def main(generated: int, ddddocr: Optional[Path] = None) -> None:
+    """Print the matrix of the deep example suites (and ddddocr's detector, given its ``common_det.onnx``)."""
+    sources = [suite_source(folder, generated) for folder in DEEP_SUITES]
+    if ddddocr is not None:
+        from .ddddocr_det import source
+
+        sources += [source(ddddocr, "uint16", 6), source(ddddocr, "uint8", 4)]
+    print(f"{'model/output':34s} {'fault':36s}  old det  new det  new pattern")
+    for src in sources:
+        for row in run_source(src):
             print(row, flush=True)

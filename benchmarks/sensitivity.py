@@ -15,7 +15,7 @@ compared per example with the base output on the CPU EP, with the old and with t
   against the CPU reference and the reference's top-2 margin is > 2 LSB (not a near tie).
 
     python -m benchmarks.sensitivity [--models digits,digits_a16w8,ppocr_det] [--inputs 40]
-    python -m benchmarks.sensitivity --deep [--generated 8]
+    python -m benchmarks.sensitivity --deep [--generated 8] [--ddddocr DIR/ddddocr/common_det.onnx]
 
 ``--deep``: the example suites' deep models (PP-OCR det, magika, silero-vad, rapidocr cls), every real input
 and ``--generated`` noise inputs, faults injected into their saved HTP outputs (:mod:`benchmarks.deep_faults`).
@@ -287,6 +287,7 @@ def main() -> None:
     ap.add_argument("--inputs", type=int, default=40, help="inputs per shallow model (deep: a fifth, at least 8)")
     ap.add_argument("--deep", action="store_true", help="the deep example suites, faults on saved HTP outputs")
     ap.add_argument("--generated", type=int, default=8, help="--deep: noise inputs after the real ones")
+    ap.add_argument("--ddddocr", type=Path, help="--deep: ddddocr's common_det.onnx (from its wheel), a detector too")
     args = ap.parse_args()
     import onnxruntime
     import onnxruntime_qnn
@@ -298,7 +299,7 @@ def main() -> None:
     if args.deep:
         from .deep_faults import main as deep_main
 
-        deep_main(args.generated)
+        deep_main(args.generated, args.ddddocr)
         return
     print(
         f"{'model':14s} {'fault':28s} {'visible':9s} {'old: det':>9s} {'min/med margin':>14s} {'new: det':>9s} "

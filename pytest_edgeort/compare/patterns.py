@@ -236,7 +236,9 @@ def biases(d: np.ndarray, layout: Optional[Layout] = None) -> List[Bias]:
     sigma = 1.4826 * float(np.median(np.abs(d - np.median(d))))
     whole = [Bias(WHOLE, int(d.size), float(np.median(d)))] if d.size >= MIN_WHOLE else []
     axis = layout.axis_of(d.ndim) if layout is not None else None
-    groups = [*whole, *_slices(d, _free_axes(d.ndim, axis, layout)), *_windows(d)]
+    groups = [*whole, *_slices(d, _free_axes(d.ndim, axis, layout))]
+    if layout is None or len(layout.heads) < 2 or axis is None or axis < d.ndim - 2:
+        groups += list(_windows(d))  # windows across the heads of a concat axis are no region: each head has its own
     if layout is not None:
         groups += list(_heads(d, layout))
     return [replace(b, allowance=max(NOISE_Z * 1.2533 * sigma / math.sqrt(b.size), b.spread)) for b in groups]
