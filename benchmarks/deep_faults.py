@@ -1,12 +1,12 @@
-"""Fault injection on the deep example suites' saved HTP outputs, pure numpy: old vs new defaults, one example
-per comparison (``python -m benchmarks.sensitivity --deep``).
+"""Fault injection on deep models' saved HTP outputs, pure numpy: old vs new defaults, one example per
+comparison (``python -m benchmarks.sensitivity --deep``).
 
 Healthy outputs (QNN HTP, CPU-QDQ, the QDQ model's float yardstick) come from :mod:`benchmarks.deep_outputs`.
 A fault moves the saved HTP output in its own LSB (saturating at the quantized range), so it is exactly what
 the same fault in front of the final QuantizeLinear would give. Counted on the inputs where the healthy
 output passes and the fault is visible (changes the output). "old": the deep defaults before issue 19
-(``bias_lsb=8 min_snr_db=10``, no heads, no deep top-1, no yardstick); "new": the defaults of this tree with
-the model's layout and its yardstick.
+(``bias_lsb=8 min_snr_db=10``, u16 ``bias_lsb=2048 min_snr_db=20``; no heads, no deep top-1, no
+yardstick); "new": the defaults of this tree with the model's layout and its yardstick.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pytest_edgeort.model.info import ModelInfo, model_info
 from .deep_outputs import DEEP_SUITES, Source, healthy_outputs, suite_source
 
 OLD_DEEP = Tolerance(bias_lsb=8.0, min_snr_db=10.0)
+OLD_DEEP_U16 = Tolerance(bias_lsb=8.0 * 256, min_snr_db=20.0)
 SEED = 19
 #: a fault: (label, f(lsb array of one example, example index) -> faulty lsb array)
 Fault = Tuple[str, Callable[[np.ndarray, int], np.ndarray]]
@@ -172,7 +173,8 @@ class Row:
 def _tolerances(info: ModelInfo, name: str) -> Tuple[Tolerance, Tolerance]:
     precision = info.precision(name, False)
     new = default_tolerance(precision, True, info.depth(name), info.shape(name), True, info.computed_by(name))
-    return OLD_DEEP, new
+    wide = precision in ("u16", "i16")
+    return (OLD_DEEP_U16 if wide else OLD_DEEP), new
 
 
 def run_source(source: Source) -> List[str]:

@@ -13,16 +13,20 @@ A :class:`Tolerance` is a set of rules; an output passes when it satisfies *ever
   against ``atol + rtol * <same statistic of |e|>`` / ``lsb * scale``.
 - ``min_snr_db``: ``10 * log10(S / N)`` must be at least this, with a noise floor that knows the step
   (the quantization scale, else ``atol``): errors within one step do not count in ``N``, and ``S`` is at
-  least ``size * step**2``, so a near-zero reference (a detector's empty map) is no false alarm.
+  least ``size * step**2``, so a near-zero reference (a detector's empty map) is no false alarm. With a
+  yardstick (a deep output on its default floor), the floor drops to the reference's own SNR against the
+  float math minus 6 dB where that is lower: on an input that quantization itself handles badly.
 - ``min_cosine``: cosine similarity of the flattened outputs must be at least this.
 - ``topk``: per row along the last axis, the top-1 index (argmax) of the actual output must be
   among the top-k of the expected output (ties at the k-th expected value count as inside, and with
   ``tie_lsb`` values within that many LSB of it); at most a fraction ``max_mismatch`` of the rows may
   disagree.
 - ``bias_lsb``: no group of elements -- the whole output, a slice along one axis holding >= 5 % of the
-  elements (a channel), a 1/5 x 1/5 box or a 1/20 band of the last two axes (a region) -- may have a
-  median error beyond ``bias_lsb`` LSB plus what noise alone moves a median of that many elements by
-  (2 standard errors, from the output's median absolute deviation; see :mod:`.patterns`).
+  elements (a channel), a 1/5 x 1/5 box or a 1/20 band of the last two axes (a region, up to every
+  edge), each head of an output the graph builds by a Concat (with its channels and, for a flattened
+  ``H x W`` grid, its regions) -- may have a median error beyond ``bias_lsb`` LSB plus what noise alone
+  moves a median of that many elements by (2 standard errors, from the output's median absolute
+  deviation; a region at least its own spread; see :mod:`.patterns`).
 - ``gain``: the least-squares gain of ``actual - expected = g * expected`` must stay within ``gain``
   (0.03 = 3 %), counted only when it explains most of the error and moves the largest element by
   more than ``bias_lsb``.
@@ -41,10 +45,10 @@ one row of scores (``[1, C]``); a deep one must also be computed by a Softmax, L
 | ----------------------------------- | -------------------------------------------------------- |
 | u8 / i8, shallow                    | `lsb=3 bias_lsb=2 gain=0.03 min_snr_db=10`               |
 | u8 / i8, shallow classifier         | the same + `topk=1 tie_lsb=2`                            |
-| u8 / i8, deep (or depth unknown)    | `bias_lsb=8 min_snr_db=10`                               |
+| u8 / i8, deep (or depth unknown)    | `bias_lsb=3 min_snr_db=10` (SNR floor: yardstick, none for one value) |
 | u8 / i8, deep classifier (scores)   | the same + `topk=1 tie_lsb=32`                           |
 | u16 / i16, shallow (classifier)     | `lsb=768 bias_lsb=512 gain=0.03 min_snr_db=20` (+ `topk=1 tie_lsb=512`) |
-| u16 / i16, deep                     | `bias_lsb=2048 min_snr_db=20` (+ `topk=1 tie_lsb=8192`)  |
+| u16 / i16, deep                     | `bias_lsb=768 min_snr_db=20` (+ `topk=1 tie_lsb=8192`)   |
 | quantized, scale unreadable         | `min_snr_db` only (10 / 20)                              |
 | fp16; fp32 on an accelerator        | `atol=1e-2 rtol=1e-2 max_mismatch=0.001 min_snr_db=30`   |
 | fp32 on a CPU-class provider        | `atol=1e-5 rtol=1e-4`                                    |
@@ -65,15 +69,26 @@ comparison; onnxruntime 1.32.0, onnxruntime-qnn 2.7.0 / QNN 2.51), detection rat
 - PP-OCRv6 det u8 (deep, healthy max 157-182 LSB; 8 inputs): +20 LSB on the map's (only) channel 8/8
   at >= 2.5x, on a 5 % box (centre, corner) or a 5 % row band 8/8 at >= 1.56x (median 8.8-9.2x).
   Healthy: 1/8 per example (a photo crop at 4.9 dB, before 4/8), 0 stacked as a suite.
-- Example suites (stacked, real and generated inputs) all pass; the tightest default there is
-  ``bias_lsb`` on PP-OCR det (largest group median 4 LSB, 2x) and the SNR floor on silero ``hN``
-  (12.0 dB, so that suite keeps its own 6 dB floor).
+- Deep outputs (issue 19, ``python -m benchmarks.sensitivity --deep``: the example suites' deep models on
+  every real input plus 8 noise inputs, faults added to the saved HTP outputs), old ``bias_lsb=8
+  min_snr_db=10`` -> these defaults with heads and yardstick: healthy false alarms PP-OCR det 1/12 -> 0/12,
+  magika 1/27 -> 0/27, silero output 12/40 -> 0/40, hN 10/40 -> 0/40, cN 0/40, rapidocr cls 0/32 -> 0.
+  Whole-output +4 LSB: PP-OCR det 9/11 -> 12/12, magika 1/26 -> 27/27, silero hN 3/30 -> 40/40, cN
+  6/40 -> 40/40; 1/5 x 1/5 boxes of +8 LSB at the centre and the four corners 8/11 -> 11-12/12; class
+  changes (top two swapped, CPU margin > 32 LSB) magika 26/26, rapidocr 30/30. ddddocr's detector
+  (``[1, 3549, 6]``, three Concat'ed heads): its real u8 NPU defect (-92 LSB on the objectness channel
+  of the 13x13 head) fails 4/4 as that channel of that head (before 3/4, named as a box across heads);
+  its healthy a16w8 model passes 6/6.
+- The SNR floor's yardstick matters per example: magika's worst healthy input is 3.8 dB from the CPU,
+  whose own SNR against the float math is 5.8 dB there (the HTP is closer to it, 19.7 dB).
 
-Known gaps, measured rather than hidden: a garbage (zero-mean) channel among C channels of similar
-energy only costs ``10*log10(C/2)`` dB of SNR, so C=16 fails (9 dB) but C=64 passes (15 dB): the bias
-rule sees offsets, not noise. Deep outputs compared one example at a time can fail a healthy input on
-the SNR floor (PP-OCR det's photo crop); suites compare the stacked set. The deep u16 ``bias_lsb`` is
-the u8 value scaled, not measured on a deep a16w8 model.
+Known gaps, measured rather than hidden (the detection floor is the healthy HTP's own deviation): deep
+gains of 5-10 % move elements less than the healthy HTP does and are not caught (no deep gain rule:
+magika's healthy fitted gain reaches 4.2 %); negative offsets on a map or softmax that sits at 0 are
+clipped away; garbage below the healthy spread (silero hN, rms 14 LSB healthy) passes; a region whose
+healthy errors spread as far as the fault (PP-OCR det text, one 1/5 box on 1 of 12 inputs) passes; a
+single-value output (silero's speech probability, healthy up to 82 LSB) has no per-example rule but
+``bias_lsb`` on stacked sets.
 """
 
 from __future__ import annotations
