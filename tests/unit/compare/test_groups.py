@@ -9,6 +9,9 @@ import pytest
 from pytest_edgeort.compare.engine import Yardstick, compare_output
 from pytest_edgeort.compare.layout import Head, Layout
 from pytest_edgeort.compare.tolerance import Tolerance, default_tolerance
+from pytest_edgeort.model.info import model_info
+from tests.support.models import concat_heads, with_output_faults
+from tests.support.runs import require_qnn
 
 DEEP = default_tolerance("u8", True, depth=40)
 #: ddddocr / YOLOX: [1, anchors, C] with the 52x52, 26x26 and 13x13 grids of a 416 x 416 input
@@ -133,3 +136,27 @@ def test_a_deep_output_of_one_value_has_no_snr_floor():
     assert default_tolerance("u8", True, depth=27, shape=(1, 1)).min_snr_db is None  # silero's speech probability
     assert default_tolerance("u8", True, depth=27, shape=(1, 2)).min_snr_db == 10
     assert default_tolerance("u8", True, depth=5, shape=(1, 2)).min_snr_db == 10  # shallow: measured, kept
+
+
+def test_a_fault_on_the_last_head_of_a_real_detector_tail_fails_on_the_htp(tmp_path):
+    """Concat'ed heads on the QNN HTP simulator, -8 LSB in front of the output's QuantizeLinear on one channel
+    of the last (8x8) head only: 64 of 8064 elements, no group of the flat output sees it."""
+    require_qnn()
+    from tools.measure_suite import session
+
+    base = concat_heads(tmp_path / "heads.onnx", anchors_last=False, grids=(32, 16, 8), channels=6)
+    info = model_info(base)
+    layout = info.layout("y")
+    assert layout is not None and layout.heads[-1] == Head(1280, 1344, (8, 8))
+    fault = np.zeros((1, 1344, 6), np.int64)
+    fault[0, 1280:, 4] = -8
+    faulty = with_output_faults(base, tmp_path / "faulty.onnx", "y", {"head": ("add", fault)})
+    x = {"x": np.random.default_rng(8).uniform(0, 1, (1, 6, 32, 32)).astype(np.float32)}
+    expected = session(base, False).run(None, x)[0]
+    healthy, broken = session(faulty, True).run(["y", "y_head"], x)
+    scale = info.scale("y")
+    assert compare_output("y", healthy, expected, DEEP, scale, layout=layout).passed  # no false alarm
+    assert compare_output("y", broken, expected, DEEP, scale).passed  # the flat output's blind spot
+    res = compare_output("y", broken, expected, DEEP, scale, layout=layout)
+    assert not res.passed and res.bias["where"] == "index 4 on axis 2 of head 2 [1280:1344] on axis 1"
+    assert res.pattern == "channel offset" and res.bias["median_lsb"] == pytest.approx(-8, abs=1)
