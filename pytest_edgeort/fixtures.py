@@ -80,9 +80,10 @@ def _marker_session(
     run: EdgeRun, device: str, provider: str, marker: ModelMarker, options: Mapping[str, Any]
 ) -> EdgeSession:
     """The marked model on ``provider``: with ``shapes=`` a shape-fixed copy of it (as ``[prepare]
-    fix_shapes``); a dynamic input on QNN fails with how to fix it, before QNN's "took none of the nodes"."""
+    fix_shapes``); a dynamic input on QNN that the plugin must generate (no ``inputs=``) fails with how to fix
+    it, before QNN's "took none of the nodes"."""
     model = _shaped_model(run, marker)
-    if resolve_provider(provider).ep_name == "QNNExecutionProvider":
+    if resolve_provider(provider).ep_name == "QNNExecutionProvider" and marker.inputs is None:
         from .model.info import model_info
         from .model.inputs import static_shape
 
@@ -152,9 +153,10 @@ def edge_compare(
     request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
 ) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
+    from .checks.conformance import baseline_source, open_float_session
     from .checks.conformance import compare as compare_outputs
-    from .checks.conformance import open_float_session
     from .compare.tolerance import parse_tolerance
+    from .model.yardstick import YARDSTICK_DIR
 
     marker = model_marker(request.node)
 
@@ -171,16 +173,28 @@ def edge_compare(
             spec = tolerance_marker(request.node)
             if tolerance:
                 spec = spec.over(parse_tolerance(tolerance, where))
+            source = "the baseline given to edge_compare" if baseline is not None else None
             if baseline is None and session.last_inputs is not None:
                 opener = partial(open_session, edge_run_state)
-                float_session = open_float_session(opener, edge_device, marker.float_model, spec)
+                cache = edge_run_state.rootdir / CACHE_DIR / YARDSTICK_DIR
+                model = session.model.path
+                float_session = open_float_session(opener, edge_device, marker.float_model, spec, model, cache)
                 baseline = float_session.run(session.last_inputs) if float_session is not None else None
-            result = compare_outputs(session, actual, expected, spec, where, baseline)
+                source = baseline_source(float_session)
+            result = compare_outputs(session, actual, expected, spec, where, baseline, source)
         reference = _reference_name(request, session)
         node = CheckNode(edge_run_state, request.node, "conformance", edge_device, edge_provider)
-        return conclude(node, session, result, f"{session.label} vs {reference}", reference=reference)
+        title = f"{session.label} vs {reference}"
+        return conclude(node, session, result, title, reference=reference, reference_device=_reference_device(request))
 
     return compare
+
+
+def _reference_device(request: pytest.FixtureRequest) -> Optional[str]:
+    """The device the test's ``edge_reference`` ran on (None: the test's own arrays)."""
+    if "edge_reference" not in request.fixturenames:
+        return None
+    return request.getfixturevalue("edge_reference").device.name
 
 
 def _reference_name(request: pytest.FixtureRequest, session: EdgeSession) -> str:

@@ -13,7 +13,15 @@ from .items.target import item_target
 from .reporting.html import write_html
 from .reporting.jsonreport import build_report, write_report
 from .reporting.opmatrix import format_matrix, matrix_records, write_csv
-from .reporting.summary import build_rows, device_line, format_rows, fp16_notes, lock_lines, skip_counts
+from .reporting.summary import (
+    build_rows,
+    device_line,
+    format_rows,
+    fp16_notes,
+    lock_lines,
+    skip_counts,
+    u8_kernel_notes,
+)
 from .run import EdgeRun
 
 
@@ -108,6 +116,8 @@ class RunOutput:
             for line in format_rows(rows) if rows else ():
                 terminalreporter.write_line(line)
             for line in fp16_notes(results.records, results.device_facts, self.run.rootdir):
+                terminalreporter.write_line(line, yellow=True)
+            for line in u8_kernel_notes(results.records, results.device_facts):
                 terminalreporter.write_line(line, yellow=True)
             for reason, count in skip_counts(results.skip_reasons):
                 terminalreporter.write_line(f"skipped {count}x: {reason}", yellow=True)

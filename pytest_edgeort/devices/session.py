@@ -83,6 +83,8 @@ class EdgeSession:
             "model_sha256": self.model.sha256,
             "platform": caps.get("platform"),
             "soc": caps.get("soc"),
+            "u8_isa": caps.get("u8_isa"),
+            **(self._backend.reference_facts if self._backend else {}),
             "onnxruntime": caps.get("onnxruntime"),
             "qnn_sdk": (caps.get("qnn") or {}).get("sdk_version"),
             "qnn_ep": (caps.get("qnn") or {}).get("ep_package_version"),

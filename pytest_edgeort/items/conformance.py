@@ -53,7 +53,7 @@ def run_suite(item: SuiteContext) -> None:
     expected = stack_examples(reference.run_all(models.feeds))
     result = item.compare_all(session, actual, expected, models)
     title = f"{session.label} vs {reference.spec.alias} reference"
-    conclude_examples(item.check_node, session, result, title, len(actual))
+    conclude_examples(item.check_node, session, result, title, len(actual), reference_device=reference.device.name)
 
 
 CHECK = SuiteCheck("conformance", run_suite)

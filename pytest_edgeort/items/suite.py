@@ -196,9 +196,11 @@ class SuiteItem(SuiteNode):
 
     def float_session(self, models: SuiteModels) -> Optional[EdgeSession]:
         from ..checks.conformance import open_float_session
+        from ..model.yardstick import YARDSTICK_DIR
 
+        cache = self.run.rootdir / CACHE_DIR / YARDSTICK_DIR
         opener = partial(open_session, self.run)
-        return open_float_session(opener, self.device, models.float_model, self.suite.tolerance)
+        return open_float_session(opener, self.device, models.float_model, self.suite.tolerance, models.model, cache)
 
     def compare_all(
         self,

@@ -27,6 +27,9 @@ SESSION_FACTS = (
     "model_sha256",
     "platform",
     "soc",
+    "u8_isa",
+    "graph_optimization",
+    "qdq_fusion",
     "onnxruntime",
     "qnn_sdk",
     "qnn_ep",
@@ -81,6 +84,7 @@ class CheckRecord:
     outcome: Optional[str] = None  # the test's final pytest outcome, joined in the report document
     suite: Optional[str] = None  # the edge_suite.toml of a suite item
     reference: Optional[str] = None  # what the outputs were compared with
+    reference_device: Optional[str] = None  # the device the reference ran on
     # the session's facts (SESSION_FACTS)
     device: Optional[str] = None
     provider: Optional[str] = None
@@ -94,6 +98,9 @@ class CheckRecord:
     model_sha256: Optional[str] = None
     platform: Optional[str] = None
     soc: Optional[str] = None
+    u8_isa: Optional[List[str]] = None  # the device CPU's features that change onnxruntime's u8 kernels
+    graph_optimization: Optional[str] = None  # the session's graph optimization level
+    qdq_fusion: Optional[bool] = None  # whether QDQ node units were fused (moves results by 1 LSB on ties)
     onnxruntime: Optional[str] = None
     qnn_sdk: Optional[str] = None
     qnn_ep: Optional[str] = None

@@ -137,6 +137,27 @@ def fp16_notes(
     return list(notes.values())
 
 
+def u8_kernel_notes(records: Iterable[CheckRecord], device_facts: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    """One line per device compared against a CPU reference on another machine whose u8 kernels differ
+    (``u8_isa`` of the two): onnxruntime's u8 results depend on them (VNNI computes exactly, AVX2 alone
+    saturates pairwise sums: an argmax can flip between hosts, onnxruntime#6004), so they are not the
+    device's own CPU's."""
+    notes: Dict[str, str] = {}
+    for rec in records:
+        device, host = rec.device, rec.reference_device
+        if not device or not host or device == host or device in notes:
+            continue
+        ours, theirs = ((device_facts.get(name) or {}).get("u8_isa") for name in (host, device))
+        if ours is None or theirs is None or set(ours) == set(theirs):
+            continue
+        notes[device] = (
+            f"note: {device} is compared against a CPU reference on {host}, whose u8 kernels differ "
+            f"({', '.join(ours) or 'none'} vs {', '.join(theirs) or 'none'} on {device}): u8 results differ "
+            "between such kernels by rounding and saturation; reference='cpu' uses the device's own CPU"
+        )
+    return list(notes.values())
+
+
 def format_number(value: Optional[float], fmt: str) -> str:
     if value is None:
         return "-"

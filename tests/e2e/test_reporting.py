@@ -104,6 +104,13 @@ def test_json_report_is_versioned_and_has_provenance(result, pytester):
     assert conformance["outcome"] == "passed" and conformance["provider"] == "qnn-htp"
     assert len(conformance["model_sha256"]) == 64 and conformance["qnn_sdk"]
     assert conformance["placement"]["QNNExecutionProvider"]["Conv"] == 2
+    # what makes a CPU u8 result host-dependent: the ISA of the u8 kernels, graph optimization, QDQ fusion
+    assert conformance["graph_optimization"] == "ORT_ENABLE_ALL" and conformance["qdq_fusion"] is True
+    flags = open("/proc/cpuinfo").read()
+    assert ("avx512_vnni" in conformance["u8_isa"]) == (" avx512_vnni" in flags)
+    assert ("avx2" in conformance["u8_isa"]) == (" avx2" in flags)
+    assert report["devices"]["local"]["u8_isa"] == conformance["u8_isa"]  # what the summary's note compares
+    assert conformance["reference_device"] == "local"
     output = conformance["comparison"]["outputs"][0]
     assert output["name"] == "y" and output["tolerance"]["min_snr_db"] == 10
     fallback = by_check["no_cpu_fallback"]

@@ -234,3 +234,78 @@ def _rename_output(graph: onnx.GraphProto, output: str, replacement: str) -> Non
     kept = [o for o in graph.output if o.name not in (output, replacement)]
     del graph.output[:]
     graph.output.extend([info] + kept)
+
+
+def concat_heads(
+    path: Path, anchors_last: bool = True, grids: Tuple[int, ...] = (8, 4, 2), channels: int = 4, u16: bool = False
+) -> Path:
+    """A detector's output tail: x[1, C, 8, 8] pooled to ``grids`` (8x8, 4x4, 2x2), each Reshape'd to
+    ``[1, C, H*W]``, Concat'ed along the anchors and quantized (Q/DQ) into y: ``[1, C, 84]``, or with
+    ``anchors_last=False`` Transpose'd to ``[1, 84, C]`` before the Concat (YOLOX style). ``u16``: 16-bit
+    Q/DQ of the com.microsoft domain, as onnxruntime's quantizer writes them below opset 21."""
+    size = grids[0]
+    nodes, heads, inits = [], [], [numpy_helper.from_array(np.array(1 / 64, np.float32), "s")]
+    inits.append(numpy_helper.from_array(np.array(128, np.uint16 if u16 else np.uint8), "z"))
+    domain = "com.microsoft" if u16 else ""
+    for g in grids:
+        k = size // g
+        pooled = "x" if k == 1 else f"p{g}"
+        if k > 1:
+            nodes.append(helper.make_node("AveragePool", ["x"], [pooled], kernel_shape=[k, k], strides=[k, k]))
+        inits.append(numpy_helper.from_array(np.array([1, channels, g * g], np.int64), f"shape{g}"))
+        nodes.append(helper.make_node("Reshape", [pooled, f"shape{g}"], [f"flat{g}"]))
+        head = f"flat{g}"
+        if not anchors_last:
+            nodes.append(helper.make_node("Transpose", [head], [f"t{g}"], perm=[0, 2, 1]))
+            head = f"t{g}"
+        nodes += [  # every head quantized before the Concat, as in a QDQ model
+            helper.make_node("QuantizeLinear", [head, "s", "z"], [f"{head}_q"], domain=domain),
+            helper.make_node("DequantizeLinear", [f"{head}_q", "s", "z"], [f"{head}_dq"], domain=domain),
+        ]
+        heads.append(f"{head}_dq")
+    nodes += [
+        helper.make_node("Concat", heads, ["cat"], axis=2 if anchors_last else 1),
+        helper.make_node("QuantizeLinear", ["cat", "s", "z"], ["q"], domain=domain),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], domain=domain),
+    ]
+    anchors = sum(g * g for g in grids)
+    out = [1, channels, anchors] if anchors_last else [1, anchors, channels]
+    graph = helper.make_graph(
+        nodes,
+        "heads",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+        inits,
+    )
+    if not u16:
+        return _save(graph, path)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
+    )
+    model.ir_version = IR_VERSION
+    onnx.save(model, str(path))
+    return path
+
+
+def conv_chain_float(path: Path, layers: int = 10, seed: int = 3) -> Path:
+    """x[1,3,16,16] -> ``layers`` x (Conv 3x3 -> Relu) -> y[1,3,16,16]: quantized, a deep output (``layers`` + 1
+    requantizations)."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, prev = [], [], "x"
+    for i in range(layers):
+        w = (rng.standard_normal((3, 3, 3, 3)) * 0.1 + np.eye(3)[:, :, None, None] * 0.4).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(3, np.float32), f"b{i}")]
+        out = "y" if i == layers - 1 else f"r{i}"
+        nodes += [
+            helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [out]),
+        ]
+        prev = out
+    graph = helper.make_graph(
+        nodes,
+        "conv_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])],
+        inits,
+    )
+    return _save(graph, path)

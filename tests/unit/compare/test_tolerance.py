@@ -141,7 +141,7 @@ def test_every_precision_has_rules(precision, accelerator):
 
 def test_defaults_follow_measurements():
     deep, shallow = default_tolerance("u8", True), default_tolerance("u8", True, depth=5, shape=(1, 64, 8, 8))
-    assert (deep.lsb, deep.bias_lsb, deep.gain, deep.min_snr_db, deep.topk) == (None, 8.0, None, 10.0, None)
+    assert (deep.lsb, deep.bias_lsb, deep.gain, deep.min_snr_db, deep.topk) == (None, 3.0, None, 10.0, None)
     assert (shallow.lsb, shallow.bias_lsb, shallow.gain, shallow.min_snr_db, shallow.topk) == (
         3.0,
         2.0,
@@ -154,7 +154,7 @@ def test_defaults_follow_measurements():
     assert (classifier.topk, classifier.tie_lsb, classifier.lsb) == (1, 2.0, 3.0)
     u16 = default_tolerance("u16", True, depth=5, shape=(1, 10))  # the u8 rules, one LSB read as 256 u16 steps
     assert (u16.lsb, u16.bias_lsb, u16.tie_lsb, u16.min_snr_db) == (768.0, 512.0, 512.0, 20.0)
-    assert default_tolerance("u16", True).bias_lsb == 2048.0
+    assert default_tolerance("u16", True).bias_lsb == 768.0
     assert default_tolerance("u8", True, depth=5, scale_known=False) == Tolerance(min_snr_db=10.0)
     fp16 = default_tolerance("fp16", True)
     assert fp16 == default_tolerance("fp32", True)  # real HTP computes float in fp16

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pytest_edgeort.reporting.schema import CheckRecord
-from pytest_edgeort.reporting.summary import build_rows, format_rows, lock_lines, skip_counts
+from pytest_edgeort.reporting.summary import build_rows, format_rows, lock_lines, skip_counts, u8_kernel_notes
 
 
 def test_rows_put_failures_first_and_keep_the_worst_metrics(tmp_path):
@@ -52,4 +52,24 @@ def test_simulated_latency_is_marked_in_the_row_and_explained_once():
         "0.340",
         "0.400",
         "0.1",
+    ]
+
+
+def test_a_cpu_reference_on_a_host_with_other_u8_kernels_gets_a_note():
+    facts = {
+        "local": {"u8_isa": ["avx2", "avx512f", "avx512bw", "avx512_vnni"]},
+        "ci": {"u8_isa": ["avx2"]},  # a runner without VNNI: ORT's u8 kernels saturate there
+        "twin": {"u8_isa": ["avx512bw", "avx2", "avx512f", "avx512_vnni"]},
+    }
+    records = [
+        {"device": "ci", "reference_device": "local"},
+        {"device": "ci", "reference_device": "local"},
+        {"device": "twin", "reference_device": "local"},  # the same kernels: no note
+        {"device": "ci", "reference_device": "ci"},  # its own CPU: no note
+        {"device": "local"},  # the test's own arrays: no reference device
+    ]
+    assert u8_kernel_notes([CheckRecord.from_dict(r) for r in records], facts) == [
+        "note: ci is compared against a CPU reference on local, whose u8 kernels differ (avx2, avx512f, avx512bw, "
+        "avx512_vnni vs avx2 on ci): u8 results differ between such kernels by rounding and saturation; "
+        "reference='cpu' uses the device's own CPU"
     ]
