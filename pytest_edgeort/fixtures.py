@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 import pytest
 
@@ -14,6 +14,7 @@ from .errors import InputError, ModelError
 from .items.conformance import conclude
 from .items.no_fallback import assert_no_fallback
 from .items.node import CheckNode
+from .items.target import TargetParam
 from .junit import record_provenance
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
 from .outcomes import fail, open_session, outcome_of
@@ -29,19 +30,25 @@ if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixture
 
 
 @pytest.fixture(name="_edge_target")
-def _edge_target_fixture() -> Tuple[str, str]:
-    """Replaced by parametrization (pytest_generate_tests); reaching this body means no marker data."""
-    raise pytest.UsageError("edge fixtures need the test to be collected by pytest-edgeort")
+def _edge_target_fixture(request: pytest.FixtureRequest) -> TargetParam:
+    """The (device, provider) parameter from pytest_generate_tests; a parameter carrying an error (a
+    provider typo in ``edge_providers``) fails this test instance with it."""
+    target = getattr(request, "param", None)
+    if target is None:
+        raise pytest.UsageError("edge fixtures need the test to be collected by pytest-edgeort")
+    if target.error is not None:
+        fail(target.error)
+    return target
 
 
 @pytest.fixture
-def edge_device(_edge_target: Tuple[str, str]) -> str:
+def edge_device(_edge_target: TargetParam) -> str:
     """Name of the device this test instance runs on (``local``, ``board1``, ...)."""
     return _edge_target[0]
 
 
 @pytest.fixture
-def edge_provider(_edge_target: Tuple[str, str]) -> str:
+def edge_provider(_edge_target: TargetParam) -> str:
     """Provider alias this test instance checks (``qnn-htp``, ``cpu``, ...)."""
     return _edge_target[1]
 
