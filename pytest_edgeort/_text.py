@@ -58,3 +58,8 @@ def file_sha256(path: Union[str, Path]) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def model_label(name: Union[Path, str]) -> str:
+    """A model as messages name it: a path's file name, a ``pkg:`` source in full."""
+    return name.name if isinstance(name, Path) else name

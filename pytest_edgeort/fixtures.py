@@ -97,7 +97,7 @@ def _marker_session(
             info = model_info(model)
             for tensor in info.inputs:
                 static_shape(info, tensor)
-    return open_session(run, device, model, provider, options)
+    return open_session(run, device, model, provider, options, name=marker.model)
 
 
 def _shaped_model(run: EdgeRun, marker: ModelMarker) -> Path:
@@ -197,8 +197,8 @@ def _reference_name(request: pytest.FixtureRequest, session: EdgeSession) -> str
         return "expected outputs"
     reference = request.getfixturevalue("edge_reference")
     name = f"{reference.spec.alias} reference"
-    if reference.model.path != session.model.path:
-        name += f" {reference.model.path.name}"
+    if str(reference.name) != str(session.name):
+        name += f" {reference.display_name}"
     if reference.device.name != session.device.name:
         name += f" on {reference.device.name}"
     return name

@@ -80,7 +80,7 @@ class ResultRelay:
             self._hashes[model] = _file_sha256(model)
         caps = self.devices.facts().get(target.device) or {}
         qnn = caps.get("qnn") or {}
-        return CheckRecord(
+        facts = dict(
             nodeid=item.nodeid,
             check=target.check,
             passed=False,
@@ -94,6 +94,7 @@ class ResultRelay:
             qnn_ep=qnn.get("ep_package_version"),
             platform=caps.get("platform"),
         )
+        return CheckRecord(**{**facts, **target.fields})
 
     def _note_failure(self, report: pytest.TestReport, item: pytest.Item, target: EdgeTarget) -> None:
         """The phase and reason on this phase's records, or a record of its own when there is none."""

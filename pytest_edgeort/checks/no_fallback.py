@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 
+from .._text import model_label
 from ..config.providers import resolve_provider
 from ..devices.placement import format_fallback
 from ..errors import EdgeSessionError
@@ -29,12 +30,18 @@ class NoFallbackResult:
 
 
 def check_no_fallback(
-    run: EdgeRun, device: str, provider: str, model: Path, options: Optional[Mapping[str, Any]] = None
+    run: EdgeRun,
+    device: str,
+    provider: str,
+    model: Path,
+    options: Optional[Mapping[str, Any]] = None,
+    name: Optional[Union[Path, str]] = None,
 ) -> NoFallbackResult:
     """Create ``model`` with CPU fallback disabled; when that is refused, find the nodes that would run on
-    CPU (a second session with fallback allowed) and say so in one line."""
+    CPU (a second session with fallback allowed) and say so in one line, naming the user's model ``name``."""
+    name = model if name is None else name
     try:
-        return NoFallbackResult(session=run.session(device, model, provider, options, cpu_fallback=False))
+        return NoFallbackResult(session=run.session(device, model, provider, options, False, name))
     except EdgeSessionError as strict_error:
         refused = str(strict_error)
     spec_ep = resolve_provider(provider).ep_name
@@ -43,7 +50,7 @@ def check_no_fallback(
         # keep graph-I/O Q/DQ on QNN as it is without fallback, so they do not show up as CPU nodes
         probe_options.setdefault("offload_graph_io_quantization", "0")
     try:
-        placement = run.session(device, model, provider, probe_options, cpu_fallback=True).placement
+        placement = run.session(device, model, provider, probe_options, True, name).placement
     except EdgeSessionError as exc:
         placement = exc.placement
         if placement is None:
@@ -58,7 +65,7 @@ def check_no_fallback(
         )
     count = sum(len(v) for v in nodes.values())
     return NoFallbackResult(
-        error=f"{model.name} on {device}/{provider} does not run fully on {spec_ep}: {count} of "
+        error=f"{model_label(name)} on {device}/{provider} does not run fully on {spec_ep}: {count} of "
         f"{placement.total} nodes would run on CPU: {format_fallback(nodes)}",
         cpu_nodes=nodes,
     )

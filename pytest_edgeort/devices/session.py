@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import copy
 import re
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
+from .._text import model_label
 from ..board.wire import Op
 from ..config.providers import ProviderSpec
 from ..errors import EdgeSessionError, WorkerDied, WorkerError
@@ -16,9 +20,18 @@ from .placement import Placement, format_fallback
 from .protocol import Device, SessionBackend
 
 
+@dataclass
+class _Live:
+    """The session's backend, shared by every :meth:`EdgeSession.named` view of one cached session."""
+
+    backend: Optional[SessionBackend] = None
+
+
 class EdgeSession:
     """A cached ONNX Runtime session on a device (its :class:`~.protocol.SessionBackend`); ``run(feed)``
-    returns ``{output name: array}``, ``run_all(feeds)`` one such dict per feed."""
+    returns ``{output name: array}``, ``run_all(feeds)`` one such dict per feed. ``name`` is the user's model
+    (their path, a ``pkg:`` source) that messages and records name: sessions are cached by content hash, so
+    the file a session was made from may be another test's copy or a prepared model in the cache."""
 
     def __init__(
         self,
@@ -34,10 +47,23 @@ class EdgeSession:
         self.spec = spec
         self.options = dict(options)
         self.cpu_fallback = cpu_fallback
+        self.name: Union[Path, str] = model.path
         self.last_inputs: Optional[Feed] = None
         self._on_create = on_create
-        self._backend: Optional[SessionBackend] = None
+        self._live = _Live()
         self._open()
+
+    def named(self, name: Union[Path, str]) -> EdgeSession:
+        """This session (the same backend) as the user's model ``name`` names it in messages and records."""
+        if str(name) == str(self.name):
+            return self
+        view = copy.copy(self)
+        view.name = name
+        return view
+
+    @property
+    def _backend(self) -> Optional[SessionBackend]:
+        return self._live.backend
 
     # -- identity
     @property
@@ -46,7 +72,12 @@ class EdgeSession:
 
     @property
     def label(self) -> str:
-        return f"{self.model.path.name} on {self.device.name}/{self.spec.alias}"
+        return f"{self.display_name} on {self.device.name}/{self.spec.alias}"
+
+    @property
+    def display_name(self) -> str:
+        """The model's file name (a ``pkg:`` source in full)."""
+        return model_label(self.name)
 
     @property
     def placement(self) -> Optional[Placement]:
@@ -78,8 +109,8 @@ class EdgeSession:
             "provider_options": dict(self.options),
             "cpu_fallback": self.cpu_fallback,
             "offload_graph_io_quantization": offload,
-            "model": self.model.path.name,
-            "model_path": str(self.model.path),
+            "model": self.display_name,
+            "model_path": str(self.name),
             "model_sha256": self.model.sha256,
             "platform": caps.get("platform"),
             "soc": caps.get("soc"),
@@ -93,7 +124,7 @@ class EdgeSession:
     def _user_paths(self, text: str) -> str:
         """A worker's message with the device's cache file (``.../models/<sha256>.onnx``) named as
         the user's model file."""
-        return re.sub(r"[^\s'\"]*models/%s\.onnx" % self.model.sha256, str(self.model.path), text)
+        return re.sub(r"[^\s'\"]*models/%s\.onnx" % self.model.sha256, str(self.name), text)
 
     def _explain(self, error: str) -> str:
         """A worker's creation error in the user's terms: their model path, and what to set when QNN
@@ -110,7 +141,7 @@ class EdgeSession:
     # -- lifecycle
     def _open(self) -> None:
         try:
-            self._backend = self.device.open_session(self.model, self.spec, self.options, self.cpu_fallback)
+            self._live.backend = self.device.open_session(self.model, self.spec, self.options, self.cpu_fallback)
         except WorkerError as exc:
             mode = "" if self.cpu_fallback else " with CPU fallback disabled"
             raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {self._explain(str(exc))}") from None
@@ -209,9 +240,9 @@ class EdgeSession:
         return self._request(Op.TIME, lambda backend: backend.time(feed, runs, warmup, max_s, min_runs))
 
     def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-        self._backend = None
+        if self._live.backend is not None:
+            self._live.backend.close()
+        self._live.backend = None
 
     def __repr__(self) -> str:
         return f"<EdgeSession {self.label} fallback={'on' if self.cpu_fallback else 'off'}>"

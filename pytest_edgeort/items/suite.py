@@ -4,7 +4,8 @@ check table; a suite file that does not validate is one failing item."""
 from __future__ import annotations
 
 from functools import partial
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Union
 
 import pytest
 
@@ -85,6 +86,7 @@ class SuiteFile(pytest.File):
         source = suite.resolve_model(suite.model, "model")
         float_source = suite.resolve_model(suite.float_model, "float_model") if suite.float_model else None
         model, float_model = source, float_source
+        float_name = user_name(suite.float_model, float_source) if suite.float_model else user_name(suite.model, source)
         if suite.prepare is not None:
             from ..model.prepare import prepare_model
 
@@ -113,7 +115,12 @@ class SuiteFile(pytest.File):
                 ranges = {t.name: spec.default_range for t in info.inputs if spec.default_range}
                 ranges.update(spec.ranges)
             feeds = [generate_inputs(info, seed, i, ranges) for i in range(count)]
-        return SuiteModels(model, float_model, feeds, ranges)
+        return SuiteModels(model, float_model, feeds, ranges, user_name(suite.model, source), float_name)
+
+
+def user_name(spec: str, path: Path) -> Union[Path, str]:
+    """How records and messages name a suite's model: its ``pkg:`` source, else its path."""
+    return spec if spec.startswith("pkg:") else path
 
 
 class SuiteNode(pytest.Item):
@@ -145,7 +152,8 @@ class SuiteItem(SuiteNode):
         self.device = device
         self.provider = provider
         model = partial(self.suite.resolve_model, self.suite.model, "model")
-        self.stash[TARGET_KEY] = EdgeTarget(device, provider, check, model)
+        fields = {"suite": str(self.suite.path), "model": self.suite.folder.name}  # one summary row per suite
+        self.stash[TARGET_KEY] = EdgeTarget(device, provider, check, model, fields)
 
     @property
     def suite(self) -> Suite:
@@ -157,8 +165,7 @@ class SuiteItem(SuiteNode):
 
     @property
     def check_node(self) -> CheckNode:
-        fields = {"suite": str(self.suite.path), "model": self.suite.folder.name}  # prepared models: named by hash
-        return CheckNode(self.run, self, self.check, self.device, self.provider, fields)
+        return CheckNode(self.run, self, self.check, self.device, self.provider, self.stash[TARGET_KEY].fields)
 
     @property
     def where(self) -> str:
@@ -181,18 +188,19 @@ class SuiteItem(SuiteNode):
         return self.suite.provider_options.get(provider, {})
 
     def device_session(self, models: SuiteModels) -> EdgeSession:
-        return open_session(self.run, self.device, models.model, self.provider, self.options(self.provider))
+        options = self.options(self.provider)
+        return open_session(self.run, self.device, models.model, self.provider, options, name=models.name)
 
     def reference_session(self, models: SuiteModels) -> EdgeSession:
         from ..checks.conformance import reference_target
 
         device, provider = reference_target(self.device, self.suite.reference)
-        return open_session(self.run, device, models.model, provider, self.options(provider))
+        return open_session(self.run, device, models.model, provider, self.options(provider), name=models.name)
 
     def float_session(self, models: SuiteModels) -> Optional[EdgeSession]:
         from ..checks.conformance import open_float_session
 
-        opener = partial(open_session, self.run)
+        opener = partial(open_session, self.run, name=models.float_name)
         return open_float_session(opener, self.device, models.float_model, self.suite.tolerance)
 
     def compare_all(

@@ -3,9 +3,9 @@ provider, the check it runs, and how to find its model."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, List, NamedTuple, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, Mapping, NamedTuple, Optional, Sequence
 
 import pytest
 
@@ -28,6 +28,7 @@ class EdgeTarget:
     provider: str
     check: str = "test"
     model: Optional[Callable[[], Path]] = None
+    fields: Mapping[str, Any] = field(default_factory=dict)  # what every record of the item names (its suite)
 
 
 class TargetParam(NamedTuple):

@@ -3,9 +3,17 @@ suite item) only, with one line that names it and says what was meant."""
 
 from __future__ import annotations
 
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+
 from tests.support.runs import require_qnn, run
 
 require_qnn()
+
+CHECKS = ("conformance", "no_cpu_fallback", "golden", "latency")  # a suite's items on one provider
 
 
 def test_a_provider_typo_in_a_marker_fails_that_test_only(pytester, model_dir):
@@ -40,3 +48,57 @@ def test_two_bad_tolerance_keys(edge_session, edge_reference, edge_inputs, edge_
     deselected = run(pytester, "-k", "good")
     deselected.assert_outcomes(passed=1, deselected=3)
     assert deselected.ret == 0
+
+
+def test_a_model_identical_to_a_prepared_one_is_named_as_the_user_names_it(pytester, model_dir):
+    """Sessions are cached by content hash: a marker test whose model file has the bytes of a suite's
+    prepared model shares its session, yet every record, title, JUnit property, summary row and golden
+    provenance names the user's own model, never ``.edgeort-cache/prepared/<hash>.onnx``."""
+    folder = pytester.path / "quant"
+    folder.mkdir()
+    shutil.copyfile(model_dir / "conv_matmul.onnx", folder / "m.onnx")
+    np.savez(folder / "calib.npz", x=np.random.default_rng(7).random((8, 1, 3, 16, 16), dtype=np.float32))
+    (folder / "edge_suite.toml").write_text(
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
+        '[prepare]\nquantize = {activations = "uint8", weights = "uint8", calibration = "calib.npz"}\n'
+        "[checks]\nno_cpu_fallback = true\n"
+    )
+    run(pytester, "quant", "--edge-update-golden").assert_outcomes(passed=4)
+    provenance = json.loads((folder / "golden" / "qnn-htp.json").read_text())
+    assert (provenance["model"], provenance["model_path"]) == ("m.onnx", str(folder / "m.onnx"))
+
+    [prepared] = [
+        p for p in (pytester.path / ".edgeort-cache" / "prepared").glob("*.onnx") if b"QuantizeLinear" in p.read_bytes()
+    ]
+    mine = pytester.path / "model_qdq.onnx"
+    shutil.copyfile(prepared, mine)
+    pytester.makepyfile(f'''
+import pytest
+
+pytestmark = [pytest.mark.edge_model(r"{mine}"), pytest.mark.edge_providers("qnn-htp")]
+
+def test_fully_on_npu(edge_assert_no_fallback):
+    edge_assert_no_fallback()
+
+def test_against_arrays(edge_session, edge_inputs, edge_compare):
+    actual = edge_session.run(edge_inputs)
+    edge_compare(actual, {{name: value + 1.0 for name, value in actual.items()}})
+''')
+    result = run(pytester, "--edge-report=report.json", "--junitxml=junit.xml")
+    result.assert_outcomes(passed=5, failed=1)
+    result.stdout.fnmatch_lines(["*model_qdq.onnx on local/qnn-htp vs expected outputs: 1 of 1 outputs failed*"])
+    records = json.loads((pytester.path / "report.json").read_text())["results"]
+    named = {(r["nodeid"].split("::")[-1], r["model"], r["model_path"]) for r in records}
+    assert named == {
+        ("test_fully_on_npu[local-qnn-htp]", "model_qdq.onnx", str(mine)),
+        ("test_against_arrays[local-qnn-htp]", "model_qdq.onnx", str(mine)),
+        *((f"{check}[local-qnn-htp]", "quant", str(folder / "m.onnx")) for check in CHECKS),
+    }
+    properties = [p.get("value") or "" for p in ET.parse(pytester.path / "junit.xml").iter("property")]
+    assert properties and not any(".edgeort-cache" in value for value in properties)
+    summary = result.stdout.str().split("edgeort summary")[1].split("short test summary")[0]
+    assert ".edgeort-cache" not in summary
+    assert [line.split()[0] for line in summary.splitlines() if "local" in line and "qnn-htp" in line] == [
+        "model_qdq.onnx",
+        "quant",
+    ]
