@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
 
-from .._text import did_you_mean
+from .._text import did_you_mean, missing_model
 from ..checks.latency import LatencyBudget, LatencyGate
 from ..compare.tolerance import ToleranceSpec, parse_tolerance
 from ..errors import MissingPackage, SuiteError
@@ -327,5 +327,7 @@ def load_suite(path: Path, checks_known: Optional[Sequence[str]] = None) -> Suit
     values["xfail"] = xfail
     suite = Suite(**values)
     for key, name in _local_paths(suite):  # refuse escapes (links included) at collection time
-        suite.local_file(name, key)
+        found = suite.local_file(name, key)
+        if key in ("model", "float_model") and not found.exists():
+            raise SuiteError(f"{where}: key {key!r}: {missing_model(found)}")
     return suite

@@ -13,6 +13,14 @@ from tests.support.runs import require_qnn, run
 
 require_qnn()
 
+MARKER_TEST = """
+import pytest
+
+@pytest.mark.edge_model("{model}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+"""
 CHECKS = ("conformance", "no_cpu_fallback", "golden", "latency")  # a suite's items on one provider
 
 
@@ -102,3 +110,26 @@ def test_against_arrays(edge_session, edge_inputs, edge_compare):
         "model_qdq.onnx",
         "quant",
     ]
+
+
+def test_a_missing_model_says_which_file_was_meant_once(pytester, model_dir):
+    """A marker test's missing model errors that test with a did-you-mean among the folder's ``.onnx`` files;
+    a suite's is its one ``::suite`` item at collection, like every other suite key."""
+    shutil.copyfile(model_dir / "conv_matmul_qdq.onnx", pytester.path / "digits_cnn_qdq.onnx")
+    suite = pytester.path / "digits" / "edge_suite.toml"
+    suite.parent.mkdir()
+    shutil.copyfile(model_dir / "conv_matmul_qdq.onnx", suite.parent / "digits_cnn_qdq.onnx")
+    suite.write_text('model = "digit_cnn_qdq.onnx"\nproviders = ["qnn-htp"]\n')
+    pytester.makepyfile(MARKER_TEST.format(model="digit_cnn_qdq.onnx"))
+    result = run(pytester, "--collect-only", "-q")
+    assert "digits/edge_suite.toml::suite" in result.stdout.lines
+    result = run(pytester)
+    result.assert_outcomes(failed=1, errors=1)
+    text = "\n".join(line for line in result.stdout.lines if not line.startswith(("FAILED ", "ERROR ")))
+    suite_line = (
+        f"{suite}: key 'model': model file not found: {suite.parent / 'digit_cnn_qdq.onnx'} "
+        "(did you mean 'digits_cnn_qdq.onnx'?)"
+    )
+    marker_line = f"model file not found: {pytester.path / 'digit_cnn_qdq.onnx'} (did you mean 'digits_cnn_qdq.onnx'?)"
+    assert text.count(suite_line) == 1 and text.count(marker_line) == 1
+    assert "During handling" not in text and "Traceback" not in text
