@@ -124,7 +124,13 @@ def user_name(spec: str, path: Path) -> Union[Path, str]:
 
 
 class SuiteNode(pytest.Item):
-    """An item of an ``edge_suite.toml``, headed ``<suite folder>::<name>`` in reports."""
+    """An item of an ``edge_suite.toml``, headed ``<suite folder>::<name>`` in reports. It requests no
+    fixtures, and says so as test functions do: plugins such as labgrid's read ``fixturenames`` of every item."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fixturenames: List[str] = []
+        self.funcargs: Dict[str, Any] = {}
 
     def reportinfo(self):
         return self.path, 0, f"{self.path.parent.name}::{self.name}"  # line 0: -rs lines name the suite file
