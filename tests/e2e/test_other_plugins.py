@@ -77,8 +77,12 @@ def test_suites_and_markers_run_with_every_plugin_autoloaded_as_a_user_has_them(
     "plugins, args, produced",
     [
         (("labgrid.pytestplugin",), (), None),
+        (("pytest_timeout",), ("--timeout=300",), None),
+        (("pytest_randomly",), ("--randomly-seed=3",), None),
+        (("pytest_metadata.plugin", "pytest_html.plugin", "pytest_html.fixtures"), ("--html=page.html",), "page.html"),
+        (("pytest_cov.plugin",), ("--cov=pytest_edgeort", "--cov-report=xml:cov.xml"), "cov.xml"),
     ],
-    ids=["labgrid"],
+    ids=["labgrid", "pytest-timeout", "pytest-randomly", "pytest-html", "pytest-cov"],
 )
 def test_each_plugin_gives_the_same_verdicts(plugin_python, project, alone, plugins, args, produced):
     outcomes, output = verdicts(plugin_python, project, plugins[0], *args, plugins=plugins)
