@@ -89,3 +89,41 @@ def test_each_plugin_gives_the_same_verdicts(plugin_python, project, alone, plug
     assert outcomes == alone, output[-3000:]
     if produced is not None:
         assert (project / produced).stat().st_size > 0
+
+
+FLAKY_TEST = """
+import pathlib
+
+import pytest
+
+FIRST = pathlib.Path(__file__).with_name("first-attempt-done")
+
+@pytest.mark.edge_model(r"{model}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_flaky(edge_session, edge_reference, edge_inputs, edge_compare):
+    actual = edge_session.run(edge_inputs)
+    shift = 0.0 if FIRST.exists() else 1.0  # the first attempt fails, the rerun passes
+    FIRST.touch()
+    edge_compare(actual, {{name: value + shift for name, value in edge_reference.run(edge_inputs).items()}})
+"""
+
+
+def test_a_rerun_records_every_attempt_and_the_final_outcome(plugin_python, tmp_path, model_dir):
+    """pytest-rerunfailures: the failed first attempt's record says it failed and was rerun, the rerun's
+    record says it passed, and the test's outcome is the final one, as pytest reports them."""
+    (tmp_path / "test_flaky.py").write_text(FLAKY_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    done = run_pytest(plugin_python, tmp_path, "--reruns=1", "--edge-report=r.json", plugins=("pytest_rerunfailures",))
+    assert "1 passed, 1 rerun" in done.stdout, done.stdout[-3000:]
+    report = report_of(tmp_path / "r.json")
+    nodeid = "test_flaky.py::test_flaky[local-qnn-htp]"
+    assert report["outcomes"] == {nodeid: "passed"}
+    attempts = [
+        (r["check"], r["attempt"], r["comparison"]["passed"], r["attempt_outcome"], r["outcome"])
+        for r in report["results"]
+        if r["nodeid"] == nodeid
+    ]
+    assert attempts == [
+        ("conformance", 1, False, "rerun", "passed"),
+        ("conformance", 2, True, "passed", "passed"),
+    ]
