@@ -6,7 +6,7 @@ import copy
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -127,15 +127,12 @@ class EdgeSession:
         return re.sub(r"[^\s'\"]*models/%s\.onnx" % self.model.sha256, str(self.name), text)
 
     def _explain(self, error: str) -> str:
-        """A worker's creation error in the user's terms: their model path, and what to set when QNN
-        refuses fp16 without a SoC (its own words are a C++ trace)."""
-        if "fp16 precision mode is enabled but soc_model is not specified" in error.lower():
-            return (
-                f"{self.spec.alias} needs the QNN option soc_model here (QNN runs float in fp16 for a given "
-                f'SoC; on the x86-64 simulator any, e.g. "60"): @pytest.mark.edge_providers('
-                f'"{self.spec.alias}", options={{"soc_model": "60"}}) or soc_model = "60" under '
-                f"[devices.{self.device.name}.providers.{self.spec.alias}] in edge-devices.toml"
-            )
+        """A worker's creation error in the user's terms: their model path, and what is likely and what to
+        do where the error is a known one (:data:`CREATION_HINTS`; QNN's own words are a C++ trace)."""
+        for hint in CREATION_HINTS:
+            explained = hint(self, error)
+            if explained is not None:
+                return explained
         return self._user_paths(error)
 
     # -- lifecycle
@@ -246,3 +243,32 @@ class EdgeSession:
 
     def __repr__(self) -> str:
         return f"<EdgeSession {self.label} fallback={'on' if self.cpu_fallback else 'off'}>"
+
+
+def _fp16_needs_soc(session: EdgeSession, error: str) -> Optional[str]:
+    """QNN refuses fp16 without a SoC: what to set, instead of its words."""
+    if "fp16 precision mode is enabled but soc_model is not specified" not in error.lower():
+        return None
+    alias = session.spec.alias
+    return (
+        f"{alias} needs the QNN option soc_model here (QNN runs float in fp16 for a given "
+        f'SoC; on the x86-64 simulator any, e.g. "60"): @pytest.mark.edge_providers('
+        f'"{alias}", options={{"soc_model": "60"}}) or soc_model = "60" under '
+        f"[devices.{session.device.name}.providers.{alias}] in edge-devices.toml"
+    )
+
+
+def _float_graph_on_htp(session: EdgeSession, error: str) -> Optional[str]:
+    """A float graph QNN's HTP accepted node by node but could not finalize: say that it is float, and the fixes."""
+    fp16 = session.options.get("enable_htp_fp16_precision") == "1"
+    if "QNN_COMMON_ERROR_MEM_ALLOC" not in error or session.spec.qnn_backend != "htp" or session.model.is_qdq or fp16:
+        return None
+    return (
+        f"{session._user_paths(error)}; likely cause: {model_label(session.name)} is a float graph and HTP runs "
+        f'quantized ones: quantize it (u8/u16 QDQ; in a suite [prepare] quantize = {{activations = "uint8", '
+        f'weights = "uint8", calibration = "calib.npz"}}), or test it in fp16 with provider qnn-htp-fp16'
+    )
+
+
+#: Known session-creation errors, each a function ``(session, error) -> message or None``, the first match wins.
+CREATION_HINTS: Tuple[Callable[[EdgeSession, str], Optional[str]], ...] = (_fp16_needs_soc, _float_graph_on_htp)

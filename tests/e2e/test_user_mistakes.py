@@ -9,6 +9,7 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 
+from tests.support import models
 from tests.support.runs import require_qnn, run
 
 require_qnn()
@@ -133,3 +134,27 @@ def test_a_missing_model_says_which_file_was_meant_once(pytester, model_dir):
     marker_line = f"model file not found: {pytester.path / 'digit_cnn_qdq.onnx'} (did you mean 'digits_cnn_qdq.onnx'?)"
     assert text.count(suite_line) == 1 and text.count(marker_line) == 1
     assert "During handling" not in text and "Traceback" not in text
+
+
+def test_a_float_graph_qnn_htp_cannot_finalize_says_what_is_likely(pytester):
+    """QNN_COMMON_ERROR_MEM_ALLOC at finalize of a float graph on qnn-htp: the line names the user's model (a
+    suite's too, whose session runs its prepared copy in the cache) and says to quantize it or use fp16."""
+    models.float_atan(pytester.path / "atan.onnx")
+    (pytester.path / "suite").mkdir()
+    models.float_atan(pytester.path / "suite" / "atan.onnx")
+    (pytester.path / "suite" / "edge_suite.toml").write_text(
+        'model = "atan.onnx"\nproviders = ["qnn-htp"]\n[prepare]\nqnn_preprocess = true\n'
+        "[checks]\nno_cpu_fallback = false\ngolden = false\n"
+    )
+    pytester.makepyfile(MARKER_TEST.format(model="atan.onnx"))
+    result = run(pytester, "-k", "not latency")
+    result.assert_outcomes(failed=1, errors=1)
+    hint = (
+        "QNN_COMMON_ERROR_MEM_ALLOC*; likely cause: atan.onnx is a float graph and HTP runs quantized ones: "
+        'quantize it (u8/u16 QDQ; in a suite [[]prepare[]] quantize = {activations = "uint8", *}), or test it in fp16 '
+        "with provider qnn-htp-fp16"
+    )
+    result.stdout.fnmatch_lines_random(
+        [f"atan.onnx on local/qnn-htp: session creation failed: *{hint}", "*suite::conformance*", f"*{hint}*"]
+    )
+    assert "edgeort-cache" not in result.stdout.str()
