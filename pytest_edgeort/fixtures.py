@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
@@ -10,7 +11,8 @@ import pytest
 
 from ._text import atomic_write
 from .config.providers import resolve_provider
-from .errors import InputError, ModelError
+from .config.suite import load_suite
+from .errors import EdgeError, InputError, MissingPackage, ModelError
 from .items.conformance import conclude
 from .items.no_fallback import assert_no_fallback
 from .items.node import CheckNode
@@ -60,12 +62,32 @@ def edge_run_state(request: pytest.FixtureRequest) -> EdgeRun:
 
 
 @pytest.fixture
-def edge_model_marker(request: pytest.FixtureRequest) -> ModelMarker:
-    """The test's ``edge_model`` marker, resolved (paths relative to the test file)."""
-    marker = model_marker(request.node)
+def edge_model_marker(request: pytest.FixtureRequest, edge_run_state: EdgeRun) -> ModelMarker:
+    """The test's ``edge_model`` marker, resolved (paths relative to the test file; a suite's model prepared)."""
+    marker = resolved_marker(request.node, edge_run_state)
     if marker is None:
         fail(f'{request.node.nodeid}: this fixture needs @pytest.mark.edge_model("model.onnx")')
     return marker
+
+
+_MARKER_KEY = pytest.StashKey[Optional[ModelMarker]]()
+
+
+def resolved_marker(node: pytest.Item, run: EdgeRun) -> Optional[ModelMarker]:
+    """``edge_model`` of ``node`` (None when absent), once per test: with ``suite=``, the suite's model and float
+    model as the suite runs them; a missing package skips, any other problem fails, in one line."""
+    if _MARKER_KEY not in node.stash:
+        from .items.prepared import suite_model_files
+        from .model.prepare import PrepareError
+
+        with outcome_of(EdgeError, ValueError, PrepareError, run=run, skip=(MissingPackage,)):
+            marker = model_marker(node)
+            if marker is not None and marker.suite is not None:
+                files = suite_model_files(load_suite(marker.suite), run.rootdir / CACHE_DIR)
+                float_model = marker.float_model or files.float_model
+                marker = replace(marker, model=files.model, name=files.name, float_model=float_model)
+        node.stash[_MARKER_KEY] = marker
+    return node.stash[_MARKER_KEY]
 
 
 @pytest.fixture
@@ -97,7 +119,7 @@ def _marker_session(
             info = model_info(model)
             for tensor in info.inputs:
                 static_shape(info, tensor)
-    return open_session(run, device, model, provider, options, name=marker.model)
+    return open_session(run, device, model, provider, options, name=marker.source)
 
 
 def _shaped_model(run: EdgeRun, marker: ModelMarker) -> Path:
@@ -124,7 +146,9 @@ def edge_reference(edge_run_state: EdgeRun, edge_device: str, edge_model_marker:
 
     marker = edge_model_marker
     device, provider = reference_target(edge_device, marker.reference)
-    return open_session(edge_run_state, device, marker.reference_model or marker.model, provider)
+    if marker.reference_model is not None:
+        return open_session(edge_run_state, device, marker.reference_model, provider)
+    return open_session(edge_run_state, device, marker.model, provider, name=marker.source)
 
 
 @pytest.fixture
@@ -163,7 +187,7 @@ def edge_compare(
     from .checks.conformance import open_float_session
     from .compare.tolerance import parse_tolerance
 
-    marker = model_marker(request.node)
+    marker = resolved_marker(request.node, edge_run_state)
 
     def compare(
         actual: Mapping[str, np.ndarray],
@@ -223,7 +247,7 @@ def edge_assert_no_fallback(
     def check() -> float:
         options = {**edge_model_marker.options, **providers_marker(request.node).options}
         node = CheckNode(edge_run_state, request.node, "no_cpu_fallback", edge_device, edge_provider)
-        return assert_no_fallback(node, edge_model_marker.model, options)
+        return assert_no_fallback(node, edge_model_marker.model, options, edge_model_marker.source)
 
     return check
 

@@ -4,8 +4,7 @@ check table; a suite file that does not validate is one failing item."""
 from __future__ import annotations
 
 from functools import partial
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional
 
 import pytest
 
@@ -16,6 +15,7 @@ from ..outcomes import fail, open_session, outcome_of
 from ..run import CACHE_DIR, EdgeRun, edge_run
 from .context import SuiteModels
 from .node import CheckNode
+from .prepared import suite_model_files
 from .table import SUITE_CHECKS
 from .target import BROKEN_SUITE_KEY, TARGET_KEY, EdgeTarget
 
@@ -83,25 +83,8 @@ class SuiteFile(pytest.File):
         from ..model.inputs import generate_inputs, load_npz, split_examples
 
         suite = self.suite
-        source = suite.resolve_model(suite.model, "model")
-        float_source = suite.resolve_model(suite.float_model, "float_model") if suite.float_model else None
-        model, float_model = source, float_source
-        float_name = user_name(suite.float_model, float_source) if suite.float_model else user_name(suite.model, source)
-        if suite.prepare is not None:
-            from ..model.prepare import prepare_model
-
-            recipe = suite.prepare
-            cache = run.rootdir / CACHE_DIR / "prepared"
-            model = prepare_model(source, recipe, suite.folder, cache)
-            float_recipe = recipe.float_baseline()
-            if float_source is not None:
-                float_model = (
-                    float_source
-                    if float_recipe.is_empty
-                    else prepare_model(float_source, float_recipe, suite.folder, cache)
-                )
-            elif recipe.quantize:
-                float_model = prepare_model(source, float_recipe, suite.folder, cache)
+        files = suite_model_files(suite, run.rootdir / CACHE_DIR)
+        model = files.model
         info = model_info(model)
         ranges: Dict[str, Any] = {}
         if suite.inputs:
@@ -115,12 +98,7 @@ class SuiteFile(pytest.File):
                 ranges = {t.name: spec.default_range for t in info.inputs if spec.default_range}
                 ranges.update(spec.ranges)
             feeds = [generate_inputs(info, seed, i, ranges) for i in range(count)]
-        return SuiteModels(model, float_model, feeds, ranges, user_name(suite.model, source), float_name)
-
-
-def user_name(spec: str, path: Path) -> Union[Path, str]:
-    """How records and messages name a suite's model: its ``pkg:`` source, else its path."""
-    return spec if spec.startswith("pkg:") else path
+        return SuiteModels(model, files.float_model, feeds, ranges, files.name, files.float_name)
 
 
 class SuiteNode(pytest.Item):
