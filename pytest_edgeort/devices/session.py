@@ -121,7 +121,7 @@ class EdgeSession:
             "placement": self.placement.to_dict() if self.placement is not None else None,
         }
 
-    def _user_paths(self, text: str) -> str:
+    def user_paths(self, text: str) -> str:
         """A worker's message with the device's cache file (``.../models/<sha256>.onnx``) named as
         the user's model file."""
         return re.sub(r"[^\s'\"]*models/%s\.onnx" % self.model.sha256, str(self.name), text)
@@ -133,7 +133,7 @@ class EdgeSession:
             explained = hint(self, error)
             if explained is not None:
                 return explained
-        return self._user_paths(error)
+        return self.user_paths(error)
 
     # -- lifecycle
     def _open(self) -> None:
@@ -143,7 +143,7 @@ class EdgeSession:
             mode = "" if self.cpu_fallback else " with CPU fallback disabled"
             raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {self._explain(str(exc))}") from None
         except WorkerDied as exc:
-            raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
+            raise EdgeSessionError(f"{self.label}: {self.user_paths(str(exc))}") from None
         self._on_create(self)
         self._check_placement()
 
@@ -177,9 +177,9 @@ class EdgeSession:
         try:
             return call(self._live_backend())
         except WorkerError as exc:
-            raise EdgeSessionError(f"{self.label}: {op} failed: {self._user_paths(str(exc))}") from None
+            raise EdgeSessionError(f"{self.label}: {op} failed: {self.user_paths(str(exc))}") from None
         except WorkerDied as exc:
-            raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
+            raise EdgeSessionError(f"{self.label}: {self.user_paths(str(exc))}") from None
 
     # -- what tests call
     @property
@@ -264,7 +264,7 @@ def _float_graph_on_htp(session: EdgeSession, error: str) -> Optional[str]:
     if "QNN_COMMON_ERROR_MEM_ALLOC" not in error or session.spec.qnn_backend != "htp" or session.model.is_qdq or fp16:
         return None
     return (
-        f"{session._user_paths(error)}; likely cause: {model_label(session.name)} is a float graph and HTP runs "
+        f"{session.user_paths(error)}; likely cause: {model_label(session.name)} is a float graph and HTP runs "
         f'quantized ones: quantize it (u8/u16 QDQ; in a suite [prepare] quantize = {{activations = "uint8", '
         f'weights = "uint8", calibration = "calib.npz"}}), or test it in fp16 with provider qnn-htp-fp16'
     )
