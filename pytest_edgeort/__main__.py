@@ -14,6 +14,10 @@ COMMANDS = {
         "pytest_edgeort.reporting.diff_cli:main",
         "compare two --edge-report files; exit 1 when anything got worse",
     ),
+    "prepare": (
+        "pytest_edgeort.prepare_command:main",
+        "write a suite's model as the suite runs it ([prepare] applied) to a file",
+    ),
 }
 
 USAGE = "usage: python -m pytest_edgeort {%s} ..." % ",".join(COMMANDS)

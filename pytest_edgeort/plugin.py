@@ -12,11 +12,11 @@ from .config.inventory import DeviceConfig
 from .config.kinds import DeviceKind, kind_table
 from .config.suite import MANIFEST
 from .devices import make_device
-from .errors import ComparisonError, EdgeError, InventoryError, ProviderError
+from .errors import ComparisonError, EdgeError, InventoryError
 from .items.opmatrix import add_corpus
 from .items.suite import SuiteFile
-from .items.target import TARGET, item_target, mark_marker_test
-from .markers import MARKERS, parse_tolerance_markers, providers_marker
+from .items.target import TARGET, item_target, mark_marker_test, marker_targets
+from .markers import MARKERS, parse_tolerance_markers
 from .options import EdgeOptions, add_options
 from .outcomes import outcome_of
 from .relay import ResultRelay
@@ -77,12 +77,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     run = edge_run(metafunc.config)
     try:
         devices = run.device_names()
-        providers = run.providers_for(providers_marker(metafunc.definition).providers or None)
-    except (InventoryError, ProviderError) as exc:
-        run.usage_errors.append(f"{metafunc.definition.nodeid}: {exc}" if isinstance(exc, ProviderError) else str(exc))
-        devices, providers = (), ()
-    targets = [(d, p) for d in devices for p in providers]
-    metafunc.parametrize(TARGET, targets, ids=[f"{d}-{p}" for d, p in targets])
+    except InventoryError as exc:
+        run.usage_errors.append(str(exc))
+        devices = ()
+    targets = marker_targets(run, metafunc.definition, devices)
+    metafunc.parametrize(TARGET, targets, ids=[f"{t.device}-{t.provider}" for t in targets], indirect=True)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol, Union
 
+from .._text import model_label
 from ..config.providers import resolve_provider
 from ..devices.placement import format_fallback
 from ..errors import EdgeSessionError
@@ -18,7 +19,13 @@ class Sessions(Protocol):
     """Where sessions come from: the run's cache (:class:`~pytest_edgeort.run.EdgeRun`), or one case's own."""
 
     def session(
-        self, device_name: str, model_path: Path, provider: str, options: Any = None, cpu_fallback: bool = True
+        self,
+        device_name: str,
+        model_path: Path,
+        provider: str,
+        options: Any = None,
+        cpu_fallback: bool = True,
+        name: Optional[Union[Path, str]] = None,
     ) -> EdgeSession: ...
 
 
@@ -38,12 +45,18 @@ class NoFallbackResult:
 
 
 def check_no_fallback(
-    run: Sessions, device: str, provider: str, model: Path, options: Optional[Mapping[str, Any]] = None
+    run: Sessions,
+    device: str,
+    provider: str,
+    model: Path,
+    options: Optional[Mapping[str, Any]] = None,
+    name: Optional[Union[Path, str]] = None,
 ) -> NoFallbackResult:
     """Create ``model`` with CPU fallback disabled; when that is refused, find the nodes that would run on
-    CPU (a second session with fallback allowed) and say so in one line."""
+    CPU (a second session with fallback allowed) and say so in one line, naming the user's model ``name``."""
+    name = model if name is None else name
     try:
-        return NoFallbackResult(session=run.session(device, model, provider, options, cpu_fallback=False))
+        return NoFallbackResult(session=run.session(device, model, provider, options, False, name))
     except EdgeSessionError as strict_error:
         refusal = strict_error
         refused = str(strict_error)
@@ -53,7 +66,7 @@ def check_no_fallback(
         # keep graph-I/O Q/DQ on QNN as it is without fallback, so they do not show up as CPU nodes
         probe_options.setdefault("offload_graph_io_quantization", "0")
     try:
-        placement = run.session(device, model, provider, probe_options, cpu_fallback=True).placement
+        placement = run.session(device, model, provider, probe_options, True, name).placement
     except EdgeSessionError as exc:
         placement = exc.placement
         if placement is None:
@@ -71,7 +84,7 @@ def check_no_fallback(
         )
     count = sum(len(v) for v in nodes.values())
     return NoFallbackResult(
-        error=f"{model.name} on {device}/{provider} does not run fully on {spec_ep}: {count} of "
+        error=f"{model_label(name)} on {device}/{provider} does not run fully on {spec_ep}: {count} of "
         f"{placement.total} nodes would run on CPU: {format_fallback(nodes)}",
         cpu_nodes=nodes,
         refusal=refusal,

@@ -116,21 +116,32 @@ def _validate_value(key: str, value: Any, where: str) -> Any:
     raise ValueError(f"{where}: tolerance key {key!r} must be {expected}{off}, got {value!r}")
 
 
-def _unknown_key(key: Any, valid: Tuple[str, ...], where: str) -> ValueError:
-    match = closest(str(key), valid)
-    hint = f"did you mean {match!r}? " if match is not None else ""
-    return ValueError(f"{where}: unknown tolerance key {key!r} ({hint}valid: {', '.join(valid)})")
+def _unknown_keys(keys: Sequence[Any], valid: Tuple[str, ...]) -> str:
+    """``unknown tolerance key 'lbs' (did you mean 'lsb'? valid: ...)``; several keys each with their hint."""
+    hints = {key: closest(str(key), valid) for key in keys}
+    if len(keys) == 1:
+        hint = "" if hints[keys[0]] is None else f"did you mean {hints[keys[0]]!r}? "
+        return f"unknown tolerance key {keys[0]!r} ({hint}valid: {', '.join(valid)})"
+    named = ", ".join(
+        repr(key) + ("" if match is None else f" (did you mean {match!r}?)") for key, match in hints.items()
+    )
+    return f"unknown tolerance keys {named} (valid: {', '.join(valid)})"
 
 
 def _validate_rules(mapping: Mapping[str, Any], where: str, extra: Tuple[str, ...] = ()) -> Dict[str, Any]:
+    """Every key of ``mapping`` validated; a ValueError names all bad keys and values at once."""
     valid = tuple(sorted(TOLERANCE_KEYS | set(extra)))
     out: Dict[str, Any] = {}
+    unknown = [key for key in mapping if key not in TOLERANCE_KEYS and key not in extra]
+    problems = [_unknown_keys(unknown, valid)] if unknown else []
     for key, value in mapping.items():
-        if key in extra:
-            continue
-        if key not in TOLERANCE_KEYS:
-            raise _unknown_key(key, valid, where)
-        out[key] = _validate_value(key, value, where)
+        if key in TOLERANCE_KEYS:
+            try:
+                out[key] = _validate_value(key, value, where)
+            except ValueError as exc:
+                problems.append(str(exc)[len(where) + 2 :])
+    if problems:
+        raise ValueError(f"{where}: {'; '.join(problems)}")
     return out
 
 

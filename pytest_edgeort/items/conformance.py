@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from ..errors import ComparisonError
 from ..junit import record_metrics
@@ -24,7 +24,7 @@ def conclude(
     test's own code may catch (``edge_compare``)."""
     from ..compare.render import format_comparison
 
-    record = node.record(session, comparison=result.to_dict(), **fields)
+    record = node.record(session, comparison=with_precision(result.to_dict(), session), **fields)
     record_metrics(node.item, record)
     if not result.passed:
         report = format_comparison(result, title=title)
@@ -32,6 +32,16 @@ def conclude(
             raise ComparisonError(report, result)
         fail(f"{heading}:\n{report}")
     return result
+
+
+def with_precision(comparison: Dict[str, Any], session: EdgeSession) -> Dict[str, Any]:
+    """``comparison`` (``Comparison.to_dict()``) with each output's precision class (``u8``, ``u16``, ``fp16``...)
+    from the session's model: what its ``max_lsb`` counts steps of."""
+    names = {tensor.name for tensor in session.model.outputs}
+    for output in comparison.get("outputs", ()):
+        if output.get("name") in names:
+            output["precision"] = session.model.precision(output["name"], session.spec.float_as_fp16)
+    return comparison
 
 
 def conclude_examples(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, List, Optional
+from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Union
 
 import pytest
 
@@ -76,9 +76,15 @@ class CaseSessions:
         self.opened: List[EdgeSession] = []
 
     def session(
-        self, device_name: str, model_path: Path, provider: str, options: Any = None, cpu_fallback: bool = True
+        self,
+        device_name: str,
+        model_path: Path,
+        provider: str,
+        options: Any = None,
+        cpu_fallback: bool = True,
+        name: Optional[Union[Path, str]] = None,
     ) -> EdgeSession:
-        session = self.run.session(device_name, model_path, provider, options, cpu_fallback, cached=False)
+        session = self.run.session(device_name, model_path, provider, options, cpu_fallback, name, cached=False)
         self.opened.append(session)
         return session
 

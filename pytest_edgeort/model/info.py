@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .._text import file_sha256, one_line
+from .._text import file_sha256, missing_model, one_line
 from ..compare.layout import Head, Layout
 from ..errors import ModelError
 from .dtypes import ONNX_TO_NUMPY
@@ -375,5 +375,5 @@ def model_info(path: Union[str, Path]) -> ModelInfo:
     try:
         stat = path.stat()
     except OSError:
-        raise ModelError(f"model file not found: {path}") from None
+        raise ModelError(missing_model(path)) from None
     return _load(str(path), stat.st_mtime_ns, stat.st_size)

@@ -127,6 +127,8 @@ class CheckRecord:
     phase: Optional[str] = None  # setup, call, teardown
     error: Optional[str] = None  # one line
     # when and where it ran
+    attempt: Optional[int] = None  # which run of the test (pytest-rerunfailures runs a failed test again): 1, 2, ...
+    attempt_outcome: Optional[str] = None  # that run's outcome as pytest reported it ("rerun" when it ran again)
     started: Optional[float] = None
     finished: Optional[float] = None
     xdist_worker: Optional[str] = None

@@ -24,7 +24,10 @@ class SummaryRow:
     provider: str
     outcomes: List[str] = field(default_factory=list)
     max_lsb: Optional[float] = None
-    snr_db: Optional[float] = None
+    max_lsb_output: Optional[str] = None  # the output the max LSB is in
+    max_lsb_unit: Optional[str] = None  # its precision: max_lsb counts steps of its quantization (u8, u16)
+    snr_db: Optional[float] = None  # plain SNR
+    snr_q_db: Optional[float] = None  # the SNR min_snr_db judges (errors within 1 LSB not counted)
     topk: Optional[float] = None
     coverage: Optional[float] = None  # with CPU fallback allowed
     strict_coverage: Optional[float] = None  # with CPU fallback disabled (a passed no_cpu_fallback check)
@@ -92,8 +95,12 @@ def build_rows(
             seen[key].add(nodeid)
             row.outcomes.append(outcomes.get(nodeid, "passed" if rec.passed is not False else "failed"))
         for out in rec.outputs:
-            row.max_lsb = _worst(row.max_lsb, out.get("max_lsb"), max)
+            worst = _worst(row.max_lsb, out.get("max_lsb"), max)
+            if worst is not None and worst != row.max_lsb:
+                row.max_lsb, row.max_lsb_output, row.max_lsb_unit = worst, out.get("name"), out.get("precision")
             row.snr_db = _worst(row.snr_db, out.get("snr_db"), min)
+            judged = out.get("snr_q_db") if out.get("snr_q_db") is not None else out.get("snr_db")
+            row.snr_q_db = _worst(row.snr_q_db, judged, min)
             row.topk = _worst(row.topk, out.get("topk_agreement"), min)
         if rec.ep != "CPUExecutionProvider":
             if rec.cpu_fallback is not False:
@@ -178,12 +185,20 @@ def _left_cut(text: str, width: int) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
+def format_max_lsb(row: SummaryRow, width: int) -> str:
+    """``3 u8 logits``: the largest error in steps of its output's quantization, the unit, and the output."""
+    if row.max_lsb is None:
+        return "-"
+    text = " ".join(p for p in (format_number(row.max_lsb, ".0f"), row.max_lsb_unit, row.max_lsb_output) if p)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
 def format_rows(rows: List[SummaryRow], labels: Optional[List[str]] = None) -> List[str]:
     """The summary table; ``labels``: a first column naming each row's run (``diff``'s OLD/NEW)."""
     width = max(len(label) for label in ["run", *labels]) if labels else 0
     header = (f"{'run':{width}s} " if labels else "") + (
-        f"{'model':32s} {'device':10s} {'provider':12s} {'verdict':12s} {'maxLSB':>7s} {'SNR dB':>7s} "
-        f"{'top-k':>6s} {'NPU %':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'speedup':>8s}"
+        f"{'model':32s} {'device':10s} {'provider':12s} {'verdict':12s} {'max LSB, output':18s} {'SNRq dB':>7s} "
+        f"{'top-k %':>7s} {'NPU %':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'speedup':>8s}"
     )
     lines = [header, "-" * len(header)]
     for i, r in enumerate(rows):
@@ -196,10 +211,15 @@ def format_rows(rows: List[SummaryRow], labels: Optional[List[str]] = None) -> L
         lines.append(
             f"{lead}{_left_cut(r.model, 32):32s} {r.device[:10]:10s} {r.provider[:12]:12s} "
             f"{r.verdict + ' ' + r.checks:12s} "
-            f"{format_number(r.max_lsb, '.0f'):>7s} {format_number(r.snr_db, '.1f'):>7s} "
-            f"{format_number(topk, '.0f'):>6s} {coverage_text:>6s} "
+            f"{format_max_lsb(r, 18):18s} {format_number(r.snr_q_db, '.1f'):>7s} "
+            f"{format_number(topk, '.0f'):>7s} {coverage_text:>6s} "
             f"{format_ms(r.p50_ms) + sim:>8s} {format_ms(r.p90_ms) + sim:>8s} "
             f"{format_number(r.speedup, '.2g') + sim:>8s}"
+        )
+    if any(r.max_lsb is not None or r.snr_q_db is not None for r in rows):
+        lines.append(
+            "max LSB: largest error in steps of the output's quantization (u8/u16 LSB), and that output; "
+            "SNRq: the SNR min_snr_db judges (errors within 1 LSB not counted); top-k %: top-k classes agreeing"
         )
     if any(r.latency_simulated for r in rows):
         lines.append(

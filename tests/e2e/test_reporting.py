@@ -38,7 +38,7 @@ def test_summary_rows_failures_first_and_skip_reasons_counted(result):
     result.stdout.fnmatch_lines(
         [
             "*edgeort summary*",
-            "model*device*provider*verdict*maxLSB*SNR dB*top-k*NPU %*p50 ms*p90 ms*speedup",
+            "model*device*provider*verdict*max LSB, output*SNRq dB*top-k %*NPU %*p50 ms*p90 ms*speedup",
             "*/det.onnx*local*qnn-htp*FAIL 0/1*",
             "*/conv_matmul_qdq.onnx*local*qnn-htp*PASS 1/1*",
             "NPU % *: with CPU fallback allowed*",
@@ -46,8 +46,9 @@ def test_summary_rows_failures_first_and_skip_reasons_counted(result):
         ]
     )
     row = next(line for line in result.stdout.lines if "/conv_matmul_qdq.onnx " in line)
-    max_lsb, snr, _, coverage = row.split()[5:9]
-    assert 0 <= int(max_lsb) <= 5 and float(snr) > 15 and 50 < int(coverage.rstrip("*")) <= 100
+    max_lsb, unit, output, snr, _, coverage = row.split()[5:11]
+    assert 0 <= int(max_lsb) <= 5 and (unit, output) == ("u8", "y")
+    assert float(snr) > 15 and 50 < int(coverage.rstrip("*")) <= 100
 
 
 def test_summary_rows_are_keyed_by_path_and_count_checks():

@@ -160,25 +160,21 @@ def test_bad_suite_is_still_selected_by_a_check_name(pytester, model_dir):
     assert f"{bad}: unknown key 'provider' (did you mean 'providers'?)" in out(result)
 
 
-def test_model_escaping_folder_fails_the_suite_and_missing_model_fails_each_item(pytester, model_dir):
+def test_model_escaping_folder_or_missing_fails_the_suite_once(pytester, model_dir):
     escape = make_suite(pytester, "escape", 'model = "../x.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
     missing = make_suite(pytester, "missing", 'model = "nothere.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
     (pytester.path / "x.onnx").write_bytes((model_dir / QDQ).read_bytes())  # exists, but outside the folder
     result = run(pytester, "-v")
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=2)
     text = out(result)
     escape_msg = (
         f"{escape}: key 'model': path '../x.onnx' escapes the suite folder {escape.parent}; keep files "
         "inside it or use pkg:<package>/<resource> for a model shipped in a package"
     )
-    missing_msg = f"model file not found: {missing.parent / 'nothere.onnx'}"
-    assert text.count(escape_msg) == 1 and text.count(missing_msg) == 2
-    result.stdout.fnmatch_lines(
-        [
-            "*escape/edge_suite.toml::suite FAILED*",
-            "*missing/edge_suite.toml::conformance[[]local-qnn-htp[]] FAILED*",
-            "*missing/edge_suite.toml::latency[[]local-qnn-htp[]] FAILED*",
-        ]
+    missing_msg = f"{missing}: key 'model': model file not found: {missing.parent / 'nothere.onnx'}"
+    assert text.count(escape_msg) == 1 and text.count(missing_msg) == 1
+    result.stdout.fnmatch_lines_random(
+        ["*escape/edge_suite.toml::suite FAILED*", "*missing/edge_suite.toml::suite FAILED*"]
     )
     assert "Traceback" not in text
 

@@ -309,3 +309,14 @@ def conv_chain_float(path: Path, layers: int = 10, seed: int = 3) -> Path:
         inits,
     )
     return _save(graph, path)
+
+
+def float_atan(path: Path) -> Path:
+    """x[1,16] -> Atan -> y[1,16], float: QNN's HTP accepts the node but cannot finalize the graph (MEM_ALLOC)."""
+    graph = helper.make_graph(
+        [helper.make_node("Atan", ["x"], ["y"], name="atan")],
+        "float_atan",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+    )
+    return _save(graph, path)

@@ -70,6 +70,16 @@ def test_unknown_key_without_close_match():
     assert str(info.value) == (f"edge_suite.toml [tolerance]: unknown tolerance key 'zzz' (valid: {VALID})")
 
 
+def test_every_bad_key_is_reported_at_once():
+    with pytest.raises(ValueError) as info:
+        parse_tolerance({"lbs": 2, "min_snr": 3, "zzz": 1, "topk": 0, "lsb": -1}, WHERE)
+    assert str(info.value) == (
+        f"{WHERE}: unknown tolerance keys 'lbs' (did you mean 'lsb'?), 'min_snr' (did you mean 'min_snr_db'?), "
+        f"'zzz' (valid: {VALID}); tolerance key 'topk' must be an integer >= 1 (or false to switch it off), got 0; "
+        "tolerance key 'lsb' must be a non-negative number (or false to switch it off), got -1"
+    )
+
+
 def test_unknown_key_in_outputs_names_the_output():
     with pytest.raises(ValueError) as info:
         parse_tolerance({"outputs": {"logits": {"outputs": {}}}}, WHERE)

@@ -32,7 +32,27 @@ def test_rows_put_failures_first_and_keep_the_worst_metrics(tmp_path):
     assert [(r.model, r.verdict, r.checks) for r in rows] == [("z.onnx", "FAIL", "0/1"), ("m.onnx", "PASS", "2/2")]
     assert (rows[1].max_lsb, rows[1].snr_db) == (5, 30.0)
     lines = format_rows(rows)
-    assert lines[0].split()[:4] == ["model", "device", "provider", "verdict"] and len(lines) == 4
+    assert lines[0].split()[:4] == ["model", "device", "provider", "verdict"] and len(lines) == 5
+    assert lines[4].startswith("max LSB: largest error in steps of the output's quantization")
+
+
+def test_a_row_names_the_output_and_unit_of_its_max_lsb_and_shows_the_judged_snr():
+    outputs = [
+        {"name": "scores", "precision": "u8", "max_lsb": 2, "snr_db": 20.5, "snr_q_db": 41.0, "topk_agreement": 1.0},
+        {"name": "boxes", "precision": "u16", "max_lsb": 300, "snr_db": 18.0, "snr_q_db": 35.2},
+    ]
+    record = {
+        "nodeid": "a",
+        "model": "m.onnx",
+        "device": "local",
+        "provider": "qnn-htp",
+        "comparison": {"outputs": outputs},
+    }
+    lines = format_rows(build_rows([CheckRecord.from_dict(record)], {"a": "passed"}))
+    header, row = lines[0], lines[2]
+    assert "max LSB, output" in header and "SNRq dB" in header and "top-k %" in header
+    assert row[header.index("max LSB, output") :].split()[:5] == ["300", "u16", "boxes", "35.2", "100"]
+    assert "min_snr_db judges (errors within 1 LSB not counted)" in lines[3]
 
 
 def test_skip_counts_and_lock_waits():
