@@ -209,9 +209,16 @@ class WorkerDevice:
         return self.kind.capabilities
 
     def describe(self) -> Dict[str, Any]:
-        """The worker's report about the device (platform, SoC, versions, providers), connecting first."""
+        """The worker's report about the device (platform, SoC, versions, providers), connecting first;
+        DeviceUnavailable (this device's tests skip) when the worker cannot answer it."""
         if self._caps is None:
-            self._caps = self.client().capabilities(self.config.command_timeout)
+            client = self.client()
+            try:
+                self._caps = client.capabilities(self.config.command_timeout)
+            except WorkerDied as exc:  # the first request runs the QNN backend probe: it can crash or hang
+                raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
+            except WorkerError as exc:
+                raise DeviceUnavailable(f"device {self.name!r}: {client.label}: capabilities failed: {exc}") from None
         return self._caps
 
     def facts(self) -> Optional[Dict[str, Any]]:

@@ -1,0 +1,60 @@
+"""A board that answers wrongly (crashes, hangs, garbage, malformed facts, huge replies): one line, the run goes on."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.hostile_board import hostile_python
+from tests.support.runs import require_qnn
+
+require_qnn()
+
+TWO_DEVICE_TEST = """
+import pytest
+
+@pytest.mark.edge_model(r"{model}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+"""
+
+
+def run_sick_and_healthy(pytester, model_dir, tmp_path, python, *args):
+    """Devices ``sick`` (its python is ``python``) and a healthy ``local``, one test on each."""
+    pytester.makefile(
+        ".toml",
+        **{
+            "edge-devices": f'[devices.sick]\nkind = "local"\npython = "{python}"\nworkdir = "{tmp_path / "sick"}"\n'
+            "command_timeout = 20\n"
+        },
+    )
+    pytester.makepyfile(TWO_DEVICE_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    return pytester.runpytest(
+        "-p", "no:cacheprovider", "-rsf", "--edge-device=sick", "--edge-device=local", "--edge-report=r.json", *args
+    )
+
+
+FIRST_REQUEST = {
+    "crash": "worker on device 'sick' died during capabilities: killed by SIGSEGV",
+    "hang": "worker on device 'sick' did not answer capabilities within 20 s (*); the worker was stopped",
+    "garbage": "worker on device 'sick' sent an invalid frame (frame header is list, not a JSON object) during "
+    "capabilities; the worker was stopped",
+    "error": "worker on device 'sick': capabilities failed: QNN backend probe failed",
+}
+
+
+@pytest.mark.parametrize("mode", FIRST_REQUEST)
+def test_a_first_request_that_fails_skips_that_device_only(pytester, model_dir, tmp_path, mode):
+    """The capabilities request runs the QNN backend probe: a crash there is that board's outage, not the run's."""
+    python = hostile_python(tmp_path / "bin", mode, "capabilities")
+    result = run_sick_and_healthy(pytester, model_dir, tmp_path, python)
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines([f"SKIPPED * device 'sick': {FIRST_REQUEST[mode]}*"])
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert [r["device"] for r in report["results"]] == ["local"]
+    if mode == "error":  # under --edge-strict the sick board's test fails, the healthy one still passes
+        strict = run_sick_and_healthy(pytester, model_dir, tmp_path, python, "--edge-strict")
+        strict.assert_outcomes(passed=1, errors=1)
