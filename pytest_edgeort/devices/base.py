@@ -26,6 +26,7 @@ from ..errors import DeviceFault, DeviceUnavailable, WorkerDied, WorkerError
 from ..model.info import ModelInfo
 from .boardlock import LOCK_GROUP, BoardLock, acquire, lock_owner
 from .client import Transport, WorkerClient
+from .facts import capabilities_problem
 from .placement import Placement
 
 _session_ids = itertools.count(1)
@@ -214,11 +215,15 @@ class WorkerDevice:
         if self._caps is None:
             client = self.client()
             try:
-                self._caps = client.capabilities(self.config.command_timeout)
+                caps = client.capabilities(self.config.command_timeout)
             except WorkerDied as exc:  # the first request runs the QNN backend probe: it can crash or hang
                 raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
             except WorkerError as exc:
                 raise DeviceUnavailable(f"device {self.name!r}: {client.label}: capabilities failed: {exc}") from None
+            problem = capabilities_problem(caps)
+            if problem:
+                raise DeviceUnavailable(f"device {self.name!r}: {client.label} sent capabilities that {problem}")
+            self._caps = caps
         return self._caps
 
     def facts(self) -> Optional[Dict[str, Any]]:

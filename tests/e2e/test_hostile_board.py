@@ -58,3 +58,26 @@ def test_a_first_request_that_fails_skips_that_device_only(pytester, model_dir, 
     if mode == "error":  # under --edge-strict the sick board's test fails, the healthy one still passes
         strict = run_sick_and_healthy(pytester, model_dir, tmp_path, python, "--edge-strict")
         strict.assert_outcomes(passed=1, errors=1)
+
+
+MALFORMED_FACTS = {
+    "providers null": ({"providers": None}, "'providers' is None (expected a list of provider names)"),
+    "providers missing": ({"providers": "__delete__"}, "has no 'providers' (expected a list of provider names)"),
+    "providers a string": (
+        {"providers": "QNNExecutionProvider"},
+        "'providers' is 'QNNExecutionProvider' (expected a list of provider names)",
+    ),
+    "qnn.backends an int": ({"qnn.backends": 5}, "'qnn.backends' is 5 (expected a list of backend names)"),
+}
+
+
+@pytest.mark.parametrize("case", MALFORMED_FACTS)
+def test_malformed_device_facts_are_one_line_naming_the_device(pytester, model_dir, tmp_path, case):
+    patch, problem = MALFORMED_FACTS[case]
+    python = hostile_python(tmp_path / "bin", "patch", "capabilities", patch)
+    result = run_sick_and_healthy(pytester, model_dir, tmp_path, python)
+    assert "INTERNALERROR" not in result.stdout.str()
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [f"SKIPPED * device 'sick': worker on device 'sick' sent capabilities that {problem}"], consecutive=False
+    )
