@@ -95,6 +95,7 @@ class WorkerDevice:
         self.board_lock: Optional[BoardLock] = None
         self._ended_holder: Optional[WorkerClient] = None  # the ended lock holder check_board_lock waited for
         self.notify: Callable[[str], None] = lambda message: None
+        self.note: Callable[[str], None] = lambda message: None
         self.lock_owner: Dict[str, Optional[str]] = lock_owner()
 
     # -- subclass hooks
@@ -196,6 +197,7 @@ class WorkerDevice:
                 self.worker_label(group),
                 startup_timeout=max(30.0, self.config.command_timeout),
                 timeout_origin=(self.config.command_timeout, self.config.setting("command_timeout")),
+                on_interrupt=self.note,
             )
         except WorkerError as exc:
             raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None

@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -165,12 +165,15 @@ class WorkerClient:
         label: str,
         startup_timeout: float = 60.0,
         timeout_origin: Tuple[Optional[float], str] = (None, ""),
+        on_interrupt: Callable[[str], None] = lambda message: None,
     ) -> None:
         """``timeout_origin``: (the configured request timeout, where it is set), for the message when
-        a request of that timeout expires."""
+        a request of that timeout expires; ``on_interrupt``: told (one line) when a request was
+        interrupted and the worker stopped for it."""
         self.transport = transport
         self.label = label
         self.timeout_origin = timeout_origin
+        self.on_interrupt = on_interrupt
         self._buffer = bytearray()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -259,10 +262,17 @@ class WorkerClient:
             since = self.transport.stderr.mark()
             try:
                 self.transport.send(frame)
+                reply, out = self._read_reply(timeout, op, request_id, since)
             except WorkerDied:
                 self._die()  # a failed write leaves no usable worker: the next request starts a new one
                 raise
-            reply, out = self._read_reply(timeout, op, request_id, since)
+            except BaseException as exc:  # pytest-timeout, Ctrl-C: a reply may still come, out of step
+                self._die()
+                self.on_interrupt(
+                    f"{self.label}: the {op} request was interrupted ({wire.one_line(exc)}); the worker was "
+                    "stopped, so the next request starts a fresh one"
+                )
+                raise
         if not reply.get("ok"):
             raise WorkerError(reply.get("kind", wire.Kind.INTERNAL), reply.get("error", "unknown worker error"))
         return reply, out

@@ -119,6 +119,7 @@ class CheckRecord:
     # why it failed
     phase: Optional[str] = None  # setup, call, teardown
     error: Optional[str] = None  # one line
+    interrupted: Optional[str] = None  # a device request the test's interruption (pytest-timeout, Ctrl-C) stopped
     # when and where it ran
     started: Optional[float] = None
     finished: Optional[float] = None

@@ -7,6 +7,7 @@ frame. The reply to the first request named ``op`` is spoiled as ``mode`` says:
 - ``crash``: the board process dies by SIGSEGV (as QNN can); ``hang``: it never answers;
 - ``garbage``: a frame whose header is not an object; ``error``: a failed reply of kind ``internal``;
 - ``patch``: the reply's header with ``arg`` (a JSON object of dotted keys; value ``"__delete__"`` removes);
+- ``slow``: the reply goes out ``arg`` seconds late (a long inference);
 - ``huge``: the reply declares ``arg`` arrays of 4 GiB each, then streams zeros until the host hangs up.
 """
 
@@ -75,6 +76,10 @@ def _spoil(mode: str, arg: Any, header: Dict[str, Any], arrays: List[Tuple[str, 
         return
     if mode == "patch":
         _write(out, wire.frame_parts(_patched(dict(header), arg), arrays))
+        return
+    if mode == "slow":
+        time.sleep(arg)
+        _write(out, wire.frame_parts(header, arrays))
         return
     if mode == "huge":
         meta = {"dtype": "|u1", "shape": [HUGE_ARRAY_BYTES], "nbytes": HUGE_ARRAY_BYTES}

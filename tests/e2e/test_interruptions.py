@@ -1,0 +1,49 @@
+"""A run interrupted (pytest-timeout, Ctrl-C, SIGKILL): the next test, the reports and the next run start clean."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support.hostile_board import hostile_python
+from tests.support.runs import require_qnn
+
+require_qnn()
+
+TIMEOUT_TESTS = """
+import pytest
+
+pytestmark = [pytest.mark.edge_model(r"{model}"), pytest.mark.edge_providers("cpu")]
+
+def test_0_opens_the_session(edge_session):
+    pass
+
+@pytest.mark.timeout(4)
+def test_a_times_out_mid_inference(edge_session, edge_inputs):
+    edge_session.run(edge_inputs)
+
+def test_b_starts_clean(edge_session, edge_inputs):
+    assert edge_session.run(edge_inputs)
+"""
+
+
+def test_a_pytest_timeout_mid_inference_leaves_the_next_test_clean(pytester, model_dir, tmp_path):
+    """The reply to the interrupted request must never be read as the next request's."""
+    pytest.importorskip("pytest_timeout")
+    python = hostile_python(tmp_path / "bin", "slow", "run", 12)
+    pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\npython = "{python}"\n'})
+    pytester.makepyfile(TIMEOUT_TESTS.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rf", "--edge-report=r.json")
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["FAILED *test_a_times_out_mid_inference*"])
+    records = {
+        r["nodeid"].split("::")[1].split("[")[0]: r
+        for r in json.loads((pytester.path / "r.json").read_text())["results"]
+    }
+    interrupted = records["test_a_times_out_mid_inference"]
+    assert interrupted["phase"] == "call" and interrupted["error"].startswith("Timeout (>4.0s)")
+    assert interrupted["interrupted"] == (
+        "worker on device 'local': the run request was interrupted (Timeout (>4.0s) from pytest-timeout.); "
+        "the worker was stopped, so the next request starts a fresh one"
+    )
