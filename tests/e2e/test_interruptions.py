@@ -47,3 +47,40 @@ def test_a_pytest_timeout_mid_inference_leaves_the_next_test_clean(pytester, mod
         "worker on device 'local': the run request was interrupted (Timeout (>4.0s) from pytest-timeout.); "
         "the worker was stopped, so the next request starts a fresh one"
     )
+
+
+def test_ctrl_c_while_waiting_for_the_board_lock_writes_the_report(pytester, model_dir, tmp_path):
+    """Ctrl-C before the first result (here: during the board-lock wait) still writes the JSON report."""
+    import fcntl
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    lock_file = tmp_path / "board.lock"
+    pytester.makefile(
+        ".toml",
+        **{"edge-devices": f'[devices.local]\nlock = true\nlock_file = "{lock_file}"\nlock_timeout = 600\n'},
+    )
+    pytester.makepyfile(TIMEOUT_TESTS.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    with open(lock_file, "w") as held:
+        held.write('{"who": "another run"}')
+        held.flush()
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--edge-report=r.json"],
+            cwd=pytester.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        lines = []
+        deadline = time.monotonic() + 120
+        while not any("is in use" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            lines.append(proc.stdout.readline().decode())
+        os.kill(proc.pid, signal.SIGINT)
+        output = "".join(lines) + proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 2, output  # pytest's "interrupted"
+    report = json.loads((pytester.path / "r.json").read_text())
+    assert report["interrupted"] is True and report["results"] == [], report
