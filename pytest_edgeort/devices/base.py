@@ -20,7 +20,7 @@ import numpy as np
 
 from ..board.wire import Kind
 from ..config.inventory import DeviceConfig
-from ..config.kinds import BUILTIN_KINDS, DEFAULT_CACHE_MAX_MB, Capabilities, DeviceKind
+from ..config.kinds import BUILTIN_KINDS, DEFAULT_CACHE_MAX_MB, DEFAULT_OUTPUT_MAX_MB, Capabilities, DeviceKind
 from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group, unusable_aliases
 from ..errors import DeviceFault, DeviceUnavailable, WorkerDied, WorkerError
 from ..model.info import ModelInfo
@@ -28,6 +28,7 @@ from .boardlock import LOCK_GROUP, BoardLock, acquire, lock_owner
 from .client import Transport, WorkerClient
 from .facts import capabilities_problem
 from .placement import Placement
+from .replies import ReplyCheck, outputs_bound
 
 _session_ids = itertools.count(1)
 LOCK_LOSS_GRACE_S = 3.0  # how long the other workers of a dropped connection may take to end too (loaded CI)
@@ -41,6 +42,7 @@ class WorkerSession:
     sid: str
     client: WorkerClient
     reply: Dict[str, Any]
+    outputs: ReplyCheck  # what a run's reply may declare: the model's outputs
     placement: Optional[Placement] = None
     memory_checked: bool = False  # a run of this session passed the memory-state check
 
@@ -62,7 +64,9 @@ class WorkerSession:
             raise
 
     def run(self, feed: Mapping[str, np.ndarray], check_memory: bool) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-        reply, outputs = self._call(lambda timeout: self.client.run(self.sid, feed, check_memory, timeout))
+        reply, outputs = self._call(
+            lambda timeout: self.client.run(self.sid, feed, check_memory, timeout, outputs=self.outputs)
+        )
         return reply, dict(outputs)
 
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
@@ -306,7 +310,9 @@ class WorkerDevice:
             except WorkerError as exc:
                 if exc.kind != Kind.MISSING_MODEL or attempt == 2:
                     raise
-        return WorkerSession(self, sid, client, reply, Placement.from_worker(reply.get("placement")))
+        megabytes = self.config.settings.get("output_max_mb", DEFAULT_OUTPUT_MAX_MB)
+        outputs = outputs_bound(model.outputs, int(megabytes * 1024 * 1024), model.path.name)
+        return WorkerSession(self, sid, client, reply, outputs, Placement.from_worker(reply.get("placement")))
 
 
 def bundle_files(model: ModelInfo) -> List[List[str]]:

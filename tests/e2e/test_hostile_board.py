@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
 from tests.support.hostile_board import hostile_python
-from tests.support.runs import require_qnn
+from tests.support.runs import MATCH_TEST, require_qnn
 
 require_qnn()
 
@@ -80,4 +81,39 @@ def test_malformed_device_facts_are_one_line_naming_the_device(pytester, model_d
     result.assert_outcomes(passed=1, skipped=1)
     result.stdout.fnmatch_lines(
         [f"SKIPPED * device 'sick': worker on device 'sick' sent capabilities that {problem}"], consecutive=False
+    )
+
+
+def peak_rss_reset() -> bool:
+    """Reset this process's peak RSS (VmHWM); False where the kernel does not allow it."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
+
+
+def peak_rss_bytes() -> int:
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("VmHWM:"))
+    return int(line.split()[1]) * 1024
+
+
+def test_a_reply_declaring_huge_arrays_is_refused_before_the_host_allocates(pytester, model_dir, tmp_path):
+    """4 arrays of 4 GiB declared, 1 GiB streamed: refused at the header, the host's memory stays flat."""
+    python = hostile_python(tmp_path / "bin", "huge", "run", 4)
+    pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\npython = "{python}"\n'})
+    pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx").replace("qnn-htp", "cpu"))
+    measured = peak_rss_reset()
+    before = peak_rss_bytes()
+    result = pytester.runpytest("-p", "no:cacheprovider", "-rf")
+    grown = peak_rss_bytes() - before
+    if measured:
+        assert grown < 256 * 1024**2, f"host peak RSS grew by {grown / 1024**2:.0f} MiB"
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*worker on device 'local' sent an invalid frame (the reply declares array 'y0' (|u1, 4294967296 bytes), "
+            "but conv_matmul_qdq.onnx's outputs can only produce: 'y' (<f4, up to * bytes)) during run; "
+            "the worker was stopped*"
+        ]
     )

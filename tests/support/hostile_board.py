@@ -8,7 +8,8 @@ frame. The reply to the first request named ``op`` is spoiled as ``mode`` says:
 - ``garbage``: a frame whose header is not an object; ``error``: a failed reply of kind ``internal``;
 - ``patch``: the reply's header with ``arg`` (a JSON object of dotted keys; value ``"__delete__"`` removes);
 - ``slow``: the reply goes out ``arg`` seconds late (a long inference);
-- ``huge``: the reply declares ``arg`` arrays of 4 GiB each, then streams zeros until the host hangs up.
+- ``huge``: the reply declares ``arg`` arrays of 4 GiB each, then streams 1 GiB of zeros (as long as the
+  host reads) and ends.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 from pytest_edgeort.board import wire  # noqa: E402
 
 HUGE_ARRAY_BYTES = 4 * 1024**3
+HUGE_STREAM_BYTES = 1024**3
 
 
 def hostile_python(folder: Path, mode: str, op: str, arg: Any = None) -> Path:
@@ -86,8 +88,9 @@ def _spoil(mode: str, arg: Any, header: Dict[str, Any], arrays: List[Tuple[str, 
         reply = dict(header, arrays=[dict(meta, name=f"y{i}") for i in range(arg)])
         _write(out, [wire.encode_header_only(reply)])
         zeros = bytes(1 << 20)
-        while True:  # until the host hangs up (BrokenPipeError ends this process)
+        for _ in range(HUGE_STREAM_BYTES // len(zeros)):  # a host that stops reading ends this (BrokenPipeError)
             _write(out, [zeros])
+        os._exit(0)
     raise ValueError(f"unknown mode {mode!r}")
 
 
