@@ -128,11 +128,13 @@ class WorkerDevice:
 
     # -- workers
     def worker_args(self, group: str) -> List[str]:
-        """The worker's command-line flags: lock-only, or the model cache's size cap (``cache_max_mb``)."""
+        """The worker's command-line flags: the run it serves, and lock-only or the model cache's size cap
+        (``cache_max_mb``)."""
+        run = ["--run", str(self.lock_owner["run"])]
         if group == LOCK_GROUP:
-            return ["--lock-only"]
+            return ["--lock-only", *run]
         megabytes = self.config.settings.get("cache_max_mb", DEFAULT_CACHE_MAX_MB)
-        return ["--cache-max-bytes", str(int(megabytes * 1024 * 1024))]
+        return ["--cache-max-bytes", str(int(megabytes * 1024 * 1024)), *run]
 
     def worker_label(self, group: str) -> str:
         """The worker of ``group`` in messages."""

@@ -84,3 +84,66 @@ def test_ctrl_c_while_waiting_for_the_board_lock_writes_the_report(pytester, mod
     assert proc.returncode == 2, output  # pytest's "interrupted"
     report = json.loads((pytester.path / "r.json").read_text())
     assert report["interrupted"] is True and report["results"] == [], report
+
+
+HANG_AND_DIE = """
+import os
+import signal
+import pytest
+
+@pytest.mark.edge_model(r"{model}")
+@pytest.mark.edge_providers("cpu")
+def test_worker_hangs_then_pytest_is_killed(edge_session, edge_inputs):
+    edge_session.run(edge_inputs)
+    worker = edge_session.device.clients["default"].pid
+    with open("hung-worker", "w") as f:
+        f.write(str(worker))
+    os.kill(worker, signal.SIGSTOP)  # hung as in a QNN call: it will not notice its run is gone
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] not in (b"Z", b"X")
+    except OSError:
+        return False
+
+
+def test_the_next_run_stops_a_hung_worker_that_a_killed_run_left_before_it_takes_the_board(
+    pytester, model_dir, tmp_path
+):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    workdir = tmp_path / "work"
+    lock = f'lock = true\nlock_file = "{tmp_path / "b.lock"}"\n'
+    pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nworkdir = "{workdir}"\n{lock}'})
+    pytester.makepyfile(test_killed=HANG_AND_DIE.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    killed = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "test_killed.py"],
+        cwd=pytester.path,
+        capture_output=True,
+        timeout=300,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stdout.decode()
+    hung = int((pytester.path / "hung-worker").read_text())
+    try:
+        assert alive(hung)
+        pytester.makepyfile(test_next=TIMEOUT_TESTS.format(model=model_dir / "conv_matmul_qdq.onnx"))
+        result = pytester.runpytest("-p", "no:cacheprovider", "test_next.py", "-k", "not times_out")
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines(
+            [
+                "edgeort: device 'local': stopped 1 worker(s) that an earlier run left on this machine (its pytest "
+                f"was killed): pid {hung} (process group {hung})"
+            ]
+        )
+        assert not alive(hung)
+        assert list((workdir / "workers").iterdir()) == []  # the next run's workers removed their records
+    finally:
+        if alive(hung):
+            os.kill(hung, signal.SIGKILL)
