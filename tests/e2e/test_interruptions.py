@@ -49,8 +49,9 @@ def test_a_pytest_timeout_mid_inference_leaves_the_next_test_clean(pytester, mod
     )
 
 
-def test_ctrl_c_while_waiting_for_the_board_lock_writes_the_report(pytester, model_dir, tmp_path):
-    """Ctrl-C before the first result (here: during the board-lock wait) still writes the JSON report."""
+@pytest.mark.parametrize("where", ["board-lock wait", "upload"])
+def test_ctrl_c_before_the_first_result_writes_the_report(pytester, model_dir, tmp_path, where):
+    """Ctrl-C before the first result (the board-lock wait, a model upload) still writes the JSON report."""
     import fcntl
     import os
     import signal
@@ -59,15 +60,16 @@ def test_ctrl_c_while_waiting_for_the_board_lock_writes_the_report(pytester, mod
     import time
 
     lock_file = tmp_path / "board.lock"
-    pytester.makefile(
-        ".toml",
-        **{"edge-devices": f'[devices.local]\nlock = true\nlock_file = "{lock_file}"\nlock_timeout = 600\n'},
-    )
+    inventory = f'[devices.local]\nlock = true\nlock_file = "{lock_file}"\nlock_timeout = 600\n'
+    if where == "upload":  # an upload that never finishes
+        inventory += f'python = "{hostile_python(tmp_path / "bin", "hang", "put_model")}"\n'
+    pytester.makefile(".toml", **{"edge-devices": inventory})
     pytester.makepyfile(TIMEOUT_TESTS.format(model=model_dir / "conv_matmul_qdq.onnx"))
     with open(lock_file, "w") as held:
-        held.write('{"who": "another run"}')
-        held.flush()
-        fcntl.flock(held, fcntl.LOCK_EX)
+        if where == "board-lock wait":
+            held.write('{"who": "another run"}')
+            held.flush()
+            fcntl.flock(held, fcntl.LOCK_EX)
         proc = subprocess.Popen(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--edge-report=r.json"],
             cwd=pytester.path,
@@ -76,14 +78,19 @@ def test_ctrl_c_while_waiting_for_the_board_lock_writes_the_report(pytester, mod
         )
         lines = []
         deadline = time.monotonic() + 120
-        while not any("is in use" in line for line in lines):
+        while not (any("is in use" in line for line in lines) or (pytester.path / "spoiled-put_model").exists()):
             assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
-            lines.append(proc.stdout.readline().decode())
+            if where == "board-lock wait":
+                lines.append(proc.stdout.readline().decode())
+            else:
+                time.sleep(0.05)
         os.kill(proc.pid, signal.SIGINT)
         output = "".join(lines) + proc.communicate(timeout=60)[0].decode()
     assert proc.returncode == 2, output  # pytest's "interrupted"
     report = json.loads((pytester.path / "r.json").read_text())
     assert report["interrupted"] is True and report["results"] == [], report
+    if where == "upload":  # the device was reached before the upload: the report names it
+        assert report["devices"]["local"]["onnxruntime"]
 
 
 HANG_AND_DIE = """

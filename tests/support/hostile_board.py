@@ -2,7 +2,8 @@
 
 Used as a device's ``python`` through :func:`hostile_python`: the wrapper runs this script with the worker's
 own command line, the script starts the real worker with it and sits between host and worker, frame by
-frame. The reply to the first request named ``op`` is spoiled as ``mode`` says:
+frame. The reply to the first request named ``op`` is spoiled as ``mode`` says (a file ``spoiled-<op>``
+in the working directory tells a test that it happened):
 
 - ``crash``: the board process dies by SIGSEGV (as QNN can); ``hang``: it never answers;
 - ``garbage``: a frame whose header is not an object; ``error``: a failed reply of kind ``internal``;
@@ -123,6 +124,7 @@ def main() -> None:
             return
         if ops.get() == op and not spoiled:
             spoiled = True
+            Path(f"spoiled-{op}").touch()
             _spoil(mode, arg, header, arrays, out)
             continue
         _write(out, wire.frame_parts(header, arrays))
