@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Unio
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DEFAULT_CACHE_MAX_MB = 4096  # the board's model cache: least recently used models go above this
-DEFAULT_OUTPUT_MAX_MB = 1024  # the most a reply may bring for one model output of a dynamic shape
+DEFAULT_OUTPUT_MAX_MB = 1024  # the most a reply may bring for one model output (more: its static shape's size)
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ KEYS: Dict[str, Key] = {
     ),
     "output_max_mb": Key(
         (int, float),
-        "megabytes > 0 (the most a reply may bring for one output of a dynamic shape)",
+        "megabytes > 0 (the most a reply may bring for one model output)",
         lambda v: v > 0,
         default=DEFAULT_OUTPUT_MAX_MB,
     ),

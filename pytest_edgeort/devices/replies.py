@@ -2,8 +2,8 @@
 
 A reply header names the arrays that follow; the host allocates what it declares. A broken or hostile board
 could declare arrays of any size and number, so every reply is held to a :data:`ReplyCheck`: none for most
-requests, the arrays sent for ``echo``, the model's outputs (names, dtypes, sizes of static shapes, a cap
-for dynamic ones) for ``run``.
+requests, the arrays sent for ``echo``, the model's outputs (each once, in its dtype, up to a cap or its static
+shape's size) for ``run``.
 """
 
 from __future__ import annotations
@@ -54,19 +54,20 @@ def like(arrays: Sequence[Tuple[str, np.ndarray]]) -> ReplyCheck:
     return within({name: (_wire_dtype(a.dtype), a.nbytes) for name, a in arrays}, "the request")
 
 
-def outputs_bound(outputs: Sequence[Any], dynamic_max_bytes: int, model: str) -> ReplyCheck:
-    """A model's outputs (``TensorInfo``: name, dtype, shape with ``str`` for a dynamic dimension): a static
-    shape's exact size, up to ``dynamic_max_bytes`` for a dynamic one, or one without shape information
-    (``()``), or of a dtype numpy does not name (then of any dtype)."""
+def outputs_bound(outputs: Sequence[Any], max_bytes: int, model: str) -> ReplyCheck:
+    """A model's outputs (``TensorInfo``: name, dtype, shape with ``str`` for a dynamic dimension), each in its
+    dtype (any, when numpy does not name it) and up to ``max_bytes`` or its static shape's size if that is more
+    (onnxruntime may return another shape than the model declares: a wrong result to report, not a protocol
+    error)."""
     bounds: Dict[str, Bound] = {}
     for output in outputs:
         try:
             dtype: Optional[np.dtype] = np.dtype(output.dtype)
         except TypeError:
             dtype = None
-        static = bool(output.shape) and all(isinstance(d, int) and d >= 0 for d in output.shape)
-        size = int(np.prod(output.shape)) * dtype.itemsize if static and dtype is not None else dynamic_max_bytes
-        bounds[output.name] = (_wire_dtype(dtype) if dtype is not None else None, size)
+        static = dtype is not None and all(isinstance(d, int) and d >= 0 for d in output.shape)
+        size = int(np.prod(output.shape)) * dtype.itemsize if static and dtype is not None else 0
+        bounds[output.name] = (_wire_dtype(dtype) if dtype is not None else None, max(size, max_bytes))
     return within(bounds, f"{model}'s outputs")
 
 
