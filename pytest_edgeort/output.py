@@ -57,18 +57,23 @@ class RunOutput:
             return f"edgeort device {name}: unavailable: {exc}"
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
-        """Write the JSON and HTML reports (also after Ctrl-C: pytest still finishes the session)."""
+        """Write the JSON and HTML reports (also after Ctrl-C: pytest still finishes the session, and a run
+        of edge tests interrupted before its first result writes what it knows: the devices reached)."""
         results, options = self.results, self.run.options
         self._write_matrix_csv(session)
         self.unused_goldens = unused_golden_lines(self.run, results.outcomes)
         if self.unused_goldens and options.strict and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         wanted = options.report is not None or options.html is not None
-        if not wanted or not (results.records or results.outcomes):
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED and any(
+            item_target(item) is not None for item in getattr(session, "items", ())
+        )
+        if not wanted or not (results.records or results.outcomes or interrupted):
             return
+        devices = {**self.run.registry.facts(), **results.device_facts} if interrupted else results.device_facts
         document = build_report(
             results.records,
-            results.device_facts,
+            devices,
             options.seed,
             results.outcomes,
             skip_counts(results.skip_reasons),

@@ -58,6 +58,7 @@ class ResultRelay:
             if report.failed:
                 self._note_failure(report, item, target)
                 record_error(item, failure_line(report))
+            self._note_interruptions()
             report.edgeort = self.results.take_payload(call.start, call.stop, self.devices.facts(), attempt)
         elif broken_suite is not None:  # a suite file that does not validate: no targets
             if report.failed:
@@ -108,6 +109,12 @@ class ResultRelay:
             record = self._known_provenance(item, target)
             record.note_failure(report.when, failure_line(report))
             self.results.record(record)
+
+    def _note_interruptions(self) -> None:
+        """What devices said about this test (a request its interruption stopped) on its records."""
+        notes = self.devices.take_notes()
+        for record in self.results.pending if notes else ():
+            record.interrupted = "; ".join(notes)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         payload = getattr(report, "edgeort", None)

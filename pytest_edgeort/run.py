@@ -53,6 +53,7 @@ class DeviceRegistry:
         self.dist = dist  # an xdist worker: the run's --dist mode
         self.connected: Dict[str, Device] = {}
         self.unreachable: Dict[str, DeviceUnavailable] = {}
+        self.notes: List[str] = []  # what devices said about the running test (see take_notes)
         self._inventory: Optional[Dict[str, DeviceConfig]] = None
 
     @property
@@ -85,6 +86,7 @@ class DeviceRegistry:
             config = self.inventory[name]
             device = self.make(config, self.kinds[config.kind])
             device.notify = self.notify
+            device.note = self.notes.append
             device.lock_owner = lock_owner(self.run_id, self.dist)
             self.connected[name] = device
         device = self.connected[name]
@@ -94,6 +96,11 @@ class DeviceRegistry:
             self.unreachable[name] = exc
             raise
         return device
+
+    def take_notes(self) -> List[str]:
+        """What devices noted since the last call (a request the running test's interruption stopped)."""
+        notes, self.notes[:] = list(self.notes), []
+        return notes
 
     def facts(self) -> Dict[str, Dict[str, Any]]:
         """What each connected device has found out about itself (versions, board lock waits)."""

@@ -3,6 +3,7 @@ least-recently-used eviction above a size cap."""
 
 import hashlib
 import os
+import shlex
 import shutil
 import stat
 import time
@@ -40,7 +41,7 @@ def private_dir(path):
     if info.st_mode & 0o022:
         raise EnvironmentProblem(
             "workdir %s is writable by group or others (mode %o); refusing to use it: "
-            "chmod 700 %s" % (path, info.st_mode & 0o777, path)
+            "chmod 700 %s" % (path, info.st_mode & 0o777, shlex.quote(path))
         )
 
 

@@ -185,10 +185,15 @@ def read_header(read_exact):
     return header
 
 
-def read_frame(reader):
+def read_frame(reader, check=None):
     """Read one frame; return ``(header, [(name, array), ...])``. ``reader`` has ``read_exact(n) ->
-    bytes`` and ``read_into(view)``: arrays are read straight into their own memory."""
+    bytes`` and ``read_into(view)``: arrays are read straight into their own memory. ``check(arrays)``
+    (the header's array entries) returns what is wrong with them, if anything, before any is allocated:
+    ProtocolError then."""
     header = read_header(reader.read_exact)
+    problem = check(header["arrays"]) if check is not None and "arrays" in header else None
+    if problem:
+        raise ProtocolError(problem)
     arrays = []
     if header.get("arrays"):
         import numpy as np

@@ -14,6 +14,7 @@ import sys
 import time
 import traceback
 
+from .leftovers import register, stop_leftovers, unregister
 from .lock import take_lock
 from .memcheck import MemoryStateCheck
 from .onnxbytes import FLOAT, one_node_model
@@ -32,13 +33,25 @@ from .wire import (
 )
 
 
+class LockOnly:
+    """What a lock-only process holds: its workdir (it never imports numpy or onnxruntime)."""
+
+    lock_only = True
+
+    def __init__(self, workdir):
+        self.workdir = workdir
+
+
 class Worker:
     """Holds the models and sessions of one worker process and answers requests."""
+
+    lock_only = False
 
     def __init__(self, workdir, cache_max_bytes=DEFAULT_CACHE_MAX_BYTES):
         import numpy  # noqa: F401  (fail early and clearly when numpy is missing)
         import onnxruntime
 
+        self.workdir = workdir
         self.ort = onnxruntime
         self.store = ModelStore(workdir, cache_max_bytes)
         self.sessions = {}
@@ -383,7 +396,12 @@ def _echo(worker, req, arrays):
 
 
 def _lock(worker, req, arrays):
-    return take_lock(req["path"], req["holder"]), ()
+    """Take the board lock; once held, stop the workers earlier runs left in this workdir
+    (:mod:`.leftovers`) before this run starts any."""
+    reply = take_lock(req["path"], req["holder"])
+    if reply["acquired"]:
+        reply["stopped"] = stop_leftovers(worker.workdir, req["holder"].get("run"))
+    return reply, ()
 
 
 HANDLERS = {
@@ -402,11 +420,11 @@ LOCK_ONLY_HANDLERS = {Op.LOCK: _lock}  # all a lock-only worker answers (it neve
 
 
 def serve(reader, write, worker):
-    """Answer requests until ``shutdown`` or EOF (``worker`` is None in a lock-only process).
+    """Answer requests until ``shutdown`` or EOF (``worker`` is a :class:`LockOnly` in a lock-only process).
 
     A request that does not decode ends the process (exit status 2): after a broken frame the
     stream position is unknown, so no later reply could be trusted."""
-    handlers = LOCK_ONLY_HANDLERS if worker is None else dict(HANDLERS, **LOCK_ONLY_HANDLERS)
+    handlers = LOCK_ONLY_HANDLERS if worker.lock_only else dict(HANDLERS, **LOCK_ONLY_HANDLERS)
     while True:
         try:
             req, arrays = read_frame(reader)
@@ -421,7 +439,7 @@ def serve(reader, write, worker):
             return 0
         try:
             if op not in handlers:
-                lock_only = worker is None and op in HANDLERS
+                lock_only = worker.lock_only and op in HANDLERS
                 raise RequestError(
                     Kind.BAD_REQUEST, ("op %r sent to a lock-only worker" if lock_only else "unknown op %r") % op
                 )
@@ -436,11 +454,12 @@ def serve(reader, write, worker):
         write(frame_parts(reply, out_arrays))
 
 
-def start(workdir, lock_only, reader, write, cache_max_bytes=DEFAULT_CACHE_MAX_BYTES):
-    """Say hello (or why this worker cannot run here), then :func:`serve`; returns the exit status."""
+def start(workdir, lock_only, reader, write, cache_max_bytes=DEFAULT_CACHE_MAX_BYTES, run=None):
+    """Say hello (or why this worker cannot run here), then :func:`serve`; returns the exit status. A
+    session worker of ``run`` is recorded in the workdir while it lives (:mod:`.leftovers`)."""
     try:
         private_dir(workdir)
-        worker = None if lock_only else Worker(workdir, cache_max_bytes)
+        worker = LockOnly(workdir) if lock_only else Worker(workdir, cache_max_bytes)
     except ImportError as exc:
         missing = getattr(exc, "name", None) or one_line(exc)
         problem = "%s cannot import %s (%s); the board needs python3 + numpy + onnxruntime" % (
@@ -455,17 +474,22 @@ def start(workdir, lock_only, reader, write, cache_max_bytes=DEFAULT_CACHE_MAX_B
     if problem is not None:
         write([encode_header_only({"ok": False, "kind": Kind.ENVIRONMENT, "error": problem})])
         return 3
-    write([encode_header_only({"ok": True, "hello": True, "protocol": PROTOCOL_VERSION, "pid": os.getpid()})])
-    return serve(reader, write, worker)
+    record = register(workdir, run) if run and not lock_only else None
+    try:
+        write([encode_header_only({"ok": True, "hello": True, "protocol": PROTOCOL_VERSION, "pid": os.getpid()})])
+        return serve(reader, write, worker)
+    finally:
+        unregister(record)
 
 
 def main(argv=None):
-    """Entry point: ``python3 worker.pyz --workdir DIR [--lock-only] [--cache-max-bytes N]``; protocol
-    on stdin / original stdout.
+    """Entry point: ``python3 worker.pyz --workdir DIR [--lock-only] [--cache-max-bytes N] [--run ID]``;
+    protocol on stdin / original stdout.
 
     ``--lock-only`` starts a process that only holds the board lock (no onnxruntime import, so no
     model or EP crash can ever release the lock early). ``--cache-max-bytes``: the model cache's size
-    cap (least recently used entries go first; default 4 GiB)."""
+    cap (least recently used entries go first; default 4 GiB). ``--run``: the host run this worker serves
+    (its workers are told apart from those earlier runs left behind)."""
     argv = sys.argv[1:] if argv is None else argv
     workdir = argv[argv.index("--workdir") + 1] if "--workdir" in argv else os.path.join(os.getcwd(), ".edgeort")
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
@@ -482,4 +506,5 @@ def main(argv=None):
     cache_max = (
         int(argv[argv.index("--cache-max-bytes") + 1]) if "--cache-max-bytes" in argv else DEFAULT_CACHE_MAX_BYTES
     )
-    return start(workdir, "--lock-only" in argv, stream_reader(proto_in), write, cache_max)
+    run = argv[argv.index("--run") + 1] if "--run" in argv else None
+    return start(workdir, "--lock-only" in argv, stream_reader(proto_in), write, cache_max, run)

@@ -13,6 +13,7 @@ import numpy as np
 
 from .._text import atomic_write
 from ..errors import EdgeError
+from ..model.inputs import check_npz
 
 
 class GoldenError(EdgeError):
@@ -41,6 +42,7 @@ def load_golden(folder: Path, provider: str, create_hint: str) -> Golden:
     if not npz.exists():
         raise GoldenError(f"golden {npz} is missing; create it with: {create_hint}")
     try:
+        check_npz(npz)
         with np.load(npz, allow_pickle=False) as data:
             outputs = {k: data[k] for k in data.files}
         provenance = json.loads(sidecar.read_text()) if sidecar.exists() else {}

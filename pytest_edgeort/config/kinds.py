@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Unio
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 DEFAULT_CACHE_MAX_MB = 4096  # the board's model cache: least recently used models go above this
+DEFAULT_OUTPUT_MAX_MB = 1024  # the most a reply may bring for one model output (more: its static shape's size)
 
 
 @dataclass(frozen=True)
@@ -83,12 +84,27 @@ KEYS: Dict[str, Key] = {
     "cache_max_mb": Key(
         (int, float), "megabytes > 0 (the model cache's size cap)", lambda v: v > 0, default=DEFAULT_CACHE_MAX_MB
     ),
+    "output_max_mb": Key(
+        (int, float),
+        "megabytes > 0 (the most a reply may bring for one model output)",
+        lambda v: v > 0,
+        default=DEFAULT_OUTPUT_MAX_MB,
+    ),
     "lock": Key((bool,), "true or false"),
     "lock_timeout": Key((int, float), "a number of seconds >= 0", lambda v: v >= 0),
     "lock_file": Key((str,), "a path on the device (default <workdir>/board.lock)"),
 }
 
-_WORKER_KEYS = ("python", "workdir", "connect_timeout", "command_timeout", "env", "providers", "cache_max_mb")
+_WORKER_KEYS = (
+    "python",
+    "workdir",
+    "connect_timeout",
+    "command_timeout",
+    "env",
+    "providers",
+    "cache_max_mb",
+    "output_max_mb",
+)
 _LOCK_KEYS = ("lock", "lock_timeout", "lock_file")
 _SSH_KEYS = ("host", "user", "port", "identity_file", "known_hosts", "insecure_skip_host_key_check")
 

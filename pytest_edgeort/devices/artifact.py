@@ -111,7 +111,7 @@ PREPARE_CODE = (
     _definitions("wire.py", "one_line")
     + _definitions("store.py", "EnvironmentProblem", "NotRegular", "private_dir", "file_sha256")
     + (
-        "import hashlib, json, os, stat, sys\n"
+        "import hashlib, json, os, shlex, stat, sys\n"
         "wd, name, sha = sys.argv[1:4]\n"
         "wd = os.path.expanduser(wd)\n"
         "try:\n"

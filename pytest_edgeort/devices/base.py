@@ -20,13 +20,15 @@ import numpy as np
 
 from ..board.wire import Kind
 from ..config.inventory import DeviceConfig
-from ..config.kinds import BUILTIN_KINDS, DEFAULT_CACHE_MAX_MB, Capabilities, DeviceKind
+from ..config.kinds import BUILTIN_KINDS, DEFAULT_CACHE_MAX_MB, DEFAULT_OUTPUT_MAX_MB, Capabilities, DeviceKind
 from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group, unusable_aliases
 from ..errors import DeviceFault, DeviceUnavailable, WorkerDied, WorkerError
 from ..model.info import ModelInfo
 from .boardlock import LOCK_GROUP, BoardLock, acquire, lock_owner
 from .client import Transport, WorkerClient
+from .facts import capabilities_problem
 from .placement import Placement
+from .replies import ReplyCheck, outputs_bound
 
 _session_ids = itertools.count(1)
 LOCK_LOSS_GRACE_S = 3.0  # how long the other workers of a dropped connection may take to end too (loaded CI)
@@ -40,6 +42,7 @@ class WorkerSession:
     sid: str
     client: WorkerClient
     reply: Dict[str, Any]
+    outputs: ReplyCheck  # what a run's reply may declare: the model's outputs
     placement: Optional[Placement] = None
     memory_checked: bool = False  # a run of this session passed the memory-state check
 
@@ -65,7 +68,9 @@ class WorkerSession:
             raise
 
     def run(self, feed: Mapping[str, np.ndarray], check_memory: bool) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
-        reply, outputs = self._call(lambda timeout: self.client.run(self.sid, feed, check_memory, timeout))
+        reply, outputs = self._call(
+            lambda timeout: self.client.run(self.sid, feed, check_memory, timeout, outputs=self.outputs)
+        )
         return reply, dict(outputs)
 
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
@@ -98,6 +103,7 @@ class WorkerDevice:
         self.board_lock: Optional[BoardLock] = None
         self._ended_holder: Optional[WorkerClient] = None  # the ended lock holder check_board_lock waited for
         self.notify: Callable[[str], None] = lambda message: None
+        self.note: Callable[[str], None] = lambda message: None
         self.lock_owner: Dict[str, Optional[str]] = lock_owner()
 
     # -- subclass hooks
@@ -126,11 +132,13 @@ class WorkerDevice:
 
     # -- workers
     def worker_args(self, group: str) -> List[str]:
-        """The worker's command-line flags: lock-only, or the model cache's size cap (``cache_max_mb``)."""
+        """The worker's command-line flags: the run it serves, and lock-only or the model cache's size cap
+        (``cache_max_mb``)."""
+        run = ["--run", str(self.lock_owner["run"])]
         if group == LOCK_GROUP:
-            return ["--lock-only"]
+            return ["--lock-only", *run]
         megabytes = self.config.settings.get("cache_max_mb", DEFAULT_CACHE_MAX_MB)
-        return ["--cache-max-bytes", str(int(megabytes * 1024 * 1024))]
+        return ["--cache-max-bytes", str(int(megabytes * 1024 * 1024)), *run]
 
     def worker_label(self, group: str) -> str:
         """The worker of ``group`` in messages."""
@@ -199,6 +207,7 @@ class WorkerDevice:
                 self.worker_label(group),
                 startup_timeout=max(30.0, self.config.command_timeout),
                 timeout_origin=(self.config.command_timeout, self.config.setting("command_timeout")),
+                on_interrupt=self.note,
             )
         except WorkerError as exc:
             raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
@@ -213,9 +222,20 @@ class WorkerDevice:
         return self.kind.capabilities
 
     def describe(self) -> Dict[str, Any]:
-        """The worker's report about the device (platform, SoC, versions, providers), connecting first."""
+        """The worker's report about the device (platform, SoC, versions, providers), connecting first;
+        DeviceUnavailable (this device's tests skip) when the worker cannot answer it."""
         if self._caps is None:
-            self._caps = self.client().capabilities(self.config.command_timeout)
+            client = self.client()
+            try:
+                caps = client.capabilities(self.config.command_timeout)
+            except WorkerDied as exc:  # the first request runs the QNN backend probe: it can crash or hang
+                raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
+            except WorkerError as exc:
+                raise DeviceUnavailable(f"device {self.name!r}: {client.label}: capabilities failed: {exc}") from None
+            problem = capabilities_problem(caps)
+            if problem:
+                raise DeviceUnavailable(f"device {self.name!r}: {client.label} sent capabilities that {problem}")
+            self._caps = caps
         return self._caps
 
     def facts(self) -> Optional[Dict[str, Any]]:
@@ -296,7 +316,9 @@ class WorkerDevice:
             except WorkerError as exc:
                 if exc.kind != Kind.MISSING_MODEL or attempt == 2:
                     raise
-        return WorkerSession(self, sid, client, reply, Placement.from_worker(reply.get("placement")))
+        megabytes = self.config.settings.get("output_max_mb", DEFAULT_OUTPUT_MAX_MB)
+        outputs = outputs_bound(model.outputs, int(megabytes * 1024 * 1024), model.path.name)
+        return WorkerSession(self, sid, client, reply, outputs, Placement.from_worker(reply.get("placement")))
 
 
 def bundle_files(model: ModelInfo) -> List[List[str]]:

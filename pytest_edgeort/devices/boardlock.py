@@ -109,6 +109,12 @@ def acquire(
         reply = client.lock(path, owner, request_timeout)
         now = time.monotonic()
         if reply["acquired"]:
+            stopped = reply.get("stopped") or []
+            if stopped:
+                notify(
+                    f"edgeort: device {device!r}: stopped {len(stopped)} worker(s) that an earlier run left on "
+                    f"{where} (its pytest was killed): {', '.join(map(str, stopped))}"
+                )
             return BoardLock(reply["path"], time.time(), now - start, waited_for)
         record = _holder_record(reply.get("holder", ""))
         current = describe_holder(record)

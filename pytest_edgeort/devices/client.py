@@ -16,13 +16,14 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..board import wire
 from ..board.wire import Op
 from ..errors import WorkerDied, WorkerError
+from .replies import NO_ARRAYS, ReplyCheck, like
 
 Arrays = List[Tuple[str, np.ndarray]]
 
@@ -165,17 +166,20 @@ class WorkerClient:
         label: str,
         startup_timeout: float = 60.0,
         timeout_origin: Tuple[Optional[float], str] = (None, ""),
+        on_interrupt: Callable[[str], None] = lambda message: None,
     ) -> None:
         """``timeout_origin``: (the configured request timeout, where it is set), for the message when
-        a request of that timeout expires."""
+        a request of that timeout expires; ``on_interrupt``: told (one line) when a request was
+        interrupted and the worker stopped for it."""
         self.transport = transport
         self.label = label
         self.timeout_origin = timeout_origin
+        self.on_interrupt = on_interrupt
         self._buffer = bytearray()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.alive = True
-        hello, _ = self._read_reply(startup_timeout, "start-up", None, 0)
+        hello, _ = self._read_reply(startup_timeout, "start-up", None, 0, NO_ARRAYS)
         if not hello.get("ok"):
             self.close()
             raise WorkerError(hello.get("kind", wire.Kind.ENVIRONMENT), f"{label}: {hello.get('error')}")
@@ -207,12 +211,13 @@ class WorkerClient:
         return chunk
 
     def _read_reply(
-        self, timeout: Optional[float], what: str, request_id: Optional[int], stderr_since: int
+        self, timeout: Optional[float], what: str, request_id: Optional[int], stderr_since: int, check: ReplyCheck
     ) -> Tuple[Dict[str, Any], Arrays]:
-        """The reply to request ``request_id`` (None: the start-up hello). Anything else -- EOF, a
-        frame that does not decode, a reply to another request -- stops the worker: WorkerDied."""
+        """The reply to request ``request_id`` (None: the start-up hello), declaring only arrays ``check``
+        allows. Anything else -- EOF, a frame that does not decode or declares other arrays, a reply to
+        another request -- stops the worker: WorkerDied."""
         try:
-            reply, arrays = wire.read_frame(self._reader(timeout, what))
+            reply, arrays = wire.read_frame(self._reader(timeout, what), check)
         except EOFError:
             problem = None
         except wire.ProtocolError as exc:
@@ -248,9 +253,15 @@ class WorkerClient:
         self.transport.terminate()
 
     def request(
-        self, op: str, arrays: Sequence[Tuple[str, np.ndarray]] = (), timeout: Optional[float] = None, **fields: Any
+        self,
+        op: str,
+        arrays: Sequence[Tuple[str, np.ndarray]] = (),
+        timeout: Optional[float] = None,
+        reply_check: ReplyCheck = NO_ARRAYS,
+        **fields: Any,
     ) -> Tuple[Dict[str, Any], Arrays]:
-        """Send one request and return ``(reply header, arrays)``; raise WorkerError / WorkerDied."""
+        """Send one request and return ``(reply header, arrays)``; raise WorkerError / WorkerDied (also
+        when the reply declares arrays ``reply_check`` does not allow: none by default)."""
         if not self.alive:
             raise WorkerDied(f"{self.label} is no longer running")
         with self._lock:
@@ -259,10 +270,17 @@ class WorkerClient:
             since = self.transport.stderr.mark()
             try:
                 self.transport.send(frame)
+                reply, out = self._read_reply(timeout, op, request_id, since, reply_check)
             except WorkerDied:
                 self._die()  # a failed write leaves no usable worker: the next request starts a new one
                 raise
-            reply, out = self._read_reply(timeout, op, request_id, since)
+            except BaseException as exc:  # pytest-timeout, Ctrl-C: a reply may still come, out of step
+                self._die()
+                self.on_interrupt(
+                    f"{self.label}: the {op} request was interrupted ({wire.one_line(exc)}); the worker was "
+                    "stopped, so the next request starts a fresh one"
+                )
+                raise
         if not reply.get("ok"):
             raise WorkerError(reply.get("kind", wire.Kind.INTERNAL), reply.get("error", "unknown worker error"))
         return reply, out
@@ -316,10 +334,19 @@ class WorkerClient:
         )[0]
 
     def run(
-        self, sid: str, feed: Mapping[str, np.ndarray], memory_check: bool, timeout: Optional[float]
+        self,
+        sid: str,
+        feed: Mapping[str, np.ndarray],
+        memory_check: bool,
+        timeout: Optional[float],
+        *,
+        outputs: ReplyCheck,
     ) -> Tuple[Dict[str, Any], Arrays]:
-        """One inference: ``(reply with "memory_differs", [(output name, array)])``."""
-        return self.request(Op.RUN, list(feed.items()), sid=sid, memory_check=memory_check, timeout=timeout)
+        """One inference: ``(reply with "memory_differs", [(output name, array)])``; ``outputs``: what
+        the model can produce (:func:`~.replies.outputs_bound`)."""
+        return self.request(
+            Op.RUN, list(feed.items()), sid=sid, memory_check=memory_check, timeout=timeout, reply_check=outputs
+        )
 
     def time_runs(
         self,
@@ -350,7 +377,7 @@ class WorkerClient:
 
     def echo(self, arrays: Sequence[Tuple[str, np.ndarray]], timeout: Optional[float] = None) -> Arrays:
         """The arrays back, bit for bit (protocol and transport tests, benchmarks)."""
-        return self.request(Op.ECHO, arrays, timeout=timeout)[1]
+        return self.request(Op.ECHO, arrays, timeout=timeout, reply_check=like(arrays))[1]
 
     def lock(self, path: str, holder: Mapping[str, Any], timeout: Optional[float]) -> Dict[str, Any]:
         """Try once to take the board lock at ``path``: ``{"acquired", "path"[, "holder"]}``."""
@@ -362,7 +389,7 @@ class WorkerClient:
             try:
                 request_id = next(self._ids)
                 self.transport.send([wire.encode_header_only({"op": Op.SHUTDOWN, "id": request_id})])
-                self._read_reply(timeout, "shutdown", request_id, self.transport.stderr.mark())
+                self._read_reply(timeout, "shutdown", request_id, self.transport.stderr.mark(), NO_ARRAYS)
             except (WorkerDied, OSError):
                 pass
         self.alive = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import shlex
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
@@ -30,7 +31,8 @@ class RefuseUnknownHost(paramiko.MissingHostKeyPolicy):
     def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
         host, port = _split_host_key_name(hostname)
         where = str(self.known_hosts) + ("" if self.exists else " (that file does not exist)")
-        scan = f"ssh-keyscan{'' if port == 22 else f' -p {port}'} {host} >> {self.known_hosts}"
+        target = shlex.quote(str(self.known_hosts))
+        scan = f"ssh-keyscan{'' if port == 22 else f' -p {port}'} {shlex.quote(host)} >> {target}"
         raise HostKeyRefused(
             f"device {self.device!r}: host key for {host}:{port} is not in {where} (refusing to connect; "
             f"the server offers {fingerprint(key)}; add it with `{scan}` after checking that fingerprint, "

@@ -79,6 +79,7 @@ class Device(Protocol):
     config: DeviceConfig
     kind: DeviceKind
     notify: Callable[[str], None]  # where notices go (waiting for a board, insecure settings)
+    note: Callable[[str], None]  # what the running test's record should say (a request its interruption stopped)
     lock_owner: Dict[str, Optional[str]]  # who this run is, for kinds that take a board lock
 
     @property

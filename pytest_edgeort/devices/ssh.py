@@ -300,7 +300,7 @@ class SSHDevice(WorkerDevice):
                 f"device {self.name!r}: host key for {where} has CHANGED: the server offers "
                 f"{fingerprint(exc.key)} but {known} has {fingerprint(exc.expected_key)} (refusing to connect; "
                 f"someone may be intercepting the connection, or the board was reinstalled: if so, remove the "
-                f"old entry with `ssh-keygen -R '{entry}' -f {known}` and add the new key)"
+                f"old entry with `ssh-keygen -R {shlex.quote(entry)} -f {shlex.quote(str(known))}` and add the new key)"
             )
         except paramiko.AuthenticationException as exc:
             message = (

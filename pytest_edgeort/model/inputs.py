@@ -93,8 +93,50 @@ def generate_inputs(
     return feed
 
 
+NPZ_MAX_BYTES = 2 * 1024**3  # the most the arrays of one .npz file may declare in all
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def check_npz(path: Path, max_bytes: int = NPZ_MAX_BYTES) -> None:
+    """InputError (one line naming the file) unless every array of the .npz at ``path`` declares a size its
+    stored bytes can hold and all of them together at most ``max_bytes``: read from the headers alone, before
+    anything is allocated (a 300-byte file may claim a 286 GiB array; a deflate bomb inflates 1000-fold).
+    A file that is no zip archive is left to ``np.load`` (a bare .npy is refused there)."""
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError):
+        return
+    total = 0
+    with archive:
+        for entry in archive.infolist():
+            try:
+                with archive.open(entry) as member:
+                    version = np.lib.format.read_magic(member)
+                    shape, _, dtype = _NPY_HEADERS[version](member)
+                    header = member.tell()
+            except (KeyError, ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+                raise InputError(f"{path}: {entry.filename} is not a readable .npy array ({exc})") from None
+            declared = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+            total += declared
+            if declared > entry.file_size - header:
+                raise InputError(
+                    f"{path}: {entry.filename} declares a {dtype} array of shape {tuple(shape)} ({declared} bytes) "
+                    f"but holds {entry.file_size - header} bytes; refusing to load it"
+                )
+            if total > max_bytes:
+                raise InputError(
+                    f"{path}: its arrays declare {total} bytes or more ({path.stat().st_size} bytes on disk), over "
+                    f"the limit of {max_bytes} bytes for one .npz; refusing to load it"
+                )
+
+
 def load_npz(path: Path) -> Dict[str, np.ndarray]:
-    """Arrays of an .npz file (never unpickled); InputError names the file when unreadable."""
+    """Arrays of an .npz file (never unpickled, sizes checked first: :func:`check_npz`); InputError names the
+    file when unreadable."""
+    if path.is_file():
+        check_npz(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             return {k: data[k] for k in data.files}

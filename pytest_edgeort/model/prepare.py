@@ -318,8 +318,11 @@ class _NpzReader:
 def _load_calibration(model: onnx.ModelProto, npz_path: Path) -> dict[str, Any]:
     import numpy as np
 
+    from .inputs import check_npz
+
     initializers = {i.name for i in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
+    check_npz(npz_path)
     with np.load(npz_path, allow_pickle=False) as data:
         arrays = {k: data[k] for k in data.files}
     out: dict[str, Any] = {}

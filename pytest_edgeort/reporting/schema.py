@@ -126,6 +126,7 @@ class CheckRecord:
     # why it failed
     phase: Optional[str] = None  # setup, call, teardown
     error: Optional[str] = None  # one line
+    interrupted: Optional[str] = None  # a device request the test's interruption (pytest-timeout, Ctrl-C) stopped
     # when and where it ran
     attempt: Optional[int] = None  # which run of the test (pytest-rerunfailures runs a failed test again): 1, 2, ...
     attempt_outcome: Optional[str] = None  # that run's outcome as pytest reported it ("rerun" when it ran again)

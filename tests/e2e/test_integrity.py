@@ -155,11 +155,11 @@ def pytest_unconfigure(config):
 
 @pytest.mark.parametrize("problem", ["group/world-writable", "owned by another user"])
 def test_an_unsafe_workdir_is_refused_with_one_line(pytester, model_dir, tmp_path, problem):
-    workdir = private_workdir(tmp_path / "shared")
+    workdir = private_workdir(tmp_path / "shared dir;x")  # the printed command quotes it
     if problem == "group/world-writable":
         workdir.chmod(0o777)
         expected = (
-            f"workdir {workdir} is writable by group or others (mode 777); refusing to use it: chmod 700 {workdir}"
+            f"workdir {workdir} is writable by group or others (mode 777); refusing to use it: chmod 700 '{workdir}'"
         )
     else:
         if os.getuid() != 0:

@@ -190,7 +190,7 @@ def fingerprint_of(public_key_line: str, tmp: Path) -> str:
 
 @pytest.mark.parametrize("strict", [False, True])
 def test_unknown_host_key_is_refused(pytester, model_dir, board, board_workdir, strict):
-    known = pytester.path / "known_hosts"
+    known = pytester.path / "known hosts;x"  # the printed command quotes it
     known.write_text("")
     write_inventory(pytester, entry(board, "board1", board_workdir, known_hosts=str(known)))
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
@@ -198,7 +198,7 @@ def test_unknown_host_key_is_refused(pytester, model_dir, board, board_workdir, 
     message = (
         f"device 'board1': host key for 127.0.0.1:{board.port} is not in {known} (refusing to connect; the server "
         f"offers {fingerprint_of(board.host_key_line, pytester.path)}; add it with "
-        f"`ssh-keyscan -p {board.port} 127.0.0.1 >> {known}` after checking that fingerprint, "
+        f"`ssh-keyscan -p {board.port} 127.0.0.1 >> '{known}'` after checking that fingerprint, "
         "or set insecure_skip_host_key_check = true)"
     )
     assert message in result.stdout.str()
@@ -212,7 +212,7 @@ def test_unknown_host_key_is_refused(pytester, model_dir, board, board_workdir, 
 def test_changed_host_key_is_an_error_even_without_strict(pytester, model_dir, board, board_workdir, tmp_path):
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "other")], check=True)
     other = " ".join((tmp_path / "other.pub").read_text().split()[:2])
-    known = pytester.path / "known_hosts"
+    known = pytester.path / "known hosts;x"  # the printed command quotes it
     known.write_text(f"[127.0.0.1]:{board.port} {other}\n")
     write_inventory(pytester, entry(board, "board1", board_workdir, known_hosts=str(known)))
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
@@ -222,7 +222,7 @@ def test_changed_host_key_is_an_error_even_without_strict(pytester, model_dir, b
         f"device 'board1': host key for 127.0.0.1:{board.port} has CHANGED: the server offers "
         f"{fingerprint_of(board.host_key_line, tmp_path)} but {known} has {fingerprint_of(other, tmp_path)} "
         "(refusing to connect; someone may be intercepting the connection, or the board was reinstalled: if so, "
-        f"remove the old entry with `ssh-keygen -R '[127.0.0.1]:{board.port}' -f {known}` and add the new key)"
+        f"remove the old entry with `ssh-keygen -R '[127.0.0.1]:{board.port}' -f '{known}'` and add the new key)"
     ) in result.stdout.str()
 
 
@@ -522,7 +522,8 @@ def test_model_and_worker_cache_hit_uploads_nothing_the_second_time(pytester, mo
         uploads.append((device["uploads"], device["worker_uploads"]))
     assert uploads == [(1, 1), (0, 0)]
     names = sorted(p.name for p in Path(workdir).iterdir())
-    assert names[:2] == ["board.lock", "models"] and names[2].startswith("worker-") and len(names) == 3
+    assert names[:2] == ["board.lock", "models"] and names[2].startswith("worker-") and names[3:] == ["workers"]
+    assert list((Path(workdir) / "workers").iterdir()) == []  # each worker removed its record when it ended
 
 
 def test_terminate_kills_a_stuck_worker_on_the_board(board, board_workdir):

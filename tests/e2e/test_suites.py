@@ -359,6 +359,23 @@ def test_no_cpu_fallback_names_det_xfail_and_strict_xpass(pytester, model_dir):
 GOLDEN_SUITE = 'model = "m.onnx"\nproviders = ["qnn-htp"]\n[checks]\nno_cpu_fallback = false\n'
 
 
+def test_the_golden_update_hint_is_shell_quoted_and_runs_as_printed(pytester, model_dir):
+    """A suite folder named ``suite;touch y``: the printed command writes the golden and runs nothing else."""
+    import re
+    import subprocess
+    import sys
+
+    make_suite(pytester, "suite;touch y", GOLDEN_SUITE, model_dir)
+    skipped = run(pytester, "-k", "golden")
+    skipped.assert_outcomes(skipped=1)
+    hint = re.search(r"create it with: (pytest --edge-update-golden .*)$", out(skipped), re.M).group(1)
+    assert hint == "pytest --edge-update-golden 'suite;touch y/edge_suite.toml'"
+    command = hint.replace("pytest", f"{shlex.quote(sys.executable)} -m pytest -p no:cacheprovider", 1)
+    subprocess.run(["sh", "-c", command], cwd=pytester.path, capture_output=True, check=True)
+    assert not (pytester.path / "y").exists()
+    assert (pytester.path / "suite;touch y" / "golden" / "qnn-htp.npz").is_file()
+
+
 def test_golden_lifecycle_skip_strict_update_drift_pass_tamper(pytester, model_dir):
     make_suite(pytester, "mysuite", GOLDEN_SUITE, model_dir)
     golden = pytester.path / "mysuite" / "golden"

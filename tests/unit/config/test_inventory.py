@@ -56,7 +56,7 @@ def test_design_example_parses_into_device_config(tmp_path):
         command_timeout=120,
         env={"ADSP_LIBRARY_PATH": "/usr/lib/dsp/cdsp"},
         providers={"qnn-htp": {"htp_performance_mode": "burst"}},
-        settings={"cache_max_mb": 4096},  # the default model cache cap
+        settings={"cache_max_mb": 4096, "output_max_mb": 1024},  # the default model cache and reply caps
     )
 
 

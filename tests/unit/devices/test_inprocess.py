@@ -13,6 +13,7 @@ from pytest_edgeort.config.inventory import DeviceConfig
 from pytest_edgeort.config.providers import resolve_provider
 from pytest_edgeort.devices.client import WorkerClient, WorkerError
 from pytest_edgeort.devices.protocol import SessionBackend
+from pytest_edgeort.devices.replies import NO_ARRAYS
 from pytest_edgeort.devices.session import EdgeSession
 from pytest_edgeort.errors import DeviceUnavailable, EdgeSessionError, InputError
 from pytest_edgeort.model.info import model_info
@@ -75,7 +76,7 @@ def test_error_kinds_reach_the_host(device, model_dir, tmp_path):
         client.create_session("s", "0" * 64, "CPUExecutionProvider", {}, True, timeout=30)
     assert info.value.kind == wire.Kind.MISSING_MODEL
     with pytest.raises(WorkerError, match="no open session 'nope'") as info:
-        client.run("nope", {}, memory_check=False, timeout=30)
+        client.run("nope", {}, memory_check=False, timeout=30, outputs=NO_ARRAYS)
     assert info.value.kind == wire.Kind.BAD_REQUEST
     bad = tmp_path / "bad.onnx"
     graph = helper.make_graph(
@@ -98,7 +99,7 @@ def test_a_lock_only_worker_answers_nothing_but_lock(tmp_path):
     client = WorkerClient(InProcessTransport(tmp_path, lock_only=True), "lock worker")
     try:
         with pytest.raises(WorkerError, match="op 'run' sent to a lock-only worker") as info:
-            client.run("s", {}, memory_check=False, timeout=30)
+            client.run("s", {}, memory_check=False, timeout=30, outputs=NO_ARRAYS)
         assert info.value.kind == wire.Kind.BAD_REQUEST
         assert client.lock(str(tmp_path / "board.lock"), {"who": "me", "run": "r"}, timeout=30)["acquired"]
     finally:
