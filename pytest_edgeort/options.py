@@ -70,6 +70,13 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         help=f"seed for generated inputs (default {DEFAULT_SEED})",
     )
+    group.addoption(
+        "--edge-no-ep-cache",
+        action="store_true",
+        dest="edge_no_ep_cache",
+        default=None,
+        help="do not use the EP-context (compiled graph) cache on the device",
+    )
     parser.addini("edge_device", "devices to run edge tests on", type="linelist", default=[])
     parser.addini("edge_devices_file", "device inventory path (relative to the rootdir)", default="")
     parser.addini("edge_provider", "provider filter", type="linelist", default=[])
@@ -84,6 +91,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("edge_report", "JSON report path", default="")
     parser.addini("edge_html", "HTML report path", default="")
     parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
+    parser.addini("edge_no_ep_cache", "do not use the EP-context cache on the device", type="bool", default=False)
 
 
 @dataclass(frozen=True)
@@ -99,6 +107,7 @@ class EdgeOptions:
     update_golden: bool = False
     report: Optional[Path] = None
     html: Optional[Path] = None  # --edge-html PATH
+    ep_cache: bool = True  # --edge-no-ep-cache: False
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> EdgeOptions:
@@ -130,6 +139,7 @@ class EdgeOptions:
             update_golden=bool(pick("edge_update_golden")),
             report=Path(report) if report else None,
             html=Path(html) if html else None,
+            ep_cache=not pick("edge_no_ep_cache"),
         )
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:

@@ -51,6 +51,14 @@ class WorkerSession:
     def api(self) -> Optional[str]:
         return self.reply.get("api")
 
+    @property
+    def facts(self) -> Dict[str, Any]:
+        """What the worker recorded when it made the session (from the EP-context cache entry on a hit)."""
+        return {
+            "offload_graph_io_quantization": self.reply.get("offload_graph_io_quantization"),
+            "ep_context": self.reply.get("ep_context"),
+        }
+
     def _call(self, request: Callable[[float], Any]) -> Any:
         """``request(timeout)`` on a board whose lock this run still holds; a lost worker retires its peers."""
         self.device.check_board_lock()
@@ -94,6 +102,7 @@ class WorkerDevice:
         self.board_lock: Optional[BoardLock] = None
         self._ended_holder: Optional[WorkerClient] = None  # the ended lock holder check_board_lock waited for
         self.notify: Callable[[str], None] = lambda message: None
+        self.ep_cache = True
         self.lock_owner: Dict[str, Optional[str]] = lock_owner()
 
     # -- subclass hooks
@@ -287,11 +296,18 @@ class WorkerDevice:
                     self.config.command_timeout,
                     bundle=bundle,
                     files=bundle_files(model) if bundle else (),
+                    ep_cache=self.ep_cache and self.capabilities.ep_context_cache,
                 )
                 break
             except WorkerError as exc:
                 if exc.kind != Kind.MISSING_MODEL or attempt == 2:
                     raise
+        context = reply.get("ep_context") or {}
+        if context.get("state") == "rebuilt":
+            self.notify(
+                f"edgeort: device {self.name!r}: EP-context cache entry of {model.path.name} ({spec.alias}) "
+                f"rebuilt: {context.get('reason')}"
+            )
         return WorkerSession(self, sid, client, reply, Placement.from_worker(reply.get("placement")))
 
 

@@ -51,6 +51,11 @@ class SessionBackend(Protocol):
     def api(self) -> Optional[str]:
         """How the EP was registered on the device (``plugin``/``builtin``), for the record."""
 
+    @property
+    def facts(self) -> Dict[str, Any]:
+        """What the device recorded when it made the session: ``offload_graph_io_quantization`` (effective),
+        ``ep_context`` (the EP-context cache's state); None where the kind cannot say."""
+
     def run(self, feed: Mapping[str, np.ndarray], check_memory: bool) -> Tuple[Dict[str, Any], Outputs]:
         """One inference: ``(facts about the run, {output name: array})``."""
 
@@ -75,6 +80,7 @@ class Device(Protocol):
     config: DeviceConfig
     kind: DeviceKind
     notify: Callable[[str], None]  # where notices go (waiting for a board, insecure settings)
+    ep_cache: bool  # sessions may use the device's EP-context cache (--edge-no-ep-cache: False)
     lock_owner: Dict[str, Optional[str]]  # who this run is, for kinds that take a board lock
 
     @property

@@ -66,10 +66,7 @@ class EdgeSession:
     def provenance(self) -> Dict[str, Any]:
         """Facts to record with every result from this session."""
         caps = self.device.describe()
-        offload = None
-        if self.spec.ep_name == "QNNExecutionProvider":
-            # QNN turns graph-I/O quantization offload off by itself when CPU fallback is disabled.
-            offload = self.options.get("offload_graph_io_quantization", "1") if self.cpu_fallback else "0"
+        made = self._backend.facts if self._backend else {}
         return {
             "device": self.device.name,
             "provider": self.spec.alias,
@@ -77,7 +74,7 @@ class EdgeSession:
             "ep_api": self._backend.api if self._backend else None,
             "provider_options": dict(self.options),
             "cpu_fallback": self.cpu_fallback,
-            "offload_graph_io_quantization": offload,
+            "offload_graph_io_quantization": made.get("offload_graph_io_quantization"),
             "model": self.model.path.name,
             "model_path": str(self.model.path),
             "model_sha256": self.model.sha256,
@@ -88,6 +85,7 @@ class EdgeSession:
             "qnn_ep": (caps.get("qnn") or {}).get("ep_package_version"),
             "npu_coverage": self.npu_coverage,
             "placement": self.placement.to_dict() if self.placement is not None else None,
+            "ep_context": made.get("ep_context"),
         }
 
     def _user_paths(self, text: str) -> str:
