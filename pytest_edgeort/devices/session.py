@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -14,6 +15,18 @@ from ..model.info import ModelInfo
 from ..model.inputs import Feed, check_feed
 from .placement import Placement, format_fallback
 from .protocol import Device, SessionBackend
+
+
+def feeds_digest(feeds: Sequence[Mapping[str, np.ndarray]]) -> str:
+    """A sha256 over every feed's input names, dtypes, shapes and bytes, in order."""
+    digest = hashlib.sha256()
+    for feed in feeds:
+        for name, array in feed.items():
+            array = np.ascontiguousarray(array)
+            digest.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+            digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+        digest.update(b"\1")
+    return digest.hexdigest()
 
 
 class EdgeSession:
@@ -35,6 +48,8 @@ class EdgeSession:
         self.options = dict(options)
         self.cpu_fallback = cpu_fallback
         self.last_inputs: Optional[Feed] = None
+        self.reused = 0  # run_all calls answered from the memo (no inference)
+        self._memo: Optional[Tuple[str, List[Dict[str, np.ndarray]]]] = None  # the last run_all: feeds' digest, outputs
         self._on_create = on_create
         self._backend: Optional[SessionBackend] = None
         self._open()
@@ -182,15 +197,25 @@ class EdgeSession:
 
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
         """One inference per feed, in order, as one batch where the device kind has one; the first
-        feed alone first while the memory-state check (see :meth:`run`) is still due."""
+        feed alone first while the memory-state check (see :meth:`run`) is still due.
+
+        The same feeds as the previous call (bit for bit) are not run again: their outputs (copies) come
+        from this session's memo, so a suite's golden check reuses what its conformance check computed."""
         checked = [check_feed(self.model, feed, self.label) for feed in feeds]
         if not checked:
             return []
+        digest = feeds_digest(checked)
+        if self._memo is not None and self._memo[0] == digest:
+            self.reused += 1
+            self.last_inputs = checked[-1]
+            return [{name: array.copy() for name, array in outputs.items()} for outputs in self._memo[1]]
         head = [self.run(checked[0])] if self.checks_memory_state and not self._live_backend().memory_checked else []
         rest = checked[len(head) :]
         outputs = self._request(Op.RUN, lambda backend: backend.run_all(rest)) if rest else []
         self.last_inputs = checked[-1]
-        return [*head, *(dict(o) for o in outputs)]
+        result = [*head, *(dict(o) for o in outputs)]
+        self._memo = (digest, [{name: array.copy() for name, array in o.items()} for o in result])
+        return result
 
     def time(
         self,
