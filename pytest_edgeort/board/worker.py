@@ -8,6 +8,7 @@ of pytest_edgeort). The wire format is in :mod:`.wire`; requests are answered fr
 :data:`HANDLERS`, one function per request name.
 """
 
+import contextlib
 import os
 import platform
 import sys
@@ -18,6 +19,7 @@ from .epcache import ContextCache, StaleEntry
 from .lock import take_lock
 from .memcheck import MemoryStateCheck
 from .onnxbytes import FLOAT, one_node_model
+from .simpin import SimulatorPin
 from .store import DEFAULT_CACHE_MAX_BYTES, EnvironmentProblem, ModelStore, private_dir, remove_quietly
 from .wire import (
     PROTOCOL_VERSION,
@@ -48,6 +50,8 @@ class Worker:
         self.session_eps = {}  # sid -> (ep, options)
         self.memory_checks = {}  # (ep, options) -> MemoryStateCheck
         self.contexts = ContextCache(workdir)
+        simulator_host = platform.machine().lower() in ("x86_64", "amd64") and hasattr(os, "sched_setaffinity")
+        self.sim_pin = SimulatorPin() if simulator_host else None
         self.store.cache_dirs.append(self.contexts.dir)
         self.plugin_eps = {}
         self.plugin_errors = {}
@@ -218,6 +222,8 @@ class Worker:
             placement, context = _placement(sess), None
         self.sessions[sid] = sess
         self.session_eps[sid] = (ep, options)
+        if self._simulated(sid):
+            self.sim_pin.refresh()
         return dict(
             facts,
             providers=sess.get_providers(),
@@ -282,6 +288,15 @@ class Worker:
             )
         return self.memory_checks[key]
 
+    def _simulated(self, sid):
+        """Whether session ``sid`` runs on the QNN HTP simulator (QNN's HTP backend on x86-64)."""
+        ep, options = self.session_eps.get(sid, (None, {}))
+        return self.sim_pin is not None and ep == QNN_EP and options.get("backend_type") == "htp"
+
+    def _pinned(self, sid):
+        """The context a run of ``sid`` happens in: one core for the simulator (see :mod:`.simpin`)."""
+        return self.sim_pin if self._simulated(sid) else contextlib.nullcontext()
+
     def _session(self, sid):
         try:
             return self.sessions[sid]
@@ -293,10 +308,11 @@ class Worker:
         ``memory_differs`` says which outputs changed (see :class:`MemoryStateCheck`)."""
         sess = self._session(sid)
         try:
-            if memory_check:
-                outputs, differs = self.memory_check(sid).run(sess, feeds)
-            else:
-                outputs, differs = list(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds))), {}
+            with self._pinned(sid):
+                if memory_check:
+                    outputs, differs = self.memory_check(sid).run(sess, feeds)
+                else:
+                    outputs, differs = list(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds))), {}
         except RequestError:
             raise
         except Exception as exc:
@@ -314,17 +330,18 @@ class Worker:
             return budget_end is not None and time.perf_counter() >= budget_end
 
         try:
-            for n in range(int(warmup)):
-                if n and over_budget():
-                    break
-                sess.run(None, feeds)
-            times = []
-            for n in range(int(runs)):
-                if n >= int(min_runs) and over_budget():
-                    break
-                start = time.perf_counter()
-                sess.run(None, feeds)
-                times.append((time.perf_counter() - start) * 1000.0)
+            with self._pinned(sid):
+                for n in range(int(warmup)):
+                    if n and over_budget():
+                        break
+                    sess.run(None, feeds)
+                times = []
+                for n in range(int(runs)):
+                    if n >= int(min_runs) and over_budget():
+                        break
+                    start = time.perf_counter()
+                    sess.run(None, feeds)
+                    times.append((time.perf_counter() - start) * 1000.0)
         except Exception as exc:
             raise RequestError(Kind.RUN, one_line(exc)) from None
         return {"times_ms": times}
