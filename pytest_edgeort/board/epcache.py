@@ -1,9 +1,9 @@
 """The worker's EP-context cache: compiled graphs (EP-context models) under our own key, used only once hashed.
 
-``<workdir>/epcontext/<key>.onnx`` is the EP-context model ONNX Runtime wrote when it compiled a model
-(``ep.context_enable=1``, the compiled graph embedded), ``<key>.json`` the entry: the fields the key was
-made from, the context model's sha256, and the placement and effective options of the session that
-compiled it (a context model shows one ``EPContext`` node, so they are recorded when the entry is made).
+``<workdir>/epcontext/<key>-<sha256 prefix>.onnx`` is the EP-context model ONNX Runtime wrote when it
+compiled a model (``ep.context_enable=1``, the compiled graph embedded), ``<key>.json`` the entry: the fields
+the key was made from, the context model's file and sha256, and the placement and effective options of the
+session that compiled it (a context model shows one ``EPContext`` node, so they are recorded when the entry is made).
 The key hashes every field that shapes a compiled graph (the model, onnxruntime, the EP package and QNN
 SDK versions, the EP's registration name, provider options, fallback mode, the session config), because
 ORT's own compatibility check accepted tampered EP-context metadata in a measurement. A lookup verifies
@@ -18,7 +18,7 @@ import time
 
 from .store import file_sha256, private_dir, remove_quietly
 
-FORMAT = 1  # the entry layout; part of every key
+FORMAT = 2  # the entry layout; part of every key
 
 
 class StaleEntry(Exception):
@@ -48,29 +48,38 @@ class ContextCache:
         text = json.dumps(dict(fields, format=FORMAT), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-    def _paths(self, key):
-        base = os.path.join(self.dir, key)
-        return base + ".onnx", base + ".json"
+    def _entry_path(self, key):
+        return os.path.join(self.dir, key + ".json")
 
     def temp_path(self, key):
         """Where ORT writes the context model while compiling (``*.<pid>.tmp``: removed if this process dies)."""
-        return "%s.%d.tmp" % (self._paths(key)[0], os.getpid())
+        return os.path.join(self.dir, "%s.onnx.%d.tmp" % (key, os.getpid()))
 
-    def lookup(self, fields):
-        """The verified entry of ``fields``; None when there is none; StaleEntry when there is one
-        that does not match (other fields, bytes that do not hash right, unreadable)."""
-        key = self.key(fields)
-        model, entry = self._paths(key)
+    def _read(self, key):
+        """The entry file's record and the path of the context model it names; None without an entry."""
+        entry = self._entry_path(key)
         if not os.path.lexists(entry):
-            return None
+            return None, None
         try:
             with open(entry, "rb") as f:
                 record = json.loads(f.read().decode("utf-8"))
         except (OSError, ValueError) as exc:
             raise StaleEntry("its entry file %s does not read as JSON (%s)" % (entry, exc)) from None
+        name = record.get("file") if isinstance(record, dict) else None
+        if not isinstance(name, str) or not name.startswith(key + "-") or os.path.basename(name) != name:
+            raise StaleEntry("its entry file %s names no context model of this key" % entry)
+        return record, os.path.join(self.dir, name)
+
+    def lookup(self, fields):
+        """The verified entry of ``fields``; None when there is none; StaleEntry when there is one
+        that does not match (other fields, bytes that do not hash right, unreadable)."""
+        key = self.key(fields)
+        record, model = self._read(key)
+        if record is None:
+            return None
         wanted = dict(fields, format=FORMAT)
-        if not isinstance(record, dict) or record.get("key") != wanted:
-            theirs = record.get("key") if isinstance(record, dict) and isinstance(record.get("key"), dict) else {}
+        if record.get("key") != wanted:
+            theirs = record.get("key") if isinstance(record.get("key"), dict) else {}
             changed = sorted(k for k in set(wanted) | set(theirs) if wanted.get(k) != theirs.get(k))
             raise StaleEntry("its entry was made for other %s" % (", ".join(changed) or "fields"))
         try:
@@ -83,7 +92,7 @@ class ContextCache:
                     raise StaleEntry("its context model hashed to %s, not %s as recorded" % (digest, recorded))
                 self.verified[model] = version
             now = time.time_ns()
-            for path in (model, entry):  # last use, for the size cap's eviction (mtime kept)
+            for path in (model, self._entry_path(key)):  # last use, for the size cap's eviction (mtime kept)
                 os.utime(path, ns=(now, os.lstat(path).st_mtime_ns), follow_symlinks=False)
         except OSError as exc:
             raise StaleEntry("its context model %s cannot be read (%s)" % (model, exc.strerror or exc)) from None
@@ -91,14 +100,20 @@ class ContextCache:
 
     def store(self, fields, temp, placement, facts):
         """Make ``temp`` (the context model just written) the entry of ``fields``, with the compiling
-        session's ``placement`` and ``facts``; False when ORT wrote no context model there."""
+        session's ``placement`` and ``facts``; False when ORT wrote no context model there.
+
+        The context model is named by its hash (compiling twice gives other bytes), and the entry file,
+        replaced last, names it: workers that store the same key at once leave a consistent entry."""
         key = self.key(fields)
         if not os.path.isfile(temp):
             return False
-        model, entry = self._paths(key)
+        digest = file_sha256(temp)
+        model = os.path.join(self.dir, "%s-%s.onnx" % (key, digest[:16]))
+        entry = self._entry_path(key)
         record = {
             "key": dict(fields, format=FORMAT),
-            "sha256": file_sha256(temp),
+            "file": os.path.basename(model),
+            "sha256": digest,
             "placement": placement,
             "facts": facts,
         }
@@ -109,13 +124,17 @@ class ContextCache:
                 json.dump(record, f, sort_keys=True)
             os.replace(tmp_entry, entry)
         except OSError:  # disk full: no entry (the session itself is fine)
-            for path in (temp, tmp_entry, model, entry):
+            for path in (temp, tmp_entry, model):
                 remove_quietly(path)
             return False
         return True
 
     def drop(self, fields):
-        """Remove the entry of ``fields`` (before it is rebuilt)."""
-        for path in self._paths(self.key(fields)):
-            remove_quietly(path)
-            self.verified.pop(path, None)
+        """Remove the entry of ``fields`` and every context model of its key (before it is rebuilt)."""
+        key = self.key(fields)
+        remove_quietly(self._entry_path(key))
+        for name in os.listdir(self.dir):
+            if name.startswith(key + "-") and name.endswith(".onnx"):
+                path = os.path.join(self.dir, name)
+                remove_quietly(path)
+                self.verified.pop(path, None)

@@ -101,8 +101,13 @@ def rewrite_entry(entry: Path, **changes: Any) -> None:
     entry.write_text(json.dumps(record))
 
 
+def context_model(entry: Path) -> Path:
+    """The context model an entry file names."""
+    return entry.parent / json.loads(entry.read_text())["file"]
+
+
 def tamper_bytes(entry: Path) -> str:
-    model = entry.with_suffix(".onnx")
+    model = context_model(entry)
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0xFF
     model.write_bytes(bytes(data))
@@ -117,7 +122,7 @@ def tamper_key(entry: Path) -> str:
 def swap_for_a_plain_model(entry: Path, source: Path) -> str:
     """The entry's bytes and hash say "context model", but it is the model itself: only creating the
     session with compilation disabled tells."""
-    shutil.copyfile(source, entry.with_suffix(".onnx"))
+    shutil.copyfile(source, context_model(entry))
     rewrite_entry(entry, sha256=hashlib.sha256(source.read_bytes()).hexdigest())
     return "MODEL_REQUIRES_COMPILATION"
 
