@@ -98,6 +98,13 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="op matrix: write one CSV row per case x device x provider",
     )
+    group.addoption(
+        "--edge-no-ep-cache",
+        action="store_true",
+        dest="edge_no_ep_cache",
+        default=None,
+        help="do not use the EP-context (compiled graph) cache on the device",
+    )
     parser.addini("edge_device", "devices to run edge tests on", type="linelist", default=[])
     parser.addini("edge_devices_file", "device inventory path (relative to the rootdir)", default="")
     parser.addini("edge_provider", "provider filter", type="linelist", default=[])
@@ -115,6 +122,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("edge_op_matrix", "collect the ONNX node-test corpus as an op matrix", type="bool", default=False)
     parser.addini("edge_op_filter", "op matrix: node tests whose name matches this regex", default="")
     parser.addini("edge_op_matrix_csv", "op matrix CSV path", default="")
+    parser.addini("edge_no_ep_cache", "do not use the EP-context cache on the device", type="bool", default=False)
 
 
 @dataclass(frozen=True)
@@ -133,6 +141,7 @@ class EdgeOptions:
     op_matrix: bool = False  # --edge-op-matrix
     op_filter: str = ""  # --edge-op-filter REGEX (validated)
     op_matrix_csv: Optional[Path] = None  # --edge-op-matrix-csv PATH
+    ep_cache: bool = True  # --edge-no-ep-cache: False
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> EdgeOptions:
@@ -173,6 +182,7 @@ class EdgeOptions:
             op_matrix=bool(pick("edge_op_matrix")),
             op_filter=op_filter,
             op_matrix_csv=Path(op_csv) if op_csv else None,
+            ep_cache=not pick("edge_no_ep_cache"),
         )
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:

@@ -87,6 +87,7 @@ class DeviceRegistry:
             device = self.make(config, self.kinds[config.kind])
             device.notify = self.notify
             device.note = self.notes.append
+            device.ep_cache = self.options.ep_cache
             device.lock_owner = lock_owner(self.run_id, self.dist)
             self.connected[name] = device
         device = self.connected[name]

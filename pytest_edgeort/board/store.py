@@ -82,7 +82,7 @@ def _check_digest(value, what):
         raise RequestError(Kind.BAD_REQUEST, "%s %r is not a lowercase hex sha256" % (what, value))
 
 
-def _remove(path):
+def remove_quietly(path):
     try:
         os.remove(path)
     except OSError:
@@ -94,7 +94,7 @@ def _remove_entry(path):
     if os.path.isdir(path) and not os.path.islink(path):
         shutil.rmtree(path, ignore_errors=True)
     else:
-        _remove(path)
+        remove_quietly(path)
 
 
 def remove_stale_temp_files(workdir):
@@ -107,7 +107,7 @@ def remove_stale_temp_files(workdir):
                 try:
                     os.kill(int(parts[1]), 0)
                 except ProcessLookupError:
-                    _remove(os.path.join(folder, name))
+                    remove_quietly(os.path.join(folder, name))
                 except OSError:
                     pass  # alive (another user's process, EPERM): not ours to judge
 
@@ -119,6 +119,7 @@ class ModelStore:
     def __init__(self, workdir, max_bytes=DEFAULT_CACHE_MAX_BYTES):
         self.model_dir = os.path.join(workdir, "models")
         self.max_bytes = max_bytes
+        self.cache_dirs = [self.model_dir]  # every folder the size cap covers (the EP-context cache's too)
         private_dir(workdir)
         private_dir(self.model_dir)
         remove_stale_temp_files(workdir)
@@ -160,8 +161,7 @@ class ModelStore:
     def _entries(self):
         """``(last use, bytes, path)`` of every cache entry: a model file or a whole bundle folder."""
         entries = []
-        for name in os.listdir(self.model_dir):
-            path = os.path.join(self.model_dir, name)
+        for path in (os.path.join(folder, name) for folder in self.cache_dirs for name in os.listdir(folder)):
             try:
                 info = os.lstat(path)
                 if stat.S_ISDIR(info.st_mode):
@@ -198,7 +198,7 @@ class ModelStore:
                 f.write(data)
             os.replace(tmp, path)
         except OSError as exc:  # disk full, quota: leave nothing behind
-            _remove(tmp)
+            remove_quietly(tmp)
             raise RequestError(
                 Kind.PUT_MODEL,
                 "cannot store %s in %s: %s" % (what, os.path.dirname(path), exc.strerror or one_line(exc)),

@@ -8,17 +8,20 @@ of pytest_edgeort). The wire format is in :mod:`.wire`; requests are answered fr
 :data:`HANDLERS`, one function per request name.
 """
 
+import contextlib
 import os
 import platform
 import sys
 import time
 import traceback
 
+from .epcache import ContextCache, StaleEntry
 from .leftovers import register, stop_leftovers, unregister
 from .lock import take_lock
 from .memcheck import MemoryStateCheck
 from .onnxbytes import FLOAT, one_node_model
-from .store import DEFAULT_CACHE_MAX_BYTES, EnvironmentProblem, ModelStore, private_dir
+from .simpin import SimulatorPin
+from .store import DEFAULT_CACHE_MAX_BYTES, EnvironmentProblem, ModelStore, private_dir, remove_quietly
 from .wire import (
     PROTOCOL_VERSION,
     Kind,
@@ -31,6 +34,8 @@ from .wire import (
     read_frame,
     stream_reader,
 )
+
+QNN_EP = "QNNExecutionProvider"  # the name onnxruntime-qnn 2.x is registered under (always this one)
 
 
 class LockOnly:
@@ -57,6 +62,10 @@ class Worker:
         self.sessions = {}
         self.session_eps = {}  # sid -> (ep, options)
         self.memory_checks = {}  # (ep, options) -> MemoryStateCheck
+        self.contexts = ContextCache(workdir)
+        simulator_host = platform.machine().lower() in ("x86_64", "amd64") and hasattr(os, "sched_setaffinity")
+        self.sim_pin = SimulatorPin() if simulator_host else None
+        self.store.cache_dirs.append(self.contexts.dir)
         self.plugin_eps = {}
         self.plugin_errors = {}
         self._register_plugin_eps()
@@ -73,10 +82,22 @@ class Worker:
         except ImportError:
             return
         try:
-            ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
-            self.plugin_eps["QNNExecutionProvider"] = onnxruntime_qnn.get_library_path()
+            # one fixed name: the plugin EP takes its name from it, and the name is part of an EP-context model
+            ort.register_execution_provider_library(QNN_EP, onnxruntime_qnn.get_library_path())
+            self.plugin_eps[QNN_EP] = onnxruntime_qnn.get_library_path()
         except Exception as exc:  # a broken install must be reported, not crash the worker
-            self.plugin_errors["QNNExecutionProvider"] = one_line(exc)
+            self.plugin_errors[QNN_EP] = one_line(exc)
+
+    def _ep_versions(self, ep):
+        """The versions that shape ``ep``'s compiled graphs beyond onnxruntime's: the QNN EP package and SDK."""
+        if ep != QNN_EP:
+            return {}
+        try:
+            import onnxruntime_qnn
+        except ImportError:
+            return {}
+        pkg = getattr(onnxruntime_qnn, "build_and_package_info", None)
+        return {"ep_package": getattr(pkg, "__version__", None), "qnn_sdk": getattr(pkg, "qnn_version", None)}
 
     def _qnn_info(self):
         info = {}
@@ -153,17 +174,14 @@ class Worker:
 
     # -- sessions
 
-    def open_session(self, model, ep, options, cpu_fallback):
+    def open_session(self, model, ep, options, cpu_fallback, extra_config=None):
         """An InferenceSession of ``model`` (path or bytes) on ``ep`` and nothing else; returns
-        ``(session, api)`` where api is "cpu", "plugin" (onnxruntime-qnn 2.x) or "legacy"."""
+        ``(session, api)`` where api is "cpu", "plugin" (onnxruntime-qnn 2.x) or "legacy".
+        ``extra_config``: more session config entries (the EP-context cache's)."""
         ort = self.ort
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        # No spinning thread pools: several sessions share this process and the board's cores, and a
-        # spinning CPU-EP pool slows the QNN HTP simulator (or a board's CPU side) by up to 10x.
-        config = {"session.record_ep_graph_assignment_info": "1", "session.intra_op.allow_spinning": "0"}
-        if not cpu_fallback:
-            config["session.disable_cpu_ep_fallback"] = "1"
+        config = dict(_session_config(cpu_fallback), **(extra_config or {}))
         for key, value in config.items():
             so.add_session_config_entry(key, value)
         options = dict((k, str(v)) for k, v in options.items())
@@ -200,23 +218,82 @@ class Worker:
             )
         return sess, api
 
-    def create_session(self, sid, sha256, ep, options, cpu_fallback, bundle=None, files=()):
-        """Open session ``sid`` of a cached, verified model; its providers, placement and I/O."""
-        options = dict(options)
+    def create_session(self, sid, sha256, ep, options, cpu_fallback, bundle=None, files=(), ep_cache=False):
+        """Open session ``sid`` of a cached, verified model; its providers, placement and I/O.
+
+        With ``ep_cache`` (and an EP other than CPU) the compiled graph comes from the EP-context cache
+        (a hit is proven by creating the session with compilation disabled) or is compiled and stored
+        there; ``ep_context`` in the reply says which (``hit``, ``stored``, ``rebuilt`` + ``reason``,
+        ``unsupported``: the EP wrote no context model)."""
+        options = dict((k, str(v)) for k, v in options.items())
         path = self.store.verified_model(sha256, bundle, files)
-        sess, api = self.open_session(path, ep, options, cpu_fallback)
+        facts = _session_facts(ep, options, cpu_fallback)
+        if ep_cache and ep != "CPUExecutionProvider":
+            sess, api, placement, context = self._cached_session(path, bundle or sha256, ep, options, cpu_fallback)
+            facts = context.pop("facts", facts)
+        else:
+            sess, api = self.open_session(path, ep, options, cpu_fallback)
+            placement, context = _placement(sess), None
         self.sessions[sid] = sess
         self.session_eps[sid] = (ep, options)
+        if self._simulated(sid):
+            self.sim_pin.refresh()
         used = sess.get_session_options()
-        return {
-            "providers": sess.get_providers(),
-            "api": api,
-            "graph_optimization": str(used.graph_optimization_level).rsplit(".", 1)[-1],
-            "qdq_fusion": _config_entry(used, "session.disable_quant_qdq") != "1",
-            "placement": _placement(sess),
-            "inputs": [_io_meta(i) for i in sess.get_inputs()],
-            "outputs": [_io_meta(o) for o in sess.get_outputs()],
+        return dict(
+            facts,
+            graph_optimization=str(used.graph_optimization_level).rsplit(".", 1)[-1],
+            qdq_fusion=_config_entry(used, "session.disable_quant_qdq") != "1",
+            providers=sess.get_providers(),
+            api=api,
+            placement=placement,
+            ep_context=context,
+            inputs=[_io_meta(i) for i in sess.get_inputs()],
+            outputs=[_io_meta(o) for o in sess.get_outputs()],
+        )
+
+    def _cached_session(self, path, model_id, ep, options, cpu_fallback):
+        """``(session, api, placement, ep_context)`` through the EP-context cache: the entry's context
+        model, created with compilation disabled; else compiled from ``path`` and stored."""
+        fields = {
+            "model": model_id,
+            "onnxruntime": self.ort.__version__,
+            "ep": ep,
+            "ep_versions": self._ep_versions(ep),
+            "options": options,
+            "cpu_fallback": bool(cpu_fallback),
+            "session_config": _session_config(cpu_fallback),
         }
+        key = self.contexts.key(fields)
+        reason = None
+        try:
+            entry = self.contexts.lookup(fields)
+        except StaleEntry as exc:
+            entry, reason = None, str(exc)
+        if entry is not None:
+            try:
+                no_compile = {"session.disable_model_compile": "1"}  # creation fails unless it is a hit
+                sess, api = self.open_session(entry.path, ep, options, cpu_fallback, no_compile)
+            except RequestError as exc:  # MODEL_REQUIRES_COMPILATION, a context the EP no longer loads
+                reason = "its context model did not load with compilation disabled: %s" % exc
+            else:
+                return sess, api, entry.placement, {"state": "hit", "key": key, "facts": entry.facts}
+        if reason is not None:
+            self.contexts.drop(fields)
+        temp = self.contexts.temp_path(key)
+        config = {"ep.context_enable": "1", "ep.context_file_path": temp, "ep.context_embed_mode": "1"}
+        try:
+            sess, api = self.open_session(path, ep, options, cpu_fallback, config)
+        except RequestError:
+            remove_quietly(temp)
+            raise
+        placement = _placement(sess)
+        stored = self.contexts.store(fields, temp, placement, _session_facts(ep, options, cpu_fallback))
+        remove_quietly(temp)
+        state = "unsupported" if not stored else "rebuilt" if reason else "stored"
+        context = {"state": state, "key": key}
+        if reason:
+            context["reason"] = reason
+        return sess, api, placement, context
 
     def memory_check(self, sid):
         """The :class:`MemoryStateCheck` for a session's EP and options (one per worker and both)."""
@@ -227,6 +304,15 @@ class Worker:
                 lambda model: self.open_session(model, ep, options, cpu_fallback=False)[0], ep
             )
         return self.memory_checks[key]
+
+    def _simulated(self, sid):
+        """Whether session ``sid`` runs on the QNN HTP simulator (QNN's HTP backend on x86-64)."""
+        ep, options = self.session_eps.get(sid, (None, {}))
+        return self.sim_pin is not None and ep == QNN_EP and options.get("backend_type") == "htp"
+
+    def _pinned(self, sid):
+        """The context a run of ``sid`` happens in: one core for the simulator (see :mod:`.simpin`)."""
+        return self.sim_pin if self._simulated(sid) else contextlib.nullcontext()
 
     def _session(self, sid):
         try:
@@ -239,10 +325,11 @@ class Worker:
         ``memory_differs`` says which outputs changed (see :class:`MemoryStateCheck`)."""
         sess = self._session(sid)
         try:
-            if memory_check:
-                outputs, differs = self.memory_check(sid).run(sess, feeds)
-            else:
-                outputs, differs = list(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds))), {}
+            with self._pinned(sid):
+                if memory_check:
+                    outputs, differs = self.memory_check(sid).run(sess, feeds)
+                else:
+                    outputs, differs = list(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds))), {}
         except RequestError:
             raise
         except Exception as exc:
@@ -260,17 +347,18 @@ class Worker:
             return budget_end is not None and time.perf_counter() >= budget_end
 
         try:
-            for n in range(int(warmup)):
-                if n and over_budget():
-                    break
-                sess.run(None, feeds)
-            times = []
-            for n in range(int(runs)):
-                if n >= int(min_runs) and over_budget():
-                    break
-                start = time.perf_counter()
-                sess.run(None, feeds)
-                times.append((time.perf_counter() - start) * 1000.0)
+            with self._pinned(sid):
+                for n in range(int(warmup)):
+                    if n and over_budget():
+                        break
+                    sess.run(None, feeds)
+                times = []
+                for n in range(int(runs)):
+                    if n >= int(min_runs) and over_budget():
+                        break
+                    start = time.perf_counter()
+                    sess.run(None, feeds)
+                    times.append((time.perf_counter() - start) * 1000.0)
         except Exception as exc:
             raise RequestError(Kind.RUN, one_line(exc)) from None
         return {"times_ms": times}
@@ -278,6 +366,24 @@ class Worker:
     def close_session(self, sid):
         self.sessions.pop(sid, None)
         self.session_eps.pop(sid, None)
+
+
+def _session_config(cpu_fallback):
+    """The session config entries of every session (part of the EP-context cache's key)."""
+    # No spinning thread pools: several sessions share this process and the board's cores, and a
+    # spinning CPU-EP pool slows the QNN HTP simulator (or a board's CPU side) by up to 10x.
+    config = {"session.record_ep_graph_assignment_info": "1", "session.intra_op.allow_spinning": "0"}
+    if not cpu_fallback:
+        config["session.disable_cpu_ep_fallback"] = "1"
+    return config
+
+
+def _session_facts(ep, options, cpu_fallback):
+    """What a session's options make of the EP, for the record: QNN's effective graph-I/O quantization
+    offload (QNN turns it off by itself when CPU fallback is disabled)."""
+    if ep != QNN_EP:
+        return {"offload_graph_io_quantization": None}
+    return {"offload_graph_io_quantization": options.get("offload_graph_io_quantization", "1") if cpu_fallback else "0"}
 
 
 def _io_meta(node):
@@ -373,6 +479,7 @@ def _create_session(worker, req, arrays):
         req["cpu_fallback"],
         req.get("bundle"),
         req.get("files", ()),
+        req.get("ep_cache", False),
     ), ()
 
 

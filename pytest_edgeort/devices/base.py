@@ -55,8 +55,11 @@ class WorkerSession:
         return self.reply.get("api")
 
     @property
-    def reference_facts(self) -> Dict[str, Any]:
-        return {key: self.reply.get(key) for key in ("graph_optimization", "qdq_fusion")}
+    def facts(self) -> Dict[str, Any]:
+        """What the worker recorded when it made the session (from the EP-context cache entry on a hit), and
+        what makes its CPU results host-dependent (``graph_optimization``, ``qdq_fusion``)."""
+        keys = ("offload_graph_io_quantization", "ep_context", "graph_optimization", "qdq_fusion")
+        return {key: self.reply.get(key) for key in keys}
 
     def _call(self, request: Callable[[float], Any]) -> Any:
         """``request(timeout)`` on a board whose lock this run still holds; a lost worker retires its peers."""
@@ -104,6 +107,7 @@ class WorkerDevice:
         self._ended_holder: Optional[WorkerClient] = None  # the ended lock holder check_board_lock waited for
         self.notify: Callable[[str], None] = lambda message: None
         self.note: Callable[[str], None] = lambda message: None
+        self.ep_cache = True
         self.lock_owner: Dict[str, Optional[str]] = lock_owner()
 
     # -- subclass hooks
@@ -311,6 +315,7 @@ class WorkerDevice:
                     self.config.command_timeout,
                     bundle=bundle,
                     files=bundle_files(model) if bundle else (),
+                    ep_cache=self.ep_cache and self.capabilities.ep_context_cache,
                 )
                 break
             except WorkerError as exc:
@@ -318,6 +323,12 @@ class WorkerDevice:
                     raise
         megabytes = self.config.settings.get("output_max_mb", DEFAULT_OUTPUT_MAX_MB)
         outputs = outputs_bound(model.outputs, int(megabytes * 1024 * 1024), model.path.name)
+        context = reply.get("ep_context") or {}
+        if context.get("state") == "rebuilt":
+            self.notify(
+                f"edgeort: device {self.name!r}: EP-context cache entry of {model.path.name} ({spec.alias}) "
+                f"rebuilt: {context.get('reason')}"
+            )
         return WorkerSession(self, sid, client, reply, outputs, Placement.from_worker(reply.get("placement")))
 
 

@@ -319,8 +319,10 @@ class WorkerClient:
         timeout: Optional[float],
         bundle: Optional[str] = None,
         files: Sequence[Sequence[str]] = (),
+        ep_cache: bool = False,
     ) -> Dict[str, Any]:
-        """Open session ``sid`` of a cached model (``bundle``/``files``: a model with external data)."""
+        """Open session ``sid`` of a cached model (``bundle``/``files``: a model with external data;
+        ``ep_cache``: through the worker's EP-context cache)."""
         extra = {"bundle": bundle, "files": [list(f) for f in files]} if bundle else {}
         return self.request(
             Op.CREATE_SESSION,
@@ -329,6 +331,7 @@ class WorkerClient:
             ep=ep,
             options=dict(options),
             cpu_fallback=cpu_fallback,
+            ep_cache=ep_cache,
             timeout=timeout,
             **extra,
         )[0]

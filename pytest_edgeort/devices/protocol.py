@@ -52,8 +52,10 @@ class SessionBackend(Protocol):
         """How the EP was registered on the device (``plugin``/``builtin``), for the record."""
 
     @property
-    def reference_facts(self) -> Dict[str, Any]:
-        """What makes this session's CPU results host-dependent (``graph_optimization``, ``qdq_fusion``)."""
+    def facts(self) -> Dict[str, Any]:
+        """What the device recorded when it made the session: ``offload_graph_io_quantization`` (effective),
+        ``ep_context`` (the EP-context cache's state), and what makes its CPU results host-dependent
+        (``graph_optimization``, ``qdq_fusion``); None where the kind cannot say."""
 
     def run(self, feed: Mapping[str, np.ndarray], check_memory: bool) -> Tuple[Dict[str, Any], Outputs]:
         """One inference: ``(facts about the run, {output name: array})``."""
@@ -80,6 +82,7 @@ class Device(Protocol):
     kind: DeviceKind
     notify: Callable[[str], None]  # where notices go (waiting for a board, insecure settings)
     note: Callable[[str], None]  # what the running test's record should say (a request its interruption stopped)
+    ep_cache: bool  # sessions may use the device's EP-context cache (--edge-no-ep-cache: False)
     lock_owner: Dict[str, Optional[str]]  # who this run is, for kinds that take a board lock
 
     @property

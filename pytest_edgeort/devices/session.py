@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,20 @@ class _Live:
     """The session's backend, shared by every :meth:`EdgeSession.named` view of one cached session."""
 
     backend: Optional[SessionBackend] = None
+    memo: Optional[Tuple[str, List[Dict[str, np.ndarray]]]] = None  # the last run_all: feeds' digest, outputs
+    reused: int = 0  # run_all calls answered from the memo (no inference)
+
+
+def feeds_digest(feeds: Sequence[Mapping[str, np.ndarray]]) -> str:
+    """A sha256 over every feed's input names, dtypes, shapes and bytes, in order."""
+    digest = hashlib.sha256()
+    for feed in feeds:
+        for name, array in feed.items():
+            array = np.ascontiguousarray(array)
+            digest.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+            digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+        digest.update(b"\1")
+    return digest.hexdigest()
 
 
 class EdgeSession:
@@ -62,6 +77,11 @@ class EdgeSession:
         return view
 
     @property
+    def reused(self) -> int:
+        """How many ``run_all`` calls were answered from the memo (no inference)."""
+        return self._live.reused
+
+    @property
     def _backend(self) -> Optional[SessionBackend]:
         return self._live.backend
 
@@ -97,10 +117,7 @@ class EdgeSession:
     def provenance(self) -> Dict[str, Any]:
         """Facts to record with every result from this session."""
         caps = self.device.describe()
-        offload = None
-        if self.spec.ep_name == "QNNExecutionProvider":
-            # QNN turns graph-I/O quantization offload off by itself when CPU fallback is disabled.
-            offload = self.options.get("offload_graph_io_quantization", "1") if self.cpu_fallback else "0"
+        made = self._backend.facts if self._backend else {}
         return {
             "device": self.device.name,
             "provider": self.spec.alias,
@@ -108,19 +125,21 @@ class EdgeSession:
             "ep_api": self._backend.api if self._backend else None,
             "provider_options": dict(self.options),
             "cpu_fallback": self.cpu_fallback,
-            "offload_graph_io_quantization": offload,
+            "offload_graph_io_quantization": made.get("offload_graph_io_quantization"),
             "model": self.display_name,
             "model_path": str(self.name),
             "model_sha256": self.model.sha256,
             "platform": caps.get("platform"),
             "soc": caps.get("soc"),
             "u8_isa": caps.get("u8_isa"),
-            **(self._backend.reference_facts if self._backend else {}),
+            "graph_optimization": made.get("graph_optimization"),
+            "qdq_fusion": made.get("qdq_fusion"),
             "onnxruntime": caps.get("onnxruntime"),
             "qnn_sdk": (caps.get("qnn") or {}).get("sdk_version"),
             "qnn_ep": (caps.get("qnn") or {}).get("ep_package_version"),
             "npu_coverage": self.npu_coverage,
             "placement": self.placement.to_dict() if self.placement is not None else None,
+            "ep_context": made.get("ep_context"),
         }
 
     def user_paths(self, text: str) -> str:
@@ -214,15 +233,26 @@ class EdgeSession:
 
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
         """One inference per feed, in order, as one batch where the device kind has one; the first
-        feed alone first while the memory-state check (see :meth:`run`) is still due."""
+        feed alone first while the memory-state check (see :meth:`run`) is still due.
+
+        The same feeds as the previous call (bit for bit) are not run again: their outputs (copies) come
+        from this session's memo, so a suite's golden check reuses what its conformance check computed."""
         checked = [check_feed(self.model, feed, self.label) for feed in feeds]
         if not checked:
             return []
+        digest = feeds_digest(checked)
+        live = self._live
+        if live.memo is not None and live.memo[0] == digest:
+            live.reused += 1
+            self.last_inputs = checked[-1]
+            return [{name: array.copy() for name, array in outputs.items()} for outputs in live.memo[1]]
         head = [self.run(checked[0])] if self.checks_memory_state and not self._live_backend().memory_checked else []
         rest = checked[len(head) :]
         outputs = self._request(Op.RUN, lambda backend: backend.run_all(rest)) if rest else []
         self.last_inputs = checked[-1]
-        return [*head, *(dict(o) for o in outputs)]
+        result = [*head, *(dict(o) for o in outputs)]
+        live.memo = (digest, [{name: array.copy() for name, array in o.items()} for o in result])
+        return result
 
     def time(
         self,

@@ -35,6 +35,7 @@ SESSION_FACTS = (
     "qnn_ep",
     "npu_coverage",
     "placement",
+    "ep_context",
 )
 
 #: What an op-matrix case's ``op_matrix["class"]`` can be, in the order tables list them; ``ok`` is the only good one.
@@ -106,6 +107,7 @@ class CheckRecord:
     qnn_ep: Optional[str] = None
     npu_coverage: Optional[float] = None
     placement: Optional[Dict[str, Dict[str, int]]] = None  # EP -> op type -> nodes
+    ep_context: Optional[Dict[str, Any]] = None  # the EP-context cache: {state: hit|stored|rebuilt|unsupported, key}
     # what the check found
     comparison: Optional[Dict[str, Any]] = None  # Comparison.to_dict()
     examples: Optional[int] = None

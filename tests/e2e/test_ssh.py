@@ -522,8 +522,10 @@ def test_model_and_worker_cache_hit_uploads_nothing_the_second_time(pytester, mo
         uploads.append((device["uploads"], device["worker_uploads"]))
     assert uploads == [(1, 1), (0, 0)]
     names = sorted(p.name for p in Path(workdir).iterdir())
-    assert names[:2] == ["board.lock", "models"] and names[2].startswith("worker-") and names[3:] == ["workers"]
+    assert names[:3] == ["board.lock", "epcontext", "models"] and names[3].startswith("worker-")
+    assert names[4:] == ["workers"]
     assert list((Path(workdir) / "workers").iterdir()) == []  # each worker removed its record when it ended
+    assert len(list((Path(workdir) / "epcontext").glob("*.json"))) == 1  # the compiled graph, beside the models
 
 
 def test_terminate_kills_a_stuck_worker_on_the_board(board, board_workdir):

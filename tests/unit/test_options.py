@@ -24,6 +24,7 @@ INI_DEFAULTS: Dict[str, Any] = {
     "edge_op_matrix": False,
     "edge_op_filter": "",
     "edge_op_matrix_csv": "",
+    "edge_no_ep_cache": False,
 }
 
 
@@ -58,6 +59,12 @@ def test_command_line_wins_over_ini(tmp_path):
     assert options.devices == ("board1",) and options.seed == 7 and options.strict
     assert options.devices_file == tmp_path / "cli.toml"
     assert options.report == Path("out/r.json") and options.providers == ("cpu",)
+
+
+def test_no_ep_cache_from_the_command_line_or_ini(tmp_path):
+    assert EdgeOptions.from_config(config(tmp_path)).ep_cache
+    assert not EdgeOptions.from_config(config(tmp_path, {"edge_no_ep_cache": True})).ep_cache
+    assert not EdgeOptions.from_config(config(tmp_path, ini={"edge_no_ep_cache": True})).ep_cache
 
 
 def test_a_named_inventory_file_must_exist(tmp_path):

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from pytest_edgeort.board.epcache import ContextCache
 from pytest_edgeort.board.store import EnvironmentProblem, ModelStore
 from pytest_edgeort.board.wire import Kind, RequestError
 
@@ -65,6 +66,18 @@ def test_least_recently_used_models_are_evicted_above_the_cap(tmp_path):
     store.verified_model(_sha(models[0]))  # a use marks it recent
     store.put_model(_sha(models[3]), models[3])
     assert [store.has_model(_sha(m)) for m in models] == [True, False, False, True]
+
+
+def test_the_cap_covers_the_ep_context_cache_too(tmp_path):
+    store = ModelStore(str(tmp_path), max_bytes=2500)
+    contexts = ContextCache(str(tmp_path))
+    store.cache_dirs.append(contexts.dir)
+    old = os.path.join(contexts.dir, "old.onnx")
+    with open(old, "wb") as f:
+        f.write(b"c" * 2000)
+    os.utime(old, (1000, 1000))
+    store.put_model(_sha(b"m" * 1000), b"m" * 1000)  # 3000 bytes > 2500: the older context model goes
+    assert not os.path.exists(old) and store.has_model(_sha(b"m" * 1000))
 
 
 def test_an_entry_larger_than_the_cap_alone_is_kept(tmp_path):
