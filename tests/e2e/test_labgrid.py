@@ -24,7 +24,7 @@ import time
 import pytest
 
 @pytest.mark.edge_model(r"{models}/conv_matmul_qdq.onnx")
-@pytest.mark.edge_providers("qnn-htp", "cpu")
+@pytest.mark.edge_providers({providers})
 @pytest.mark.parametrize("n", range({count}))
 def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare, n):
     edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
@@ -76,7 +76,8 @@ def test_a_run_on_a_labgrid_place_passes_like_an_ssh_board_and_releases_it(pytes
     lab.add_place("pass-1", soc="qcs6490")
     lab.add_place("other-1", soc="qcs6490")  # matches the tags, but not the place glob
     pytester.makefile(".toml", **{"edge-devices": inventory(lab.address, board, tmp_path / "w", place="pass-*")})
-    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=1, pause=0))
+    tests = COMPARE_TESTS.format(models=model_dir, providers='"qnn-htp", "cpu"', count=1, pause=0)
+    pytester.makepyfile(test_edge=tests)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-rsfE", "--edge-device=rb3", "--edge-report=report.json", timeout=300
     )
@@ -101,7 +102,7 @@ def test_two_runs_on_one_place_take_turns(pytester, model_dir, lab, board, tmp_p
     lab.add_place("turn-1", pool="turns")
     entry = inventory(lab.address, board, tmp_path / "w", tags={"pool": "turns"}, lock_timeout=120)
     pytester.makefile(".toml", **{"edge-devices": entry})
-    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=2, pause=0.5))
+    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, providers='"cpu"', count=2, pause=0.5))
     runs = [start_pytest(pytester, f"{name}.log", "--edge-device=rb3", f"--edge-report={name}.json") for name in "ab"]
     for proc in runs:
         assert proc.wait(timeout=300) == 0, log_of(pytester, "a.log") + log_of(pytester, "b.log")
@@ -202,12 +203,28 @@ def test_a_killed_run_leaves_its_place_acquired_and_the_next_run_releases_it(pyt
     assert lab.acquired_by("kill-1") is None and claims(lab) == []
 
 
+def test_sigterm_releases_the_place(pytester, model_dir, lab, board, tmp_path):
+    lab.add_place("term-1")
+    pytester.makefile(".toml", **{"edge-devices": inventory(lab.address, board, tmp_path / "w", place="term-1")})
+    pytester.makepyfile(test_hold=HOLD_TEST.format(models=model_dir))
+    holder = start_pytest(pytester, "a.log", "--edge-device=rb3", "test_hold.py")
+    try:
+        wait_until(lambda: (pytester.path / "holding").exists(), "the run to hold the place")
+        assert lab.acquired_by("term-1") == identity()
+        os.kill(holder.pid, signal.SIGTERM)
+        assert holder.wait(timeout=60) == pytest.ExitCode.INTERRUPTED, log_of(pytester, "a.log")
+    finally:
+        (pytester.path / "release").write_text("1")
+    assert lab.acquired_by("term-1") is None, log_of(pytester, "a.log")
+    assert claims(lab) == []
+
+
 def test_xdist_workers_each_acquire_a_different_place(pytester, model_dir, lab, board, tmp_path):
     for name in ("pair-1", "pair-2"):
         lab.add_place(name, pool="pair")
     entry = inventory(lab.address, board, tmp_path / "w", tags={"pool": "pair"}, lock_timeout=120)
     pytester.makefile(".toml", **{"edge-devices": entry})
-    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, count=2, pause=1))
+    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, providers='"cpu"', count=4, pause=0.5))
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-n", "2", "--edge-device=rb3", "--edge-report=report.json", timeout=300
     )
