@@ -19,6 +19,26 @@ from tests.support.sshd import SSHServer, free_port
 require_qnn()
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
 
+# Holds its place until the file "release" exists (or, with workers > 0, until that many xdist workers hold one).
+GATED_TESTS = """
+import os
+import pathlib
+import time
+import pytest
+
+@pytest.mark.edge_model(r"{models}/conv_matmul_qdq.onnx")
+@pytest.mark.edge_providers("cpu")
+@pytest.mark.parametrize("n", range({count}))
+def test_gated(edge_session, edge_reference, edge_inputs, edge_compare, n):
+    pathlib.Path("holding-" + os.environ.get("PYTEST_XDIST_WORKER", "main")).write_text("1")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (
+        pathlib.Path("release").exists() or {workers} and len(list(pathlib.Path().glob("holding-gw*"))) == {workers}
+    ):
+        time.sleep(0.05)
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+"""
+
 COMPARE_TESTS = """
 import time
 import pytest
@@ -102,28 +122,27 @@ def test_two_runs_on_one_place_take_turns(pytester, model_dir, lab, board, tmp_p
     lab.add_place("turn-1", pool="turns")
     entry = inventory(lab.address, board, tmp_path / "w", tags={"pool": "turns"}, lock_timeout=120)
     pytester.makefile(".toml", **{"edge-devices": entry})
-    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, providers='"cpu"', count=2, pause=0.5))
-    runs = [start_pytest(pytester, f"{name}.log", "--edge-device=rb3", f"--edge-report={name}.json") for name in "ab"]
-    for proc in runs:
+    pytester.makepyfile(test_edge=GATED_TESTS.format(models=model_dir, count=2, workers=0))
+    first = start_pytest(pytester, "a.log", "--edge-device=rb3", "--edge-report=a.json")
+    try:
+        wait_until(lambda: (pytester.path / "holding-main").exists(), "the first run to hold the place")
+        second = start_pytest(pytester, "b.log", "--edge-device=rb3", "--edge-report=b.json")
+        wait_until(lambda: "is waiting for a labgrid place" in log_of(pytester, "b.log"), "the second run to wait")
+    finally:
+        (pytester.path / "release").write_text("1")
+    for proc in (first, second):
         assert proc.wait(timeout=300) == 0, log_of(pytester, "a.log") + log_of(pytester, "b.log")
     docs = [json.loads((pytester.path / f"{name}.json").read_text()) for name in "ab"]
-    spans = sorted(
-        (min(r["started"] for r in d["results"]), max(r["finished"] for r in d["results"]), i)
-        for i, d in enumerate(docs)
-    )
-    (_, first_end, first), (second_start, _, second) = spans
-    assert first_end <= second_start, f"the two runs used the place at the same time: {spans}"
-    waited = docs[second]["devices"]["rb3"]["labgrid"]
-    assert waited["place"] == "turn-1" and waited["waited_s"] > 0.5, waited
+    spans = [(min(r["started"] for r in d["results"]), max(r["finished"] for r in d["results"])) for d in docs]
+    assert spans[0][1] <= spans[1][0], f"the two runs used the place at the same time: {spans}"
+    waited = docs[1]["devices"]["rb3"]["labgrid"]
+    holder = f"turn-1 is acquired by {identity()} (pytest-edgeort pid {first.pid} on this host)"
+    assert waited["place"] == "turn-1" and waited["waited_for"] == holder, waited
+    assert docs[0]["devices"]["rb3"]["labgrid"]["waited_for"] is None
     assert (
-        waited["waited_for"]
-        == f"turn-1 is acquired by {identity()} (pytest-edgeort pid {runs[first].pid} on this host)"
-    )
-    assert (
-        "edgeort: device 'rb3' is waiting for a labgrid place matching tag pool=turns: "
-        f"turn-1 is acquired by {identity()} (pytest-edgeort pid {runs[first].pid} on this host); "
+        f"edgeort: device 'rb3' is waiting for a labgrid place matching tag pool=turns: {holder}; "
         "waiting up to 120 s (lock_timeout)"
-    ) in log_of(pytester, f"{'ab'[second]}.log")
+    ) in log_of(pytester, "b.log")
     assert lab.acquired_by("turn-1") is None
 
 
@@ -224,7 +243,7 @@ def test_xdist_workers_each_acquire_a_different_place(pytester, model_dir, lab, 
         lab.add_place(name, pool="pair")
     entry = inventory(lab.address, board, tmp_path / "w", tags={"pool": "pair"}, lock_timeout=120)
     pytester.makefile(".toml", **{"edge-devices": entry})
-    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, providers='"cpu"', count=4, pause=0.5))
+    pytester.makepyfile(test_edge=GATED_TESTS.format(models=model_dir, count=4, workers=2))
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-n", "2", "--edge-device=rb3", "--edge-report=report.json", timeout=300
     )

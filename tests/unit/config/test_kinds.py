@@ -100,3 +100,21 @@ def test_the_factory_of_the_row_builds_the_device(tmp_path):
     assert isinstance(device, LocalDevice) and isinstance(device, Device) and device.kind is BUILTIN_KINDS["local"]
     assert device.capabilities.disable_cpu_fallback and device.capabilities.placement == "node"
     assert make_device(DeviceConfig("b", kind="bench"), BENCH) == ("bench device", "b", "bench")
+
+
+def test_a_labgrid_entry_names_a_place_or_tags_and_takes_no_board_lock(tmp_path):
+    where = f"{tmp_path / 'edge-devices.toml'}: [devices.b]"
+    head = '[devices.b]\nkind = "labgrid"\ncoordinator = "lab:20408"\n'
+    assert error(tmp_path, head) == f'{where}: kind = "labgrid" needs key "place" or "tags"'
+    assert error(tmp_path, head + 'tags = { SoC = "x" }\n').startswith(
+        f"{where} key 'tags': expected a table of labgrid place tags"
+    )
+    assert error(tmp_path, head + 'place = "rb3-*"\nhost = "h"\n') == (
+        f"{where} key 'host' only applies to kind = \"ssh\""
+    )
+    assert error(tmp_path, head + 'place = "rb3-*"\nlock = true\n') == (
+        f'{where} key \'lock\' only applies to kind = "local" or "ssh"'
+    )
+    entry = load(tmp_path, head + 'tags = { soc = "qcs6490" }\nlock_timeout = 5\n')["b"]
+    assert entry.settings["tags"] == {"soc": "qcs6490"} and entry.lock_timeout == 5
+    assert not BUILTIN_KINDS["labgrid"].uses_lock(entry.lock)
