@@ -279,3 +279,23 @@ def test_without_labgrid_a_labgrid_device_is_one_line_naming_the_extra(pytester,
             "pip install 'pytest-edgeort[[]labgrid[]]'"
         ]
     )
+
+
+def test_xdist_workers_take_turns_on_a_single_place(pytester, model_dir, lab, board, tmp_path):
+    lab.add_place("solo-1", pool="solo")
+    entry = inventory(lab.address, board, tmp_path / "w", tags={"pool": "solo"}, lock_timeout=120)
+    pytester.makefile(".toml", **{"edge-devices": entry})
+    pytester.makepyfile(test_edge=COMPARE_TESTS.format(models=model_dir, providers='"cpu"', count=4, pause=0.3))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-n", "2", "--edge-device=rb3", "--edge-report=report.json", timeout=300
+    )
+    assert result.ret == 0, result.stdout.str()
+    result.assert_outcomes(passed=4)
+    records = json.loads((pytester.path / "report.json").read_text())["results"]
+    spans = {}
+    for record in records:
+        start, end = spans.get(record["xdist_worker"], (record["started"], record["finished"]))
+        spans[record["xdist_worker"]] = (min(start, record["started"]), max(end, record["finished"]))
+    (_, first_end), (second_start, _) = sorted(spans.values())
+    assert first_end <= second_start, f"two workers used the one place at the same time: {spans}"
+    assert lab.acquired_by("solo-1") is None
