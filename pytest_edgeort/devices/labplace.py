@@ -14,6 +14,7 @@ ours (another xdist worker, another job of this user) is busy like any other.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import datetime
 import fnmatch
 import json
@@ -32,6 +33,11 @@ DEFAULT_PORT = 20408  # labgrid's coordinator port
 POLL_S = 0.5
 CLAIMS_DIR = Path("~/.cache/edgeort/labgrid")
 EXTRA = "pip install 'pytest-edgeort[labgrid]'"
+REFUSALS = ("FAILED_PRECONDITION", "PERMISSION_DENIED")  # gRPC codes of a place someone else got first
+
+
+class PlaceRefused(Exception):
+    """The coordinator refused to acquire a place (another client was faster)."""
 
 
 @dataclass(frozen=True)
@@ -169,12 +175,33 @@ class LabSession:
         async def call() -> Any:
             return await make()
 
-        return asyncio.run_coroutine_threadsafe(call(), self.loop).result(self.timeout)
+        future = asyncio.run_coroutine_threadsafe(call(), self.loop)
+        try:
+            return future.result(self.timeout)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise DeviceUnavailable(
+                f"device {self.device!r}: the labgrid coordinator at {self.address} did not answer within "
+                f"{self.timeout:g} s (connect_timeout)"
+            ) from None
 
     def request(self, rpc: str, **fields: Any) -> None:
-        """One coordinator call (``AcquirePlace``, ``ReleasePlace``), then wait until the session saw its effect."""
+        """One coordinator call (``AcquirePlace``, ``ReleasePlace``), then wait until the session saw its effect;
+        PlaceRefused when the place went to someone else, DeviceUnavailable (one line) on any other failure."""
         message = getattr(self.pb, f"{rpc}Request")(**fields)
-        self._run(lambda: getattr(self.session.stub, rpc)(message))
+        try:
+            self._run(lambda: getattr(self.session.stub, rpc)(message))
+        except DeviceUnavailable:
+            raise
+        except Exception as exc:  # grpc.aio.AioRpcError, or the session's own errors
+            code = exc.code().name if callable(getattr(exc, "code", None)) else None
+            details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+            if code in REFUSALS:
+                raise PlaceRefused(details) from None
+            raise DeviceUnavailable(
+                f"device {self.device!r}: {rpc} on the labgrid coordinator at {self.address} failed: "
+                f"{one_line(details or type(exc).__name__)}"
+            ) from None
         self.sync()
 
     def sync(self) -> None:
@@ -285,12 +312,9 @@ class PlaceFinder:
         """Acquire a free place; False when another client got it first."""
         claim = {"coordinator": self.lab.address, "identity": self.lab.identity}
         self.claims.write(place.name, **claim)
-        try:
+        try:  # any other failure leaves the claim, so a place acquired after all is recognised once we are gone
             self.lab.request("AcquirePlace", placename=place.name)
-        except Exception as exc:
-            code = getattr(exc, "code", None)
-            if code is None:
-                raise  # not the coordinator refusing: the claim stays, so a dead run's place is recognised
+        except PlaceRefused:
             self.claims.remove(place.name)
             return False
         self.claims.write(place.name, **claim, changed=self.lab.places[place.name].changed)

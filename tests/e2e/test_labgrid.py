@@ -12,6 +12,8 @@ from typing import Iterator
 
 import pytest
 
+from pytest_edgeort.devices.labplace import Claims, LabSession, PlaceFinder
+from pytest_edgeort.errors import DeviceUnavailable
 from tests.support.lab import Lab, labgrid_missing
 from tests.support.runs import HOLD_TEST, QUICK_TEST, require_qnn, start_pytest, wait_until
 from tests.support.sshd import SSHServer, free_port
@@ -299,3 +301,22 @@ def test_xdist_workers_take_turns_on_a_single_place(pytester, model_dir, lab, bo
     (_, first_end), (second_start, _) = sorted(spans.values())
     assert first_end <= second_start, f"two workers used the one place at the same time: {spans}"
     assert lab.acquired_by("solo-1") is None
+
+
+def test_a_place_another_client_got_first_is_left_unclaimed_and_no_match_is_one_line(lab, tmp_path):
+    lab.add_place("race-1")
+    assert lab.client("acquire", place="race-1", user="alice").returncode == 0
+    session = LabSession("rb3", lab.address, 10)
+    try:
+        finder = PlaceFinder(session, "race-1", {}, lambda message: None, Claims(lab.address, tmp_path))
+        assert finder._try(session.places["race-1"]) is False  # the coordinator refused: alice was first
+        assert finder.claims.of("race-1") == [] and finder.held is None
+        with pytest.raises(DeviceUnavailable) as info:
+            PlaceFinder(session, "nope-*", {"soc": "x"}, lambda message: None).acquire(1)
+    finally:
+        session.close()
+        lab.client("release", place="race-1", user="alice")
+    assert str(info.value).startswith(
+        f"device 'rb3': no labgrid place on {lab.address} matches place = 'nope-*' and tag soc=x (places: "
+    )
+    assert "race-1" in str(info.value)
