@@ -101,10 +101,16 @@ def test_a_run_on_a_labgrid_place_passes_like_an_ssh_board_and_releases_it(pytes
     tests = COMPARE_TESTS.format(models=model_dir, providers='"qnn-htp", "cpu"', count=1, pause=0)
     pytester.makepyfile(test_edge=tests)
     result = pytester.runpytest_subprocess(
-        "-p", "no:cacheprovider", "-rsfE", "--edge-device=rb3", "--edge-report=report.json", timeout=300
+        "-p",
+        "no:cacheprovider",
+        "-rsfE",
+        "--edge-device=rb3",
+        "--edge-device=local",  # local workers are started next to the labgrid client's gRPC threads
+        "--edge-report=report.json",
+        timeout=300,
     )
     assert result.ret == 0, result.stdout.str()
-    result.assert_outcomes(passed=2)
+    result.assert_outcomes(passed=4)
     result.stdout.fnmatch_lines(
         [
             f"*edgeort: device 'rb3': acquired labgrid place pass-1 on {lab.address} "
@@ -115,7 +121,8 @@ def test_a_run_on_a_labgrid_place_passes_like_an_ssh_board_and_releases_it(pytes
     doc = json.loads((pytester.path / "report.json").read_text())
     place = doc["devices"]["rb3"]["labgrid"]
     assert place["place"] == "pass-1" and place["identity"] == identity() and place["waited_for"] is None, place
-    assert {r["outcome"] for r in doc["results"]} == {"passed"} and {r["device"] for r in doc["results"]} == {"rb3"}
+    assert {r["outcome"] for r in doc["results"]} == {"passed"}
+    assert {r["device"] for r in doc["results"]} == {"rb3", "local"}
     assert lab.acquired_by("pass-1") is None, "the run must release its place"
     assert claims(lab) == []
 
