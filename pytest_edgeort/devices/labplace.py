@@ -164,11 +164,15 @@ class LabSession:
 
         try:
             self.session = self._run(start)
-        except Exception as exc:
+        except DeviceUnavailable:
+            reason: Optional[str] = f"no answer within {timeout:g} s (connect_timeout)"
+        except Exception as exc:  # labgrid's ServerError, gRPC errors
+            reason = one_line(exc)
+        else:
+            reason = None
+        if reason is not None:
             self.stop_loop()
-            raise DeviceUnavailable(
-                f"device {device!r}: cannot reach the labgrid coordinator at {address}: {one_line(exc)}"
-            ) from None
+            raise DeviceUnavailable(f"device {device!r}: cannot reach the labgrid coordinator at {address}: {reason}")
         self.identity = f"{self.session.gethostname()}/{self.session.getuser()}"
 
     def _run(self, make: Callable[[], Any]) -> Any:

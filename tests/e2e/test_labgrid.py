@@ -16,7 +16,7 @@ from pytest_edgeort.devices.labplace import Claims, LabSession, PlaceFinder
 from pytest_edgeort.errors import DeviceUnavailable
 from tests.support.lab import Lab, labgrid_missing
 from tests.support.runs import HOLD_TEST, QUICK_TEST, require_qnn, start_pytest, wait_until
-from tests.support.sshd import SSHServer, free_port
+from tests.support.sshd import SilentListener, SSHServer, free_port
 
 require_qnn()
 pytestmark = pytest.mark.usefixtures("no_stray_workers")
@@ -55,9 +55,13 @@ def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare, n)
 
 
 @pytest.fixture(scope="module")
-def lab(board: SSHServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+def needs_labgrid() -> None:
     if labgrid_missing():
         pytest.skip(labgrid_missing())
+
+
+@pytest.fixture(scope="module")
+def lab(needs_labgrid: None, board: SSHServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     lab = Lab(tmp_path_factory.mktemp("lab"), board)
     try:
         yield lab
@@ -327,3 +331,16 @@ def test_a_place_another_client_got_first_is_left_unclaimed_and_no_match_is_one_
         f"device 'rb3': no labgrid place on {lab.address} matches place = 'nope-*' and tag soc=x (places: "
     )
     assert "race-1" in str(info.value)
+
+
+def test_a_coordinator_that_never_answers_is_one_line_after_connect_timeout(needs_labgrid):
+    listener = SilentListener()  # accepts the TCP connection, never speaks HTTP/2
+    try:
+        with pytest.raises(DeviceUnavailable) as info:
+            LabSession("rb3", f"127.0.0.1:{listener.port}", 1)
+    finally:
+        listener.close()
+    assert str(info.value) == (
+        f"device 'rb3': cannot reach the labgrid coordinator at 127.0.0.1:{listener.port}: "
+        "no answer within 1 s (connect_timeout)"
+    )
