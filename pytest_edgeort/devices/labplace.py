@@ -209,7 +209,11 @@ class LabSession:
         self.sync()
 
     def sync(self) -> None:
-        self._run(self.session.sync_with_coordinator)
+        """Wait until the session has every update the coordinator sent so far; DeviceUnavailable if it is gone."""
+        if not self._run(self.session.sync_with_coordinator):
+            raise DeviceUnavailable(
+                f"device {self.device!r}: lost the connection to the labgrid coordinator at {self.address}"
+            )
 
     @property
     def places(self) -> Dict[str, Any]:
@@ -229,6 +233,8 @@ class LabSession:
     def stop_loop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
+        if not self.thread.is_alive():
+            self.loop.close()
 
     def close(self) -> None:
         try:
