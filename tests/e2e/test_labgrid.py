@@ -67,6 +67,8 @@ def lab(needs_labgrid: None, board: SSHServer, tmp_path_factory: pytest.TempPath
         yield lab
     finally:
         lab.close()
+        if Claims(lab.address).dir.is_dir() and not claims(lab):
+            Claims(lab.address).dir.rmdir()
 
 
 def inventory(coordinator: str, board: SSHServer, workdir: Path, **keys: object) -> str:
@@ -91,7 +93,8 @@ def identity() -> str:
 
 
 def claims(lab: Lab) -> list:
-    return sorted((Path("~/.cache/edgeort/labgrid").expanduser() / lab.address.replace(":", "_")).glob("*.json"))
+    """The records of acquisitions this host's runs left for the lab (the runs remove theirs when they release)."""
+    return sorted(Claims(lab.address).dir.glob("*.json"))
 
 
 def log_of(pytester: pytest.Pytester, name: str) -> str:
