@@ -159,6 +159,9 @@ def test_two_runs_on_one_place_take_turns(pytester, model_dir, lab, board, tmp_p
         f"edgeort: device 'rb3' is waiting for a labgrid place matching tag pool=turns: {holder}; "
         "waiting up to 120 s (lock_timeout)"
     ) in log_of(pytester, "b.log")
+    assert f"edgeort device rb3: waited {waited['waited_s']:.1f} s for labgrid place turn-1 ({holder})" in log_of(
+        pytester, "b.log"
+    )
     assert lab.acquired_by("turn-1") is None
 
 
