@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -70,6 +71,25 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         help=f"seed for generated inputs (default {DEFAULT_SEED})",
     )
+    group.addoption(
+        "--edge-op-matrix",
+        action="store_true",
+        dest="edge_op_matrix",
+        default=None,
+        help="collect the ONNX node-test corpus as an op-support matrix per device x provider",
+    )
+    group.addoption(
+        "--edge-op-filter",
+        dest="edge_op_filter",
+        metavar="REGEX",
+        help="op matrix: only the node tests whose name matches REGEX (re.search)",
+    )
+    group.addoption(
+        "--edge-op-matrix-csv",
+        dest="edge_op_matrix_csv",
+        metavar="PATH",
+        help="op matrix: write one CSV row per case x device x provider",
+    )
     parser.addini("edge_device", "devices to run edge tests on", type="linelist", default=[])
     parser.addini("edge_devices_file", "device inventory path (relative to the rootdir)", default="")
     parser.addini("edge_provider", "provider filter", type="linelist", default=[])
@@ -84,6 +104,9 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("edge_report", "JSON report path", default="")
     parser.addini("edge_html", "HTML report path", default="")
     parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
+    parser.addini("edge_op_matrix", "collect the ONNX node-test corpus as an op matrix", type="bool", default=False)
+    parser.addini("edge_op_filter", "op matrix: node tests whose name matches this regex", default="")
+    parser.addini("edge_op_matrix_csv", "op matrix CSV path", default="")
 
 
 @dataclass(frozen=True)
@@ -99,6 +122,9 @@ class EdgeOptions:
     update_golden: bool = False
     report: Optional[Path] = None
     html: Optional[Path] = None  # --edge-html PATH
+    op_matrix: bool = False  # --edge-op-matrix
+    op_filter: str = ""  # --edge-op-filter REGEX (validated)
+    op_matrix_csv: Optional[Path] = None  # --edge-op-matrix-csv PATH
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> EdgeOptions:
@@ -120,6 +146,12 @@ class EdgeOptions:
             raise pytest.UsageError(f"edge_seed must be an integer, got {pick('edge_seed')!r}") from None
         report = pick("edge_report")
         html = pick("edge_html")
+        op_filter = pick("edge_op_filter") or ""
+        try:
+            re.compile(op_filter)
+        except re.error as exc:
+            raise pytest.UsageError(f"--edge-op-filter {op_filter!r}: not a regular expression ({exc})") from None
+        op_csv = pick("edge_op_matrix_csv")
         return cls(
             devices=tuple(pick("edge_device") or ["local"]),
             devices_file=path,
@@ -130,6 +162,9 @@ class EdgeOptions:
             update_golden=bool(pick("edge_update_golden")),
             report=Path(report) if report else None,
             html=Path(html) if html else None,
+            op_matrix=bool(pick("edge_op_matrix")),
+            op_filter=op_filter,
+            op_matrix_csv=Path(op_csv) if op_csv else None,
         )
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:

@@ -11,6 +11,7 @@ from .errors import DeviceUnavailable, InventoryError, ReportError
 from .items.target import item_target
 from .reporting.html import write_html
 from .reporting.jsonreport import build_report, write_report
+from .reporting.opmatrix import format_matrix, matrix_records, write_csv
 from .reporting.summary import build_rows, device_line, format_rows, fp16_notes, lock_lines, skip_counts
 from .run import EdgeRun
 
@@ -48,6 +49,7 @@ class RunOutput:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the JSON and HTML reports (also after Ctrl-C: pytest still finishes the session)."""
         results, options = self.results, self.run.options
+        self._write_matrix_csv(session)
         wanted = options.report is not None or options.html is not None
         if not wanted or not (results.records or results.outcomes):
             return
@@ -73,11 +75,24 @@ class RunOutput:
                 if session.exitstatus == pytest.ExitCode.OK:
                     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+    def _write_matrix_csv(self, session: pytest.Session) -> None:
+        """``--edge-op-matrix-csv``: one row per op-matrix case (a CSV that cannot be written fails the run)."""
+        path = self.run.options.op_matrix_csv
+        records = matrix_records(self.results.records)
+        if path is None or not records:
+            return
+        try:
+            write_csv(path, records)
+        except ReportError as exc:
+            self.report_errors.append(str(exc))
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         for line in self.report_errors:
             terminalreporter.write_line(line, red=True, bold=True)
         results = self.results
-        if results.records or results.skip_reasons:
+        if any(r.op_matrix is None for r in results.records) or results.skip_reasons:
             terminalreporter.section("edgeort summary")
             if self.workers_devices:
                 for name, facts in sorted(results.device_facts.items()):
@@ -91,6 +106,11 @@ class RunOutput:
                 terminalreporter.write_line(line, yellow=True)
             for reason, count in skip_counts(results.skip_reasons):
                 terminalreporter.write_line(f"skipped {count}x: {reason}", yellow=True)
+        matrix = matrix_records(results.records)
+        if matrix:
+            terminalreporter.section("edgeort op matrix")
+            for line in format_matrix(matrix):
+                terminalreporter.write_line(line)
         updates = [r for r in results.records if r.golden_update]
         if updates:
             terminalreporter.section("edgeort golden updates")

@@ -13,6 +13,7 @@ from .config.kinds import DeviceKind, kind_table
 from .config.suite import MANIFEST
 from .devices import make_device
 from .errors import ComparisonError, EdgeError, InventoryError, ProviderError
+from .items.opmatrix import add_corpus
 from .items.suite import SuiteFile
 from .items.target import TARGET, item_target, mark_marker_test
 from .markers import MARKERS, parse_tolerance_markers, providers_marker
@@ -96,6 +97,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     if edge_items:
         parse_tolerance_markers(edge_items)
         interrupt_on_sigterm()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """With ``--edge-op-matrix`` the session also collects the ONNX node-test corpus."""
+    report = yield
+    if isinstance(collector, pytest.Session) and report.passed and edge_run(collector.config).options.op_matrix:
+        add_corpus(collector, report)
+    return report
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:

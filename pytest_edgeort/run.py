@@ -121,8 +121,10 @@ class SessionCache:
         provider: str,
         options: Optional[Mapping[str, Any]] = None,
         cpu_fallback: bool = True,
+        cached: bool = True,
     ) -> EdgeSession:
-        """The cached session, created on first use."""
+        """The cached session, created on first use; ``cached=False``: a new session the caller closes (the
+        op matrix opens ~1,900 models once each: kept open they would fill the EP's memory)."""
         from .devices.session import EdgeSession
         from .model.info import model_info
 
@@ -132,6 +134,8 @@ class SessionCache:
         merged = provider_options(spec, inventory_opts, options, where=f"device {device_name!r}")
         model = model_info(model_path)
         key: SessionKey = (device_name, model.sha256, spec.alias, tuple(sorted(merged.items())), cpu_fallback)
+        if not cached:
+            return EdgeSession(device, model, spec, merged, cpu_fallback, self._count_creation)
         if key in self.refused:
             raise self.refused[key]
         cached = self.open.get(key)
@@ -194,9 +198,11 @@ class EdgeRun:
         provider: str,
         options: Optional[Mapping[str, Any]] = None,
         cpu_fallback: bool = True,
+        cached: bool = True,
     ) -> EdgeSession:
-        """A cached session for (device, model sha256, provider, options, fallback mode)."""
-        return self.cache.get(device_name, model_path, provider, options, cpu_fallback)
+        """A cached session for (device, model sha256, provider, options, fallback mode); ``cached=False``:
+        a new one, not kept, that the caller closes."""
+        return self.cache.get(device_name, model_path, provider, options, cpu_fallback, cached)
 
     def record(self, record: CheckRecord) -> None:
         """Keep one check's result until the plugin attaches it to the test's report."""

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..board.wire import Op
 from ..config.providers import ProviderSpec
-from ..errors import EdgeSessionError, WorkerDied, WorkerError
+from ..errors import EdgeSessionError, SessionLost, StaleOutputs, WorkerDied, WorkerError
 from ..model.info import ModelInfo
 from ..model.inputs import Feed, check_feed
 from .placement import Placement, format_fallback
@@ -115,7 +115,7 @@ class EdgeSession:
             mode = "" if self.cpu_fallback else " with CPU fallback disabled"
             raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {self._explain(str(exc))}") from None
         except WorkerDied as exc:
-            raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
+            raise SessionLost(f"{self.label}: {self._user_paths(str(exc))}") from None
         self._on_create(self)
         self._check_placement()
 
@@ -151,7 +151,7 @@ class EdgeSession:
         except WorkerError as exc:
             raise EdgeSessionError(f"{self.label}: {op} failed: {self._user_paths(str(exc))}") from None
         except WorkerDied as exc:
-            raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
+            raise SessionLost(f"{self.label}: {self._user_paths(str(exc))}") from None
 
     # -- what tests call
     @property
@@ -174,7 +174,7 @@ class EdgeSession:
                 f"{name!r}: {count} element{'s' * (count != 1)}"
                 for name, count in sorted(reply["memory_differs"].items())
             )
-            raise EdgeSessionError(
+            raise StaleOutputs(
                 f"{self.label}: outputs depend on memory left by earlier graphs ({detail} differ bit for bit "
                 "when the same example runs twice with the NPU memory filled differently in between), so "
                 "this result depends on test order and selection"

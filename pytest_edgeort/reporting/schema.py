@@ -34,6 +34,19 @@ SESSION_FACTS = (
     "placement",
 )
 
+#: What an op-matrix case's ``op_matrix["class"]`` can be, in the order tables list them; ``ok`` is the only good one.
+OP_MATRIX_CLASSES: Dict[str, str] = {
+    "ok": "fully on the provider, matches the CPU reference or the onnx expected outputs",
+    "wrong": "fully on the provider, outside the default tolerance of both the CPU reference and the expected outputs",
+    "stale_memory": "fully on the provider, outputs depend on memory left by earlier graphs",
+    "run_failed": "fully on the provider, but running it failed",
+    "cpu_fallback": "some or all nodes need the CPU (which ops: detail)",
+    "rejected": "the session cannot be created although no node needs the CPU (error class: detail)",
+    "crashed": "the worker died creating or running it (signal: detail)",
+    "no_reference": "the CPU reference cannot run it (no CPU kernel)",
+    "unrepresentable": "inputs or outputs the worker protocol cannot carry (sequence, string, bfloat16, ...)",
+}
+
 
 def json_safe(value: Any) -> Any:
     """Plain JSON data: numpy scalars as numbers, tuples as lists, infinities/NaN as strings."""
@@ -63,7 +76,7 @@ class CheckRecord:
     loading and saving a report loses nothing."""
 
     nodeid: Optional[str] = None  # the test's pytest node id
-    check: Optional[str] = None  # conformance, no_cpu_fallback, golden, latency, fuzz; "suite", "test"
+    check: Optional[str] = None  # conformance, no_cpu_fallback, golden, latency, fuzz, op_matrix; "suite", "test"
     passed: Optional[bool] = None  # the check's own verdict (None: the test's outcome decides)
     outcome: Optional[str] = None  # the test's final pytest outcome, joined in the report document
     suite: Optional[str] = None  # the edge_suite.toml of a suite item
@@ -102,6 +115,7 @@ class CheckRecord:
     golden_provenance: Optional[Dict[str, Any]] = None
     fuzz_examples: Optional[int] = None
     fuzz_input: Optional[str] = None
+    op_matrix: Optional[Dict[str, Any]] = None  # an op-matrix case: {case, op_type, class, detail, ...}
     # why it failed
     phase: Optional[str] = None  # setup, call, teardown
     error: Optional[str] = None  # one line

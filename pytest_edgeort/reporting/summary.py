@@ -83,7 +83,7 @@ def build_rows(
     rows: Dict[Tuple[str, str, str], SummaryRow] = {}
     seen: Dict[Tuple[str, str, str], set] = {}
     for rec in records:
-        if rec.model is None:
+        if rec.model is None or rec.op_matrix is not None:  # op-matrix cases have a table of their own
             continue
         key = row_key(rec, rootdir)
         row = rows.setdefault(key, SummaryRow(*key))
@@ -118,6 +118,7 @@ def fp16_notes(
         machine = (device_facts.get(rec.device or "") or {}).get("machine")
         if (
             rec.provider != "qnn-htp"
+            or rec.op_matrix is not None
             or machine not in ("x86_64", "AMD64")
             or not outputs
             or any(out.get("scale") is not None or "float" not in str(out.get("actual_dtype")) for out in outputs)

@@ -21,6 +21,9 @@ INI_DEFAULTS: Dict[str, Any] = {
     "edge_report": "",
     "edge_seed": str(DEFAULT_SEED),
     "edge_html": "",  # edge-html
+    "edge_op_matrix": False,
+    "edge_op_filter": "",
+    "edge_op_matrix_csv": "",
 }
 
 
@@ -73,3 +76,18 @@ def test_providers_for_filters_by_alias_or_ep_name():
     assert EdgeOptions(providers=("QNNExecutionProvider",)).providers_for(("cpu", "qnn-htp")) == ["qnn-htp"]
     with pytest.raises(ProviderError, match="did you mean 'qnn-htp'"):
         EdgeOptions().providers_for(("qnn-hpt",))
+
+
+def test_op_matrix_options_from_the_command_line_or_ini(tmp_path):
+    options = EdgeOptions.from_config(
+        config(
+            tmp_path, {"edge_op_matrix": True, "edge_op_filter": "^test_(relu|add)$"}, {"edge_op_matrix_csv": "m.csv"}
+        )
+    )
+    assert (options.op_matrix, options.op_filter, options.op_matrix_csv) == (True, "^test_(relu|add)$", Path("m.csv"))
+    assert not EdgeOptions.from_config(config(tmp_path)).op_matrix
+
+
+def test_an_op_filter_that_is_no_regular_expression_is_a_usage_error(tmp_path):
+    with pytest.raises(pytest.UsageError, match=r"--edge-op-filter 'test_\(relu': not a regular expression"):
+        EdgeOptions.from_config(config(tmp_path, {"edge_op_filter": "test_(relu"}))
