@@ -3,7 +3,7 @@
 The inventory (:mod:`.inventory`) validates an entry against its kind's row; the run builds the device
 through the row's ``factory`` (or a ``pytest_edgeort_make_device`` hook). A plugin adds a kind with one
 :class:`DeviceKind` returned from ``pytest_edgeort_device_kinds`` (see :mod:`pytest_edgeort.hookspec`);
-the built-in ``local`` and ``ssh`` rows below are nothing more. Keys that are not fields of
+the built-in ``local``, ``ssh`` and ``labgrid`` rows below are nothing more. Keys that are not fields of
 :class:`~.inventory.DeviceConfig` land in its ``settings``, with the key's default when unset.
 """
 
@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Mapping, Optional, Tuple, Union
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+_TAG_NAME = re.compile(r"[a-z][a-z0-9_]+\Z")  # labgrid's tag names
 DEFAULT_CACHE_MAX_MB = 4096  # the board's model cache: least recently used models go above this
 DEFAULT_OUTPUT_MAX_MB = 1024  # the most a reply may bring for one model output (more: its static shape's size)
 
@@ -93,6 +94,13 @@ KEYS: Dict[str, Key] = {
     "lock": Key((bool,), "true or false"),
     "lock_timeout": Key((int, float), "a number of seconds >= 0", lambda v: v >= 0),
     "lock_file": Key((str,), "a path on the device (default <workdir>/board.lock)"),
+    "coordinator": Key((str,), 'a labgrid coordinator "host:port" (default: LG_COORDINATOR)'),
+    "place": Key((str,), "a labgrid place name or glob"),
+    "tags": Key(
+        (dict,),
+        'a table of labgrid place tags (name = "value", lowercase names)',
+        lambda v: all(isinstance(x, str) and _TAG_NAME.match(k) for k, x in v.items()),
+    ),
 }
 
 _WORKER_KEYS = (
@@ -107,6 +115,12 @@ _WORKER_KEYS = (
 )
 _LOCK_KEYS = ("lock", "lock_timeout", "lock_file")
 _SSH_KEYS = ("host", "user", "port", "identity_file", "known_hosts", "insecure_skip_host_key_check")
+_LAB_KEYS = ("coordinator", "place", "tags", "identity_file", "known_hosts", "insecure_skip_host_key_check")
+
+
+def _place_or_tags(entry: Mapping[str, Any]) -> Optional[str]:
+    return None if "place" in entry or "tags" in entry else 'kind = "labgrid" needs key "place" or "tags"'
+
 
 #: The board zipapp worker (local or over SSH): strict fallback check, placement per graph node.
 WORKER_CAPABILITIES = Capabilities(disable_cpu_fallback=True, placement="node", profiling=False, ep_context_cache=True)
@@ -126,6 +140,7 @@ class DeviceKind:
     required: Tuple[str, ...] = ()
     lock: bool = False
     capabilities: Capabilities = WORKER_CAPABILITIES
+    check: Optional[Callable[[Mapping[str, Any]], Optional[str]]] = None  # the whole entry: a problem, or None
 
     def uses_lock(self, lock: Optional[bool]) -> bool:
         """Whether a device of this kind takes the board lock, given its ``lock`` key (None: unset)."""
@@ -153,6 +168,14 @@ BUILTIN_KINDS: Dict[str, DeviceKind] = {
             pick(*_SSH_KEYS, *_WORKER_KEYS, *_LOCK_KEYS),
             required=("host",),
             lock=True,
+        ),
+        # a board from a labgrid lab: a matching place acquired for the run (the lab's lock, not ours), then
+        # driven over SSH at the place's NetworkService
+        DeviceKind(
+            "labgrid",
+            "pytest_edgeort.devices.labgrid:LabgridDevice",
+            pick(*_LAB_KEYS, *_WORKER_KEYS, "lock_timeout"),
+            check=_place_or_tags,
         ),
     )
 }

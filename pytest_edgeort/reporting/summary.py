@@ -255,13 +255,19 @@ def device_line(name: str, caps: Mapping[str, Any]) -> str:
 
 
 def lock_lines(device_facts: Mapping[str, Mapping[str, Any]]) -> List[str]:
-    """One line per device whose board lock this run had to wait for."""
+    """One line per device whose board lock (or labgrid place) this run had to wait for."""
     lines = []
     for name, facts in sorted(device_facts.items()):
         lock = facts.get("board_lock") or {}
+        place = facts.get("labgrid") or {}
         if lock.get("waited_for"):
             lines.append(
                 f"edgeort device {name}: waited {lock['waited_s']:.1f} s for the board lock "
                 f"{lock['path']} (held by {lock['waited_for']})"
+            )
+        if place.get("waited_for"):
+            lines.append(
+                f"edgeort device {name}: waited {place['waited_s']:.1f} s for labgrid place {place['place']} "
+                f"({place['waited_for']})"
             )
     return lines

@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Dict, List
 
 import pytest
 
-from tests.support.runs import require_qnn
+from tests.support.runs import HOLD_TEST, QUICK_TEST, require_qnn, start_pytest, wait_until
 from tests.support.sshd import SSHServer
 
 require_qnn()
@@ -36,52 +34,9 @@ def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare, ed
     time.sleep({local_pause} if edge_device == "local" else {pause})
 """
 
-HOLD_TEST = """
-import pathlib
-import time
-import pytest
-
-@pytest.mark.edge_model(r"{models}/conv_matmul_qdq.onnx")
-@pytest.mark.edge_providers("cpu")
-def test_hold(edge_session):
-    pathlib.Path("holding").write_text("1")
-    deadline = time.monotonic() + 120
-    while not pathlib.Path("release").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-"""
-
-QUICK_TEST = """
-import pytest
-
-@pytest.mark.edge_model(r"{models}/conv_matmul_qdq.onnx")
-@pytest.mark.edge_providers("cpu")
-def test_quick(edge_session, edge_inputs):
-    assert edge_session.run(edge_inputs)
-"""
-
 
 def entry(server: SSHServer, name: str, workdir: Path, **extra: object) -> str:
     return server.inventory(name, python=sys.executable, workdir=str(workdir), **extra)
-
-
-def start_pytest(pytester: pytest.Pytester, log: str, *args: str) -> subprocess.Popen:
-    """A pytest process in the pytester folder (its own process, like a CI job), output to ``log``."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rsfE", *args],
-        cwd=pytester.path,
-        env=env,
-        stdout=(pytester.path / log).open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def report(pytester: pytest.Pytester, name: str) -> dict:

@@ -40,14 +40,17 @@ def error(tmp_path: Path, text: str, kinds=BUILTIN_KINDS) -> str:
 def test_an_unknown_kind_is_one_line_naming_file_device_valid_kinds_and_the_closest(tmp_path):
     where = f"{tmp_path / 'edge-devices.toml'}: [devices.b]"
     assert error(tmp_path, '[devices.b]\nkind = "shh"\nhost = "h"\n') == (
-        f'{where} key "kind": expected one of "local", "ssh", got \'shh\' (did you mean \'ssh\'?)'
+        f'{where} key "kind": expected one of "local", "ssh", "labgrid", got \'shh\' (did you mean \'ssh\'?)'
     )
     assert error(tmp_path, '[devices.b]\nkind = "bnech"\n', KINDS) == (
-        f'{where} key "kind": expected one of "local", "ssh", "bench", got \'bnech\' (did you mean \'bench\'?)'
+        f'{where} key "kind": expected one of "local", "ssh", "labgrid", "bench", got \'bnech\' '
+        "(did you mean 'bench'?)"
     )
-    assert error(tmp_path, "[devices.b]\nkind = 3\n") == f'{where} key "kind": expected one of "local", "ssh", got 3'
+    assert error(tmp_path, "[devices.b]\nkind = 3\n") == (
+        f'{where} key "kind": expected one of "local", "ssh", "labgrid", got 3'
+    )
     assert error(tmp_path, '[devices.b]\npython = "p"\n', KINDS) == (
-        f'{where}: missing key "kind" (expected "local", "ssh" or "bench")'
+        f'{where}: missing key "kind" (expected "local", "ssh", "labgrid" or "bench")'
     )
 
 
@@ -69,7 +72,7 @@ def test_a_plugin_kind_is_validated_from_its_row(tmp_path):
 def test_keys_of_another_kind_name_every_kind_they_apply_to(tmp_path):
     where = f"{tmp_path / 'edge-devices.toml'}: [devices.b]"
     assert error(tmp_path, '[devices.b]\nkind = "bench"\nbench_id = "x"\nworkdir = "/w"\n', KINDS) == (
-        f'{where} key \'workdir\' only applies to kind = "local" or "ssh"'
+        f'{where} key \'workdir\' only applies to kind = "local", "ssh" or "labgrid"'
     )
 
 
@@ -97,3 +100,21 @@ def test_the_factory_of_the_row_builds_the_device(tmp_path):
     assert isinstance(device, LocalDevice) and isinstance(device, Device) and device.kind is BUILTIN_KINDS["local"]
     assert device.capabilities.disable_cpu_fallback and device.capabilities.placement == "node"
     assert make_device(DeviceConfig("b", kind="bench"), BENCH) == ("bench device", "b", "bench")
+
+
+def test_a_labgrid_entry_names_a_place_or_tags_and_takes_no_board_lock(tmp_path):
+    where = f"{tmp_path / 'edge-devices.toml'}: [devices.b]"
+    head = '[devices.b]\nkind = "labgrid"\ncoordinator = "lab:20408"\n'
+    assert error(tmp_path, head) == f'{where}: kind = "labgrid" needs key "place" or "tags"'
+    assert error(tmp_path, head + 'tags = { SoC = "x" }\n').startswith(
+        f"{where} key 'tags': expected a table of labgrid place tags"
+    )
+    assert error(tmp_path, head + 'place = "rb3-*"\nhost = "h"\n') == (
+        f"{where} key 'host' only applies to kind = \"ssh\""
+    )
+    assert error(tmp_path, head + 'place = "rb3-*"\nlock = true\n') == (
+        f'{where} key \'lock\' only applies to kind = "local" or "ssh"'
+    )
+    entry = load(tmp_path, head + 'tags = { soc = "qcs6490" }\nlock_timeout = 5\n')["b"]
+    assert entry.settings["tags"] == {"soc": "qcs6490"} and entry.lock_timeout == 5
+    assert not BUILTIN_KINDS["labgrid"].uses_lock(entry.lock)

@@ -59,6 +59,11 @@ def test_skip_counts_and_lock_waits():
     assert skip_counts(["x", "y", "x"]) == [("x", 2), ("y", 1)]
     facts = {"b1": {"board_lock": {"waited_for": "ci@h pid 1", "waited_s": 2.04, "path": "/l"}}, "b2": {}}
     assert lock_lines(facts) == ["edgeort device b1: waited 2.0 s for the board lock /l (held by ci@h pid 1)"]
+    place = {"place": "rb3-1", "waited_s": 3.04, "waited_for": "rb3-1 is acquired by ci/root"}
+    facts = {"rb3": {"board_lock": None, "labgrid": place}, "rb4": {"labgrid": {**place, "waited_for": None}}}
+    assert lock_lines(facts) == [
+        "edgeort device rb3: waited 3.0 s for labgrid place rb3-1 (rb3-1 is acquired by ci/root)"
+    ]
 
 
 def test_simulated_latency_is_marked_in_the_row_and_explained_once():
