@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from ..compare.engine import Comparison, compare_outputs
-from ..compare.tolerance import ToleranceSpec, default_tolerance
+from ..compare.tolerance import Tolerance, ToleranceSpec, default_tolerance
 from ..config.suite import reference_provider
 from .golden import stack_examples
 
@@ -34,6 +34,19 @@ def open_float_session(
     return open_session(device, float_model, "cpu")
 
 
+def output_tolerance(session: EdgeSession, spec: ToleranceSpec, name: str) -> Tolerance:
+    """The rules output ``name`` of ``session``'s model is checked with: its precision default, ``spec`` on top."""
+    model, provider = session.model, session.spec
+    default = default_tolerance(
+        model.precision(name, provider.float_as_fp16),
+        provider.accelerator,
+        model.depth(name),
+        model.shape(name),
+        model.scale(name) is not None,
+    )
+    return spec.for_output(name, default)
+
+
 def compare(
     session: EdgeSession,
     actual: Outputs,
@@ -47,21 +60,9 @@ def compare(
 
     Raises a one-line ValueError (naming ``where``) when ``spec`` names an output the model lacks.
     """
-    model, provider = session.model, session.spec
+    model = session.model
     spec.check_outputs([o.name for o in model.outputs], where)
-    tolerances = {
-        o.name: spec.for_output(
-            o.name,
-            default_tolerance(
-                model.precision(o.name, provider.float_as_fp16),
-                provider.accelerator,
-                model.depth(o.name),
-                model.shape(o.name),
-                model.scale(o.name) is not None,
-            ),
-        )
-        for o in model.outputs
-    }
+    tolerances = {o.name: output_tolerance(session, spec, o.name) for o in model.outputs}
     scales = {o.name: model.scale(o.name) for o in model.outputs}
     return compare_outputs(actual, expected, tolerances, scales, baseline)
 

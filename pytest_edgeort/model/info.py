@@ -61,6 +61,7 @@ class ModelInfo:
     op_types: Tuple[str, ...] = ()
     output_depth: Dict[str, int] = field(default_factory=dict)
     external_data: Tuple[Tuple[str, str], ...] = ()  # (location relative to the model's folder, sha256)
+    tensor_quant: Dict[str, QuantParams] = field(default_factory=dict)  # every per-tensor Q/DQ'd tensor
 
     @property
     def cache_id(self) -> str:
@@ -105,6 +106,12 @@ class ModelInfo:
         quant = self.output_quant.get(output)
         return None if quant is None else quant.scale
 
+    def tensor_scale(self, name: str) -> Optional[float]:
+        """The quantization step of any tensor a per-tensor QuantizeLinear reads or writes, or a
+        DequantizeLinear writes (intermediate ones included); None for other tensors."""
+        quant = self.tensor_quant.get(name)
+        return None if quant is None else quant.scale
+
 
 def _external_data(model: onnx.ModelProto, path: Path) -> Tuple[Tuple[str, str], ...]:
     """The external data files of a model, each inside the model's folder, with their sha256."""
@@ -138,6 +145,22 @@ def _requantization_depth(graph: onnx.GraphProto) -> Dict[str, int]:
         for out in node.output:
             depth[out] = here
     return depth
+
+
+def tensor_quant(graph: onnx.GraphProto, inits: Dict[str, onnx.TensorProto]) -> Dict[str, QuantParams]:
+    """Per tensor, the per-tensor scale/zero point of the QuantizeLinear that reads or writes it or the
+    DequantizeLinear that writes it (the first such node in graph order wins)."""
+    found: Dict[str, QuantParams] = {}
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        params = _quant_params(node, inits)
+        if params is None:
+            continue
+        names = (node.input[0], node.output[0]) if node.op_type == "QuantizeLinear" else (node.output[0],)
+        for name in names:
+            found.setdefault(name, params)
+    return found
 
 
 def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
@@ -219,6 +242,7 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
         op_types,
         output_depth,
         _external_data(model, path),
+        tensor_quant(graph, inits) if is_qdq else {},
     )
 
 
