@@ -177,17 +177,14 @@ class _Side:
 
     def run(self, outputs: Sequence[str], feed: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
         """The prefix ending at ``outputs`` on this side's device and provider; EdgeError when refused."""
-        from ..devices.session import EdgeSession
-
         data = prefix_model(self.model, outputs).SerializeToString()
         path = self.cache / f"{hashlib.sha256(data).hexdigest()[:32]}.onnx"
         if not path.is_file():
             self.cache.mkdir(parents=True, exist_ok=True)
             atomic_write(path, data)
         info = model_info(path)
-        s = self.session
         self.count()
-        probe = EdgeSession(s.device, info, s.spec, s.options, s.cpu_fallback, lambda _: None)
+        probe = self.session.sibling(info)
         try:
             names = {t.name for t in info.inputs}
             return probe.run({k: v for k, v in feed.items() if k in names})

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 
@@ -14,6 +16,9 @@ from ..model.info import ModelInfo
 from ..model.inputs import Feed, check_feed
 from .placement import Placement, format_fallback
 from .protocol import Device, SessionBackend
+
+if TYPE_CHECKING:
+    from ..checks.diagnose import Diagnosis
 
 
 class EdgeSession:
@@ -207,6 +212,37 @@ class EdgeSession:
         but not before ``min_runs`` timed runs."""
         feed = check_feed(self.model, feed, self.label)
         return self._request(Op.TIME, lambda backend: backend.time(feed, runs, warmup, max_s, min_runs))
+
+    def sibling(self, model: ModelInfo) -> EdgeSession:
+        """Another model opened like this one (device, provider, options, fallback mode), outside the run's
+        session cache: the caller closes it."""
+        return EdgeSession(self.device, model, self.spec, self.options, self.cpu_fallback, lambda _: None)
+
+    def diagnose(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        reference: Optional[EdgeSession] = None,
+        tolerance: Optional[Any] = None,
+        budget_s: Optional[float] = None,
+        strategy: str = "auto",
+        cache: Optional[Path] = None,
+    ) -> Diagnosis:
+        """The first node whose output departs from ``reference`` (default: this model on the device's CPU)
+        on ``inputs``: :func:`pytest_edgeort.checks.diagnose.diagnose`; ``tolerance``: a ToleranceSpec,
+        ``cache``: where prefix models go (default: the system's temporary folder)."""
+        from ..checks.diagnose import DEFAULT_BUDGET_S, PREFIX_DIR, diagnose
+        from ..config.providers import resolve_provider
+
+        feed = check_feed(self.model, inputs, self.label)
+        own = reference is None
+        if reference is None:
+            reference = EdgeSession(self.device, self.model, resolve_provider("cpu"), {}, True, lambda _: None)
+        folder = cache or Path(tempfile.gettempdir()) / f"edgeort-{PREFIX_DIR}"
+        try:
+            return diagnose(self, reference, feed, folder, tolerance, budget_s or DEFAULT_BUDGET_S, strategy)
+        finally:
+            if own:
+                reference.close()
 
     def close(self) -> None:
         if self._backend is not None:

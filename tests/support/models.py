@@ -288,3 +288,39 @@ def _rename_output(graph: onnx.GraphProto, output: str, replacement: str) -> Non
     kept = [o for o in graph.output if o.name not in (output, replacement)]
     del graph.output[:]
     graph.output.extend([info] + kept)
+
+
+def det_chain(path: Path, steps: int = 5) -> Path:
+    """x[1,2,4,4] -> Det ``det`` (QNN has none: on CPU) -> ``steps`` x Mul/Add by constants (``op<i>``) -> y[1,2]:
+    a float chain whose first prefix QNN takes no node of."""
+    nodes = [helper.make_node("Det", ["x"], ["d"], name="det")]
+    inits, source = [], "d"
+    for i in range(1, steps + 1):
+        out = "y" if i == steps else f"t{i}"
+        inits.append(numpy_helper.from_array(np.array([1.0 + 0.1 * i, 0.5], np.float32), f"k{i}"))
+        nodes.append(helper.make_node("Mul" if i % 2 else "Add", [source, f"k{i}"], [out], name=f"op{i}"))
+        source = out
+    graph = helper.make_graph(
+        nodes,
+        "det_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def with_float_fault(model_path: Path, path: Path, tensor: str, offset: float) -> Path:
+    """Copy of a float model with ``offset`` added to tensor ``tensor`` by a new Add node ``<tensor>_fault``,
+    whose output takes the name ``tensor`` (the original becomes ``<tensor>_healthy``)."""
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    position, node = next((i, n) for i, n in enumerate(graph.node) if tensor in n.output)
+    healthy = f"{tensor}_healthy"
+    node.output[:] = [healthy if o == tensor else o for o in node.output]
+    graph.initializer.append(numpy_helper.from_array(np.array(offset, np.float32), f"{tensor}_offset"))
+    fault = helper.make_node("Add", [healthy, f"{tensor}_offset"], [tensor], name=f"{tensor}_fault")
+    graph.node.insert(position + 1, fault)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
