@@ -8,10 +8,12 @@ from typing import Any, List, Optional, Tuple
 
 import pytest
 
+from ._text import did_you_mean
 from .config.providers import resolve_provider
 
 DEFAULT_SEED = 20240607
 DEFAULT_PROVIDERS = ("qnn-htp",)
+DIAGNOSE_MODES = ("off", "on", "always")
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -70,6 +72,12 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="N",
         help=f"seed for generated inputs (default {DEFAULT_SEED})",
     )
+    group.addoption(
+        "--edge-diagnose",
+        dest="edge_diagnose",
+        metavar="off|on|always",
+        help="layer-wise diagnosis of conformance checks: on (default) for failing ones, always, or off",
+    )
     parser.addini("edge_device", "devices to run edge tests on", type="linelist", default=[])
     parser.addini("edge_devices_file", "device inventory path (relative to the rootdir)", default="")
     parser.addini("edge_provider", "provider filter", type="linelist", default=[])
@@ -84,6 +92,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("edge_report", "JSON report path", default="")
     parser.addini("edge_html", "HTML report path", default="")
     parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
+    parser.addini("edge_diagnose", "layer-wise diagnosis: off, on (failing checks) or always", default="on")
 
 
 @dataclass(frozen=True)
@@ -99,6 +108,7 @@ class EdgeOptions:
     update_golden: bool = False
     report: Optional[Path] = None
     html: Optional[Path] = None  # --edge-html PATH
+    diagnose: str = "on"  # --edge-diagnose: off | on (failing conformance checks) | always
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> EdgeOptions:
@@ -118,6 +128,12 @@ class EdgeOptions:
             seed = int(pick("edge_seed"))
         except ValueError:
             raise pytest.UsageError(f"edge_seed must be an integer, got {pick('edge_seed')!r}") from None
+        diagnose = str(pick("edge_diagnose") or "on")
+        if diagnose not in DIAGNOSE_MODES:
+            raise pytest.UsageError(
+                f"edge_diagnose must be one of {', '.join(DIAGNOSE_MODES)}, got {diagnose!r}"
+                + did_you_mean(diagnose, DIAGNOSE_MODES)
+            )
         report = pick("edge_report")
         html = pick("edge_html")
         return cls(
@@ -130,6 +146,7 @@ class EdgeOptions:
             update_golden=bool(pick("edge_update_golden")),
             report=Path(report) if report else None,
             html=Path(html) if html else None,
+            diagnose=diagnose,
         )
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:

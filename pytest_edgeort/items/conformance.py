@@ -3,31 +3,52 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
-from ..errors import ComparisonError
+from ..errors import ComparisonError, EdgeError
 from ..junit import record_metrics
 from ..outcomes import fail
+from ..run import CACHE_DIR
 from .context import SuiteCheck, SuiteContext
 from .node import CheckNode
 
 if TYPE_CHECKING:
+    from ..checks.diagnose import Diagnosis
     from ..compare.engine import Comparison
     from ..devices.session import EdgeSession
 
 
 def conclude(
-    node: CheckNode, session: EdgeSession, result: Comparison, title: str, heading: Optional[str] = None, **fields: Any
+    node: CheckNode,
+    session: EdgeSession,
+    result: Comparison,
+    title: str,
+    heading: Optional[str] = None,
+    diagnose: Optional[Callable[[], Diagnosis]] = None,
+    **fields: Any,
 ) -> Comparison:
     """Record ``result`` (with ``fields``) and its JUnit metrics. If it did not pass: with ``heading``, fail
     with it over the full report (suite items); else raise :class:`ComparisonError`, an AssertionError the
-    test's own code may catch (``edge_compare``)."""
+    test's own code may catch (``edge_compare``). ``diagnose`` runs as ``--edge-diagnose`` says; its first
+    line follows the title."""
     from ..compare.render import format_comparison
 
+    mode = node.run.options.diagnose
+    line = None
+    if diagnose is not None and (mode == "always" or (mode == "on" and not result.passed)):
+        try:
+            diagnosis = diagnose()
+            line, fields["diagnosis"] = diagnosis.message, diagnosis.to_dict()
+        except EdgeError as exc:  # the check's verdict stands; say why there is no diagnosis
+            line = f"no diagnosis: {exc}"
+            fields["diagnosis"] = {"message": line}
     record = node.record(session, comparison=result.to_dict(), **fields)
     record_metrics(node.item, record)
     if not result.passed:
         report = format_comparison(result, title=title)
+        if line is not None:
+            first, _, rest = report.partition("\n")
+            report = f"{first}\n{line}\n{rest}"
         if heading is None:
             raise ComparisonError(report, result)
         fail(f"{heading}:\n{report}")
@@ -42,8 +63,15 @@ def conclude_examples(
     conclude(node, session, result, title, heading, passed=result.passed, examples=examples, **fields)
 
 
+def worst_example(result: Comparison) -> int:
+    """The example (index on axis 0 of stacked outputs) of the largest error of the first failed output."""
+    failed = [o for o in result.outputs if not o.passed and o.worst and o.worst[0].index]
+    return failed[0].worst[0].index[0] if failed else 0
+
+
 def run_suite(item: SuiteContext) -> None:
     """Every example on the provider against the reference."""
+    from ..checks.diagnose import PREFIX_DIR
     from ..checks.golden import stack_examples
 
     models = item.models()
@@ -53,7 +81,12 @@ def run_suite(item: SuiteContext) -> None:
     expected = stack_examples(reference.run_all(models.feeds))
     result = item.compare_all(session, actual, expected, models)
     title = f"{session.label} vs {reference.spec.alias} reference"
-    conclude_examples(item.check_node, session, result, title, len(actual))
+
+    def diagnose() -> Diagnosis:
+        feed = models.feeds[worst_example(result)]
+        return session.diagnose(feed, reference, item.suite.tolerance, cache=item.run.rootdir / CACHE_DIR / PREFIX_DIR)
+
+    conclude_examples(item.check_node, session, result, title, len(actual), diagnose=diagnose)
 
 
 CHECK = SuiteCheck("conformance", run_suite)

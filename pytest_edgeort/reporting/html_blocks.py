@@ -8,7 +8,7 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
 
 from .schema import CheckRecord
 from .summary import format_ms, format_number
-from .svg import histogram_svg
+from .svg import histogram_svg, path_svg
 
 OUTCOME_CLASS = {
     "failed": "fail",
@@ -254,6 +254,30 @@ def _golden(record: CheckRecord) -> str:
     return "<h4>golden provenance</h4>" + html_table(("fact", "golden written with", "this run"), rows)
 
 
+def _diagnosis(diagnosis: Mapping[str, Any]) -> str:
+    """The diagnosis's line, its path as error vs depth, and every probe."""
+    parts = [f"<h4>layer-wise diagnosis</h4><p>{e(diagnosis.get('message'))}</p>"]
+    steps = list(diagnosis.get("path") or ())
+    if steps:
+        unit = next((str(s.get("unit")) for s in steps if s.get("unit")), "")
+        parts.append(path_svg(steps, int(diagnosis.get("candidates") or len(steps)), unit or "abs"))
+        rows = (
+            [
+                e(n + 1),
+                e(s.get("index")),
+                e(s.get("tensor")),
+                e(f"{s.get('node')} ({s.get('op_type')})"),
+                e(s.get("outcome")),
+                e(_value(s.get("error"))),
+                e(f"{float(s.get('seconds') or 0):.2f}"),
+            ]
+            for n, s in enumerate(steps)
+        )
+        headers = ("probe", "position", "tensor", "node", "outcome", f"max error {unit}".strip(), "s")
+        parts.append(html_table(headers, rows, numeric=(0, 1, 5, 6)))
+    return "".join(parts)
+
+
 def record_html(number: int, record: CheckRecord, row_index: int) -> str:
     outcome = record.outcome or "unknown"
     failed = OUTCOME_CLASS.get(outcome) == "fail"
@@ -277,6 +301,8 @@ def record_html(number: int, record: CheckRecord, row_index: int) -> str:
         )
     )
     parts.append(_comparison(record.comparison or {}))
+    if record.diagnosis:
+        parts.append(_diagnosis(record.diagnosis))
     if record.cpu_nodes:
         rows = ([e(n.get("op_type")), e(n.get("count")), e(", ".join(n.get("nodes", ())))] for n in record.cpu_nodes)
         parts.append(
