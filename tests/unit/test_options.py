@@ -21,6 +21,7 @@ INI_DEFAULTS: Dict[str, Any] = {
     "edge_report": "",
     "edge_seed": str(DEFAULT_SEED),
     "edge_html": "",  # edge-html
+    "edge_diagnose": "on",
 }
 
 
@@ -73,3 +74,12 @@ def test_providers_for_filters_by_alias_or_ep_name():
     assert EdgeOptions(providers=("QNNExecutionProvider",)).providers_for(("cpu", "qnn-htp")) == ["qnn-htp"]
     with pytest.raises(ProviderError, match="did you mean 'qnn-htp'"):
         EdgeOptions().providers_for(("qnn-hpt",))
+
+
+def test_diagnose_mode_comes_from_the_command_line_or_the_ini(tmp_path):
+    assert EdgeOptions.from_config(config(tmp_path)).diagnose == "on"
+    assert EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose": "off"})).diagnose == "off"
+    options = EdgeOptions.from_config(config(tmp_path, {"edge_diagnose": "always"}, {"edge_diagnose": "off"}))
+    assert options.diagnose == "always"
+    with pytest.raises(pytest.UsageError, match="edge_diagnose must be one of off, on, always, got 'of'"):
+        EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose": "of"}))
