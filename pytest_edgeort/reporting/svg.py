@@ -69,7 +69,7 @@ def path_svg(steps: Sequence[Mapping[str, Any]], candidates: int, unit: str = "L
     top = math.log10(1 + max(errors, default=0.0)) or 1.0
     parts: List[str] = [
         (
-            f'<svg class="hist" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+            f'<svg class="path" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
             'aria-label="diagnosis: error vs depth">'
         ),
         f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}"/>',
@@ -81,7 +81,7 @@ def path_svg(steps: Sequence[Mapping[str, Any]], candidates: int, unit: str = "L
         title = escape(f"probe {order}: {step.get('tensor')} ({step.get('node')}): {step.get('outcome')}")
         if isinstance(error, (int, float)):
             y = TOP + plot_h - plot_h * math.log10(1 + float(error)) / top
-            css = "bar beyond" if step.get("outcome") == "diverged" else "bar"
+            css = "point beyond" if step.get("outcome") == "diverged" else "point"
             parts.append(
                 f'<circle class="{css}" cx="{x:.1f}" cy="{y:.1f}" r="4"><title>{title}, '
                 f"{float(error):g} {escape(unit)}</title></circle>"
