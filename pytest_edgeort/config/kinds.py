@@ -93,7 +93,7 @@ _LOCK_KEYS = ("lock", "lock_timeout", "lock_file")
 _SSH_KEYS = ("host", "user", "port", "identity_file", "known_hosts", "insecure_skip_host_key_check")
 
 #: The board zipapp worker (local or over SSH): strict fallback check, placement per graph node.
-WORKER_CAPABILITIES = Capabilities(disable_cpu_fallback=True, placement="node", profiling=False, ep_context_cache=False)
+WORKER_CAPABILITIES = Capabilities(disable_cpu_fallback=True, placement="node", profiling=True, ep_context_cache=False)
 
 
 @dataclass(frozen=True)

@@ -301,9 +301,13 @@ class WorkerClient:
         timeout: Optional[float],
         bundle: Optional[str] = None,
         files: Sequence[Sequence[str]] = (),
+        profile: bool = False,
     ) -> Dict[str, Any]:
-        """Open session ``sid`` of a cached model (``bundle``/``files``: a model with external data)."""
-        extra = {"bundle": bundle, "files": [list(f) for f in files]} if bundle else {}
+        """Open session ``sid`` of a cached model (``bundle``/``files``: a model with external data; ``profile``:
+        its runs write QNN's per-op profile, :meth:`take_profile` fetches it)."""
+        extra: Dict[str, Any] = {"bundle": bundle, "files": [list(f) for f in files]} if bundle else {}
+        if profile:
+            extra["profile"] = True
         return self.request(
             Op.CREATE_SESSION,
             sid=sid,
@@ -347,6 +351,10 @@ class WorkerClient:
 
     def close_session(self, sid: str, timeout: Optional[float]) -> None:
         self.request(Op.CLOSE_SESSION, sid=sid, timeout=timeout)
+
+    def take_profile(self, sid: str, timeout: Optional[float]) -> Dict[str, bytes]:
+        """Close profiled session ``sid``; the files its profile wrote, by name (removed from the device)."""
+        return {name: array.tobytes() for name, array in self.request(Op.PROFILE, sid=sid, timeout=timeout)[1]}
 
     def echo(self, arrays: Sequence[Tuple[str, np.ndarray]], timeout: Optional[float] = None) -> Arrays:
         """The arrays back, bit for bit (protocol and transport tests, benchmarks)."""

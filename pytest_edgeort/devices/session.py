@@ -213,6 +213,24 @@ class EdgeSession:
         feed = check_feed(self.model, feed, self.label)
         return self._request(Op.TIME, lambda backend: backend.time(feed, runs, warmup, max_s, min_runs))
 
+    def profile(self, feed: Mapping[str, np.ndarray], runs: int = 3) -> Dict[str, bytes]:
+        """Run ``feed`` ``runs`` times on a profiled copy of this session (QNN: per-node cycles and the map
+        to ONNX nodes) and return the files the profile wrote, by name (see :mod:`~..checks.profile`)."""
+        if self.spec.ep_name != "QNNExecutionProvider" or not self.device.capabilities.profiling:
+            raise EdgeSessionError(f"{self.label}: no per-op profile: only QNN on a device kind that profiles has one")
+        feed = check_feed(self.model, feed, self.label)
+
+        def profiled(backend: SessionBackend) -> Dict[str, bytes]:
+            probe = self.device.open_session(self.model, self.spec, self.options, self.cpu_fallback, profile=True)
+            try:
+                for _ in range(runs):
+                    probe.run(feed, False)
+                return probe.take_profile()
+            finally:
+                probe.close()
+
+        return self._request("profile", profiled)
+
     def sibling(self, model: ModelInfo) -> EdgeSession:
         """Another model opened like this one (device, provider, options, fallback mode), outside the run's
         session cache: the caller closes it."""

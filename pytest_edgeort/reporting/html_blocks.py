@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 from html import escape
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
 
 from .schema import CheckRecord
@@ -278,6 +279,25 @@ def _diagnosis(diagnosis: Mapping[str, Any]) -> str:
     return "".join(parts)
 
 
+def _profile(profile: Mapping[str, Any]) -> str:
+    """QNN's per-op profile: cycle shares per ONNX node and op type, coverage, links to the raw files."""
+    parts = ["<h4>per-op profile (QNN cycles)</h4>"]
+    if profile.get("note"):
+        parts.append(f"<p><strong>{e(profile['note'])}</strong></p>")
+    parts.append(
+        f"<p>{e(profile.get('covered'))} of {e(profile.get('compute_nodes'))} compute nodes profiled, "
+        f"{e(profile.get('runs'))} runs</p>"
+    )
+    share = "share of cycles"
+    nodes = ([e(n.get("node")), e(n.get("op_type")), e(f"{100 * float(n['share']):.1f} %")] for n in profile["nodes"])
+    parts.append(html_table(("ONNX node", "op type", share), nodes, numeric=(2,)))
+    types = ([e(t.get("op_type")), e(f"{100 * float(t['share']):.1f} %")] for t in profile["op_types"])
+    parts.append(html_table(("op type", share), types, numeric=(1,)))
+    links = "".join(f'<li><a href="{e(Path(f).as_uri())}">{e(Path(f).name)}</a></li>' for f in profile.get("files", ()))
+    parts.append(f"<p>raw files:</p><ul>{links}</ul>")
+    return "".join(parts)
+
+
 def record_html(number: int, record: CheckRecord, row_index: int) -> str:
     outcome = record.outcome or "unknown"
     failed = OUTCOME_CLASS.get(outcome) == "fail"
@@ -318,6 +338,8 @@ def record_html(number: int, record: CheckRecord, row_index: int) -> str:
     if record.latency:
         title = "simulated latency" if record.latency_simulated else "latency"
         parts.append(f"<h4>{title}</h4>" + _latency(record))
+    if record.profile:
+        parts.append(_profile(record.profile))
     if record.golden_provenance:
         parts.append(_golden(record))
     if record.golden_update:
