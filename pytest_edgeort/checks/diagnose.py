@@ -228,15 +228,16 @@ class _Bisection:
         return self.budget_s - (time.monotonic() - self.start)
 
     def tolerance(self, cut: Cut) -> Tolerance:
-        """A graph output: the check's own rules for it; an inner tensor: its healthy noise, with the check's
-        rules for every output on top."""
+        """A graph output: the check's own rules for it; a quantized inner tensor: its healthy noise, in its own
+        LSB; a float inner tensor: its healthy noise with the check's rules for every output on top."""
         if cut.tensor in self.outputs:
             return output_tolerance(self.provider.session, self.spec, cut.tensor)
         base = self.noise(cut, self.accelerator, self.fp16)
-        rules = dict(self.rules)
-        if base.lsb is not None and any(k in rules for k in ("atol", "rtol", "lsb")):
+        if cut.quant is not None or not self.rules:
+            return base
+        if base.lsb is not None and any(k in self.rules for k in ("atol", "rtol", "lsb")):
             base = replace(base, lsb=None)
-        return replace(base, **rules) if rules else base
+        return replace(base, **self.rules)
 
     def judge(self, cut: Cut, actual: np.ndarray, expected: np.ndarray) -> OutputComparison:
         scale = cut.quant.scale if cut.quant is not None else None
@@ -406,7 +407,8 @@ def diagnose(
         reference: the reference (e.g. the healthy or float model on CPU); only tensors it also has count.
         feed: one example.
         cache: a folder for the prefix models (content-addressed).
-        spec: the check's tolerance; its rules for every output also apply to intermediate tensors.
+        spec: the check's tolerance: its rules for an output judge that output; its rules for every output
+            also judge float intermediate tensors (quantized ones: their healthy noise only).
         budget_s: no probe starts after this many seconds; the answer then is the range left.
         strategy: ``bisect``, ``mark`` (every candidate an output of one model) or ``auto`` (``mark`` for at
             most :data:`MARK_MAX` candidates).

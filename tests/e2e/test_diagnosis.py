@@ -4,6 +4,8 @@ the JSON record and the HTML report, on the real QNN HTP simulator."""
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 
@@ -78,3 +80,32 @@ def test_an_unknown_diagnose_mode_is_a_usage_error(pytester, faulty):
     result.stderr.fnmatch_lines(
         ["*edge_diagnose must be one of off, on, always, got 'alway' (did you mean 'always'?)*"]
     )
+
+
+def make_suite(pytester, model, manifest: str) -> None:
+    folder = pytester.path / "deep"
+    folder.mkdir()
+    shutil.copyfile(model, folder / "m.onnx")
+    (folder / "edge_suite.toml").write_text('model = "m.onnx"\nproviders = ["qnn-htp"]\n' + manifest)
+
+
+def test_a_suite_conformance_failure_is_diagnosed_on_its_worst_example(pytester, faulty):
+    healthy, _ = faulty
+    make_suite(pytester, healthy, "[inputs.generate]\ncount = 2\n[tolerance]\natol = 0\n")
+    result = run(pytester, "-k", "conformance", "--edge-report=report.json")
+    result.assert_outcomes(failed=1)
+    diagnosis = json.loads((pytester.path / "report.json").read_text())["results"][0]["diagnosis"]
+    result.stdout.fnmatch_lines(["*vs cpu reference: 1 of 1 outputs failed", diagnosis["message"]])
+    assert diagnosis["path"][0]["tensor"] == "y_QuantizeLinear_Input"  # the output, under the check's atol = 0
+
+
+def test_a_suite_with_profile_true_has_the_per_op_profile_in_its_latency_record(pytester, faulty, tmp_path):
+    healthy, _ = faulty
+    make_suite(pytester, healthy, "[checks]\nprofile = true\n")
+    result = run(pytester, "-k", "latency", "--edge-report=report.json", "--edge-html=report.html")
+    result.assert_outcomes(passed=1)
+    profile = json.loads((pytester.path / "report.json").read_text())["results"][0]["profile"]
+    assert profile["op_types"][0]["op_type"] == "Conv" and profile["covered"] == profile["compute_nodes"] == 12
+    assert all(Path(f).is_file() and ".edgeort-cache/profiles/local/" in f for f in profile["files"])
+    page = (pytester.path / "report.html").read_text()
+    assert "per-op profile (QNN cycles)" in page and "not a board&#x27;s latency" in page
