@@ -4,8 +4,10 @@ healthy noise, found by bisection over prefix subgraphs run on the provider and 
 Each probe cuts the provider's model after one candidate tensor (:mod:`~pytest_edgeort.model.prefix`; in a
 QDQ model after a Q/DQ pair, so the tensor compared is the quantized value, in its own LSB), opens that
 prefix as a fresh session on the provider's device (its worker: a crash there fails one probe, not the run)
-and the same cut of the reference model on the reference, runs the feed on both and judges the tensor with
-the rule :data:`HealthyNoise` gives it. Bisection assumes that once a tensor departs, the later ones do too:
+and the same cut of the reference model on the reference, runs the examples on both (stacked on axis 0 when
+there are several, as the conformance check compares them) and judges the tensor with the rule
+:data:`HealthyNoise` gives it (a graph output: the check's own rules).
+Bisection assumes that once a tensor departs, the later ones do too:
 about ``2 * log2(N)`` sessions for ``N`` candidates. A prefix the provider refuses is replaced by its nearest
 untried neighbour, and said so; when no probe is left (or the time budget is spent) the answer is the range
 it could not narrow. The second strategy, ``mark``, makes every candidate an output of one model (2 sessions;
@@ -31,6 +33,7 @@ from ..errors import EdgeError
 from ..model.info import model_info
 from ..model.prefix import Cut, candidates, prefix_model, tensor_names
 from .conformance import output_tolerance
+from .golden import stack_examples
 
 if TYPE_CHECKING:
     from ..devices.session import EdgeSession
@@ -175,7 +178,7 @@ class _Side:
         self.cache = cache
         self.count = counter
 
-    def run(self, outputs: Sequence[str], feed: Mapping[str, np.ndarray]) -> Dict[str, np.ndarray]:
+    def run(self, outputs: Sequence[str], feeds: Sequence[Mapping[str, np.ndarray]]) -> Dict[str, np.ndarray]:
         """The prefix ending at ``outputs`` on this side's device and provider; EdgeError when refused."""
         data = prefix_model(self.model, outputs).SerializeToString()
         path = self.cache / f"{hashlib.sha256(data).hexdigest()[:32]}.onnx"
@@ -187,7 +190,8 @@ class _Side:
         probe = self.session.sibling(info)
         try:
             names = {t.name for t in info.inputs}
-            return probe.run({k: v for k, v in feed.items() if k in names})
+            results = probe.run_all([{k: v for k, v in feed.items() if k in names} for feed in feeds])
+            return results[0] if len(results) == 1 else stack_examples(results)
         finally:
             probe.close()
 
@@ -199,7 +203,7 @@ class _Bisection:
         self,
         session: EdgeSession,
         reference: EdgeSession,
-        feed: Mapping[str, np.ndarray],
+        feeds: Sequence[Mapping[str, np.ndarray]],
         spec: ToleranceSpec,
         noise: HealthyNoise,
         cache: Path,
@@ -207,7 +211,7 @@ class _Bisection:
     ) -> None:
         self.provider = _Side(session, cache, self._count)
         self.reference = _Side(reference, cache, self._count)
-        self.feed = feed
+        self.feeds = feeds
         self.spec = spec
         self.rules = {k: v for k, v in spec.rules.items() if k not in _OUTPUT_ONLY}
         self.outputs = {o.name for o in session.model.outputs}
@@ -220,6 +224,11 @@ class _Bisection:
         self.result = Diagnosis("bisect", len(self.cuts), budget_s)
         self.judged: Dict[int, OutputComparison] = {}
 
+    @property
+    def output_indices(self) -> List[int]:
+        """The candidates that are graph outputs (else the last candidate)."""
+        return [c.index for c in self.cuts if c.tensor in self.outputs] or [len(self.cuts) - 1]
+
     def _count(self) -> None:
         self.result.sessions += 1
 
@@ -228,10 +237,11 @@ class _Bisection:
         return self.budget_s - (time.monotonic() - self.start)
 
     def tolerance(self, cut: Cut) -> Tolerance:
-        """A graph output: the check's own rules for it; a quantized inner tensor: its healthy noise, in its own
-        LSB; a float inner tensor: its healthy noise with the check's rules for every output on top."""
+        """A graph output: the check's own rules for it (but ``vs_float``: no float model runs here); a quantized
+        inner tensor: its healthy noise, in its own LSB; a float inner tensor: its healthy noise with the check's
+        rules for every output on top."""
         if cut.tensor in self.outputs:
-            return output_tolerance(self.provider.session, self.spec, cut.tensor)
+            return replace(output_tolerance(self.provider.session, self.spec, cut.tensor), vs_float=None)
         base = self.noise(cut, self.accelerator, self.fp16)
         if cut.quant is not None or not self.rules:
             return base
@@ -249,11 +259,11 @@ class _Bisection:
         cuts = [self.cuts[i] for i in indices]
         began = time.monotonic()
         try:
-            actual = self.provider.run([c.tensor for c in cuts], self.feed)
+            actual = self.provider.run([c.tensor for c in cuts], self.feeds)
         except EdgeError as exc:
             return self._refused(cuts, "rejected", exc, began)
         try:
-            expected = self.reference.run([c.tensor for c in cuts], self.feed)
+            expected = self.reference.run([c.tensor for c in cuts], self.feeds)
         except EdgeError as exc:
             return self._refused(cuts, "failed", exc, began)
         seconds = (time.monotonic() - began) / len(cuts)
@@ -281,16 +291,19 @@ class _Bisection:
 
     # -- strategies
     def bisect(self) -> None:
-        """Narrow ``(lo, hi]`` (``lo``: last index known to agree, -1 = the graph inputs; ``hi``: first
-        known to diverge) to one candidate."""
-        last = len(self.cuts) - 1
-        error = self.probe([last])
+        """Probe the graph outputs, then narrow ``(lo, hi]`` (``lo``: last index known to agree, -1 = the graph
+        inputs; ``hi``: first known to diverge, at first the earliest diverged output) to one candidate."""
+        outputs = self.output_indices
+        error = self.probe(outputs)
+        last = max(outputs)
         if error is not None:
-            self._unresolved(0, last, f"the provider refused the whole model's last tensor ({error})")
+            self._unresolved(0, last, f"the provider refused the whole model ({error})")
             return
-        if not self.diverged(last):
-            self.result.reason = self._agreement(last)
+        diverged = [i for i in outputs if self.diverged(i)]
+        if not diverged:
+            self.result.reason = self._agreement(outputs)
             return
+        last = min(diverged)
         lo, hi = -1, last
         while hi - lo > 1:
             if self.left_s <= 0:
@@ -335,17 +348,17 @@ class _Bisection:
             return
         first = next((i for i in range(len(self.cuts)) if self.diverged(i)), None)
         if first is None:
-            self.result.reason = self._agreement(len(self.cuts) - 1)
+            self.result.reason = self._agreement(self.output_indices)
             return
         self._found(first)
 
     # -- conclusions
-    def _agreement(self, index: int) -> str:
-        error, unit = _error(self.judged[index])
-        return (
-            f"every tensor up to the last, {self.cuts[index].shown!r}, is within its healthy noise "
-            f"(max {_number(error or 0.0)}{_unit(unit)} there)"
-        )
+    def _agreement(self, indices: Sequence[int]) -> str:
+        errors = {self.cuts[i].shown: _error(self.judged[i]) for i in indices if i in self.judged}
+        worst = ", ".join(f"{name!r} max {_number(e or 0.0)}{_unit(u)}" for name, (e, u) in errors.items())
+        if self.result.strategy == "mark":
+            return f"no tensor departs from the reference beyond its healthy noise (outputs: {worst})"
+        return f"the outputs agree with the reference under the check's rules ({worst}): nothing to narrow"
 
     def _unresolved(self, first: int, last: int, reason: str) -> None:
         self.result.unresolved = (self.cuts[first].shown, self.cuts[last].shown, last - first + 1)
@@ -392,7 +405,7 @@ def _pattern(judged: OutputComparison) -> str:
 def diagnose(
     session: EdgeSession,
     reference: EdgeSession,
-    feed: Mapping[str, np.ndarray],
+    feeds: Sequence[Mapping[str, np.ndarray]],
     cache: Path,
     spec: Optional[ToleranceSpec] = None,
     budget_s: float = DEFAULT_BUDGET_S,
@@ -400,12 +413,12 @@ def diagnose(
     noise: HealthyNoise = depth_noise,
 ) -> Diagnosis:
     """The first node of ``session``'s model whose output departs from ``reference`` (the same tensor of the
-    reference's model, by name) on ``feed``.
+    reference's model, by name) on ``feeds``.
 
     Args:
         session: the provider under test (its device, provider, options and fallback mode are reused).
         reference: the reference (e.g. the healthy or float model on CPU); only tensors it also has count.
-        feed: one example.
+        feeds: the examples (several: compared stacked on axis 0, like the conformance check).
         cache: a folder for the prefix models (content-addressed).
         spec: the check's tolerance: its rules for an output judge that output; its rules for every output
             also judge float intermediate tensors (quantized ones: their healthy noise only).
@@ -416,7 +429,7 @@ def diagnose(
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"diagnosis strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
-    work = _Bisection(session, reference, feed, spec or ToleranceSpec(), noise, cache, budget_s)
+    work = _Bisection(session, reference, feeds, spec or ToleranceSpec(), noise, cache, budget_s)
     if not work.cuts:
         work.result.reason = "the model has no tensor the reference model also computes"
     elif strategy == "mark" or (strategy == "auto" and len(work.cuts) <= MARK_MAX):

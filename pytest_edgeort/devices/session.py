@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import numpy as np
 
@@ -238,7 +238,7 @@ class EdgeSession:
 
     def diagnose(
         self,
-        inputs: Mapping[str, np.ndarray],
+        inputs: Union[Mapping[str, np.ndarray], Sequence[Mapping[str, np.ndarray]]],
         reference: Optional[EdgeSession] = None,
         tolerance: Optional[Any] = None,
         budget_s: Optional[float] = None,
@@ -246,18 +246,20 @@ class EdgeSession:
         cache: Optional[Path] = None,
     ) -> Diagnosis:
         """The first node whose output departs from ``reference`` (default: this model on the device's CPU)
-        on ``inputs``: :func:`pytest_edgeort.checks.diagnose.diagnose`; ``tolerance``: a ToleranceSpec,
-        ``cache``: where prefix models go (default: the system's temporary folder)."""
+        on ``inputs`` (one feed, or several compared stacked on axis 0):
+        :func:`pytest_edgeort.checks.diagnose.diagnose`; ``tolerance``: a ToleranceSpec, ``cache``: where
+        prefix models go (default: the system's temporary folder)."""
         from ..checks.diagnose import DEFAULT_BUDGET_S, PREFIX_DIR, diagnose
         from ..config.providers import resolve_provider
 
-        feed = check_feed(self.model, inputs, self.label)
+        examples = [inputs] if isinstance(inputs, Mapping) else list(inputs)
+        feeds = [check_feed(self.model, feed, self.label) for feed in examples]
         own = reference is None
         if reference is None:
             reference = EdgeSession(self.device, self.model, resolve_provider("cpu"), {}, True, lambda _: None)
         folder = cache or Path(tempfile.gettempdir()) / f"edgeort-{PREFIX_DIR}"
         try:
-            return diagnose(self, reference, feed, folder, tolerance, budget_s or DEFAULT_BUDGET_S, strategy)
+            return diagnose(self, reference, feeds, folder, tolerance, budget_s or DEFAULT_BUDGET_S, strategy)
         finally:
             if own:
                 reference.close()

@@ -63,12 +63,6 @@ def conclude_examples(
     conclude(node, session, result, title, heading, passed=result.passed, examples=examples, **fields)
 
 
-def worst_example(result: Comparison) -> int:
-    """The example (index on axis 0 of stacked outputs) of the largest error of the first failed output."""
-    failed = [o for o in result.outputs if not o.passed and o.worst and o.worst[0].index]
-    return failed[0].worst[0].index[0] if failed else 0
-
-
 def run_suite(item: SuiteContext) -> None:
     """Every example on the provider against the reference."""
     from ..checks.diagnose import PREFIX_DIR
@@ -83,8 +77,9 @@ def run_suite(item: SuiteContext) -> None:
     title = f"{session.label} vs {reference.spec.alias} reference"
 
     def diagnose() -> Diagnosis:
-        feed = models.feeds[worst_example(result)]
-        return session.diagnose(feed, reference, item.suite.tolerance, cache=item.run.rootdir / CACHE_DIR / PREFIX_DIR)
+        return session.diagnose(
+            models.feeds, reference, item.suite.tolerance, cache=item.run.rootdir / CACHE_DIR / PREFIX_DIR
+        )
 
     conclude_examples(item.check_node, session, result, title, len(actual), diagnose=diagnose)
 

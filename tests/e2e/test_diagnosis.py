@@ -89,7 +89,7 @@ def make_suite(pytester, model, manifest: str) -> None:
     (folder / "edge_suite.toml").write_text('model = "m.onnx"\nproviders = ["qnn-htp"]\n' + manifest)
 
 
-def test_a_suite_conformance_failure_is_diagnosed_on_its_worst_example(pytester, faulty):
+def test_a_suite_conformance_failure_is_diagnosed_on_its_examples(pytester, faulty):
     healthy, _ = faulty
     make_suite(pytester, healthy, "[inputs.generate]\ncount = 2\n[tolerance]\natol = 0\n")
     result = run(pytester, "-k", "conformance", "--edge-report=report.json")
