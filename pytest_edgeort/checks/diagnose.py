@@ -42,10 +42,13 @@ DEFAULT_BUDGET_S = 60.0
 #: with at most this many candidates, one model with every candidate as an output is cheaper than bisection
 MARK_MAX = 4
 STRATEGIES = ("auto", "bisect", "mark")
+#: the examples each inner probe runs (the outputs are judged on all of them)
+INNER_EXAMPLES = 4
 #: rules that judge a model's final answer, not an intermediate tensor
 _OUTPUT_ONLY = ("topk", "tie_lsb", "vs_float")
 #: where a diagnosis writes its prefix models (under the run's cache folder)
 PREFIX_DIR = "diagnose"
+Outputs = Mapping[str, np.ndarray]
 
 #: ``(cut, accelerator, float_as_fp16)`` -> the rules a healthy provider meets at that tensor
 HealthyNoise = Callable[[Cut, bool, bool], Tolerance]
@@ -253,11 +256,14 @@ class _Bisection:
         scale = cut.quant.scale if cut.quant is not None else None
         return compare_output(cut.tensor, actual, expected, self.tolerance(cut), scale)
 
-    def probe(self, indices: Sequence[int]) -> Optional[str]:
-        """Run the prefix ending at the candidates ``indices`` on both sides and judge each; the error text
-        when a side refused or failed (every index is recorded as a step either way)."""
+    def probe(self, indices: Sequence[int], known: Optional[Tuple[Outputs, Outputs]] = None) -> Optional[str]:
+        """Run the prefix ending at the candidates ``indices`` on both sides (``known``: the outputs of both,
+        already computed) and judge each; the error text when a side refused or failed (every index is recorded
+        as a step either way)."""
         cuts = [self.cuts[i] for i in indices]
         began = time.monotonic()
+        if known is not None:
+            return self._judge_all(cuts, known[0], known[1], began)
         try:
             actual = self.provider.run([c.tensor for c in cuts], self.feeds)
         except EdgeError as exc:
@@ -266,6 +272,9 @@ class _Bisection:
             expected = self.reference.run([c.tensor for c in cuts], self.feeds)
         except EdgeError as exc:
             return self._refused(cuts, "failed", exc, began)
+        return self._judge_all(cuts, actual, expected, began)
+
+    def _judge_all(self, cuts: Sequence[Cut], actual: Outputs, expected: Outputs, began: float) -> None:
         seconds = (time.monotonic() - began) / len(cuts)
         for cut in cuts:
             judged = self.judge(cut, actual[cut.tensor], expected[cut.tensor])
@@ -290,11 +299,12 @@ class _Bisection:
         return not self.judged[index].passed
 
     # -- strategies
-    def bisect(self) -> None:
-        """Probe the graph outputs, then narrow ``(lo, hi]`` (``lo``: last index known to agree, -1 = the graph
-        inputs; ``hi``: first known to diverge, at first the earliest diverged output) to one candidate."""
+    def bisect(self, known: Optional[Tuple[Outputs, Outputs]]) -> None:
+        """Judge the graph outputs (``known``: the check's own outputs of both sides, else a probe), then narrow
+        ``(lo, hi]`` (``lo``: last index known to agree, -1 = the graph inputs; ``hi``: first known to diverge,
+        at first the earliest diverged output) to one candidate, on the examples :meth:`_inner_feeds` picks."""
         outputs = self.output_indices
-        error = self.probe(outputs)
+        error = self.probe(outputs, known)
         last = max(outputs)
         if error is not None:
             self._unresolved(0, last, f"the provider refused the whole model ({error})")
@@ -303,8 +313,8 @@ class _Bisection:
         if not diverged:
             self.result.reason = self._agreement(outputs)
             return
-        last = min(diverged)
-        lo, hi = -1, last
+        self.feeds = self._inner_feeds(diverged)
+        lo, hi = -1, min(diverged)
         while hi - lo > 1:
             if self.left_s <= 0:
                 self._unresolved(lo + 1, hi, f"the time budget of {self.result.budget_s:g} s is spent")
@@ -318,6 +328,20 @@ class _Bisection:
             else:
                 lo = index
         self._found(hi)
+
+    def _inner_feeds(self, diverged: Sequence[int]) -> Sequence[Mapping[str, np.ndarray]]:
+        """At most :data:`INNER_EXAMPLES` examples for the inner probes: the one with the largest error of the
+        first diverged output, then the first others."""
+        if len(self.feeds) <= INNER_EXAMPLES:
+            return self.feeds
+        worst = self.judged[diverged[0]].worst
+        first = worst[0].index[0] if worst and worst[0].index else 0
+        chosen = [first, *(i for i in range(len(self.feeds)) if i != first)][:INNER_EXAMPLES]
+        self.result.notes.append(
+            f"inner tensors compared on {INNER_EXAMPLES} of {len(self.feeds)} examples (#{first} has the largest "
+            "output error)"
+        )
+        return [self.feeds[i] for i in chosen]
 
     def _next_probe(self, lo: int, hi: int) -> Optional[int]:
         """Probe the middle of ``(lo, hi)``, or its nearest neighbours when the provider refuses it; the index
@@ -411,6 +435,7 @@ def diagnose(
     budget_s: float = DEFAULT_BUDGET_S,
     strategy: str = "auto",
     noise: HealthyNoise = depth_noise,
+    known: Optional[Tuple[Outputs, Outputs]] = None,
 ) -> Diagnosis:
     """The first node of ``session``'s model whose output departs from ``reference`` (the same tensor of the
     reference's model, by name) on ``feeds``.
@@ -426,6 +451,8 @@ def diagnose(
         strategy: ``bisect``, ``mark`` (every candidate an output of one model) or ``auto`` (``mark`` for at
             most :data:`MARK_MAX` candidates).
         noise: the healthy-noise rule per tensor (:func:`depth_noise`).
+        known: ``(actual, expected)`` graph outputs the check already computed on ``feeds`` (stacked like
+            them): the outputs are judged on them without a session.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"diagnosis strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -435,6 +462,6 @@ def diagnose(
     elif strategy == "mark" or (strategy == "auto" and len(work.cuts) <= MARK_MAX):
         work.mark()
     else:
-        work.bisect()
+        work.bisect(known)
     work.result.seconds = time.monotonic() - work.start
     return work.result

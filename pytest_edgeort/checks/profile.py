@@ -4,8 +4,8 @@ summed per ONNX node and op type of the user's model, as shares of all cycles, a
 QNN writes one CSV row per QNN op and run (``NODE``, ``CYCLES``), whose "ONNX Source Ops" column names the
 onnxruntime nodes it came from; onnxruntime's layout pass renames a node ``conv1`` to ``conv1_token_1``, so a
 source is matched to the model's node by its name with that suffix removed. A QNN op's cycles go to its first
-source that is no Q/DQ node (else its first source); QNN ops with no source in the model (graph I/O, layout
-transposes onnxruntime added) are counted as such. On the simulator the cycles are simulated: shares and
+source that is no Q/DQ node (else its first source); QNN ops whose compute source is not in the model (graph
+I/O, layout transposes onnxruntime added) are counted as such. On the simulator the cycles are simulated: shares and
 coverage mean something, times do not (one node's cycles varied 18x between runs there).
 """
 
@@ -98,11 +98,13 @@ def summarise(text: str, model: onnx.ModelProto, files: Sequence[str] = (), simu
 
 
 def _owner(sources: str, op_type: Mapping[str, str]) -> str:
-    """The model's node a QNN op's cycles go to: its first source that is no Q/DQ node, else its first."""
+    """The model's node a QNN op's cycles go to: its first source in the model that is no Q/DQ node; none when
+    a source is not in the model (a layout transpose onnxruntime added); else its first Q/DQ source."""
     names = [_TOKEN.sub("", s) for s in sources.split(";") if s]
-    known = [n for n in names if n in op_type]
-    compute = [n for n in known if op_type[n] not in _QDQ]
-    return (compute or known or [OTHER])[0]
+    compute = [n for n in names if n in op_type and op_type[n] not in _QDQ]
+    if compute:
+        return compute[0]
+    return names[0] if names and all(n in op_type for n in names) else OTHER
 
 
 def profile(session: EdgeSession, feed: Mapping[str, Any], folder: Path, runs: int = PROFILE_RUNS) -> ProfileSummary:

