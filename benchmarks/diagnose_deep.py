@@ -38,6 +38,7 @@ def main() -> None:
     parser.add_argument("--suite", default="ppocr_det")
     parser.add_argument("--lsb", type=int, default=40)
     parser.add_argument("--at", type=float, default=0.5, help="where among the candidates (0..1)")
+    parser.add_argument("--budget", type=float, default=None, help="seconds (default: the plugin's default)")
     args = parser.parse_args()
     suite = load_suite(ROOT / "example_suites" / args.suite / "edge_suite.toml")
     source = suite.resolve_model(suite.model, "model")
@@ -54,7 +55,7 @@ def main() -> None:
             session = EdgeSession(device, model_info(faulty), qnn, provider_options(qnn), True, lambda _: None)
             reference = EdgeSession(device, info, cpu, provider_options(cpu), True, lambda _: None)
             began = time.monotonic()
-            found = session.diagnose(feeds, reference, suite.tolerance, cache=Path(tmp) / "prefixes")
+            found = session.diagnose(feeds, reference, suite.tolerance, args.budget, cache=Path(tmp) / "prefixes")
             seconds = time.monotonic() - began
         finally:
             device.close()
@@ -62,6 +63,8 @@ def main() -> None:
     expected = 2 * (2 + math.ceil(math.log2(found.candidates)))
     print(f"{args.suite}: +{args.lsb} LSB after node {target.node!r} ({target.op_type}), candidate {target.index}")
     print(found.message)
+    for step in found.steps:
+        print(f"  probe at {step.index:4d} {step.tensor!r}: {step.outcome}, max {step.error} {step.unit}, {step.seconds:.1f} s")
     print(
         f"named the injected node: {named}; {found.sessions} sessions (bisection without refusals: {expected}), "
         f"{seconds:.1f} s, {len(feeds)} examples"
