@@ -64,7 +64,8 @@ def main() -> None:
     print(f"{args.suite}: +{args.lsb} LSB after node {target.node!r} ({target.op_type}), candidate {target.index}")
     print(found.message)
     for step in found.steps:
-        print(f"  probe at {step.index:4d} {step.tensor!r}: {step.outcome}, max {step.error} {step.unit}, {step.seconds:.1f} s")
+        error = f"max {step.error} {step.unit}" if step.error is not None else step.detail
+        print(f"  probe at {step.index:4d} {step.tensor!r}: {step.outcome}, {error}, {step.seconds:.1f} s")
     print(
         f"named the injected node: {named}; {found.sessions} sessions (bisection without refusals: {expected}), "
         f"{seconds:.1f} s, {len(feeds)} examples"

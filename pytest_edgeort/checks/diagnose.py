@@ -118,10 +118,6 @@ class Diagnosis:
     notes: List[str] = field(default_factory=list)  # prefixes the provider refused and the neighbour used
 
     @property
-    def divergent(self) -> bool:
-        return self.found is not None or self.unresolved is not None
-
-    @property
     def cost(self) -> str:
         name = "bisection" if self.strategy == "bisect" else "marked outputs"
         return (

@@ -61,7 +61,6 @@ class ModelInfo:
     op_types: Tuple[str, ...] = ()
     output_depth: Dict[str, int] = field(default_factory=dict)
     external_data: Tuple[Tuple[str, str], ...] = ()  # (location relative to the model's folder, sha256)
-    tensor_quant: Dict[str, QuantParams] = field(default_factory=dict)  # every per-tensor Q/DQ'd tensor
 
     @property
     def cache_id(self) -> str:
@@ -104,12 +103,6 @@ class ModelInfo:
 
     def scale(self, output: str) -> Optional[float]:
         quant = self.output_quant.get(output)
-        return None if quant is None else quant.scale
-
-    def tensor_scale(self, name: str) -> Optional[float]:
-        """The quantization step of any tensor a per-tensor QuantizeLinear reads or writes, or a
-        DequantizeLinear writes (intermediate ones included); None for other tensors."""
-        quant = self.tensor_quant.get(name)
         return None if quant is None else quant.scale
 
 
@@ -242,7 +235,6 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
         op_types,
         output_depth,
         _external_data(model, path),
-        tensor_quant(graph, inits) if is_qdq else {},
     )
 
 

@@ -14,7 +14,7 @@ from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 import onnx
 from onnx import helper
 
-from .info import QuantParams, _quant_params, _requantization_depth
+from .info import QuantParams, _requantization_depth, tensor_quant
 
 
 @dataclass(frozen=True)
@@ -61,6 +61,7 @@ def candidates(model: onnx.ModelProto, available: Optional[Set[str]] = None) -> 
     constants = _constants(graph)
     producers = {out: (i, node) for i, node in enumerate(graph.node) for out in node.output}
     depth = _requantization_depth(graph)
+    scales = tensor_quant(graph, constants)
     qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
     pair_of: Dict[str, str] = {}  # a tensor a QuantizeLinear reads -> the DequantizeLinear output of its pair
     for node in graph.node:
@@ -103,10 +104,7 @@ def candidates(model: onnx.ModelProto, available: Optional[Set[str]] = None) -> 
                 tensor = out  # a float graph output of a QDQ model
             if not tensor or tensor in seen or (available is not None and tensor not in available):
                 continue
-            quant = None
-            if tensor != out:
-                _, dq = producers[tensor]
-                quant = _quant_params(dq, constants)
+            quant = scales.get(tensor) if tensor != out else None
             name, fed = _node_name(node, position), feeds(node)
             found.append(Cut(len(found), tensor, name, node.op_type, out, quant, depth.get(tensor, 0), fed))
             seen.add(tensor)
