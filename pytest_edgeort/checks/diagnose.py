@@ -169,7 +169,7 @@ def _unit(unit: str) -> str:
 
 
 class _Side:
-    """One side of the comparison: prefixes of ``session``'s model (or of ``source``) opened like it."""
+    """One side of the comparison: prefixes of ``session``'s model, opened like ``session``."""
 
     def __init__(self, session: EdgeSession, cache: Path, counter: Callable[[], None]) -> None:
         self.session = session
@@ -212,7 +212,7 @@ class _Bisection:
         self.reference = _Side(reference, cache, self._count)
         self.feeds = feeds
         self.spec = spec
-        self.rules = {k: v for k, v in spec.rules.items() if k not in _OUTPUT_ONLY}
+        self.inner_rules = ToleranceSpec({k: v for k, v in spec.rules.items() if k not in _OUTPUT_ONLY})
         self.outputs = {o.name for o in session.model.outputs}
         self.noise = noise
         self.accelerator = session.spec.accelerator
@@ -242,11 +242,7 @@ class _Bisection:
         if cut.tensor in self.outputs:
             return replace(output_tolerance(self.provider.session, self.spec, cut.tensor), vs_float=None)
         base = self.noise(cut, self.accelerator, self.fp16)
-        if cut.quant is not None or not self.rules:
-            return base
-        if base.lsb is not None and any(k in self.rules for k in ("atol", "rtol", "lsb")):
-            base = replace(base, lsb=None)
-        return replace(base, **self.rules)
+        return base if cut.quant is not None else self.inner_rules.for_output(cut.tensor, base)
 
     def judge(self, cut: Cut, actual: np.ndarray, expected: np.ndarray) -> OutputComparison:
         scale = cut.quant.scale if cut.quant is not None else None

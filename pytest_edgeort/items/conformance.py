@@ -77,9 +77,8 @@ def run_suite(item: SuiteContext) -> None:
     title = f"{session.label} vs {reference.spec.alias} reference"
 
     def diagnose() -> Diagnosis:
-        return session.diagnose(
-            models.feeds, reference, item.suite.tolerance, cache=item.run.rootdir / CACHE_DIR / PREFIX_DIR
-        )
+        cache, known = item.run.rootdir / CACHE_DIR / PREFIX_DIR, (stack_examples(actual), expected)
+        return session.diagnose(models.feeds, reference, item.suite.tolerance, cache=cache, known=known)
 
     conclude_examples(item.check_node, session, result, title, len(actual), diagnose=diagnose)
 

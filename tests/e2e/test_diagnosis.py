@@ -109,3 +109,13 @@ def test_a_suite_with_profile_true_has_the_per_op_profile_in_its_latency_record(
     assert all(Path(f).is_file() and ".edgeort-cache/profiles/local/" in f for f in profile["files"])
     page = (pytester.path / "report.html").read_text()
     assert "per-op profile (QNN cycles)" in page and "not a board&#x27;s latency" in page
+
+
+def test_a_passing_suite_diagnosed_always_judges_its_outputs_without_a_session(pytester, faulty):
+    healthy, _ = faulty
+    make_suite(pytester, healthy, "[inputs.generate]\ncount = 2\n")
+    result = run(pytester, "-k", "conformance", "--edge-diagnose=always", "--edge-report=report.json")
+    result.assert_outcomes(passed=1)
+    diagnosis = json.loads((pytester.path / "report.json").read_text())["results"][0]["diagnosis"]
+    assert diagnosis["message"].startswith("no divergence: the outputs agree with the reference")
+    assert diagnosis["sessions"] == 0  # the check's own outputs, both sides
