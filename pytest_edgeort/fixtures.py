@@ -193,7 +193,8 @@ def _diagnose(request: pytest.FixtureRequest, run: EdgeRun, session: EdgeSession
     def diagnose() -> Any:
         reference = request.getfixturevalue("edge_reference") if "edge_reference" in request.fixturenames else None
         assert session.last_inputs is not None
-        return session.diagnose(session.last_inputs, reference, spec, cache=run.rootdir / CACHE_DIR / PREFIX_DIR)
+        cache, budget = run.rootdir / CACHE_DIR / PREFIX_DIR, run.options.diagnose_budget_s
+        return session.diagnose(session.last_inputs, reference, spec, budget, cache=cache)
 
     return diagnose
 

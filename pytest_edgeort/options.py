@@ -14,6 +14,7 @@ from .config.providers import resolve_provider
 DEFAULT_SEED = 20240607
 DEFAULT_PROVIDERS = ("qnn-htp",)
 DIAGNOSE_MODES = ("off", "on", "always")
+DIAGNOSE_BUDGET_S = 60.0
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -93,6 +94,7 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("edge_html", "HTML report path", default="")
     parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
     parser.addini("edge_diagnose", "layer-wise diagnosis: off, on (failing checks) or always", default="on")
+    parser.addini("edge_diagnose_budget_s", "seconds one layer-wise diagnosis may take", default=str(DIAGNOSE_BUDGET_S))
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ class EdgeOptions:
     report: Optional[Path] = None
     html: Optional[Path] = None  # --edge-html PATH
     diagnose: str = "on"  # --edge-diagnose: off | on (failing conformance checks) | always
+    diagnose_budget_s: float = DIAGNOSE_BUDGET_S  # ini edge_diagnose_budget_s
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> EdgeOptions:
@@ -134,6 +137,13 @@ class EdgeOptions:
                 f"edge_diagnose must be one of {', '.join(DIAGNOSE_MODES)}, got {diagnose!r}"
                 + did_you_mean(diagnose, DIAGNOSE_MODES)
             )
+        given = config.getini("edge_diagnose_budget_s")
+        try:
+            budget = float(given)
+        except ValueError:
+            budget = -1.0
+        if not budget > 0:
+            raise pytest.UsageError(f"edge_diagnose_budget_s must be a number of seconds > 0, got {given!r}")
         report = pick("edge_report")
         html = pick("edge_html")
         return cls(
@@ -147,6 +157,7 @@ class EdgeOptions:
             report=Path(report) if report else None,
             html=Path(html) if html else None,
             diagnose=diagnose,
+            diagnose_budget_s=budget,
         )
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:

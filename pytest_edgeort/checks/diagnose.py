@@ -38,7 +38,7 @@ from .golden import stack_examples
 if TYPE_CHECKING:
     from ..devices.session import EdgeSession
 
-DEFAULT_BUDGET_S = 60.0
+DEFAULT_BUDGET_S = 60.0  # as the ini key edge_diagnose_budget_s
 #: with at most this many candidates, one model with every candidate as an output is cheaper than bisection
 MARK_MAX = 4
 STRATEGIES = ("auto", "bisect", "mark")

@@ -78,7 +78,8 @@ def run_suite(item: SuiteContext) -> None:
 
     def diagnose() -> Diagnosis:
         cache, known = item.run.rootdir / CACHE_DIR / PREFIX_DIR, (stack_examples(actual), expected)
-        return session.diagnose(models.feeds, reference, item.suite.tolerance, cache=cache, known=known)
+        budget = item.run.options.diagnose_budget_s
+        return session.diagnose(models.feeds, reference, item.suite.tolerance, budget, cache=cache, known=known)
 
     conclude_examples(item.check_node, session, result, title, len(actual), diagnose=diagnose)
 

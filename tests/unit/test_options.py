@@ -22,6 +22,7 @@ INI_DEFAULTS: Dict[str, Any] = {
     "edge_seed": str(DEFAULT_SEED),
     "edge_html": "",  # edge-html
     "edge_diagnose": "on",
+    "edge_diagnose_budget_s": "60",
 }
 
 
@@ -83,3 +84,13 @@ def test_diagnose_mode_comes_from_the_command_line_or_the_ini(tmp_path):
     assert options.diagnose == "always"
     with pytest.raises(pytest.UsageError, match="edge_diagnose must be one of off, on, always, got 'of'"):
         EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose": "of"}))
+
+
+def test_the_diagnosis_budget_is_a_positive_number_of_seconds(tmp_path):
+    assert EdgeOptions.from_config(config(tmp_path)).diagnose_budget_s == 60.0
+    assert EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose_budget_s": "120"})).diagnose_budget_s == 120
+    for bad in ("0", "soon"):
+        with pytest.raises(
+            pytest.UsageError, match=f"edge_diagnose_budget_s must be a number of seconds > 0, got '{bad}'"
+        ):
+            EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose_budget_s": bad}))
