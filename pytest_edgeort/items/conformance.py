@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
+from .._text import one_line
 from ..errors import ComparisonError, EdgeError
 from ..junit import record_metrics
 from ..outcomes import fail
@@ -39,8 +40,9 @@ def conclude(
         try:
             diagnosis = diagnose()
             line, fields["diagnosis"] = diagnosis.message, diagnosis.to_dict()
-        except EdgeError as exc:  # the check's verdict stands; say why there is no diagnosis
-            line = f"no diagnosis: {exc}"
+        except Exception as exc:  # the check's verdict stands whatever the diagnosis ran into; say what it was
+            what = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
+            line = f"no diagnosis: {one_line(what, 300)}"
             fields["diagnosis"] = {"message": line}
     record = node.record(session, comparison=result.to_dict(), **fields)
     record_metrics(node.item, record)
