@@ -15,6 +15,10 @@ compared per example with the base output on the CPU EP, with the old and with t
   against the CPU reference and the reference's top-2 margin is > 2 LSB (not a near tie).
 
     python -m benchmarks.sensitivity [--models digits,digits_a16w8,ppocr_det] [--inputs 40]
+    python -m benchmarks.sensitivity --deep [--generated 8] [--ddddocr DIR/ddddocr/common_det.onnx]
+
+``--deep``: the example suites' deep models (PP-OCR det, magika, silero-vad, rapidocr cls), every real input
+and ``--generated`` noise inputs, faults injected into their saved HTP outputs (:mod:`benchmarks.deep_faults`).
 
 Models: the digits CNN of example_suites/digits_cnn (u8, shallow, 10 logits) and its a16w8 variant
 (offsets x 256 u16 LSB, the u8 step of the same range), and the PP-OCRv6 det of example_suites/ppocr_det
@@ -281,6 +285,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", default=",".join(CASES), help=f"comma-separated, of: {', '.join(CASES)}")
     ap.add_argument("--inputs", type=int, default=40, help="inputs per shallow model (deep: a fifth, at least 8)")
+    ap.add_argument("--deep", action="store_true", help="the deep example suites, faults on saved HTP outputs")
+    ap.add_argument("--generated", type=int, default=8, help="--deep: noise inputs after the real ones")
+    ap.add_argument("--ddddocr", type=Path, help="--deep: ddddocr's common_det.onnx (from its wheel), a detector too")
     args = ap.parse_args()
     import onnxruntime
     import onnxruntime_qnn
@@ -289,6 +296,11 @@ def main() -> None:
         f"onnxruntime {onnxruntime.__version__}, onnxruntime-qnn {getattr(onnxruntime_qnn, '__version__', '?')}, "
         f"QNN HTP (x86 simulator) vs CPU EP, per-example comparisons"
     )
+    if args.deep:
+        from .deep_faults import main as deep_main
+
+        deep_main(args.generated, args.ddddocr)
+        return
     print(
         f"{'model':14s} {'fault':28s} {'visible':9s} {'old: det':>9s} {'min/med margin':>14s} {'new: det':>9s} "
         f"{'min/med margin':>14s}  {'new rule':19s} pattern"

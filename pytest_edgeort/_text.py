@@ -58,3 +58,17 @@ def file_sha256(path: Union[str, Path]) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def model_label(name: Union[Path, str]) -> str:
+    """A model as messages name it: a path's file name, a ``pkg:`` source in full."""
+    return name.name if isinstance(name, Path) else name
+
+
+def missing_model(path: Path) -> str:
+    """``model file not found: PATH (did you mean 'x.onnx'?)``, the hint from the ``.onnx`` files of its folder."""
+    try:
+        models = sorted(p.name for p in path.parent.glob("*.onnx"))
+    except OSError:
+        models = []
+    return f"model file not found: {path}{did_you_mean(path.name, models)}"

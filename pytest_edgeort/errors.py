@@ -79,6 +79,15 @@ class EdgeSessionError(EdgeError):
         self.placement = placement
 
 
+class SessionLost(EdgeSessionError):
+    """The session's worker died or was stopped during the request (a crash, named by its signal; a hang
+    past ``command_timeout``; a lost connection): the next request starts a fresh worker."""
+
+
+class StaleOutputs(EdgeSessionError):
+    """Outputs depend on memory left by earlier graphs (the memory-state check of the first run)."""
+
+
 class ReportError(EdgeError):
     """A report file cannot be written (names the path)."""
 

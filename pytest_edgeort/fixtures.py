@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
 
 import pytest
 
 from ._text import atomic_write
 from .config.providers import resolve_provider
-from .errors import InputError, ModelError
+from .config.suite import load_suite
+from .errors import EdgeError, InputError, MissingPackage, ModelError
 from .items.conformance import conclude
 from .items.no_fallback import assert_no_fallback
 from .items.node import CheckNode
+from .items.target import TargetParam
 from .junit import record_provenance
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
 from .outcomes import fail, open_session, outcome_of
@@ -29,19 +32,25 @@ if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixture
 
 
 @pytest.fixture(name="_edge_target")
-def _edge_target_fixture() -> Tuple[str, str]:
-    """Replaced by parametrization (pytest_generate_tests); reaching this body means no marker data."""
-    raise pytest.UsageError("edge fixtures need the test to be collected by pytest-edgeort")
+def _edge_target_fixture(request: pytest.FixtureRequest) -> TargetParam:
+    """The (device, provider) parameter from pytest_generate_tests; a parameter carrying an error (a
+    provider typo in ``edge_providers``) fails this test instance with it."""
+    target = getattr(request, "param", None)
+    if target is None:
+        raise pytest.UsageError("edge fixtures need the test to be collected by pytest-edgeort")
+    if target.error is not None:
+        fail(target.error)
+    return target
 
 
 @pytest.fixture
-def edge_device(_edge_target: Tuple[str, str]) -> str:
+def edge_device(_edge_target: TargetParam) -> str:
     """Name of the device this test instance runs on (``local``, ``board1``, ...)."""
     return _edge_target[0]
 
 
 @pytest.fixture
-def edge_provider(_edge_target: Tuple[str, str]) -> str:
+def edge_provider(_edge_target: TargetParam) -> str:
     """Provider alias this test instance checks (``qnn-htp``, ``cpu``, ...)."""
     return _edge_target[1]
 
@@ -53,12 +62,32 @@ def edge_run_state(request: pytest.FixtureRequest) -> EdgeRun:
 
 
 @pytest.fixture
-def edge_model_marker(request: pytest.FixtureRequest) -> ModelMarker:
-    """The test's ``edge_model`` marker, resolved (paths relative to the test file)."""
-    marker = model_marker(request.node)
+def edge_model_marker(request: pytest.FixtureRequest, edge_run_state: EdgeRun) -> ModelMarker:
+    """The test's ``edge_model`` marker, resolved (paths relative to the test file; a suite's model prepared)."""
+    marker = resolved_marker(request.node, edge_run_state)
     if marker is None:
         fail(f'{request.node.nodeid}: this fixture needs @pytest.mark.edge_model("model.onnx")')
     return marker
+
+
+_MARKER_KEY = pytest.StashKey[Optional[ModelMarker]]()
+
+
+def resolved_marker(node: pytest.Item, run: EdgeRun) -> Optional[ModelMarker]:
+    """``edge_model`` of ``node`` (None when absent), once per test: with ``suite=``, the suite's model and float
+    model as the suite runs them; a missing package skips, any other problem fails, in one line."""
+    if _MARKER_KEY not in node.stash:
+        from .items.prepared import suite_model_files
+        from .model.prepare import PrepareError
+
+        with outcome_of(EdgeError, ValueError, PrepareError, run=run, skip=(MissingPackage,)):
+            marker = model_marker(node)
+            if marker is not None and marker.suite is not None:
+                files = suite_model_files(load_suite(marker.suite), run.rootdir / CACHE_DIR)
+                float_model = marker.float_model or files.float_model
+                marker = replace(marker, model=files.model, name=files.name, float_model=float_model)
+        node.stash[_MARKER_KEY] = marker
+    return node.stash[_MARKER_KEY]
 
 
 @pytest.fixture
@@ -80,9 +109,10 @@ def _marker_session(
     run: EdgeRun, device: str, provider: str, marker: ModelMarker, options: Mapping[str, Any]
 ) -> EdgeSession:
     """The marked model on ``provider``: with ``shapes=`` a shape-fixed copy of it (as ``[prepare]
-    fix_shapes``); a dynamic input on QNN fails with how to fix it, before QNN's "took none of the nodes"."""
+    fix_shapes``); a dynamic input on QNN that the plugin must generate (no ``inputs=``) fails with how to fix
+    it, before QNN's "took none of the nodes"."""
     model = _shaped_model(run, marker)
-    if resolve_provider(provider).ep_name == "QNNExecutionProvider":
+    if resolve_provider(provider).ep_name == "QNNExecutionProvider" and marker.inputs is None:
         from .model.info import model_info
         from .model.inputs import static_shape
 
@@ -90,7 +120,7 @@ def _marker_session(
             info = model_info(model)
             for tensor in info.inputs:
                 static_shape(info, tensor)
-    return open_session(run, device, model, provider, options)
+    return open_session(run, device, model, provider, options, name=marker.source)
 
 
 def _shaped_model(run: EdgeRun, marker: ModelMarker) -> Path:
@@ -117,7 +147,9 @@ def edge_reference(edge_run_state: EdgeRun, edge_device: str, edge_model_marker:
 
     marker = edge_model_marker
     device, provider = reference_target(edge_device, marker.reference)
-    return open_session(edge_run_state, device, marker.reference_model or marker.model, provider)
+    if marker.reference_model is not None:
+        return open_session(edge_run_state, device, marker.reference_model, provider)
+    return open_session(edge_run_state, device, marker.model, provider, name=marker.source)
 
 
 @pytest.fixture
@@ -152,11 +184,12 @@ def edge_compare(
     request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
 ) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
+    from .checks.conformance import baseline_source, open_float_session
     from .checks.conformance import compare as compare_outputs
-    from .checks.conformance import open_float_session
     from .compare.tolerance import parse_tolerance
+    from .model.yardstick import YARDSTICK_DIR
 
-    marker = model_marker(request.node)
+    marker = resolved_marker(request.node, edge_run_state)
 
     def compare(
         actual: Mapping[str, np.ndarray],
@@ -171,16 +204,21 @@ def edge_compare(
             spec = tolerance_marker(request.node)
             if tolerance:
                 spec = spec.over(parse_tolerance(tolerance, where))
+            source = "the baseline given to edge_compare" if baseline is not None else None
             if baseline is None and session.last_inputs is not None:
                 opener = partial(open_session, edge_run_state)
-                float_session = open_float_session(opener, edge_device, marker.float_model, spec)
+                cache = edge_run_state.rootdir / CACHE_DIR / YARDSTICK_DIR
+                model = session.model.path
+                float_session = open_float_session(opener, edge_device, marker.float_model, spec, model, cache)
                 baseline = float_session.run(session.last_inputs) if float_session is not None else None
-            result = compare_outputs(session, actual, expected, spec, where, baseline)
+                source = baseline_source(float_session)
+            result = compare_outputs(session, actual, expected, spec, where, baseline, source)
         reference = _reference_name(request, session)
         node = CheckNode(edge_run_state, request.node, "conformance", edge_device, edge_provider)
         diagnose = _diagnose(request, edge_run_state, session, spec) if session.last_inputs is not None else None
         title = f"{session.label} vs {reference}"
-        return conclude(node, session, result, title, diagnose=diagnose, reference=reference)
+        device = _reference_device(request)
+        return conclude(node, session, result, title, diagnose=diagnose, reference=reference, reference_device=device)
 
     return compare
 
@@ -199,6 +237,13 @@ def _diagnose(request: pytest.FixtureRequest, run: EdgeRun, session: EdgeSession
     return diagnose
 
 
+def _reference_device(request: pytest.FixtureRequest) -> Optional[str]:
+    """The device the test's ``edge_reference`` ran on (None: the test's own arrays)."""
+    if "edge_reference" not in request.fixturenames:
+        return None
+    return request.getfixturevalue("edge_reference").device.name
+
+
 def _reference_name(request: pytest.FixtureRequest, session: EdgeSession) -> str:
     """What ``expected`` came from, for the failure title: the test's ``edge_reference`` (its provider,
     and its model and device where they differ from the session's), else the test's own arrays."""
@@ -206,8 +251,8 @@ def _reference_name(request: pytest.FixtureRequest, session: EdgeSession) -> str
         return "expected outputs"
     reference = request.getfixturevalue("edge_reference")
     name = f"{reference.spec.alias} reference"
-    if reference.model.path != session.model.path:
-        name += f" {reference.model.path.name}"
+    if str(reference.name) != str(session.name):
+        name += f" {reference.display_name}"
     if reference.device.name != session.device.name:
         name += f" on {reference.device.name}"
     return name
@@ -232,7 +277,7 @@ def edge_assert_no_fallback(
     def check() -> float:
         options = {**edge_model_marker.options, **providers_marker(request.node).options}
         node = CheckNode(edge_run_state, request.node, "no_cpu_fallback", edge_device, edge_provider)
-        return assert_no_fallback(node, edge_model_marker.model, options)
+        return assert_no_fallback(node, edge_model_marker.model, options, edge_model_marker.source)
 
     return check
 

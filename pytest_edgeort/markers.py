@@ -5,17 +5,21 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import pytest
 
+from ._text import did_you_mean
 from .compare.tolerance import ToleranceSpec, parse_tolerance
+from .config.suite import MANIFEST, load_suite, package_resource
 
 MARKERS = {
     "edge_model": (
-        "edge_model(path, *, reference='cpu', reference_model=None, float_model=None, inputs=None, "
+        "edge_model(path, *, suite=None, reference='cpu', reference_model=None, float_model=None, inputs=None, "
         "input_ranges=None, shapes=None, options=None): the ONNX model the edge fixtures open (paths relative "
-        "to the test file). reference: provider of edge_reference ('cpu' of the same device, 'host' = this "
+        "to the test file, or pkg:<package>/<path> in an installed package); suite='folder': instead of a path, "
+        "that edge_suite.toml's model as the suite runs it ([prepare] applied), its float model and inputs. "
+        "reference: provider of edge_reference ('cpu' of the same device, 'host' = this "
         "machine's CPU, or any provider); reference_model: compute the reference with another model; "
         "float_model: float baseline for the vs_float rule; inputs: .npz feed; input_ranges: "
         "{input: (low, high)}; shapes: {input: [dims]} for dynamic inputs; options: provider options."
@@ -31,7 +35,16 @@ MARKERS = {
     ),
 }
 
-_MODEL_KWARGS = ("reference", "reference_model", "float_model", "inputs", "input_ranges", "shapes", "options")
+_MODEL_KWARGS = (
+    "suite",
+    "reference",
+    "reference_model",
+    "float_model",
+    "inputs",
+    "input_ranges",
+    "shapes",
+    "options",
+)
 
 
 class MarkerError(ValueError):
@@ -40,9 +53,13 @@ class MarkerError(ValueError):
 
 @dataclass(frozen=True)
 class ModelMarker:
-    """``edge_model`` resolved to absolute paths."""
+    """``edge_model`` resolved to absolute paths. ``name`` is how messages and records name the model where
+    ``model`` is not the user's own path (a ``pkg:`` source, a suite's model); ``suite``: the manifest of
+    ``edge_model(suite=...)``, whose ``[prepare]`` the fixtures apply to ``model``."""
 
     model: Path
+    name: Union[Path, str, None] = None
+    suite: Optional[Path] = None
     reference: str = "cpu"
     reference_model: Optional[Path] = None
     float_model: Optional[Path] = None
@@ -50,6 +67,11 @@ class ModelMarker:
     input_ranges: Optional[Mapping[str, Sequence[float]]] = None
     shapes: Optional[Mapping[str, Sequence[int]]] = None
     options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def source(self) -> Union[Path, str]:
+        """The user's name for the model: ``name``, else the path."""
+        return self.model if self.name is None else self.name
 
 
 @dataclass(frozen=True)
@@ -61,6 +83,8 @@ class ProvidersMarker:
 
 
 def _resolve(node: pytest.Item, value: Any) -> Path:
+    if str(value).startswith("pkg:"):
+        return package_resource(str(value), f"{node.nodeid}: edge_model")
     path = Path(str(value)).expanduser()
     if path.is_absolute():
         return path
@@ -76,18 +100,43 @@ def model_marker(node: pytest.Item) -> Optional[ModelMarker]:
     mark = node.get_closest_marker("edge_model")
     if mark is None:
         return None
-    if len(mark.args) != 1:
-        raise MarkerError(f"{node.nodeid}: edge_model takes exactly one model path, got {len(mark.args)} arguments")
+    if len(mark.args) != (0 if "suite" in mark.kwargs else 1):
+        raise MarkerError(
+            f"{node.nodeid}: edge_model takes exactly one model path or suite='folder', got {len(mark.args)} "
+            f"arguments{' and suite=' if 'suite' in mark.kwargs else ''}"
+        )
     unknown = sorted(set(mark.kwargs) - set(_MODEL_KWARGS))
     if unknown:
         raise MarkerError(
-            f"{node.nodeid}: edge_model got unknown argument {unknown[0]!r}; valid: {', '.join(_MODEL_KWARGS)}"
+            f"{node.nodeid}: edge_model got unknown argument {unknown[0]!r}{did_you_mean(unknown[0], _MODEL_KWARGS)}; "
+            f"valid: {', '.join(_MODEL_KWARGS)}"
         )
     kw = dict(mark.kwargs)
     for key in ("reference_model", "float_model", "inputs"):
         if kw.get(key) is not None:
             kw[key] = _resolve(node, kw[key])
-    return ModelMarker(model=_resolve(node, mark.args[0]), **{k: v for k, v in kw.items() if v is not None})
+    if "suite" in kw:
+        kw.update(_suite_marker(node, kw.pop("suite"), kw))
+    else:
+        spec = str(mark.args[0])
+        kw.update(model=_resolve(node, spec), name=spec if spec.startswith("pkg:") else None)
+    return ModelMarker(**{k: v for k, v in kw.items() if v is not None})
+
+
+def _suite_marker(node: pytest.Item, folder: Any, given: Mapping[str, Any]) -> Dict[str, Any]:
+    """``edge_model(suite=folder)``: the suite's model (its user's name) and, unless given, its float model and
+    inputs; the fixtures prepare the model as the suite does."""
+    path = _resolve(node, folder)
+    manifest = path if path.name == MANIFEST else path / MANIFEST
+    if not manifest.is_file():
+        raise MarkerError(f"{node.nodeid}: edge_model(suite={str(folder)!r}): no {MANIFEST} in {path}")
+    suite = load_suite(manifest)
+    model = suite.resolve_model(suite.model, "model")
+    found: Dict[str, Any] = {"model": model, "name": suite.model if suite.model.startswith("pkg:") else model}
+    found["suite"] = manifest
+    if given.get("inputs") is None and suite.inputs:
+        found["inputs"] = suite.local_file(suite.inputs, "inputs")
+    return found
 
 
 def providers_marker(node: pytest.Item) -> ProvidersMarker:

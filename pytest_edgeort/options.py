@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Tuple
@@ -49,10 +50,18 @@ def add_options(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--edge-update-golden",
-        action="store_true",
+        action="store_const",
+        const="all",
         dest="edge_update_golden",
         default=None,
-        help="(re)write golden outputs instead of comparing against them",
+        help="(re)write golden outputs instead of comparing against them (never from a failing conformance)",
+    )
+    group.addoption(  # its own option string: a bare --edge-update-golden never swallows the path after it
+        "--edge-update-golden=new",
+        action="store_const",
+        const="new",
+        dest="edge_update_golden",
+        help="write only the golden outputs that are missing; compare against the others",
     )
     group.addoption(
         "--edge-report",
@@ -79,6 +88,25 @@ def add_options(parser: pytest.Parser) -> None:
         metavar="off|on|always",
         help="layer-wise diagnosis of conformance checks: on (default) for failing ones, always, or off",
     )
+    group.addoption(
+        "--edge-op-matrix",
+        action="store_true",
+        dest="edge_op_matrix",
+        default=None,
+        help="collect the ONNX node-test corpus as an op-support matrix per device x provider",
+    )
+    group.addoption(
+        "--edge-op-filter",
+        dest="edge_op_filter",
+        metavar="REGEX",
+        help="op matrix: only the node tests whose name matches REGEX (re.search)",
+    )
+    group.addoption(
+        "--edge-op-matrix-csv",
+        dest="edge_op_matrix_csv",
+        metavar="PATH",
+        help="op matrix: write one CSV row per case x device x provider",
+    )
     parser.addini("edge_device", "devices to run edge tests on", type="linelist", default=[])
     parser.addini("edge_devices_file", "device inventory path (relative to the rootdir)", default="")
     parser.addini("edge_provider", "provider filter", type="linelist", default=[])
@@ -89,12 +117,15 @@ def add_options(parser: pytest.Parser) -> None:
         default=list(DEFAULT_PROVIDERS),
     )
     parser.addini("edge_strict", "fail instead of skip on missing devices/providers", type="bool", default=False)
-    parser.addini("edge_update_golden", "rewrite golden outputs", type="bool", default=False)
+    parser.addini("edge_update_golden", "rewrite golden outputs: true (all) or new (only missing ones)", default="")
     parser.addini("edge_report", "JSON report path", default="")
     parser.addini("edge_html", "HTML report path", default="")
     parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
     parser.addini("edge_diagnose", "layer-wise diagnosis: off, on (failing checks) or always", default="on")
     parser.addini("edge_diagnose_budget_s", "seconds one layer-wise diagnosis may take", default=str(DIAGNOSE_BUDGET_S))
+    parser.addini("edge_op_matrix", "collect the ONNX node-test corpus as an op matrix", type="bool", default=False)
+    parser.addini("edge_op_filter", "op matrix: node tests whose name matches this regex", default="")
+    parser.addini("edge_op_matrix_csv", "op matrix CSV path", default="")
 
 
 @dataclass(frozen=True)
@@ -107,11 +138,14 @@ class EdgeOptions:
     default_providers: Tuple[str, ...] = DEFAULT_PROVIDERS
     strict: bool = False
     seed: int = DEFAULT_SEED
-    update_golden: bool = False
+    update_golden: str = ""  # "" (compare), "all" or "new" (write only missing goldens)
     report: Optional[Path] = None
     html: Optional[Path] = None  # --edge-html PATH
     diagnose: str = "on"  # --edge-diagnose: off | on (failing conformance checks) | always
     diagnose_budget_s: float = DIAGNOSE_BUDGET_S  # ini edge_diagnose_budget_s
+    op_matrix: bool = False  # --edge-op-matrix
+    op_filter: str = ""  # --edge-op-filter REGEX (validated)
+    op_matrix_csv: Optional[Path] = None  # --edge-op-matrix-csv PATH
 
     @classmethod
     def from_config(cls, config: pytest.Config) -> EdgeOptions:
@@ -146,6 +180,12 @@ class EdgeOptions:
             raise pytest.UsageError(f"edge_diagnose_budget_s must be a number of seconds > 0, got {given!r}")
         report = pick("edge_report")
         html = pick("edge_html")
+        op_filter = pick("edge_op_filter") or ""
+        try:
+            re.compile(op_filter)
+        except re.error as exc:
+            raise pytest.UsageError(f"--edge-op-filter {op_filter!r}: not a regular expression ({exc})") from None
+        op_csv = pick("edge_op_matrix_csv")
         return cls(
             devices=tuple(pick("edge_device") or ["local"]),
             devices_file=path,
@@ -153,11 +193,14 @@ class EdgeOptions:
             default_providers=tuple(config.getini("edge_default_providers") or DEFAULT_PROVIDERS),
             strict=bool(pick("edge_strict")),
             seed=seed,
-            update_golden=bool(pick("edge_update_golden")),
+            update_golden=_update_golden(pick("edge_update_golden")),
             report=Path(report) if report else None,
             html=Path(html) if html else None,
             diagnose=diagnose,
             diagnose_budget_s=budget,
+            op_matrix=bool(pick("edge_op_matrix")),
+            op_filter=op_filter,
+            op_matrix_csv=Path(op_csv) if op_csv else None,
         )
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:
@@ -169,3 +212,19 @@ class EdgeOptions:
             keep = set(self.providers)
             wanted = [p for p in wanted if p in keep or resolve_provider(p).ep_name in keep]
         return wanted
+
+
+#: --edge-update-golden[=new] and the ini values -> the mode: "" (compare), "all" or "new"
+_UPDATE_GOLDEN = {
+    **dict.fromkeys(("", "false", "0", "no"), ""),
+    **dict.fromkeys(("true", "1", "yes", "all"), "all"),
+    "new": "new",
+}
+
+
+def _update_golden(value: Any) -> str:
+    """--edge-update-golden[=new] or the ini value as "", "all" or "new"; UsageError (one line) otherwise."""
+    text = str(value).strip().lower() if value not in (None, False) else ""
+    if text not in _UPDATE_GOLDEN:
+        raise pytest.UsageError(f"edge_update_golden must be true, false or new, got {value!r}")
+    return _UPDATE_GOLDEN[text]

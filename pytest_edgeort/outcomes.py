@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, NoReturn, Optional, Tuple, Type
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, NoReturn, Optional, Tuple, Type, Union
 
 import pytest
 
@@ -76,8 +76,10 @@ def open_session(
     provider: str,
     options: Optional[Mapping[str, Any]] = None,
     cpu_fallback: bool = True,
+    name: Optional[Union[Path, str]] = None,
 ) -> EdgeSession:
-    """A cached session, turning every expected problem into one readable skip/fail line."""
+    """A cached session (named ``name``, the user's model, where ``model`` is a prepared or shaped copy),
+    turning every expected problem into one readable skip/fail line."""
     require_provider(run, device, provider)
     with outcome_of(EdgeError, run=run):
-        return run.session(device, model, provider, options, cpu_fallback)
+        return run.session(device, model, provider, options, cpu_fallback, name)

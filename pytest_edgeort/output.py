@@ -8,10 +8,20 @@ from typing import Any, List, Optional
 import pytest
 
 from .errors import DeviceUnavailable, InventoryError, ReportError
+from .items.golden import unused_golden_lines
 from .items.target import item_target
 from .reporting.html import write_html
 from .reporting.jsonreport import build_report, write_report
-from .reporting.summary import build_rows, device_line, format_rows, fp16_notes, lock_lines, skip_counts
+from .reporting.opmatrix import format_matrix, matrix_records, write_csv
+from .reporting.summary import (
+    build_rows,
+    device_line,
+    format_rows,
+    fp16_notes,
+    lock_lines,
+    skip_counts,
+    u8_kernel_notes,
+)
 from .run import EdgeRun
 
 
@@ -26,6 +36,7 @@ class RunOutput:
         self.results = run.results
         self.workers_devices = workers_devices
         self.report_errors: List[str] = []  # reports that could not be written
+        self.unused_goldens: List[str] = []
 
     def pytest_report_collectionfinish(self, config: pytest.Config, items: List[pytest.Item]) -> Optional[List[str]]:
         options = self.run.options
@@ -48,6 +59,10 @@ class RunOutput:
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         """Write the JSON and HTML reports (also after Ctrl-C: pytest still finishes the session)."""
         results, options = self.results, self.run.options
+        self._write_matrix_csv(session)
+        self.unused_goldens = unused_golden_lines(self.run, results.outcomes)
+        if self.unused_goldens and options.strict and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         wanted = options.report is not None or options.html is not None
         if not wanted or not (results.records or results.outcomes):
             return
@@ -57,7 +72,7 @@ class RunOutput:
             options.seed,
             results.outcomes,
             skip_counts(results.skip_reasons),
-            int(exitstatus),
+            int(session.exitstatus),
         )
         writers = (
             (options.report, lambda path: write_report(path, document.to_dict())),
@@ -73,11 +88,24 @@ class RunOutput:
                 if session.exitstatus == pytest.ExitCode.OK:
                     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+    def _write_matrix_csv(self, session: pytest.Session) -> None:
+        """``--edge-op-matrix-csv``: one row per op-matrix case (a CSV that cannot be written fails the run)."""
+        path = self.run.options.op_matrix_csv
+        records = matrix_records(self.results.records)
+        if path is None or not records:
+            return
+        try:
+            write_csv(path, records)
+        except ReportError as exc:
+            self.report_errors.append(str(exc))
+            if session.exitstatus == pytest.ExitCode.OK:
+                session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
     def pytest_terminal_summary(self, terminalreporter: Any, config: pytest.Config) -> None:
         for line in self.report_errors:
             terminalreporter.write_line(line, red=True, bold=True)
         results = self.results
-        if results.records or results.skip_reasons:
+        if any(r.op_matrix is None for r in results.records) or results.skip_reasons:
             terminalreporter.section("edgeort summary")
             if self.workers_devices:
                 for name, facts in sorted(results.device_facts.items()):
@@ -89,10 +117,23 @@ class RunOutput:
                 terminalreporter.write_line(line)
             for line in fp16_notes(results.records, results.device_facts, self.run.rootdir):
                 terminalreporter.write_line(line, yellow=True)
+            for line in u8_kernel_notes(results.records, results.device_facts):
+                terminalreporter.write_line(line, yellow=True)
             for reason, count in skip_counts(results.skip_reasons):
                 terminalreporter.write_line(f"skipped {count}x: {reason}", yellow=True)
+        matrix = matrix_records(results.records)
+        if matrix:
+            terminalreporter.section("edgeort op matrix")
+            for line in format_matrix(matrix):
+                terminalreporter.write_line(line)
         updates = [r for r in results.records if r.golden_update]
         if updates:
             terminalreporter.section("edgeort golden updates")
             for record in updates:
                 terminalreporter.write_line(f"{record.golden} ({record.device}): " + "; ".join(record.golden_update))
+        if self.unused_goldens:
+            strict = self.run.options.strict
+            terminalreporter.section("edgeort unused goldens")
+            for line in self.unused_goldens:
+                suffix = " [--edge-strict]" if strict else ""
+                terminalreporter.write_line(line + suffix, red=strict, yellow=not strict)

@@ -12,10 +12,11 @@ from .config.inventory import DeviceConfig
 from .config.kinds import DeviceKind, kind_table
 from .config.suite import MANIFEST
 from .devices import make_device
-from .errors import ComparisonError, EdgeError, InventoryError, ProviderError
+from .errors import ComparisonError, EdgeError, InventoryError
+from .items.opmatrix import add_corpus
 from .items.suite import SuiteFile
-from .items.target import TARGET, item_target, mark_marker_test
-from .markers import MARKERS, parse_tolerance_markers, providers_marker
+from .items.target import TARGET, item_target, mark_marker_test, marker_targets
+from .markers import MARKERS, parse_tolerance_markers
 from .options import EdgeOptions, add_options
 from .outcomes import outcome_of
 from .relay import ResultRelay
@@ -76,12 +77,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     run = edge_run(metafunc.config)
     try:
         devices = run.device_names()
-        providers = run.providers_for(providers_marker(metafunc.definition).providers or None)
-    except (InventoryError, ProviderError) as exc:
-        run.usage_errors.append(f"{metafunc.definition.nodeid}: {exc}" if isinstance(exc, ProviderError) else str(exc))
-        devices, providers = (), ()
-    targets = [(d, p) for d in devices for p in providers]
-    metafunc.parametrize(TARGET, targets, ids=[f"{d}-{p}" for d, p in targets])
+    except InventoryError as exc:
+        run.usage_errors.append(str(exc))
+        devices = ()
+    targets = marker_targets(run, metafunc.definition, devices)
+    metafunc.parametrize(TARGET, targets, ids=[f"{t.device}-{t.provider}" for t in targets], indirect=True)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
@@ -96,6 +96,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     if edge_items:
         parse_tolerance_markers(edge_items)
         interrupt_on_sigterm()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Any:
+    """With ``--edge-op-matrix`` the session also collects the ONNX node-test corpus."""
+    report = yield
+    if isinstance(collector, pytest.Session) and report.passed and edge_run(collector.config).options.op_matrix:
+        add_corpus(collector, report)
+    return report
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:

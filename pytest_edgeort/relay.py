@@ -38,10 +38,14 @@ class ResultRelay:
         self.results = run.results
         self.devices = run.registry
         self._hashes: Dict[Path, Optional[str]] = {}
+        self._attempts: Dict[str, int] = {}  # nodeid -> runs of it so far (a rerun plugin runs a test again)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo) -> Any:
         report = yield
+        if report.when == "setup":
+            self._attempts[item.nodeid] = self._attempts.get(item.nodeid, 0) + 1
+        attempt = self._attempts.get(item.nodeid, 1)
         target = item_target(item)
         broken_suite = item.stash.get(BROKEN_SUITE_KEY, None)
         if target is not None:  # plain data on the report: pytest-xdist ships it to the controller
@@ -54,7 +58,7 @@ class ResultRelay:
             if report.failed:
                 self._note_failure(report, item, target)
                 record_error(item, failure_line(report))
-            report.edgeort = self.results.take_payload(call.start, call.stop, self.devices.facts())
+            report.edgeort = self.results.take_payload(call.start, call.stop, self.devices.facts(), attempt)
         elif broken_suite is not None:  # a suite file that does not validate: no targets
             if report.failed:
                 line = failure_line(report)
@@ -69,7 +73,7 @@ class ResultRelay:
                     )
                 )
                 record_error(item, line)
-            report.edgeort = self.results.take_payload(call.start, call.stop, self.devices.facts())
+            report.edgeort = self.results.take_payload(call.start, call.stop, self.devices.facts(), attempt)
         return report
 
     def _known_provenance(self, item: pytest.Item, target: EdgeTarget) -> CheckRecord:
@@ -80,7 +84,7 @@ class ResultRelay:
             self._hashes[model] = _file_sha256(model)
         caps = self.devices.facts().get(target.device) or {}
         qnn = caps.get("qnn") or {}
-        return CheckRecord(
+        facts = dict(
             nodeid=item.nodeid,
             check=target.check,
             passed=False,
@@ -94,6 +98,7 @@ class ResultRelay:
             qnn_ep=qnn.get("ep_package_version"),
             platform=caps.get("platform"),
         )
+        return CheckRecord(**{**facts, **target.fields})
 
     def _note_failure(self, report: pytest.TestReport, item: pytest.Item, target: EdgeTarget) -> None:
         """The phase and reason on this phase's records, or a record of its own when there is none."""
@@ -108,4 +113,4 @@ class ResultRelay:
         payload = getattr(report, "edgeort", None)
         if payload is not None:
             self.results.merge_payload(payload)
-            self.results.note_outcome(report)
+            self.results.note_outcome(report, payload.get("attempt", 1))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
 
 import pytest
 
+from ._text import model_label
 from .config.inventory import DeviceConfig, load_inventory, unknown_device_message
 from .config.kinds import BUILTIN_KINDS, DeviceKind
 from .config.providers import provider_options, resolve_provider
@@ -104,6 +105,14 @@ class DeviceRegistry:
             device.close()
 
 
+def renamed(error: EdgeSessionError, path: Path, name: Union[Path, str]) -> EdgeSessionError:
+    """``error`` (raised for the model file ``path``) naming the user's model ``name`` instead."""
+    if str(name) == str(path):
+        return error
+    text = str(error).replace(str(path), str(name)).replace(path.name, model_label(name))
+    return type(error)(text, error.placement)
+
+
 class SessionCache:
     """One session per (device, model sha256, provider, options, fallback mode); a refused session
     is remembered and not re-created for every test."""
@@ -111,7 +120,7 @@ class SessionCache:
     def __init__(self, devices: DeviceRegistry) -> None:
         self.devices = devices
         self.open: Dict[SessionKey, EdgeSession] = {}
-        self.refused: Dict[SessionKey, EdgeSessionError] = {}
+        self.refused: Dict[SessionKey, Tuple[Path, EdgeSessionError]] = {}  # with the file it was made from
         self.created = 0
 
     def get(
@@ -121,8 +130,13 @@ class SessionCache:
         provider: str,
         options: Optional[Mapping[str, Any]] = None,
         cpu_fallback: bool = True,
+        name: Optional[Union[Path, str]] = None,
+        cached: bool = True,
     ) -> EdgeSession:
-        """The cached session, created on first use."""
+        """The cached session, created on first use, as ``name`` (the user's model; default ``model_path``)
+        names it: the key is the content hash, so another file of the same bytes shares the session.
+        ``cached=False``: a new session the caller closes (the op matrix opens ~1,900 models once each: kept
+        open they would fill the EP's memory)."""
         from .devices.session import EdgeSession
         from .model.info import model_info
 
@@ -132,17 +146,21 @@ class SessionCache:
         merged = provider_options(spec, inventory_opts, options, where=f"device {device_name!r}")
         model = model_info(model_path)
         key: SessionKey = (device_name, model.sha256, spec.alias, tuple(sorted(merged.items())), cpu_fallback)
+        name = model_path if name is None else name
+        if not cached:
+            return EdgeSession(device, model, spec, merged, cpu_fallback, self._count_creation).named(name)
         if key in self.refused:
-            raise self.refused[key]
+            first, error = self.refused[key]
+            raise renamed(error, first, name)
         cached = self.open.get(key)
         if cached is None:
             try:
                 cached = EdgeSession(device, model, spec, merged, cpu_fallback, self._count_creation)
             except EdgeSessionError as exc:
-                self.refused[key] = exc
-                raise
+                self.refused[key] = (model_path, exc)
+                raise renamed(exc, model_path, name) from None
             self.open[key] = cached
-        return cached
+        return cached.named(name)
 
     def _count_creation(self, session: EdgeSession) -> None:
         self.created += 1
@@ -194,9 +212,12 @@ class EdgeRun:
         provider: str,
         options: Optional[Mapping[str, Any]] = None,
         cpu_fallback: bool = True,
+        name: Optional[Union[Path, str]] = None,
+        cached: bool = True,
     ) -> EdgeSession:
-        """A cached session for (device, model sha256, provider, options, fallback mode)."""
-        return self.cache.get(device_name, model_path, provider, options, cpu_fallback)
+        """A cached session for (device, model sha256, provider, options, fallback mode), named ``name``;
+        ``cached=False``: a new one, not kept, that the caller closes."""
+        return self.cache.get(device_name, model_path, provider, options, cpu_fallback, name, cached)
 
     def record(self, record: CheckRecord) -> None:
         """Keep one check's result until the plugin attaches it to the test's report."""

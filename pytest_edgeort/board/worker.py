@@ -133,6 +133,7 @@ class Worker:
             "machine": platform.machine(),
             "hostname": platform.node(),
             "soc": _read_soc(),
+            "u8_isa": _u8_isa(),
             "pid": os.getpid(),
         }
         if "QNNExecutionProvider" in available:
@@ -202,9 +203,12 @@ class Worker:
         sess, api = self.open_session(path, ep, options, cpu_fallback)
         self.sessions[sid] = sess
         self.session_eps[sid] = (ep, options)
+        used = sess.get_session_options()
         return {
             "providers": sess.get_providers(),
             "api": api,
+            "graph_optimization": str(used.graph_optimization_level).rsplit(".", 1)[-1],
+            "qdq_fusion": _config_entry(used, "session.disable_quant_qdq") != "1",
             "placement": _placement(sess),
             "inputs": [_io_meta(i) for i in sess.get_inputs()],
             "outputs": [_io_meta(o) for o in sess.get_outputs()],
@@ -302,6 +306,34 @@ def _placement(sess):
     except Exception:
         return None
     return [{"ep": info.ep_name, "nodes": [[n.name, n.op_type, n.domain] for n in info.get_nodes()]} for info in infos]
+
+
+#: CPU features that change onnxruntime's u8 kernels (x86: VNNI computes u8 x s8 products exactly, AVX2 alone
+#: saturates the pairwise sums; Arm: the dot-product and int8 matrix instructions)
+_U8_ISA = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "sve")
+
+
+def _u8_isa():
+    """The u8-kernel features this machine's CPU reports in /proc/cpuinfo (empty where it cannot be read)."""
+    try:
+        with open("/proc/cpuinfo", "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError:
+        return []
+    flags = set()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return [flag for flag in _U8_ISA if flag in flags]
+
+
+def _config_entry(options, key):
+    """A session config entry, "" when unset (onnxruntime raises for an unset key)."""
+    try:
+        return options.get_session_config_entry(key)
+    except Exception:
+        return ""
 
 
 def _read_soc():

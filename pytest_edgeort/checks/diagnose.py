@@ -27,7 +27,7 @@ import onnx
 
 from .._text import atomic_write, one_line
 from ..compare.engine import compare_output
-from ..compare.result import OutputComparison
+from ..compare.result import Comparison, OutputComparison
 from ..compare.tolerance import Tolerance, ToleranceSpec, default_tolerance
 from ..errors import EdgeError
 from ..model.info import model_info
@@ -48,7 +48,6 @@ INNER_EXAMPLES = 4
 _OUTPUT_ONLY = ("topk", "tie_lsb", "vs_float")
 #: where a diagnosis writes its prefix models (under the run's cache folder)
 PREFIX_DIR = "diagnose"
-Outputs = Mapping[str, np.ndarray]
 
 #: ``(cut, accelerator, float_as_fp16)`` -> the rules a healthy provider meets at that tensor
 HealthyNoise = Callable[[Cut, bool, bool], Tolerance]
@@ -246,16 +245,14 @@ class _Bisection:
 
     def judge(self, cut: Cut, actual: np.ndarray, expected: np.ndarray) -> OutputComparison:
         scale = cut.quant.scale if cut.quant is not None else None
-        return compare_output(cut.tensor, actual, expected, self.tolerance(cut), scale)
+        layout = self.provider.session.model.output_layout.get(cut.tensor)
+        return compare_output(cut.tensor, actual, expected, self.tolerance(cut), scale, layout=layout)
 
-    def probe(self, indices: Sequence[int], known: Optional[Tuple[Outputs, Outputs]] = None) -> Optional[str]:
-        """Run the prefix ending at the candidates ``indices`` on both sides (``known``: the outputs of both,
-        already computed) and judge each; the error text when a side refused or failed (every index is recorded
-        as a step either way)."""
+    def probe(self, indices: Sequence[int]) -> Optional[str]:
+        """Run the prefix ending at the candidates ``indices`` on both sides and judge each; the error text
+        when a side refused or failed (every index is recorded as a step either way)."""
         cuts = [self.cuts[i] for i in indices]
         began = time.monotonic()
-        if known is not None:
-            return self._judge_all(cuts, known[0], known[1], began)
         try:
             actual = self.provider.run([c.tensor for c in cuts], self.feeds)
         except EdgeError as exc:
@@ -264,19 +261,28 @@ class _Bisection:
             expected = self.reference.run([c.tensor for c in cuts], self.feeds)
         except EdgeError as exc:
             return self._refused(cuts, "failed", exc, began)
-        return self._judge_all(cuts, actual, expected, began)
-
-    def _judge_all(self, cuts: Sequence[Cut], actual: Outputs, expected: Outputs, began: float) -> None:
         seconds = (time.monotonic() - began) / len(cuts)
         for cut in cuts:
-            judged = self.judge(cut, actual[cut.tensor], expected[cut.tensor])
-            self.judged[cut.index] = judged
-            error, unit = _error(judged)
-            outcome = "agrees" if judged.passed else "diverged"
-            self.result.steps.append(
-                Step(cut.index, cut.shown, cut.node, cut.op_type, cut.depth, outcome, error, unit, "", seconds)
-            )
+            self._record(cut, self.judge(cut, actual[cut.tensor], expected[cut.tensor]), seconds)
         return None
+
+    def _record(self, cut: Cut, judged: OutputComparison, seconds: float) -> None:
+        self.judged[cut.index] = judged
+        error, unit = _error(judged)
+        outcome = "agrees" if judged.passed else "diverged"
+        self.result.steps.append(
+            Step(cut.index, cut.shown, cut.node, cut.op_type, cut.depth, outcome, error, unit, "", seconds)
+        )
+
+    def outputs_judged(self, verdict: Optional[Comparison]) -> Optional[str]:
+        """Judge the graph outputs: by the check's own ``verdict`` on them where it has one, else by a probe."""
+        by_name = {o.name: o for o in verdict.outputs} if verdict is not None else {}
+        outputs = [self.cuts[i] for i in self.output_indices]
+        if outputs and all(c.tensor in by_name for c in outputs):
+            for cut in outputs:
+                self._record(cut, by_name[cut.tensor], 0.0)
+            return None
+        return self.probe(self.output_indices)
 
     def _refused(self, cuts: Sequence[Cut], outcome: str, exc: Exception, began: float) -> str:
         detail = one_line(exc, 300)
@@ -291,12 +297,12 @@ class _Bisection:
         return not self.judged[index].passed
 
     # -- strategies
-    def bisect(self, known: Optional[Tuple[Outputs, Outputs]]) -> None:
-        """Judge the graph outputs (``known``: the check's own outputs of both sides, else a probe), then narrow
-        ``(lo, hi]`` (``lo``: last index known to agree, -1 = the graph inputs; ``hi``: first known to diverge,
-        at first the earliest diverged output) to one candidate, on the examples :meth:`_inner_feeds` picks."""
+    def bisect(self, verdict: Optional[Comparison]) -> None:
+        """Judge the graph outputs (:meth:`outputs_judged`), then narrow ``(lo, hi]`` (``lo``: last index known
+        to agree, -1 = the graph inputs; ``hi``: first known to diverge, at first the earliest diverged output)
+        to one candidate, on the examples :meth:`_inner_feeds` picks."""
         outputs = self.output_indices
-        error = self.probe(outputs, known)
+        error = self.outputs_judged(verdict)
         last = max(outputs)
         if error is not None:
             self._unresolved(0, last, f"the provider refused the whole model ({error})")
@@ -427,7 +433,7 @@ def diagnose(
     budget_s: float = DEFAULT_BUDGET_S,
     strategy: str = "auto",
     noise: HealthyNoise = depth_noise,
-    known: Optional[Tuple[Outputs, Outputs]] = None,
+    verdict: Optional[Comparison] = None,
 ) -> Diagnosis:
     """The first node of ``session``'s model whose output departs from ``reference`` (the same tensor of the
     reference's model, by name) on ``feeds``.
@@ -443,8 +449,8 @@ def diagnose(
         strategy: ``bisect``, ``mark`` (every candidate an output of one model) or ``auto`` (``mark`` for at
             most :data:`MARK_MAX` candidates).
         noise: the healthy-noise rule per tensor (:func:`depth_noise`).
-        known: ``(actual, expected)`` graph outputs the check already computed on ``feeds`` (stacked like
-            them): the outputs are judged on them without a session.
+        verdict: the check's own comparison of the graph outputs on ``feeds`` against ``reference``: the
+            outputs are judged by it (yardsticks and layouts included) without a session.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"diagnosis strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}")
@@ -454,6 +460,6 @@ def diagnose(
     elif strategy == "mark" or (strategy == "auto" and len(work.cuts) <= MARK_MAX):
         work.mark()
     else:
-        work.bisect(known)
+        work.bisect(verdict)
     work.result.seconds = time.monotonic() - work.start
     return work.result

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional
 
 from ..compare.engine import Comparison
 from ..compare.tolerance import ToleranceSpec
-from .conformance import compare
+from .conformance import baseline_source, compare
 
 if TYPE_CHECKING:
     import numpy as np
@@ -62,7 +62,7 @@ def fuzz(
     def conforms(feed: Dict[str, np.ndarray]) -> None:
         actual, expected = session.run(feed), reference.run(feed)
         baseline = float_session.run(feed) if float_session is not None else None
-        result = compare(session, actual, expected, spec, where, baseline)
+        result = compare(session, actual, expected, spec, where, baseline, baseline_source(float_session))
         if not result.passed:
             failure.update(feed=feed, comparison=result)  # Hypothesis replays the shrunk one last
             raise AssertionError("outside tolerance")

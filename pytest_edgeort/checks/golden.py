@@ -7,7 +7,7 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional
+from typing import Any, Dict, Iterable, List, Mapping, Optional
 
 import numpy as np
 
@@ -82,3 +82,36 @@ def drift(old: Optional[Golden], new: Mapping[str, np.ndarray], scales: Mapping[
         unit = f"{diff / scale:.3g} LSB" if scale else f"{diff:.3g}"
         lines.append(f"{name}: max drift {unit}")
     return lines
+
+
+#: Provenance facts an update names when they changed since the golden it overwrites was written.
+PROVENANCE_FACTS = (
+    "model",
+    "model_sha256",
+    "onnxruntime",
+    "qnn_sdk",
+    "qnn_ep",
+    "provider_options",
+    "offload_graph_io_quantization",
+    "device",
+    "platform",
+    "soc",
+    "examples",
+)
+
+
+def provenance_changes(old: Optional[Mapping[str, Any]], new: Mapping[str, Any]) -> List[str]:
+    """One line naming the :data:`PROVENANCE_FACTS` that differ between an old golden's provenance and the new
+    one's (none for a new golden, or when nothing changed)."""
+    if not old:
+        return []
+    changed = [f"{key} {old.get(key)} -> {new.get(key)}" for key in PROVENANCE_FACTS if old.get(key) != new.get(key)]
+    return ["provenance changed: " + "; ".join(changed)] if changed else []
+
+
+def unused_goldens(folder: Path, providers: Iterable[str]) -> List[Path]:
+    """The golden files in ``folder`` that no item of the suite reads: those of providers it does not run."""
+    if not folder.is_dir():
+        return []
+    used = set(providers)
+    return sorted(path for path in folder.glob("*.npz") if path.stem not in used)

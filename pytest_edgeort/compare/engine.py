@@ -21,8 +21,8 @@ Conventions:
   near-zero reference (a detector's empty map) does not turn a 1-LSB difference into -inf dB.
   ``snr_db`` is the plain SNR, for information.
 - ``bias_lsb`` and ``gain`` work on the signed error in LSB, groups as in :mod:`~pytest_edgeort.compare.patterns`.
-- A failed output names the pattern of its error (``pattern``: offset, channel offset, region offset,
-  gain, outliers, noise) with its numbers.
+- A failed output names the pattern of its error (``pattern``: constant, channel, head or region offset,
+  gain, garbage, outliers, noise) with its numbers.
 - ``smallest_passing`` holds, for every rule that is set, the smallest value of that key which would
   have passed with all other rules unchanged (``min_*`` keys: the largest passing value).
 """
@@ -30,15 +30,24 @@ Conventions:
 from __future__ import annotations
 
 import math
-from typing import Mapping, Optional
+from typing import Mapping, NamedTuple, Optional
 
 import numpy as np
 
 from . import metrics, rules
+from .layout import Layout
 from .result import Comparison, OutputComparison, WorstElement
 from .tolerance import Tolerance
 
 WORST_COUNT = 5
+
+
+class Yardstick(NamedTuple):
+    """What quantization itself costs: the float output the reference approximates, and where it comes from
+    (``float_model`` or the QDQ model without its activation rounding, :mod:`pytest_edgeort.model.yardstick`)."""
+
+    output: np.ndarray
+    source: str
 
 
 def _category(dtype: np.dtype) -> str:
@@ -58,11 +67,16 @@ def compare_output(
     tol: Tolerance,
     scale: Optional[float] = None,
     baseline: Optional[np.ndarray] = None,
+    layout: Optional[Layout] = None,
+    yardstick: Optional[Yardstick] = None,
 ) -> OutputComparison:
     """Compare one output of the provider under test (``actual``) against the reference.
 
     ``scale`` is the output's quantization step (for LSB units); ``baseline`` is the float
-    model's output, used by the ``vs_float`` rule.
+    model's output, used by the ``vs_float`` rule; ``layout`` the heads the graph concatenates into
+    this output (each judged as a group of its own); ``yardstick`` the float output the reference
+    approximates: the ``min_snr_db`` floor is lowered to the reference's own SNR against it minus
+    ``YARDSTICK_MARGIN_DB`` where that is lower (an input on which quantization itself costs that much).
     """
     a, e = np.asarray(actual), np.asarray(expected)
     res = OutputComparison(
@@ -140,6 +154,8 @@ def compare_output(
         res.snr_q_db = metrics.snr_from(err[both] / peak, fin_e, step / peak)
     else:
         res.snr_q_db = res.snr_db
+    if yardstick is not None and step and tol.min_snr_db is not None:
+        _yardstick_snr(res, yardstick, ef, both, step)
     res.cosine = metrics.cosine(fin_a, fin_e)
     _worst(res, a, e, raw_err, units)
     if units is not None:
@@ -160,9 +176,21 @@ def compare_output(
     if tol.vs_float is not None:
         rules.check_vs_float(res, tol, af, ef, integer, baseline)
     if tol.bias_lsb is not None or tol.gain is not None or res.failures:
-        rules.check_systematic(res, tol, af, ef, both, lsb_size)
+        rules.check_systematic(res, tol, af, ef, both, lsb_size, layout)
     res.passed = not res.failures
     return res
+
+
+def _yardstick_snr(res: OutputComparison, yardstick: Yardstick, ef: np.ndarray, both: np.ndarray, step: float) -> None:
+    """The reference's SNR against the yardstick, errors within one ``step`` not counted (as ``snr_q_db``)."""
+    f = np.asarray(yardstick.output, dtype=np.float64)
+    if f.shape != ef.shape:
+        return
+    ok = both & np.isfinite(f)
+    snapped = metrics.snap(np.abs(ef[ok] - f[ok]) / step) * step
+    peak = float(np.abs(ef[ok]).max()) if ok.any() else 0.0
+    snr = metrics.snr_from(snapped / peak, ef[ok] / peak, step / peak) if peak > 0 else math.inf
+    res.yardstick = {"source": yardstick.source, "reference_snr_db": snr}
 
 
 def _worst(
@@ -193,6 +221,8 @@ def compare_outputs(
     tolerances: Mapping[str, Tolerance],
     scales: Mapping[str, Optional[float]] = {},  # noqa: B006 - read only
     baseline: Optional[Mapping[str, np.ndarray]] = None,
+    layouts: Mapping[str, Layout] = {},  # noqa: B006 - read only
+    yardsticks: Mapping[str, Yardstick] = {},  # noqa: B006 - read only
 ) -> Comparison:
     """Compare every expected output; outputs only in ``actual`` are listed as ``extra``.
 
@@ -215,6 +245,8 @@ def compare_outputs(
                 tolerances[name],
                 scales.get(name),
                 baseline.get(name) if baseline is not None else None,
+                layouts.get(name),
+                yardsticks.get(name),
             )
         )
     extra = [name for name in actual if name not in expected]

@@ -1,4 +1,4 @@
-"""Shapes of an output error: offsets per group (whole output, slice, region), gain, outliers, noise.
+"""Shapes of an output error: offsets per group (whole output, slice, head, region), gain, garbage, outliers, noise.
 
 Pure numpy. ``d`` is always the signed error ``actual - expected`` in LSB (or in absolute units for
 float outputs), ``e`` the expected output in the same units. Used by the ``bias_lsb`` and ``gain``
@@ -7,23 +7,28 @@ rules of :mod:`pytest_edgeort.compare` and by the failure message, which names t
 Groups whose median error is a "bias": the whole output (from ``MIN_WHOLE`` elements); with at least
 ``MIN_GROUP`` elements each, every slice along one axis that holds at least 5 % of the elements (a
 channel of a few-channel map, a column of a detection head ``[1, anchors, 6]``, one example of a
-stacked set); per plane of the last two axes (so per channel of an NCHW map), boxes of 1/5 x 1/5
-(stride half a box: a region covering at least 30 % of both axes contains a whole box) and bands of
-1/20 of the rows or of the columns (stride 1: a band of >= 5 % of the rows contains one). Thin
-slices (one row of a map) are not groups: a healthy PP-OCR det text row is up to 61 LSB off (its
-median, one example), 5-row bands at most 4. The median, not the mean: deep models err in heavy-
-tailed bursts (PP-OCR det, 4 examples: a row's mean 14 LSB, its median 0; a box's mean 9.3, its
-median 4), while an offset moves the median of every group it covers. Each group's median may exceed
-``bias_lsb`` by what noise alone gives a median of its size.
+stacked set; any share on an axis a :class:`~.layout.Layout` shows to be channels); per plane of the
+last two axes (so per channel of an NCHW map), boxes of 1/5 x 1/5 (stride half a box, and one flush
+against each far edge: every element is inside some box; a region covering at least 30 % of both
+axes contains a whole box) and bands of 1/20 of the rows or of the columns (stride 1). With a layout
+(an output the graph builds by a Concat of heads), every head is a group, and so are its slices and
+its windows, on its ``H x W`` grid when the head is a flattened grid. Thin slices (one row of a map)
+are not groups: a healthy PP-OCR det text row is up to 61 LSB off (its median, one example), 5-row
+bands at most 4. The median, not the mean: deep models err in heavy-tailed bursts (PP-OCR det, 4
+examples: a row's mean 14 LSB, its median 0; a box's mean 9.3, its median 4), while an offset moves
+the median of every group it covers. Each group's median may exceed ``bias_lsb`` by what noise alone
+gives a median of its size.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import Iterator, List, Optional, Tuple
+from typing import FrozenSet, Iterator, List, Optional, Tuple
 
 import numpy as np
+
+from .layout import Head, Layout
 
 MIN_GROUP = 64
 #: the whole output is a group from this many elements (a median of fewer values is no statistic)
@@ -36,11 +41,15 @@ MAX_LISTED = 4
 BOX_DIVISIONS = 5
 BAND_DIVISIONS = 20
 OUTLIER_FACTOR = 3.0
-#: pattern kinds that a looser tolerance would accept as if they were noise
+#: garbage: a group with at least this share of its elements beyond the floor on each side ...
+GARBAGE_SHARE = 0.2
+#: ... and an rms this many times the rest's
+GARBAGE_FACTOR = 3.0
 #: a gain "explains" an error when the rms left after the fit is at most this fraction of the error's rms
 GAIN_RESIDUAL = 0.5
 WHOLE = "the whole output"
-SYSTEMATIC = ("constant offset", "channel offset", "region offset", "gain")
+#: pattern kinds that a looser tolerance would accept as if they were noise
+SYSTEMATIC = ("constant offset", "channel offset", "head offset", "region offset", "gain", "garbage")
 
 
 @dataclass(frozen=True)
@@ -50,9 +59,12 @@ class Bias:
     where: str  # "the whole output", "index 2 on axis 1", "region [0:20, 64:128] of plane (0, 0)"
     size: int
     median: float
-    rest_median: Optional[float] = None  # median error of the elements outside these slices (slices only)
+    rest_median: Optional[float] = None  # median error of the elements outside this group (slices, heads)
     also: str = ""  # further slices on the same axis offset the same way, "index 5: -59"
     allowance: float = 0.0  # what noise alone moves the median of this many elements by (NOISE_Z sigmas)
+    kind: str = "constant offset"  # the pattern an offset of this group is: constant / channel / head / region
+    extent: str = ""  # regions: the rows and columns around the window whose median is as far off
+    spread: float = 0.0  # regions: the robust spread (1.4826 x MAD) of the errors inside the window
 
     @property
     def excess(self) -> float:
@@ -79,16 +91,24 @@ class Gain:
 class Pattern:
     """What the error looks like, for the failure message."""
 
-    kind: str  # "constant offset", "channel offset", "region offset", "gain", "outliers", "noise", "none"
+    kind: str  # "constant offset", "channel offset", "head offset", "region offset", "gain", "garbage", ...
     text: str
+    where: str = ""  # the group it names (garbage, offsets)
 
 
-def _slices(d: np.ndarray) -> Iterator[Bias]:
+def _slice_axes(d: np.ndarray, free: FrozenSet[int]) -> Iterator[Tuple[int, int]]:
+    """``(axis, elements per slice)`` of the axes whose slices are groups: at least ``MIN_GROUP`` elements and
+    ``MIN_FRACTION`` of the output, or any share on a ``free`` axis (one the graph shows to be channels)."""
     for axis in range(d.ndim):
         count = d.shape[axis]
         size = d.size // max(count, 1)
-        if count < 2 or size < MIN_GROUP or size < MIN_FRACTION * d.size:
-            continue
+        if count >= 2 and size >= MIN_GROUP and (size >= MIN_FRACTION * d.size or axis in free):
+            yield axis, size
+
+
+def _slices(d: np.ndarray, free: FrozenSet[int] = frozenset()) -> Iterator[Bias]:
+    for axis, size in _slice_axes(d, free):
+        count = d.shape[axis]
         medians = np.median(np.moveaxis(d, axis, 0).reshape(count, -1), axis=1)
         k = int(np.argmax(np.abs(medians)))
         alike = [
@@ -105,22 +125,50 @@ def _slices(d: np.ndarray) -> Iterator[Bias]:
             float(medians[k]),
             float(np.median(rest)) if rest.size else None,
             also=also + more,
+            kind="channel offset",
         )
 
 
+def _starts(n: int, size: int, stride: int) -> List[int]:
+    """Window starts every ``stride`` and one flush against the far edge: every element is in some window."""
+    starts = list(range(0, n - size + 1, stride))
+    return starts if starts[-1] == n - size else [*starts, n - size]
+
+
+def _run(mask: np.ndarray, lo: int, hi: int) -> Tuple[int, int]:
+    """The run of True in ``mask`` that overlaps ``[lo, hi)`` most (``(lo, hi)`` when none does)."""
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], mask.astype(np.int8), [0]))))
+    runs = list(zip(edges[::2].tolist(), edges[1::2].tolist()))
+    best = max(runs, key=lambda r: min(r[1], hi) - max(r[0], lo), default=None)
+    return best if best is not None and min(best[1], hi) > max(best[0], lo) else (lo, hi)
+
+
+def _extent(plane: np.ndarray, y0: int, y1: int, x0: int, x1: int, median: float) -> str:
+    """The rows and columns around a window whose median error is at least half the window's, the same way."""
+    sign, half = math.copysign(1.0, median), abs(median) / 2
+    ya, yb = _run(sign * np.median(plane[:, x0:x1], axis=1) >= half, y0, y1)
+    xa, xb = _run(sign * np.median(plane[y0:y1, :], axis=0) >= half, x0, x1)
+    return f"[{ya}:{yb}, {xa}:{xb}]: median {float(np.median(plane[ya:yb, xa:xb])):+.3g}"
+
+
 def _window(d: np.ndarray, h: int, w: int, stride_h: int, stride_w: int) -> Optional[Bias]:
-    """The h x w window of the last two axes (every plane, given strides) with the largest |median|."""
+    """The h x w window of the last two axes (every plane, given strides, up to every edge) whose |median|
+    is farthest beyond the spread of the errors inside it, with its real extent."""
     rows, cols = d.shape[-2:]
     if h * w < MIN_GROUP or (h == rows and w == cols):
         return None
     planes = d.reshape(-1, rows, cols)
-    view = np.lib.stride_tricks.sliding_window_view(planes, (h, w), axis=(1, 2))[:, ::stride_h, ::stride_w]
-    medians = np.median(view.reshape(*view.shape[:3], -1), axis=-1)
-    p, y, x = np.unravel_index(int(np.argmax(np.abs(medians))), medians.shape)
-    y0, x0 = int(y) * stride_h, int(x) * stride_w
+    ys, xs = _starts(rows, h, stride_h), _starts(cols, w, stride_w)
+    view = np.lib.stride_tricks.sliding_window_view(planes, (h, w), axis=(1, 2))[:, ys][:, :, xs]
+    values = view.reshape(*view.shape[:3], -1)
+    medians = np.median(values, axis=-1)
+    spreads = 1.4826 * np.median(np.abs(values - medians[..., None]), axis=-1)
+    p, y, x = np.unravel_index(int(np.argmax(np.abs(medians) - spreads)), medians.shape)
+    y0, x0, median = ys[int(y)], xs[int(x)], float(medians[p, y, x])
     plane = tuple(int(i) for i in np.unravel_index(int(p), d.shape[:-2])) if d.ndim > 2 else ()
     where = f"region [{y0}:{y0 + h}, {x0}:{x0 + w}]" + (f" of plane {plane}" if plane else "")
-    return Bias(where, h * w, float(medians[p, y, x]))
+    extent = _extent(planes[p], y0, y0 + h, x0, x0 + w, median) if median else ""
+    return Bias(where, h * w, median, kind="region offset", extent=extent, spread=float(spreads[p, y, x]))
 
 
 def _windows(d: np.ndarray) -> Iterator[Bias]:
@@ -138,23 +186,67 @@ def _windows(d: np.ndarray) -> Iterator[Bias]:
             yield found
 
 
-def biases(d: np.ndarray) -> List[Bias]:
-    """The largest-|median| group of each kind (whole output, each axis's slices, windows), each with the
-    allowance noise earns it: ``NOISE_Z * 1.2533 * sigma / sqrt(size)``, the spread of a median of
-    ``size`` values, sigma from the median absolute deviation of all of ``d`` (0 for a mostly exact output;
-    an offset does not change it)."""
+def _free_axes(ndim: int, axis: Optional[int], layout: Optional[Layout]) -> FrozenSet[int]:
+    """Axes of one example other than the concat axis: the graph shows them to be channels (any share)."""
+    if layout is None or axis is None:
+        return frozenset()
+    return frozenset(range(ndim - layout.ndim, ndim)) - {axis}
+
+
+def _head_part(d: np.ndarray, axis: int, head: Head) -> np.ndarray:
+    return d[(slice(None),) * axis + (slice(head.start, head.stop),)]
+
+
+def _head_name(i: int, axis: int, head: Head) -> str:
+    return f"head {i} [{head.start}:{head.stop}] on axis {axis}"
+
+
+def _heads(d: np.ndarray, layout: Layout) -> Iterator[Bias]:
+    """Per head: the head itself, its slices and its windows (on its ``H x W`` grid when it is one)."""
+    axis = layout.axis_of(d.ndim)
+    if axis is None or len(layout.heads) < 2:
+        return
+    free = _free_axes(d.ndim, axis, layout)
+    for i, head in enumerate(layout.heads):
+        part, name = _head_part(d, axis, head), _head_name(i, axis, head)
+        if part.size >= MIN_GROUP:
+            rest = np.delete(d, np.s_[head.start : head.stop], axis=axis)
+            rest_median = float(np.median(rest)) if rest.size else None
+            yield Bias(name, int(part.size), float(np.median(part)), rest_median, kind="head offset")
+        inner = list(_slices(part, free))
+        if head.grid is not None:
+            grid = np.moveaxis(part, axis, -1)
+            grid = grid.reshape(*grid.shape[:-1], *head.grid)
+            inner += [replace(b, where=f"{b.where} of its {head.grid[0]}x{head.grid[1]} grid") for b in _windows(grid)]
+        else:
+            inner += list(_windows(part))
+        yield from (replace(b, where=f"{b.where} of {name}") for b in inner)
+
+
+def biases(d: np.ndarray, layout: Optional[Layout] = None) -> List[Bias]:
+    """The largest-|median| group of each kind (whole output, each axis's slices, windows, and with a
+    ``layout`` every head with its own slices and windows), each with the allowance noise earns it:
+    ``NOISE_Z * 1.2533 * sigma / sqrt(size)``, the spread of a median of ``size`` values, sigma from the
+    median absolute deviation of all of ``d`` (0 for a mostly exact output; an offset does not change it);
+    a region at least its own spread (1.4826 x the MAD inside it): a deep net's healthy errors come in
+    spatial bursts (PP-OCR det's photo crop: a text region at median 6 LSB with a spread of 5.9), while an
+    offset moves a region's median and leaves its spread as it was."""
     if d.size == 0:
         return []
     sigma = 1.4826 * float(np.median(np.abs(d - np.median(d))))
     whole = [Bias(WHOLE, int(d.size), float(np.median(d)))] if d.size >= MIN_WHOLE else []
-    return [
-        replace(b, allowance=NOISE_Z * 1.2533 * sigma / math.sqrt(b.size)) for b in (*whole, *_slices(d), *_windows(d))
-    ]
+    axis = layout.axis_of(d.ndim) if layout is not None else None
+    groups = [*whole, *_slices(d, _free_axes(d.ndim, axis, layout))]
+    if layout is None or len(layout.heads) < 2 or axis is None or axis < d.ndim - 2:
+        groups += list(_windows(d))  # windows across the heads of a concat axis are no region: each head has its own
+    if layout is not None:
+        groups += list(_heads(d, layout))
+    return [replace(b, allowance=max(NOISE_Z * 1.2533 * sigma / math.sqrt(b.size), b.spread)) for b in groups]
 
 
-def worst_bias(d: np.ndarray) -> Optional[Bias]:
+def worst_bias(d: np.ndarray, layout: Optional[Layout] = None) -> Optional[Bias]:
     """The group whose median error is farthest beyond its noise allowance (None: no group)."""
-    found = biases(d)
+    found = biases(d, layout)
     return max(found, key=lambda b: b.excess) if found else None
 
 
@@ -181,12 +273,60 @@ def _where(index: Tuple[int, ...]) -> str:
     return str(index) if index else "()"
 
 
-def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float) -> Pattern:
+def _garbage_rows(rows: np.ndarray, floor: float) -> Optional[Tuple[int, float, float, float, float]]:
+    """Among the rows of ``rows`` (each a group), the one spread both ways beyond ``floor`` (at least
+    ``GARBAGE_SHARE`` of it on each side) and ``GARBAGE_FACTOR`` x rougher than the other rows:
+    ``(row, rms, rest rms, share below, share above)``."""
+    if rows.shape[0] < 2:
+        return None
+    below, above = np.mean(rows < -floor, axis=1), np.mean(rows > floor, axis=1)
+    square = np.sum(rows**2, axis=1)
+    rms = np.sqrt(square / rows.shape[1])
+    rest = np.sqrt((square.sum() - square) / (rows.size - rows.shape[1]))
+    ok = (np.minimum(below, above) >= GARBAGE_SHARE) & (rms > GARBAGE_FACTOR * rest)
+    if not ok.any():
+        return None
+    k = int(np.argmax(np.where(ok, rms, -1.0)))
+    return k, float(rms[k]), float(rest[k]), float(below[k]), float(above[k])
+
+
+def _garbage(d: np.ndarray, floor: float, layout: Optional[Layout], unit: str) -> Optional[Pattern]:
+    """Zero-mean garbage confined to a slice (a channel) or a head: its median says nothing, its spread does."""
+    axis = layout.axis_of(d.ndim) if layout is not None else None
+    free = _free_axes(d.ndim, axis, layout)
+    found = []
+    for ax, _ in _slice_axes(d, free):
+        rows = np.moveaxis(d, ax, 0).reshape(d.shape[ax], -1)
+        hit = _garbage_rows(rows, floor)
+        if hit is not None:
+            found.append((f"index {hit[0]} on axis {ax}", rows.shape[1], *hit[1:]))
+    if axis is not None and layout is not None and len(layout.heads) > 1:
+        parts = [_head_part(d, axis, h).reshape(-1) for h in layout.heads]
+        width = min(p.size for p in parts)
+        if width >= MIN_GROUP:  # heads as rows of equal size: an even share of each head's elements
+            rows = np.stack([p[np.linspace(0, p.size - 1, width).astype(int)] for p in parts])
+            hit = _garbage_rows(rows, floor)
+            if hit is not None:
+                i = hit[0]
+                found.append((_head_name(i, axis, layout.heads[i]), parts[i].size, *hit[1:]))
+    if not found:
+        return None
+    where, size, rms, rest, below, above = max(found, key=lambda f: f[2] / max(f[3], 1e-12))
+    return Pattern(
+        "garbage",
+        where=where,
+        text=f"garbage on {where} ({size} elements): spread both ways, rms {rms:.3g}{unit} ({below:.0%} below "
+        f"-{floor:g}{unit}, {above:.0%} above +{floor:g}{unit}); elsewhere rms {rest:.3g}{unit}",
+    )
+
+
+def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float, layout: Optional[Layout] = None) -> Pattern:
     """Name the pattern of the error ``d`` (against the expected ``e``), with its numbers.
 
-    In order: a gain (the error grows with |expected| and the fit explains most of it), an offset
-    (whole output, a slice, a region: a group median beyond ``offset_floor``), a few outliers (at most
-    3 or 1 % of the elements beyond ``OUTLIER_FACTOR`` x the 90th percentile), else noise.
+    In order: a gain (the error grows with |expected| and the fit explains most of it), garbage (a slice
+    or head spread both ways, far rougher than the rest), an offset (whole output, a slice, a head, a
+    region with its real extent: a group median beyond ``offset_floor``), a few outliers (at most 3 or
+    1 % of the elements beyond ``OUTLIER_FACTOR`` x the 90th percentile), else noise.
     """
     u = f" {unit}" if unit else ""
     mag = np.abs(d)
@@ -199,18 +339,23 @@ def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float) -> Pa
             f"gain: the error grows with the expected value, actual ~ {1 + gain.gain:.4g} x "
             f"expected ({gain.gain:+.2%}, {gain.peak_error:.3g}{u} at the largest |expected|)",
         )
-    bias = worst_bias(d)
+    garbage = _garbage(d, offset_floor, layout, u)
+    bias = worst_bias(d, layout)
     whole = float(np.median(d))
+    if garbage is not None and (bias is None or bias.excess <= offset_floor or bias.where.startswith(garbage.where)):
+        return garbage  # a two-sided group's median (or its head's part's) is no offset; one inside a head is
     if bias is not None and bias.excess > offset_floor:
         if bias.where == WHOLE or abs(whole) > offset_floor:
             return Pattern(
                 "constant offset", f"constant offset: median error {whole:+.4g}{u} over all {d.size} elements"
             )
-        kind = "region offset" if bias.where.startswith("region") else "channel offset"
         also = f"; also {bias.also}{u}" if bias.also else ""
         rest = "" if bias.rest_median is None else f"; elsewhere median {bias.rest_median:+.3g}{u}"
+        extent = f"; off around it: {bias.extent}{u}" if bias.extent else ""
         return Pattern(
-            kind, f"{kind}: median error {bias.median:+.4g}{u} on {bias.where} ({bias.size} elements){also}{rest}"
+            bias.kind,
+            f"{bias.kind}: median error {bias.median:+.4g}{u} on {bias.where} ({bias.size} elements)"
+            f"{extent}{also}{rest}",
         )
     typical = float(np.quantile(mag, 0.9, method="lower"))
     flat = mag.reshape(-1)

@@ -55,6 +55,7 @@ class OutputComparison:
     histogram_unit: str = "LSB"
     smallest_passing: Dict[str, float] = field(default_factory=dict)
     vs_float: Optional[Dict[str, float]] = None
+    yardstick: Optional[Dict[str, Any]] = None  # source, reference_snr_db: the reference against it
 
     def to_dict(self) -> Dict[str, Any]:
         """JSON-friendly dict; non-finite floats become the strings "inf", "-inf", "nan"."""

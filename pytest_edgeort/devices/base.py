@@ -51,6 +51,10 @@ class WorkerSession:
     def api(self) -> Optional[str]:
         return self.reply.get("api")
 
+    @property
+    def reference_facts(self) -> Dict[str, Any]:
+        return {key: self.reply.get(key) for key in ("graph_optimization", "qdq_fusion")}
+
     def _call(self, request: Callable[[float], Any]) -> Any:
         """``request(timeout)`` on a board whose lock this run still holds; a lost worker retires its peers."""
         self.device.check_board_lock()

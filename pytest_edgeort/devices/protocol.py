@@ -51,6 +51,10 @@ class SessionBackend(Protocol):
     def api(self) -> Optional[str]:
         """How the EP was registered on the device (``plugin``/``builtin``), for the record."""
 
+    @property
+    def reference_facts(self) -> Dict[str, Any]:
+        """What makes this session's CPU results host-dependent (``graph_optimization``, ``qdq_fusion``)."""
+
     def run(self, feed: Mapping[str, np.ndarray], check_memory: bool) -> Tuple[Dict[str, Any], Outputs]:
         """One inference: ``(facts about the run, {output name: array})``."""
 

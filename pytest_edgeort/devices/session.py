@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from .._text import model_label
 from ..board.wire import Op
 from ..config.providers import ProviderSpec
-from ..errors import EdgeSessionError, WorkerDied, WorkerError
+from ..errors import EdgeSessionError, SessionLost, StaleOutputs, WorkerDied, WorkerError
 from ..model.info import ModelInfo
 from ..model.inputs import Feed, check_feed
 from .placement import Placement, format_fallback
@@ -21,9 +24,18 @@ if TYPE_CHECKING:
     from ..checks.diagnose import Diagnosis
 
 
+@dataclass
+class _Live:
+    """The session's backend, shared by every :meth:`EdgeSession.named` view of one cached session."""
+
+    backend: Optional[SessionBackend] = None
+
+
 class EdgeSession:
     """A cached ONNX Runtime session on a device (its :class:`~.protocol.SessionBackend`); ``run(feed)``
-    returns ``{output name: array}``, ``run_all(feeds)`` one such dict per feed."""
+    returns ``{output name: array}``, ``run_all(feeds)`` one such dict per feed. ``name`` is the user's model
+    (their path, a ``pkg:`` source) that messages and records name: sessions are cached by content hash, so
+    the file a session was made from may be another test's copy or a prepared model in the cache."""
 
     def __init__(
         self,
@@ -39,10 +51,23 @@ class EdgeSession:
         self.spec = spec
         self.options = dict(options)
         self.cpu_fallback = cpu_fallback
+        self.name: Union[Path, str] = model.path
         self.last_inputs: Optional[Feed] = None
         self._on_create = on_create
-        self._backend: Optional[SessionBackend] = None
+        self._live = _Live()
         self._open()
+
+    def named(self, name: Union[Path, str]) -> EdgeSession:
+        """This session (the same backend) as the user's model ``name`` names it in messages and records."""
+        if str(name) == str(self.name):
+            return self
+        view = copy.copy(self)
+        view.name = name
+        return view
+
+    @property
+    def _backend(self) -> Optional[SessionBackend]:
+        return self._live.backend
 
     # -- identity
     @property
@@ -51,7 +76,12 @@ class EdgeSession:
 
     @property
     def label(self) -> str:
-        return f"{self.model.path.name} on {self.device.name}/{self.spec.alias}"
+        return f"{self.display_name} on {self.device.name}/{self.spec.alias}"
+
+    @property
+    def display_name(self) -> str:
+        """The model's file name (a ``pkg:`` source in full)."""
+        return model_label(self.name)
 
     @property
     def placement(self) -> Optional[Placement]:
@@ -83,11 +113,13 @@ class EdgeSession:
             "provider_options": dict(self.options),
             "cpu_fallback": self.cpu_fallback,
             "offload_graph_io_quantization": offload,
-            "model": self.model.path.name,
-            "model_path": str(self.model.path),
+            "model": self.display_name,
+            "model_path": str(self.name),
             "model_sha256": self.model.sha256,
             "platform": caps.get("platform"),
             "soc": caps.get("soc"),
+            "u8_isa": caps.get("u8_isa"),
+            **(self._backend.reference_facts if self._backend else {}),
             "onnxruntime": caps.get("onnxruntime"),
             "qnn_sdk": (caps.get("qnn") or {}).get("sdk_version"),
             "qnn_ep": (caps.get("qnn") or {}).get("ep_package_version"),
@@ -95,32 +127,29 @@ class EdgeSession:
             "placement": self.placement.to_dict() if self.placement is not None else None,
         }
 
-    def _user_paths(self, text: str) -> str:
+    def user_paths(self, text: str) -> str:
         """A worker's message with the device's cache file (``.../models/<sha256>.onnx``) named as
         the user's model file."""
-        return re.sub(r"[^\s'\"]*models/%s\.onnx" % self.model.sha256, str(self.model.path), text)
+        return re.sub(r"[^\s'\"]*models/%s\.onnx" % self.model.sha256, str(self.name), text)
 
     def _explain(self, error: str) -> str:
-        """A worker's creation error in the user's terms: their model path, and what to set when QNN
-        refuses fp16 without a SoC (its own words are a C++ trace)."""
-        if "fp16 precision mode is enabled but soc_model is not specified" in error.lower():
-            return (
-                f"{self.spec.alias} needs the QNN option soc_model here (QNN runs float in fp16 for a given "
-                f'SoC; on the x86-64 simulator any, e.g. "60"): @pytest.mark.edge_providers('
-                f'"{self.spec.alias}", options={{"soc_model": "60"}}) or soc_model = "60" under '
-                f"[devices.{self.device.name}.providers.{self.spec.alias}] in edge-devices.toml"
-            )
-        return self._user_paths(error)
+        """A worker's creation error in the user's terms: their model path, and what is likely and what to
+        do where the error is a known one (:data:`CREATION_HINTS`; QNN's own words are a C++ trace)."""
+        for hint in CREATION_HINTS:
+            explained = hint(self, error)
+            if explained is not None:
+                return explained
+        return self.user_paths(error)
 
     # -- lifecycle
     def _open(self) -> None:
         try:
-            self._backend = self.device.open_session(self.model, self.spec, self.options, self.cpu_fallback)
+            self._live.backend = self.device.open_session(self.model, self.spec, self.options, self.cpu_fallback)
         except WorkerError as exc:
             mode = "" if self.cpu_fallback else " with CPU fallback disabled"
             raise EdgeSessionError(f"{self.label}: session creation failed{mode}: {self._explain(str(exc))}") from None
         except WorkerDied as exc:
-            raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
+            raise SessionLost(f"{self.label}: {self.user_paths(str(exc))}") from None
         self._on_create(self)
         self._check_placement()
 
@@ -154,9 +183,9 @@ class EdgeSession:
         try:
             return call(self._live_backend())
         except WorkerError as exc:
-            raise EdgeSessionError(f"{self.label}: {op} failed: {self._user_paths(str(exc))}") from None
+            raise EdgeSessionError(f"{self.label}: {op} failed: {self.user_paths(str(exc))}") from None
         except WorkerDied as exc:
-            raise EdgeSessionError(f"{self.label}: {self._user_paths(str(exc))}") from None
+            raise SessionLost(f"{self.label}: {self.user_paths(str(exc))}") from None
 
     # -- what tests call
     @property
@@ -179,7 +208,7 @@ class EdgeSession:
                 f"{name!r}: {count} element{'s' * (count != 1)}"
                 for name, count in sorted(reply["memory_differs"].items())
             )
-            raise EdgeSessionError(
+            raise StaleOutputs(
                 f"{self.label}: outputs depend on memory left by earlier graphs ({detail} differ bit for bit "
                 "when the same example runs twice with the NPU memory filled differently in between), so "
                 "this result depends on test order and selection"
@@ -244,13 +273,13 @@ class EdgeSession:
         budget_s: Optional[float] = None,
         strategy: str = "auto",
         cache: Optional[Path] = None,
-        known: Optional[Any] = None,
+        verdict: Optional[Any] = None,
     ) -> Diagnosis:
         """The first node whose output departs from ``reference`` (default: this model on the device's CPU)
         on ``inputs`` (one feed, or several compared stacked on axis 0):
         :func:`pytest_edgeort.checks.diagnose.diagnose`; ``tolerance``: a ToleranceSpec, ``cache``: where
-        prefix models go (default: the system's temporary folder); ``known``: the ``(actual, expected)`` outputs
-        a check already computed on ``inputs``."""
+        prefix models go (default: the system's temporary folder); ``verdict``: the check's own Comparison of the
+        outputs on ``inputs`` against ``reference`` (the outputs are then judged by it)."""
         from ..checks.diagnose import DEFAULT_BUDGET_S, PREFIX_DIR, diagnose
         from ..config.providers import resolve_provider
 
@@ -262,15 +291,44 @@ class EdgeSession:
         folder = cache or Path(tempfile.gettempdir()) / f"edgeort-{PREFIX_DIR}"
         try:
             budget = budget_s or DEFAULT_BUDGET_S
-            return diagnose(self, reference, feeds, folder, tolerance, budget, strategy, known=known)
+            return diagnose(self, reference, feeds, folder, tolerance, budget, strategy, verdict=verdict)
         finally:
             if own:
                 reference.close()
 
     def close(self) -> None:
-        if self._backend is not None:
-            self._backend.close()
-        self._backend = None
+        if self._live.backend is not None:
+            self._live.backend.close()
+        self._live.backend = None
 
     def __repr__(self) -> str:
         return f"<EdgeSession {self.label} fallback={'on' if self.cpu_fallback else 'off'}>"
+
+
+def _fp16_needs_soc(session: EdgeSession, error: str) -> Optional[str]:
+    """QNN refuses fp16 without a SoC: what to set, instead of its words."""
+    if "fp16 precision mode is enabled but soc_model is not specified" not in error.lower():
+        return None
+    alias = session.spec.alias
+    return (
+        f"{alias} needs the QNN option soc_model here (QNN runs float in fp16 for a given "
+        f'SoC; on the x86-64 simulator any, e.g. "60"): @pytest.mark.edge_providers('
+        f'"{alias}", options={{"soc_model": "60"}}) or soc_model = "60" under '
+        f"[devices.{session.device.name}.providers.{alias}] in edge-devices.toml"
+    )
+
+
+def _float_graph_on_htp(session: EdgeSession, error: str) -> Optional[str]:
+    """A float graph QNN's HTP accepted node by node but could not finalize: say that it is float, and the fixes."""
+    fp16 = session.options.get("enable_htp_fp16_precision") == "1"
+    if "QNN_COMMON_ERROR_MEM_ALLOC" not in error or session.spec.qnn_backend != "htp" or session.model.is_qdq or fp16:
+        return None
+    return (
+        f"{session.user_paths(error)}; likely cause: {model_label(session.name)} is a float graph and HTP runs "
+        f'quantized ones: quantize it (u8/u16 QDQ; in a suite [prepare] quantize = {{activations = "uint8", '
+        f'weights = "uint8", calibration = "calib.npz"}}), or test it in fp16 with provider qnn-htp-fp16'
+    )
+
+
+#: Known session-creation errors, each a function ``(session, error) -> message or None``, the first match wins.
+CREATION_HINTS: Tuple[Callable[[EdgeSession, str], Optional[str]], ...] = (_fp16_needs_soc, _float_graph_on_htp)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
 from .._text import one_line
 from ..errors import ComparisonError, EdgeError
@@ -44,7 +44,7 @@ def conclude(
             what = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
             line = f"no diagnosis: {one_line(what, 300)}"
             fields["diagnosis"] = {"message": line}
-    record = node.record(session, comparison=result.to_dict(), **fields)
+    record = node.record(session, comparison=with_precision(result.to_dict(), session), **fields)
     record_metrics(node.item, record)
     if not result.passed:
         report = format_comparison(result, title=title)
@@ -55,6 +55,16 @@ def conclude(
             raise ComparisonError(report, result)
         fail(f"{heading}:\n{report}")
     return result
+
+
+def with_precision(comparison: Dict[str, Any], session: EdgeSession) -> Dict[str, Any]:
+    """``comparison`` (``Comparison.to_dict()``) with each output's precision class (``u8``, ``u16``, ``fp16``...)
+    from the session's model: what its ``max_lsb`` counts steps of."""
+    names = {tensor.name for tensor in session.model.outputs}
+    for output in comparison.get("outputs", ()):
+        if output.get("name") in names:
+            output["precision"] = session.model.precision(output["name"], session.spec.float_as_fp16)
+    return comparison
 
 
 def conclude_examples(
@@ -79,11 +89,11 @@ def run_suite(item: SuiteContext) -> None:
     title = f"{session.label} vs {reference.spec.alias} reference"
 
     def diagnose() -> Diagnosis:
-        cache, known = item.run.rootdir / CACHE_DIR / PREFIX_DIR, (stack_examples(actual), expected)
-        budget = item.run.options.diagnose_budget_s
-        return session.diagnose(models.feeds, reference, item.suite.tolerance, budget, cache=cache, known=known)
+        cache, budget = item.run.rootdir / CACHE_DIR / PREFIX_DIR, item.run.options.diagnose_budget_s
+        return session.diagnose(models.feeds, reference, item.suite.tolerance, budget, cache=cache, verdict=result)
 
-    conclude_examples(item.check_node, session, result, title, len(actual), diagnose=diagnose)
+    device = reference.device.name
+    conclude_examples(item.check_node, session, result, title, len(actual), diagnose=diagnose, reference_device=device)
 
 
 CHECK = SuiteCheck("conformance", run_suite)

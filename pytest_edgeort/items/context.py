@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Protocol, Union
 
 from ..config.suite import Suite
 from ..run import EdgeRun
@@ -20,12 +20,15 @@ if TYPE_CHECKING:
 
 @dataclass
 class SuiteModels:
-    """What a suite runs: the (prepared) model, its float baseline and the input feeds."""
+    """What a suite runs: the (prepared) model, its float baseline and the input feeds; ``name`` and
+    ``float_name`` are the user's models they came from (a path or a ``pkg:`` source), what records name."""
 
     model: Path
     float_model: Optional[Path]
     feeds: List[Dict[str, np.ndarray]]
     ranges: Mapping[str, Any]
+    name: Union[Path, str, None] = None
+    float_name: Union[Path, str, None] = None
 
 
 class SuiteContext(Protocol):

@@ -22,7 +22,11 @@ def run_suite(item: SuiteContext) -> None:
     node, suite = item.check_node, item.suite
     models = item.models()
     session = item.device_session(models)
-    cpu = None if node.provider == "cpu" else partial(open_session, item.run, node.device, models.model, "cpu")
+    cpu = (
+        None
+        if node.provider == "cpu"
+        else partial(open_session, item.run, node.device, models.model, "cpu", name=models.name)
+    )
     result = measure_latency(
         session, models.feeds[0], suite.latency_budget, suite.latency_gates, cpu, simulated=session.simulated
     )

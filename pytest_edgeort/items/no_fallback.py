@@ -4,8 +4,9 @@ JUnit properties and the one-line outcome."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Union
 
+from .._text import model_label
 from ..checks.no_fallback import NoFallbackResult, check_no_fallback
 from ..config.providers import resolve_provider
 from ..errors import ModelError, ProviderError
@@ -15,18 +16,22 @@ from .context import SuiteCheck, SuiteContext
 from .node import CheckNode
 
 
-def assert_no_fallback(node: CheckNode, model: Path, options: Optional[Mapping[str, Any]] = None) -> float:
-    """Fail unless ``model`` is created with CPU fallback disabled; return the EP's node coverage."""
+def assert_no_fallback(
+    node: CheckNode, model: Path, options: Optional[Mapping[str, Any]] = None, name: Optional[Union[Path, str]] = None
+) -> float:
+    """Fail unless ``model`` (the user's ``name``, where it is a prepared copy) is created with CPU fallback
+    disabled; return the EP's node coverage."""
+    name = model if name is None else name
     if not resolve_provider(node.provider).accelerator:
         skip(f"provider {node.provider} is CPU itself: there is no CPU fallback to check")
     require_provider(node.run, node.device, node.provider)
     try:
-        result = check_no_fallback(node.run, node.device, node.provider, model, options)
+        result = check_no_fallback(node.run, node.device, node.provider, model, options, name)
     except (ProviderError, ModelError) as exc:
         result = NoFallbackResult(error=str(exc))
     if result.session is None:
         cpu_nodes = [{"op_type": op, "count": len(names), "nodes": names} for op, names in result.cpu_nodes.items()]
-        node.record_failure(model=model.name, model_path=str(model), error=result.error, cpu_nodes=cpu_nodes)
+        node.record_failure(model=model_label(name), model_path=str(name), error=result.error, cpu_nodes=cpu_nodes)
         fail(str(result.error))
     session = result.session
     node.record(session, passed=True)
@@ -37,7 +42,8 @@ def assert_no_fallback(node: CheckNode, model: Path, options: Optional[Mapping[s
 
 def run_suite(item: SuiteContext) -> None:
     """The suite's (prepared) model without CPU fallback."""
-    assert_no_fallback(item.check_node, item.models().model, item.options(item.check_node.provider))
+    models = item.models()
+    assert_no_fallback(item.check_node, models.model, item.options(item.check_node.provider), models.name)
 
 
 CHECK = SuiteCheck("no_cpu_fallback", run_suite, wanted=lambda suite: suite.no_cpu_fallback, accelerator_only=True)

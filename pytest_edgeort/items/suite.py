@@ -15,6 +15,7 @@ from ..outcomes import fail, open_session, outcome_of
 from ..run import CACHE_DIR, EdgeRun, edge_run
 from .context import SuiteModels
 from .node import CheckNode
+from .prepared import suite_model_files
 from .table import SUITE_CHECKS
 from .target import BROKEN_SUITE_KEY, TARGET_KEY, EdgeTarget
 
@@ -82,24 +83,8 @@ class SuiteFile(pytest.File):
         from ..model.inputs import generate_inputs, load_npz, split_examples
 
         suite = self.suite
-        source = suite.resolve_model(suite.model, "model")
-        float_source = suite.resolve_model(suite.float_model, "float_model") if suite.float_model else None
-        model, float_model = source, float_source
-        if suite.prepare is not None:
-            from ..model.prepare import prepare_model
-
-            recipe = suite.prepare
-            cache = run.rootdir / CACHE_DIR / "prepared"
-            model = prepare_model(source, recipe, suite.folder, cache)
-            float_recipe = recipe.float_baseline()
-            if float_source is not None:
-                float_model = (
-                    float_source
-                    if float_recipe.is_empty
-                    else prepare_model(float_source, float_recipe, suite.folder, cache)
-                )
-            elif recipe.quantize:
-                float_model = prepare_model(source, float_recipe, suite.folder, cache)
+        files = suite_model_files(suite, run.rootdir / CACHE_DIR)
+        model = files.model
         info = model_info(model)
         ranges: Dict[str, Any] = {}
         if suite.inputs:
@@ -113,11 +98,17 @@ class SuiteFile(pytest.File):
                 ranges = {t.name: spec.default_range for t in info.inputs if spec.default_range}
                 ranges.update(spec.ranges)
             feeds = [generate_inputs(info, seed, i, ranges) for i in range(count)]
-        return SuiteModels(model, float_model, feeds, ranges)
+        return SuiteModels(model, files.float_model, feeds, ranges, files.name, files.float_name)
 
 
 class SuiteNode(pytest.Item):
-    """An item of an ``edge_suite.toml``, headed ``<suite folder>::<name>`` in reports."""
+    """An item of an ``edge_suite.toml``, headed ``<suite folder>::<name>`` in reports. It requests no
+    fixtures, and says so as test functions do: plugins such as labgrid's read ``fixturenames`` of every item."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fixturenames: List[str] = []
+        self.funcargs: Dict[str, Any] = {}
 
     def reportinfo(self):
         return self.path, 0, f"{self.path.parent.name}::{self.name}"  # line 0: -rs lines name the suite file
@@ -145,7 +136,7 @@ class SuiteItem(SuiteNode):
         self.device = device
         self.provider = provider
         model = partial(self.suite.resolve_model, self.suite.model, "model")
-        self.stash[TARGET_KEY] = EdgeTarget(device, provider, check, model)
+        self.stash[TARGET_KEY] = EdgeTarget(device, provider, check, model, self.record_fields)
 
     @property
     def suite(self) -> Suite:
@@ -156,9 +147,14 @@ class SuiteItem(SuiteNode):
         return edge_run(self.config)
 
     @property
+    def record_fields(self) -> Dict[str, Any]:
+        """What every record of this item names: the suite file, and its folder as the model (prepared models
+        are named by hash)."""
+        return {"suite": str(self.suite.path), "model": self.suite.folder.name}
+
+    @property
     def check_node(self) -> CheckNode:
-        fields = {"suite": str(self.suite.path), "model": self.suite.folder.name}  # prepared models: named by hash
-        return CheckNode(self.run, self, self.check, self.device, self.provider, fields)
+        return CheckNode(self.run, self, self.check, self.device, self.provider, self.record_fields)
 
     @property
     def where(self) -> str:
@@ -181,19 +177,22 @@ class SuiteItem(SuiteNode):
         return self.suite.provider_options.get(provider, {})
 
     def device_session(self, models: SuiteModels) -> EdgeSession:
-        return open_session(self.run, self.device, models.model, self.provider, self.options(self.provider))
+        options = self.options(self.provider)
+        return open_session(self.run, self.device, models.model, self.provider, options, name=models.name)
 
     def reference_session(self, models: SuiteModels) -> EdgeSession:
         from ..checks.conformance import reference_target
 
         device, provider = reference_target(self.device, self.suite.reference)
-        return open_session(self.run, device, models.model, provider, self.options(provider))
+        return open_session(self.run, device, models.model, provider, self.options(provider), name=models.name)
 
     def float_session(self, models: SuiteModels) -> Optional[EdgeSession]:
         from ..checks.conformance import open_float_session
+        from ..model.yardstick import YARDSTICK_DIR
 
-        opener = partial(open_session, self.run)
-        return open_float_session(opener, self.device, models.float_model, self.suite.tolerance)
+        cache = self.run.rootdir / CACHE_DIR / YARDSTICK_DIR
+        opener = partial(open_session, self.run, name=models.float_name)
+        return open_float_session(opener, self.device, models.float_model, self.suite.tolerance, models.model, cache)
 
     def compare_all(
         self,

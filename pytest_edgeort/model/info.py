@@ -12,11 +12,28 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .._text import file_sha256, one_line
+from .._text import file_sha256, missing_model, one_line
+from ..compare.layout import Head, Layout
 from ..errors import ModelError
 from .dtypes import ONNX_TO_NUMPY
 
 _PASS_THROUGH = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
+#: ops whose output has the shape of their first input, element for element: a Concat behind them still
+#: lays out the graph output (Q/DQ pairs and activations between a detector's Concat and its output)
+_SAME_LAYOUT = {
+    "DequantizeLinear",
+    "QuantizeLinear",
+    "Identity",
+    "Sigmoid",
+    "Relu",
+    "Clip",
+    "Tanh",
+    "LeakyRelu",
+    "HardSigmoid",
+    "Exp",
+    "Cast",
+}
+_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 _QUANT_PRECISION = {"uint8": "u8", "uint16": "u16", "int8": "i8", "int16": "i16"}
 
 
@@ -30,7 +47,8 @@ class TensorInfo:
 
     @property
     def is_static(self) -> bool:
-        return all(isinstance(d, int) and d > 0 for d in self.shape)
+        """True when every dimension is a number; a zero-length one (an empty ``axes`` input) is static too."""
+        return all(isinstance(d, int) and d >= 0 for d in self.shape)
 
 
 @dataclass(frozen=True)
@@ -61,6 +79,8 @@ class ModelInfo:
     op_types: Tuple[str, ...] = ()
     output_depth: Dict[str, int] = field(default_factory=dict)
     external_data: Tuple[Tuple[str, str], ...] = ()  # (location relative to the model's folder, sha256)
+    output_layout: Dict[str, Layout] = field(default_factory=dict)
+    output_op: Dict[str, str] = field(default_factory=dict)  # the op computing it, behind Q/DQ and reshapes
 
     @property
     def cache_id(self) -> str:
@@ -97,6 +117,15 @@ class ModelInfo:
         """Requantizations (QuantizeLinear nodes) on the longest path from a graph input to ``output``;
         None for a model without QuantizeLinear."""
         return self.output_depth.get(output)
+
+    def layout(self, output: str) -> Optional[Layout]:
+        """The heads the graph concatenates into ``output`` (None: not a Concat of static heads)."""
+        return self.output_layout.get(output)
+
+    def computed_by(self, output: str) -> Optional[str]:
+        """The op that computes ``output`` behind Q/DQ and reshapes (``Add`` of a bias after a MatMul/Gemm
+        counts as that MatMul/Gemm): ``Softmax``, ``Gemm``, ``Conv``..."""
+        return self.output_op.get(output)
 
     def shape(self, output: str) -> Tuple[Union[int, str], ...]:
         return {o.name: o for o in self.outputs}[output].shape
@@ -182,6 +211,117 @@ def _quant_params(node: onnx.NodeProto, inits: Dict[str, onnx.TensorProto]) -> O
     return QuantParams(float(scale.reshape(-1)[0]), zero, qtype)
 
 
+#: ops that move values without computing them: the op behind them computes the output
+_CARRIERS = {"DequantizeLinear", "QuantizeLinear", "Identity", "Reshape", "Flatten", "Squeeze", "Unsqueeze", "Cast"}
+_BIASED = {"MatMul", "Gemm"}
+
+Shapes = Dict[str, Tuple[int, ...]]
+Producers = Dict[str, onnx.NodeProto]
+
+
+#: the opset whose QuantizeLinear / DequantizeLinear take 16-bit types (ORT writes com.microsoft ones before it)
+_QDQ16_OPSET = 21
+
+
+def _inferable(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model``, or a copy with com.microsoft Q/DQ nodes (16-bit QDQ) in the ONNX domain at opset 21, which
+    ONNX shape inference propagates through (it stops at a node of another domain)."""
+    custom = [n for n in model.graph.node if n.domain == "com.microsoft" and n.op_type in _QDQ_OPS]
+    if not custom:
+        return model
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    for node in copy.graph.node:
+        if node.domain == "com.microsoft" and node.op_type in _QDQ_OPS:
+            node.domain = ""
+    for opset in copy.opset_import:
+        if opset.domain in ("", "ai.onnx"):
+            opset.version = max(opset.version, _QDQ16_OPSET)
+    return copy
+
+
+def _static_shapes(model: onnx.ModelProto) -> Shapes:
+    """Static shapes of the graph's tensors, by ONNX shape inference (empty when it fails)."""
+    try:
+        graph = onnx.shape_inference.infer_shapes(_inferable(model)).graph
+    except Exception:  # a model ONNX cannot infer is judged without its layout, not refused
+        return {}
+    shapes = {}
+    for value in (*graph.input, *graph.value_info, *graph.output):
+        dims = value.type.tensor_type.shape.dim
+        if value.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            shapes[value.name] = tuple(int(d.dim_value) for d in dims)
+    return shapes
+
+
+def _behind(name: str, producers: Producers, axis: int) -> Tuple[Optional[onnx.NodeProto], int]:
+    """The first node behind ``name`` that is no same-layout op or Transpose, and where ``axis`` of
+    ``name`` is in that node's output."""
+    node = producers.get(name)
+    while node is not None and (node.op_type in _SAME_LAYOUT or node.op_type == "Transpose"):
+        if node.op_type == "Transpose":
+            perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+            if perm is None:
+                return None, axis
+            axis = perm[axis]
+        node = producers.get(node.input[0])
+    return node, axis
+
+
+def _grid(name: str, producers: Producers, shapes: Shapes, axis: int) -> Optional[Tuple[int, int]]:
+    """``(H, W)`` when ``axis`` of ``name`` is a Reshape's flattening of the last two axes ``H x W``."""
+    node, axis = _behind(name, producers, axis)
+    if node is None or node.op_type not in ("Reshape", "Flatten"):
+        return None
+    before, after = shapes.get(node.input[0]), shapes.get(node.output[0])
+    if before is None or after is None or len(before) < 3 or axis != len(after) - 1:
+        return None
+    if tuple(before[:-2]) != tuple(after[:-1]) or before[-2] * before[-1] != after[-1]:
+        return None
+    return before[-2], before[-1]
+
+
+def _layout(output: str, producers: Producers, shapes: Shapes) -> Optional[Layout]:
+    """The heads of an output built by a Concat of static inputs (through Q/DQ, activations, Transposes)."""
+    out_shape = shapes.get(output)
+    if out_shape is None:
+        return None
+    for out_axis in range(len(out_shape)):
+        node, axis = _behind(output, producers, out_axis)
+        if node is None or node.op_type != "Concat":
+            return None
+        concat_axis = next((a.i for a in node.attribute if a.name == "axis"), 0) % len(out_shape)
+        if axis != concat_axis:
+            continue
+        sizes = [shapes.get(i, ())[axis : axis + 1] for i in node.input]
+        if not all(sizes) or len(sizes) < 2:
+            return None
+        heads, start = [], 0
+        for part, (size,) in zip(node.input, sizes):
+            heads.append(Head(start, start + size, _grid(part, producers, shapes, axis)))
+            start += size
+        return Layout(out_axis, tuple(heads), len(out_shape))
+    return None
+
+
+def _computing(name: str, producers: Producers) -> Optional[onnx.NodeProto]:
+    node = producers.get(name)
+    while node is not None and node.op_type in _CARRIERS:
+        node = producers.get(node.input[0])
+    return node
+
+
+def _computed_by(name: str, producers: Producers) -> Optional[str]:
+    """The op computing ``name`` (see :meth:`ModelInfo.computed_by`)."""
+    node = _computing(name, producers)
+    if node is None:
+        return None
+    if node.op_type == "Add":
+        inner = [_computing(i, producers) for i in node.input]
+        return next((n.op_type for n in inner if n is not None and n.op_type in _BIASED), "Add")
+    return node.op_type
+
+
 @lru_cache(maxsize=64)
 def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     path = Path(path_str)
@@ -224,6 +364,11 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     is_qdq = "DequantizeLinear" in op_types or "QuantizeLinear" in op_types
     depth = _requantization_depth(graph) if "QuantizeLinear" in op_types else {}
     output_depth = {o.name: depth.get(o.name, 0) for o in outputs} if depth else {}
+    output_layout = {}
+    if "Concat" in op_types:
+        shapes = _static_shapes(model)
+        found = {o.name: _layout(o.name, producers, shapes) for o in outputs}
+        output_layout = {name: layout for name, layout in found.items() if layout is not None}
     return ModelInfo(
         path,
         file_sha256(path),
@@ -235,6 +380,8 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
         op_types,
         output_depth,
         _external_data(model, path),
+        output_layout,
+        {o.name: op for o in outputs if (op := _computed_by(o.name, producers)) is not None},
     )
 
 
@@ -244,5 +391,5 @@ def model_info(path: Union[str, Path]) -> ModelInfo:
     try:
         stat = path.stat()
     except OSError:
-        raise ModelError(f"model file not found: {path}") from None
+        raise ModelError(missing_model(path)) from None
     return _load(str(path), stat.st_mtime_ns, stat.st_size)

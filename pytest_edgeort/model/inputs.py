@@ -26,13 +26,13 @@ def static_shape(
         return tuple(int(d) for d in shapes[tensor.name])
     if tensor.is_static:
         return tuple(int(d) for d in tensor.shape)
-    dynamic = [d for d in tensor.shape if not isinstance(d, int) or d <= 0]
+    dynamic = [d for d in tensor.shape if not isinstance(d, int)]
     name = next((d for d in dynamic if isinstance(d, str) and d != "?"), None)
     if name:
         fix = f"--dim_param {shlex.quote(name)} --dim_value 1"
     else:
         fix = f"--input_name {shlex.quote(tensor.name)} --input_shape " + ",".join(
-            str(d) if isinstance(d, int) and d > 0 else "1" for d in tensor.shape
+            str(d) if isinstance(d, int) else "1" for d in tensor.shape
         )
     raise InputError(
         f"{model.path.name}: input {tensor.name!r} has dynamic shape {list(tensor.shape)}; give a fixed shape "

@@ -99,18 +99,16 @@ class PrepareRecipe:
         if fix_shapes is not None:
             if not isinstance(fix_shapes, Mapping) or not fix_shapes:
                 raise ValueError(
-                    f"{where}: [prepare] fix_shapes: expected a table of input name -> list of positive "
+                    f"{where}: [prepare] fix_shapes: expected a table of input name -> list of non-negative "
                     f"integers, got {_describe(fix_shapes)}"
                 )
             fixed: dict[str, list[int]] = {}
             for name, shape in fix_shapes.items():
-                if (
-                    not isinstance(shape, (list, tuple))
-                    or not shape
-                    or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape)
+                if not isinstance(shape, (list, tuple)) or not all(
+                    isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
                 ):
                     raise ValueError(
-                        f"{where}: [prepare] fix_shapes.{name}: expected a list of positive integers, "
+                        f"{where}: [prepare] fix_shapes.{name}: expected a list of non-negative integers, "
                         f"got {_describe(shape)}"
                     )
                 fixed[str(name)] = [int(d) for d in shape]

@@ -11,6 +11,7 @@ from .._text import atomic_write
 from ..config.suite import MANIFEST
 from ..errors import ReportError
 from .html_blocks import OUTCOME_CLASS, badge, e, facts_table, html_table, outcome_badge, record_html, when
+from .opmatrix import matrix_html, matrix_records
 from .schema import CheckRecord, ReportDocument
 from .summary import SIMULATED_MARK, SummaryRow, build_rows, device_line, format_ms, format_number, row_key
 
@@ -51,7 +52,7 @@ def _named(record: CheckRecord) -> CheckRecord:
 
 def _grouped(document: ReportDocument, rootdir: Optional[Path]) -> List[Group]:
     """Summary rows (failures first) with the numbered records of each, failed records first."""
-    records = [_named(r) for r in document.records]
+    records = [_named(r) for r in document.records if r.op_matrix is None]  # the op matrix has its own section
     rows = build_rows(records, document.outcomes, rootdir)
     members: Dict[Tuple[str, str, str], List[Tuple[int, CheckRecord]]] = {}
     for number, record in enumerate(records):
@@ -212,6 +213,7 @@ def render_html(document: ReportDocument, rootdir: Optional[Path] = None) -> str
         + _devices(document.devices)
         + _summary(groups)
         + _details(groups)
+        + matrix_html(matrix_records(document.records))
         + _unrecorded(document)
         + _skipped(document.skipped)
     )

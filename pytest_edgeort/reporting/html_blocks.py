@@ -250,7 +250,7 @@ def _golden(record: CheckRecord) -> str:
         if key == "placement":
             continue
         now = now_facts.get(key)
-        changed = now is not None and key not in ("model", "written") and now != value
+        changed = now is not None and key not in ("model", "model_path", "written") and now != value
         rows.append([e(key), e(_value(value)), e(_value(now)) + (" <strong>(changed)</strong>" if changed else "")])
     return "<h4>golden provenance</h4>" + html_table(("fact", "golden written with", "this run"), rows)
 

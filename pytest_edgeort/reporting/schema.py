@@ -27,12 +27,28 @@ SESSION_FACTS = (
     "model_sha256",
     "platform",
     "soc",
+    "u8_isa",
+    "graph_optimization",
+    "qdq_fusion",
     "onnxruntime",
     "qnn_sdk",
     "qnn_ep",
     "npu_coverage",
     "placement",
 )
+
+#: What an op-matrix case's ``op_matrix["class"]`` can be, in the order tables list them; ``ok`` is the only good one.
+OP_MATRIX_CLASSES: Dict[str, str] = {
+    "ok": "fully on the provider, matches the CPU reference or the onnx expected outputs",
+    "wrong": "fully on the provider, outside the default tolerance of both the CPU reference and the expected outputs",
+    "stale_memory": "fully on the provider, outputs depend on memory left by earlier graphs",
+    "run_failed": "fully on the provider, but running it failed",
+    "cpu_fallback": "some or all nodes need the CPU (which ops: detail)",
+    "rejected": "the session cannot be created although no node needs the CPU (error class: detail)",
+    "crashed": "the worker died creating or running it (signal: detail)",
+    "no_reference": "the CPU reference cannot run it (no CPU kernel)",
+    "unrepresentable": "inputs or outputs the worker protocol cannot carry (sequence, string, bfloat16, ...)",
+}
 
 
 def json_safe(value: Any) -> Any:
@@ -63,11 +79,12 @@ class CheckRecord:
     loading and saving a report loses nothing."""
 
     nodeid: Optional[str] = None  # the test's pytest node id
-    check: Optional[str] = None  # conformance, no_cpu_fallback, golden, latency, fuzz; "suite", "test"
+    check: Optional[str] = None  # conformance, no_cpu_fallback, golden, latency, fuzz, op_matrix; "suite", "test"
     passed: Optional[bool] = None  # the check's own verdict (None: the test's outcome decides)
     outcome: Optional[str] = None  # the test's final pytest outcome, joined in the report document
     suite: Optional[str] = None  # the edge_suite.toml of a suite item
     reference: Optional[str] = None  # what the outputs were compared with
+    reference_device: Optional[str] = None  # the device the reference ran on
     # the session's facts (SESSION_FACTS)
     device: Optional[str] = None
     provider: Optional[str] = None
@@ -81,6 +98,9 @@ class CheckRecord:
     model_sha256: Optional[str] = None
     platform: Optional[str] = None
     soc: Optional[str] = None
+    u8_isa: Optional[List[str]] = None  # the device CPU's features that change onnxruntime's u8 kernels
+    graph_optimization: Optional[str] = None  # the session's graph optimization level
+    qdq_fusion: Optional[bool] = None  # whether QDQ node units were fused (moves results by 1 LSB on ties)
     onnxruntime: Optional[str] = None
     qnn_sdk: Optional[str] = None
     qnn_ep: Optional[str] = None
@@ -104,10 +124,13 @@ class CheckRecord:
     golden_provenance: Optional[Dict[str, Any]] = None
     fuzz_examples: Optional[int] = None
     fuzz_input: Optional[str] = None
+    op_matrix: Optional[Dict[str, Any]] = None  # an op-matrix case: {case, op_type, class, detail, ...}
     # why it failed
     phase: Optional[str] = None  # setup, call, teardown
     error: Optional[str] = None  # one line
     # when and where it ran
+    attempt: Optional[int] = None  # which run of the test (pytest-rerunfailures runs a failed test again): 1, 2, ...
+    attempt_outcome: Optional[str] = None  # that run's outcome as pytest reported it ("rerun" when it ran again)
     started: Optional[float] = None
     finished: Optional[float] = None
     xdist_worker: Optional[str] = None

@@ -24,7 +24,10 @@ class SummaryRow:
     provider: str
     outcomes: List[str] = field(default_factory=list)
     max_lsb: Optional[float] = None
-    snr_db: Optional[float] = None
+    max_lsb_output: Optional[str] = None  # the output the max LSB is in
+    max_lsb_unit: Optional[str] = None  # its precision: max_lsb counts steps of its quantization (u8, u16)
+    snr_db: Optional[float] = None  # plain SNR
+    snr_q_db: Optional[float] = None  # the SNR min_snr_db judges (errors within 1 LSB not counted)
     topk: Optional[float] = None
     coverage: Optional[float] = None  # with CPU fallback allowed
     strict_coverage: Optional[float] = None  # with CPU fallback disabled (a passed no_cpu_fallback check)
@@ -83,7 +86,7 @@ def build_rows(
     rows: Dict[Tuple[str, str, str], SummaryRow] = {}
     seen: Dict[Tuple[str, str, str], set] = {}
     for rec in records:
-        if rec.model is None:
+        if rec.model is None or rec.op_matrix is not None:  # op-matrix cases have a table of their own
             continue
         key = row_key(rec, rootdir)
         row = rows.setdefault(key, SummaryRow(*key))
@@ -92,8 +95,12 @@ def build_rows(
             seen[key].add(nodeid)
             row.outcomes.append(outcomes.get(nodeid, "passed" if rec.passed is not False else "failed"))
         for out in rec.outputs:
-            row.max_lsb = _worst(row.max_lsb, out.get("max_lsb"), max)
+            worst = _worst(row.max_lsb, out.get("max_lsb"), max)
+            if worst is not None and worst != row.max_lsb:
+                row.max_lsb, row.max_lsb_output, row.max_lsb_unit = worst, out.get("name"), out.get("precision")
             row.snr_db = _worst(row.snr_db, out.get("snr_db"), min)
+            judged = out.get("snr_q_db") if out.get("snr_q_db") is not None else out.get("snr_db")
+            row.snr_q_db = _worst(row.snr_q_db, judged, min)
             row.topk = _worst(row.topk, out.get("topk_agreement"), min)
         if rec.ep != "CPUExecutionProvider":
             if rec.cpu_fallback is not False:
@@ -118,6 +125,7 @@ def fp16_notes(
         machine = (device_facts.get(rec.device or "") or {}).get("machine")
         if (
             rec.provider != "qnn-htp"
+            or rec.op_matrix is not None
             or machine not in ("x86_64", "AMD64")
             or not outputs
             or any(out.get("scale") is not None or "float" not in str(out.get("actual_dtype")) for out in outputs)
@@ -132,6 +140,27 @@ def fp16_notes(
             f"note: {name} is a float model: on qnn-htp the x86-64 simulator computes it in fp32 "
             f"(SNR {format_number(snr, '.1f')} dB here), real HTP in fp16; check it with qnn-htp-fp16 "
             "(on the simulator with soc_model set)",
+        )
+    return list(notes.values())
+
+
+def u8_kernel_notes(records: Iterable[CheckRecord], device_facts: Mapping[str, Mapping[str, Any]]) -> List[str]:
+    """One line per device compared against a CPU reference on another machine whose u8 kernels differ
+    (``u8_isa`` of the two): onnxruntime's u8 results depend on them (VNNI computes exactly, AVX2 alone
+    saturates pairwise sums: an argmax can flip between hosts, onnxruntime#6004), so they are not the
+    device's own CPU's."""
+    notes: Dict[str, str] = {}
+    for rec in records:
+        device, host = rec.device, rec.reference_device
+        if not device or not host or device == host or device in notes:
+            continue
+        ours, theirs = ((device_facts.get(name) or {}).get("u8_isa") for name in (host, device))
+        if ours is None or theirs is None or set(ours) == set(theirs):
+            continue
+        notes[device] = (
+            f"note: {device} is compared against a CPU reference on {host}, whose u8 kernels differ "
+            f"({', '.join(ours) or 'none'} vs {', '.join(theirs) or 'none'} on {device}): u8 results differ "
+            "between such kernels by rounding and saturation; reference='cpu' uses the device's own CPU"
         )
     return list(notes.values())
 
@@ -156,24 +185,41 @@ def _left_cut(text: str, width: int) -> str:
     return text if len(text) <= width else "..." + text[-(width - 3) :]
 
 
-def format_rows(rows: List[SummaryRow]) -> List[str]:
-    header = (
-        f"{'model':32s} {'device':10s} {'provider':12s} {'verdict':12s} {'maxLSB':>7s} {'SNR dB':>7s} "
-        f"{'top-k':>6s} {'NPU %':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'speedup':>8s}"
+def format_max_lsb(row: SummaryRow, width: int) -> str:
+    """``3 u8 logits``: the largest error in steps of its output's quantization, the unit, and the output."""
+    if row.max_lsb is None:
+        return "-"
+    text = " ".join(p for p in (format_number(row.max_lsb, ".0f"), row.max_lsb_unit, row.max_lsb_output) if p)
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_rows(rows: List[SummaryRow], labels: Optional[List[str]] = None) -> List[str]:
+    """The summary table; ``labels``: a first column naming each row's run (``diff``'s OLD/NEW)."""
+    width = max(len(label) for label in ["run", *labels]) if labels else 0
+    header = (f"{'run':{width}s} " if labels else "") + (
+        f"{'model':32s} {'device':10s} {'provider':12s} {'verdict':12s} {'max LSB, output':18s} {'SNRq dB':>7s} "
+        f"{'top-k %':>7s} {'NPU %':>6s} {'p50 ms':>8s} {'p90 ms':>8s} {'speedup':>8s}"
     )
     lines = [header, "-" * len(header)]
-    for r in rows:
+    for i, r in enumerate(rows):
         strict = r.strict_coverage is not None
         coverage = r.strict_coverage if strict else r.coverage
         coverage_text = "-" if coverage is None else f"{100 * coverage:.0f}" + ("" if strict else "*")
         topk = None if r.topk is None else 100 * r.topk
         sim = SIMULATED_MARK if r.latency_simulated else ""
+        lead = f"{labels[i]:{width}s} " if labels else ""
         lines.append(
-            f"{_left_cut(r.model, 32):32s} {r.device[:10]:10s} {r.provider[:12]:12s} {r.verdict + ' ' + r.checks:12s} "
-            f"{format_number(r.max_lsb, '.0f'):>7s} {format_number(r.snr_db, '.1f'):>7s} "
-            f"{format_number(topk, '.0f'):>6s} {coverage_text:>6s} "
+            f"{lead}{_left_cut(r.model, 32):32s} {r.device[:10]:10s} {r.provider[:12]:12s} "
+            f"{r.verdict + ' ' + r.checks:12s} "
+            f"{format_max_lsb(r, 18):18s} {format_number(r.snr_q_db, '.1f'):>7s} "
+            f"{format_number(topk, '.0f'):>7s} {coverage_text:>6s} "
             f"{format_ms(r.p50_ms) + sim:>8s} {format_ms(r.p90_ms) + sim:>8s} "
             f"{format_number(r.speedup, '.2g') + sim:>8s}"
+        )
+    if any(r.max_lsb is not None or r.snr_q_db is not None for r in rows):
+        lines.append(
+            "max LSB: largest error in steps of the output's quantization (u8/u16 LSB), and that output; "
+            "SNRq: the SNR min_snr_db judges (errors within 1 LSB not counted); top-k %: top-k classes agreeing"
         )
     if any(r.latency_simulated for r in rows):
         lines.append(

@@ -191,11 +191,55 @@ def test_dynamic_input_names_the_fix(pytester, model_dir, provider):
     pytester.makepyfile(MATCH_TEST.format(model=model_dir / "dynamic.onnx").replace('"qnn-htp"', f'"{provider}"'))
     result = run(pytester)
     result.assert_outcomes(errors=1)
-    assert (
+    message = (
         "dynamic.onnx: input 'x' has dynamic shape ['batch', 3, 16, 16]; give a fixed shape "
         "(edge_model(..., shapes={'x': [...]}) or [prepare] fix_shapes) or fix the model: "
         "python -m onnxruntime.tools.make_dynamic_shape_fixed --dim_param batch --dim_value 1 dynamic.onnx fixed.onnx"
-    ) in result.stdout.str()
+    )
+    before_summary = result.stdout.str().split("short test summary info")[0]  # (CI=true repeats lines there)
+    assert before_summary.count(message) == 1  # once: no chained copy "During handling of ..."
+
+
+def test_zero_length_input_is_static_on_qnn(pytester):
+    """An empty ``axes`` input (ONNX node cases) is data of a fixed shape: generated, run and compared."""
+    from tests.unit.model.test_shapes import empty_axes_model
+
+    model = empty_axes_model(pytester.path / "empty_axes.onnx")
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_empty_axes(edge_session, edge_reference, edge_inputs, edge_compare):
+    assert edge_inputs["axes"].shape == (0,)
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+''')
+    run(pytester).assert_outcomes(passed=1)
+
+
+@pytest.mark.parametrize(
+    "float_model, source", [(False, "the QDQ model without activation rounding"), (True, "float_model f.onnx")]
+)
+def test_deep_outputs_are_judged_against_their_yardstick(pytester, float_model, source):
+    """A deep u8 output's SNR floor follows what quantization costs on the input, measured against the user's
+    float model or, without one, the QDQ model with its activation rounding removed; the record names it."""
+    from tests.support.models import conv_chain_float, quantize_u8
+
+    float_path = conv_chain_float(pytester.path / "f.onnx")
+    model = quantize_u8(float_path, pytester.path / "deep.onnx")
+    extra = f', float_model=r"{float_path}"' if float_model else ""
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model}"{extra})
+@pytest.mark.edge_providers("qnn-htp")
+def test_deep(edge_session, edge_reference, edge_inputs, edge_compare):
+    result = edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+    y = result.outputs[0]
+    assert y.yardstick["source"] == "{source}"
+    assert y.yardstick["snr_floor_db"] <= 10 < y.yardstick["reference_snr_db"] + 6
+''')
+    run(pytester).assert_outcomes(passed=1)
 
 
 def test_shapes_fix_the_models_shapes_for_the_session(pytester, model_dir):
@@ -402,7 +446,7 @@ def test_dynamic(edge_session):
 ''')
     result = run(pytester)
     result.assert_outcomes(errors=2)
-    text = result.stdout.str()
+    text = result.stdout.str().split("short test summary info")[0]  # (under CI=true pytest repeats lines whole there)
     assert "During handling of the above exception" not in text
     assert text.count("dynamic.onnx: input 'x' has dynamic shape ['batch', 3, 16, 16]") == 1
-    assert text.count("fix_shapes.x: expected a list of positive integers, got str 'oops'") == 1
+    assert text.count("fix_shapes.x: expected a list of non-negative integers, got str 'oops'") == 1

@@ -38,7 +38,7 @@ def test_summary_rows_failures_first_and_skip_reasons_counted(result):
     result.stdout.fnmatch_lines(
         [
             "*edgeort summary*",
-            "model*device*provider*verdict*maxLSB*SNR dB*top-k*NPU %*p50 ms*p90 ms*speedup",
+            "model*device*provider*verdict*max LSB, output*SNRq dB*top-k %*NPU %*p50 ms*p90 ms*speedup",
             "*/det.onnx*local*qnn-htp*FAIL 0/1*",
             "*/conv_matmul_qdq.onnx*local*qnn-htp*PASS 1/1*",
             "NPU % *: with CPU fallback allowed*",
@@ -46,8 +46,9 @@ def test_summary_rows_failures_first_and_skip_reasons_counted(result):
         ]
     )
     row = next(line for line in result.stdout.lines if "/conv_matmul_qdq.onnx " in line)
-    max_lsb, snr, _, coverage = row.split()[5:9]
-    assert 0 <= int(max_lsb) <= 5 and float(snr) > 15 and 50 < int(coverage.rstrip("*")) <= 100
+    max_lsb, unit, output, snr, _, coverage = row.split()[5:11]
+    assert 0 <= int(max_lsb) <= 5 and (unit, output) == ("u8", "y")
+    assert float(snr) > 15 and 50 < int(coverage.rstrip("*")) <= 100
 
 
 def test_summary_rows_are_keyed_by_path_and_count_checks():
@@ -104,6 +105,13 @@ def test_json_report_is_versioned_and_has_provenance(result, pytester):
     assert conformance["outcome"] == "passed" and conformance["provider"] == "qnn-htp"
     assert len(conformance["model_sha256"]) == 64 and conformance["qnn_sdk"]
     assert conformance["placement"]["QNNExecutionProvider"]["Conv"] == 2
+    # what makes a CPU u8 result host-dependent: the ISA of the u8 kernels, graph optimization, QDQ fusion
+    assert conformance["graph_optimization"] == "ORT_ENABLE_ALL" and conformance["qdq_fusion"] is True
+    flags = open("/proc/cpuinfo").read()
+    assert ("avx512_vnni" in conformance["u8_isa"]) == (" avx512_vnni" in flags)
+    assert ("avx2" in conformance["u8_isa"]) == (" avx2" in flags)
+    assert report["devices"]["local"]["u8_isa"] == conformance["u8_isa"]  # what the summary's note compares
+    assert conformance["reference_device"] == "local"
     output = conformance["comparison"]["outputs"][0]
     assert output["name"] == "y" and output["tolerance"]["min_snr_db"] == 10
     fallback = by_check["no_cpu_fallback"]

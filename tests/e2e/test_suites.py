@@ -7,6 +7,7 @@ suite folder). Runs are kept few: checks a test does not look at are switched of
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import textwrap
 import xml.etree.ElementTree as ET
@@ -159,27 +160,36 @@ def test_bad_suite_is_still_selected_by_a_check_name(pytester, model_dir):
     assert f"{bad}: unknown key 'provider' (did you mean 'providers'?)" in out(result)
 
 
-def test_model_escaping_folder_fails_the_suite_and_missing_model_fails_each_item(pytester, model_dir):
+def test_model_escaping_folder_or_missing_fails_the_suite_once(pytester, model_dir):
     escape = make_suite(pytester, "escape", 'model = "../x.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
     missing = make_suite(pytester, "missing", 'model = "nothere.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
     (pytester.path / "x.onnx").write_bytes((model_dir / QDQ).read_bytes())  # exists, but outside the folder
     result = run(pytester, "-v")
-    result.assert_outcomes(failed=3)
+    result.assert_outcomes(failed=2)
     text = out(result)
     escape_msg = (
         f"{escape}: key 'model': path '../x.onnx' escapes the suite folder {escape.parent}; keep files "
         "inside it or use pkg:<package>/<resource> for a model shipped in a package"
     )
-    missing_msg = f"model file not found: {missing.parent / 'nothere.onnx'}"
-    assert text.count(escape_msg) == 1 and text.count(missing_msg) == 2
-    result.stdout.fnmatch_lines(
-        [
-            "*escape/edge_suite.toml::suite FAILED*",
-            "*missing/edge_suite.toml::conformance[[]local-qnn-htp[]] FAILED*",
-            "*missing/edge_suite.toml::latency[[]local-qnn-htp[]] FAILED*",
-        ]
+    missing_msg = f"{missing}: key 'model': model file not found: {missing.parent / 'nothere.onnx'}"
+    assert text.count(escape_msg) == 1 and text.count(missing_msg) == 1
+    result.stdout.fnmatch_lines_random(
+        ["*escape/edge_suite.toml::suite FAILED*", "*missing/edge_suite.toml::suite FAILED*"]
     )
     assert "Traceback" not in text
+
+
+def test_suite_items_failing_before_a_session_are_recorded_on_their_suites_row(pytester):
+    suite = make_suite(pytester, "missing", 'model = "nothere.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
+    result = run(pytester, "--edge-report", "r.json")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["missing * local * qnn-htp * FAIL 0/2 *"])
+    records = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert [(r["check"], r["suite"], r["model"]) for r in records] == [
+        ("conformance", str(suite), "missing"),
+        ("latency", str(suite), "missing"),
+    ]
+    assert {r["model_path"] for r in records} == {str(suite.parent / "nothere.onnx")}
 
 
 def test_prepare_script_and_calibration_linking_out_of_the_folder_are_refused(pytester, model_dir):
@@ -416,6 +426,108 @@ def test_truncated_golden_npz_is_reported_and_can_be_recreated(pytester, model_d
     result.assert_outcomes(passed=1)  # observed: failed, zipfile.BadZipFile traceback
     normal = run(pytester, "-k", "golden")
     normal.assert_outcomes(passed=1)
+
+
+def test_missing_golden_hint_is_a_command_that_runs_with_a_space_in_the_path(pytester, model_dir):
+    make_suite(pytester, "my suite", GOLDEN_SUITE, model_dir)
+    skipped = run(pytester, "-k", "golden")
+    skipped.assert_outcomes(skipped=1)
+    hint = "pytest --edge-update-golden 'my suite/edge_suite.toml'"
+    assert f"create it with: {hint}" in out(skipped)
+    written = run(pytester, *shlex.split(hint)[1:])  # the hint as a shell splits it
+    written.assert_outcomes(passed=3)
+    assert (pytester.path / "my suite" / "golden" / "qnn-htp.npz").exists()
+
+
+def test_update_golden_new_writes_only_missing_goldens(pytester, model_dir):
+    make_suite(pytester, "mysuite", GOLDEN_SUITE.replace('["qnn-htp"]', '["qnn-htp", "cpu"]'), model_dir)
+    golden = pytester.path / "mysuite" / "golden"
+    run(pytester, "-k", "golden", "--edge-update-golden", "--edge-provider", "qnn-htp").assert_outcomes(passed=1)
+    with np.load(golden / "qnn-htp.npz", allow_pickle=False) as data:
+        np.savez(golden / "qnn-htp.npz", **{k: data[k] + np.float32(10.0) for k in data.files})
+
+    result = run(pytester, "-k", "golden", "--edge-update-golden=new", "-v")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*mysuite/edge_suite.toml::golden[[]local-qnn-htp[]] FAILED*",  # compared with the (tampered) golden
+            "*mysuite/edge_suite.toml::golden[[]local-cpu[]] PASSED*",  # written
+        ]
+    )
+    result.stdout.fnmatch_lines(["*= edgeort golden updates =*", f"{golden / 'cpu.npz'} (local): y: new golden"])
+    assert "qnn-htp.npz (local)" not in out(result)
+
+
+def test_golden_is_never_written_from_a_failing_conformance(pytester, model_dir):
+    make_suite(pytester, "mysuite", GOLDEN_SUITE + "[tolerance]\natol = 0\n", model_dir)
+    golden = pytester.path / "mysuite" / "golden"
+    result = run(pytester, "-k", "golden", "--edge-update-golden")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            f"golden {golden / 'qnn-htp.npz'} not written: m.onnx on local/qnn-htp fails its conformance check "
+            "against the cpu reference (y: *)"
+        ]
+    )
+    assert not (golden / "qnn-htp.npz").exists() and "edgeort golden updates" not in out(result)
+
+
+def test_golden_update_names_what_changed_in_the_provenance_and_the_users_model(pytester, model_dir):
+    # a prepared model runs from a cache file named by its hash: the golden names the suite's model
+    suite = make_suite(
+        pytester, "mysuite", GOLDEN_SUITE + '[prepare]\nscript = "prepare.py"\n', model_dir, "conv_matmul_qdq.onnx"
+    )
+    (suite.parent / "prepare.py").write_text("def prepare(model):\n    return model\n")
+    golden = pytester.path / "mysuite" / "golden"
+    run(pytester, "-k", "golden", "--edge-update-golden").assert_outcomes(passed=1)
+    sidecar = json.loads((golden / "qnn-htp.json").read_text())
+    assert (sidecar["model"], sidecar["model_path"]) == ("m.onnx", "mysuite/m.onnx")
+    assert ".edgeort-cache" not in (golden / "qnn-htp.json").read_text()
+
+    old_sha = sidecar["model_sha256"]
+    (golden / "qnn-htp.json").write_text(json.dumps(dict(sidecar, qnn_sdk="2.47.0")))
+    shutil.copyfile(model_dir / "conv_matmul_qdq_wrong.onnx", suite.parent / "m.onnx")
+    result = run(pytester, "-k", "golden", "--edge-update-golden")
+    result.assert_outcomes(passed=1)
+    new_sha = json.loads((golden / "qnn-htp.json").read_text())["model_sha256"]
+    assert new_sha != old_sha
+    result.stdout.fnmatch_lines(
+        [
+            "*= edgeort golden updates =*",
+            f"{golden / 'qnn-htp.npz'} (local): provenance changed: model_sha256 {old_sha} -> {new_sha}; "
+            f"qnn_sdk 2.47.0 -> {sidecar['qnn_sdk']}; y: max drift * LSB",
+        ]
+    )
+
+
+def test_golden_of_a_pkg_model_names_its_pkg_source(pytester, model_dir):
+    package = pytester.path / "fakemodels"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    shutil.copyfile(model_dir / QDQ, package / "m.onnx")
+    pytester.syspathinsert()
+    make_suite(pytester, "pkgsuite", GOLDEN_SUITE.replace('"m.onnx"', '"pkg:fakemodels/m.onnx"'))
+    run(pytester, "-k", "golden", "--edge-update-golden").assert_outcomes(passed=1)
+    sidecar = json.loads((pytester.path / "pkgsuite" / "golden" / "qnn-htp.json").read_text())
+    assert (sidecar["model"], sidecar["model_path"]) == ("pkg:fakemodels/m.onnx", "fakemodels/m.onnx")
+
+
+def test_goldens_no_item_reads_are_listed_and_fail_under_strict(pytester, model_dir):
+    make_suite(pytester, "mysuite", GOLDEN_SUITE, model_dir)
+    golden = pytester.path / "mysuite" / "golden"
+    run(pytester, "-k", "golden", "--edge-update-golden").assert_outcomes(passed=1)
+    shutil.copyfile(golden / "qnn-htp.npz", golden / "qnn-gpu.npz")  # a provider the suite no longer runs
+    unused = f"{golden / 'qnn-gpu.npz'}: no golden item reads it (the suite runs qnn-htp)"
+
+    result = run(pytester, "-k", "golden")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["*= edgeort unused goldens =*", unused])
+    assert result.ret == pytest.ExitCode.OK
+
+    strict = run(pytester, "-k", "golden", "--edge-strict")
+    strict.assert_outcomes(passed=1)
+    strict.stdout.fnmatch_lines(["*= edgeort unused goldens =*", f"{unused} [[]--edge-strict[]]"])
+    assert strict.ret == pytest.ExitCode.TESTS_FAILED
 
 
 # ------------------------------------------------------------------------------------- pkg: models

@@ -104,15 +104,21 @@ def with_changed_channel(qdq_path: Path, path: Path, weight: str = "w1", channel
     return path
 
 
-def det_model(path: Path, neighbours: bool = True) -> Path:
+def det_model(path: Path, neighbours: bool = True, det: bool = True) -> Path:
     """x[1,4,4] -> Mul(2) -> Det -> Add(1) -> y[1]: QNN has no Det, so that node must fall back to CPU.
 
-    ``neighbours=False`` keeps only the Det node: nothing in the graph can run on QNN.
+    ``neighbours=False`` keeps only the Det node: nothing in the graph can run on QNN. ``det=False``: the same
+    graph with ReduceSum over axes 1, 2 in Det's place, which QNN runs (the variant before an op moved to CPU).
     """
+    middle = (
+        helper.make_node("Det", ["m"], ["d"], name="det_node")
+        if det
+        else helper.make_node("ReduceSum", ["m", "axes"], ["d"], name="det_node", keepdims=0)
+    )
     if neighbours:
         nodes = [
             helper.make_node("Mul", ["x", "two"], ["m"], name="scale"),
-            helper.make_node("Det", ["m"], ["d"], name="det_node"),
+            middle,
             helper.make_node("Add", ["d", "one"], ["y"], name="shift"),
         ]
     else:
@@ -125,6 +131,7 @@ def det_model(path: Path, neighbours: bool = True) -> Path:
         [
             numpy_helper.from_array(np.array(2.0, np.float32), "two"),
             numpy_helper.from_array(np.array(1.0, np.float32), "one"),
+            *([] if det else [numpy_helper.from_array(np.array([1, 2], np.int64), "axes")]),
         ],
     )
     return _save(graph, path)
@@ -288,6 +295,92 @@ def _rename_output(graph: onnx.GraphProto, output: str, replacement: str) -> Non
     kept = [o for o in graph.output if o.name not in (output, replacement)]
     del graph.output[:]
     graph.output.extend([info] + kept)
+
+
+def concat_heads(
+    path: Path, anchors_last: bool = True, grids: Tuple[int, ...] = (8, 4, 2), channels: int = 4, u16: bool = False
+) -> Path:
+    """A detector's output tail: x[1, C, 8, 8] pooled to ``grids`` (8x8, 4x4, 2x2), each Reshape'd to
+    ``[1, C, H*W]``, Concat'ed along the anchors and quantized (Q/DQ) into y: ``[1, C, 84]``, or with
+    ``anchors_last=False`` Transpose'd to ``[1, 84, C]`` before the Concat (YOLOX style). ``u16``: 16-bit
+    Q/DQ of the com.microsoft domain, as onnxruntime's quantizer writes them below opset 21."""
+    size = grids[0]
+    nodes, heads, inits = [], [], [numpy_helper.from_array(np.array(1 / 64, np.float32), "s")]
+    inits.append(numpy_helper.from_array(np.array(128, np.uint16 if u16 else np.uint8), "z"))
+    domain = "com.microsoft" if u16 else ""
+    for g in grids:
+        k = size // g
+        pooled = "x" if k == 1 else f"p{g}"
+        if k > 1:
+            nodes.append(helper.make_node("AveragePool", ["x"], [pooled], kernel_shape=[k, k], strides=[k, k]))
+        inits.append(numpy_helper.from_array(np.array([1, channels, g * g], np.int64), f"shape{g}"))
+        nodes.append(helper.make_node("Reshape", [pooled, f"shape{g}"], [f"flat{g}"]))
+        head = f"flat{g}"
+        if not anchors_last:
+            nodes.append(helper.make_node("Transpose", [head], [f"t{g}"], perm=[0, 2, 1]))
+            head = f"t{g}"
+        nodes += [  # every head quantized before the Concat, as in a QDQ model
+            helper.make_node("QuantizeLinear", [head, "s", "z"], [f"{head}_q"], domain=domain),
+            helper.make_node("DequantizeLinear", [f"{head}_q", "s", "z"], [f"{head}_dq"], domain=domain),
+        ]
+        heads.append(f"{head}_dq")
+    nodes += [
+        helper.make_node("Concat", heads, ["cat"], axis=2 if anchors_last else 1),
+        helper.make_node("QuantizeLinear", ["cat", "s", "z"], ["q"], domain=domain),
+        helper.make_node("DequantizeLinear", ["q", "s", "z"], ["y"], domain=domain),
+    ]
+    anchors = sum(g * g for g in grids)
+    out = [1, channels, anchors] if anchors_last else [1, anchors, channels]
+    graph = helper.make_graph(
+        nodes,
+        "heads",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, channels, size, size])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+        inits,
+    )
+    if not u16:
+        return _save(graph, path)
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", OPSET), helper.make_opsetid("com.microsoft", 1)]
+    )
+    model.ir_version = IR_VERSION
+    onnx.save(model, str(path))
+    return path
+
+
+def conv_chain_float(path: Path, layers: int = 10, seed: int = 3) -> Path:
+    """x[1,3,16,16] -> ``layers`` x (Conv 3x3 -> Relu) -> y[1,3,16,16]: quantized, a deep output (``layers`` + 1
+    requantizations)."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, prev = [], [], "x"
+    for i in range(layers):
+        w = (rng.standard_normal((3, 3, 3, 3)) * 0.1 + np.eye(3)[:, :, None, None] * 0.4).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(np.zeros(3, np.float32), f"b{i}")]
+        out = "y" if i == layers - 1 else f"r{i}"
+        nodes += [
+            helper.make_node("Conv", [prev, f"w{i}", f"b{i}"], [f"c{i}"], pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [out]),
+        ]
+        prev = out
+    graph = helper.make_graph(
+        nodes,
+        "conv_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, 16, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3, 16, 16])],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def float_atan(path: Path) -> Path:
+    """x[1,16] -> Atan -> y[1,16], float: QNN's HTP accepts the node but cannot finalize the graph (MEM_ALLOC)."""
+    graph = helper.make_graph(
+        [helper.make_node("Atan", ["x"], ["y"], name="atan")],
+        "float_atan",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+    )
+    return _save(graph, path)
 
 
 def det_chain(path: Path, steps: int = 5) -> Path:

@@ -23,6 +23,9 @@ INI_DEFAULTS: Dict[str, Any] = {
     "edge_html": "",  # edge-html
     "edge_diagnose": "on",
     "edge_diagnose_budget_s": "60",
+    "edge_op_matrix": False,
+    "edge_op_filter": "",
+    "edge_op_matrix_csv": "",
 }
 
 
@@ -94,3 +97,29 @@ def test_the_diagnosis_budget_is_a_positive_number_of_seconds(tmp_path):
             pytest.UsageError, match=f"edge_diagnose_budget_s must be a number of seconds > 0, got '{bad}'"
         ):
             EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose_budget_s": bad}))
+
+
+def test_op_matrix_options_from_the_command_line_or_ini(tmp_path):
+    options = EdgeOptions.from_config(
+        config(
+            tmp_path, {"edge_op_matrix": True, "edge_op_filter": "^test_(relu|add)$"}, {"edge_op_matrix_csv": "m.csv"}
+        )
+    )
+    assert (options.op_matrix, options.op_filter, options.op_matrix_csv) == (True, "^test_(relu|add)$", Path("m.csv"))
+    assert not EdgeOptions.from_config(config(tmp_path)).op_matrix
+
+
+def test_an_op_filter_that_is_no_regular_expression_is_a_usage_error(tmp_path):
+    with pytest.raises(pytest.UsageError, match=r"--edge-op-filter 'test_\(relu': not a regular expression"):
+        EdgeOptions.from_config(config(tmp_path, {"edge_op_filter": "test_(relu"}))
+
+
+def test_update_golden_mode_from_the_command_line_or_the_ini_file(tmp_path):
+    def mode(options=None, ini=None):
+        return EdgeOptions.from_config(config(tmp_path, options, ini)).update_golden
+
+    assert (mode(), mode({"edge_update_golden": "all"}), mode({"edge_update_golden": "new"})) == ("", "all", "new")
+    assert (mode(ini={"edge_update_golden": "true"}), mode(ini={"edge_update_golden": "New"})) == ("all", "new")
+    assert mode({"edge_update_golden": "new"}, {"edge_update_golden": "true"}) == "new"
+    with pytest.raises(pytest.UsageError, match="edge_update_golden must be true, false or new, got 'old'"):
+        mode(ini={"edge_update_golden": "old"})

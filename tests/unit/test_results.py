@@ -31,7 +31,7 @@ def test_a_payload_carries_pending_records_and_changed_facts_once():
     worker.record(CheckRecord.from_dict({"nodeid": "a", "snr_db": float("inf")}))
     payload = worker.take_payload(1.0, 2.0, {"local": {"python": "3.11"}})
     json.dumps(payload)  # plain data: survives xdist's report transport
-    assert payload["records"] == [{"started": 1.0, "finished": 2.0, "nodeid": "a", "snr_db": "inf"}]
+    assert payload["records"] == [{"started": 1.0, "finished": 2.0, "attempt": 1, "nodeid": "a", "snr_db": "inf"}]
     assert worker.pending == [] and payload["devices"] == {"local": {"python": "3.11"}}
 
     controller = RunResults()

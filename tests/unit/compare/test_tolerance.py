@@ -70,6 +70,16 @@ def test_unknown_key_without_close_match():
     assert str(info.value) == (f"edge_suite.toml [tolerance]: unknown tolerance key 'zzz' (valid: {VALID})")
 
 
+def test_every_bad_key_is_reported_at_once():
+    with pytest.raises(ValueError) as info:
+        parse_tolerance({"lbs": 2, "min_snr": 3, "zzz": 1, "topk": 0, "lsb": -1}, WHERE)
+    assert str(info.value) == (
+        f"{WHERE}: unknown tolerance keys 'lbs' (did you mean 'lsb'?), 'min_snr' (did you mean 'min_snr_db'?), "
+        f"'zzz' (valid: {VALID}); tolerance key 'topk' must be an integer >= 1 (or false to switch it off), got 0; "
+        "tolerance key 'lsb' must be a non-negative number (or false to switch it off), got -1"
+    )
+
+
 def test_unknown_key_in_outputs_names_the_output():
     with pytest.raises(ValueError) as info:
         parse_tolerance({"outputs": {"logits": {"outputs": {}}}}, WHERE)
@@ -141,7 +151,7 @@ def test_every_precision_has_rules(precision, accelerator):
 
 def test_defaults_follow_measurements():
     deep, shallow = default_tolerance("u8", True), default_tolerance("u8", True, depth=5, shape=(1, 64, 8, 8))
-    assert (deep.lsb, deep.bias_lsb, deep.gain, deep.min_snr_db, deep.topk) == (None, 8.0, None, 10.0, None)
+    assert (deep.lsb, deep.bias_lsb, deep.gain, deep.min_snr_db, deep.topk) == (None, 3.0, None, 10.0, None)
     assert (shallow.lsb, shallow.bias_lsb, shallow.gain, shallow.min_snr_db, shallow.topk) == (
         3.0,
         2.0,
@@ -154,7 +164,7 @@ def test_defaults_follow_measurements():
     assert (classifier.topk, classifier.tie_lsb, classifier.lsb) == (1, 2.0, 3.0)
     u16 = default_tolerance("u16", True, depth=5, shape=(1, 10))  # the u8 rules, one LSB read as 256 u16 steps
     assert (u16.lsb, u16.bias_lsb, u16.tie_lsb, u16.min_snr_db) == (768.0, 512.0, 512.0, 20.0)
-    assert default_tolerance("u16", True).bias_lsb == 2048.0
+    assert default_tolerance("u16", True).bias_lsb == 768.0
     assert default_tolerance("u8", True, depth=5, scale_known=False) == Tolerance(min_snr_db=10.0)
     fp16 = default_tolerance("fp16", True)
     assert fp16 == default_tolerance("fp32", True)  # real HTP computes float in fp16

@@ -130,16 +130,18 @@ def test_from_mapping_full_recipe_normalised():
         ),
         (
             {"fix_shapes": [1, 3]},
-            "suite/edge_suite.toml: [prepare] fix_shapes: expected a table of input name -> list of positive "
+            "suite/edge_suite.toml: [prepare] fix_shapes: expected a table of input name -> list of non-negative "
             "integers, got list [1, 3]",
         ),
         (
             {"fix_shapes": {"x": [1, -1, 8]}},
-            "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of positive integers, got list [1, -1, 8]",
+            "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of non-negative integers, "
+            "got list [1, -1, 8]",
         ),
         (
             {"fix_shapes": {"x": [1, True]}},
-            "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of positive integers, got list [1, True]",
+            "suite/edge_suite.toml: [prepare] fix_shapes.x: expected a list of non-negative integers, "
+            "got list [1, True]",
         ),
         (
             {"qnn_preprocess": "yes"},

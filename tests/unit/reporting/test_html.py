@@ -179,7 +179,8 @@ DOCUMENT = {
             "golden",
             "passed",
             "good.onnx",
-            golden_provenance={**PROVENANCE, "onnxruntime": "1.31.1"},
+            # the golden names the model relative to the rootdir, the run its absolute path: not a change
+            golden_provenance={**PROVENANCE, "onnxruntime": "1.31.1", "model_path": "models/good.onnx"},
             comparison={"passed": True, "missing": [], "extra": [], "outputs": []},
         ),
         _record(
@@ -268,6 +269,7 @@ def test_details_show_worst_elements_placement_latency_provenance_and_errors(pag
     assert {[td.all_text() for td in t.iter("td")][0] for t in placements} == {"DequantizeLinear"}  # CPU ops first
     assert "Det" in text and "det_node" in text
     assert "1.31.1" in text and "1.32.0 (changed)" in text  # golden written with another onnxruntime
+    assert "models/good.onnx" in text and "/repo/models/good.onnx (changed)" not in text
     assert "device 'local' has no provider 'cuda'" in text
 
 
