@@ -179,8 +179,13 @@ def test_model_escaping_folder_or_missing_fails_the_suite_once(pytester, model_d
     assert "Traceback" not in text
 
 
-def test_suite_items_failing_before_a_session_are_recorded_on_their_suites_row(pytester):
-    suite = make_suite(pytester, "missing", 'model = "nothere.onnx"\nproviders = ["qnn-htp"]\n' + CORE_ONLY)
+def test_suite_items_failing_before_a_session_are_recorded_on_their_suites_row(pytester, model_dir):
+    suite = make_suite(
+        pytester,
+        "missing",
+        'model = "m.onnx"\ninputs = "nothere.npz"\nproviders = ["qnn-htp"]\n' + CORE_ONLY,
+        model_dir,
+    )
     result = run(pytester, "--edge-report", "r.json")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["missing * local * qnn-htp * FAIL 0/2 *"])
@@ -189,7 +194,7 @@ def test_suite_items_failing_before_a_session_are_recorded_on_their_suites_row(p
         ("conformance", str(suite), "missing"),
         ("latency", str(suite), "missing"),
     ]
-    assert {r["model_path"] for r in records} == {str(suite.parent / "nothere.onnx")}
+    assert {r["model_path"] for r in records} == {str(suite.parent / "m.onnx")}
 
 
 def test_prepare_script_and_calibration_linking_out_of_the_folder_are_refused(pytester, model_dir):
