@@ -215,10 +215,26 @@ def edge_compare(
             result = compare_outputs(session, actual, expected, spec, where, baseline, source)
         reference = _reference_name(request, session)
         node = CheckNode(edge_run_state, request.node, "conformance", edge_device, edge_provider)
+        diagnose = _diagnose(request, edge_run_state, session, spec) if session.last_inputs is not None else None
         title = f"{session.label} vs {reference}"
-        return conclude(node, session, result, title, reference=reference, reference_device=_reference_device(request))
+        device = _reference_device(request)
+        return conclude(node, session, result, title, diagnose=diagnose, reference=reference, reference_device=device)
 
     return compare
+
+
+def _diagnose(request: pytest.FixtureRequest, run: EdgeRun, session: EdgeSession, spec: Any) -> Callable[[], Any]:
+    """The layer-wise diagnosis of ``session``'s last inputs against the test's ``edge_reference`` (else the
+    model on the device's CPU), for :func:`~.items.conformance.conclude` to run when ``--edge-diagnose`` says."""
+    from .checks.diagnose import PREFIX_DIR
+
+    def diagnose() -> Any:
+        reference = request.getfixturevalue("edge_reference") if "edge_reference" in request.fixturenames else None
+        assert session.last_inputs is not None
+        cache, budget = run.rootdir / CACHE_DIR / PREFIX_DIR, run.options.diagnose_budget_s
+        return session.diagnose(session.last_inputs, reference, spec, budget, cache=cache)
+
+    return diagnose
 
 
 def _reference_device(request: pytest.FixtureRequest) -> Optional[str]:

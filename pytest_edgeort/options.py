@@ -9,10 +9,13 @@ from typing import Any, List, Optional, Tuple
 
 import pytest
 
+from ._text import did_you_mean
 from .config.providers import resolve_provider
 
 DEFAULT_SEED = 20240607
 DEFAULT_PROVIDERS = ("qnn-htp",)
+DIAGNOSE_MODES = ("off", "on", "always")
+DIAGNOSE_BUDGET_S = 60.0
 
 
 def add_options(parser: pytest.Parser) -> None:
@@ -80,6 +83,12 @@ def add_options(parser: pytest.Parser) -> None:
         help=f"seed for generated inputs (default {DEFAULT_SEED})",
     )
     group.addoption(
+        "--edge-diagnose",
+        dest="edge_diagnose",
+        metavar="off|on|always",
+        help="layer-wise diagnosis of conformance checks: on (default) for failing ones, always, or off",
+    )
+    group.addoption(
         "--edge-op-matrix",
         action="store_true",
         dest="edge_op_matrix",
@@ -119,6 +128,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("edge_report", "JSON report path", default="")
     parser.addini("edge_html", "HTML report path", default="")
     parser.addini("edge_seed", "seed for generated inputs", default=str(DEFAULT_SEED))
+    parser.addini("edge_diagnose", "layer-wise diagnosis: off, on (failing checks) or always", default="on")
+    parser.addini("edge_diagnose_budget_s", "seconds one layer-wise diagnosis may take", default=str(DIAGNOSE_BUDGET_S))
     parser.addini("edge_op_matrix", "collect the ONNX node-test corpus as an op matrix", type="bool", default=False)
     parser.addini("edge_op_filter", "op matrix: node tests whose name matches this regex", default="")
     parser.addini("edge_op_matrix_csv", "op matrix CSV path", default="")
@@ -138,6 +149,8 @@ class EdgeOptions:
     update_golden: str = ""  # "" (compare), "all" or "new" (write only missing goldens)
     report: Optional[Path] = None
     html: Optional[Path] = None  # --edge-html PATH
+    diagnose: str = "on"  # --edge-diagnose: off | on (failing conformance checks) | always
+    diagnose_budget_s: float = DIAGNOSE_BUDGET_S  # ini edge_diagnose_budget_s
     op_matrix: bool = False  # --edge-op-matrix
     op_filter: str = ""  # --edge-op-filter REGEX (validated)
     op_matrix_csv: Optional[Path] = None  # --edge-op-matrix-csv PATH
@@ -161,6 +174,19 @@ class EdgeOptions:
             seed = int(pick("edge_seed"))
         except ValueError:
             raise pytest.UsageError(f"edge_seed must be an integer, got {pick('edge_seed')!r}") from None
+        diagnose = str(pick("edge_diagnose") or "on")
+        if diagnose not in DIAGNOSE_MODES:
+            raise pytest.UsageError(
+                f"edge_diagnose must be one of {', '.join(DIAGNOSE_MODES)}, got {diagnose!r}"
+                + did_you_mean(diagnose, DIAGNOSE_MODES)
+            )
+        given = config.getini("edge_diagnose_budget_s")
+        try:
+            budget = float(given)
+        except ValueError:
+            budget = -1.0
+        if not budget > 0:
+            raise pytest.UsageError(f"edge_diagnose_budget_s must be a number of seconds > 0, got {given!r}")
         report = pick("edge_report")
         html = pick("edge_html")
         op_filter = pick("edge_op_filter") or ""
@@ -179,6 +205,8 @@ class EdgeOptions:
             update_golden=_update_golden(pick("edge_update_golden")),
             report=Path(report) if report else None,
             html=Path(html) if html else None,
+            diagnose=diagnose,
+            diagnose_budget_s=budget,
             op_matrix=bool(pick("edge_op_matrix")),
             op_filter=op_filter,
             op_matrix_csv=Path(op_csv) if op_csv else None,

@@ -58,6 +58,7 @@ class Op:
     RUN = "run"
     TIME = "time"
     CLOSE_SESSION = "close_session"
+    PROFILE = "profile"
     ECHO = "echo"
     LOCK = "lock"
     SHUTDOWN = "shutdown"

@@ -11,6 +11,7 @@ of pytest_edgeort). The wire format is in :mod:`.wire`; requests are answered fr
 import contextlib
 import os
 import platform
+import shutil
 import sys
 import time
 import traceback
@@ -59,6 +60,7 @@ class Worker:
         self.workdir = workdir
         self.ort = onnxruntime
         self.store = ModelStore(workdir, cache_max_bytes)
+        self.profile_root = os.path.join(workdir, "profiles")
         self.sessions = {}
         self.session_eps = {}  # sid -> (ep, options)
         self.memory_checks = {}  # (ep, options) -> MemoryStateCheck
@@ -218,14 +220,25 @@ class Worker:
             )
         return sess, api
 
-    def create_session(self, sid, sha256, ep, options, cpu_fallback, bundle=None, files=(), ep_cache=False):
+    def create_session(
+        self, sid, sha256, ep, options, cpu_fallback, bundle=None, files=(), ep_cache=False, profile=False
+    ):
         """Open session ``sid`` of a cached, verified model; its providers, placement and I/O.
 
         With ``ep_cache`` (and an EP other than CPU) the compiled graph comes from the EP-context cache
         (a hit is proven by creating the session with compilation disabled) or is compiled and stored
         there; ``ep_context`` in the reply says which (``hit``, ``stored``, ``rebuilt`` + ``reason``,
-        ``unsupported``: the EP wrote no context model)."""
+        ``unsupported``: the EP wrote no context model). With ``profile`` (QNN) its runs write QNN's
+        per-op profile (:data:`PROFILE_OPTIONS`) into ``profiles/<sid>``; such a session is always
+        compiled (a profile is of the compiled graph, and its options are no cache entry's)."""
         options = dict((k, str(v)) for k, v in options.items())
+        if profile:
+            folder = os.path.join(self.profile_root, sid)
+            private_dir(self.profile_root)
+            private_dir(folder)
+            options.update(PROFILE_OPTIONS, profiling_file_path=os.path.join(folder, "profile.csv"))
+            options["framework_op_trace_dir"] = folder
+            ep_cache = False
         path = self.store.verified_model(sha256, bundle, files)
         facts = _session_facts(ep, options, cpu_fallback)
         if ep_cache and ep != "CPUExecutionProvider":
@@ -367,6 +380,22 @@ class Worker:
         self.sessions.pop(sid, None)
         self.session_eps.pop(sid, None)
 
+    def take_profile(self, sid):
+        """Close session ``sid`` and hand over the files its profile wrote, ``[(file name, uint8 array)]``,
+        removing them from the device."""
+        import numpy
+
+        self.close_session(sid)
+        folder = os.path.join(self.profile_root, os.path.basename(sid))
+        if not os.path.isdir(folder):
+            raise RequestError(Kind.BAD_REQUEST, "session %r wrote no profile" % sid)
+        files = []
+        for name in sorted(os.listdir(folder)):
+            with open(os.path.join(folder, name), "rb") as stream:
+                files.append((name, numpy.frombuffer(stream.read(), dtype=numpy.uint8)))
+        shutil.rmtree(folder, ignore_errors=True)
+        return {"files": [name for name, _ in files]}, files
+
 
 def _session_config(cpu_fallback):
     """The session config entries of every session (part of the EP-context cache's key)."""
@@ -444,6 +473,11 @@ def _read_soc():
 
 
 # ---------------------------------------------------------------- requests
+#: QNN options of a profiled session: per-node cycles and the map from QNN ops to ONNX nodes (the CSV's
+#: "ONNX Source Ops" column, and qnn_op_trace.json)
+PROFILE_OPTIONS = {"profiling_level": "detailed", "enable_framework_op_trace": "1"}
+
+
 # One handler per request name: handler(worker, request header, request arrays) -> (reply header, reply arrays).
 # The fields each reads are exactly those WorkerClient's method of the same name sends.
 
@@ -480,6 +514,7 @@ def _create_session(worker, req, arrays):
         req.get("bundle"),
         req.get("files", ()),
         req.get("ep_cache", False),
+        req.get("profile", False),
     ), ()
 
 
@@ -496,6 +531,10 @@ def _time(worker, req, arrays):
 def _close_session(worker, req, arrays):
     worker.close_session(req["sid"])
     return {}, ()
+
+
+def _profile(worker, req, arrays):
+    return worker.take_profile(req["sid"])
 
 
 def _echo(worker, req, arrays):
@@ -521,6 +560,7 @@ HANDLERS = {
     Op.RUN: _run,
     Op.TIME: _time,
     Op.CLOSE_SESSION: _close_session,
+    Op.PROFILE: _profile,
     Op.ECHO: _echo,
 }
 LOCK_ONLY_HANDLERS = {Op.LOCK: _lock}  # all a lock-only worker answers (it never imports numpy/onnxruntime)

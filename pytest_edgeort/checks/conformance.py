@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, List, Mapping, Optional, Sequence, Tuple
 
 from ..compare.engine import Comparison, Yardstick, compare_outputs
-from ..compare.tolerance import SHALLOW_DEPTH, ToleranceSpec, default_tolerance
+from ..compare.tolerance import SHALLOW_DEPTH, Tolerance, ToleranceSpec, default_tolerance
 from ..config.suite import reference_provider
 from ..model.info import ModelInfo, model_info
 from ..model.yardstick import YARDSTICK_DIR, yardstick_model
@@ -64,6 +64,20 @@ def _takes_yardstick(model: ModelInfo, name: str, spec: ToleranceSpec) -> bool:
     return name in model.output_quant and (depth is None or depth > SHALLOW_DEPTH) and "min_snr_db" not in user
 
 
+def output_tolerance(session: EdgeSession, spec: ToleranceSpec, name: str) -> Tolerance:
+    """The rules output ``name`` of ``session``'s model is checked with: its precision default, ``spec`` on top."""
+    model, provider = session.model, session.spec
+    default = default_tolerance(
+        model.precision(name, provider.float_as_fp16),
+        provider.accelerator,
+        model.depth(name),
+        model.shape(name),
+        model.scale(name) is not None,
+        model.computed_by(name),
+    )
+    return spec.for_output(name, default)
+
+
 def compare(
     session: EdgeSession,
     actual: Outputs,
@@ -79,22 +93,9 @@ def compare(
 
     Raises a one-line ValueError (naming ``where``) when ``spec`` names an output the model lacks.
     """
-    model, provider = session.model, session.spec
+    model = session.model
     spec.check_outputs([o.name for o in model.outputs], where)
-    tolerances = {
-        o.name: spec.for_output(
-            o.name,
-            default_tolerance(
-                model.precision(o.name, provider.float_as_fp16),
-                provider.accelerator,
-                model.depth(o.name),
-                model.shape(o.name),
-                model.scale(o.name) is not None,
-                model.computed_by(o.name),
-            ),
-        )
-        for o in model.outputs
-    }
+    tolerances = {o.name: output_tolerance(session, spec, o.name) for o in model.outputs}
     scales = {o.name: model.scale(o.name) for o in model.outputs}
     yardsticks = {}
     if baseline is not None and source is not None:

@@ -123,7 +123,7 @@ def _place_or_tags(entry: Mapping[str, Any]) -> Optional[str]:
 
 
 #: The board zipapp worker (local or over SSH): strict fallback check, placement per graph node.
-WORKER_CAPABILITIES = Capabilities(disable_cpu_fallback=True, placement="node", profiling=False, ep_context_cache=True)
+WORKER_CAPABILITIES = Capabilities(disable_cpu_fallback=True, placement="node", profiling=True, ep_context_cache=True)
 
 
 @dataclass(frozen=True)

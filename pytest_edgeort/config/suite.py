@@ -49,6 +49,7 @@ _CHECK_KEYS = (
     "latency_max_s",
     "latency_min_runs",
     "fuzz_examples",
+    "profile",
 )
 _GENERATE_KEYS = ("count", "seed", "range", "ranges")
 _PKG_HINT = " or use pkg:<package>/<resource> for a model shipped in a package"
@@ -83,6 +84,7 @@ class Suite:
     latency_gates: Tuple[LatencyGate, ...] = ()
     latency_budget: LatencyBudget = field(default_factory=LatencyBudget)
     fuzz_examples: int = 0
+    profile: bool = False  # [checks] profile: the latency item adds QNN's per-op profile
     provider_options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     xfail: Mapping[str, str] = field(default_factory=dict)
 
@@ -316,6 +318,8 @@ def load_suite(path: Path, checks_known: Optional[Sequence[str]] = None) -> Suit
         )
     if "golden" in checks:
         values["golden"] = _expect(checks["golden"], (bool,), where, "checks.golden", "true or false")
+    if "profile" in checks:
+        values["profile"] = _expect(checks["profile"], (bool,), where, "checks.profile", "true or false")
 
     def number(key: str, kind: type, low: float, strict: bool, default: Any, unit: str = "") -> Any:
         """``checks.<key>``: an int (or a float, ``kind`` float) >= ``low`` (> ``low`` when ``strict``)."""

@@ -85,6 +85,10 @@ class WorkerSession:
     ) -> List[float]:
         return self._call(lambda timeout: self.client.time_runs(self.sid, feed, runs, warmup, timeout, max_s, min_runs))
 
+    def take_profile(self) -> Dict[str, bytes]:
+        """Close this (profiled) session; the files its profile wrote, by name."""
+        return self._call(lambda timeout: self.client.take_profile(self.sid, timeout))
+
     def close(self) -> None:
         if self.alive:
             try:
@@ -285,20 +289,26 @@ class WorkerDevice:
                 self.uploads += 1
 
     def open_session(
-        self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool
+        self,
+        model: ModelInfo,
+        spec: ProviderSpec,
+        options: Mapping[str, str],
+        cpu_fallback: bool,
+        profile: bool = False,
     ) -> WorkerSession:
-        """Create a session in the right worker; WorkerError(kind='create') when the EP refuses.
+        """Create a session in the right worker; WorkerError(kind='create') when the EP refuses. ``profile``: its
+        runs write QNN's per-op profile (``take_profile`` fetches it).
 
         The worker verifies the cached model's hash first; a cached file that does not match (it
         changed on the device) is deleted there, uploaded again, and the creation is retried once."""
         try:
-            return self._create(model, spec, options, cpu_fallback)
+            return self._create(model, spec, options, cpu_fallback, profile)
         except WorkerDied:
             self.worker_died()
             raise
 
     def _create(
-        self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool
+        self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool, profile: bool
     ) -> WorkerSession:
         client = self.client(isolation_group(spec, options))
         sid = f"s{next(_session_ids)}"
@@ -316,6 +326,7 @@ class WorkerDevice:
                     bundle=bundle,
                     files=bundle_files(model) if bundle else (),
                     ep_cache=self.ep_cache and self.capabilities.ep_context_cache,
+                    profile=profile,
                 )
                 break
             except WorkerError as exc:

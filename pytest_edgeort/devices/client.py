@@ -23,7 +23,10 @@ import numpy as np
 from ..board import wire
 from ..board.wire import Op
 from ..errors import WorkerDied, WorkerError
-from .replies import NO_ARRAYS, ReplyCheck, like
+from .replies import NO_ARRAYS, ReplyCheck, files_bound, like
+
+PROFILE_MAX_FILES = 16  # a QNN profile: the CSV, the log, the op trace
+PROFILE_MAX_BYTES = 256 * 1024 * 1024
 
 Arrays = List[Tuple[str, np.ndarray]]
 
@@ -320,10 +323,14 @@ class WorkerClient:
         bundle: Optional[str] = None,
         files: Sequence[Sequence[str]] = (),
         ep_cache: bool = False,
+        profile: bool = False,
     ) -> Dict[str, Any]:
         """Open session ``sid`` of a cached model (``bundle``/``files``: a model with external data;
-        ``ep_cache``: through the worker's EP-context cache)."""
-        extra = {"bundle": bundle, "files": [list(f) for f in files]} if bundle else {}
+        ``ep_cache``: through the worker's EP-context cache; ``profile``: its runs write QNN's per-op
+        profile, :meth:`take_profile` fetches it)."""
+        extra: Dict[str, Any] = {"bundle": bundle, "files": [list(f) for f in files]} if bundle else {}
+        if profile:
+            extra["profile"] = True
         return self.request(
             Op.CREATE_SESSION,
             sid=sid,
@@ -377,6 +384,12 @@ class WorkerClient:
 
     def close_session(self, sid: str, timeout: Optional[float]) -> None:
         self.request(Op.CLOSE_SESSION, sid=sid, timeout=timeout)
+
+    def take_profile(self, sid: str, timeout: Optional[float]) -> Dict[str, bytes]:
+        """Close profiled session ``sid``; the files its profile wrote, by name (removed from the device)."""
+        files = files_bound(PROFILE_MAX_FILES, PROFILE_MAX_BYTES, "a profile")
+        reply = self.request(Op.PROFILE, sid=sid, timeout=timeout, reply_check=files)
+        return {name: array.tobytes() for name, array in reply[1]}
 
     def echo(self, arrays: Sequence[Tuple[str, np.ndarray]], timeout: Optional[float] = None) -> Arrays:
         """The arrays back, bit for bit (protocol and transport tests, benchmarks)."""

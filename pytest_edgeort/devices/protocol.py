@@ -69,6 +69,9 @@ class SessionBackend(Protocol):
         """Per-inference latencies in ms, measured on the device: up to ``runs`` after up to ``warmup``
         untimed runs, stopping after ``max_s`` seconds in all (None: no limit), never before ``min_runs``."""
 
+    def take_profile(self) -> Dict[str, bytes]:
+        """Close a session opened with ``profile=True``; the files its per-op profile wrote, by name."""
+
     def close(self) -> None:
         """Release the session (best effort)."""
 
@@ -103,9 +106,15 @@ class Device(Protocol):
         """None if the device can run ``spec``, else one line naming what it does have."""
 
     def open_session(
-        self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool
+        self,
+        model: ModelInfo,
+        spec: ProviderSpec,
+        options: Mapping[str, str],
+        cpu_fallback: bool,
+        profile: bool = False,
     ) -> SessionBackend:
-        """Open ``model`` with ``spec``; WorkerError(kind='create') when the provider refuses it."""
+        """Open ``model`` with ``spec``; WorkerError(kind='create') when the provider refuses it. ``profile``: the
+        session's runs write a per-op profile (kinds whose capabilities say ``profiling``)."""
 
     def close(self) -> None:
         """Release everything the device holds (workers, connections, locks, reservations)."""

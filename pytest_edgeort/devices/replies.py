@@ -54,6 +54,24 @@ def like(arrays: Sequence[Tuple[str, np.ndarray]]) -> ReplyCheck:
     return within({name: (_wire_dtype(a.dtype), a.nbytes) for name, a in arrays}, "the request")
 
 
+def files_bound(max_files: int, max_bytes: int, what: str) -> ReplyCheck:
+    """Up to ``max_files`` files of any name as bytes (``|u1``), each up to ``max_bytes`` (``profile``)."""
+
+    def check(arrays: Sequence[Meta]) -> Optional[str]:
+        names = [meta["name"] for meta in arrays]
+        if len(arrays) > max_files or len(set(names)) != len(names):
+            return f"the reply declares {len(arrays)} arrays, but {what} can only produce {max_files} distinct files"
+        for meta in arrays:
+            if meta["dtype"] != "|u1" or meta["nbytes"] > max_bytes:
+                return (
+                    f"the reply declares array {meta['name']!r:.100} ({meta['dtype']}, {meta['nbytes']} bytes), "
+                    f"but {what} can only produce files as bytes of up to {max_bytes} bytes each"
+                )
+        return None
+
+    return check
+
+
 def outputs_bound(outputs: Sequence[Any], max_bytes: int, model: str) -> ReplyCheck:
     """A model's outputs (``TensorInfo``: name, dtype, shape with ``str`` for a dynamic dimension), each in its
     dtype (any, when numpy does not name it) and up to ``max_bytes`` or its static shape's size if that is more

@@ -5,9 +5,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
@@ -19,6 +20,9 @@ from ..model.info import ModelInfo
 from ..model.inputs import Feed, check_feed
 from .placement import Placement, format_fallback
 from .protocol import Device, SessionBackend
+
+if TYPE_CHECKING:
+    from ..checks.diagnose import Diagnosis
 
 
 @dataclass
@@ -267,6 +271,60 @@ class EdgeSession:
         but not before ``min_runs`` timed runs."""
         feed = check_feed(self.model, feed, self.label)
         return self._request(Op.TIME, lambda backend: backend.time(feed, runs, warmup, max_s, min_runs))
+
+    def profile(self, feed: Mapping[str, np.ndarray], runs: int = 3) -> Dict[str, bytes]:
+        """Run ``feed`` ``runs`` times on a profiled copy of this session (QNN: per-node cycles and the map
+        to ONNX nodes) and return the files the profile wrote, by name (see :mod:`~..checks.profile`)."""
+        if self.spec.ep_name != "QNNExecutionProvider" or not self.device.capabilities.profiling:
+            raise EdgeSessionError(f"{self.label}: no per-op profile: only QNN on a device kind that profiles has one")
+        feed = check_feed(self.model, feed, self.label)
+
+        def profiled(backend: SessionBackend) -> Dict[str, bytes]:
+            probe = self.device.open_session(self.model, self.spec, self.options, self.cpu_fallback, profile=True)
+            try:
+                for _ in range(runs):
+                    probe.run(feed, False)
+                return probe.take_profile()
+            finally:
+                probe.close()
+
+        return self._request("profile", profiled)
+
+    def sibling(self, model: ModelInfo) -> EdgeSession:
+        """Another model opened like this one (device, provider, options, fallback mode), outside the run's
+        session cache: the caller closes it."""
+        return EdgeSession(self.device, model, self.spec, self.options, self.cpu_fallback, lambda _: None)
+
+    def diagnose(
+        self,
+        inputs: Union[Mapping[str, np.ndarray], Sequence[Mapping[str, np.ndarray]]],
+        reference: Optional[EdgeSession] = None,
+        tolerance: Optional[Any] = None,
+        budget_s: Optional[float] = None,
+        strategy: str = "auto",
+        cache: Optional[Path] = None,
+        verdict: Optional[Any] = None,
+    ) -> Diagnosis:
+        """The first node whose output departs from ``reference`` (default: this model on the device's CPU)
+        on ``inputs`` (one feed, or several compared stacked on axis 0):
+        :func:`pytest_edgeort.checks.diagnose.diagnose`; ``tolerance``: a ToleranceSpec, ``cache``: where
+        prefix models go (default: the system's temporary folder); ``verdict``: the check's own Comparison of the
+        outputs on ``inputs`` against ``reference`` (the outputs are then judged by it)."""
+        from ..checks.diagnose import DEFAULT_BUDGET_S, PREFIX_DIR, diagnose
+        from ..config.providers import resolve_provider
+
+        examples = [inputs] if isinstance(inputs, Mapping) else list(inputs)
+        feeds = [check_feed(self.model, feed, self.label) for feed in examples]
+        own = reference is None
+        if reference is None:
+            reference = EdgeSession(self.device, self.model, resolve_provider("cpu"), {}, True, lambda _: None)
+        folder = cache or Path(tempfile.gettempdir()) / f"edgeort-{PREFIX_DIR}"
+        try:
+            budget = budget_s or DEFAULT_BUDGET_S
+            return diagnose(self, reference, feeds, folder, tolerance, budget, strategy, verdict=verdict)
+        finally:
+            if own:
+                reference.close()
 
     def close(self) -> None:
         if self._live.backend is not None:

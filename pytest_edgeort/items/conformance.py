@@ -3,31 +3,54 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional
 
-from ..errors import ComparisonError
+from .._text import one_line
+from ..errors import ComparisonError, EdgeError
 from ..junit import record_metrics
 from ..outcomes import fail
+from ..run import CACHE_DIR
 from .context import SuiteCheck, SuiteContext
 from .node import CheckNode
 
 if TYPE_CHECKING:
+    from ..checks.diagnose import Diagnosis
     from ..compare.engine import Comparison
     from ..devices.session import EdgeSession
 
 
 def conclude(
-    node: CheckNode, session: EdgeSession, result: Comparison, title: str, heading: Optional[str] = None, **fields: Any
+    node: CheckNode,
+    session: EdgeSession,
+    result: Comparison,
+    title: str,
+    heading: Optional[str] = None,
+    diagnose: Optional[Callable[[], Diagnosis]] = None,
+    **fields: Any,
 ) -> Comparison:
     """Record ``result`` (with ``fields``) and its JUnit metrics. If it did not pass: with ``heading``, fail
     with it over the full report (suite items); else raise :class:`ComparisonError`, an AssertionError the
-    test's own code may catch (``edge_compare``)."""
+    test's own code may catch (``edge_compare``). ``diagnose`` runs as ``--edge-diagnose`` says; its first
+    line follows the title."""
     from ..compare.render import format_comparison
 
+    mode = node.run.options.diagnose
+    line = None
+    if diagnose is not None and (mode == "always" or (mode == "on" and not result.passed)):
+        try:
+            diagnosis = diagnose()
+            line, fields["diagnosis"] = diagnosis.message, diagnosis.to_dict()
+        except Exception as exc:  # the check's verdict stands whatever the diagnosis ran into; say what it was
+            what = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
+            line = f"no diagnosis: {one_line(what, 300)}"
+            fields["diagnosis"] = {"message": line}
     record = node.record(session, comparison=with_precision(result.to_dict(), session), **fields)
     record_metrics(node.item, record)
     if not result.passed:
         report = format_comparison(result, title=title)
+        if line is not None:
+            first, _, rest = report.partition("\n")
+            report = f"{first}\n{line}\n{rest}"
         if heading is None:
             raise ComparisonError(report, result)
         fail(f"{heading}:\n{report}")
@@ -54,6 +77,7 @@ def conclude_examples(
 
 def run_suite(item: SuiteContext) -> None:
     """Every example on the provider against the reference."""
+    from ..checks.diagnose import PREFIX_DIR
     from ..checks.golden import stack_examples
 
     models = item.models()
@@ -63,7 +87,13 @@ def run_suite(item: SuiteContext) -> None:
     expected = stack_examples(reference.run_all(models.feeds))
     result = item.compare_all(session, actual, expected, models)
     title = f"{session.label} vs {reference.spec.alias} reference"
-    conclude_examples(item.check_node, session, result, title, len(actual), reference_device=reference.device.name)
+
+    def diagnose() -> Diagnosis:
+        cache, budget = item.run.rootdir / CACHE_DIR / PREFIX_DIR, item.run.options.diagnose_budget_s
+        return session.diagnose(models.feeds, reference, item.suite.tolerance, budget, cache=cache, verdict=result)
+
+    device = reference.device.name
+    conclude_examples(item.check_node, session, result, title, len(actual), diagnose=diagnose, reference_device=device)
 
 
 CHECK = SuiteCheck("conformance", run_suite)

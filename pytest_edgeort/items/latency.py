@@ -4,10 +4,15 @@
 from __future__ import annotations
 
 from functools import partial
+from typing import TYPE_CHECKING, Any, Dict
 
+from ..errors import EdgeSessionError
 from ..junit import record_latency
-from ..outcomes import fail, open_session
+from ..outcomes import fail, open_session, outcome_of
 from .context import SuiteCheck, SuiteContext
+
+if TYPE_CHECKING:
+    from ..devices.session import EdgeSession
 
 
 def run_suite(item: SuiteContext) -> None:
@@ -25,10 +30,23 @@ def run_suite(item: SuiteContext) -> None:
     result = measure_latency(
         session, models.feeds[0], suite.latency_budget, suite.latency_gates, cpu, simulated=session.simulated
     )
-    record = node.record(session, passed=result.passed, **result.record())
+    fields = result.record()
+    if suite.profile and session.spec.ep_name == "QNNExecutionProvider":
+        fields["profile"] = _profile(item, session, models.feeds[0])
+    record = node.record(session, passed=result.passed, **fields)
     record_latency(node.item, record)
     if not result.passed:
         fail(result.failure(session.label))
+
+
+def _profile(item: SuiteContext, session: EdgeSession, feed: Any) -> Dict[str, Any]:
+    """QNN's per-op profile of ``feed``, its files kept under ``.edgeort-cache/profiles/<device>/<model sha256>``."""
+    from ..checks.profile import PROFILE_DIR, profile
+    from ..run import CACHE_DIR
+
+    folder = item.run.rootdir / CACHE_DIR / PROFILE_DIR / item.check_node.device / session.model.sha256
+    with outcome_of(EdgeSessionError):
+        return profile(session, feed, folder).to_dict()
 
 
 CHECK = SuiteCheck("latency", run_suite)

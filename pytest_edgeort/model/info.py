@@ -169,6 +169,22 @@ def _requantization_depth(graph: onnx.GraphProto) -> Dict[str, int]:
     return depth
 
 
+def tensor_quant(graph: onnx.GraphProto, inits: Dict[str, onnx.TensorProto]) -> Dict[str, QuantParams]:
+    """Per tensor, the per-tensor scale/zero point of the QuantizeLinear that reads or writes it or the
+    DequantizeLinear that writes it (the first such node in graph order wins)."""
+    found: Dict[str, QuantParams] = {}
+    for node in graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        params = _quant_params(node, inits)
+        if params is None:
+            continue
+        names = (node.input[0], node.output[0]) if node.op_type == "QuantizeLinear" else (node.output[0],)
+        for name in names:
+            found.setdefault(name, params)
+    return found
+
+
 def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
     ttype = value.type.tensor_type
     dims: List[Union[int, str]] = []

@@ -37,6 +37,8 @@ pre.error{background:#fdecec;border-left:4px solid #c62828;padding:6px 10px}
 .record.failed{border-left:6px solid #c62828}.cpu{background:#fdecec;color:#b71c1c;font-weight:700;padding:0 4px}
 svg.hist .axis{stroke:#1d2330}svg.hist .bar{fill:#3f6fb5}svg.hist .bar.beyond{fill:#c62828}
 svg.hist text{font-size:11px;text-anchor:middle;fill:#1d2330}svg.hist .label{font-size:12px}
+svg.path .axis{stroke:#1d2330}svg.path .point{fill:#3f6fb5}svg.path .point.beyond{fill:#c62828}
+svg.path text{font-size:11px;text-anchor:middle;fill:#1d2330}svg.path .label{font-size:12px}
 """
 
 

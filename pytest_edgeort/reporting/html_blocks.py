@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import datetime
 from html import escape
+from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional, Sequence, Tuple
 
 from .schema import CheckRecord
 from .summary import format_ms, format_number
-from .svg import histogram_svg
+from .svg import histogram_svg, path_svg
 
 OUTCOME_CLASS = {
     "failed": "fail",
@@ -254,6 +255,49 @@ def _golden(record: CheckRecord) -> str:
     return "<h4>golden provenance</h4>" + html_table(("fact", "golden written with", "this run"), rows)
 
 
+def _diagnosis(diagnosis: Mapping[str, Any]) -> str:
+    """The diagnosis's line, its path as error vs depth, and every probe."""
+    parts = [f"<h4>layer-wise diagnosis</h4><p>{e(diagnosis.get('message'))}</p>"]
+    steps = list(diagnosis.get("path") or ())
+    if steps:
+        unit = next((str(s.get("unit")) for s in steps if s.get("unit")), "")
+        parts.append(path_svg(steps, int(diagnosis.get("candidates") or len(steps)), unit or "abs"))
+        rows = (
+            [
+                e(n + 1),
+                e(s.get("index")),
+                e(s.get("tensor")),
+                e(f"{s.get('node')} ({s.get('op_type')})"),
+                e(s.get("outcome")),
+                e(_value(s.get("error"))),
+                e(f"{float(s.get('seconds') or 0):.2f}"),
+            ]
+            for n, s in enumerate(steps)
+        )
+        headers = ("probe", "position", "tensor", "node", "outcome", f"max error {unit}".strip(), "s")
+        parts.append(html_table(headers, rows, numeric=(0, 1, 5, 6)))
+    return "".join(parts)
+
+
+def _profile(profile: Mapping[str, Any]) -> str:
+    """QNN's per-op profile: cycle shares per ONNX node and op type, coverage, links to the raw files."""
+    parts = ["<h4>per-op profile (QNN cycles)</h4>"]
+    if profile.get("note"):
+        parts.append(f"<p><strong>{e(profile['note'])}</strong></p>")
+    parts.append(
+        f"<p>{e(profile.get('covered'))} of {e(profile.get('compute_nodes'))} compute nodes profiled, "
+        f"{e(profile.get('runs'))} runs</p>"
+    )
+    share = "share of cycles"
+    nodes = ([e(n.get("node")), e(n.get("op_type")), e(f"{100 * float(n['share']):.1f} %")] for n in profile["nodes"])
+    parts.append(html_table(("ONNX node", "op type", share), nodes, numeric=(2,)))
+    types = ([e(t.get("op_type")), e(f"{100 * float(t['share']):.1f} %")] for t in profile["op_types"])
+    parts.append(html_table(("op type", share), types, numeric=(1,)))
+    links = "".join(f'<li><a href="{e(Path(f).as_uri())}">{e(Path(f).name)}</a></li>' for f in profile.get("files", ()))
+    parts.append(f"<p>raw files:</p><ul>{links}</ul>")
+    return "".join(parts)
+
+
 def record_html(number: int, record: CheckRecord, row_index: int) -> str:
     outcome = record.outcome or "unknown"
     failed = OUTCOME_CLASS.get(outcome) == "fail"
@@ -277,6 +321,8 @@ def record_html(number: int, record: CheckRecord, row_index: int) -> str:
         )
     )
     parts.append(_comparison(record.comparison or {}))
+    if record.diagnosis:
+        parts.append(_diagnosis(record.diagnosis))
     if record.cpu_nodes:
         rows = ([e(n.get("op_type")), e(n.get("count")), e(", ".join(n.get("nodes", ())))] for n in record.cpu_nodes)
         parts.append(
@@ -292,6 +338,8 @@ def record_html(number: int, record: CheckRecord, row_index: int) -> str:
     if record.latency:
         title = "simulated latency" if record.latency_simulated else "latency"
         parts.append(f"<h4>{title}</h4>" + _latency(record))
+    if record.profile:
+        parts.append(_profile(record.profile))
     if record.golden_provenance:
         parts.append(_golden(record))
     if record.golden_update:

@@ -119,6 +119,8 @@ class CheckRecord:
     latency_attempts: Optional[List[Dict[str, Any]]] = None  # every measurement, each with "passed"
     latency_decided_by: Optional[str] = None  # "first measurement" | "re-measurement"
     speedup_vs_cpu: Optional[float] = None
+    profile: Optional[Dict[str, Any]] = None  # ProfileSummary.to_dict(): cycle shares per ONNX node/op type, files
+    diagnosis: Optional[Dict[str, Any]] = None  # Diagnosis.to_dict(): the first divergent node, the bisection path
     golden: Optional[str] = None  # the golden file an update wrote
     golden_update: Optional[List[str]] = None
     golden_provenance: Optional[Dict[str, Any]] = None

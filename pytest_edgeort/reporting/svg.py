@@ -1,11 +1,12 @@
-"""Inline SVG plots for the HTML report: the error histogram in LSB as a labelled bar chart."""
+"""Inline SVG plots for the HTML report: the error histogram in LSB as a labelled bar chart, and a diagnosis's
+bisection path as error vs depth."""
 
 from __future__ import annotations
 
 import math
 import re
 from html import escape
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Mapping, Optional, Sequence
 
 WIDTH, HEIGHT = 460, 220
 LEFT, RIGHT, TOP, BOTTOM = 56, 12, 18, 48  # plot margins: room for the axis labels
@@ -54,6 +55,46 @@ def histogram_svg(bins: Sequence[Sequence[Any]], unit: str = "LSB", limit: Optio
     parts += [
         f'<text class="label" x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 8}">|error| in {escape(unit)}</text>',
         f'<text class="label" transform="translate(14 {TOP + plot_h / 2:.1f}) rotate(-90)">elements (log scale)</text>',
+        "</svg>",
+    ]
+    return "".join(parts)
+
+
+def path_svg(steps: Sequence[Mapping[str, Any]], candidates: int, unit: str = "LSB") -> str:
+    """A diagnosis's probes as points of max error (log scale) over the candidate's position in topological
+    order: agreeing tensors plain, diverged ones in the failure colour, refused prefixes as a cross on the axis;
+    each point's title names the tensor, its node and its error."""
+    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    errors = [float(s["error"]) for s in steps if isinstance(s.get("error"), (int, float))]
+    top = math.log10(1 + max(errors, default=0.0)) or 1.0
+    parts: List[str] = [
+        (
+            f'<svg class="path" width="{WIDTH}" height="{HEIGHT}" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
+            'aria-label="diagnosis: error vs depth">'
+        ),
+        f'<line class="axis" x1="{LEFT}" y1="{TOP + plot_h}" x2="{LEFT + plot_w}" y2="{TOP + plot_h}"/>',
+        f'<line class="axis" x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{TOP + plot_h}"/>',
+    ]
+    for order, step in enumerate(steps, 1):
+        x = LEFT + plot_w * (int(step.get("index", 0)) + 0.5) / max(candidates, 1)
+        error = step.get("error")
+        title = escape(f"probe {order}: {step.get('tensor')} ({step.get('node')}): {step.get('outcome')}")
+        if isinstance(error, (int, float)):
+            y = TOP + plot_h - plot_h * math.log10(1 + float(error)) / top
+            css = "point beyond" if step.get("outcome") == "diverged" else "point"
+            parts.append(
+                f'<circle class="{css}" cx="{x:.1f}" cy="{y:.1f}" r="4"><title>{title}, '
+                f"{float(error):g} {escape(unit)}</title></circle>"
+            )
+            parts.append(f'<text class="count" x="{x:.1f}" y="{y - 7:.1f}">{order}</text>')
+        else:
+            y = TOP + plot_h
+            parts.append(f'<text class="count" x="{x:.1f}" y="{y - 3:.1f}"><title>{title}</title>x</text>')
+    parts += [
+        f'<text class="label" x="{LEFT + plot_w / 2:.1f}" y="{HEIGHT - 8}">tensor, in topological order '
+        f"(of {candidates})</text>",
+        f'<text class="label" transform="translate(14 {TOP + plot_h / 2:.1f}) rotate(-90)">max |error| in '
+        f"{escape(unit)} (log)</text>",
         "</svg>",
     ]
     return "".join(parts)

@@ -78,5 +78,7 @@ def summary_rows(page: Node) -> List[Node]:
 
 
 def histogram_bars(page: Node) -> List[List[Node]]:
-    """Per <svg> plot, its histogram bars."""
-    return [[r for r in svg.iter("rect") if "bar" in r.classes()] for svg in page.iter("svg")]
+    """Per histogram plot (<svg class="hist">), its bars."""
+    return [
+        [r for r in svg.iter("rect") if "bar" in r.classes()] for svg in page.iter("svg") if "hist" in svg.classes()
+    ]

@@ -51,16 +51,17 @@ def conv_matmul_float(path: Path, seed: int = 0, batch: int | str = 1) -> Path:
 
 
 class _Calibration:
-    def __init__(self, count: int = 16) -> None:
+    def __init__(self, shape: Tuple[int, ...] = (1, 3, 16, 16), count: int = 16) -> None:
         rng = np.random.default_rng(123)
-        self._feeds: Iterator = iter([{"x": rng.random((1, 3, 16, 16), dtype=np.float32)} for _ in range(count)])
+        self._feeds: Iterator = iter([{"x": rng.random(shape, dtype=np.float32)} for _ in range(count)])
 
     def get_next(self) -> Optional[dict]:
         return next(self._feeds, None)
 
 
-def quantize_u8(float_path: Path, path: Path) -> Path:
-    """Static QDQ quantization, uint8 activations and weights (what QNN HTP runs)."""
+def quantize_u8(float_path: Path, path: Path, shape: Tuple[int, ...] = (1, 3, 16, 16)) -> Path:
+    """Static QDQ quantization, uint8 activations and weights (what QNN HTP runs), calibrated on random
+    inputs ``x`` of ``shape``."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     class Reader(_Calibration, CalibrationDataReader):
@@ -69,7 +70,7 @@ def quantize_u8(float_path: Path, path: Path) -> Path:
     quantize_static(
         str(float_path),
         str(path),
-        Reader(),
+        Reader(shape),
         quant_format=QuantFormat.QDQ,
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QUInt8,
@@ -178,40 +179,11 @@ def with_output_faults(
         raise ValueError(f"{qdq_path}: output {output!r} is not produced by a DequantizeLinear")
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
     scale_name, zp_name = dq.input[1], dq.input[2]
-    qtype = inits[zp_name].dtype
     out_info = next(o for o in graph.output if o.name == output)
-    for name, (kind, value) in faults.items():
+    for name, fault in faults.items():
         tag = f"{output}_{name}"
-        if kind == "add":
-            lsb = np.asarray(value, dtype=np.int64)
-            zero = -min(int(lsb.min()), 0)
-            if int(lsb.max()) + zero > np.iinfo(qtype).max:
-                raise ValueError(f"fault {name!r}: offsets span more than the {qtype} range")
-            const = [
-                numpy_helper.from_array((lsb + zero).astype(qtype), f"{tag}_q"),
-                numpy_helper.from_array(inits[scale_name], f"{tag}_scale"),
-                numpy_helper.from_array(np.array(zero, qtype), f"{tag}_zp"),
-            ]
-        elif kind == "mul":
-            top = np.iinfo(qtype).max
-            const = [
-                numpy_helper.from_array(np.array(top, qtype), f"{tag}_q"),
-                numpy_helper.from_array(np.array(value / top, np.float32), f"{tag}_scale"),
-                numpy_helper.from_array(np.array(0, qtype), f"{tag}_zp"),
-            ]
-        else:
-            raise ValueError(f"fault {name!r}: kind must be 'add' or 'mul', got {kind!r}")
-        graph.initializer.extend(const)
-        graph.node.extend(
-            [
-                helper.make_node("DequantizeLinear", [c.name for c in const], [f"{tag}_c"], name=f"{tag}_dq_c"),
-                helper.make_node(
-                    "Add" if kind == "add" else "Mul", [output, f"{tag}_c"], [f"{tag}_f"], name=f"{tag}_op"
-                ),
-                helper.make_node("QuantizeLinear", [f"{tag}_f", scale_name, zp_name], [f"{tag}_fq"], name=f"{tag}_q"),
-                helper.make_node("DequantizeLinear", [f"{tag}_fq", scale_name, zp_name], [tag], name=f"{tag}_dq"),
-            ]
-        )
+        graph.initializer.extend(_fault_constants(tag, fault, inits, scale_name, zp_name))
+        graph.node.extend(_fault_nodes(output, tag, fault[0], scale_name, zp_name))
         info = onnx.ValueInfoProto()
         info.CopyFrom(out_info)
         info.name = tag
@@ -220,6 +192,95 @@ def with_output_faults(
         if len(faults) != 1:
             raise ValueError("keep_original=False needs exactly one fault")
         _rename_output(graph, output, f"{output}_{next(iter(faults))}")
+    onnx.save(model, str(path))
+    return path
+
+
+def _fault_constants(tag: str, fault: Fault, inits: Mapping[str, np.ndarray], scale_name: str, zp_name: str) -> list:
+    """The quantized constant of a fault (see :func:`with_output_faults`), its scale and zero point."""
+    kind, value = fault
+    qtype = inits[zp_name].dtype
+    if kind == "add":
+        lsb = np.asarray(value, dtype=np.int64)
+        zero = -min(int(lsb.min()), 0)
+        if int(lsb.max()) + zero > np.iinfo(qtype).max:
+            raise ValueError(f"fault {tag!r}: offsets span more than the {qtype} range")
+        return [
+            numpy_helper.from_array((lsb + zero).astype(qtype), f"{tag}_q"),
+            numpy_helper.from_array(inits[scale_name], f"{tag}_scale"),
+            numpy_helper.from_array(np.array(zero, qtype), f"{tag}_zp"),
+        ]
+    if kind == "mul":
+        top = np.iinfo(qtype).max
+        return [
+            numpy_helper.from_array(np.array(top, qtype), f"{tag}_q"),
+            numpy_helper.from_array(np.array(value / top, np.float32), f"{tag}_scale"),
+            numpy_helper.from_array(np.array(0, qtype), f"{tag}_zp"),
+        ]
+    raise ValueError(f"fault {tag!r}: kind must be 'add' or 'mul', got {kind!r}")
+
+
+def _fault_nodes(source: str, tag: str, kind: str, scale_name: str, zp_name: str) -> list:
+    """``source`` (+ or x) the fault's constant, requantized with ``source``'s own scale into tensor ``tag``."""
+    constant = [f"{tag}_q", f"{tag}_scale", f"{tag}_zp"]
+    return [
+        helper.make_node("DequantizeLinear", constant, [f"{tag}_c"], name=f"{tag}_dq_c"),
+        helper.make_node("Add" if kind == "add" else "Mul", [source, f"{tag}_c"], [f"{tag}_f"], name=f"{tag}_op"),
+        helper.make_node("QuantizeLinear", [f"{tag}_f", scale_name, zp_name], [f"{tag}_fq"], name=f"{tag}_q"),
+        helper.make_node("DequantizeLinear", [f"{tag}_fq", scale_name, zp_name], [tag], name=f"{tag}_dq"),
+    ]
+
+
+def deep_conv_chain(path: Path, layers: int = 12, channels: int = 4, size: int = 8, seed: int = 3) -> Path:
+    """x[1,C,S,S] -> ``layers`` x (Conv 3x3 ``conv<i>`` -> Relu ``relu<i>``) -> y: a deep float chain."""
+    rng = np.random.default_rng(seed)
+    nodes, inits, source = [], [], "x"
+    for i in range(1, layers + 1):
+        w = (rng.standard_normal((channels, channels, 3, 3)) * (1.0 / (3 * np.sqrt(channels)))).astype(np.float32)
+        b = (rng.standard_normal(channels) * 0.05 + 0.05).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        out = "y" if i == layers else f"r{i}"
+        nodes += [
+            helper.make_node("Conv", [source, f"w{i}", f"b{i}"], [f"c{i}"], name=f"conv{i}", pads=[1, 1, 1, 1]),
+            helper.make_node("Relu", [f"c{i}"], [out], name=f"relu{i}"),
+        ]
+        source = out
+    shape = [1, channels, size, size]
+    graph = helper.make_graph(
+        nodes,
+        "deep_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def deep_qdq_chain(directory: Path, layers: int = 12) -> Path:
+    """The u8 QDQ version of :func:`deep_conv_chain` (calibrated on random inputs), its float model beside it."""
+    float_path = deep_conv_chain(directory / "deep_chain.onnx", layers)
+    shape = tuple(d.dim_value for d in onnx.load(str(float_path)).graph.input[0].type.tensor_type.shape.dim)
+    return quantize_u8(float_path, directory / "deep_chain_qdq.onnx", shape)
+
+
+def with_inner_fault(qdq_path: Path, path: Path, tensor: str, fault: Fault) -> Path:
+    """Copy of a QDQ model with ``fault`` (see :func:`with_output_faults`) applied to the inner dequantized
+    tensor ``tensor``: a new Add/Mul node ``<tensor>_fault_op`` and its own Q/DQ pair, whose output takes the
+    name ``tensor`` (the original becomes ``<tensor>_healthy``), so every later node reads the faulty value."""
+    model = onnx.load(str(qdq_path))
+    graph = model.graph
+    position, dq = next((i, n) for i, n in enumerate(graph.node) if tensor in n.output)
+    if dq.op_type != "DequantizeLinear":
+        raise ValueError(f"{qdq_path}: tensor {tensor!r} is not produced by a DequantizeLinear")
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    tag, healthy = f"{tensor}_fault", f"{tensor}_healthy"
+    dq.output[:] = [healthy]
+    graph.initializer.extend(_fault_constants(tag, fault, inits, dq.input[1], dq.input[2]))
+    nodes = _fault_nodes(healthy, tag, fault[0], dq.input[1], dq.input[2])
+    nodes[-1].output[:] = [tensor]
+    for offset, node in enumerate(nodes, 1):
+        graph.node.insert(position + offset, node)
+    onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
 
@@ -320,3 +381,39 @@ def float_atan(path: Path) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
     )
     return _save(graph, path)
+
+
+def det_chain(path: Path, steps: int = 5) -> Path:
+    """x[1,2,4,4] -> Det ``det`` (QNN has none: on CPU) -> ``steps`` x Mul/Add by constants (``op<i>``) -> y[1,2]:
+    a float chain whose first prefix QNN takes no node of."""
+    nodes = [helper.make_node("Det", ["x"], ["d"], name="det")]
+    inits, source = [], "d"
+    for i in range(1, steps + 1):
+        out = "y" if i == steps else f"t{i}"
+        inits.append(numpy_helper.from_array(np.array([1.0 + 0.1 * i, 0.5], np.float32), f"k{i}"))
+        nodes.append(helper.make_node("Mul" if i % 2 else "Add", [source, f"k{i}"], [out], name=f"op{i}"))
+        source = out
+    graph = helper.make_graph(
+        nodes,
+        "det_chain",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 2])],
+        inits,
+    )
+    return _save(graph, path)
+
+
+def with_float_fault(model_path: Path, path: Path, tensor: str, offset: float) -> Path:
+    """Copy of a float model with ``offset`` added to tensor ``tensor`` by a new Add node ``<tensor>_fault``,
+    whose output takes the name ``tensor`` (the original becomes ``<tensor>_healthy``)."""
+    model = onnx.load(str(model_path))
+    graph = model.graph
+    position, node = next((i, n) for i, n in enumerate(graph.node) if tensor in n.output)
+    healthy = f"{tensor}_healthy"
+    node.output[:] = [healthy if o == tensor else o for o in node.output]
+    graph.initializer.append(numpy_helper.from_array(np.array(offset, np.float32), f"{tensor}_offset"))
+    fault = helper.make_node("Add", [healthy, f"{tensor}_offset"], [tensor], name=f"{tensor}_fault")
+    graph.node.insert(position + 1, fault)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path

@@ -21,6 +21,8 @@ INI_DEFAULTS: Dict[str, Any] = {
     "edge_report": "",
     "edge_seed": str(DEFAULT_SEED),
     "edge_html": "",  # edge-html
+    "edge_diagnose": "on",
+    "edge_diagnose_budget_s": "60",
     "edge_op_matrix": False,
     "edge_op_filter": "",
     "edge_op_matrix_csv": "",
@@ -83,6 +85,25 @@ def test_providers_for_filters_by_alias_or_ep_name():
     assert EdgeOptions(providers=("QNNExecutionProvider",)).providers_for(("cpu", "qnn-htp")) == ["qnn-htp"]
     with pytest.raises(ProviderError, match="did you mean 'qnn-htp'"):
         EdgeOptions().providers_for(("qnn-hpt",))
+
+
+def test_diagnose_mode_comes_from_the_command_line_or_the_ini(tmp_path):
+    assert EdgeOptions.from_config(config(tmp_path)).diagnose == "on"
+    assert EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose": "off"})).diagnose == "off"
+    options = EdgeOptions.from_config(config(tmp_path, {"edge_diagnose": "always"}, {"edge_diagnose": "off"}))
+    assert options.diagnose == "always"
+    with pytest.raises(pytest.UsageError, match="edge_diagnose must be one of off, on, always, got 'of'"):
+        EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose": "of"}))
+
+
+def test_the_diagnosis_budget_is_a_positive_number_of_seconds(tmp_path):
+    assert EdgeOptions.from_config(config(tmp_path)).diagnose_budget_s == 60.0
+    assert EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose_budget_s": "120"})).diagnose_budget_s == 120
+    for bad in ("0", "soon"):
+        with pytest.raises(
+            pytest.UsageError, match=f"edge_diagnose_budget_s must be a number of seconds > 0, got '{bad}'"
+        ):
+            EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose_budget_s": bad}))
 
 
 def test_op_matrix_options_from_the_command_line_or_ini(tmp_path):
