@@ -5,38 +5,43 @@ modules of this package as one zipapp (:mod:`pytest_edgeort.devices.artifact`), 
 ``python3 worker-<hash>.pyz --workdir DIR [--lock-only]``. It needs only python3 (3.8+), numpy and
 onnxruntime (or onnxruntime-qnn) on the board; its modules import nothing else (not even the rest
 of pytest_edgeort). The wire format is in :mod:`.wire`; requests are answered from
-:data:`HANDLERS`, one function per request name.
+:data:`.serveloop.HANDLERS`, one function per request name.
 """
 
 import contextlib
 import os
 import platform
-import shutil
 import sys
 import time
-import traceback
 
 from .epcache import ContextCache, StaleEntry
-from .leftovers import register, stop_leftovers, unregister
-from .lock import take_lock
+from .leftovers import register, unregister
 from .memcheck import MemoryStateCheck
 from .onnxbytes import FLOAT, one_node_model
+from .serveloop import serve
+from .sessioninfo import (
+    PROFILE_OPTIONS,
+    QNN_EP,
+    config_entry,
+    ep_versions,
+    io_meta,
+    placement_of,
+    qnn_package,
+    read_soc,
+    session_config,
+    session_facts,
+    u8_isa,
+)
 from .simpin import SimulatorPin
 from .store import DEFAULT_CACHE_MAX_BYTES, EnvironmentProblem, ModelStore, private_dir, remove_quietly
 from .wire import (
     PROTOCOL_VERSION,
     Kind,
-    Op,
-    ProtocolError,
     RequestError,
     encode_header_only,
-    frame_parts,
     one_line,
-    read_frame,
     stream_reader,
 )
-
-QNN_EP = "QNNExecutionProvider"  # the name onnxruntime-qnn 2.x is registered under (always this one)
 
 
 class LockOnly:
@@ -90,36 +95,9 @@ class Worker:
         except Exception as exc:  # a broken install must be reported, not crash the worker
             self.plugin_errors[QNN_EP] = one_line(exc)
 
-    def _ep_versions(self, ep):
-        """The versions that shape ``ep``'s compiled graphs beyond onnxruntime's: the QNN EP package and SDK."""
-        if ep != QNN_EP:
-            return {}
-        try:
-            import onnxruntime_qnn
-        except ImportError:
-            return {}
-        pkg = getattr(onnxruntime_qnn, "build_and_package_info", None)
-        return {"ep_package": getattr(pkg, "__version__", None), "qnn_sdk": getattr(pkg, "qnn_version", None)}
-
     def _qnn_info(self):
-        info = {}
-        try:
-            import onnxruntime_qnn
-        except ImportError:
-            libdir = os.path.join(os.path.dirname(self.ort.__file__), "capi")
-        else:
-            pkg = getattr(onnxruntime_qnn, "build_and_package_info", None)
-            info["ep_package_version"] = getattr(pkg, "__version__", None)
-            info["sdk_version"] = getattr(pkg, "qnn_version", None)
-            libdir = os.path.dirname(onnxruntime_qnn.get_library_path())
-        if os.path.isdir(libdir):
-            names = os.listdir(libdir)
-            info["backends"] = sorted(
-                n[len("libQnn") : -len(".so")].lower()
-                for n in names
-                if n.startswith("libQnn") and n.endswith(".so") and n[6:-3] in ("Htp", "Gpu", "Cpu", "Saver")
-            )
-            info["libdir"] = libdir
+        info = qnn_package(self.ort)
+        if "backends" in info:
             unusable = self._probe_qnn_backends(info["backends"])
             if unusable:
                 info["unusable"] = unusable
@@ -166,8 +144,8 @@ class Worker:
             "platform": platform.platform(),
             "machine": platform.machine(),
             "hostname": platform.node(),
-            "soc": _read_soc(),
-            "u8_isa": _u8_isa(),
+            "soc": read_soc(),
+            "u8_isa": u8_isa(),
             "pid": os.getpid(),
         }
         if "QNNExecutionProvider" in available:
@@ -183,9 +161,9 @@ class Worker:
         ort = self.ort
         so = ort.SessionOptions()
         so.log_severity_level = 3
-        config = dict(_session_config(cpu_fallback), **(extra_config or {}))
+        config = dict(session_config(cpu_fallback), **(extra_config or {}))
         for key, value in config.items():
-            so.add_session_config_entry(key, value)
+            so.add_sessionconfig_entry(key, value)
         options = dict((k, str(v)) for k, v in options.items())
         api = "cpu"
         providers = None
@@ -240,13 +218,13 @@ class Worker:
             options["framework_op_trace_dir"] = folder
             ep_cache = False
         path = self.store.verified_model(sha256, bundle, files)
-        facts = _session_facts(ep, options, cpu_fallback)
+        facts = session_facts(ep, options, cpu_fallback)
         if ep_cache and ep != "CPUExecutionProvider":
             sess, api, placement, context = self._cached_session(path, bundle or sha256, ep, options, cpu_fallback)
             facts = context.pop("facts", facts)
         else:
             sess, api = self.open_session(path, ep, options, cpu_fallback)
-            placement, context = _placement(sess), None
+            placement, context = placement_of(sess), None
         self.sessions[sid] = sess
         self.session_eps[sid] = (ep, options)
         if self._simulated(sid):
@@ -255,13 +233,13 @@ class Worker:
         return dict(
             facts,
             graph_optimization=str(used.graph_optimization_level).rsplit(".", 1)[-1],
-            qdq_fusion=_config_entry(used, "session.disable_quant_qdq") != "1",
+            qdq_fusion=config_entry(used, "session.disable_quant_qdq") != "1",
             providers=sess.get_providers(),
             api=api,
             placement=placement,
             ep_context=context,
-            inputs=[_io_meta(i) for i in sess.get_inputs()],
-            outputs=[_io_meta(o) for o in sess.get_outputs()],
+            inputs=[io_meta(i) for i in sess.get_inputs()],
+            outputs=[io_meta(o) for o in sess.get_outputs()],
         )
 
     def _cached_session(self, path, model_id, ep, options, cpu_fallback):
@@ -271,10 +249,10 @@ class Worker:
             "model": model_id,
             "onnxruntime": self.ort.__version__,
             "ep": ep,
-            "ep_versions": self._ep_versions(ep),
+            "ep_versions": ep_versions(ep),
             "options": options,
             "cpu_fallback": bool(cpu_fallback),
-            "session_config": _session_config(cpu_fallback),
+            "session_config": session_config(cpu_fallback),
         }
         key = self.contexts.key(fields)
         reason = None
@@ -299,8 +277,8 @@ class Worker:
         except RequestError:
             remove_quietly(temp)
             raise
-        placement = _placement(sess)
-        stored = self.contexts.store(fields, temp, placement, _session_facts(ep, options, cpu_fallback))
+        placement = placement_of(sess)
+        stored = self.contexts.store(fields, temp, placement, session_facts(ep, options, cpu_fallback))
         remove_quietly(temp)
         state = "unsupported" if not stored else "rebuilt" if reason else "stored"
         context = {"state": state, "key": key}
@@ -379,226 +357,6 @@ class Worker:
     def close_session(self, sid):
         self.sessions.pop(sid, None)
         self.session_eps.pop(sid, None)
-
-    def take_profile(self, sid):
-        """Close session ``sid`` and hand over the files its profile wrote, ``[(file name, uint8 array)]``,
-        removing them from the device."""
-        import numpy
-
-        self.close_session(sid)
-        folder = os.path.join(self.profile_root, os.path.basename(sid))
-        if not os.path.isdir(folder):
-            raise RequestError(Kind.BAD_REQUEST, "session %r wrote no profile" % sid)
-        files = []
-        for name in sorted(os.listdir(folder)):
-            with open(os.path.join(folder, name), "rb") as stream:
-                files.append((name, numpy.frombuffer(stream.read(), dtype=numpy.uint8)))
-        shutil.rmtree(folder, ignore_errors=True)
-        return {"files": [name for name, _ in files]}, files
-
-
-def _session_config(cpu_fallback):
-    """The session config entries of every session (part of the EP-context cache's key)."""
-    # No spinning thread pools: several sessions share this process and the board's cores, and a
-    # spinning CPU-EP pool slows the QNN HTP simulator (or a board's CPU side) by up to 10x.
-    config = {"session.record_ep_graph_assignment_info": "1", "session.intra_op.allow_spinning": "0"}
-    if not cpu_fallback:
-        config["session.disable_cpu_ep_fallback"] = "1"
-    return config
-
-
-def _session_facts(ep, options, cpu_fallback):
-    """What a session's options make of the EP, for the record: QNN's effective graph-I/O quantization
-    offload (QNN turns it off by itself when CPU fallback is disabled)."""
-    if ep != QNN_EP:
-        return {"offload_graph_io_quantization": None}
-    return {"offload_graph_io_quantization": options.get("offload_graph_io_quantization", "1") if cpu_fallback else "0"}
-
-
-def _io_meta(node):
-    return {"name": node.name, "type": node.type, "shape": [d if isinstance(d, int) else str(d) for d in node.shape]}
-
-
-def _placement(sess):
-    """Nodes per EP as ``[{"ep", "nodes": [[name, op_type, domain], ...]}]``, or None if unknown."""
-    getter = getattr(sess, "get_provider_graph_assignment_info", None)
-    if getter is None:
-        return None
-    try:
-        infos = getter()
-    except Exception:
-        return None
-    return [{"ep": info.ep_name, "nodes": [[n.name, n.op_type, n.domain] for n in info.get_nodes()]} for info in infos]
-
-
-#: CPU features that change onnxruntime's u8 kernels (x86: VNNI computes u8 x s8 products exactly, AVX2 alone
-#: saturates the pairwise sums; Arm: the dot-product and int8 matrix instructions)
-_U8_ISA = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm", "sve")
-
-
-def _u8_isa():
-    """The u8-kernel features this machine's CPU reports in /proc/cpuinfo (empty where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo", "rb") as f:
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    flags = set()
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return [flag for flag in _U8_ISA if flag in flags]
-
-
-def _config_entry(options, key):
-    """A session config entry, "" when unset (onnxruntime raises for an unset key)."""
-    try:
-        return options.get_session_config_entry(key)
-    except Exception:
-        return ""
-
-
-def _read_soc():
-    """Best-effort board identity (device-tree model or SoC id); empty on a PC."""
-    for path in ("/proc/device-tree/model", "/sys/devices/soc0/machine", "/sys/devices/soc0/soc_id"):
-        try:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8", "replace").strip("\x00\n ")
-        except OSError:
-            continue
-        if text:
-            return text
-    return ""
-
-
-# ---------------------------------------------------------------- requests
-#: QNN options of a profiled session: per-node cycles and the map from QNN ops to ONNX nodes (the CSV's
-#: "ONNX Source Ops" column, and qnn_op_trace.json)
-PROFILE_OPTIONS = {"profiling_level": "detailed", "enable_framework_op_trace": "1"}
-
-
-# One handler per request name: handler(worker, request header, request arrays) -> (reply header, reply arrays).
-# The fields each reads are exactly those WorkerClient's method of the same name sends.
-
-
-def _capabilities(worker, req, arrays):
-    return worker.capabilities(), ()
-
-
-def _has_model(worker, req, arrays):
-    return {"present": worker.store.has_model(req["sha256"])}, ()
-
-
-def _put_model(worker, req, arrays):
-    worker.store.put_model(req["sha256"], arrays[0][1].tobytes())
-    return {}, ()
-
-
-def _has_file(worker, req, arrays):
-    return {"present": worker.store.has_file(req["bundle"], req["location"])}, ()
-
-
-def _put_file(worker, req, arrays):
-    worker.store.put_file(req["bundle"], req["location"], req["sha256"], arrays[0][1].tobytes())
-    return {}, ()
-
-
-def _create_session(worker, req, arrays):
-    return worker.create_session(
-        req["sid"],
-        req["sha256"],
-        req["ep"],
-        req["options"],
-        req["cpu_fallback"],
-        req.get("bundle"),
-        req.get("files", ()),
-        req.get("ep_cache", False),
-        req.get("profile", False),
-    ), ()
-
-
-def _run(worker, req, arrays):
-    return worker.run(req["sid"], dict(arrays), req["memory_check"])
-
-
-def _time(worker, req, arrays):
-    return worker.time_runs(
-        req["sid"], dict(arrays), req["runs"], req["warmup"], req.get("max_s"), req.get("min_runs", 1)
-    ), ()
-
-
-def _close_session(worker, req, arrays):
-    worker.close_session(req["sid"])
-    return {}, ()
-
-
-def _profile(worker, req, arrays):
-    return worker.take_profile(req["sid"])
-
-
-def _echo(worker, req, arrays):
-    return {}, arrays
-
-
-def _lock(worker, req, arrays):
-    """Take the board lock; once held, stop the workers earlier runs left in this workdir
-    (:mod:`.leftovers`) before this run starts any."""
-    reply = take_lock(req["path"], req["holder"])
-    if reply["acquired"]:
-        reply["stopped"] = stop_leftovers(worker.workdir, req["holder"].get("run"))
-    return reply, ()
-
-
-HANDLERS = {
-    Op.CAPABILITIES: _capabilities,
-    Op.HAS_MODEL: _has_model,
-    Op.PUT_MODEL: _put_model,
-    Op.HAS_FILE: _has_file,
-    Op.PUT_FILE: _put_file,
-    Op.CREATE_SESSION: _create_session,
-    Op.RUN: _run,
-    Op.TIME: _time,
-    Op.CLOSE_SESSION: _close_session,
-    Op.PROFILE: _profile,
-    Op.ECHO: _echo,
-}
-LOCK_ONLY_HANDLERS = {Op.LOCK: _lock}  # all a lock-only worker answers (it never imports numpy/onnxruntime)
-
-
-def serve(reader, write, worker):
-    """Answer requests until ``shutdown`` or EOF (``worker`` is a :class:`LockOnly` in a lock-only process).
-
-    A request that does not decode ends the process (exit status 2): after a broken frame the
-    stream position is unknown, so no later reply could be trusted."""
-    handlers = LOCK_ONLY_HANDLERS if worker.lock_only else dict(HANDLERS, **LOCK_ONLY_HANDLERS)
-    while True:
-        try:
-            req, arrays = read_frame(reader)
-        except EOFError:
-            return 0
-        except ProtocolError as exc:
-            sys.stderr.write("edgeort worker: invalid request frame (%s); exiting\n" % one_line(exc))
-            return 2
-        op = req.get("op")
-        if op == Op.SHUTDOWN:
-            write([encode_header_only({"ok": True, "id": req.get("id")})])
-            return 0
-        try:
-            if op not in handlers:
-                lock_only = worker.lock_only and op in HANDLERS
-                raise RequestError(
-                    Kind.BAD_REQUEST, ("op %r sent to a lock-only worker" if lock_only else "unknown op %r") % op
-                )
-            reply, out_arrays = handlers[op](worker, req, arrays)
-            reply["ok"] = True
-        except RequestError as exc:
-            reply, out_arrays = {"ok": False, "kind": exc.kind, "error": one_line(exc)}, ()
-        except Exception as exc:
-            sys.stderr.write(traceback.format_exc())
-            reply, out_arrays = {"ok": False, "kind": Kind.INTERNAL, "error": one_line(exc)}, ()
-        reply["id"] = req.get("id")
-        write(frame_parts(reply, out_arrays))
 
 
 def start(workdir, lock_only, reader, write, cache_max_bytes=DEFAULT_CACHE_MAX_BYTES, run=None):

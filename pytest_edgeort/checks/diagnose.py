@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import onnx
@@ -33,6 +33,7 @@ from ..errors import EdgeError
 from ..model.info import model_info
 from ..model.prefix import Cut, candidates, prefix_model, tensor_names
 from .conformance import output_tolerance
+from .diagnosis import Diagnosis, Divergence, Step, format_number, format_unit
 from .golden import stack_examples
 
 if TYPE_CHECKING:
@@ -61,110 +62,6 @@ def depth_noise(cut: Cut, accelerator: bool, float_as_fp16: bool) -> Tolerance:
         width = {"uint16": "u16", "int16": "i16", "int8": "i8"}.get(cut.quant.qtype, "u8")
         return default_tolerance(width, accelerator, cut.depth)
     return default_tolerance("fp16" if float_as_fp16 else "fp32", accelerator)
-
-
-@dataclass(frozen=True)
-class Step:
-    """One probe: the candidate ``index`` (its position in topological order) and what it showed:
-    ``diverged``/``agrees`` (``error`` is the tensor's max error in ``unit``), ``rejected`` (the provider
-    refused the prefix: ``detail``) or ``failed`` (the prefix ran but could not be compared)."""
-
-    index: int
-    tensor: str
-    node: str
-    op_type: str
-    depth: int
-    outcome: str
-    error: Optional[float] = None
-    unit: str = ""
-    detail: str = ""
-    seconds: float = 0.0
-
-    def to_dict(self) -> Dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Divergence:
-    """The first node that departs: its output tensor, the error's pattern, how far its inputs agree."""
-
-    node: str
-    op_type: str
-    tensor: str
-    pattern: str
-    error: float
-    unit: str
-    inputs_error: Optional[float]  # the largest max error of the node's candidate inputs; None: graph inputs
-    inputs: Tuple[str, ...]
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {**asdict(self), "inputs": list(self.inputs)}
-
-
-@dataclass
-class Diagnosis:
-    """What a diagnosis found (``found``; None: no divergence or not narrowed) and the path that led there."""
-
-    strategy: str
-    candidates: int
-    budget_s: float
-    steps: List[Step] = field(default_factory=list)
-    sessions: int = 0
-    seconds: float = 0.0
-    found: Optional[Divergence] = None
-    unresolved: Optional[Tuple[str, str, int]] = None  # (first, last tensor, how many) it could not narrow
-    reason: str = ""  # why it stopped short, or why there is nothing to narrow
-    notes: List[str] = field(default_factory=list)  # prefixes the provider refused and the neighbour used
-
-    @property
-    def cost(self) -> str:
-        name = "bisection" if self.strategy == "bisect" else "marked outputs"
-        return (
-            f"{name} over {self.candidates} tensors: {self.sessions} sessions, "
-            f"{self.seconds:.1f} s of a {self.budget_s:g} s budget"
-        )
-
-    @property
-    def message(self) -> str:
-        """One line: where and what, then what it cost; refusals follow as notes."""
-        if self.found is not None:
-            f = self.found
-            if f.inputs_error is None:
-                inputs = "its inputs are graph inputs"
-            else:
-                inputs = f"its inputs agree within {_number(f.inputs_error)}{_unit(f.unit)}"
-            head = f"first divergence: node {f.node!r} ({f.op_type}) -> tensor {f.tensor!r}: {f.pattern}, {inputs}"
-        elif self.unresolved is not None:
-            first, last, count = self.unresolved
-            span = f"tensor {first!r}" if count == 1 else f"{count} tensors, from {first!r} to {last!r}"
-            head = f"could not narrow below {span}: {self.reason}"
-        else:
-            head = f"no divergence: {self.reason}"
-        notes = "".join(f"; {n}" for n in self.notes)
-        return f"{head} ({self.cost}){notes}"
-
-    def to_dict(self) -> Dict[str, Any]:
-        return {
-            "message": self.message,
-            "strategy": self.strategy,
-            "candidates": self.candidates,
-            "budget_s": self.budget_s,
-            "sessions": self.sessions,
-            "seconds": round(self.seconds, 3),
-            "found": self.found.to_dict() if self.found else None,
-            "unresolved": list(self.unresolved) if self.unresolved else None,
-            "reason": self.reason,
-            "notes": list(self.notes),
-            "path": [s.to_dict() for s in self.steps],
-        }
-
-
-def _number(value: float) -> str:
-    return f"{value:.3g}"
-
-
-def _unit(unit: str) -> str:
-    return f" {unit}" if unit else ""
 
 
 class _Side:
@@ -377,7 +274,7 @@ class _Bisection:
     # -- conclusions
     def _agreement(self, indices: Sequence[int]) -> str:
         errors = {self.cuts[i].shown: _error(self.judged[i]) for i in indices if i in self.judged}
-        worst = ", ".join(f"{name!r} max {_number(e or 0.0)}{_unit(u)}" for name, (e, u) in errors.items())
+        worst = ", ".join(f"{name!r} max {format_number(e or 0.0)}{format_unit(u)}" for name, (e, u) in errors.items())
         if self.result.strategy == "mark":
             return f"no tensor departs from the reference beyond its healthy noise (outputs: {worst})"
         return f"the outputs agree with the reference under the check's rules ({worst}): nothing to narrow"
