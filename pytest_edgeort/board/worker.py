@@ -163,7 +163,7 @@ class Worker:
         so.log_severity_level = 3
         config = dict(session_config(cpu_fallback), **(extra_config or {}))
         for key, value in config.items():
-            so.add_sessionconfig_entry(key, value)
+            so.add_session_config_entry(key, value)
         options = dict((k, str(v)) for k, v in options.items())
         api = "cpu"
         providers = None

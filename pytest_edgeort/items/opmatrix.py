@@ -14,6 +14,7 @@ from ..errors import EdgeError
 from ..outcomes import outcome_of, require_provider
 from ..reporting.schema import CheckRecord
 from ..run import CACHE_DIR, EdgeRun, edge_run
+from .base import FixturelessItem
 from .node import CheckNode
 from .target import TARGET_KEY, EdgeTarget
 
@@ -94,7 +95,7 @@ class CaseSessions:
         self.opened.clear()
 
 
-class OpMatrixItem(pytest.Item):
+class OpMatrixItem(FixturelessItem):
     """One node test on one device and provider: classified (``reporting.schema.OP_MATRIX_CLASSES``) and recorded.
     It passes once classified, whatever the class (the matrix is a report; ``diff`` gates); a missing device
     or provider skips (fails with ``--edge-strict``); an error of the plugin itself fails."""

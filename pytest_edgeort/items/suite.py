@@ -13,6 +13,7 @@ from ..config.suite import MissingPackage, Suite, SuiteError, load_suite
 from ..errors import EdgeError
 from ..outcomes import fail, open_session, outcome_of
 from ..run import CACHE_DIR, EdgeRun, edge_run
+from .base import FixturelessItem
 from .context import SuiteModels
 from .node import CheckNode
 from .prepared import suite_model_files
@@ -101,14 +102,8 @@ class SuiteFile(pytest.File):
         return SuiteModels(model, files.float_model, feeds, ranges, files.name, files.float_name)
 
 
-class SuiteNode(pytest.Item):
-    """An item of an ``edge_suite.toml``, headed ``<suite folder>::<name>`` in reports. It requests no
-    fixtures, and says so as test functions do: plugins such as labgrid's read ``fixturenames`` of every item."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.fixturenames: List[str] = []
-        self.funcargs: Dict[str, Any] = {}
+class SuiteNode(FixturelessItem):
+    """An item of an ``edge_suite.toml``, headed ``<suite folder>::<name>`` in reports."""
 
     def reportinfo(self):
         return self.path, 0, f"{self.path.parent.name}::{self.name}"  # line 0: -rs lines name the suite file
