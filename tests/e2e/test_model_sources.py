@@ -10,10 +10,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-
 import pytest_edgeort
 from pytest_edgeort._text import file_sha256
+from tests.support import models
 from tests.support.runs import require_qnn, run
 
 require_qnn()
@@ -58,14 +57,7 @@ def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
 
 def test_a_marker_runs_a_suites_prepared_model_and_prepare_writes_it(pytester, model_dir):
     folder = pytester.path / "quant"
-    folder.mkdir()
-    shutil.copyfile(model_dir / "conv_matmul.onnx", folder / "m.onnx")
-    np.savez(folder / "calib.npz", x=np.random.default_rng(7).random((8, 1, 3, 16, 16), dtype=np.float32))
-    (folder / "edge_suite.toml").write_text(
-        'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
-        '[prepare]\nquantize = {activations = "uint8", weights = "uint8", calibration = "calib.npz"}\n'
-        "[checks]\nno_cpu_fallback = false\ngolden = false\n"
-    )
+    models.quantizing_suite(folder, model_dir / "conv_matmul.onnx", "no_cpu_fallback = false\ngolden = false")
     pytester.makepyfile("""
 import pytest
 

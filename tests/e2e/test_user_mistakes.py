@@ -8,8 +8,6 @@ import shutil
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-import numpy as np
-
 from tests.support import models
 from tests.support.runs import require_qnn, run
 
@@ -65,14 +63,7 @@ def test_a_model_identical_to_a_prepared_one_is_named_as_the_user_names_it(pytes
     prepared model shares its session, yet every record, title, JUnit property, summary row and golden
     provenance names the user's own model, never ``.edgeort-cache/prepared/<hash>.onnx``."""
     folder = pytester.path / "quant"
-    folder.mkdir()
-    shutil.copyfile(model_dir / "conv_matmul.onnx", folder / "m.onnx")
-    np.savez(folder / "calib.npz", x=np.random.default_rng(7).random((8, 1, 3, 16, 16), dtype=np.float32))
-    (folder / "edge_suite.toml").write_text(
-        'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
-        '[prepare]\nquantize = {activations = "uint8", weights = "uint8", calibration = "calib.npz"}\n'
-        "[checks]\nno_cpu_fallback = true\n"
-    )
+    models.quantizing_suite(folder, model_dir / "conv_matmul.onnx", "no_cpu_fallback = true")
     run(pytester, "quant", "--edge-update-golden").assert_outcomes(passed=4)
     provenance = json.loads((folder / "golden" / "qnn-htp.json").read_text())
     # the user's model, relative to the rootdir (goldens are committed and read on other machines)

@@ -3,6 +3,7 @@ fault-injected variants."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Iterator, Mapping, Optional, Tuple, Union
 
@@ -417,3 +418,17 @@ def with_float_fault(model_path: Path, path: Path, tensor: str, offset: float) -
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def quantizing_suite(folder: Path, float_model: Path, checks: str) -> Path:
+    """``folder/edge_suite.toml`` whose ``[prepare]`` quantizes ``float_model`` (copied in as m.onnx) to u8
+    QDQ with a calib.npz of 8 seeded examples, for qnn-htp; ``checks``: the ``[checks]`` lines."""
+    folder.mkdir()
+    shutil.copyfile(float_model, folder / "m.onnx")
+    np.savez(folder / "calib.npz", x=np.random.default_rng(7).random((8, 1, 3, 16, 16), dtype=np.float32))
+    (folder / "edge_suite.toml").write_text(
+        'model = "m.onnx"\nproviders = ["qnn-htp"]\n'
+        '[prepare]\nquantize = {activations = "uint8", weights = "uint8", calibration = "calib.npz"}\n'
+        f"[checks]\n{checks}\n"
+    )
+    return folder / "edge_suite.toml"
