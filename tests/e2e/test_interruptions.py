@@ -49,6 +49,14 @@ def test_a_pytest_timeout_mid_inference_leaves_the_next_test_clean(pytester, mod
     )
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """SIGINT with its default action, as in a terminal (a CI job started in the background of a shell
+    without job control inherits it ignored, and python then never raises KeyboardInterrupt)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("where", ["board-lock wait", "upload"])
 def test_ctrl_c_before_the_first_result_writes_the_report(pytester, model_dir, tmp_path, where):
     """Ctrl-C before the first result (the board-lock wait, a model upload) still writes the JSON report."""
@@ -75,6 +83,7 @@ def test_ctrl_c_before_the_first_result_writes_the_report(pytester, model_dir, t
             cwd=pytester.path,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
+            preexec_fn=ctrl_c_as_in_a_terminal,
         )
         lines = []
         deadline = time.monotonic() + 120
