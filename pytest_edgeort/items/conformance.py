@@ -32,6 +32,7 @@ def conclude(
     with it over the full report (suite items); else raise :class:`ComparisonError`, an AssertionError the
     test's own code may catch (``edge_compare``). ``diagnose`` runs as ``--edge-diagnose`` says; its first
     line follows the title."""
+    __tracebackhide__ = True  # a failure shows the test's line, not this function
     from ..compare.render import format_comparison
 
     mode = node.run.options.diagnose
