@@ -14,7 +14,7 @@ from .config.suite import MANIFEST
 from .devices import make_device
 from .errors import ComparisonError, EdgeError, InventoryError
 from .items.opmatrix import add_corpus
-from .items.suite import SuiteFile
+from .items.suite import SuiteFile, submit_ahead
 from .items.target import TARGET, item_target, mark_marker_test, marker_targets
 from .markers import MARKERS, parse_tolerance_markers
 from .options import EdgeOptions, add_options
@@ -96,6 +96,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     if edge_items:
         parse_tolerance_markers(edge_items)
         interrupt_on_sigterm()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Hosted devices (AI Hub) get every selected suite item's jobs now: submit all, then each item collects."""
+    if role_of(session.config).submits_ahead:
+        submit_ahead(session.items)
 
 
 @pytest.hookimpl(wrapper=True)

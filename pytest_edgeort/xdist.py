@@ -57,6 +57,7 @@ class WorkerRole:
     def __init__(self, config: pytest.Config, workerinput: Any) -> None:
         self.run_id: Optional[str] = workerinput["testrunuid"]
         self.dist: Optional[str] = workerinput.get("edgeort_dist")
+        self.submits_ahead = False  # its items are handed out one by one: each submits its own hosted jobs
         prefix = f"[{workerinput['workerid']}] "
         self.notify = _uncaptured(config, lambda message: sys.stderr.write(f"{prefix}{message}\n"))
 
@@ -72,6 +73,7 @@ class MainRole:
         self.controller = controller
         self.run_id: Optional[str] = uuid.uuid4().hex
         self.dist: Optional[str] = None
+        self.submits_ahead = True  # hosted jobs of every collected item (the controller collects none)
 
         def write(message: str) -> None:
             reporter = config.pluginmanager.get_plugin("terminalreporter")

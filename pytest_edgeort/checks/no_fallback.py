@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol, Union
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Protocol, Sequence, Union
 
 from .._text import model_label
 from ..config.providers import resolve_provider
@@ -12,7 +12,13 @@ from ..devices.placement import format_fallback
 from ..errors import EdgeSessionError
 
 if TYPE_CHECKING:
+    import numpy as np
+
+    from ..devices.protocol import Device
     from ..devices.session import EdgeSession
+
+STRICT = "fallback disabled"  # the verdicts, as reporting.schema.PLACEMENT_VERDICTS lists them
+PROFILED = "no CPU layer in the AI Hub profile"
 
 
 class Sessions(Protocol):
@@ -28,6 +34,8 @@ class Sessions(Protocol):
         name: Optional[Union[Path, str]] = None,
     ) -> EdgeSession: ...
 
+    def device(self, name: str) -> Device: ...
+
 
 @dataclass(frozen=True)
 class NoFallbackResult:
@@ -38,6 +46,7 @@ class NoFallbackResult:
     error: Optional[str] = None
     cpu_nodes: Dict[str, List[str]] = field(default_factory=dict)
     refusal: Optional[EdgeSessionError] = None
+    verdict: str = STRICT  # what a pass proved
 
     @property
     def passed(self) -> bool:
@@ -51,10 +60,18 @@ def check_no_fallback(
     model: Path,
     options: Optional[Mapping[str, Any]] = None,
     name: Optional[Union[Path, str]] = None,
+    feeds: Sequence[Mapping[str, np.ndarray]] = (),
+    strict: bool = False,
 ) -> NoFallbackResult:
     """Create ``model`` with CPU fallback disabled; when that is refused, find the nodes that would run on
-    CPU (a second session with fallback allowed) and say so in one line, naming the user's model ``name``."""
+    CPU (a second session with fallback allowed) and say so in one line, naming the user's model ``name``.
+
+    On a device kind that cannot disable CPU fallback (AI Hub), the verdict is the profile's: ``model`` runs
+    ``feeds`` (or one generated feed) with fallback on and no layer may land on the CPU; ``strict``
+    (``--edge-strict``) fails there instead, as the strict kind of check cannot run."""
     name = model if name is None else name
+    if not run.device(device).capabilities.disable_cpu_fallback:
+        return _profile_verdict(run, device, provider, model, options, name, feeds, strict)
     try:
         return NoFallbackResult(session=run.session(device, model, provider, options, False, name))
     except EdgeSessionError as strict_error:
@@ -88,4 +105,40 @@ def check_no_fallback(
         f"{placement.total} nodes would run on CPU: {format_fallback(nodes)}",
         cpu_nodes=nodes,
         refusal=refusal,
+    )
+
+
+def _profile_verdict(
+    run: Sessions,
+    device: str,
+    provider: str,
+    model: Path,
+    options: Optional[Mapping[str, Any]],
+    name: Union[Path, str],
+    feeds: Sequence[Mapping[str, np.ndarray]],
+    strict: bool,
+) -> NoFallbackResult:
+    """No layer on CPU in the profile of a run with fallback on (kinds whose placement evidence is a profile)."""
+    kind = run.device(device).kind.name
+    if strict:
+        return NoFallbackResult(
+            error=f"device {device!r} (kind {kind}) cannot run {model_label(name)} with CPU fallback disabled, "
+            f"which --edge-strict requires; without it the check is {PROFILED!r}"
+        )
+    from ..model.inputs import generate_inputs
+
+    session = run.session(device, model, provider, options, True, name)
+    if session.placement is None:
+        session.run_all(list(feeds) or [generate_inputs(session.model, seed=0)])
+    placement = session.placement
+    if placement is None or placement.total == 0:
+        return NoFallbackResult(error=f"{session.label}: the AI Hub profile lists no layer, so placement is unknown")
+    nodes = placement.nodes_not_on(session.spec.ep_name)
+    if not nodes:
+        return NoFallbackResult(session=session, verdict=PROFILED)
+    count = sum(len(v) for v in nodes.values())
+    return NoFallbackResult(
+        error=f"{session.label}: {count} of {placement.total} layers ran on the CPU in the AI Hub profile (CPU "
+        f"fallback cannot be disabled there): {format_fallback(nodes)}",
+        cpu_nodes=nodes,
     )

@@ -84,6 +84,9 @@ def _check_device(path: Path, name: str, table: Any, kinds: Mapping[str, DeviceK
         raise InventoryError(
             f'{where}: the name "local" is reserved for this machine (kind = "local"); give the board another name'
         )
+    problem = kind.check(table) if kind.check is not None else None  # first: it may refuse a secret by its key
+    if problem:
+        raise InventoryError(f"{where}: {problem}")
     values: Dict[str, Any] = {}
     settings: Dict[str, Any] = kind.defaults()
     for key, value in table.items():
@@ -105,9 +108,6 @@ def _check_device(path: Path, name: str, table: Any, kinds: Mapping[str, DeviceK
     for key in kind.required:
         if key not in table:
             raise InventoryError(f'{where}: kind = "{kind_name}" needs key "{key}"')
-    problem = kind.check(table) if kind.check is not None else None
-    if problem:
-        raise InventoryError(f"{where}: {problem}")
     explicit = tuple(dict.fromkeys([*table, "kind"]))
     return DeviceConfig(name=name, kind=kind_name, settings=settings, source=str(path), explicit=explicit, **values)
 

@@ -3,7 +3,7 @@
 The inventory (:mod:`.inventory`) validates an entry against its kind's row; the run builds the device
 through the row's ``factory`` (or a ``pytest_edgeort_make_device`` hook). A plugin adds a kind with one
 :class:`DeviceKind` returned from ``pytest_edgeort_device_kinds`` (see :mod:`pytest_edgeort.hookspec`);
-the built-in ``local``, ``ssh`` and ``labgrid`` rows below are nothing more. Keys that are not fields of
+the built-in ``local``, ``ssh``, ``labgrid`` and ``qai-hub`` rows below are nothing more. Keys that are not fields of
 :class:`~.inventory.DeviceConfig` land in its ``settings``, with the key's default when unset.
 """
 
@@ -27,6 +27,7 @@ class Capabilities:
     placement: Optional[str]  # granularity of placement evidence: "node" (ORT's graph assignment), "layer", None
     profiling: bool  # a per-op profile can be fetched from the device
     ep_context_cache: bool  # compiled EP-context models can be cached on the device
+    jobs: bool = False  # runs are hosted jobs: submitted for every item once collection is done, collected by each
 
     def to_dict(self) -> Dict[str, Any]:
         return {
@@ -34,6 +35,7 @@ class Capabilities:
             "placement": self.placement,
             "profiling": self.profiling,
             "ep_context_cache": self.ep_context_cache,
+            "jobs": self.jobs,
         }
 
 
@@ -101,6 +103,18 @@ KEYS: Dict[str, Key] = {
         'a table of labgrid place tags (name = "value", lowercase names)',
         lambda v: all(isinstance(x, str) and _TAG_NAME.match(k) for k, x in v.items()),
     ),
+    "device": Key((str,), 'an AI Hub device name, e.g. "Samsung Galaxy S24 (Family)"'),
+    "attributes": Key(
+        (list,),
+        'a list of AI Hub device attributes, e.g. ["chipset:qualcomm-snapdragon-8gen3"]',
+        lambda v: bool(v) and all(isinstance(x, str) and ":" in x for x in v),
+    ),
+    "os": Key((str,), 'an OS version or interval, e.g. "14" or "[14,)"'),
+    "options": Key((str,), 'AI Hub job options added to every job, e.g. "--qairt_version 2.31"'),
+    "job_timeout": Key((int, float), "a number of seconds > 0 (one job's wait)", lambda v: v > 0, default=1800.0),
+    "budget_s": Key(
+        (int, float), "a number of seconds > 0 (the run's time on the device)", lambda v: v > 0, default=3600.0
+    ),
 }
 
 _WORKER_KEYS = (
@@ -122,8 +136,21 @@ def _place_or_tags(entry: Mapping[str, Any]) -> Optional[str]:
     return None if "place" in entry or "tags" in entry else 'kind = "labgrid" needs key "place" or "tags"'
 
 
+def _hub_device(entry: Mapping[str, Any]) -> Optional[str]:
+    if {"token", "api_token"} & set(entry):
+        return (
+            "the AI Hub token never goes in the inventory: remove it and run `qai-hub configure` "
+            "(or point QAIHUB_CLIENT_INI at a client.ini)"
+        )
+    return None if "device" in entry or "attributes" in entry else 'kind = "qai-hub" needs key "device" or "attributes"'
+
+
 #: The board zipapp worker (local or over SSH): strict fallback check, placement per graph node.
 WORKER_CAPABILITIES = Capabilities(disable_cpu_fallback=True, placement="node", profiling=True, ep_context_cache=True)
+#: A Qualcomm AI Hub hosted device: CPU fallback always on, placement per profiled layer, runs are jobs.
+HOSTED_CAPABILITIES = Capabilities(
+    disable_cpu_fallback=False, placement="layer", profiling=False, ep_context_cache=False, jobs=True
+)
 
 
 @dataclass(frozen=True)
@@ -176,6 +203,14 @@ BUILTIN_KINDS: Dict[str, DeviceKind] = {
             "pytest_edgeort.devices.labgrid:LabgridDevice",
             pick(*_LAB_KEYS, *_WORKER_KEYS, "lock_timeout"),
             check=_place_or_tags,
+        ),
+        # a Qualcomm AI Hub hosted device, through the qai-hub client (its token in the client's own config)
+        DeviceKind(
+            "qai-hub",
+            "pytest_edgeort.devices.aihub:AIHubDevice",
+            pick("device", "attributes", "os", "options", "job_timeout", "budget_s"),
+            capabilities=HOSTED_CAPABILITIES,
+            check=_hub_device,
         ),
     )
 }

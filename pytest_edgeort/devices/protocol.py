@@ -77,6 +77,14 @@ class SessionBackend(Protocol):
 
 
 @runtime_checkable
+class JobBackend(SessionBackend, Protocol):
+    """The session backend of a kind whose capabilities say ``jobs``: runs can be started ahead."""
+
+    def submit(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> Any:
+        """Start the run of ``feeds`` without waiting; ``run_all(feeds)`` collects it."""
+
+
+@runtime_checkable
 class Device(Protocol):
     """One inventory entry, connected on first use."""
 

@@ -144,6 +144,7 @@ class EdgeSession:
             "npu_coverage": self.npu_coverage,
             "placement": self.placement.to_dict() if self.placement is not None else None,
             "ep_context": made.get("ep_context"),
+            "hosted": made.get("hosted"),
         }
 
     def user_paths(self, text: str) -> str:
@@ -257,6 +258,13 @@ class EdgeSession:
         result = [*head, *(dict(o) for o in outputs)]
         live.memo = (digest, [{name: array.copy() for name, array in o.items()} for o in result])
         return result
+
+    def submit(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> None:
+        """Start running ``feeds`` now where the device kind's runs are hosted jobs (capabilities ``jobs``): the
+        :meth:`run_all` of the same feeds then collects that job; elsewhere nothing happens."""
+        if self.device.capabilities.jobs and feeds:
+            checked = [check_feed(self.model, feed, self.label) for feed in feeds]
+            self._request("submit", lambda backend: backend.submit(checked))
 
     def time(
         self,

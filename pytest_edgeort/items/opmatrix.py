@@ -20,6 +20,7 @@ from .target import TARGET_KEY, EdgeTarget
 
 if TYPE_CHECKING:
     from ..checks.opmatrix import MatrixResult
+    from ..devices.protocol import Device
     from ..devices.session import EdgeSession
     from ..model.corpus import Case
 
@@ -88,6 +89,9 @@ class CaseSessions:
         session = self.run.session(device_name, model_path, provider, options, cpu_fallback, name, cached=False)
         self.opened.append(session)
         return session
+
+    def device(self, name: str) -> Device:
+        return self.run.device(name)
 
     def close(self) -> None:
         for session in self.opened:

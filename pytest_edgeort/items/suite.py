@@ -163,6 +163,32 @@ class SuiteItem(SuiteNode):
     def runtest(self) -> None:
         SUITE_CHECKS[self.check].run(self)
 
+    def submit_ahead(self) -> None:
+        """On a device whose runs are hosted jobs (AI Hub): submit this item's examples on its provider, and on
+        the reference where that is the same device, now, before any item runs; the item collects them when it
+        runs. Nothing for other kinds; a problem is left for the item to report."""
+        from ..checks.conformance import reference_target
+
+        run = self.run
+        try:
+            if not run.device(self.device).capabilities.jobs:
+                return
+            models = self.parent.models(run)  # type: ignore[attr-defined]
+            targets = [(self.device, self.provider), reference_target(self.device, self.suite.reference)]
+            for device, provider in dict.fromkeys(targets):
+                if device == self.device:
+                    session = run.session(device, models.model, provider, self.options(provider), True, models.name)
+                    session.submit(models.feeds)
+        except (EdgeError, ValueError):
+            return
+
+
+def submit_ahead(items: List[pytest.Item]) -> None:
+    """Every suite item's hosted jobs, submitted before the first item runs (see :meth:`SuiteItem.submit_ahead`)."""
+    for item in items:
+        if isinstance(item, SuiteItem):
+            item.submit_ahead()
+
     # -- the shared steps of the checks (SuiteContext)
     def models(self) -> SuiteModels:
         with outcome_of(EdgeError, ValueError, run=self.run, skip=(MissingPackage,)):

@@ -36,6 +36,7 @@ SESSION_FACTS = (
     "npu_coverage",
     "placement",
     "ep_context",
+    "hosted",
 )
 
 #: What an op-matrix case's ``op_matrix["class"]`` can be, in the order tables list them; ``ok`` is the only good one.
@@ -49,6 +50,14 @@ OP_MATRIX_CLASSES: Dict[str, str] = {
     "crashed": "the worker died creating or running it (signal: detail)",
     "no_reference": "the CPU reference cannot run it (no CPU kernel)",
     "unrepresentable": "inputs or outputs the worker protocol cannot carry (sequence, string, bfloat16, ...)",
+}
+
+
+#: What a passed ``no_cpu_fallback`` check can have proved, by its ``placement_verdict``.
+PLACEMENT_VERDICTS: Dict[str, str] = {
+    "fallback disabled": "the session ran with CPU fallback disabled (onnxruntime refuses any node the EP cannot take)",
+    "no CPU layer in the AI Hub profile": "CPU fallback stayed on (AI Hub cannot turn it off); the job's per-layer "
+    "profile put no layer on the CPU",
 }
 
 
@@ -108,10 +117,12 @@ class CheckRecord:
     npu_coverage: Optional[float] = None
     placement: Optional[Dict[str, Dict[str, int]]] = None  # EP -> op type -> nodes
     ep_context: Optional[Dict[str, Any]] = None  # the EP-context cache: {state: hit|stored|rebuilt|unsupported, key}
+    hosted: Optional[Dict[str, Any]] = None  # a hosted device (AI Hub): service, device, attributes, jobs, test_double
     # what the check found
     comparison: Optional[Dict[str, Any]] = None  # Comparison.to_dict()
     examples: Optional[int] = None
     cpu_nodes: Optional[List[Dict[str, Any]]] = None  # [{op_type, count, nodes}]
+    placement_verdict: Optional[str] = None  # what a no_cpu_fallback check proved (see PLACEMENT_VERDICTS)
     latency: Optional[Dict[str, float]] = None  # LatencyStats.to_dict() of the deciding measurement
     latency_simulated: Optional[bool] = None  # measured on a simulator (QNN on x86-64): not a board's timing
     latency_gates: Optional[Dict[str, float]] = None  # {"latency_p50_ms": 5.0, ...}

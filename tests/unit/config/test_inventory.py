@@ -85,7 +85,7 @@ def test_local_may_be_tuned_but_not_turned_into_a_board(tmp_path):
 @pytest.mark.parametrize(
     "key, value, expected",
     [
-        ("kind", '"serial"', 'key "kind": expected one of "local", "ssh", "labgrid", got \'serial\''),
+        ("kind", '"serial"', 'key "kind": expected one of "local", "ssh", "labgrid", "qai-hub", got \'serial\''),
         ("host", "3", "key 'host': expected a host name, address or ~/.ssh/config alias, got 3"),
         ("host", '""', "key 'host': expected a host name, address or ~/.ssh/config alias, got ''"),
         ("user", "true", "key 'user': expected a user name, got True"),
@@ -142,7 +142,7 @@ def test_unknown_key_suggests_and_lists_valid_keys(tmp_path):
 def test_kind_is_required_and_ssh_needs_a_host(tmp_path):
     where = f"{tmp_path / 'edge-devices.toml'}: [devices.b]"
     assert error(tmp_path, '[devices.b]\nhost = "h"\n') == (
-        f'{where}: missing key "kind" (expected "local", "ssh" or "labgrid")'
+        f'{where}: missing key "kind" (expected "local", "ssh", "labgrid" or "qai-hub")'
     )
     assert error(tmp_path, '[devices.b]\nkind = "ssh"\n') == f'{where}: kind = "ssh" needs key "host"'
 

@@ -40,14 +40,14 @@ def error(tmp_path: Path, text: str, kinds=BUILTIN_KINDS) -> str:
 def test_an_unknown_kind_is_one_line_naming_file_device_valid_kinds_and_the_closest(tmp_path):
     where = f"{tmp_path / 'edge-devices.toml'}: [devices.b]"
     assert error(tmp_path, '[devices.b]\nkind = "shh"\nhost = "h"\n') == (
-        f'{where} key "kind": expected one of "local", "ssh", "labgrid", got \'shh\' (did you mean \'ssh\'?)'
+        f'{where} key "kind": expected one of "local", "ssh", "labgrid", "qai-hub", got \'shh\' (did you mean \'ssh\'?)'
     )
     assert error(tmp_path, '[devices.b]\nkind = "bnech"\n', KINDS) == (
-        f'{where} key "kind": expected one of "local", "ssh", "labgrid", "bench", got \'bnech\' '
+        f'{where} key "kind": expected one of "local", "ssh", "labgrid", "qai-hub", "bench", got \'bnech\' '
         "(did you mean 'bench'?)"
     )
     assert error(tmp_path, "[devices.b]\nkind = 3\n") == (
-        f'{where} key "kind": expected one of "local", "ssh", "labgrid", got 3'
+        f'{where} key "kind": expected one of "local", "ssh", "labgrid", "qai-hub", got 3'
     )
     assert error(tmp_path, '[devices.b]\npython = "p"\n', KINDS) == (
         f'{where}: missing key "kind" (expected "local", "ssh", "labgrid" or "bench")'
