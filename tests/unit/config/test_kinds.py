@@ -50,7 +50,7 @@ def test_an_unknown_kind_is_one_line_naming_file_device_valid_kinds_and_the_clos
         f'{where} key "kind": expected one of "local", "ssh", "labgrid", "qai-hub", got 3'
     )
     assert error(tmp_path, '[devices.b]\npython = "p"\n', KINDS) == (
-        f'{where}: missing key "kind" (expected "local", "ssh", "labgrid" or "bench")'
+        f'{where}: missing key "kind" (expected "local", "ssh", "labgrid", "qai-hub" or "bench")'
     )
 
 
