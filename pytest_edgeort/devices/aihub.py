@@ -116,6 +116,7 @@ class AIHubDevice:
             "platform": f"qai-hub: {self.hub_device.name} (os {self.hub_device.os})",
             "soc": value.get("chipset"),
             "providers": sorted(set(UNIT_EPS.values())),
+            "aliases": list(COMPUTE_UNITS),
             "hosted": {
                 "service": service,
                 "test_double": double,
@@ -183,6 +184,7 @@ class HubSession:
     spec: ProviderSpec
     memory_checked: bool = True  # AI Hub runs each job on a freshly loaded model: nothing left by earlier graphs
     done: List[HubJob] = field(default_factory=list)  # this session's collected jobs, in order
+    pending: List[HubJob] = field(default_factory=list)  # submitted ahead, not collected yet
     _placement: Optional[Placement] = None
 
     alive = True
@@ -221,7 +223,7 @@ class HubSession:
         hub = device.hub_device
         key = job_key(self.model.sha256, hub.name, hub.os, options, digest)
         label = f"{self.model.path.name}'s inputs"
-        return jobs.submit(
+        job = jobs.submit(
             key,
             hub,
             lambda: jobs.model(self.model.sha256, self.model.path),
@@ -229,9 +231,14 @@ class HubSession:
             options,
             f"{self.model.path.name} {self.spec.alias}",
         )
+        if job not in self.done and job not in self.pending:
+            self.pending.append(job)
+        return job
 
     def _collect(self, job: HubJob) -> HubJob:
         self.jobs.collect(job)
+        if job in self.pending:
+            self.pending.remove(job)
         if job not in self.done:
             self.done.append(job)
         if self._placement is None:
@@ -257,12 +264,13 @@ class HubSession:
     def time(
         self, feed: Mapping[str, np.ndarray], runs: int, warmup: int, max_s: Optional[float], min_runs: int
     ) -> List[float]:
-        """The inference times (ms) the job's profile measured on the device: the session's last job's, else a
-        job of ``feed``; up to ``runs`` of them (AI Hub decides warm-up and count)."""
-        job = self.done[-1] if self.done else None
-        if job is None:
-            self.run_all([feed])
+        """The inference times (ms) a job's profile measured on the device: the session's last collected job's,
+        else its first submitted one's, else a job of ``feed``'s; up to ``runs`` of them (AI Hub decides warm-up
+        and count)."""
+        if self.done:
             job = self.done[-1]
+        else:
+            job = self._collect(self.pending[0] if self.pending else self.submit([feed]))
         summary = (job.profile or {}).get("execution_summary") or {}
         micros = list(summary.get("all_inference_times") or []) or [summary.get("estimated_inference_time")]
         times = [float(us) / 1000.0 for us in micros if isinstance(us, (int, float)) and us > 0]

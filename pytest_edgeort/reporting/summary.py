@@ -240,6 +240,8 @@ def skip_counts(reasons: Iterable[str]) -> List[Tuple[str, int]]:
 
 def device_line(name: str, caps: Mapping[str, Any]) -> str:
     """'edgeort device local: Linux-...-x86_64, python 3.11.7, onnxruntime 1.31.1, QNN SDK ... ; providers: ...'."""
+    if caps.get("hosted"):
+        return hosted_line(name, caps["hosted"], caps.get("aliases") or ())
     qnn = caps.get("qnn") or {}
     providers = available_aliases(tuple(caps.get("providers", ())), qnn)
     unusable = unusable_aliases(qnn)
@@ -251,6 +253,16 @@ def device_line(name: str, caps: Mapping[str, Any]) -> str:
     return (
         f"edgeort device {name}: {caps.get('platform')}{soc}, python {caps.get('python')}, "
         f"onnxruntime {caps.get('onnxruntime')}{qnn_text}; providers: {', '.join(providers)}{listed}{note}"
+    )
+
+
+def hosted_line(name: str, hosted: Mapping[str, Any], aliases: Iterable[str]) -> str:
+    """'edgeort device s24: Qualcomm AI Hub (...): Samsung Galaxy S24 (Family), os 14 [chipset, hexagon v75] ...'."""
+    chip = ", ".join(f"{key} {hosted[key]}" for key in ("chipset", "hexagon") if hosted.get(key))
+    double = "; a TEST DOUBLE of AI Hub: nothing from it is evidence about a real device" if hosted.get("test_double") else ""
+    return (
+        f"edgeort device {name}: {hosted.get('service')}: {hosted.get('device')}, os {hosted.get('os')} [{chip}], "
+        f"{hosted.get('client')}; providers: {', '.join(aliases)}; CPU fallback cannot be disabled there{double}"
     )
 
 

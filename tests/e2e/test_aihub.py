@@ -1,0 +1,147 @@
+"""Devices of kind ``qai-hub``: the real ``qai-hub`` client against the loopback AI Hub test double
+(tests/support/aihub.py), which really runs the uploaded model here (CPU EP, QNN HTP simulator). These tests
+assert the adapter's behaviour (mapping, submit-then-collect, re-attach, every error line, the placement label),
+not AI Hub's numerics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.runs import require_qnn, run
+
+pytest.importorskip("qai_hub", reason="the qai-hub client (pip install 'pytest-edgeort[aihub]') drives AI Hub")
+require_qnn()
+
+from tests.support.aihub import HubDouble  # noqa: E402  (needs qai_hub's protobuf classes)
+
+S24 = "Samsung Galaxy S24 (Family)"
+INVENTORY = f'[devices.s24]\nkind = "qai-hub"\ndevice = "{S24}"\n'
+SUITE = """model = "{model}"
+providers = ["qnn-htp"]
+reference = "cpu"
+[inputs.generate]
+count = 3
+[checks]
+no_cpu_fallback = true
+latency_p50_ms = 10000.0
+"""
+
+
+@pytest.fixture
+def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A running double; the client's config (QAIHUB_CLIENT_INI) points at it; the job ledger in tmp_path."""
+    with HubDouble(tmp_path / "hub") as double:
+        monkeypatch.setenv("QAIHUB_CLIENT_INI", str(double.client_ini(tmp_path / "client.ini")))
+        monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        yield double
+
+
+def suite_project(pytester: pytest.Pytester, model: Path, inventory: str = INVENTORY) -> None:
+    folder = pytester.path / "suite"
+    folder.mkdir()
+    (folder / "edge_suite.toml").write_text(SUITE.format(model=model.as_posix()))
+    pytester.makefile(".toml", **{"edge-devices": inventory})
+
+
+def records(pytester: pytest.Pytester) -> dict:
+    report = json.loads((pytester.path / "report.json").read_text())
+    return {rec["nodeid"].split("::")[-1]: rec for rec in report["results"]}
+
+
+def test_a_suite_runs_on_a_hosted_device_submitting_every_job_before_collecting_any(pytester, model_dir, hub):
+    suite_project(pytester, model_dir / "conv_matmul_qdq.onnx")
+    result = run(pytester, "--edge-device=s24", "--edge-report=report.json", "suite")
+    result.assert_outcomes(passed=3)
+    creates = [i for i, (method, path, _) in enumerate(hub.requests) if method == "POST" and "/jobs" in path]
+    results = [i for i, (_, path, _) in enumerate(hub.requests) if path.rstrip("/").endswith("/result")]
+    # one job per compute unit (NPU, and the CPU reference on the same phone), both before any result is read
+    assert len(creates) == 2 and max(creates) < min(results)
+    assert sorted(job.options.split()[1] for job in hub.jobs) == ["cpu", "npu"]
+    by_check = records(pytester)
+    conformance = by_check["conformance[s24-qnn-htp]"]
+    assert conformance["hosted"]["test_double"] is True
+    assert conformance["hosted"]["service"].startswith("AI Hub test double at http://127.0.0.1:")
+    assert conformance["hosted"]["chipset"] == "qualcomm-snapdragon-8gen3"
+    assert conformance["hosted"]["jobs"] and conformance["hosted"]["jobs"][0].startswith(hub.url)
+    assert conformance["reference_device"] == "s24"
+    placement = by_check["no_cpu_fallback[s24-qnn-htp]"]
+    assert placement["placement_verdict"] == "no CPU layer in the AI Hub profile"
+    assert placement["cpu_fallback"] is True  # never reported as run with fallback disabled
+    latency = by_check["latency[s24-qnn-htp]"]["latency"]
+    assert latency["runs"] >= 1  # timed on the "device" by the job's profile, not on this host
+    assert "AI Hub test double" in result.stdout.str()
+
+
+def test_an_interrupted_run_reattaches_to_its_jobs_instead_of_paying_again(pytester, model_dir, hub):
+    suite_project(pytester, model_dir / "conv_matmul_qdq.onnx", INVENTORY + "job_timeout = 1\n")
+    hub.hold_jobs()
+    first = run(pytester, "--edge-device=s24", "suite")
+    first.assert_outcomes(failed=3)
+    first.stdout.fnmatch_lines(["*device 's24' (qai-hub): job http*is still * after 1 s*next run re-attaches to it*"])
+    created = hub.count("jobs:create")
+    hub.release_jobs()
+    again = run(pytester, "--edge-device=s24", "suite")
+    again.assert_outcomes(passed=3)
+    assert hub.count("jobs:create") == created == 2
+
+
+def test_without_a_token_the_device_skips_in_one_line_and_fails_under_strict(
+    pytester, model_dir, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("QAIHUB_CLIENT_INI", str(tmp_path / "nowhere.ini"))
+    suite_project(pytester, model_dir / "conv_matmul_qdq.onnx")
+    result = run(pytester, "--edge-device=s24", "suite")
+    result.assert_outcomes(skipped=3)
+    result.stdout.fnmatch_lines(["SKIPPED*no AI Hub token: run `qai-hub configure` or set QAIHUB_CLIENT_INI*"])
+    strict = run(pytester, "--edge-device=s24", "--edge-strict", "suite")
+    strict.assert_outcomes(failed=3)
+
+
+@pytest.mark.parametrize(
+    ("fault", "line"),
+    [
+        ("token", "*AI Hub refused the token (HTTP 401): check the api_token of the qai-hub client.ini*"),
+        ("426", "*AI Hub no longer accepts qai-hub * (HTTP 426): pip install --upgrade qai-hub*"),
+        ("job", "*AI Hub job http*/jobs/* failed: the board ran out of memory*"),
+    ],
+)
+def test_every_hub_failure_is_one_line_naming_the_device_or_the_job(pytester, model_dir, hub, tmp_path, fault, line):
+    suite_project(pytester, model_dir / "conv_matmul_qdq.onnx")
+    if fault == "token":
+        hub.client_ini(tmp_path / "client.ini", token="expired-token")
+    elif fault == "426":
+        hub.fail("devices", 426, times=100)
+    else:
+        hub.fail_jobs("the board ran out of memory")
+    result = run(pytester, "--edge-device=s24", "suite")
+    result.stdout.fnmatch_lines([line])
+    assert "Traceback" not in result.stdout.str() and "┌" not in result.stdout.str()
+
+
+def test_rate_limits_are_retried_with_backoff_within_the_budget(pytester, model_dir, hub):
+    suite_project(pytester, model_dir / "conv_matmul_qdq.onnx")
+    hub.fail("jobs:create", 429, times=2)
+    result = run(pytester, "--edge-device=s24", "-k", "conformance", "suite")
+    result.assert_outcomes(passed=1)
+    refused = [status for method, path, status in hub.requests if method == "POST" and "/jobs" in path]
+    assert refused[:2] == [429, 429] and refused[2:] and set(refused[2:]) == {200}
+
+
+def test_a_layer_on_cpu_fails_the_profile_placement_check_and_strict_asks_for_the_strict_kind(pytester, model_dir, hub):
+    from tests.support.models import det_model
+
+    suite_project(pytester, det_model(pytester.path / "det.onnx"))
+    result = run(pytester, "--edge-device=s24", "-k", "no_cpu_fallback", "suite")
+    result.stdout.fnmatch_lines(["*layers ran on the CPU in the AI Hub profile (CPU fallback cannot be disabled*"])
+    strict = run(pytester, "--edge-device=s24", "--edge-strict", "-k", "no_cpu_fallback", "suite")
+    strict.stdout.fnmatch_lines(["*device 's24' (kind qai-hub) cannot run * with CPU fallback disabled*--edge-strict*"])
+
+
+def test_the_token_never_goes_in_the_inventory(pytester, model_dir):
+    suite_project(pytester, model_dir / "conv_matmul_qdq.onnx", INVENTORY + 'api_token = "secret123"\n')
+    result = run(pytester, "--edge-device=s24", "suite")
+    result.stdout.fnmatch_lines(["*[[]devices.s24[]]: the AI Hub token never goes in the inventory*"])
+    assert "secret123" not in result.stdout.str()
