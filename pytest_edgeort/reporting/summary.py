@@ -259,7 +259,8 @@ def device_line(name: str, caps: Mapping[str, Any]) -> str:
 def hosted_line(name: str, hosted: Mapping[str, Any], aliases: Iterable[str]) -> str:
     """'edgeort device s24: Qualcomm AI Hub (...): Samsung Galaxy S24 (Family), os 14 [chipset, hexagon v75] ...'."""
     chip = ", ".join(f"{key} {hosted[key]}" for key in ("chipset", "hexagon") if hosted.get(key))
-    double = "; a TEST DOUBLE of AI Hub: nothing from it is evidence about a real device" if hosted.get("test_double") else ""
+    double = "; a TEST DOUBLE of AI Hub: nothing from it is evidence about a real device"
+    double = double if hosted.get("test_double") else ""
     return (
         f"edgeort device {name}: {hosted.get('service')}: {hosted.get('device')}, os {hosted.get('os')} [{chip}], "
         f"{hosted.get('client')}; providers: {', '.join(aliases)}; CPU fallback cannot be disabled there{double}"
