@@ -133,7 +133,9 @@ def _profile_verdict(
     placement = session.placement
     if placement is None or placement.total == 0:
         return NoFallbackResult(error=f"{session.label}: the AI Hub profile lists no layer, so placement is unknown")
-    nodes = placement.nodes_not_on(session.spec.ep_name)
+    offloaded = set(session.model.io_quantization)  # QNN's graph-I/O (de)quantization: on CPU by design
+    found = placement.nodes_not_on(session.spec.ep_name).items()
+    nodes = {op: kept for op, names in found if (kept := [n for n in names if n not in offloaded])}
     if not nodes:
         return NoFallbackResult(session=session, verdict=PROFILED)
     count = sum(len(v) for v in nodes.values())

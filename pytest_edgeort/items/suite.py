@@ -182,13 +182,6 @@ class SuiteItem(SuiteNode):
         except (EdgeError, ValueError):
             return
 
-
-def submit_ahead(items: List[pytest.Item]) -> None:
-    """Every suite item's hosted jobs, submitted before the first item runs (see :meth:`SuiteItem.submit_ahead`)."""
-    for item in items:
-        if isinstance(item, SuiteItem):
-            item.submit_ahead()
-
     # -- the shared steps of the checks (SuiteContext)
     def models(self) -> SuiteModels:
         with outcome_of(EdgeError, ValueError, run=self.run, skip=(MissingPackage,)):
@@ -229,3 +222,10 @@ def submit_ahead(items: List[pytest.Item]) -> None:
             return compare_examples(
                 session, actual, expected, models.feeds, self.suite.tolerance, self.where, float_session
             )
+
+
+def submit_ahead(items: List[pytest.Item]) -> None:
+    """Every suite item's hosted jobs, submitted before the first item runs (see :meth:`SuiteItem.submit_ahead`)."""
+    for item in items:
+        if isinstance(item, SuiteItem):
+            item.submit_ahead()

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import onnx
@@ -81,6 +81,7 @@ class ModelInfo:
     external_data: Tuple[Tuple[str, str], ...] = ()  # (location relative to the model's folder, sha256)
     output_layout: Dict[str, Layout] = field(default_factory=dict)
     output_op: Dict[str, str] = field(default_factory=dict)  # the op computing it, behind Q/DQ and reshapes
+    io_quantization: Tuple[str, ...] = ()  # the QuantizeLinear nodes of graph inputs, DequantizeLinear of outputs
 
     @property
     def cache_id(self) -> str:
@@ -382,7 +383,21 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
         _external_data(model, path),
         output_layout,
         {o.name: op for o in outputs if (op := _computed_by(o.name, producers)) is not None},
+        _io_quantization(inputs, outputs, producers, consumers),
     )
+
+
+def _io_quantization(
+    inputs: Sequence[TensorInfo],
+    outputs: Sequence[TensorInfo],
+    producers: Producers,
+    consumers: Dict[str, List[onnx.NodeProto]],
+) -> Tuple[str, ...]:
+    """The named nodes that quantize a graph input or dequantize into a graph output: what QNN offloads to the
+    CPU by design while CPU fallback is on (``offload_graph_io_quantization``)."""
+    names = [n.name for i in inputs for n in consumers.get(i.name, []) if n.op_type == "QuantizeLinear"]
+    names += [n.name for o in outputs if (n := producers.get(o.name)) is not None and n.op_type == "DequantizeLinear"]
+    return tuple(name for name in names if name)
 
 
 def model_info(path: Union[str, Path]) -> ModelInfo:

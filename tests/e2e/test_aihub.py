@@ -6,6 +6,7 @@ not AI Hub's numerics."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,8 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 def suite_project(pytester: pytest.Pytester, model: Path, inventory: str = INVENTORY) -> None:
     folder = pytester.path / "suite"
     folder.mkdir()
-    (folder / "edge_suite.toml").write_text(SUITE.format(model=model.as_posix()))
+    shutil.copyfile(model, folder / model.name)
+    (folder / "edge_suite.toml").write_text(SUITE.format(model=model.name))
     pytester.makefile(".toml", **{"edge-devices": inventory})
 
 
@@ -53,8 +55,8 @@ def records(pytester: pytest.Pytester) -> dict:
 
 def test_a_suite_runs_on_a_hosted_device_submitting_every_job_before_collecting_any(pytester, model_dir, hub):
     suite_project(pytester, model_dir / "conv_matmul_qdq.onnx")
-    result = run(pytester, "--edge-device=s24", "--edge-report=report.json", "suite")
-    result.assert_outcomes(passed=3)
+    result = run(pytester, "--edge-device=s24", "--edge-report=report.json", "--edge-update-golden", "suite")
+    result.assert_outcomes(passed=4)
     creates = [i for i, (method, path, _) in enumerate(hub.requests) if method == "POST" and "/jobs" in path]
     results = [i for i, (_, path, _) in enumerate(hub.requests) if path.rstrip("/").endswith("/result")]
     # one job per compute unit (NPU, and the CPU reference on the same phone), both before any result is read
@@ -79,12 +81,12 @@ def test_an_interrupted_run_reattaches_to_its_jobs_instead_of_paying_again(pytes
     suite_project(pytester, model_dir / "conv_matmul_qdq.onnx", INVENTORY + "job_timeout = 1\n")
     hub.hold_jobs()
     first = run(pytester, "--edge-device=s24", "suite")
-    first.assert_outcomes(failed=3)
+    first.assert_outcomes(failed=4)
     first.stdout.fnmatch_lines(["*device 's24' (qai-hub): job http*is still * after 1 s*next run re-attaches to it*"])
     created = hub.count("jobs:create")
     hub.release_jobs()
-    again = run(pytester, "--edge-device=s24", "suite")
-    again.assert_outcomes(passed=3)
+    again = run(pytester, "--edge-device=s24", "--edge-update-golden", "suite")
+    again.assert_outcomes(passed=4)
     assert hub.count("jobs:create") == created == 2
 
 
@@ -94,10 +96,10 @@ def test_without_a_token_the_device_skips_in_one_line_and_fails_under_strict(
     monkeypatch.setenv("QAIHUB_CLIENT_INI", str(tmp_path / "nowhere.ini"))
     suite_project(pytester, model_dir / "conv_matmul_qdq.onnx")
     result = run(pytester, "--edge-device=s24", "suite")
-    result.assert_outcomes(skipped=3)
+    result.assert_outcomes(skipped=4)
     result.stdout.fnmatch_lines(["SKIPPED*no AI Hub token: run `qai-hub configure` or set QAIHUB_CLIENT_INI*"])
     strict = run(pytester, "--edge-device=s24", "--edge-strict", "suite")
-    strict.assert_outcomes(failed=3)
+    strict.assert_outcomes(failed=4)
 
 
 @pytest.mark.parametrize(
