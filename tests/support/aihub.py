@@ -289,7 +289,8 @@ class HubDouble:
         path = urlsplit(target).path
         route, ids = _route_of(method, path)
         with self._lock:
-            fault = self._faults.get(route.name, [None]).pop(0) if self._faults.get(route.name) else None
+            pending = self._faults.get(route.name)
+            fault = pending.pop(0) if pending else None
         if fault is not None:
             status, reply = fault[0], (fault[1].encode(), {"Content-Type": "text/plain"})
         elif route.api and headers.get("Authorization") != f"token {self.token}":
@@ -441,6 +442,8 @@ class HubDouble:
         if not spec.dataset.dataset_id:
             raise _Reply(400, "the AI Hub test double needs inputs: submit the job with a dataset")
         dataset = self._stored(self._datasets, spec.dataset.dataset_id, "dataset")
+        if not dataset.complete:
+            raise _Reply(400, f"dataset {spec.dataset.dataset_id} has not been uploaded completely")
         device = self._device_of(spec.device)
         job = JobRecord(
             job_id=_new_id("j"),
