@@ -507,8 +507,11 @@ class HubDouble:
                     return
             if job.forced_failure:
                 self._set(job, "FAILED", job.forced_failure)
-            else:
+                continue
+            try:
                 self._run(job)
+            except OSError as exc:  # the job's folder or files: the job fails, the queue goes on
+                self._set(job, "FAILED", f"the AI Hub test double could not run the job: {one_line(exc)}")
 
     def _run(self, job: JobRecord) -> None:
         folder = self.root / "jobs" / job.job_id

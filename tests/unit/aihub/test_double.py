@@ -184,7 +184,9 @@ def test_an_expired_dataset_reports_expired_and_fails_its_job(hub: HubDouble, mo
     hub.expire_datasets()
     assert client.get_dataset(dataset.dataset_id).is_expired()
     assert client.get_dataset(dataset.dataset_id).get_expiration_status() == "Expired"
-    status = _finished(_submit(client, str(model_dir / "det.onnx"), dataset))  # uploaded before it expired
+    with pytest.raises(qai_hub.client.UserError, match="is expired"):  # the client refuses a dataset it sees expired
+        _submit(client, str(model_dir / "det.onnx"), client.get_dataset(dataset.dataset_id))
+    status = _finished(_submit(client, str(model_dir / "det.onnx"), dataset))  # the object from before it expired
     assert status.failure and f"dataset {dataset.dataset_id} has expired" in status.message
 
 
