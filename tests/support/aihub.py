@@ -23,9 +23,10 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 from urllib.parse import parse_qs, urlsplit
 
+import qai_hub
 from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -33,9 +34,6 @@ from packaging.version import Version
 from qai_hub import public_api_pb2 as pb
 
 from pytest_edgeort._text import did_you_mean, one_line
-
-if TYPE_CHECKING:
-    import qai_hub
 
 TEST_DOUBLE_ATTRIBUTE = "test-double:pytest-edgeort"
 HUB_VERSION = "pytest-edgeort test double"
@@ -245,8 +243,6 @@ class HubDouble:
 
     def client(self, token: Optional[str] = None) -> qai_hub.Client:
         """A real qai-hub client pointed at the double (``token``: another token than the double's)."""
-        import qai_hub
-
         config = qai_hub.ClientConfig(
             api_token=self.token if token is None else token, api_url=self.url, web_url=self.url, verbose=False
         )

@@ -74,6 +74,16 @@ def test_the_constructors_devices_are_listed_as_test_doubles(tmp_path: Path):
     assert device.attributes == ["chipset:qualcomm-qcs6490", TEST_DOUBLE_ATTRIBUTE]
 
 
+def test_a_client_ini_points_the_default_client_at_the_double(
+    hub: HubDouble, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("QAIHUB_CLIENT_INI", str(hub.client_ini(tmp_path / "client.ini")))
+    assert len(qai_hub.Client().get_devices()) == 2
+    monkeypatch.setenv("QAIHUB_CLIENT_INI", str(hub.client_ini(tmp_path / "other.ini", token="revoked")))
+    with pytest.raises(qai_hub.client.UserError, match="Failed to authenticate"):
+        qai_hub.Client().get_devices()
+
+
 def test_uploads_come_back_through_the_client(hub: HubDouble, model_dir: Path):
     client = hub.client()
     model = client.upload_model(str(model_dir / "conv_matmul_qdq.onnx"))
