@@ -212,6 +212,12 @@ def test_a_job_the_double_cannot_run_fails_with_its_reason(hub: HubDouble, model
     assert status.failure and reason in status.message
 
 
+def test_a_dataset_without_the_models_input_fails_the_job_naming_it(hub: HubDouble, model_dir: Path):
+    inputs = {"image": _inputs((1, 4, 4))["x"]}
+    status = _finished(_submit(hub.client(), str(model_dir / "det.onnx"), inputs))
+    assert status.failure and "no entry for model input 'x' (it has image)" in status.message
+
+
 def test_a_held_job_stays_running_until_released(hub: HubDouble, model_dir: Path):
     hub.hold_jobs()
     job = _submit(hub.client(), str(model_dir / "det.onnx"), _inputs((1, 4, 4)))
