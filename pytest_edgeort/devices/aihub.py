@@ -204,6 +204,7 @@ class HubSession:
     def facts(self) -> Dict[str, Any]:
         hosted = dict(self.device.describe()["hosted"])
         hosted["jobs"] = [job.url for job in self.done]
+        hosted["tools"] = {name: v for job in self.done for name, v in job.tools.items()}  # QAIRT's version among them
         hosted["options"] = self.device.job_options(self.spec)
         return {
             "offload_graph_io_quantization": None,

@@ -140,6 +140,7 @@ class HubJob:
     job: Any  # qai_hub.InferenceJob
     outputs: Optional[List[Dict[str, np.ndarray]]] = None
     profile: Optional[Dict[str, Any]] = None
+    tools: Dict[str, str] = field(default_factory=dict)  # the profile's tool versions (QAIRT, onnxruntime, ...)
 
     @property
     def url(self) -> str:
@@ -249,9 +250,19 @@ class HubJobs:
             raise WorkerError("run", f"AI Hub job {url} failed: {one_line(status.message or status.code, 300)}")
         data = self._call(job.download_output_data, f"downloading the outputs of job {url}")
         hub_job.profile = self._call(job.download_profile, f"downloading the profile of job {url}") or {}
+        hub_job.tools = self._call(lambda: tool_versions(self.client, job.job_id), f"reading the tools of job {url}")
         hub_job.outputs = _per_example(data or {})
         self.ledger.drop(hub_job.key)
         return hub_job
+
+
+def tool_versions(client: Any, job_id: str) -> Dict[str, str]:
+    """``{tool: version}`` of a finished job's profile (QAIRT's among them): the client's profile dict leaves them
+    out, so they are read from the job's result as its REST API returns it."""
+    from qai_hub import public_rest_api
+
+    detail = public_rest_api.get_job_results(client.config, job_id).inference_job_result.detail
+    return {tool.name: tool.version for tool in detail.tool_versions}
 
 
 def _per_example(data: Mapping[str, Sequence[np.ndarray]]) -> List[Dict[str, np.ndarray]]:

@@ -68,6 +68,8 @@ def test_a_suite_runs_on_a_hosted_device_submitting_every_job_before_collecting_
     assert conformance["hosted"]["service"].startswith("AI Hub test double at http://127.0.0.1:")
     assert conformance["hosted"]["chipset"] == "qualcomm-snapdragon-8gen3"
     assert conformance["hosted"]["jobs"] and conformance["hosted"]["jobs"][0].startswith(hub.url)
+    assert conformance["hosted"]["tools"]["QAIRT"].startswith("2.")  # what ran the job (here: the QNN SDK)
+    assert conformance["hosted"]["client"].startswith("qai-hub 0.")
     assert conformance["reference_device"] == "s24"
     placement = by_check["no_cpu_fallback[s24-qnn-htp]"]
     assert placement["placement_verdict"] == "no CPU layer in the AI Hub profile"

@@ -25,7 +25,7 @@ import onnxruntime as ort
 from qai_hub.util.dataset_entries_converters import dataset_entries_to_h5, h5_to_dataset_entries
 
 from pytest_edgeort._text import one_line
-from pytest_edgeort.board.sessioninfo import QNN_EP, placement_of
+from pytest_edgeort.board.sessioninfo import QNN_EP, ep_versions, placement_of
 
 TIMED_RUNS = 5  # timed inferences after one warm-up: execution_time is their median
 NO_GPU = "the AI Hub test double has no GPU"
@@ -119,6 +119,13 @@ def layer_details(sess: ort.InferenceSession) -> List[Dict[str, str]]:
     ]
 
 
+def tool_versions() -> List[Dict[str, str]]:
+    """What ran the job, as AI Hub names it in a profile: QAIRT (the QNN SDK onnxruntime-qnn ships) and onnxruntime."""
+    qnn = ep_versions(QNN_EP).get("qnn_sdk")
+    tools = {"QAIRT": qnn, "onnxruntime": ort.__version__}
+    return [{"name": name, "version": str(version)} for name, version in tools.items() if version]
+
+
 def run_job(job_dir: Path) -> Tuple[Dict[str, List[np.ndarray]], Dict[str, object]]:
     """The job's outputs (one entry per input batch entry) and its profile (ProfileDetail as JSON)."""
     settings = parse_options((job_dir / "options.txt").read_text())
@@ -157,6 +164,7 @@ def run_job(job_dir: Path) -> Tuple[Dict[str, List[np.ndarray]], Dict[str, objec
         "warmLoadTime": warm,
         "allWarmLoadTimes": [warm],
         "layerDetails": layer_details(sess),
+        "toolVersions": tool_versions(),
     }
     return outputs, profile
 
