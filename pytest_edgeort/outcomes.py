@@ -69,6 +69,16 @@ def require_provider(run: EdgeRun, device: str, provider: str) -> None:
         unavailable(run, missing)
 
 
+def skip_on_hosted(run: EdgeRun, device: str, what: str, why: str) -> None:
+    """Skip ``what`` on a device whose runs are hosted jobs (AI Hub), saying ``why``; a device that cannot be
+    reached is its usual outcome (skip, fail under --edge-strict)."""
+    __tracebackhide__ = True
+    with outcome_of(EdgeError, run=run):
+        found = run.device(device)
+    if found.capabilities.jobs:
+        skip(f"{what} does not run on device {device!r} (kind {found.kind.name}, runs are hosted jobs): {why}")
+
+
 def open_session(
     run: EdgeRun,
     device: str,

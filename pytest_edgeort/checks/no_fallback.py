@@ -133,9 +133,11 @@ def _profile_verdict(
     placement = session.placement
     if placement is None or placement.total == 0:
         return NoFallbackResult(error=f"{session.label}: the AI Hub profile lists no layer, so placement is unknown")
-    offloaded = set(session.model.io_quantization)  # QNN's graph-I/O (de)quantization: on CPU by design
+    # QNN's graph-I/O (de)quantization runs on the CPU by design: as many CPU layers of those op types as the model
+    # has graph-I/O (de)quantizing nodes are those (layer names are the runtime's, not the model's)
+    offloaded = session.model.io_quantization
     found = placement.nodes_not_on(session.spec.ep_name).items()
-    nodes = {op: kept for op, names in found if (kept := [n for n in names if n not in offloaded])}
+    nodes = {op: names for op, names in found if len(names) > offloaded.get(op, 0)}
     if not nodes:
         return NoFallbackResult(session=session, verdict=PROFILED)
     count = sum(len(v) for v in nodes.values())

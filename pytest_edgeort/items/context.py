@@ -82,3 +82,4 @@ class SuiteCheck:
     run: Callable[[SuiteContext], None]
     wanted: Callable[[Suite], bool] = lambda suite: True
     accelerator_only: bool = False
+    not_hosted: Optional[str] = None  # why the check does not run on hosted devices (AI Hub); None: it does

@@ -64,4 +64,10 @@ def _save_failing(item: SuiteContext, feed: Mapping[str, np.ndarray]) -> Path:
     return path
 
 
-CHECK = SuiteCheck("fuzz", run_suite, wanted=lambda suite: suite.fuzz_examples > 0)
+CHECK = SuiteCheck(
+    "fuzz",
+    run_suite,
+    wanted=lambda suite: suite.fuzz_examples > 0,
+    not_hosted="Hypothesis runs and shrinks one example at a time, a job each (minutes apiece there); fuzz on a "
+    "board or local",
+)

@@ -31,7 +31,7 @@ def run_suite(item: SuiteContext) -> None:
         session, models.feeds[0], suite.latency_budget, suite.latency_gates, cpu, simulated=session.simulated
     )
     fields = result.record()
-    if suite.profile and session.spec.ep_name == "QNNExecutionProvider":
+    if suite.profile and session.spec.ep_name == "QNNExecutionProvider" and session.device.capabilities.profiling:
         fields["profile"] = _profile(item, session, models.feeds[0])
     record = node.record(session, passed=result.passed, **fields)
     record_latency(node.item, record)

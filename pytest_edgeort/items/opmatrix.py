@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Iterator, List, Optional, Union
 import pytest
 
 from ..errors import EdgeError
-from ..outcomes import outcome_of, require_provider
+from ..outcomes import outcome_of, require_provider, skip_on_hosted
 from ..reporting.schema import CheckRecord
 from ..run import CACHE_DIR, EdgeRun, edge_run
 from .base import FixturelessItem
@@ -122,6 +122,7 @@ class OpMatrixItem(FixturelessItem):
 
         run = edge_run(self.config)
         require_provider(run, self.device, self.provider)
+        skip_on_hosted(run, self.device, "the op matrix", "it would be one job per node test and provider")
         sessions = CaseSessions(run)
         started = time.perf_counter()
         try:

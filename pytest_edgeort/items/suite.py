@@ -11,7 +11,7 @@ import pytest
 from ..config.providers import resolve_provider
 from ..config.suite import MissingPackage, Suite, SuiteError, load_suite
 from ..errors import EdgeError
-from ..outcomes import fail, open_session, outcome_of
+from ..outcomes import fail, open_session, outcome_of, skip_on_hosted
 from ..run import CACHE_DIR, EdgeRun, edge_run
 from .base import FixturelessItem
 from .context import SuiteModels
@@ -161,7 +161,10 @@ class SuiteItem(SuiteNode):
         return super().repr_failure(excinfo)
 
     def runtest(self) -> None:
-        SUITE_CHECKS[self.check].run(self)
+        check = SUITE_CHECKS[self.check]
+        if check.not_hosted is not None:
+            skip_on_hosted(self.run, self.device, self.check, check.not_hosted)
+        check.run(self)
 
     def submit_ahead(self) -> None:
         """On a device whose runs are hosted jobs (AI Hub): submit this item's examples on its provider, and on

@@ -81,7 +81,7 @@ class ModelInfo:
     external_data: Tuple[Tuple[str, str], ...] = ()  # (location relative to the model's folder, sha256)
     output_layout: Dict[str, Layout] = field(default_factory=dict)
     output_op: Dict[str, str] = field(default_factory=dict)  # the op computing it, behind Q/DQ and reshapes
-    io_quantization: Tuple[str, ...] = ()  # the QuantizeLinear nodes of graph inputs, DequantizeLinear of outputs
+    io_quantization: Dict[str, int] = field(default_factory=dict)  # graph-I/O (de)quantizing nodes by op type
 
     @property
     def cache_id(self) -> str:
@@ -392,12 +392,12 @@ def _io_quantization(
     outputs: Sequence[TensorInfo],
     producers: Producers,
     consumers: Dict[str, List[onnx.NodeProto]],
-) -> Tuple[str, ...]:
-    """The named nodes that quantize a graph input or dequantize into a graph output: what QNN offloads to the
-    CPU by design while CPU fallback is on (``offload_graph_io_quantization``)."""
-    names = [n.name for i in inputs for n in consumers.get(i.name, []) if n.op_type == "QuantizeLinear"]
-    names += [n.name for o in outputs if (n := producers.get(o.name)) is not None and n.op_type == "DequantizeLinear"]
-    return tuple(name for name in names if name)
+) -> Dict[str, int]:
+    """How many QuantizeLinear nodes quantize a graph input and DequantizeLinear nodes dequantize into a graph
+    output: what QNN offloads to the CPU by design while CPU fallback is on (``offload_graph_io_quantization``)."""
+    quantize = sum(1 for i in inputs for n in consumers.get(i.name, []) if n.op_type == "QuantizeLinear")
+    dequantize = sum(1 for o in outputs if (n := producers.get(o.name)) is not None and n.op_type == "DequantizeLinear")
+    return {"QuantizeLinear": quantize, "DequantizeLinear": dequantize}
 
 
 def model_info(path: Union[str, Path]) -> ModelInfo:

@@ -6,7 +6,10 @@ not AI Hub's numerics."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -152,3 +155,25 @@ def test_the_token_never_goes_in_the_inventory(pytester, model_dir):
     result = run(pytester, "--edge-device=s24", "suite")
     result.stdout.fnmatch_lines(["*[[]devices.s24[]]: the AI Hub token never goes in the inventory*"])
     assert "secret123" not in result.stdout.str()
+
+
+def test_an_example_suite_on_a_hosted_device_matches_the_goldens_made_on_the_simulator(tmp_path, hub):
+    """The digits_cnn example suite as a user runs it against a hosted phone: two jobs (NPU and the CPU reference),
+    its goldens (made with the QNN HTP simulator here) hold, and fuzz says why it does not run there."""
+    from tests.support.aihub import REPO_ROOT
+
+    inventory = tmp_path / "edge-devices.toml"
+    inventory.write_text(INVENTORY)
+    args = ["-p", "no:cacheprovider", "-rs", "--edge-device=s24", f"--edge-devices-file={inventory}"]
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", *args, "example_suites/digits_cnn"],
+        cwd=REPO_ROOT,
+        env=dict(os.environ, CI="true"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "4 passed, 1 skipped" in done.stdout
+    assert "fuzz does not run on device 's24' (kind qai-hub, runs are hosted jobs)" in done.stdout
+    assert hub.count("jobs:create") == 2
