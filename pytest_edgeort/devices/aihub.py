@@ -94,7 +94,8 @@ class AIHubDevice:
                 self.where,
                 self.budget,
                 float(settings.get("job_timeout", DEFAULT_JOB_TIMEOUT_S)),
-                Ledger.load(ledger_path(self.name)),
+                Ledger(ledger_path(self.name)),
+                str(self.lock_owner["run"]),
             )
             self._caps = self._facts(config.api_url, qai_hub.__version__)
         return self._caps

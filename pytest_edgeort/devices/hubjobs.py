@@ -2,21 +2,23 @@
 as one line naming the device and the job's URL.
 
 A job is known by a key over what decides its result (model, hosted device, options, inputs). Its id goes
-into a ledger file the moment it is submitted and leaves it once its results are collected, so a run that
-was interrupted re-attaches to the jobs it paid for instead of submitting them again. The client is called
+into a ledger file the moment it is submitted; once collected, it is marked with the run that collected it.
+A run that was interrupted re-attaches to the jobs it paid for instead of submitting them again; the
+pytest-xdist workers of one run share their jobs; a later run submits afresh. The client is called
 with ``retry=False``; rate limits (HTTP 429) and service errors (5xx) are retried here with a bounded
 exponential backoff, within the device's per-run ``budget_s``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence
 
 from .._text import atomic_write, one_line
 from ..errors import DeviceFault, DeviceUnavailable, WorkerError
@@ -43,30 +45,54 @@ def job_key(*parts: str) -> str:
 
 @dataclass
 class Ledger:
-    """``{job key: {"job": id, ...}}`` on disk, rewritten atomically on every change."""
+    """``{job key: {"job": id, ...}}`` on disk: read again before every look-up and change, rewritten atomically,
+    so the pytest-xdist workers of a run (and runs one after another) see each other's jobs."""
 
     path: Path
-    entries: Dict[str, Dict[str, str]] = field(default_factory=dict)
 
-    @classmethod
-    def load(cls, path: Path) -> Ledger:
+    @property
+    def entries(self) -> Dict[str, Dict[str, str]]:
         try:
-            entries = json.loads(path.read_text())
+            entries = json.loads(self.path.read_text())
         except (OSError, ValueError):
-            entries = {}
-        return cls(path, entries if isinstance(entries, dict) else {})
+            return {}
+        return entries if isinstance(entries, dict) else {}
 
-    def put(self, key: str, entry: Dict[str, str]) -> None:
-        self.entries[key] = entry
-        self._save()
+    def put(self, key: str, entry: Dict[str, str], run: str) -> None:
+        """Add ``entry``; entries another run collected go (they will not be used again)."""
+        kept = {k: e for k, e in self.entries.items() if e.get("collected_by") in (None, run)}
+        self._save({**kept, key: entry})
+
+    def collected(self, key: str, run: str) -> None:
+        entries = self.entries
+        if key in entries:
+            entries[key]["collected_by"] = run
+            self._save(entries)
 
     def drop(self, key: str) -> None:
-        if self.entries.pop(key, None) is not None:
-            self._save()
+        entries = self.entries
+        if entries.pop(key, None) is not None:
+            self._save(entries)
 
-    def _save(self) -> None:
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """The ledger to this process alone while it looks up and submits (POSIX ``flock``; elsewhere unlocked)."""
+        try:
+            import fcntl
+        except ImportError:  # Windows: workers may then submit the same job twice
+            yield
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.path, json.dumps(self.entries, indent=1, sort_keys=True))
+        with open(self.path.with_suffix(".lock"), "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _save(self, entries: Dict[str, Dict[str, str]]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.path, json.dumps(entries, indent=1, sort_keys=True))
 
 
 def client_config() -> Any:
@@ -150,8 +176,9 @@ class HubJob:
 class HubJobs:
     """The jobs of one hosted device in one run: submitted once per key, waited for by whoever needs them."""
 
-    def __init__(self, client: Any, where: str, budget: Budget, job_timeout: float, ledger: Ledger) -> None:
+    def __init__(self, client: Any, where: str, budget: Budget, job_timeout: float, ledger: Ledger, run: str) -> None:
         self.client = client
+        self.run = run  # this run's id (shared by its xdist workers)
         self.where = where
         self.budget = budget
         self.job_timeout = job_timeout
@@ -190,23 +217,24 @@ class HubJobs:
         collecting; re-attached unless it failed), else a new one (``model()``/``dataset()`` upload on demand)."""
         if key in self.jobs:
             return self.jobs[key]
-        entry = self.ledger.entries.get(key)
-        if entry is not None:
-            job = self._reattach(entry["job"])
-            if job is not None:
-                self.reattached += 1
-                self.jobs[key] = HubJob(key, job)
-                return self.jobs[key]
-            self.ledger.drop(key)
-        uploaded, inputs = model(), dataset()
-        job = self._call(
-            lambda: self.client.submit_inference_job(
-                uploaded, device, inputs=inputs, name=name, options=options, retry=False, profile=True
-            ),
-            f"submitting an inference job of {name}",
-        )
-        self.submitted += 1
-        self.ledger.put(key, {"job": job.job_id, "url": str(job.url), "name": name})
+        with self.ledger.held():  # another xdist worker of this run may be submitting the same job right now
+            entry = self.ledger.entries.get(key)
+            if entry is not None and entry.get("collected_by") in (None, self.run):
+                job = self._reattach(entry["job"])
+                if job is not None:
+                    self.reattached += 1
+                    self.jobs[key] = HubJob(key, job)
+                    return self.jobs[key]
+                self.ledger.drop(key)
+            uploaded, inputs = model(), dataset()
+            job = self._call(
+                lambda: self.client.submit_inference_job(
+                    uploaded, device, inputs=inputs, name=name, options=options, retry=False, profile=True
+                ),
+                f"submitting an inference job of {name}",
+            )
+            self.submitted += 1
+            self.ledger.put(key, {"job": job.job_id, "url": str(job.url), "name": name}, self.run)
         self.jobs[key] = HubJob(key, job)
         return self.jobs[key]
 
@@ -252,7 +280,7 @@ class HubJobs:
         hub_job.profile = self._call(job.download_profile, f"downloading the profile of job {url}") or {}
         hub_job.tools = self._call(lambda: tool_versions(self.client, job.job_id), f"reading the tools of job {url}")
         hub_job.outputs = _per_example(data or {})
-        self.ledger.drop(hub_job.key)
+        self.ledger.collected(hub_job.key, self.run)
         return hub_job
 
 

@@ -83,3 +83,4 @@ class SuiteCheck:
     wanted: Callable[[Suite], bool] = lambda suite: True
     accelerator_only: bool = False
     not_hosted: Optional[str] = None  # why the check does not run on hosted devices (AI Hub); None: it does
+    runs_reference: bool = True  # it runs the examples on the reference too (what a hosted device submits ahead)

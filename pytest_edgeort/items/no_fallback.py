@@ -56,4 +56,10 @@ def run_suite(item: SuiteContext) -> None:
     assert_no_fallback(item.check_node, models.model, options, models.name, models.feeds)
 
 
-CHECK = SuiteCheck("no_cpu_fallback", run_suite, wanted=lambda suite: suite.no_cpu_fallback, accelerator_only=True)
+CHECK = SuiteCheck(
+    "no_cpu_fallback",
+    run_suite,
+    wanted=lambda suite: suite.no_cpu_fallback,
+    accelerator_only=True,
+    runs_reference=False,
+)

@@ -172,12 +172,14 @@ class SuiteItem(SuiteNode):
         runs. Nothing for other kinds; a problem is left for the item to report."""
         from ..checks.conformance import reference_target
 
-        run = self.run
+        run, check = self.run, SUITE_CHECKS[self.check]
         try:
-            if not run.device(self.device).capabilities.jobs:
+            if check.not_hosted is not None or not run.device(self.device).capabilities.jobs:
                 return
             models = self.parent.models(run)  # type: ignore[attr-defined]
-            targets = [(self.device, self.provider), reference_target(self.device, self.suite.reference)]
+            targets = [(self.device, self.provider)]
+            if check.runs_reference:
+                targets.append(reference_target(self.device, self.suite.reference))
             for device, provider in dict.fromkeys(targets):
                 if device == self.device:
                     session = run.session(device, models.model, provider, self.options(provider), True, models.name)

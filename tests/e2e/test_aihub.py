@@ -157,14 +157,16 @@ def test_the_token_never_goes_in_the_inventory(pytester, model_dir):
     assert "secret123" not in result.stdout.str()
 
 
-def test_an_example_suite_on_a_hosted_device_matches_the_goldens_made_on_the_simulator(tmp_path, hub):
+@pytest.mark.parametrize("workers", ["0", "2"], ids=["one process", "two xdist workers"])
+def test_an_example_suite_on_a_hosted_device_matches_the_goldens_made_on_the_simulator(tmp_path, hub, workers):
     """The digits_cnn example suite as a user runs it against a hosted phone: two jobs (NPU and the CPU reference),
-    its goldens (made with the QNN HTP simulator here) hold, and fuzz says why it does not run there."""
+    also when two xdist workers share its items; its goldens (made with the QNN HTP simulator here) hold, and fuzz
+    says why it does not run there."""
     from tests.support.aihub import REPO_ROOT
 
     inventory = tmp_path / "edge-devices.toml"
     inventory.write_text(INVENTORY)
-    args = ["-p", "no:cacheprovider", "-rs", "--edge-device=s24", f"--edge-devices-file={inventory}"]
+    args = ["-p", "no:cacheprovider", "-rs", "-n", workers, "--edge-device=s24", f"--edge-devices-file={inventory}"]
     done = subprocess.run(
         [sys.executable, "-m", "pytest", *args, "example_suites/digits_cnn"],
         cwd=REPO_ROOT,
