@@ -104,7 +104,8 @@ class AIHubDevice:
         what = f"no device named {name!r}" if name else "no device"
         if attributes:
             what += f" with attributes {', '.join(attributes)}"
-        names = sorted({device.name for device in with_backoff(client.get_devices, "listing devices", self.budget, "")})
+        every = with_backoff(client.get_devices, "listing devices", self.budget, self.where)
+        names = sorted({device.name for device in every})
         hint = did_you_mean(name, names) if name else ""
         return f"{self.where}: AI Hub has {what}{hint} (device/attributes/os under [devices.{self.name}])"
 

@@ -113,10 +113,13 @@ def test_without_a_token_the_device_skips_in_one_line_and_fails_under_strict(
         ("token", "*AI Hub refused the token (HTTP 401): check the api_token of the qai-hub client.ini*"),
         ("426", "*AI Hub no longer accepts qai-hub * (HTTP 426): pip install --upgrade qai-hub*"),
         ("job", "*AI Hub job http*/jobs/* failed: the board ran out of memory*"),
+        ("device", "*device 's24' (qai-hub): AI Hub has no device named 'Samsung Galaxy S42 (Family)' (did you*S24*"),
     ],
 )
 def test_every_hub_failure_is_one_line_naming_the_device_or_the_job(pytester, model_dir, hub, tmp_path, fault, line):
-    suite_project(pytester, model_dir / "conv_matmul_qdq.onnx")
+    suite_project(pytester, model_dir / "conv_matmul_qdq.onnx", INVENTORY.replace("S24", "S42"))
+    if fault != "device":
+        (pytester.path / "edge-devices.toml").write_text(INVENTORY)
     if fault == "token":
         hub.client_ini(tmp_path / "client.ini", token="expired-token")
     elif fault == "426":
