@@ -250,8 +250,10 @@ class HubJobs:
         if status.failure:
             return None
         inputs = getattr(job, "inputs", None)
-        if inputs is not None and not status.finished and inputs.is_expired():
-            return None
+        if inputs is not None and not status.finished:
+            dataset = self._call(lambda: self.client.get_dataset(inputs.dataset_id), f"reading job {job_id}'s inputs")
+            if dataset.is_expired():  # it cannot finish: its inputs are gone
+                return None
         return job
 
     def collect(self, hub_job: HubJob) -> HubJob:

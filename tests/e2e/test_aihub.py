@@ -95,6 +95,16 @@ def test_an_interrupted_run_reattaches_to_its_jobs_instead_of_paying_again(pytes
     assert hub.count("jobs:create") == created == 2
 
 
+def test_a_job_whose_inputs_expired_is_not_reattached_and_the_expiry_is_one_line(pytester, model_dir, hub):
+    suite_project(pytester, model_dir / "conv_matmul_qdq.onnx", INVENTORY + "job_timeout = 1\n")
+    hub.hold_jobs()
+    run(pytester, "--edge-device=s24", "-k", "conformance", "suite").assert_outcomes(failed=1)
+    hub.expire_datasets()  # 30 days later: the held job never finished, its dataset is gone
+    again = run(pytester, "--edge-device=s24", "-k", "conformance", "suite")
+    again.assert_outcomes(failed=1)
+    again.stdout.fnmatch_lines(["*device 's24' (qai-hub): submitting an inference job of conv_matmul_qdq.onnx*is expired*"])
+
+
 def test_without_a_token_the_device_skips_in_one_line_and_fails_under_strict(
     pytester, model_dir, tmp_path, monkeypatch
 ):
