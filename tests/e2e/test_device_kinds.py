@@ -63,7 +63,7 @@ def test_an_unknown_kind_is_one_line_naming_the_valid_kinds(pytester, model_dir,
     pytester.makefile(".toml", **{"edge-devices": '[devices.bench]\nkind = "inprocss"\n'})
     pytester.makepyfile(SESSION_TEST.format(model=model_dir / "conv_matmul_qdq.onnx", kind="inprocess"))
     result = run(pytester, "--edge-device=bench")
-    kinds = '"local", "ssh", "labgrid", "inprocess"' if with_plugin else '"local", "ssh", "labgrid"'
+    kinds = '"local", "ssh", "labgrid", "qai-hub"' + (', "inprocess"' if with_plugin else "")
     hint = " (did you mean 'inprocess'?)" if with_plugin else ""
     result.stderr.fnmatch_lines(
         [
