@@ -101,7 +101,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Hosted devices (AI Hub) get every selected suite item's jobs now: submit all, then each item collects."""
     if role_of(session.config).submits_ahead:
-        submit_ahead(session.items)
+        submit_ahead(edge_run(session.config), session.items)
 
 
 @pytest.hookimpl(wrapper=True)

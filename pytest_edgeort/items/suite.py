@@ -229,8 +229,16 @@ class SuiteItem(SuiteNode):
             )
 
 
-def submit_ahead(items: List[pytest.Item]) -> None:
-    """Every suite item's hosted jobs, submitted before the first item runs (see :meth:`SuiteItem.submit_ahead`)."""
+def submit_ahead(run: EdgeRun, items: List[pytest.Item]) -> None:
+    """Every suite item's hosted jobs, submitted before the first item runs (see :meth:`SuiteItem.submit_ahead`);
+    one notice per hosted device says how many."""
     for item in items:
         if isinstance(item, SuiteItem):
             item.submit_ahead()
+    for name, device in run.devices.items():
+        jobs = (device.facts() or {}).get("jobs") if device.capabilities.jobs else None
+        if jobs:
+            run.registry.notify(
+                f"edgeort device {name}: {jobs['submitted']} job(s) submitted ahead, {jobs['reattached']} re-attached "
+                "(from an earlier run or worker); each item collects its own"
+            )

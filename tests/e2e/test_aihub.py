@@ -80,6 +80,7 @@ def test_a_suite_runs_on_a_hosted_device_submitting_every_job_before_collecting_
     latency = by_check["latency[s24-qnn-htp]"]["latency"]
     assert latency["runs"] >= 1  # timed on the "device" by the job's profile, not on this host
     assert "AI Hub test double" in result.stdout.str()
+    result.stdout.fnmatch_lines(["edgeort device s24: 2 job(s) submitted ahead, 0 re-attached*"])
 
 
 def test_an_interrupted_run_reattaches_to_its_jobs_instead_of_paying_again(pytester, model_dir, hub):
@@ -92,6 +93,7 @@ def test_an_interrupted_run_reattaches_to_its_jobs_instead_of_paying_again(pytes
     hub.release_jobs()
     again = run(pytester, "--edge-device=s24", "--edge-update-golden", "suite")
     again.assert_outcomes(passed=4)
+    again.stdout.fnmatch_lines(["edgeort device s24: 0 job(s) submitted ahead, 2 re-attached*"])
     assert hub.count("jobs:create") == created == 2
 
 
