@@ -168,9 +168,10 @@ class SuiteItem(SuiteNode):
 
     def submit_ahead(self) -> None:
         """On a device whose runs are hosted jobs (AI Hub): submit this item's examples on its provider, and on
-        the reference where that is the same device, now, before any item runs; the item collects them when it
-        runs. Nothing for other kinds; a problem is left for the item to report."""
-        from ..checks.conformance import reference_target
+        the reference and the float baseline where those run on the same device, now, before any item runs; the
+        item collects them when it runs. Nothing for other kinds; a problem is left for the item to report."""
+        from ..checks.conformance import open_float_session, reference_target
+        from ..model.yardstick import YARDSTICK_DIR
 
         run, check = self.run, SUITE_CHECKS[self.check]
         try:
@@ -180,10 +181,19 @@ class SuiteItem(SuiteNode):
             targets = [(self.device, self.provider)]
             if check.runs_reference:
                 targets.append(reference_target(self.device, self.suite.reference))
-            for device, provider in dict.fromkeys(targets):
-                if device == self.device:
-                    session = run.session(device, models.model, provider, self.options(provider), True, models.name)
-                    session.submit(models.feeds)
+            sessions = [
+                run.session(device, models.model, provider, self.options(provider), True, models.name)
+                for device, provider in dict.fromkeys(targets)
+                if device == self.device
+            ]
+            if check.runs_reference:
+                cache = run.rootdir / CACHE_DIR / YARDSTICK_DIR
+                opener = partial(run.session, name=models.float_name)
+                tolerance = self.suite.tolerance
+                baseline = open_float_session(opener, self.device, models.float_model, tolerance, models.model, cache)
+                sessions += [baseline] if baseline is not None else []
+            for session in sessions:
+                session.submit(models.feeds)
         except (EdgeError, ValueError):
             return
 
