@@ -126,6 +126,7 @@ def test_without_a_token_the_device_skips_in_one_line_and_fails_under_strict(
         ("426", "*AI Hub no longer accepts qai-hub * (HTTP 426): pip install --upgrade qai-hub*"),
         ("job", "*AI Hub job http*/jobs/* failed: the board ran out of memory*"),
         ("device", "*device 's24' (qai-hub): AI Hub has no device named 'Samsung Galaxy S42 (Family)' (did you*S24*"),
+        ("gpu", "*on s24/qnn-gpu: run failed: AI Hub job http*/jobs/* failed: the AI Hub test double has no GPU*"),
     ],
 )
 def test_every_hub_failure_is_one_line_naming_the_device_or_the_job(pytester, model_dir, hub, tmp_path, fault, line):
@@ -136,7 +137,10 @@ def test_every_hub_failure_is_one_line_naming_the_device_or_the_job(pytester, mo
         hub.client_ini(tmp_path / "client.ini", token="expired-token")
     elif fault == "426":
         hub.fail("devices", 426, times=100)
-    else:
+    elif fault == "gpu":  # qnn-gpu is --compute_unit gpu: the double has none, and says so as the service would
+        toml = pytester.path / "suite" / "edge_suite.toml"
+        toml.write_text(toml.read_text().replace('"qnn-htp"', '"qnn-gpu"'))
+    elif fault == "job":
         hub.fail_jobs("the board ran out of memory")
     result = run(pytester, "--edge-device=s24", "suite")
     result.stdout.fnmatch_lines([line])
