@@ -20,7 +20,7 @@ from ..config.inventory import DeviceConfig
 from ..config.kinds import Capabilities, DeviceKind
 from ..config.providers import ProviderSpec
 from ..errors import DeviceFault, WorkerError
-from ..model.info import ModelInfo
+from ..model.info import ModelInfo, TensorInfo
 from .boardlock import lock_owner
 from .hubjobs import (
     TEST_DOUBLE_ATTRIBUTE,
@@ -256,16 +256,7 @@ class HubSession:
 
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
         job = self._collect(self.submit(feeds))
-        outputs = job.outputs or []
-        names = [tensor.name for tensor in self.model.outputs]
-        if len(outputs) != len(feeds) or any(sorted(o) != sorted(names) for o in outputs):
-            got = sorted(outputs[0]) if outputs else []
-            raise WorkerError(
-                "run",
-                f"AI Hub job {job.url} returned {len(outputs)} result(s) with outputs {got}; expected {len(feeds)} "
-                f"with {sorted(names)}",
-            )
-        return [{name: np.asarray(o[name]) for name in names} for o in outputs]
+        return job_results(job.outputs or [], self.model.outputs, len(feeds), f"AI Hub job {job.url}")
 
     def time(
         self, feed: Mapping[str, np.ndarray], runs: int, warmup: int, max_s: Optional[float], min_runs: int
@@ -302,3 +293,23 @@ def layer_placement(layers: Sequence[Mapping[str, Any]]) -> Placement:
         ep = UNIT_EPS.get(unit, f"{unit or 'unknown'} compute unit")
         by_ep.setdefault(ep, []).append((str(layer.get("name", "")), str(layer.get("type", "")), ""))
     return Placement({ep: tuple(nodes) for ep, nodes in by_ep.items()})
+
+
+def job_results(
+    outputs: Sequence[Mapping[str, np.ndarray]], declared: Sequence[TensorInfo], count: int, job: str
+) -> List[Dict[str, np.ndarray]]:
+    """A job's results checked against what the model declares: ``count`` of them, each with every output by
+    name and in its declared dtype (never cast: a converted output is another result); WorkerError naming ``job``."""
+    names = [tensor.name for tensor in declared]
+    if len(outputs) != count or any(sorted(o) != sorted(names) for o in outputs):
+        got = sorted(outputs[0]) if outputs else []
+        raise WorkerError(
+            "run", f"{job} returned {len(outputs)} result(s) with outputs {got}; expected {count} with {sorted(names)}"
+        )
+    results = [{name: np.asarray(o[name]) for name in names} for o in outputs]
+    for tensor in declared:
+        if results and results[0][tensor.name].dtype != np.dtype(tensor.dtype):
+            got = results[0][tensor.name].dtype
+            what = f"{job} returned output {tensor.name!r} as {got}; the model declares {tensor.dtype}"
+            raise WorkerError("run", what)
+    return results

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from pytest_edgeort.devices.aihub import layer_placement
+from pytest_edgeort.devices.aihub import job_results, layer_placement
 from pytest_edgeort.devices.hubjobs import Ledger, hub_error
+from pytest_edgeort.errors import WorkerError
+from pytest_edgeort.model.info import TensorInfo
 
 client = pytest.importorskip("qai_hub.client", reason="the qai-hub client (pip install 'pytest-edgeort[aihub]')")
 
@@ -48,3 +51,13 @@ def test_a_profile_becomes_a_placement_by_compute_unit():
     )
     assert placement.count("QNNExecutionProvider") == 1 and placement.total == 3
     assert placement.nodes_not_on("QNNExecutionProvider") == {"Foo": ["odd"], "QuantizeLinear": ["q"]}
+
+
+def test_a_jobs_results_must_be_what_the_model_declares_never_cast():
+    declared = [TensorInfo("y", "uint8", (1, 4))]
+    good = [{"y": np.zeros((1, 4), np.uint8)}] * 2
+    assert len(job_results(good, declared, 2, "AI Hub job J")) == 2
+    with pytest.raises(WorkerError, match=r"^AI Hub job J returned output 'y' as float32; the model declares uint8$"):
+        job_results([{"y": np.zeros((1, 4), np.float32)}], declared, 1, "AI Hub job J")
+    with pytest.raises(WorkerError, match=r"returned 1 result\(s\) with outputs \['z'\]; expected 2 with \['y'\]"):
+        job_results([{"z": np.zeros(1)}], declared, 2, "AI Hub job J")
