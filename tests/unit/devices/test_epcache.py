@@ -38,9 +38,11 @@ class Board:
         merged = provider_options(HTP, None, options, where="test")
         return EdgeSession(device, model_info(path), HTP, merged, cpu_fallback=False, on_create=lambda s: None)
 
-    def entries(self) -> List[Path]:
+    def entries(self, scrub: bool = False) -> List[Path]:
+        """The cache's entries of the models under test (``scrub``: of the memory-state check's scrub graph)."""
         folder = self.workdir / "epcontext"
-        return sorted(folder.glob("*.json")) if folder.is_dir() else []
+        found = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        return [e for e in found if json.loads(e.read_text())["key"]["model"].startswith("memory-scrub-") == scrub]
 
     def close(self) -> None:
         for device in self.devices:
@@ -76,11 +78,13 @@ def test_a_compiled_graph_is_stored_then_loaded_without_compiling_with_the_same_
     facts = cached.provenance()
     assert facts["offload_graph_io_quantization"] == cold.provenance()["offload_graph_io_quantization"] == "0"
     assert len(board.entries()) == 1 and board.notices == []
+    assert len(board.entries(scrub=True)) == 1  # the memory-state check's scrub graph, compiled once too
 
 
 def test_without_the_cache_nothing_is_stored(board, model_dir):
     session = board.session(model_dir / "conv_matmul_qdq.onnx", ep_cache=False)
-    assert state(session) is None and board.entries() == []
+    session.run(generate_inputs(session.model, seed=1))  # the memory-state check's scrub: not stored either
+    assert state(session) is None and board.entries() == board.entries(scrub=True) == []
 
 
 def test_the_key_covers_provider_options(board, model_dir):
