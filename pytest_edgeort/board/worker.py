@@ -44,6 +44,9 @@ from .wire import (
     stream_reader,
 )
 
+#: the model id of the EP-context cache entries of the worker's own graphs (probe, memory scrub)
+OWN_GRAPH = "worker-graph-"
+
 
 class LockOnly:
     """What a lock-only process holds: its workdir (it never imports numpy or onnxruntime)."""
@@ -97,15 +100,15 @@ class Worker:
         except Exception as exc:  # a broken install must be reported, not crash the worker
             self.plugin_errors[QNN_EP] = one_line(exc)
 
-    def _qnn_info(self):
+    def _qnn_info(self, ep_cache):
         info = qnn_package(self.ort)
         if "backends" in info:
-            unusable = self._probe_qnn_backends(info["backends"])
+            unusable = self._probe_qnn_backends(info["backends"], ep_cache)
             if unusable:
                 info["unusable"] = unusable
         return info
 
-    def _probe_qnn_backends(self, backends):
+    def _probe_qnn_backends(self, backends, ep_cache):
         """``{backend: why}`` for the QNN backends whose library ships but cannot run a trivial
         float graph (no GPU on the x86 simulator, no DSP access on a misconfigured board)."""
         unusable = {}
@@ -113,12 +116,7 @@ class Worker:
             if backend not in backends:
                 continue
             try:
-                self.open_session(
-                    one_node_model("Add", FLOAT, 4),
-                    "QNNExecutionProvider",
-                    {"backend_type": backend},
-                    cpu_fallback=False,
-                )
+                self._own_graph_session(one_node_model("Add", FLOAT, 4), QNN_EP, {"backend_type": backend}, ep_cache)
             except RequestError as exc:
                 unusable[backend] = (
                     "QNN's %s backend cannot create a session of a one-node float graph with "
@@ -126,7 +124,9 @@ class Worker:
                 )
         return unusable
 
-    def capabilities(self):
+    def capabilities(self, ep_cache=False):
+        """What this worker's python has; ``ep_cache``: the QNN backend probe may load its graph from the
+        EP-context cache."""
         import numpy
 
         ort = self.ort
@@ -151,7 +151,7 @@ class Worker:
             "pid": os.getpid(),
         }
         if "QNNExecutionProvider" in available:
-            info["qnn"] = self._qnn_info()
+            info["qnn"] = self._qnn_info(ep_cache)
         return info
 
     # -- sessions
@@ -297,17 +297,18 @@ class Worker:
         if key not in self.memory_checks:
             ep_cache = self.session_ep_cache.get(sid, False)
             self.memory_checks[key] = MemoryStateCheck(
-                lambda model: self._scrub_session(model, ep, options, ep_cache), ep
+                lambda model: self._own_graph_session(model, ep, options, ep_cache), ep
             )
         return self.memory_checks[key]
 
-    def _scrub_session(self, model, ep, options, ep_cache):
-        """A session of the memory scrub graph ``model`` (bytes), CPU fallback disabled; with ``ep_cache``
-        from the EP-context cache as the sessions under test (compiling its 4 MiB graph on the HTP simulator
-        took ~90 ms of every run, loading it ~3 ms)."""
+    def _own_graph_session(self, model, ep, options, ep_cache):
+        """A session of a graph the worker makes itself (``model``: bytes; the QNN backend probe, the memory
+        scrub), CPU fallback disabled; with ``ep_cache`` from the EP-context cache as the sessions under
+        test (on the HTP simulator compiling the 4 MiB scrub took ~140 ms of every run, the probe's one-node
+        graph ~60 ms; loading either takes a few ms)."""
         if not ep_cache:
             return self.open_session(model, ep, options, cpu_fallback=False)[0]
-        model_id = "memory-scrub-" + hashlib.sha256(model).hexdigest()
+        model_id = OWN_GRAPH + hashlib.sha256(model).hexdigest()
         return self._cached_session(model, model_id, ep, options, cpu_fallback=False)[0]
 
     def _simulated(self, sid):
