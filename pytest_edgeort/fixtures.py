@@ -226,9 +226,10 @@ def edge_compare(
 def _diagnose(request: pytest.FixtureRequest, run: EdgeRun, session: EdgeSession, spec: Any) -> Callable[[], Any]:
     """The layer-wise diagnosis of ``session``'s last inputs against the test's ``edge_reference`` (else the
     model on the device's CPU), for :func:`~.items.conformance.conclude` to run when ``--edge-diagnose`` says."""
-    from .checks.diagnose import PREFIX_DIR
 
     def diagnose() -> Any:
+        from .checks.diagnose import PREFIX_DIR  # on a failure only: it imports onnx (~0.4 s)
+
         reference = request.getfixturevalue("edge_reference") if "edge_reference" in request.fixturenames else None
         assert session.last_inputs is not None
         cache, budget = run.rootdir / CACHE_DIR / PREFIX_DIR, run.options.diagnose_budget_s

@@ -9,6 +9,7 @@ of pytest_edgeort). The wire format is in :mod:`.wire`; requests are answered fr
 """
 
 import contextlib
+import hashlib
 import os
 import platform
 import sys
@@ -43,6 +44,9 @@ from .wire import (
     stream_reader,
 )
 
+#: the model id of the EP-context cache entries of the worker's own graphs (probe, memory scrub)
+OWN_GRAPH = "worker-graph-"
+
 
 class LockOnly:
     """What a lock-only process holds: its workdir (it never imports numpy or onnxruntime)."""
@@ -68,6 +72,7 @@ class Worker:
         self.profile_root = os.path.join(workdir, "profiles")
         self.sessions = {}
         self.session_eps = {}  # sid -> (ep, options)
+        self.session_ep_cache = {}  # sid -> whether its session came through the EP-context cache
         self.memory_checks = {}  # (ep, options) -> MemoryStateCheck
         self.contexts = ContextCache(workdir)
         simulator_host = platform.machine().lower() in ("x86_64", "amd64") and hasattr(os, "sched_setaffinity")
@@ -95,15 +100,15 @@ class Worker:
         except Exception as exc:  # a broken install must be reported, not crash the worker
             self.plugin_errors[QNN_EP] = one_line(exc)
 
-    def _qnn_info(self):
+    def _qnn_info(self, ep_cache):
         info = qnn_package(self.ort)
         if "backends" in info:
-            unusable = self._probe_qnn_backends(info["backends"])
+            unusable = self._probe_qnn_backends(info["backends"], ep_cache)
             if unusable:
                 info["unusable"] = unusable
         return info
 
-    def _probe_qnn_backends(self, backends):
+    def _probe_qnn_backends(self, backends, ep_cache):
         """``{backend: why}`` for the QNN backends whose library ships but cannot run a trivial
         float graph (no GPU on the x86 simulator, no DSP access on a misconfigured board)."""
         unusable = {}
@@ -111,12 +116,7 @@ class Worker:
             if backend not in backends:
                 continue
             try:
-                self.open_session(
-                    one_node_model("Add", FLOAT, 4),
-                    "QNNExecutionProvider",
-                    {"backend_type": backend},
-                    cpu_fallback=False,
-                )
+                self._own_graph_session(one_node_model("Add", FLOAT, 4), QNN_EP, {"backend_type": backend}, ep_cache)
             except RequestError as exc:
                 unusable[backend] = (
                     "QNN's %s backend cannot create a session of a one-node float graph with "
@@ -124,7 +124,9 @@ class Worker:
                 )
         return unusable
 
-    def capabilities(self):
+    def capabilities(self, ep_cache=False):
+        """What this worker's python has; ``ep_cache``: the QNN backend probe may load its graph from the
+        EP-context cache."""
         import numpy
 
         ort = self.ort
@@ -149,7 +151,7 @@ class Worker:
             "pid": os.getpid(),
         }
         if "QNNExecutionProvider" in available:
-            info["qnn"] = self._qnn_info()
+            info["qnn"] = self._qnn_info(ep_cache)
         return info
 
     # -- sessions
@@ -227,6 +229,7 @@ class Worker:
             placement, context = placement_of(sess), None
         self.sessions[sid] = sess
         self.session_eps[sid] = (ep, options)
+        self.session_ep_cache[sid] = bool(ep_cache)
         if self._simulated(sid):
             self.sim_pin.refresh()
         used = sess.get_session_options()
@@ -244,7 +247,8 @@ class Worker:
 
     def _cached_session(self, path, model_id, ep, options, cpu_fallback):
         """``(session, api, placement, ep_context)`` through the EP-context cache: the entry's context
-        model, created with compilation disabled; else compiled from ``path`` and stored."""
+        model, created with compilation disabled; else compiled from ``path`` (a file, or the model's
+        bytes) and stored."""
         fields = {
             "model": model_id,
             "onnxruntime": self.ort.__version__,
@@ -291,10 +295,21 @@ class Worker:
         ep, options = self.session_eps[sid]
         key = (ep, tuple(sorted(options.items())))
         if key not in self.memory_checks:
+            ep_cache = self.session_ep_cache.get(sid, False)
             self.memory_checks[key] = MemoryStateCheck(
-                lambda model: self.open_session(model, ep, options, cpu_fallback=False)[0], ep
+                lambda model: self._own_graph_session(model, ep, options, ep_cache), ep
             )
         return self.memory_checks[key]
+
+    def _own_graph_session(self, model, ep, options, ep_cache):
+        """A session of a graph the worker makes itself (``model``: bytes; the QNN backend probe, the memory
+        scrub), CPU fallback disabled; with ``ep_cache`` from the EP-context cache as the sessions under
+        test (on the HTP simulator compiling the 4 MiB scrub took ~140 ms of every run, the probe's one-node
+        graph ~60 ms; loading either takes a few ms)."""
+        if not ep_cache:
+            return self.open_session(model, ep, options, cpu_fallback=False)[0]
+        model_id = OWN_GRAPH + hashlib.sha256(model).hexdigest()
+        return self._cached_session(model, model_id, ep, options, cpu_fallback=False)[0]
 
     def _simulated(self, sid):
         """Whether session ``sid`` runs on the QNN HTP simulator (QNN's HTP backend on x86-64)."""
@@ -357,6 +372,7 @@ class Worker:
     def close_session(self, sid):
         self.sessions.pop(sid, None)
         self.session_eps.pop(sid, None)
+        self.session_ep_cache.pop(sid, None)
 
 
 def start(workdir, lock_only, reader, write, cache_max_bytes=DEFAULT_CACHE_MAX_BYTES, run=None):

@@ -229,13 +229,18 @@ class WorkerDevice:
         """What this kind can do (its row of the device-kind table)."""
         return self.kind.capabilities
 
+    @property
+    def uses_ep_cache(self) -> bool:
+        """Whether sessions come through the EP-context cache (the run allows it and the kind has one)."""
+        return self.ep_cache and self.capabilities.ep_context_cache
+
     def describe(self) -> Dict[str, Any]:
         """The worker's report about the device (platform, SoC, versions, providers), connecting first;
         DeviceUnavailable (this device's tests skip) when the worker cannot answer it."""
         if self._caps is None:
             client = self.client()
             try:
-                caps = client.capabilities(self.config.command_timeout)
+                caps = client.capabilities(self.config.command_timeout, self.uses_ep_cache)
             except WorkerDied as exc:  # the first request runs the QNN backend probe: it can crash or hang
                 raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
             except WorkerError as exc:
@@ -325,7 +330,7 @@ class WorkerDevice:
                     self.config.command_timeout,
                     bundle=bundle,
                     files=bundle_files(model) if bundle else (),
-                    ep_cache=self.ep_cache and self.capabilities.ep_context_cache,
+                    ep_cache=self.uses_ep_cache,
                     profile=profile,
                 )
                 break

@@ -289,9 +289,10 @@ class WorkerClient:
         return reply, out
 
     # -- one method per request (the worker's HANDLERS answer them)
-    def capabilities(self, timeout: Optional[float]) -> Dict[str, Any]:
-        """What the worker's python has: providers, versions, QNN backends, platform."""
-        return self.request(Op.CAPABILITIES, timeout=timeout)[0]
+    def capabilities(self, timeout: Optional[float], ep_cache: bool = False) -> Dict[str, Any]:
+        """What the worker's python has: providers, versions, QNN backends, platform; ``ep_cache``: the QNN
+        backend probe's sessions may come from the EP-context cache."""
+        return self.request(Op.CAPABILITIES, timeout=timeout, ep_cache=ep_cache)[0]
 
     def has_model(self, sha256: str, timeout: Optional[float]) -> bool:
         return bool(self.request(Op.HAS_MODEL, sha256=sha256, timeout=timeout)[0]["present"])

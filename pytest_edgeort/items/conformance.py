@@ -78,7 +78,6 @@ def conclude_examples(
 
 def run_suite(item: SuiteContext) -> None:
     """Every example on the provider against the reference."""
-    from ..checks.diagnose import PREFIX_DIR
     from ..checks.golden import stack_examples
 
     models = item.models()
@@ -90,6 +89,8 @@ def run_suite(item: SuiteContext) -> None:
     title = f"{session.label} vs {reference.spec.alias} reference"
 
     def diagnose() -> Diagnosis:
+        from ..checks.diagnose import PREFIX_DIR  # on a failure only: it imports onnx (~0.4 s)
+
         cache, budget = item.run.rootdir / CACHE_DIR / PREFIX_DIR, item.run.options.diagnose_budget_s
         return session.diagnose(models.feeds, reference, item.suite.tolerance, budget, cache=cache, verdict=result)
 

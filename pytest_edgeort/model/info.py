@@ -6,16 +6,18 @@ import hashlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
-import onnx
-from onnx import numpy_helper
 
 from .._text import file_sha256, missing_model, one_line
 from ..compare.layout import Head, Layout
 from ..errors import ModelError
 from .dtypes import ONNX_TO_NUMPY
+from .protoread import EXTERNAL, Graph, Node, Tensor, ValueInfo, read_graph
+
+if TYPE_CHECKING:
+    import onnx
 
 _PASS_THROUGH = {"Reshape", "Flatten", "Squeeze", "Unsqueeze", "Transpose", "Identity"}
 #: ops whose output has the shape of their first input, element for element: a Concat behind them still
@@ -136,14 +138,14 @@ class ModelInfo:
         return None if quant is None else quant.scale
 
 
-def _external_data(model: onnx.ModelProto, path: Path) -> Tuple[Tuple[str, str], ...]:
+def _external_data(graph: Graph, path: Path) -> Tuple[Tuple[str, str], ...]:
     """The external data files of a model, each inside the model's folder, with their sha256."""
-    tensors = list(model.graph.initializer) + [a.t for n in model.graph.node for a in n.attribute if a.HasField("t")]
+    tensors = list(graph.initializer) + [a.t for n in graph.node for a in n.attribute if a.t is not None]
     locations = sorted(
         {
             entry.value
             for t in tensors
-            if t.data_location == onnx.TensorProto.EXTERNAL
+            if t.data_location == EXTERNAL
             for entry in t.external_data
             if entry.key == "location"
         }
@@ -160,7 +162,7 @@ def _external_data(model: onnx.ModelProto, path: Path) -> Tuple[Tuple[str, str],
     return tuple(files)
 
 
-def _requantization_depth(graph: onnx.GraphProto) -> Dict[str, int]:
+def _requantization_depth(graph: Union[Graph, onnx.GraphProto]) -> Dict[str, int]:
     """Per tensor: the most QuantizeLinear nodes on any path from a graph input (nodes are topologically sorted)."""
     depth: Dict[str, int] = {}
     for node in graph.node:
@@ -170,14 +172,18 @@ def _requantization_depth(graph: onnx.GraphProto) -> Dict[str, int]:
     return depth
 
 
-def tensor_quant(graph: onnx.GraphProto, inits: Dict[str, onnx.TensorProto]) -> Dict[str, QuantParams]:
+#: a constant's values by tensor name (None: no constant of that name)
+Constant = Callable[[str], Optional[np.ndarray]]
+
+
+def tensor_quant(graph: Union[Graph, onnx.GraphProto], constant: Constant) -> Dict[str, QuantParams]:
     """Per tensor, the per-tensor scale/zero point of the QuantizeLinear that reads or writes it or the
     DequantizeLinear that writes it (the first such node in graph order wins)."""
     found: Dict[str, QuantParams] = {}
     for node in graph.node:
         if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
             continue
-        params = _quant_params(node, inits)
+        params = _quant_params(node, constant)
         if params is None:
             continue
         names = (node.input[0], node.output[0]) if node.op_type == "QuantizeLinear" else (node.output[0],)
@@ -186,26 +192,19 @@ def tensor_quant(graph: onnx.GraphProto, inits: Dict[str, onnx.TensorProto]) -> 
     return found
 
 
-def _tensor_info(value: onnx.ValueInfoProto) -> TensorInfo:
+def _tensor_info(value: ValueInfo) -> TensorInfo:
     ttype = value.type.tensor_type
-    dims: List[Union[int, str]] = []
-    for d in ttype.shape.dim:
-        if d.HasField("dim_value"):
-            dims.append(int(d.dim_value))
-        else:
-            dims.append(d.dim_param or "?")
-    return TensorInfo(value.name, ONNX_TO_NUMPY.get(ttype.elem_type, f"onnx-type-{ttype.elem_type}"), tuple(dims))
+    dims = tuple(d.value if isinstance(d.value, int) else d.value or "?" for d in ttype.shape.dim)
+    return TensorInfo(value.name, ONNX_TO_NUMPY.get(ttype.elem_type, f"onnx-type-{ttype.elem_type}"), dims)
 
 
-def _quant_params(node: onnx.NodeProto, inits: Dict[str, onnx.TensorProto]) -> Optional[QuantParams]:
+def _quant_params(node: Union[Node, onnx.NodeProto], constant: Constant) -> Optional[QuantParams]:
     """Scale/zero point of a QuantizeLinear/DequantizeLinear node with per-tensor constants."""
-    if len(node.input) < 2 or node.input[1] not in inits:
+    scale = constant(node.input[1]) if len(node.input) >= 2 else None
+    if scale is None or scale.size != 1:
         return None
-    scale = numpy_helper.to_array(inits[node.input[1]])
-    if scale.size != 1:
-        return None
-    if len(node.input) > 2 and node.input[2] in inits:
-        zp = numpy_helper.to_array(inits[node.input[2]])
+    zp = constant(node.input[2]) if len(node.input) > 2 else None
+    if zp is not None:
         qtype, zero = zp.dtype.name, int(zp.reshape(-1)[0])
     else:
         qtype, zero = "uint8", 0
@@ -217,7 +216,7 @@ _CARRIERS = {"DequantizeLinear", "QuantizeLinear", "Identity", "Reshape", "Flatt
 _BIASED = {"MatMul", "Gemm"}
 
 Shapes = Dict[str, Tuple[int, ...]]
-Producers = Dict[str, onnx.NodeProto]
+Producers = Dict[str, Node]
 
 
 #: the opset whose QuantizeLinear / DequantizeLinear take 16-bit types (ORT writes com.microsoft ones before it)
@@ -230,7 +229,7 @@ def _inferable(model: onnx.ModelProto) -> onnx.ModelProto:
     custom = [n for n in model.graph.node if n.domain == "com.microsoft" and n.op_type in _QDQ_OPS]
     if not custom:
         return model
-    copy = onnx.ModelProto()
+    copy = type(model)()
     copy.CopyFrom(model)
     for node in copy.graph.node:
         if node.domain == "com.microsoft" and node.op_type in _QDQ_OPS:
@@ -241,9 +240,12 @@ def _inferable(model: onnx.ModelProto) -> onnx.ModelProto:
     return copy
 
 
-def _static_shapes(model: onnx.ModelProto) -> Shapes:
+def _static_shapes(path: Path) -> Shapes:
     """Static shapes of the graph's tensors, by ONNX shape inference (empty when it fails)."""
+    import onnx  # only here: its import costs ~0.4 s (ml_dtypes), and only a Concat's layout needs it
+
     try:
+        model = onnx.load(str(path), load_external_data=False)
         graph = onnx.shape_inference.infer_shapes(_inferable(model)).graph
     except Exception:  # a model ONNX cannot infer is judged without its layout, not refused
         return {}
@@ -255,7 +257,7 @@ def _static_shapes(model: onnx.ModelProto) -> Shapes:
     return shapes
 
 
-def _behind(name: str, producers: Producers, axis: int) -> Tuple[Optional[onnx.NodeProto], int]:
+def _behind(name: str, producers: Producers, axis: int) -> Tuple[Optional[Node], int]:
     """The first node behind ``name`` that is no same-layout op or Transpose, and where ``axis`` of
     ``name`` is in that node's output."""
     node = producers.get(name)
@@ -305,7 +307,7 @@ def _layout(output: str, producers: Producers, shapes: Shapes) -> Optional[Layou
     return None
 
 
-def _computing(name: str, producers: Producers) -> Optional[onnx.NodeProto]:
+def _computing(name: str, producers: Producers) -> Optional[Node]:
     node = producers.get(name)
     while node is not None and node.op_type in _CARRIERS:
         node = producers.get(node.input[0])
@@ -327,16 +329,19 @@ def _computed_by(name: str, producers: Producers) -> Optional[str]:
 def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     path = Path(path_str)
     try:
-        model = onnx.load(path_str, load_external_data=False)
+        graph = read_graph(path.read_bytes())
     except Exception as exc:
         raise ModelError(f"{path}: not a readable ONNX model ({one_line(exc, 200)})") from None
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
+    inits: Dict[str, Tensor] = {t.name: t for t in graph.initializer}
     for node in graph.node:
-        if node.op_type == "Constant" and node.output and node.attribute:
+        if node.op_type == "Constant" and node.output and node.attribute and node.attribute[0].t is not None:
             inits.setdefault(node.output[0], node.attribute[0].t)
+
+    def constant(name: str) -> Optional[np.ndarray]:
+        return inits[name].to_array() if name in inits else None
+
     producers = {out: node for node in graph.node for out in node.output}
-    consumers: Dict[str, List[onnx.NodeProto]] = {}
+    consumers: Dict[str, List[Node]] = {}
     for node in graph.node:
         for name in node.input:
             consumers.setdefault(name, []).append(node)
@@ -350,14 +355,14 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
         while node is not None and node.op_type in _PASS_THROUGH:
             node = producers.get(node.input[0])
         if node is not None and node.op_type in ("DequantizeLinear", "QuantizeLinear"):
-            params = _quant_params(node, inits)
+            params = _quant_params(node, constant)
             if params is not None:
                 output_quant[out.name] = params
     input_quant = {}
     for inp in inputs:
         for node in consumers.get(inp.name, []):
             if node.op_type == "QuantizeLinear":
-                params = _quant_params(node, inits)
+                params = _quant_params(node, constant)
                 if params is not None:
                     input_quant[inp.name] = params
                     break
@@ -367,7 +372,7 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
     output_depth = {o.name: depth.get(o.name, 0) for o in outputs} if depth else {}
     output_layout = {}
     if "Concat" in op_types:
-        shapes = _static_shapes(model)
+        shapes = _static_shapes(path)
         found = {o.name: _layout(o.name, producers, shapes) for o in outputs}
         output_layout = {name: layout for name, layout in found.items() if layout is not None}
     return ModelInfo(
@@ -380,7 +385,7 @@ def _load(path_str: str, mtime_ns: int, size: int) -> ModelInfo:
         is_qdq,
         op_types,
         output_depth,
-        _external_data(model, path),
+        _external_data(graph, path),
         output_layout,
         {o.name: op for o in outputs if (op := _computed_by(o.name, producers)) is not None},
         _io_quantization(inputs, outputs, producers, consumers),
@@ -391,7 +396,7 @@ def _io_quantization(
     inputs: Sequence[TensorInfo],
     outputs: Sequence[TensorInfo],
     producers: Producers,
-    consumers: Dict[str, List[onnx.NodeProto]],
+    consumers: Dict[str, List[Node]],
 ) -> Dict[str, int]:
     """How many QuantizeLinear nodes quantize a graph input and DequantizeLinear nodes dequantize into a graph
     output: what QNN offloads to the CPU by design while CPU fallback is on (``offload_graph_io_quantization``)."""

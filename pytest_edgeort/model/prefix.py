@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import onnx
-from onnx import helper
+from onnx import helper, numpy_helper
 
 from .info import QuantParams, _requantization_depth, tensor_quant
 
@@ -61,7 +61,7 @@ def candidates(model: onnx.ModelProto, available: Optional[Set[str]] = None) -> 
     constants = _constants(graph)
     producers = {out: (i, node) for i, node in enumerate(graph.node) for out in node.output}
     depth = _requantization_depth(graph)
-    scales = tensor_quant(graph, constants)
+    scales = tensor_quant(graph, lambda name: numpy_helper.to_array(constants[name]) if name in constants else None)
     qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in graph.node)
     pair_of: Dict[str, str] = {}  # a tensor a QuantizeLinear reads -> the DequantizeLinear output of its pair
     for node in graph.node:

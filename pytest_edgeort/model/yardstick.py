@@ -12,19 +12,22 @@ deviation from it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Set, Tuple
 
 import numpy as np
-import onnx
-from onnx import helper, numpy_helper
 
 from .._text import atomic_write
+
+if TYPE_CHECKING:  # onnx is imported where a yardstick is built: its import costs ~0.4 s a run
+    import onnx
 
 #: the cache folder of the yardstick models (under the run's cache directory)
 YARDSTICK_DIR = "yardstick"
 
 
 def _constants(graph: onnx.GraphProto) -> Dict[str, np.ndarray]:
+    from onnx import numpy_helper
+
     found = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
     for node in graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].HasField("t"):
@@ -47,6 +50,9 @@ def strip_activation_qdq(model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of ``model`` with its activation Q/DQ pairs replaced by a Clip to their range (graph inputs
     and outputs keep their names; an output that was a dequantized tensor becomes an Identity of the float
     one). Pairs with per-channel or computed parameters stay."""
+    import onnx
+    from onnx import helper, numpy_helper
+
     out = onnx.ModelProto()
     out.CopyFrom(model)
     graph = out.graph
@@ -94,6 +100,8 @@ def yardstick_model(qdq_path: Path, sha256: str, cache: Path) -> Path:
     """The stripped copy of the QDQ model at ``qdq_path`` (content hash ``sha256``), cached in ``cache``."""
     target = cache / f"{sha256}.onnx"
     if not target.is_file():
+        import onnx
+
         cache.mkdir(parents=True, exist_ok=True)
         stripped = strip_activation_qdq(onnx.load(str(qdq_path)))
         atomic_write(target, stripped.SerializeToString())

@@ -59,10 +59,20 @@ PLACEMENT_VERDICTS: Dict[str, str] = {
     "no CPU layer in the AI Hub profile": "CPU fallback stayed on (AI Hub cannot turn it off); the job's per-layer "
     "profile put no layer on the CPU",
 }
+_LEAVES = (str, int, bool, type(None))
 
 
 def json_safe(value: Any) -> Any:
     """Plain JSON data: numpy scalars as numbers, tuples as lists, infinities/NaN as strings."""
+    kind = type(value)  # the plain types first, by exact type: a record's facts are thousands of them per test
+    if kind is float:
+        return value if math.isfinite(value) else str(value)
+    if kind in _LEAVES:
+        return value
+    if kind is dict:
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if kind is list or kind is tuple:
+        return [json_safe(v) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
     if isinstance(value, Mapping):

@@ -323,11 +323,13 @@ def test_b_convtranspose(edge_session, edge_reference, edge_inputs, edge_compare
 
 def test_outputs_that_depend_on_stale_npu_memory_fail_in_any_order_or_selection(pytester, model_dir, tmp_path):
     """QNN HTP leaves 16 elements of this ConvTranspose unwritten: alone (fresh memory is 0, which equals the
-    expected value) it used to pass, after other graphs fail. Now it fails the same way either way."""
+    expected value) it used to pass, after other graphs fail. Now it fails the same way either way, with the
+    scrub graph compiled (first run, fresh workdir) and loaded from the EP-context cache (second run)."""
     stale = node_test("test_convtranspose_pad", tmp_path)
     pytester.makepyfile(
         STALE_TESTS.format(healthy=model_dir / "conv_matmul_qdq.onnx", stale=stale, inputs=stale.with_suffix(".npz"))
     )
+    pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nworkdir = "{pytester.path}/w"\n'})
     message = (
         "test_convtranspose_pad.onnx on local/qnn-htp: outputs depend on memory left by earlier graphs "
         "('Y': 16 elements differ bit for bit when the same example runs twice with the NPU memory filled "

@@ -20,6 +20,7 @@ from typing import Dict, Iterator, List
 import pytest
 
 from pytest_edgeort.board.wire import Op
+from pytest_edgeort.board.worker import OWN_GRAPH
 from pytest_edgeort.config.inventory import DeviceConfig
 from pytest_edgeort.devices.client import WorkerDied
 from pytest_edgeort.errors import DeviceUnavailable
@@ -525,7 +526,9 @@ def test_model_and_worker_cache_hit_uploads_nothing_the_second_time(pytester, mo
     assert names[:3] == ["board.lock", "epcontext", "models"] and names[3].startswith("worker-")
     assert names[4:] == ["workers"]
     assert list((Path(workdir) / "workers").iterdir()) == []  # each worker removed its record when it ended
-    assert len(list((Path(workdir) / "epcontext").glob("*.json"))) == 1  # the compiled graph, beside the models
+    entries = [json.loads(p.read_text())["key"]["model"] for p in (Path(workdir) / "epcontext").glob("*.json")]
+    assert len([m for m in entries if not m.startswith(OWN_GRAPH)]) == 1  # the compiled graph, beside the models
+    assert len(entries) == 3  # and the worker's own graphs' (QNN HTP probe, memory scrub)
 
 
 def test_terminate_kills_a_stuck_worker_on_the_board(board, board_workdir):

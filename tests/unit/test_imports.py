@@ -23,6 +23,36 @@ def test_importing_the_plugin_loads_no_heavy_module():
     assert json.loads(out) == []
 
 
+def test_a_run_without_edge_tests_loads_no_heavy_module(tmp_path):
+    """The plugin is installed for every pytest run of the environment: one without edge tests must not pay
+    for numpy and onnx (0.5 s at session end before: the unused-golden scan imported the checks)."""
+    (tmp_path / "test_plain.py").write_text("def test_plain():\n    pass\n")
+    (tmp_path / "conftest.py").write_text(
+        "import json, sys\n"
+        "def pytest_unconfigure(config):\n"
+        f"    print('LOADED', json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+    )
+    command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", str(tmp_path)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    assert json.loads(out.split("LOADED", 1)[1].splitlines()[0]) == []
+
+
+def test_a_passing_marker_test_loads_no_onnx(tmp_path):
+    """What a passing ``edge_compare`` of a QDQ model imports on the host: onnx costs ~0.4 s a run (ml_dtypes),
+    more than the plugin's whole overhead (benchmarks/overhead.py); only diagnosis and layouts need it."""
+    from tests.support.models import conv_matmul_qdq
+
+    model = conv_matmul_qdq(tmp_path)
+    modules = "pytest_edgeort.fixtures, pytest_edgeort.devices.local, pytest_edgeort.items.conformance"
+    code = (
+        f"import json, sys, {modules}; from pytest_edgeort.model.info import model_info; "
+        f"model_info({str(model)!r}).output_quant; "
+        "print(json.dumps([m for m in ('onnx', 'ml_dtypes') if m in sys.modules]))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == []
+
+
 def _module_names() -> Dict[str, Path]:
     names = {}
     for path in PACKAGE.rglob("*.py"):

@@ -108,10 +108,10 @@ def test_library_output_on_stdout_cannot_corrupt_the_channel(tmp_path):
         f"sys.path.insert(0, {str(tmp_path / WORKER_NAME)!r})\n"
         f"import {PACKAGE}.worker as worker\n"
         "real = worker.Worker.capabilities\n"
-        "def noisy(self):\n"
+        "def noisy(self, *args):\n"
         "    print('EORT python-level noise', flush=True)\n"
         "    os.write(1, b'EORT C-level noise on fd 1\\n')\n"
-        "    return real(self)\n"
+        "    return real(self, *args)\n"
         "worker.Worker.capabilities = noisy\n"
         "sys.exit(worker.main())\n"
     )

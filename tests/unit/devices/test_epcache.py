@@ -11,6 +11,7 @@ from typing import Any, Dict, List, Optional
 
 import pytest
 
+from pytest_edgeort.board.worker import OWN_GRAPH
 from pytest_edgeort.config.inventory import DeviceConfig
 from pytest_edgeort.config.providers import provider_options, resolve_provider
 from pytest_edgeort.devices.local import LocalDevice
@@ -38,9 +39,12 @@ class Board:
         merged = provider_options(HTP, None, options, where="test")
         return EdgeSession(device, model_info(path), HTP, merged, cpu_fallback=False, on_create=lambda s: None)
 
-    def entries(self) -> List[Path]:
+    def entries(self, own: bool = False) -> List[Path]:
+        """The cache's entries of the models under test (``own``: of the worker's own graphs, the QNN backend
+        probe's and the memory-state check's scrub)."""
         folder = self.workdir / "epcontext"
-        return sorted(folder.glob("*.json")) if folder.is_dir() else []
+        found = sorted(folder.glob("*.json")) if folder.is_dir() else []
+        return [e for e in found if json.loads(e.read_text())["key"]["model"].startswith(OWN_GRAPH) == own]
 
     def close(self) -> None:
         for device in self.devices:
@@ -76,11 +80,13 @@ def test_a_compiled_graph_is_stored_then_loaded_without_compiling_with_the_same_
     facts = cached.provenance()
     assert facts["offload_graph_io_quantization"] == cold.provenance()["offload_graph_io_quantization"] == "0"
     assert len(board.entries()) == 1 and board.notices == []
+    assert len(board.entries(own=True)) == 2  # the worker's own graphs (QNN HTP probe, memory scrub), compiled once too
 
 
 def test_without_the_cache_nothing_is_stored(board, model_dir):
     session = board.session(model_dir / "conv_matmul_qdq.onnx", ep_cache=False)
-    assert state(session) is None and board.entries() == []
+    session.run(generate_inputs(session.model, seed=1))  # the memory-state check's scrub: not stored either
+    assert state(session) is None and board.entries() == board.entries(own=True) == []
 
 
 def test_the_key_covers_provider_options(board, model_dir):
