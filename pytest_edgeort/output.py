@@ -19,6 +19,7 @@ from .reporting.summary import (
     format_rows,
     fp16_notes,
     lock_lines,
+    placement_notes,
     skip_counts,
     u8_kernel_notes,
 )
@@ -123,6 +124,8 @@ class RunOutput:
             for line in fp16_notes(results.records, results.device_facts, self.run.rootdir):
                 terminalreporter.write_line(line, yellow=True)
             for line in u8_kernel_notes(results.records, results.device_facts):
+                terminalreporter.write_line(line, yellow=True)
+            for line in placement_notes(results.records):
                 terminalreporter.write_line(line, yellow=True)
             for reason, count in skip_counts(results.skip_reasons):
                 terminalreporter.write_line(f"skipped {count}x: {reason}", yellow=True)

@@ -10,15 +10,14 @@ from .._text import model_label
 from ..config.providers import resolve_provider
 from ..devices.placement import format_fallback
 from ..errors import EdgeSessionError
+from ..reporting.schema import PROFILE_VERDICT as PROFILED
+from ..reporting.schema import STRICT_VERDICT as STRICT
 
 if TYPE_CHECKING:
     import numpy as np
 
     from ..devices.protocol import Device
     from ..devices.session import EdgeSession
-
-STRICT = "fallback disabled"  # the verdicts, as reporting.schema.PLACEMENT_VERDICTS lists them
-PROFILED = "no CPU layer in the AI Hub profile"
 
 
 class Sessions(Protocol):

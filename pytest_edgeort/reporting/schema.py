@@ -53,11 +53,13 @@ OP_MATRIX_CLASSES: Dict[str, str] = {
 }
 
 
+STRICT_VERDICT = "fallback disabled"
+PROFILE_VERDICT = "no CPU layer in the AI Hub profile"
 #: What a passed ``no_cpu_fallback`` check can have proved, by its ``placement_verdict``.
 PLACEMENT_VERDICTS: Dict[str, str] = {
-    "fallback disabled": "the session ran with CPU fallback disabled (onnxruntime refuses any node the EP cannot take)",
-    "no CPU layer in the AI Hub profile": "CPU fallback stayed on (AI Hub cannot turn it off); the job's per-layer "
-    "profile put no layer on the CPU",
+    STRICT_VERDICT: "the session ran with CPU fallback disabled (onnxruntime refuses any node the EP cannot take)",
+    PROFILE_VERDICT: "CPU fallback stayed on (AI Hub cannot turn it off) and the job's per-layer profile put no layer "
+    "on the CPU beyond QNN's graph-I/O (de)quantization",
 }
 _LEAVES = (str, int, bool, type(None))
 

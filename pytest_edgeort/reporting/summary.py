@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from ..config.providers import ALIASES, available_aliases, unusable_aliases
-from .schema import CheckRecord, number
+from .schema import PLACEMENT_VERDICTS, STRICT_VERDICT, CheckRecord, number
 
 _BAD = ("failed", "error")
 SIMULATED_MARK = "~"  # after a latency figure measured on a simulator
@@ -162,6 +162,19 @@ def u8_kernel_notes(records: Iterable[CheckRecord], device_facts: Mapping[str, M
             f"({', '.join(ours) or 'none'} vs {', '.join(theirs) or 'none'} on {device}): u8 results differ "
             "between such kernels by rounding and saturation; reference='cpu' uses the device's own CPU"
         )
+    return list(notes.values())
+
+
+def placement_notes(records: Iterable[CheckRecord]) -> List[str]:
+    """One line per device whose passed no_cpu_fallback check proved something weaker than "fallback disabled"
+    (a hosted device's profile), so the table's verdict is not read as the strict one."""
+    notes: Dict[str, str] = {}
+    for rec in records:
+        verdict = rec.placement_verdict
+        if rec.device and verdict and verdict != STRICT_VERDICT and rec.device not in notes:
+            notes[rec.device] = (
+                f"note: no_cpu_fallback on {rec.device} means {verdict!r}: {PLACEMENT_VERDICTS.get(verdict, verdict)}"
+            )
     return list(notes.values())
 
 

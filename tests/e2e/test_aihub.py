@@ -81,6 +81,7 @@ def test_a_suite_runs_on_a_hosted_device_submitting_every_job_before_collecting_
     assert latency["runs"] >= 1  # timed on the "device" by the job's profile, not on this host
     assert "AI Hub test double" in result.stdout.str()
     result.stdout.fnmatch_lines(["edgeort device s24: 2 job(s) submitted ahead, 0 re-attached*"])
+    result.stdout.fnmatch_lines(["note: no_cpu_fallback on s24 means 'no CPU layer in the AI Hub profile': *"])
 
 
 def test_an_interrupted_run_reattaches_to_its_jobs_instead_of_paying_again(pytester, model_dir, hub):
