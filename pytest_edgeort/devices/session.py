@@ -31,6 +31,7 @@ class _Live:
 
     backend: Optional[SessionBackend] = None
     memo: Optional[Tuple[str, List[Dict[str, np.ndarray]]]] = None  # the last run_all: feeds' digest, outputs
+    placement_checked: bool = False  # the provider was seen to take part of the graph (see _check_placement)
     reused: int = 0  # run_all calls answered from the memo (no inference)
 
 
@@ -174,9 +175,12 @@ class EdgeSession:
         self._check_placement()
 
     def _check_placement(self) -> None:
+        """The provider must have taken some of the graph. Kinds whose placement is known only after a run (a
+        hosted device's job profile) are checked after their first run (:meth:`_placement_known`)."""
         placement = self.placement
         if not self.spec.accelerator or placement is None:
             return
+        self._live.placement_checked = True
         if placement.total == 0:
             raise EdgeSessionError(
                 f"{self.label}: no node of the graph is left after onnxruntime's optimizations (it folded to "
@@ -191,6 +195,11 @@ class EdgeSession:
                 f"CPU, so there is no {self.spec.alias} result to report; nodes: {where}",
                 placement,
             )
+
+    def _placement_known(self) -> None:
+        """After a run: a placement that became known only now (a hosted job's profile) is checked now."""
+        if not self._live.placement_checked:
+            self._check_placement()
 
     def _live_backend(self) -> SessionBackend:
         if self._backend is None or not self._backend.alive:
@@ -222,6 +231,7 @@ class EdgeSession:
         backend = self._live_backend()
         check = self.checks_memory_state and not backend.memory_checked
         reply, outputs = self._request(Op.RUN, lambda backend: backend.run(feed, check))
+        self._placement_known()
         self.last_inputs = feed
         if reply.get("memory_differs"):
             detail = ", ".join(
@@ -254,6 +264,7 @@ class EdgeSession:
         head = [self.run(checked[0])] if self.checks_memory_state and not self._live_backend().memory_checked else []
         rest = checked[len(head) :]
         outputs = self._request(Op.RUN, lambda backend: backend.run_all(rest)) if rest else []
+        self._placement_known()
         self.last_inputs = checked[-1]
         result = [*head, *(dict(o) for o in outputs)]
         live.memo = (digest, [{name: array.copy() for name, array in o.items()} for o in result])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.runs import require_qnn, run
+from tests.support.runs import MATCH_TEST, require_qnn, run
 
 pytest.importorskip("qai_hub", reason="the qai-hub client (pip install 'pytest-edgeort[aihub]') drives AI Hub")
 require_qnn()
@@ -210,3 +210,16 @@ def test_a_broken_latency_gate_is_re_measured_by_a_job_of_its_own(pytester, mode
     result.stdout.fnmatch_lines(["*latency p50 * > latency_p50_ms 1e-06 (confirmed by a re-measurement)*"])
     # the suite's NPU job, the CPU reference's (its speed-up), and the re-measurement's own job
     assert hub.count("jobs:create") == 3
+
+
+def test_a_model_the_npu_takes_none_of_fails_once_the_profile_says_so(pytester, hub):
+    """Placement on a hosted device is known only from a job's profile: a graph that runs wholly on the CPU
+    there fails the NPU test once it is known, rather than passing a CPU-vs-CPU comparison."""
+    from tests.support.models import det_model
+
+    model = det_model(pytester.path / "det_only.onnx", neighbours=False)
+    pytester.makefile(".toml", **{"edge-devices": INVENTORY})
+    pytester.makepyfile(MATCH_TEST.format(model=model))
+    result = run(pytester, "--edge-device=s24")
+    result.stdout.fnmatch_lines(["*det_only.onnx on s24/qnn-htp: QNNExecutionProvider took none of the 1 nodes*"])
+    result.assert_outcomes(failed=1)
