@@ -112,8 +112,9 @@ HANDLERS = {
 LOCK_ONLY_HANDLERS = {Op.LOCK: _lock}  # all a lock-only worker answers (it never imports numpy/onnxruntime)
 
 
-def serve(reader, write, worker):
+def serve(reader, write, worker, before_exit=lambda: None):
     """Answer requests until ``shutdown`` or EOF (``worker`` is a :class:`LockOnly` in a lock-only process).
+    ``before_exit`` runs before ``shutdown`` is answered: the host may stop the process once it has the answer.
 
     A request that does not decode ends the process (exit status 2): after a broken frame the
     stream position is unknown, so no later reply could be trusted."""
@@ -128,6 +129,7 @@ def serve(reader, write, worker):
             return 2
         op = req.get("op")
         if op == Op.SHUTDOWN:
+            before_exit()
             write([encode_header_only({"ok": True, "id": req.get("id")})])
             return 0
         try:

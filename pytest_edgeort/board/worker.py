@@ -398,7 +398,8 @@ def start(workdir, lock_only, reader, write, cache_max_bytes=DEFAULT_CACHE_MAX_B
     record = register(workdir, run) if run and not lock_only else None
     try:
         write([encode_header_only({"ok": True, "hello": True, "protocol": PROTOCOL_VERSION, "pid": os.getpid()})])
-        return serve(reader, write, worker)
+        # the record goes before shutdown is answered: the host stops the process as soon as it has the answer
+        return serve(reader, write, worker, before_exit=lambda: unregister(record))
     finally:
         unregister(record)
 

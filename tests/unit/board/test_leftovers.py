@@ -29,3 +29,23 @@ def test_only_live_workers_of_other_runs_are_stopped(tmp_path):
         for proc in (old, ours, reused):
             proc.kill()
             proc.wait()
+
+
+def test_a_worker_removes_its_record_before_it_answers_shutdown(tmp_path):
+    """The host stops a worker as soon as it has the answer to shutdown: a record still there then would be a
+    stale one for the next run to find (a CI run saw exactly that)."""
+    import io
+
+    from pytest_edgeort.board.wire import Op, encode_header_only, stream_reader
+    from pytest_edgeort.board.worker import start
+
+    workdir = tmp_path / "w"
+    records = []  # the worker's records each time it writes a frame: the hello, then the shutdown answer
+
+    def write(parts) -> None:
+        records.append(sorted(p.name for p in (workdir / FOLDER).iterdir()))
+
+    request = stream_reader(io.BytesIO(encode_header_only({"op": Op.SHUTDOWN, "id": 1})))
+    assert start(str(workdir), False, request, write, run="r1") == 0
+    assert len(records) == 2 and len(records[0]) == 1  # recorded while it served
+    assert records[1] == []  # gone when it answered shutdown
