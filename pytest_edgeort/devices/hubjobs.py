@@ -119,7 +119,7 @@ def hub_error(exc: BaseException) -> str:
         return f"rate-limited by AI Hub (HTTP 429): {text}"
     if "Failed to authenticate" in text or "API token is missing" in text:
         return "AI Hub refused the token (HTTP 401): check the api_token of the qai-hub client.ini"
-    if "no longer supported" in text or "upgrade" in text.lower():
+    if "no longer supported" in text or "upgrade qai-hub" in text.lower():
         from qai_hub import __version__
 
         return f"AI Hub no longer accepts qai-hub {__version__} (HTTP 426): pip install --upgrade qai-hub"
