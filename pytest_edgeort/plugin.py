@@ -88,6 +88,7 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     mark_marker_test(item)
 
 
+@pytest.hookimpl(trylast=True)  # after -k/-m/--deselect: ``items`` is what runs
 def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item]) -> None:
     run = edge_run(config)
     if run.usage_errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
@@ -95,6 +96,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     edge_items = [item for item in items if item_target(item) is not None]
     if edge_items:
         parse_tolerance_markers(edge_items)
+        run.plan_probes([item_target(item) for item in edge_items])
         interrupt_on_sigterm()
 
 

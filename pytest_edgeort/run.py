@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
 
 import pytest
 
@@ -14,7 +14,7 @@ from .config.kinds import BUILTIN_KINDS, DeviceKind
 from .config.providers import provider_options, resolve_provider
 from .devices import make_device
 from .devices.boardlock import lock_owner
-from .errors import DeviceUnavailable, EdgeSessionError, InventoryError
+from .errors import DeviceUnavailable, EdgeError, EdgeSessionError, InventoryError
 from .options import EdgeOptions
 from .reporting.schema import CheckRecord
 from .results import RunResults
@@ -22,6 +22,7 @@ from .results import RunResults
 if TYPE_CHECKING:  # numpy/onnx/onnxruntime-side modules load only when an edge test runs
     from .devices.protocol import Device
     from .devices.session import EdgeSession
+    from .items.target import EdgeTarget
 
 SessionKey = Tuple[str, str, str, Tuple[Tuple[str, str], ...], bool]
 MakeDevice = Callable[[DeviceConfig, DeviceKind], "Device"]
@@ -54,6 +55,7 @@ class DeviceRegistry:
         self.connected: Dict[str, Device] = {}
         self.unreachable: Dict[str, DeviceUnavailable] = {}
         self.notes: List[str] = []  # what devices said about the running test (see take_notes)
+        self.probes: Dict[str, Tuple[str, ...]] = {}  # device -> the QNN backends its tests run on (plan_probes)
         self._inventory: Optional[Dict[str, DeviceConfig]] = None
 
     @property
@@ -89,6 +91,7 @@ class DeviceRegistry:
             device.note = self.notes.append
             device.ep_cache = self.options.ep_cache
             device.lock_owner = lock_owner(self.run_id, self.dist)
+            device.probe_backends = self.probes.get(name)
             self.connected[name] = device
         device = self.connected[name]
         try:
@@ -208,6 +211,19 @@ class EdgeRun:
     def device(self, name: str) -> Device:
         """The device, connected on first use."""
         return self.registry.get(name)
+
+    def plan_probes(self, targets: Iterable[EdgeTarget]) -> None:
+        """Probe, when a device is first described, only the QNN backends the selected items run on (a
+        failing probe costs ~40 ms of every run on the simulator's missing GPU); another backend is probed
+        when a test opens a session on it."""
+        probes: Dict[str, Set[str]] = {}
+        for target in targets:
+            try:
+                backend = resolve_provider(target.provider).qnn_backend
+            except EdgeError:  # a provider that does not resolve: its item fails with that line
+                backend = None
+            probes.setdefault(target.device, set()).update([backend] if backend else [])
+        self.registry.probes = {device: tuple(sorted(backends)) for device, backends in probes.items()}
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:
         """Providers a test/suite asks for (or the defaults), minus those --edge-provider drops."""

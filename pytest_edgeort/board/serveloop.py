@@ -15,7 +15,7 @@ from .wire import Kind, Op, ProtocolError, RequestError, encode_header_only, fra
 
 
 def _capabilities(worker, req, arrays):
-    return worker.capabilities(req.get("ep_cache", False)), ()
+    return worker.capabilities(req.get("ep_cache", False), req.get("probe")), ()
 
 
 def _has_model(worker, req, arrays):

@@ -100,21 +100,22 @@ class Worker:
         except Exception as exc:  # a broken install must be reported, not crash the worker
             self.plugin_errors[QNN_EP] = one_line(exc)
 
-    def _qnn_info(self, ep_cache):
+    def _qnn_info(self, ep_cache, probe):
+        """QNN's package facts; ``probed``: the shipped backends of ``probe`` (None: all of them) that were
+        tried, ``unusable``: those of them that cannot run a graph."""
         info = qnn_package(self.ort)
         if "backends" in info:
-            unusable = self._probe_qnn_backends(info["backends"], ep_cache)
+            info["probed"] = [b for b in ("htp", "gpu") if b in info["backends"] and (probe is None or b in probe)]
+            unusable = self._probe_qnn_backends(info["probed"], ep_cache)
             if unusable:
                 info["unusable"] = unusable
         return info
 
     def _probe_qnn_backends(self, backends, ep_cache):
-        """``{backend: why}`` for the QNN backends whose library ships but cannot run a trivial
+        """``{backend: why}`` for the QNN ``backends`` whose library ships but cannot run a trivial
         float graph (no GPU on the x86 simulator, no DSP access on a misconfigured board)."""
         unusable = {}
-        for backend in ("htp", "gpu"):
-            if backend not in backends:
-                continue
+        for backend in backends:
             try:
                 self._own_graph_session(one_node_model("Add", FLOAT, 4), QNN_EP, {"backend_type": backend}, ep_cache)
             except RequestError as exc:
@@ -124,9 +125,9 @@ class Worker:
                 )
         return unusable
 
-    def capabilities(self, ep_cache=False):
+    def capabilities(self, ep_cache=False, probe=None):
         """What this worker's python has; ``ep_cache``: the QNN backend probe may load its graph from the
-        EP-context cache."""
+        EP-context cache; ``probe``: the QNN backends to probe (None: every one that ships)."""
         import numpy
 
         ort = self.ort
@@ -151,7 +152,7 @@ class Worker:
             "pid": os.getpid(),
         }
         if "QNNExecutionProvider" in available:
-            info["qnn"] = self._qnn_info(ep_cache)
+            info["qnn"] = self._qnn_info(ep_cache, probe)
         return info
 
     # -- sessions

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, FrozenSet, Mapping, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Mapping, Optional, Tuple
 
 from .._text import did_you_mean
 from ..errors import ProviderError
@@ -220,13 +220,26 @@ def unusable_aliases(qnn: Optional[Mapping[str, Any]]) -> Dict[str, str]:
     return {alias: unusable[spec.qnn_backend] for alias, spec in ALIASES.items() if spec.qnn_backend in unusable}
 
 
+def unprobed_aliases(ep_names: Tuple[str, ...], qnn: Optional[Mapping[str, Any]]) -> List[str]:
+    """The QNN aliases whose backend ships but has not been tried yet (no test of the run asked for it)."""
+    backends, probed = (qnn or {}).get("backends") or (), (qnn or {}).get("probed")
+    if probed is None:
+        return []
+    return [
+        alias
+        for alias, spec in ALIASES.items()
+        if spec.ep_name in ep_names and spec.qnn_backend in backends and spec.qnn_backend not in probed
+    ]
+
+
 def available_aliases(ep_names: Tuple[str, ...], qnn: Optional[Mapping[str, Any]] = None) -> list:
-    """Aliases a device can run, given its EP names and its QNN facts (the backend libraries it
-    ships, and those its worker could not run a trivial graph on)."""
+    """Aliases a device is known to run, given its EP names and its QNN facts (the backend libraries it
+    ships, those its worker tried a trivial graph on and those it could not run that graph on)."""
     qnn_backends, unusable = tuple((qnn or {}).get("backends", ())), (qnn or {}).get("unusable") or {}
+    unprobed = unprobed_aliases(ep_names, qnn)
     out = []
     for alias, spec in ALIASES.items():
-        if spec.ep_name not in ep_names:
+        if spec.ep_name not in ep_names or alias in unprobed:
             continue
         if spec.qnn_backend and (
             (qnn_backends and spec.qnn_backend not in qnn_backends) or spec.qnn_backend in unusable

@@ -62,6 +62,7 @@ class AIHubDevice:
         self.note: Callable[[str], None] = lambda message: None
         self.ep_cache = False
         self.lock_owner: Dict[str, Optional[str]] = lock_owner()
+        self.probe_backends: Optional[Tuple[str, ...]] = None  # (no QNN backend probe: AI Hub says what it has)
         self.where = f"device {self.name!r} (qai-hub)"
         self.budget = Budget(float(config.settings.get("budget_s", DEFAULT_BUDGET_S)))
         self._caps: Optional[Dict[str, Any]] = None

@@ -113,6 +113,7 @@ class WorkerDevice:
         self.note: Callable[[str], None] = lambda message: None
         self.ep_cache = True
         self.lock_owner: Dict[str, Optional[str]] = lock_owner()
+        self.probe_backends: Optional[Tuple[str, ...]] = None
 
     # -- subclass hooks
     def _start_transport(self, group: str) -> Transport:
@@ -238,18 +239,37 @@ class WorkerDevice:
         """The worker's report about the device (platform, SoC, versions, providers), connecting first;
         DeviceUnavailable (this device's tests skip) when the worker cannot answer it."""
         if self._caps is None:
-            client = self.client()
-            try:
-                caps = client.capabilities(self.config.command_timeout, self.uses_ep_cache)
-            except WorkerDied as exc:  # the first request runs the QNN backend probe: it can crash or hang
-                raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
-            except WorkerError as exc:
-                raise DeviceUnavailable(f"device {self.name!r}: {client.label}: capabilities failed: {exc}") from None
-            problem = capabilities_problem(caps)
-            if problem:
-                raise DeviceUnavailable(f"device {self.name!r}: {client.label} sent capabilities that {problem}")
-            self._caps = caps
+            self._caps = self._ask_capabilities(self.probe_backends)
         return self._caps
+
+    def _ask_capabilities(self, probe: Optional[Sequence[str]]) -> Dict[str, Any]:
+        client = self.client()
+        try:
+            caps = client.capabilities(self.config.command_timeout, self.uses_ep_cache, probe)
+        except WorkerDied as exc:  # the request runs the QNN backend probe: it can crash or hang
+            raise DeviceUnavailable(f"device {self.name!r}: {exc}") from None
+        except WorkerError as exc:
+            raise DeviceUnavailable(f"device {self.name!r}: {client.label}: capabilities failed: {exc}") from None
+        problem = capabilities_problem(caps)
+        if problem:
+            raise DeviceUnavailable(f"device {self.name!r}: {client.label} sent capabilities that {problem}")
+        return caps
+
+    def _probe(self, backends: Sequence[Optional[str]]) -> None:
+        """Try a graph on those QNN ``backends`` that ship but were left out when the device was first described
+        (a test opened a provider no selected item named), and add what that found to the capabilities."""
+        qnn = self.describe().get("qnn") or {}
+        probed = qnn.get("probed")
+        if probed is None:
+            return
+        wanted = sorted({b for b in backends if b and b not in probed and b in qnn.get("backends", ())})
+        if not wanted:
+            return
+        found = self._ask_capabilities(wanted).get("qnn") or {}
+        qnn["probed"] = sorted(set(probed) | set(found.get("probed", ())))
+        unusable = {**qnn.get("unusable", {}), **found.get("unusable", {})}
+        if unusable:
+            qnn["unusable"] = unusable
 
     def facts(self) -> Optional[Dict[str, Any]]:
         """What the report says about the device: its capabilities and the board lock it waited for
@@ -264,10 +284,12 @@ class WorkerDevice:
 
     def missing_provider(self, spec: ProviderSpec) -> Optional[str]:
         """None if the device can run ``spec``, else a one-line reason naming what it does have."""
+        self._probe([spec.qnn_backend])
         caps = self.describe()
-        have = self.provider_aliases()
-        if spec.ep_name in caps["providers"] and (spec.alias in have or spec.alias not in ALIASES):
+        if spec.ep_name in caps["providers"] and (spec.alias in self.provider_aliases() or spec.alias not in ALIASES):
             return None
+        self._probe((caps.get("qnn") or {}).get("backends", ()))  # the line names every provider it has
+        have = self.provider_aliases()
         errors = caps.get("plugin_errors") or {}
         unusable = unusable_aliases(caps.get("qnn"))
         extra = f" ({spec.ep_name} failed to load: {errors[spec.ep_name]})" if spec.ep_name in errors else ""

@@ -289,10 +289,14 @@ class WorkerClient:
         return reply, out
 
     # -- one method per request (the worker's HANDLERS answer them)
-    def capabilities(self, timeout: Optional[float], ep_cache: bool = False) -> Dict[str, Any]:
+    def capabilities(
+        self, timeout: Optional[float], ep_cache: bool = False, probe: Optional[Sequence[str]] = None
+    ) -> Dict[str, Any]:
         """What the worker's python has: providers, versions, QNN backends, platform; ``ep_cache``: the QNN
-        backend probe's sessions may come from the EP-context cache."""
-        return self.request(Op.CAPABILITIES, timeout=timeout, ep_cache=ep_cache)[0]
+        backend probe's sessions may come from the EP-context cache; ``probe``: the QNN backends to try a
+        graph on (None: all that ship)."""
+        fields: Dict[str, Any] = {} if probe is None else {"probe": list(probe)}
+        return self.request(Op.CAPABILITIES, timeout=timeout, ep_cache=ep_cache, **fields)[0]
 
     def has_model(self, sha256: str, timeout: Optional[float]) -> bool:
         return bool(self.request(Op.HAS_MODEL, sha256=sha256, timeout=timeout)[0]["present"])

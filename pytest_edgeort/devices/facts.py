@@ -32,6 +32,7 @@ FIELDS: Dict[str, Tuple[bool, Check, str]] = {
 }
 QNN_FIELDS: Dict[str, Tuple[bool, Check, str]] = {
     "backends": (False, _str_list, "a list of backend names"),
+    "probed": (False, _str_list, "a list of backend names"),
     "unusable": (False, _str_map, "an object of backend -> reason"),
     "sdk_version": (False, _text, "a version string"),
     "ep_package_version": (False, _text, "a version string"),

@@ -95,6 +95,7 @@ class Device(Protocol):
     note: Callable[[str], None]  # what the running test's record should say (a request its interruption stopped)
     ep_cache: bool  # sessions may use the device's EP-context cache (--edge-no-ep-cache: False)
     lock_owner: Dict[str, Optional[str]]  # who this run is, for kinds that take a board lock
+    probe_backends: Optional[Tuple[str, ...]]  # QNN backends to try a graph on when first described (None: all)
 
     @property
     def capabilities(self) -> Capabilities:

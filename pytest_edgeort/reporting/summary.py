@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
-from ..config.providers import ALIASES, available_aliases, unusable_aliases
+from ..config.providers import ALIASES, available_aliases, unprobed_aliases, unusable_aliases
 from .schema import PLACEMENT_VERDICTS, STRICT_VERDICT, CheckRecord, number
 
 _BAD = ("failed", "error")
@@ -259,6 +259,8 @@ def device_line(name: str, caps: Mapping[str, Any]) -> str:
     providers = available_aliases(tuple(caps.get("providers", ())), qnn)
     unusable = unusable_aliases(qnn)
     listed = f"; listed but unusable: {', '.join(unusable)} (no session on its backend)" if unusable else ""
+    unprobed = unprobed_aliases(tuple(caps.get("providers", ())), qnn)
+    listed += f"; not probed: {', '.join(unprobed)} (no selected test runs on it)" if unprobed else ""
     qnn_text = f", QNN SDK {qnn.get('sdk_version')} (EP {qnn.get('ep_package_version')})" if qnn else ""
     soc = f" [{caps['soc']}]" if caps.get("soc") else ""
     simulated = ALIASES["qnn-htp"].simulated(caps) and "htp" in qnn.get("backends", ())

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from tests.support.runs import MATCH_TEST, require_qnn, run
@@ -97,12 +99,51 @@ def test_a_backend_that_ships_but_cannot_run_is_not_listed_and_says_why(pytester
     result.assert_outcomes(skipped=1)
     result.stdout.fnmatch_lines(
         [
-            "edgeort device local: *; providers: cpu, qnn-htp, qnn-htp-fp16; listed but unusable: qnn-gpu "
-            "(no session on its backend)*",
+            "edgeort device local: *; providers: cpu; listed but unusable: qnn-gpu (no session on its backend); "
+            "not probed: qnn-htp, qnn-htp-fp16 (no selected test runs on it)*",
             "*device 'local' has no provider 'qnn-gpu' (QNNExecutionProvider, backend gpu) (its library ships, but "
             "QNN's gpu backend cannot create a session of a one-node float graph with CPU fallback disabled: *",
         ]
     )
+
+
+RUNTIME_GPU_TEST = """
+import pytest
+
+@pytest.mark.edge_model(r"{model}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_matches_cpu(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs))
+
+@pytest.mark.edge_providers("cpu")
+def test_opens_gpu_at_run_time(edge_open):
+    edge_open(r"{model}", provider="qnn-gpu")
+"""
+
+
+def test_only_the_backends_the_run_uses_are_probed_and_another_is_probed_when_a_test_opens_it(pytester, model_dir):
+    """The QNN backend probe costs a session per backend (~40 ms for the simulator's missing GPU): a run probes
+    those its items name; a session a test opens on another backend probes that one first, with the same verdict."""
+    pytester.makepyfile(RUNTIME_GPU_TEST.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    result = run(pytester, "-k", "matches_cpu", "--edge-report=first.json")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "edgeort device local: *; providers: cpu, qnn-htp, qnn-htp-fp16; not probed: qnn-gpu "
+            "(no selected test runs on it)*"
+        ]
+    )
+    assert json.loads((pytester.path / "first.json").read_text())["devices"]["local"]["qnn"]["probed"] == ["htp"]
+    result = run(pytester, "--edge-report=second.json")
+    result.assert_outcomes(passed=1, skipped=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*device 'local' has no provider 'qnn-gpu' (QNNExecutionProvider, backend gpu) (its library ships, but "
+            "QNN's gpu backend cannot create a session of a one-node float graph with CPU fallback disabled: *",
+        ]
+    )
+    qnn = json.loads((pytester.path / "second.json").read_text())["devices"]["local"]["qnn"]
+    assert qnn["probed"] == ["gpu", "htp"] and list(qnn["unusable"]) == ["gpu"]
 
 
 @pytest.mark.parametrize("strict", [False, True])

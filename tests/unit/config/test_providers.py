@@ -62,3 +62,13 @@ def test_a_qnn_backend_the_worker_could_not_run_is_not_available():
     everything_unusable = {"backends": ["htp"], "unusable": {"htp": "no DSP"}}
     assert available_aliases(eps, everything_unusable) == ["cpu"]
     assert available_aliases(eps, None) == ["cpu", "qnn-htp", "qnn-htp-fp16", "qnn-gpu"]  # legacy: unknown backends
+
+
+def test_a_qnn_backend_not_probed_yet_is_neither_available_nor_unusable():
+    from pytest_edgeort.config.providers import available_aliases, unprobed_aliases, unusable_aliases
+
+    eps = ("QNNExecutionProvider", "CPUExecutionProvider")
+    qnn = {"backends": ["gpu", "htp"], "probed": ["htp"]}
+    assert available_aliases(eps, qnn) == ["cpu", "qnn-htp", "qnn-htp-fp16"]
+    assert unprobed_aliases(eps, qnn) == ["qnn-gpu"] and unusable_aliases(qnn) == {}
+    assert unprobed_aliases(eps, {"backends": ["gpu", "htp"]}) == []  # no "probed": every backend was probed
