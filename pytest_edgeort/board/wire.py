@@ -44,6 +44,7 @@ DTYPES = {
     "<f8": 8,
 }
 _ARRAY_KEYS = frozenset(["name", "dtype", "shape", "nbytes"])
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode  # one encoder for every frame (json.dumps makes one a call)
 
 
 class Op:
@@ -138,7 +139,7 @@ def _coalesce(parts):
 
 def encode_header_only(header):
     """The bytes of a frame's header (all of a frame without arrays), built without numpy."""
-    head = json.dumps(dict({"arrays": []}, **header), separators=(",", ":")).encode("utf-8")
+    head = _ENCODE(header if "arrays" in header else dict(header, arrays=[])).encode("utf-8")
     return MAGIC + _HEADER.pack(len(head)) + head
 
 
@@ -214,14 +215,18 @@ class stream_reader:
         self.stream = stream
 
     def read_exact(self, n):
-        data = bytearray(n)
-        self.read_into(memoryview(data))
-        return bytes(data)
+        data = self.stream.read(n)  # all n at once from a buffered stream; a raw one may return fewer
+        if len(data) == n:
+            return data
+        rest = bytearray(n - len(data))
+        self.read_into(memoryview(rest), len(data))
+        return bytes(data) + bytes(rest)
 
-    def read_into(self, view):
+    def read_into(self, view, already=0):
+        """Fill ``view``; ``already``: bytes of the same read taken before (for the EOF message)."""
         done = 0
         while done < len(view):
             count = self.stream.readinto(view[done:])
             if not count:
-                raise EOFError("stream closed after %d of %d bytes" % (done, len(view)))
+                raise EOFError("stream closed after %d of %d bytes" % (already + done, already + len(view)))
             done += count

@@ -46,6 +46,7 @@ from .wire import (
 
 #: the model id of the EP-context cache entries of the worker's own graphs (probe, memory scrub)
 OWN_GRAPH = "worker-graph-"
+PIPE_BUFFER_BYTES = 64 * 1024  # Linux's default pipe capacity
 
 
 class LockOnly:
@@ -418,7 +419,8 @@ def main(argv=None):
     proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)  # from now on, whatever anything prints to stdout lands on stderr
     sys.stdout = sys.stderr
-    proto_in = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else sys.stdin
+    # a buffer of the pipe's size: a small request comes in with one read (stdin's own buffer is 4 KiB)
+    proto_in = os.fdopen(0, "rb", buffering=PIPE_BUFFER_BYTES, closefd=False)
 
     def write(parts):
         for part in parts:

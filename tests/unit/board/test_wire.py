@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 
 from pytest_edgeort.board import wire
 
@@ -32,3 +33,29 @@ def test_a_big_tensor_is_sent_from_its_own_memory():
     assert isinstance(parts[1], memoryview) and np.shares_memory(np.frombuffer(parts[1], np.uint8), big)
     _, arrays = _read_back(parts)
     assert [a.nbytes for _, a in arrays] == [4, 4, big.nbytes, 4]
+
+
+def test_a_frame_that_arrives_in_pieces_is_read_whole_and_a_cut_one_says_where_it_ended():
+    """The worker reads its stdin through a buffer (one read for a small request); a raw stream that hands
+    over a few bytes at a time (a pipe filled slowly) gives the same frame, and EOF names the bytes it got."""
+    data = b"".join(bytes(p) for p in wire.frame_parts({"op": "run", "id": 1}, [("x", np.arange(5.0))]))
+
+    class Trickle(io.RawIOBase):
+        def __init__(self, payload: bytes) -> None:
+            self.payload, self.pos = payload, 0
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, view) -> int:  # at most 3 bytes a call
+            count = min(3, len(view), len(self.payload) - self.pos)
+            view[:count] = self.payload[self.pos : self.pos + count]
+            self.pos += count
+            return count
+
+    header, arrays = wire.read_frame(wire.stream_reader(Trickle(data)))
+    assert header["id"] == 1 and arrays[0][0] == "x"
+    np.testing.assert_array_equal(arrays[0][1], np.arange(5.0))
+    length = int.from_bytes(data[4:8], "big")
+    with pytest.raises(EOFError, match=f"^stream closed after 2 of {length} bytes$"):
+        wire.read_frame(wire.stream_reader(Trickle(data[:10])))
