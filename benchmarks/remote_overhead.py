@@ -83,7 +83,8 @@ def persistent_and_echo(device: SSHDevice, model: Path, x: np.ndarray, n: int, r
     client, feed = handle.client, {"x": x}
     payload = b"".join(bytes(p) for p in wire.frame_parts({"op": Op.RUN, "id": 1, "sid": 1}, [("x", x)]))
     channel = device.connection().transport.open_session()
-    channel.exec_command("cat")
+    channel.exec_command("echo $$; exec cat")  # the board is this machine: its processes' CPU time is readable
+    cat_pid = int(channel.makefile("rb").readline())
 
     def worker_run() -> None:
         _, outputs = client.run(handle.sid, feed, memory_check=False, timeout=60, outputs=handle.outputs)
@@ -95,21 +96,26 @@ def persistent_and_echo(device: SSHDevice, model: Path, x: np.ndarray, n: int, r
         while got < len(payload):
             got += len(channel.recv(len(payload) - got))
 
-    def median_ms(fn: Callable[[], None]) -> float:
+    def median_ms(fn: Callable[[], None], board_pid: int, cpu: Dict[str, List[float]]) -> float:
         for _ in range(20):  # warm-up
             fn()
         times = []
+        board, host = board_cpu_ns(board_pid), time.process_time()
         for _ in range(n):
             start = time.perf_counter()
             fn()
             times.append((time.perf_counter() - start) * 1000.0)
+        cpu["board"].append((board_cpu_ns(board_pid) - board) / n / 1000.0)
+        cpu["host"].append((time.process_time() - host) / n * 1e6)
         return statistics.median(times)
 
     worker, echo = [], []
+    worker_cpu: Dict[str, List[float]] = {"board": [], "host": []}
+    echo_cpu: Dict[str, List[float]] = {"board": [], "host": []}
     try:
         for _ in range(rounds):
-            worker.append(median_ms(worker_run))
-            echo.append(median_ms(cat_echo))
+            worker.append(median_ms(worker_run, client.pid, worker_cpu))
+            echo.append(median_ms(cat_echo, cat_pid, echo_cpu))
     finally:
         channel.close()
     infer = statistics.median(client.time_runs(handle.sid, feed, runs=n, warmup=0, timeout=600))
@@ -121,7 +127,17 @@ def persistent_and_echo(device: SSHDevice, model: Path, x: np.ndarray, n: int, r
         "echo": statistics.median(echo),
         "link": statistics.median(w / e for w, e in zip(worker, echo)),
         "rounds": ", ".join(f"{w:.3f}/{e:.3f}" for w, e in zip(worker, echo)),
+        "cpu": "; ".join(
+            f"{side} {statistics.median(worker_cpu[side]):.0f} vs {statistics.median(echo_cpu[side]):.0f}"
+            for side in ("board", "host")
+        ),
     }
+
+
+def board_cpu_ns(pid: int) -> int:
+    """CPU time (ns) a process on the loopback board has run (/proc/<pid>/schedstat)."""
+    with open(f"/proc/{pid}/schedstat") as stats:
+        return int(stats.read().split()[0])
 
 
 def naive(device: SSHDevice, remote_model: str, runner: str, x: np.ndarray, n: int) -> Dict[str, float]:
@@ -270,6 +286,7 @@ def main() -> int:
                 f"{link:.2f}x that, median of the rounds' ratios (target <= 2x: {'met' if link <= 2 else 'NOT met'})"
             )
             print(f"    rounds, worker/cat ms, alternated: {fast['rounds']}")
+            print(f"    CPU per round trip (us, worker vs cat, median of the rounds): {fast['cpu']}")
             ratio = slow["overhead"] / fast["overhead"]
             print(
                 f"    overhead ratio: {ratio:,.0f}x lower with the persistent worker "
