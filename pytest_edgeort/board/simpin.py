@@ -47,20 +47,23 @@ class SimulatorPin:
     def __init__(self):
         self.all = os.sched_getaffinity(0)
         self.helpers = []
+        self.helpers_on = None  # the core the helpers were last pinned to (they stay there between runs)
 
     def refresh(self):
         """Find the helper threads again (after a session was created: the first one starts them)."""
         self.helpers = helper_threads()
+        self.helpers_on = None
 
     def __enter__(self):
         cpu = _current_cpu()
         if cpu is None or cpu not in self.all or len(self.all) < 2:
             return self
-        for tid in [0, *self.helpers]:
+        for tid in [0] if cpu == self.helpers_on else [0, *self.helpers]:
             try:
                 os.sched_setaffinity(tid, {cpu})
             except OSError:
                 pass  # a helper ended meanwhile
+        self.helpers_on = cpu
         return self
 
     def __exit__(self, *exc):
