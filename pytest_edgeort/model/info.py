@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -405,11 +406,21 @@ def _io_quantization(
     return {"QuantizeLinear": quantize, "DequantizeLinear": dequantize}
 
 
+@lru_cache(maxsize=256)
+def _resolved(joined: str, device: int, inode: int, mtime_ns: int, size: int) -> str:
+    """The real path of ``joined``, once per file it names (a retargeted symlink names another inode)."""
+    return str(Path(joined).resolve())
+
+
 def model_info(path: Union[str, Path]) -> ModelInfo:
-    """Read (and cache by path+mtime) the facts about a model file; ModelError names the file."""
-    path = Path(path).resolve()
+    """Read (and cache by real path, mtime and size) the facts about a model file; ModelError names the file.
+
+    Each call costs one ``stat``: the real path is resolved again only when the file it names changed
+    (fixtures ask for a model's facts several times per test)."""
+    joined = os.path.join(os.getcwd(), path)  # not normalized: ``..`` after a symlink stays the kernel's to follow
     try:
-        stat = path.stat()
+        stat = os.stat(joined)
     except OSError:
-        raise ModelError(missing_model(path)) from None
-    return _load(str(path), stat.st_mtime_ns, stat.st_size)
+        raise ModelError(missing_model(Path(joined).resolve())) from None
+    real = _resolved(joined, stat.st_dev, stat.st_ino, stat.st_mtime_ns, stat.st_size)
+    return _load(real, stat.st_mtime_ns, stat.st_size)

@@ -135,3 +135,27 @@ def test_bytes_that_are_no_protobuf_are_refused():
         read_graph(b"\x3a\xff\xff")  # field 7 (the graph) longer than the bytes
     with pytest.raises(DecodeError):
         read_graph(b"\x0b")  # wire type 3 (a group): no ONNX field has one
+
+
+def test_model_info_follows_the_file_a_path_names_now(tmp_path, monkeypatch):
+    """The cache behind ``model_info`` (one stat per call) notices a retargeted symlink, a file rewritten in
+    place and a relative path read from another directory, and reports the real path."""
+    qdq = conv_matmul_qdq(tmp_path)
+    other = deep_qdq_chain(tmp_path)
+    link = tmp_path / "model.onnx"
+    link.symlink_to(qdq.name)
+    first = model_info(link)
+    assert (first.path, first.sha256) == (qdq, model_info(qdq).sha256)
+    link.unlink()
+    link.symlink_to(other.name)
+    assert (model_info(link).path, model_info(link).sha256) == (other, model_info(other).sha256)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for folder, model in (("a", qdq), ("b", other)):
+        (tmp_path / folder / "m.onnx").write_bytes(model.read_bytes())
+    for folder, model in (("a", qdq), ("b", other)):
+        monkeypatch.chdir(tmp_path / folder)
+        assert model_info("m.onnx").sha256 == model_info(model).sha256
+    rewritten = tmp_path / "a" / "m.onnx"
+    rewritten.write_bytes(other.read_bytes())
+    assert model_info(rewritten).sha256 == model_info(other).sha256
