@@ -109,14 +109,16 @@ def frame_parts(header, arrays=()):
     meta = []
     payloads = []
     for name, array in arrays:
-        array = np.asarray(array)
-        if array.dtype.hasobject:
+        data = np.asarray(array)
+        dtype = data.dtype
+        if dtype.hasobject:
             raise TypeError("array %r has dtype object; only numeric/bool tensors can be sent" % name)
-        data = array if array.flags.c_contiguous else np.ascontiguousarray(array)  # (keeps 0-d arrays 0-d)
-        if data.dtype.byteorder == ">":
-            data = data.astype(data.dtype.newbyteorder("<"))
+        if not data.flags.c_contiguous:
+            data = np.ascontiguousarray(data)  # (keeps 0-d arrays 0-d)
+        if dtype.byteorder == ">":
+            data = data.astype(dtype.newbyteorder("<"))
         meta.append({"name": name, "dtype": data.dtype.str, "shape": list(data.shape), "nbytes": data.nbytes})
-        payloads.append(memoryview(data.reshape(-1).view(np.uint8)))
+        payloads.append(memoryview(data).cast("B") if data.size else b"")
     return _coalesce([encode_header_only(dict(header, arrays=meta))] + payloads)
 
 
@@ -145,17 +147,19 @@ def encode_header_only(header):
 
 def _check_array_meta(meta):
     """ProtocolError unless ``meta`` describes a sendable array exactly."""
-    if not isinstance(meta, dict) or set(meta) != _ARRAY_KEYS:
+    if type(meta) is not dict or meta.keys() != _ARRAY_KEYS:
         raise ProtocolError("frame array entry %.200r is not {name, dtype, shape, nbytes}" % (meta,))
     shape, nbytes = meta["shape"], meta["nbytes"]
-    if not isinstance(meta["name"], str) or meta["dtype"] not in DTYPES:
+    expected = DTYPES.get(meta["dtype"]) if type(meta["dtype"]) is str else None
+    if type(meta["name"]) is not str or expected is None:
         raise ProtocolError(
             "frame array %.100r has dtype %.40r; allowed: %s" % (meta["name"], meta["dtype"], ", ".join(sorted(DTYPES)))
         )
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
+    if type(shape) is not list:
         raise ProtocolError("frame array %.100r has shape %.100r" % (meta["name"], shape))
-    expected = DTYPES[meta["dtype"]]
     for dim in shape:
+        if type(dim) is not int or dim < 0:
+            raise ProtocolError("frame array %.100r has shape %.100r" % (meta["name"], shape))
         expected *= dim
     if type(nbytes) is not int or nbytes != expected or nbytes > MAX_ARRAY_BYTES:
         raise ProtocolError(
@@ -201,9 +205,9 @@ def read_frame(reader, check=None):
         import numpy as np
 
         for meta in header["arrays"]:
-            array = np.empty(tuple(meta["shape"]), dtype=np.dtype(meta["dtype"]))
+            array = np.empty(meta["shape"], meta["dtype"])
             if meta["nbytes"]:
-                reader.read_into(memoryview(array.reshape(-1).view(np.uint8)))
+                reader.read_into(memoryview(array).cast("B"))
             arrays.append((meta["name"], array))
     return header, arrays
 

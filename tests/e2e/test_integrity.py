@@ -45,6 +45,18 @@ BAD_HEADERS = {
         b'{"ok": true, "arrays": [{"name": "y", "dtype": "<f4", "shape": [2], "nbytes": 9}]}',
         "says 9 bytes",
     ),
+    "a list as dtype": (
+        b'{"ok": true, "arrays": [{"name": "y", "dtype": ["<f4"], "shape": [2], "nbytes": 8}]}',
+        "frame array 'y' has dtype ['<f4']",
+    ),
+    "negative dimension": (
+        b'{"ok": true, "arrays": [{"name": "y", "dtype": "<f4", "shape": [2, -1], "nbytes": 8}]}',
+        "frame array 'y' has shape [2, -1]",
+    ),
+    "a float dimension": (
+        b'{"ok": true, "arrays": [{"name": "y", "dtype": "<f4", "shape": [2.0], "nbytes": 8}]}',
+        "frame array 'y' has shape [2.0]",
+    ),
     "unknown array key": (
         b'{"ok": true, "arrays": [{"name": "y", "dtype": "<f4", "shape": [], "nbytes": 4, "x": 1}]}',
         "is not {name, dtype, shape, nbytes}",
