@@ -260,8 +260,12 @@ def _reference_name(request: pytest.FixtureRequest, session: EdgeSession) -> str
 
 
 def _session_for_compare(request, run, device, provider, marker) -> EdgeSession:
+    """The session ``edge_compare`` judges: the test's ``edge_session`` where it has one (the same key), else the
+    marked model's session as ``edge_session`` would open it."""
     if marker is None:
         fail(f"{request.node.nodeid}: edge_compare needs @pytest.mark.edge_model(...) to know output scales")
+    if "edge_session" in request.fixturenames:
+        return request.getfixturevalue("edge_session")
     return _marker_session(run, device, provider, marker, {**marker.options, **providers_marker(request.node).options})
 
 

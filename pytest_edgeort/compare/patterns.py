@@ -233,8 +233,9 @@ def biases(d: np.ndarray, layout: Optional[Layout] = None) -> List[Bias]:
     offset moves a region's median and leaves its spread as it was."""
     if d.size == 0:
         return []
-    sigma = 1.4826 * float(np.median(np.abs(d - np.median(d))))
-    whole = [Bias(WHOLE, int(d.size), float(np.median(d)))] if d.size >= MIN_WHOLE else []
+    median = np.median(d)
+    sigma = 1.4826 * float(np.median(np.abs(d - median)))
+    whole = [Bias(WHOLE, int(d.size), float(median))] if d.size >= MIN_WHOLE else []
     axis = layout.axis_of(d.ndim) if layout is not None else None
     groups = [*whole, *_slices(d, _free_axes(d.ndim, axis, layout))]
     if layout is None or len(layout.heads) < 2 or axis is None or axis < d.ndim - 2:

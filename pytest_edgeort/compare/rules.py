@@ -4,8 +4,7 @@ and the smallest value of its key that would have passed (``OutputComparison.sma
 from __future__ import annotations
 
 import math
-from dataclasses import replace
-from typing import Optional
+from typing import Dict, Mapping, Optional
 
 import numpy as np
 
@@ -139,18 +138,25 @@ def _bound_text(tol: Tolerance, lsb_size: Optional[float]) -> str:
     return parts[0] if len(parts) == 1 else "max(" + ", ".join(parts) + ")"
 
 
-def _bound(tol: Tolerance, mag: np.ndarray, lsb_size: Optional[float]) -> np.ndarray:
-    """Allowed |err| per element: the largest of ``atol + rtol*|e|`` and ``lsb*scale`` given."""
+def _bound(bounds: Mapping[str, Optional[float]], mag: np.ndarray, lsb_size: Optional[float]) -> np.ndarray:
+    """Allowed |err| per element: the largest of ``atol + rtol*|e|`` and ``lsb*scale`` given (``bounds``:
+    the three keys' values, a Tolerance's or changed ones)."""
+    atol, rtol, lsb = bounds["atol"], bounds["rtol"], bounds["lsb"]
     b = np.full(np.shape(mag), -math.inf)
-    if tol.atol is not None or tol.rtol is not None:
-        b = np.maximum(b, (tol.atol or 0.0) + (tol.rtol or 0.0) * mag)
-    if tol.lsb is not None and lsb_size:
-        b = np.maximum(b, tol.lsb * lsb_size)
+    if atol is not None or rtol is not None:
+        b = np.maximum(b, (atol or 0.0) + (rtol or 0.0) * mag)
+    if lsb is not None and lsb_size:
+        b = np.maximum(b, lsb * lsb_size)
     return b
 
 
-def _outside(tol: Tolerance, err: np.ndarray, mag: np.ndarray, lsb_size: Optional[float]) -> int:
-    return int(np.count_nonzero(~(err <= _bound(tol, mag, lsb_size))))
+def _bounds(tol: Tolerance, **changed: Optional[float]) -> Dict[str, Optional[float]]:
+    """``tol``'s atol, rtol and lsb, with ``changed`` on top (no new Tolerance to validate in a search)."""
+    return {"atol": tol.atol, "rtol": tol.rtol, "lsb": tol.lsb, **changed}
+
+
+def _outside(bounds: Mapping[str, Optional[float]], err: np.ndarray, mag: np.ndarray, lsb_size: Optional[float]) -> int:
+    return int(np.count_nonzero(~(err <= _bound(bounds, mag, lsb_size))))
 
 
 def _smallest_bound(
@@ -158,7 +164,7 @@ def _smallest_bound(
 ) -> float:
     """Smallest value of ``key`` (lsb, atol or rtol), other rules unchanged, that leaves at most
     ``allowed`` elements of ``err`` outside the bound."""
-    covered = err <= _bound(replace(tol, **{key: None}), mag, lsb_size)
+    covered = err <= _bound(_bounds(tol, **{key: None}), mag, lsb_size)
     with np.errstate(divide="ignore", invalid="ignore"):
         if key == "lsb":
             need = err / lsb_size
@@ -172,7 +178,7 @@ def _smallest_bound(
         return math.inf
 
     def passes(v: float) -> bool:
-        return _outside(replace(tol, **{key: v}), err, mag, lsb_size) <= allowed
+        return _outside(_bounds(tol, **{key: v}), err, mag, lsb_size) <= allowed
 
     nearest = float(round(value))
     if abs(nearest - value) <= 1e-9 * max(1.0, value) and passes(nearest):
@@ -200,7 +206,7 @@ def check_bound(
     if tol.atol is not None or tol.rtol is not None:
         keys.append("rtol" if tol.atol is None else "atol")
     n = res.size
-    outside = _outside(tol, err, abs_e, lsb_size)
+    outside = _outside(_bounds(tol), err, abs_e, lsb_size)
     res.frac_within = 1.0 - outside / n if n else 1.0
     text = _bound_text(tol, lsb_size)
     if tol.stat == "elemwise":
@@ -215,7 +221,7 @@ def check_bound(
         allowed = 0
         stat_err = np.array([metrics.stat(err[both], tol)])
         stat_mag = np.array([metrics.stat(abs_e[both], tol)])
-        limit = float(_bound(tol, stat_mag, lsb_size)[0])
+        limit = float(_bound(_bounds(tol), stat_mag, lsb_size)[0])
         label = f"quantile({tol.quantile:g})" if tol.stat == "quantile" else tol.stat
         if not stat_err[0] <= limit:
             res.failures.append(f"{label} |err| {_fmt(stat_err[0])} > {label} bound {text} = {_fmt(limit)}")

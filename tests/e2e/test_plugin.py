@@ -407,6 +407,25 @@ def test_expected_mismatch(edge_session, edge_reference, edge_inputs, edge_compa
     run(pytester).assert_outcomes(passed=1)
 
 
+def test_edge_compare_without_edge_session_judges_the_marked_model_on_the_provider(pytester, model_dir):
+    """A test that compares arrays of its own still gets the marked model's scales and tolerances (its
+    session opened as ``edge_session`` would), and its record names that session."""
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_own_arrays(edge_reference, edge_inputs, edge_compare):
+    expected = edge_reference.run(edge_inputs)
+    comparison = edge_compare(expected, expected)
+    assert comparison.passed and comparison.outputs[0].scale > 0
+''')
+    report = pytester.path / "edge.json"
+    run(pytester, f"--edge-report={report}").assert_outcomes(passed=1)
+    (record,) = [r for r in json.loads(report.read_text())["results"] if r["check"] == "conformance"]
+    assert (record["provider"], record["outcome"], record["comparison"]["passed"]) == ("qnn-htp", "passed", True)
+
+
 def test_fp16_without_soc_model_says_what_to_set(pytester, model_dir):
     """QNN's own error is a C++ trace; the message names the option, an example value and both places."""
     pytester.makepyfile(f'''
