@@ -417,7 +417,9 @@ def model_info(path: Union[str, Path]) -> ModelInfo:
 
     Each call costs one ``stat``: the real path is resolved again only when the file it names changed
     (fixtures ask for a model's facts several times per test)."""
-    joined = os.path.join(os.getcwd(), path)  # not normalized: ``..`` after a symlink stays the kernel's to follow
+    joined = os.fspath(path)  # not normalized: ``..`` after a symlink stays the kernel's to follow
+    if not os.path.isabs(joined):
+        joined = os.path.join(os.getcwd(), joined)
     try:
         stat = os.stat(joined)
     except OSError:

@@ -159,3 +159,8 @@ def test_model_info_follows_the_file_a_path_names_now(tmp_path, monkeypatch):
     rewritten = tmp_path / "a" / "m.onnx"
     rewritten.write_bytes(other.read_bytes())
     assert model_info(rewritten).sha256 == model_info(other).sha256
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()  # a test that removed its working directory still reads models by absolute path
+    assert model_info(qdq).path == qdq
