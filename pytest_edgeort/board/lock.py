@@ -24,7 +24,7 @@ def take_lock(path, holder):
     folder = os.path.dirname(path)
     try:
         if folder and not os.path.isdir(folder):
-            os.makedirs(folder)
+            os.makedirs(folder, exist_ok=True)  # another run may create it after the check
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
         except OSError as exc:

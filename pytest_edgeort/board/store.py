@@ -22,7 +22,7 @@ def private_dir(path):
     (a link in a shared folder can be pointed elsewhere between two checks)."""
     try:
         if not os.path.lexists(path):
-            os.makedirs(path, 0o700)
+            os.makedirs(path, 0o700, exist_ok=True)  # another worker may create it after the check
         info = os.lstat(path)
     except OSError as exc:
         raise EnvironmentProblem("cannot create the workdir %s: %s" % (path, one_line(exc))) from None

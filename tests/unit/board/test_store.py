@@ -4,6 +4,7 @@ uploads anywhere in the workdir are swept; least recently used entries go above 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import sys
 import pytest
 
 from pytest_edgeort.board.epcache import ContextCache
-from pytest_edgeort.board.store import EnvironmentProblem, ModelStore
+from pytest_edgeort.board.store import EnvironmentProblem, ModelStore, private_dir
 from pytest_edgeort.board.wire import Kind, RequestError
 
 
@@ -98,3 +99,23 @@ def test_a_workdir_that_is_a_symbolic_link_is_refused_with_one_line(tmp_path):
         "elsewhere while a run uses it: set workdir to the real folder"
     )
     assert not (real / "models").exists()
+
+
+def _make_workdirs(root, count, start):
+    start.wait()
+    for index in range(count):
+        private_dir(os.path.join(root, str(index), ".cache", "edgeort"))
+
+
+def test_workers_creating_the_same_workdir_at_once_all_get_it(tmp_path):
+    """Two xdist workers start a `local` worker each on the same workdir: whichever creates it second
+    must use it, not fail with 'File exists' (seen in CI as skipped tests)."""
+    context = multiprocessing.get_context("fork")
+    start = context.Barrier(4)
+    workers = [context.Process(target=_make_workdirs, args=(str(tmp_path), 300, start)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0, 0]
+    assert len(list(tmp_path.glob("*/.cache/edgeort"))) == 300
