@@ -151,6 +151,72 @@ def _extent(plane: np.ndarray, y0: int, y1: int, x0: int, x1: int, median: float
     return f"[{ya}:{yb}, {xa}:{xb}]: median {float(np.median(plane[ya:yb, xa:xb])):+.3g}"
 
 
+#: a band's statistics come from per-line counts of its values when they are integers (errors in LSB) and the
+#: counts hold at most this many entries; else every window's values are copied and sorted
+MAX_COUNTS = 1 << 22
+
+
+def _median_of_counts(counts: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    """``np.median`` of every last-axis distribution: ``counts[..., j]`` copies of ``values[..., j]`` (ascending
+    along the last axis), ``n`` values in each: the middle one, or the mean of the middle two."""
+    cumulative = np.cumsum(counts, axis=-1)
+    values = np.broadcast_to(values, counts.shape)
+
+    def kth(k: int) -> np.ndarray:
+        return np.take_along_axis(values, np.argmax(cumulative > k, axis=-1)[..., None], axis=-1)[..., 0]
+
+    return kth(n // 2) if n % 2 else (kth(n // 2 - 1) + kth(n // 2)) / 2
+
+
+def _band_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Optional[Tuple[np.ndarray, ...]]:
+    """:func:`_window_stats` of windows spanning whole rows (or whole columns), from per-row (per-column) value
+    counts summed over each window's lines: exactly ``np.median``'s results, without copying the windows (a 640 x
+    640 map's 609 row bands hold 12.5M values). None unless the errors are integers of a small enough range."""
+    whole_rows = w == planes.shape[2]
+    lines = planes if whole_rows else planes.transpose(0, 2, 1)
+    starts, size = (np.asarray(ys), h) if whole_rows else (np.asarray(xs), w)
+    count, length, width = lines.shape
+    if lines.dtype != np.float64 or not lines.size:
+        return None
+    low, high = float(lines.min()), float(lines.max())
+    if not (math.isfinite(low) and math.isfinite(high)) or count * (length + 1) * (high - low + 1) > MAX_COUNTS:
+        return None
+    if not np.array_equal(lines, np.rint(lines)):
+        return None
+    span = int(high - low) + 1
+    codes = (lines - low).astype(np.int64) + span * np.arange(count * length).reshape(count, length, 1)
+    per_line = np.bincount(codes.reshape(-1), minlength=count * length * span).reshape(count, length, span)
+    cumulative = np.concatenate((np.zeros((count, 1, span), np.int64), np.cumsum(per_line, axis=1)), axis=1)
+    counts = cumulative[:, starts + size] - cumulative[:, starts]
+    n, values = size * width, low + np.arange(span, dtype=np.float64)
+    medians = _median_of_counts(counts, values, n)
+    distances = np.abs(values - medians[..., None])
+    order = np.argsort(distances, axis=-1, kind="stable")
+    spreads = 1.4826 * _median_of_counts(
+        np.take_along_axis(counts, order, axis=-1), np.take_along_axis(distances, order, axis=-1), n
+    )
+    shape = (count, len(starts), 1) if whole_rows else (count, 1, len(starts))
+    return medians.reshape(shape), spreads.reshape(shape)
+
+
+def _window_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Tuple[np.ndarray, ...]:
+    """The median and robust spread (1.4826 x the median absolute deviation) of every ``h x w`` window at rows
+    ``ys`` and columns ``xs`` of every plane, each an array ``(planes, len(ys), len(xs))``."""
+    counted = _band_stats(planes, h, w, ys, xs) if w == planes.shape[2] or h == planes.shape[1] else None
+    return counted if counted is not None else _copied_stats(planes, h, w, ys, xs)
+
+
+def _copied_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Tuple[np.ndarray, ...]:
+    """:func:`_window_stats` from a copy of every window's values."""
+    windows = np.lib.stride_tricks.sliding_window_view(planes, (h, w), axis=(1, 2))
+    # both starts in one indexing: ``[:, ys][:, :, xs]`` copied every column start of the chosen rows first
+    # (600 MB and 1.7 s for the boxes of a 640 x 640 map)
+    view = windows[:, np.asarray(ys)[:, None], np.asarray(xs)[None, :]]
+    values = view.reshape(*view.shape[:3], -1)
+    medians = np.median(values, axis=-1)
+    return medians, 1.4826 * np.median(np.abs(values - medians[..., None]), axis=-1)
+
+
 def _window(d: np.ndarray, h: int, w: int, stride_h: int, stride_w: int) -> Optional[Bias]:
     """The h x w window of the last two axes (every plane, given strides, up to every edge) whose |median|
     is farthest beyond the spread of the errors inside it, with its real extent."""
@@ -159,10 +225,7 @@ def _window(d: np.ndarray, h: int, w: int, stride_h: int, stride_w: int) -> Opti
         return None
     planes = d.reshape(-1, rows, cols)
     ys, xs = _starts(rows, h, stride_h), _starts(cols, w, stride_w)
-    view = np.lib.stride_tricks.sliding_window_view(planes, (h, w), axis=(1, 2))[:, ys][:, :, xs]
-    values = view.reshape(*view.shape[:3], -1)
-    medians = np.median(values, axis=-1)
-    spreads = 1.4826 * np.median(np.abs(values - medians[..., None]), axis=-1)
+    medians, spreads = _window_stats(planes, h, w, ys, xs)
     p, y, x = np.unravel_index(int(np.argmax(np.abs(medians) - spreads)), medians.shape)
     y0, x0, median = ys[int(y)], xs[int(x)], float(medians[p, y, x])
     plane = tuple(int(i) for i in np.unravel_index(int(p), d.shape[:-2])) if d.ndim > 2 else ()

@@ -1,0 +1,62 @@
+"""What one output's comparison costs, by output size: time and peak memory of ``compare_output`` on a healthy
+deep u8 output (Laplace errors, median 0) with a band of rows offset, the region windows' band statistics
+counted per line (how the engine runs) and copied window by window (how it ran before), side by side.
+
+    python -m benchmarks.compare_cost [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tracemalloc
+from typing import Tuple
+from unittest import mock
+
+import numpy as np
+
+from pytest_edgeort.compare import patterns
+from pytest_edgeort.compare.engine import compare_output
+from pytest_edgeort.compare.tolerance import default_tolerance
+
+SHAPES = [(1, 10), (1, 1000), (4, 1, 96, 320), (1, 1, 160, 160), (1, 1, 640, 640), (4, 1, 640, 640)]
+
+
+def measure(a: np.ndarray, e: np.ndarray, repeats: int) -> Tuple[float, float, str]:
+    """Best time (ms) and peak traced memory (MB) of one comparison, and where its worst bias is."""
+    tol = default_tolerance("u8", True, depth=40, shape=a.shape)
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        res = compare_output("y", a, e, tol, 1.0)
+        best = min(best, time.perf_counter() - start)
+    tracemalloc.start()
+    compare_output("y", a, e, tol, 1.0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return 1000 * best, peak / 1e6, (res.bias or {}).get("where", "-")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"{'output':>16} {'counted ms':>11} {'MB':>7} {'copied ms':>10} {'MB':>7} {'speed-up':>9}  same verdict")
+    for shape in SHAPES:
+        e = np.rint(rng.uniform(0, 200, shape))
+        a = e + np.rint(rng.laplace(0, 1.0, shape))
+        if len(shape) == 4:
+            rows = shape[-2]
+            a[..., rows // 3 : rows // 3 + rows // 16, :] += 6
+        counted = measure(a, e, args.repeats)
+        with mock.patch.object(patterns, "_band_stats", lambda *args: None):
+            copied = measure(a, e, args.repeats)
+        print(
+            f"{str(shape):>16} {counted[0]:11.1f} {counted[1]:7.1f} {copied[0]:10.1f} {copied[1]:7.1f} "
+            f"{copied[0] / counted[0]:8.1f}x  {counted[2] == copied[2]}"
+        )
+
+
+if __name__ == "__main__":
+    main()

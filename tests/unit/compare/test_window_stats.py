@@ -1,0 +1,77 @@
+"""Region windows of a big map: the band statistics counted per line are ``np.median``'s bit for bit, and
+comparing a 640 x 640 map costs a few copies of it, not hundreds of MB."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pytest_edgeort.compare import patterns
+from pytest_edgeort.compare.engine import compare_output
+from pytest_edgeort.compare.tolerance import default_tolerance
+
+
+@st.composite
+def bands(draw):
+    """Planes of integer errors (in LSB: snapped errors of a quantized output) and one band of windows over them."""
+    count, rows, cols = draw(st.integers(1, 3)), draw(st.integers(1, 30)), draw(st.integers(1, 30))
+    low = draw(st.integers(-300, 300))
+    high = low + draw(st.sampled_from([0, 1, 2, 5, 40, 600]))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    planes = rng.integers(low, high + 1, size=(count, rows, cols)).astype(np.float64)
+    if draw(st.booleans()):  # mostly exact, as a healthy quantized output is
+        planes[rng.random(planes.shape) < 0.8] = 0.0
+    if draw(st.booleans()):
+        size = draw(st.integers(1, rows))
+        h, w, ys, xs = size, cols, patterns._starts(rows, size, 1), [0]
+    else:
+        size = draw(st.integers(1, cols))
+        h, w, ys, xs = rows, size, [0], patterns._starts(cols, size, 1)
+    return planes, h, w, ys, xs
+
+
+@settings(max_examples=400, deadline=None)
+@given(bands())
+def test_counted_band_statistics_are_np_medians_bit_for_bit(case):
+    planes, h, w, ys, xs = case
+    counted = patterns._band_stats(planes, h, w, ys, xs)
+    assert counted is not None
+    copied = patterns._copied_stats(planes, h, w, ys, xs)
+    for mine, numpys in zip(counted, copied):
+        assert mine.shape == numpys.shape and mine.dtype == numpys.dtype
+        assert mine.tobytes() == numpys.tobytes()
+
+
+@pytest.mark.parametrize(
+    "planes",
+    [
+        np.array([[[0.5, 1.0], [2.0, 3.0]]]),  # not integers: a float output's errors
+        np.array([[[0.0, np.inf], [2.0, 3.0]]]),  # an overflowed error
+        np.array([[[0.0, 1.0], [2.0, 3.0]]], dtype=np.float32),
+        np.array([[[0.0, 1e9], [2.0, 3.0]]]),  # a range too wide to count
+    ],
+)
+def test_errors_that_cannot_be_counted_are_left_to_the_copied_windows(planes):
+    assert patterns._band_stats(planes, 1, 2, [0, 1], [0]) is None
+
+
+def test_a_640_x_640_map_is_compared_in_a_few_copies_of_it_and_its_region_offset_found():
+    """A segmentation-size output: the region windows once copied the chosen box rows (600 MB) and every
+    stride-1 band (100 MB each way) and took seconds."""
+    rng = np.random.default_rng(0)
+    e = np.rint(rng.uniform(0, 200, (1, 1, 640, 640)))
+    a = e + np.rint(rng.laplace(0, 1.0, e.shape))
+    a[0, 0, 200:240, :] += 6  # a band of rows offset
+    tracemalloc.start()
+    try:
+        res = compare_output("map", a, e, default_tolerance("u8", True, depth=40), 1.0)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert not res.passed and res.pattern == "region offset"
+    assert res.bias["where"].startswith("region [") and res.bias["median_lsb"] == 6
+    assert peak < 40 * a.nbytes  # a.nbytes: 3.3 MB
