@@ -1,6 +1,6 @@
 """What one output's comparison costs, by output size: time and peak memory of ``compare_output`` on a healthy
-deep u8 output (Laplace errors, median 0) with a band of rows offset, the region windows' band statistics
-counted per line (how the engine runs) and copied window by window (how it ran before), side by side.
+deep u8 output (Laplace errors, median 0) with a band of rows offset, the region windows' statistics counted
+per line (how the engine runs) and copied window by window (how it ran before), side by side.
 
     python -m benchmarks.compare_cost [--repeats 3]
 """
@@ -50,7 +50,7 @@ def main() -> None:
             rows = shape[-2]
             a[..., rows // 3 : rows // 3 + rows // 16, :] += 6
         counted = measure(a, e, args.repeats)
-        with mock.patch.object(patterns, "_band_stats", lambda *args: None):
+        with mock.patch.object(patterns, "_counted_stats", lambda *args: None):
             copied = measure(a, e, args.repeats)
         print(
             f"{str(shape):>16} {counted[0]:11.1f} {counted[1]:7.1f} {copied[0]:10.1f} {copied[1]:7.1f} "

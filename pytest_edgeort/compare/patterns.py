@@ -151,8 +151,8 @@ def _extent(plane: np.ndarray, y0: int, y1: int, x0: int, x1: int, median: float
     return f"[{ya}:{yb}, {xa}:{xb}]: median {float(np.median(plane[ya:yb, xa:xb])):+.3g}"
 
 
-#: a band's statistics come from per-line counts of its values when they are integers (errors in LSB) and the
-#: counts hold at most this many entries; else every window's values are copied and sorted
+#: region windows' statistics come from per-line counts of their values when those are integers (errors in LSB)
+#: and the counts of one strip hold at most this many entries; else every window's values are copied and sorted
 MAX_COUNTS = 1 << 22
 
 
@@ -168,41 +168,47 @@ def _median_of_counts(counts: np.ndarray, values: np.ndarray, n: int) -> np.ndar
     return kth(n // 2) if n % 2 else (kth(n // 2 - 1) + kth(n // 2)) / 2
 
 
-def _band_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Optional[Tuple[np.ndarray, ...]]:
-    """:func:`_window_stats` of windows spanning whole rows (or whole columns), from per-row (per-column) value
-    counts summed over each window's lines: exactly ``np.median``'s results, without copying the windows (a 640 x
-    640 map's 609 row bands hold 12.5M values). None unless the errors are integers of a small enough range."""
-    whole_rows = w == planes.shape[2]
-    lines = planes if whole_rows else planes.transpose(0, 2, 1)
-    starts, size = (np.asarray(ys), h) if whole_rows else (np.asarray(xs), w)
-    count, length, width = lines.shape
-    if lines.dtype != np.float64 or not lines.size:
+def _counted_stats(
+    planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]
+) -> Optional[Tuple[np.ndarray, ...]]:
+    """:func:`_window_stats` without copying any window (a 640 x 640 map's 609 bands of rows hold 12.5M values):
+    per strip of columns ``[x, x + w)`` (or of rows, whichever has fewer starts) each row's values are counted,
+    and a window's counts are the sum over its rows. Exactly ``np.median``'s results; None unless the errors are
+    integers of a small enough range."""
+    if planes.dtype != np.float64 or not planes.size:
         return None
-    low, high = float(lines.min()), float(lines.max())
+    low, high = float(planes.min()), float(planes.max())
+    along_rows = len(xs) <= len(ys)
+    lines = planes if along_rows else planes.transpose(0, 2, 1)
+    strips, width, starts, size = (xs, w, ys, h) if along_rows else (ys, h, xs, w)
+    count, length = lines.shape[:2]
     if not (math.isfinite(low) and math.isfinite(high)) or count * (length + 1) * (high - low + 1) > MAX_COUNTS:
         return None
-    if not np.array_equal(lines, np.rint(lines)):
+    if not np.array_equal(planes, np.rint(planes)):
         return None
-    span = int(high - low) + 1
-    codes = (lines - low).astype(np.int64) + span * np.arange(count * length).reshape(count, length, 1)
-    per_line = np.bincount(codes.reshape(-1), minlength=count * length * span).reshape(count, length, span)
-    cumulative = np.concatenate((np.zeros((count, 1, span), np.int64), np.cumsum(per_line, axis=1)), axis=1)
-    counts = cumulative[:, starts + size] - cumulative[:, starts]
-    n, values = size * width, low + np.arange(span, dtype=np.float64)
-    medians = _median_of_counts(counts, values, n)
-    distances = np.abs(values - medians[..., None])
-    order = np.argsort(distances, axis=-1, kind="stable")
-    spreads = 1.4826 * _median_of_counts(
-        np.take_along_axis(counts, order, axis=-1), np.take_along_axis(distances, order, axis=-1), n
-    )
-    shape = (count, len(starts), 1) if whole_rows else (count, 1, len(starts))
-    return medians.reshape(shape), spreads.reshape(shape)
+    span, ends = int(high - low) + 1, np.asarray(starts) + size
+    line_codes = span * np.arange(count * length).reshape(count, length, 1)
+    values, n = low + np.arange(span, dtype=np.float64), size * width
+    medians, spreads = [], []
+    for strip in strips:
+        codes = (lines[:, :, strip : strip + width] - low).astype(np.int64) + line_codes
+        per_line = np.bincount(codes.reshape(-1), minlength=count * length * span).reshape(count, length, span)
+        cumulative = np.concatenate((np.zeros((count, 1, span), np.int64), np.cumsum(per_line, axis=1)), axis=1)
+        counts = cumulative[:, ends] - cumulative[:, ends - size]
+        median = _median_of_counts(counts, values, n)
+        distances = np.abs(values - median[..., None])
+        order = np.argsort(distances, axis=-1, kind="stable")
+        deviations = np.take_along_axis(distances, order, axis=-1)
+        medians.append(median)
+        spreads.append(1.4826 * _median_of_counts(np.take_along_axis(counts, order, axis=-1), deviations, n))
+    stacked = np.stack(medians, axis=-1), np.stack(spreads, axis=-1)  # (planes, starts, strips)
+    return stacked if along_rows else tuple(np.swapaxes(a, 1, 2) for a in stacked)
 
 
 def _window_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Tuple[np.ndarray, ...]:
     """The median and robust spread (1.4826 x the median absolute deviation) of every ``h x w`` window at rows
     ``ys`` and columns ``xs`` of every plane, each an array ``(planes, len(ys), len(xs))``."""
-    counted = _band_stats(planes, h, w, ys, xs) if w == planes.shape[2] or h == planes.shape[1] else None
+    counted = _counted_stats(planes, h, w, ys, xs)
     return counted if counted is not None else _copied_stats(planes, h, w, ys, xs)
 
 
