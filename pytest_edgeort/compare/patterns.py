@@ -152,8 +152,13 @@ def _extent(plane: np.ndarray, y0: int, y1: int, x0: int, x1: int, median: float
 
 
 #: region windows' statistics come from per-line counts of their values when those are integers (errors in LSB)
-#: and the counts of one strip hold at most this many entries; else every window's values are copied and sorted
-MAX_COUNTS = 1 << 22
+#: and one strip's running counts hold at most this many entries (128 MB of int32: a [1, 25200, 85] detector
+#: output whose errors span 1,300 LSB); else the windows' values are copied and sorted
+MAX_COUNTS = 1 << 25
+#: lines are counted, and windows' statistics computed, this many (line or window, value) entries at a time
+COUNT_CHUNK = 1 << 20
+#: windows holding fewer values in all are copied: quicker than counting (a [1, 1000] output's boxes: 1,800)
+COUNT_FROM_VALUES = 1 << 16
 
 
 def _median_of_counts(counts: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
@@ -168,13 +173,22 @@ def _median_of_counts(counts: np.ndarray, values: np.ndarray, n: int) -> np.ndar
     return kth(n // 2) if n % 2 else (kth(n // 2 - 1) + kth(n // 2)) / 2
 
 
+def _stats_of_counts(counts: np.ndarray, values: np.ndarray, n: int) -> Tuple[np.ndarray, np.ndarray]:
+    """The median and 1.4826 x the median absolute deviation of distributions given as counts of ``values``."""
+    median = _median_of_counts(counts, values, n)
+    distances = np.abs(values - median[..., None])
+    order = np.argsort(distances, axis=-1, kind="stable")
+    deviations = np.take_along_axis(distances, order, axis=-1)
+    return median, 1.4826 * _median_of_counts(np.take_along_axis(counts, order, axis=-1), deviations, n)
+
+
 def _counted_stats(
     planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]
 ) -> Optional[Tuple[np.ndarray, ...]]:
     """:func:`_window_stats` without copying any window (a 640 x 640 map's 609 bands of rows hold 12.5M values):
     per strip of columns ``[x, x + w)`` (or of rows, whichever has fewer starts) each row's values are counted,
-    and a window's counts are the sum over its rows. Exactly ``np.median``'s results; None unless the errors are
-    integers of a small enough range."""
+    and a window's counts are the difference of two running sums over the rows. Exactly ``np.median``'s results;
+    None unless the errors are integers of a small enough range."""
     if planes.dtype != np.float64 or not planes.size:
         return None
     low, high = float(planes.min()), float(planes.max())
@@ -187,20 +201,24 @@ def _counted_stats(
     if not np.array_equal(planes, np.rint(planes)):
         return None
     span, ends = int(high - low) + 1, np.asarray(starts) + size
-    line_codes = span * np.arange(count * length).reshape(count, length, 1)
     values, n = low + np.arange(span, dtype=np.float64), size * width
+    at_once = max(1, COUNT_CHUNK // (count * span))
     medians, spreads = [], []
     for strip in strips:
-        codes = (lines[:, :, strip : strip + width] - low).astype(np.int64) + line_codes
-        per_line = np.bincount(codes.reshape(-1), minlength=count * length * span).reshape(count, length, span)
-        cumulative = np.concatenate((np.zeros((count, 1, span), np.int64), np.cumsum(per_line, axis=1)), axis=1)
-        counts = cumulative[:, ends] - cumulative[:, ends - size]
-        median = _median_of_counts(counts, values, n)
-        distances = np.abs(values - median[..., None])
-        order = np.argsort(distances, axis=-1, kind="stable")
-        deviations = np.take_along_axis(distances, order, axis=-1)
-        medians.append(median)
-        spreads.append(1.4826 * _median_of_counts(np.take_along_axis(counts, order, axis=-1), deviations, n))
+        running = np.zeros((count, length + 1, span), np.int32)  # counts of each value in lines [0, i)
+        for first in range(0, length, at_once):
+            part = lines[:, first : first + at_once, strip : strip + width]
+            codes = (part - low).astype(np.int64) + span * np.arange(count * part.shape[1]).reshape(count, -1, 1)
+            per_line = np.bincount(codes.reshape(-1), minlength=codes.shape[0] * codes.shape[1] * span)
+            block = running[:, first + 1 : first + 1 + part.shape[1]]
+            np.cumsum(per_line.reshape(count, -1, span), axis=1, out=block)
+            block += running[:, first : first + 1]
+        found = [
+            _stats_of_counts(running[:, last] - running[:, last - size], values, n)
+            for last in (ends[i : i + at_once] for i in range(0, len(ends), at_once))
+        ]
+        medians.append(np.concatenate([median for median, _ in found], axis=1))
+        spreads.append(np.concatenate([spread for _, spread in found], axis=1))
     stacked = np.stack(medians, axis=-1), np.stack(spreads, axis=-1)  # (planes, starts, strips)
     return stacked if along_rows else tuple(np.swapaxes(a, 1, 2) for a in stacked)
 
@@ -208,19 +226,36 @@ def _counted_stats(
 def _window_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Tuple[np.ndarray, ...]:
     """The median and robust spread (1.4826 x the median absolute deviation) of every ``h x w`` window at rows
     ``ys`` and columns ``xs`` of every plane, each an array ``(planes, len(ys), len(xs))``."""
-    counted = _counted_stats(planes, h, w, ys, xs)
+    copied = len(planes) * len(ys) * len(xs) * h * w
+    counted = _counted_stats(planes, h, w, ys, xs) if copied > COUNT_FROM_VALUES else None
     return counted if counted is not None else _copied_stats(planes, h, w, ys, xs)
 
 
+#: the copied windows are taken this many values at a time (32 MB of float64): a detector's [1, 25200, 85]
+#: output has 23,941 bands of 1,260 rows, 2.6G values in all
+COPY_CHUNK_VALUES = 1 << 22
+
+
 def _copied_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Tuple[np.ndarray, ...]:
-    """:func:`_window_stats` from a copy of every window's values."""
+    """:func:`_window_stats` from a copy of the windows' values, ``COPY_CHUNK_VALUES`` at a time."""
     windows = np.lib.stride_tricks.sliding_window_view(planes, (h, w), axis=(1, 2))
-    # both starts in one indexing: ``[:, ys][:, :, xs]`` copied every column start of the chosen rows first
-    # (600 MB and 1.7 s for the boxes of a 640 x 640 map)
-    view = windows[:, np.asarray(ys)[:, None], np.asarray(xs)[None, :]]
-    values = view.reshape(*view.shape[:3], -1)
-    medians = np.median(values, axis=-1)
-    return medians, 1.4826 * np.median(np.abs(values - medians[..., None]), axis=-1)
+    per_window = planes.shape[0] * h * w
+    xs_at_once = max(1, min(len(xs), COPY_CHUNK_VALUES // per_window))
+    ys_at_once = max(1, COPY_CHUNK_VALUES // (per_window * xs_at_once))
+    starts_y, starts_x = np.asarray(ys), np.asarray(xs)
+    medians, spreads = [], []
+    for y in range(0, len(ys), ys_at_once):
+        row_medians, row_spreads = [], []
+        for x in range(0, len(xs), xs_at_once):
+            # both starts in one indexing (``[:, ys][:, :, xs]`` copied every column start of the chosen rows)
+            view = windows[:, starts_y[y : y + ys_at_once, None], starts_x[None, x : x + xs_at_once]]
+            values = view.reshape(*view.shape[:3], -1)
+            median = np.median(values, axis=-1)
+            row_medians.append(median)
+            row_spreads.append(1.4826 * np.median(np.abs(values - median[..., None]), axis=-1))
+        medians.append(np.concatenate(row_medians, axis=2))
+        spreads.append(np.concatenate(row_spreads, axis=2))
+    return np.concatenate(medians, axis=1), np.concatenate(spreads, axis=1)
 
 
 def _window(d: np.ndarray, h: int, w: int, stride_h: int, stride_w: int) -> Optional[Bias]:
