@@ -159,6 +159,9 @@ MAX_COUNTS = 1 << 25
 COUNT_CHUNK = 1 << 20
 #: windows holding fewer values in all are copied: quicker than counting (a [1, 1000] output's boxes: 1,800)
 COUNT_FROM_VALUES = 1 << 16
+#: copied windows are taken this many values at a time (32 MB of float64): a detector's [1, 25200, 85] output
+#: has 23,941 bands of 1,260 rows, 2.6G values in all
+COPY_CHUNK_VALUES = 1 << 22
 
 
 def _median_of_counts(counts: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
@@ -203,9 +206,10 @@ def _counted_stats(
     span, ends = int(high - low) + 1, np.asarray(starts) + size
     values, n = low + np.arange(span, dtype=np.float64), size * width
     at_once = max(1, COUNT_CHUNK // (count * span))
+    tally = np.int32 if planes.size < 2**31 else np.int64
     medians, spreads = [], []
     for strip in strips:
-        running = np.zeros((count, length + 1, span), np.int32)  # counts of each value in lines [0, i)
+        running = np.zeros((count, length + 1, span), tally)  # counts of each value in lines [0, i)
         for first in range(0, length, at_once):
             part = lines[:, first : first + at_once, strip : strip + width]
             codes = (part - low).astype(np.int64) + span * np.arange(count * part.shape[1]).reshape(count, -1, 1)
@@ -226,14 +230,9 @@ def _counted_stats(
 def _window_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Tuple[np.ndarray, ...]:
     """The median and robust spread (1.4826 x the median absolute deviation) of every ``h x w`` window at rows
     ``ys`` and columns ``xs`` of every plane, each an array ``(planes, len(ys), len(xs))``."""
-    copied = len(planes) * len(ys) * len(xs) * h * w
-    counted = _counted_stats(planes, h, w, ys, xs) if copied > COUNT_FROM_VALUES else None
+    in_windows = len(planes) * len(ys) * len(xs) * h * w
+    counted = _counted_stats(planes, h, w, ys, xs) if in_windows > COUNT_FROM_VALUES else None
     return counted if counted is not None else _copied_stats(planes, h, w, ys, xs)
-
-
-#: the copied windows are taken this many values at a time (32 MB of float64): a detector's [1, 25200, 85]
-#: output has 23,941 bands of 1,260 rows, 2.6G values in all
-COPY_CHUNK_VALUES = 1 << 22
 
 
 def _copied_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Tuple[np.ndarray, ...]:
