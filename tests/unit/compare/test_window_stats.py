@@ -81,6 +81,16 @@ def test_errors_that_cannot_be_counted_are_left_to_the_copied_windows(planes):
     assert patterns._counted_stats(planes, 1, 2, [0, 1], [0]) is None
 
 
+def compared_deep_u8(a, e):
+    """``compare_output`` of a deep u8 output (errors in LSB) and the peak memory numpy traced meanwhile."""
+    tracemalloc.start()
+    try:
+        result = compare_output("out", a, e, default_tolerance("u8", True, depth=40), 1.0)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 def test_a_640_x_640_map_is_compared_in_a_few_copies_of_it_and_its_region_offset_found():
     """A segmentation-size output: the region windows once copied every column start of the chosen box rows
     (600 MB) and every stride-1 band (100 MB each way), and took seconds."""
@@ -88,12 +98,7 @@ def test_a_640_x_640_map_is_compared_in_a_few_copies_of_it_and_its_region_offset
     e = np.rint(rng.uniform(0, 200, (1, 1, 640, 640)))
     a = e + np.rint(rng.laplace(0, 1.0, e.shape))
     a[0, 0, 200:240, :] += 6  # a band of rows offset
-    tracemalloc.start()
-    try:
-        res = compare_output("map", a, e, default_tolerance("u8", True, depth=40), 1.0)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    res, peak = compared_deep_u8(a, e)
     assert not res.passed and res.pattern == "region offset"
     assert res.bias["where"].startswith("region [") and res.bias["median_lsb"] == 6
     assert peak < 40 * a.nbytes  # a.nbytes: 3.3 MB
@@ -105,11 +110,6 @@ def test_a_detector_output_with_a_wide_error_range_is_compared_in_bounded_memory
     rng = np.random.default_rng(1)
     e = np.rint(rng.uniform(0, 250, (1, 8400, 85)))
     a = e + np.rint(rng.laplace(0, 40.0, e.shape))
-    tracemalloc.start()
-    try:
-        res = compare_output("output0", a, e, default_tolerance("u8", True, depth=40), 1.0)
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
+    res, peak = compared_deep_u8(a, e)
     assert res.max_lsb > 500 and res.bias is not None
     assert peak < 40 * a.nbytes  # a.nbytes: 5.7 MB
