@@ -25,9 +25,12 @@ def allowed_cpus(pid: int) -> Dict[int, Tuple[str, str]]:
     """``{tid: (thread name, Cpus_allowed_list)}`` of every thread of process ``pid``."""
     threads = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
-        status = (task / "status").read_text()
+        try:
+            status, name = (task / "status").read_text(), (task / "comm").read_text().strip()
+        except FileNotFoundError:  # a thread (of onnxruntime's pool, say) that ended since the listing
+            continue
         line = next(line for line in status.splitlines() if line.startswith("Cpus_allowed_list:"))
-        threads[int(task.name)] = ((task / "comm").read_text().strip(), line.split()[1])
+        threads[int(task.name)] = (name, line.split()[1])
     return threads
 
 
