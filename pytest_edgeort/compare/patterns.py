@@ -159,6 +159,12 @@ MAX_COUNTS = 1 << 25
 COUNT_CHUNK = 1 << 20
 #: windows holding fewer values in all are copied: quicker than counting (a [1, 1000] output's boxes: 1,800)
 COUNT_FROM_VALUES = 1 << 16
+#: naming a failure's pattern copies at most about this many window values in all (~1 s): the windows of an output
+#: whose errors cannot be counted (float errors) are then taken at fewer starts. A float detector head [1, 25200, 85]
+#: has 2.6G values in its bands of rows at stride 1 (~80 s); at this budget its bands step by ~77 rows, 6 % of a
+#: band, and the offset's real extent is still measured row by row. The ``bias_lsb`` rule's own search is never
+#: thinned: its verdict is exact
+NAMING_COPY_VALUES = 1 << 25
 #: copied windows are taken this many values at a time (32 MB of float64): a detector's [1, 25200, 85] output
 #: has 23,941 bands of 1,260 rows, 2.6G values in all
 COPY_CHUNK_VALUES = 1 << 22
@@ -227,12 +233,37 @@ def _counted_stats(
     return stacked if along_rows else tuple(np.swapaxes(a, 1, 2) for a in stacked)
 
 
-def _window_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Tuple[np.ndarray, ...]:
+def _window_stats(
+    planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int], budget: Optional[int] = None
+) -> Tuple[np.ndarray, np.ndarray, List[int], List[int]]:
     """The median and robust spread (1.4826 x the median absolute deviation) of every ``h x w`` window at rows
-    ``ys`` and columns ``xs`` of every plane, each an array ``(planes, len(ys), len(xs))``."""
+    ``ys`` and columns ``xs`` of every plane, each an array ``(planes, len(ys), len(xs))``, and the starts they
+    are for. Windows that have to be copied and would hold more than ``budget`` values in all are taken at
+    fewer starts (:func:`_thinned`)."""
     in_windows = len(planes) * len(ys) * len(xs) * h * w
     counted = _counted_stats(planes, h, w, ys, xs) if in_windows > COUNT_FROM_VALUES else None
-    return counted if counted is not None else _copied_stats(planes, h, w, ys, xs)
+    if counted is not None:
+        return (*counted, ys, xs)
+    if budget is not None and in_windows > budget:
+        ys, xs = _thinned(ys, xs, h, w, math.ceil(in_windows / budget))
+    return (*_copied_stats(planes, h, w, ys, xs), ys, xs)
+
+
+def _thinned(ys: List[int], xs: List[int], h: int, w: int, factor: int) -> Tuple[List[int], List[int]]:
+    """About ``factor`` times fewer window starts: every k-th on the axis with more of them (then on the other,
+    if that is not enough), never more than a window apart and the last one kept, so every element is still in
+    some window."""
+
+    def every(starts: List[int], size: int, k: int) -> List[int]:
+        stride = starts[1] - starts[0] if len(starts) > 1 else 1
+        kept = starts[:: max(1, min(k, size // stride))]
+        return kept if kept[-1] == starts[-1] else [*kept, starts[-1]]
+
+    rows_first = len(ys) >= len(xs)
+    (first, size), (second, other) = ((ys, h), (xs, w)) if rows_first else ((xs, w), (ys, h))
+    fewer = every(first, size, factor)
+    rest = every(second, other, math.ceil(factor * len(fewer) / len(first)))
+    return (fewer, rest) if rows_first else (rest, fewer)
 
 
 def _copied_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[int]) -> Tuple[np.ndarray, ...]:
@@ -257,15 +288,18 @@ def _copied_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[in
     return np.concatenate(medians, axis=1), np.concatenate(spreads, axis=1)
 
 
-def _window(d: np.ndarray, h: int, w: int, stride_h: int, stride_w: int) -> Optional[Bias]:
+def _window(
+    d: np.ndarray, h: int, w: int, stride_h: int, stride_w: int, budget: Optional[int] = None
+) -> Optional[Bias]:
     """The h x w window of the last two axes (every plane, given strides, up to every edge) whose |median|
-    is farthest beyond the spread of the errors inside it, with its real extent."""
+    is farthest beyond the spread of the errors inside it, with its real extent (``budget``: see
+    :func:`_window_stats`)."""
     rows, cols = d.shape[-2:]
     if h * w < MIN_GROUP or (h == rows and w == cols):
         return None
     planes = d.reshape(-1, rows, cols)
     ys, xs = _starts(rows, h, stride_h), _starts(cols, w, stride_w)
-    medians, spreads = _window_stats(planes, h, w, ys, xs)
+    medians, spreads, ys, xs = _window_stats(planes, h, w, ys, xs, budget)
     p, y, x = np.unravel_index(int(np.argmax(np.abs(medians) - spreads)), medians.shape)
     y0, x0, median = ys[int(y)], xs[int(x)], float(medians[p, y, x])
     plane = tuple(int(i) for i in np.unravel_index(int(p), d.shape[:-2])) if d.ndim > 2 else ()
@@ -274,16 +308,17 @@ def _window(d: np.ndarray, h: int, w: int, stride_h: int, stride_w: int) -> Opti
     return Bias(where, h * w, median, kind="region offset", extent=extent, spread=float(spreads[p, y, x]))
 
 
-def _windows(d: np.ndarray) -> Iterator[Bias]:
-    """Boxes of 1/5 x 1/5 (stride half a box) and bands of 1/20 of the rows or columns (stride 1)."""
+def _windows(d: np.ndarray, budget: Optional[int] = None) -> Iterator[Bias]:
+    """Boxes of 1/5 x 1/5 (stride half a box) and bands of 1/20 of the rows or columns (stride 1); ``budget``:
+    see :func:`_window_stats`."""
     if d.ndim < 2:
         return
     rows, cols = d.shape[-2:]
     h, w = -(-rows // BOX_DIVISIONS), -(-cols // BOX_DIVISIONS)
     for found in (
-        _window(d, h, w, max(h // 2, 1), max(w // 2, 1)),
-        _window(d, -(-rows // BAND_DIVISIONS), cols, 1, 1),
-        _window(d, rows, -(-cols // BAND_DIVISIONS), 1, 1),
+        _window(d, h, w, max(h // 2, 1), max(w // 2, 1), budget),
+        _window(d, -(-rows // BAND_DIVISIONS), cols, 1, 1, budget),
+        _window(d, rows, -(-cols // BAND_DIVISIONS), 1, 1, budget),
     ):
         if found is not None:
             yield found
@@ -304,7 +339,7 @@ def _head_name(i: int, axis: int, head: Head) -> str:
     return f"head {i} [{head.start}:{head.stop}] on axis {axis}"
 
 
-def _heads(d: np.ndarray, layout: Layout) -> Iterator[Bias]:
+def _heads(d: np.ndarray, layout: Layout, budget: Optional[int]) -> Iterator[Bias]:
     """Per head: the head itself, its slices and its windows (on its ``H x W`` grid when it is one)."""
     axis = layout.axis_of(d.ndim)
     if axis is None or len(layout.heads) < 2:
@@ -320,20 +355,22 @@ def _heads(d: np.ndarray, layout: Layout) -> Iterator[Bias]:
         if head.grid is not None:
             grid = np.moveaxis(part, axis, -1)
             grid = grid.reshape(*grid.shape[:-1], *head.grid)
-            inner += [replace(b, where=f"{b.where} of its {head.grid[0]}x{head.grid[1]} grid") for b in _windows(grid)]
+            inner += [
+                replace(b, where=f"{b.where} of its {head.grid[0]}x{head.grid[1]} grid") for b in _windows(grid, budget)
+            ]
         else:
-            inner += list(_windows(part))
+            inner += list(_windows(part, budget))
         yield from (replace(b, where=f"{b.where} of {name}") for b in inner)
 
 
-def biases(d: np.ndarray, layout: Optional[Layout] = None) -> List[Bias]:
+def biases(d: np.ndarray, layout: Optional[Layout] = None, budget: Optional[int] = None) -> List[Bias]:
     """The largest-|median| group of each kind (whole output, each axis's slices, windows, and with a
     ``layout`` every head with its own slices and windows), each with the allowance noise earns it:
     ``NOISE_Z * 1.2533 * sigma / sqrt(size)``, the spread of a median of ``size`` values, sigma from the
     median absolute deviation of all of ``d`` (0 for a mostly exact output; an offset does not change it);
     a region at least its own spread (1.4826 x the MAD inside it): a deep net's healthy errors come in
     spatial bursts (PP-OCR det's photo crop: a text region at median 6 LSB with a spread of 5.9), while an
-    offset moves a region's median and leaves its spread as it was."""
+    offset moves a region's median and leaves its spread as it was. ``budget``: see :func:`_window_stats`."""
     if d.size == 0:
         return []
     median = np.median(d)
@@ -342,15 +379,16 @@ def biases(d: np.ndarray, layout: Optional[Layout] = None) -> List[Bias]:
     axis = layout.axis_of(d.ndim) if layout is not None else None
     groups = [*whole, *_slices(d, _free_axes(d.ndim, axis, layout))]
     if layout is None or len(layout.heads) < 2 or axis is None or axis < d.ndim - 2:
-        groups += list(_windows(d))  # windows across the heads of a concat axis are no region: each head has its own
+        # windows across the heads of a concat axis are no region: each head has its own
+        groups += list(_windows(d, budget))
     if layout is not None:
-        groups += list(_heads(d, layout))
+        groups += list(_heads(d, layout, budget))
     return [replace(b, allowance=max(NOISE_Z * 1.2533 * sigma / math.sqrt(b.size), b.spread)) for b in groups]
 
 
-def worst_bias(d: np.ndarray, layout: Optional[Layout] = None) -> Optional[Bias]:
+def worst_bias(d: np.ndarray, layout: Optional[Layout] = None, budget: Optional[int] = None) -> Optional[Bias]:
     """The group whose median error is farthest beyond its noise allowance (None: no group)."""
-    found = biases(d, layout)
+    found = biases(d, layout, budget)
     return max(found, key=lambda b: b.excess) if found else None
 
 
@@ -424,8 +462,16 @@ def _garbage(d: np.ndarray, floor: float, layout: Optional[Layout], unit: str) -
     )
 
 
-def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float, layout: Optional[Layout] = None) -> Pattern:
-    """Name the pattern of the error ``d`` (against the expected ``e``), with its numbers.
+def describe(
+    d: np.ndarray,
+    e: np.ndarray,
+    unit: str,
+    offset_floor: float,
+    layout: Optional[Layout] = None,
+    bias: Optional[Bias] = None,
+) -> Pattern:
+    """Name the pattern of the error ``d`` (against the expected ``e``), with its numbers; ``bias``: the worst
+    group the ``bias_lsb`` rule found, else it is searched here (within ``NAMING_COPY_VALUES``).
 
     In order: a gain (the error grows with |expected| and the fit explains most of it), garbage (a slice
     or head spread both ways, far rougher than the rest), an offset (whole output, a slice, a head, a
@@ -444,7 +490,7 @@ def describe(d: np.ndarray, e: np.ndarray, unit: str, offset_floor: float, layou
             f"expected ({gain.gain:+.2%}, {gain.peak_error:.3g}{u} at the largest |expected|)",
         )
     garbage = _garbage(d, offset_floor, layout, u)
-    bias = worst_bias(d, layout)
+    bias = bias if bias is not None else worst_bias(d, layout, NAMING_COPY_VALUES)
     whole = float(np.median(d))
     if garbage is not None and (bias is None or bias.excess <= offset_floor or bias.where.startswith(garbage.where)):
         return garbage  # a two-sided group's median (or its head's part's) is no offset; one inside a head is

@@ -10,7 +10,7 @@ import numpy as np
 
 from . import metrics
 from .layout import Layout
-from .patterns import describe, fit_gain, worst_bias
+from .patterns import Bias, describe, fit_gain, worst_bias
 from .result import OutputComparison
 from .tolerance import Tolerance
 
@@ -37,13 +37,12 @@ def check_systematic(
     with np.errstate(invalid="ignore", over="ignore"):
         signed = metrics.snap(np.where(both, (af - ef) / unit, 0.0))
         e_units = np.where(both, ef / unit, 0.0)
-    if tol.bias_lsb is not None:
-        _check_bias(res, tol, signed, lsb_size, layout)
+    worst = _check_bias(res, tol, signed, lsb_size, layout) if tol.bias_lsb is not None else None
     if tol.gain is not None:
         _check_gain(res, tol, signed, e_units, "LSB" if lsb_size else "")
     if res.failures:
         floor = tol.bias_lsb if tol.bias_lsb is not None else (2.0 if lsb_size else tol.atol or 0.0)
-        found = describe(signed, e_units, "LSB" if lsb_size else "", floor, layout)
+        found = describe(signed, e_units, "LSB" if lsb_size else "", floor, layout, worst)
         res.pattern, res.pattern_text = found.kind, found.text
 
 
@@ -86,15 +85,16 @@ def check_cosine(res: OutputComparison, tol: Tolerance) -> None:
 
 def _check_bias(
     res: OutputComparison, tol: Tolerance, signed: np.ndarray, lsb_size: Optional[float], layout: Optional[Layout]
-) -> None:
+) -> Optional[Bias]:
     """No group (whole output, slice along an axis, region) may have a median error beyond ``bias_lsb``
-    plus the allowance its size earns from the output's noise (see :func:`~pytest_edgeort.patterns.biases`)."""
+    plus the allowance its size earns from the output's noise (see :func:`~pytest_edgeort.patterns.biases`);
+    returns the worst group."""
     if not lsb_size:
         res.failures.append("bias_lsb tolerance needs a quantized output; this output has no quantization scale")
-        return
+        return None
     worst = worst_bias(signed, layout)
     if worst is None:
-        return
+        return None
     res.bias = {
         "where": worst.where,
         "size": worst.size,
@@ -108,6 +108,7 @@ def _check_bias(
             f"systematic offset: median error {worst.median:+.4g} LSB on {worst.where} "
             f"({worst.size} elements) > bias_lsb {tol.bias_lsb:g}{noise}"
         )
+    return worst
 
 
 def _check_gain(res: OutputComparison, tol: Tolerance, signed: np.ndarray, e_units: np.ndarray, unit: str) -> None:

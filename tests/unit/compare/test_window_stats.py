@@ -113,3 +113,70 @@ def test_a_detector_output_with_a_wide_error_range_is_compared_in_bounded_memory
     res, peak = compared_deep_u8(a, e)
     assert res.max_lsb > 500 and res.bias is not None
     assert peak < 40 * a.nbytes  # a.nbytes: 5.7 MB
+
+
+class CopiedValues:
+    """Counts the window values the copied path takes (wraps ``patterns._copied_stats``)."""
+
+    def __init__(self):
+        self.total = 0
+
+    def __call__(self, planes, h, w, ys, xs):
+        self.total += len(planes) * len(ys) * len(xs) * h * w
+        return COPIED(planes, h, w, ys, xs)
+
+
+COPIED = patterns._copied_stats
+
+
+def test_a_failing_float_detector_output_is_named_within_the_copy_budget():
+    """A float [1, 8400, 85] head (fp16 on the HTP) with a band of anchors off: naming the pattern once copied
+    285M window values (7.4 s; a [1, 25200, 85] head 2.6G, ~80 s). The bands are now taken at fewer starts, and
+    the offset's real extent is still found row by row."""
+    rng = np.random.default_rng(2)
+    e = rng.uniform(0, 200, (1, 8400, 85)).astype(np.float32)
+    a = (e + rng.laplace(0, 0.05, e.shape)).astype(np.float32)
+    a[:, 100:1500, :] += 0.8
+    copied = CopiedValues()
+    with mock.patch.object(patterns, "_copied_stats", copied):
+        res = compare_output("out", a, e, default_tolerance("fp32", True, depth=40), None)
+    assert not res.passed and res.pattern == "region offset"
+    assert "off around it: [100:1500, 0:85]" in res.pattern_text
+    assert copied.total <= 3 * patterns.NAMING_COPY_VALUES  # boxes, row bands, column bands: each within it
+
+
+def test_the_bias_rule_searches_every_window_and_the_pattern_names_what_it_found():
+    """The ``bias_lsb`` verdict never takes fewer windows, however small the naming budget; the failure text
+    names the group the rule judged."""
+    rng = np.random.default_rng(3)
+    e = np.rint(rng.uniform(0, 200, (1, 1, 96, 96)))
+    a = e + np.rint(rng.laplace(0, 1.0, e.shape))
+    a[0, 0, 30:41, :] += 5
+    exact = compare_output("out", a, e, default_tolerance("u8", True, depth=40), 1.0)
+    with (
+        mock.patch.object(patterns, "NAMING_COPY_VALUES", 100),
+        mock.patch.object(patterns, "COUNT_FROM_VALUES", 1 << 40),
+    ):
+        thin = compare_output("out", a, e, default_tolerance("u8", True, depth=40), 1.0)
+    assert not exact.passed and exact.pattern == "region offset"
+    assert thin.to_dict() == exact.to_dict()
+    assert exact.bias["where"] in exact.pattern_text
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.integers(1, 400), st.integers(1, 400), st.integers(1, 400), st.integers(1, 400), st.integers(1, 10**6), st.data()
+)
+def test_fewer_window_starts_still_put_every_element_in_a_window(rows, cols, h, w, factor, data):
+    h, w = min(h, rows), min(w, cols)
+    ys = patterns._starts(rows, h, data.draw(st.integers(1, h)))
+    xs = patterns._starts(cols, w, data.draw(st.integers(1, w)))
+    few_ys, few_xs = patterns._thinned(ys, xs, h, w, factor)
+    for starts, few, size, n in ((ys, few_ys, h, rows), (xs, few_xs, w, cols)):
+        assert set(few) <= set(starts) and few[0] == starts[0] and few[-1] == starts[-1]
+        assert few == sorted(few) and all(b - a <= size for a, b in zip(few, few[1:]))
+        covered = np.zeros(n, bool)
+        for start in few:
+            covered[start : start + size] = True
+        assert covered.all()
+    assert len(few_ys) * len(few_xs) <= len(ys) * len(xs)
