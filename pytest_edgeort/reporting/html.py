@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 from .. import __version__
 from .._text import atomic_write
@@ -15,7 +15,20 @@ from .opmatrix import matrix_html, matrix_records
 from .schema import CheckRecord, ReportDocument
 from .summary import SIMULATED_MARK, SummaryRow, build_rows, device_line, format_ms, format_number, row_key
 
-Group = Tuple[SummaryRow, List[Tuple[int, CheckRecord]]]  # a summary row and its numbered records
+#: records of one check of one test that passed, shown in full; the rest are counted (a test that compares every
+#: sample of a data set records thousands: all of them are in the JSON report)
+SHOWN_PASSES = 20
+
+
+class Group(NamedTuple):
+    """A summary row, its numbered records shown in full, and how many passing records of each (test, check)
+    are not."""
+
+    row: SummaryRow
+    members: List[Tuple[int, CheckRecord]]
+    hidden: Dict[Tuple[str, str], int]
+
+
 _VERDICT_CLASS = {"FAIL": "fail", "PASS": "pass", "XFAIL": "xfail", "SKIP": "skip"}
 _OUTCOME_ORDER = {"fail": 0, "xfail": 1, "skip": 2, "pass": 3}
 _STYLE = """
@@ -51,7 +64,8 @@ def _named(record: CheckRecord) -> CheckRecord:
 
 
 def _grouped(document: ReportDocument, rootdir: Optional[Path]) -> List[Group]:
-    """Summary rows (failures first) with the numbered records of each, failed records first."""
+    """Summary rows (failures first) with the numbered records of each, failed records first, at most
+    ``SHOWN_PASSES`` passing ones of each check of a test."""
     records = [_named(r) for r in document.records if r.op_matrix is None]  # the op matrix has its own section
     rows = build_rows(records, document.outcomes, rootdir)
     members: Dict[Tuple[str, str, str], List[Tuple[int, CheckRecord]]] = {}
@@ -61,7 +75,25 @@ def _grouped(document: ReportDocument, rootdir: Optional[Path]) -> List[Group]:
     def rank(member: Tuple[int, CheckRecord]) -> int:
         return _OUTCOME_ORDER.get(OUTCOME_CLASS.get(member[1].outcome or "", "other"), 4)
 
-    return [(row, sorted(members[(row.model, row.device, row.provider)], key=rank)) for row in rows]
+    groups = []
+    for row in rows:
+        shown, passes = [], {}
+        for number, record in sorted(members[(row.model, row.device, row.provider)], key=rank):
+            key = (record.nodeid or "?", record.check or "test")
+            if record.check_passed is True:
+                passes[key] = passes.get(key, 0) + 1
+                if passes[key] > SHOWN_PASSES:
+                    continue
+            shown.append((number, record))
+        groups.append(Group(row, shown, {key: n - SHOWN_PASSES for key, n in passes.items() if n > SHOWN_PASSES}))
+    return groups
+
+
+def _more(hidden: Dict[Tuple[str, str], int]) -> str:
+    return "".join(
+        f'<p class="muted">{count:,} more passed {e(check)} records of {e(test)}: every one is in the JSON report</p>'
+        for (test, check), count in hidden.items()
+    )
 
 
 def _header(document: ReportDocument) -> str:
@@ -121,7 +153,7 @@ def _devices(devices: Mapping[str, Mapping[str, Any]]) -> str:
 
 def _summary(groups: List[Group]) -> str:
     rows = []
-    for index, (row, members) in enumerate(groups):
+    for index, (row, members, hidden) in enumerate(groups):
         strict = row.strict_coverage is not None
         coverage = row.strict_coverage if strict else row.coverage
         coverage_text = "-" if coverage is None else f"{100 * coverage:.0f}" + ("" if strict else "*")
@@ -130,7 +162,7 @@ def _summary(groups: List[Group]) -> str:
             f'<span class="check"><a href="#rec-{n}">{e(r.check or "test")}</a> '
             f"{outcome_badge(r.outcome or '?')}</span>"
             for n, r in members
-        )
+        ) + "".join(f' <span class="muted">+{count:,} passed</span>' for count in hidden.values())
         rows.append(
             [
                 f'<a id="row-{index}" href="#grp-{index}">{e(row.model)}</a>',
@@ -177,12 +209,13 @@ def _summary(groups: List[Group]) -> str:
 
 def _details(groups: List[Group]) -> str:
     parts = ["<h2>Details</h2>"]
-    for index, (row, members) in enumerate(groups):
+    for index, (row, members, hidden) in enumerate(groups):
         parts.append(
             f'<h3 id="grp-{index}">{badge(row.verdict, _VERDICT_CLASS[row.verdict])} {e(row.model)} '
             f'<span class="muted">on {e(row.device)} / {e(row.provider)}</span></h3>'
         )
         parts.extend(record_html(number, record, index) for number, record in members)
+        parts.append(_more(hidden))
     return "".join(parts)
 
 

@@ -173,6 +173,15 @@ class CheckRecord:
         return self.ep is not None
 
     @property
+    def check_passed(self) -> Optional[bool]:
+        """This check's own verdict: ``passed``, else its comparison's (an ``edge_compare`` record leaves
+        ``passed`` to its test's outcome, and one test may compare many times); None when neither says."""
+        if self.passed is not None:
+            return self.passed
+        verdict = (self.comparison or {}).get("passed")
+        return verdict if isinstance(verdict, bool) else None
+
+    @property
     def outputs(self) -> List[Mapping[str, Any]]:
         """The per-output comparison results (empty without a comparison)."""
         return list((self.comparison or {}).get("outputs") or ())

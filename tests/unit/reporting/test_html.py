@@ -347,3 +347,21 @@ def test_simulated_latency_is_labelled_and_every_measurement_is_shown():
     measurements = next(t for t in page.iter("table") if "measurement" in [th.all_text() for th in t.iter("th")])
     rows = [[td.all_text() for td in tr.iter("td")] for tr in next(measurements.iter("tbody")).children]
     assert rows == [["1", "0.800", "21.0", "20", "broken"], ["2", "0.789", "0.942", "60", "held"]]
+
+
+def test_a_data_set_loop_shows_its_failure_and_a_few_passes_and_counts_the_rest():
+    """A test that compared 300 samples and failed on the 150th: every record once had its section and its
+    badge in the summary row (a 2,000-sample loop made a 10 MB page)."""
+    ok = {"passed": True, "missing": [], "extra": [], "outputs": [_output(True, HISTOGRAM_OK, [])]}
+    bad = {"passed": False, "missing": [], "extra": [], "outputs": [_output(False, HISTOGRAM_BAD, WORST)]}
+    nodeid = "t.py::test_dataset[local-qnn-htp]"
+    results = [
+        _record(nodeid, "conformance", "failed", comparison=ok if i != 150 else bad)  # edge_compare's records
+        for i in range(300)
+    ]
+    page = parse(render_html({**DOCUMENT, "results": results, "outcomes": {nodeid: "failed"}}, ROOT))
+    sections = list(page.iter("section"))
+    assert sorted(int(s.attrs["id"][4:]) for s in sections) == [*range(20), 150]  # the failing comparison is rec-150
+    (row,) = summary_rows(page)
+    assert len(list(row.iter("a"))) == 1 + 21 and "+279 passed" in row.all_text()
+    assert f"279 more passed conformance records of {nodeid}: every one is in the JSON report" in page.all_text()
