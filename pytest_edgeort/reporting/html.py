@@ -10,7 +10,7 @@ from .. import __version__
 from .._text import atomic_write
 from ..config.suite import MANIFEST
 from ..errors import ReportError
-from .html_blocks import OUTCOME_CLASS, badge, e, facts_table, html_table, outcome_badge, record_html, when
+from .html_blocks import OUTCOME_CLASS, badge, check_badge, e, facts_table, html_table, outcome_badge, record_html, when
 from .opmatrix import matrix_html, matrix_records
 from .schema import CheckRecord, ReportDocument
 from .summary import SIMULATED_MARK, SummaryRow, build_rows, device_line, format_ms, format_number, row_key
@@ -159,8 +159,7 @@ def _summary(groups: List[Group]) -> str:
         coverage_text = "-" if coverage is None else f"{100 * coverage:.0f}" + ("" if strict else "*")
         sim = SIMULATED_MARK if row.latency_simulated else ""
         checks = " ".join(
-            f'<span class="check"><a href="#rec-{n}">{e(r.check or "test")}</a> '
-            f"{outcome_badge(r.outcome or '?')}</span>"
+            f'<span class="check"><a href="#rec-{n}">{e(r.check or "test")}</a> {check_badge(r)}</span>'
             for n, r in members
         ) + "".join(f' <span class="muted">+{count:,} passed</span>' for count in hidden.values())
         rows.append(

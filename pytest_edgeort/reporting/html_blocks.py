@@ -52,6 +52,16 @@ def outcome_badge(outcome: str) -> str:
     return badge(outcome.upper(), OUTCOME_CLASS.get(outcome, "other"))
 
 
+def passed_in_failed_test(record: CheckRecord) -> bool:
+    """A check that passed in a test that failed on another one (a data-set loop failing on one sample)."""
+    return record.check_passed is True and OUTCOME_CLASS.get(record.outcome or "") == "fail"
+
+
+def check_badge(record: CheckRecord) -> str:
+    """The record's outcome, or PASSED for a check that passed in a test that failed on another one."""
+    return outcome_badge("passed" if passed_in_failed_test(record) else record.outcome or "unknown")
+
+
 def _value(value: Any) -> str:
     """A fact for a table cell: mappings as ``k=v`` pairs, lists comma-separated, floats shortened."""
     if isinstance(value, Mapping):
@@ -299,13 +309,14 @@ def _profile(profile: Mapping[str, Any]) -> str:
 
 
 def record_html(number: int, record: CheckRecord, row_index: int) -> str:
-    outcome = record.outcome or "unknown"
-    failed = OUTCOME_CLASS.get(outcome) == "fail"
+    passed_here = passed_in_failed_test(record)
+    failed = OUTCOME_CLASS.get(record.outcome or "") == "fail" and not passed_here
+    note = " (its test failed on another check)" if passed_here else ""
     parts = [
         f'<section class="record{" failed" if failed else ""}" id="rec-{number}">',
         (
-            f"<h3>{outcome_badge(outcome)} {e(record.check or 'test')} "
-            f'<span class="muted">{e(record.nodeid or "")}</span></h3>'
+            f"<h3>{check_badge(record)} {e(record.check or 'test')} "
+            f'<span class="muted">{e(record.nodeid or "")}{note}</span></h3>'
         ),
         f'<p><a href="#row-{row_index}">back to the summary</a></p>',
     ]

@@ -362,6 +362,12 @@ def test_a_data_set_loop_shows_its_failure_and_a_few_passes_and_counts_the_rest(
     page = parse(render_html({**DOCUMENT, "results": results, "outcomes": {nodeid: "failed"}}, ROOT))
     sections = list(page.iter("section"))
     assert sorted(int(s.attrs["id"][4:]) for s in sections) == [*range(20), 150]  # the failing comparison is rec-150
+    # the comparisons that passed say so, in the failed test's section and in the summary row
+    assert [s.attrs["id"] for s in sections if "failed" in s.classes()] == ["rec-150"]
+    assert "PASSED conformance t.py::test_dataset[local-qnn-htp] (its test failed on another check)" in (
+        page.by_id("rec-0").all_text()
+    )
     (row,) = summary_rows(page)
     assert len(list(row.iter("a"))) == 1 + 21 and "+279 passed" in row.all_text()
+    assert row.children[-1].all_text().count("PASSED") == 20 and row.children[-1].all_text().count("FAILED") == 1
     assert f"279 more passed conformance records of {nodeid}: every one is in the JSON report" in page.all_text()
