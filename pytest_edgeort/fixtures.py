@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -190,6 +191,7 @@ def edge_compare(
     from .model.yardstick import YARDSTICK_DIR
 
     marker = resolved_marker(request.node, edge_run_state)
+    calls = itertools.count(1)
 
     def compare(
         actual: Mapping[str, np.ndarray],
@@ -199,6 +201,7 @@ def edge_compare(
     ) -> Comparison:
         __tracebackhide__ = True  # a failure shows the test's line, not this function
         where = f"edge_compare in {request.node.nodeid}"
+        number = next(calls)  # in a loop over a data set: which of the test's comparisons failed
         session = _session_for_compare(request, edge_run_state, edge_device, edge_provider, marker)
         with outcome_of(ValueError):
             spec = tolerance_marker(request.node)
@@ -216,7 +219,7 @@ def edge_compare(
         reference = _reference_name(request, session)
         node = CheckNode(edge_run_state, request.node, "conformance", edge_device, edge_provider)
         diagnose = _diagnose(request, edge_run_state, session, spec) if session.last_inputs is not None else None
-        title = f"{session.label} vs {reference}"
+        title = f"{session.label} vs {reference}" + (f" (comparison {number} of this test)" if number > 1 else "")
         device = _reference_device(request)
         return conclude(node, session, result, title, diagnose=diagnose, reference=reference, reference_device=device)
 

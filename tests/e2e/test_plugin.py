@@ -407,6 +407,30 @@ def test_expected_mismatch(edge_session, edge_reference, edge_inputs, edge_compa
     run(pytester).assert_outcomes(passed=1)
 
 
+def test_a_loop_of_comparisons_says_which_one_failed(pytester, model_dir):
+    """A test that compares every sample of a data set: the failure names the comparison's number, and the HTML
+    report marks the comparisons that passed as passed."""
+    pytester.makepyfile(f'''
+import numpy as np
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_dataset(edge_session, edge_reference, edge_compare):
+    for i in range(4):
+        x = {{"x": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)}}
+        actual = edge_session.run(x)
+        edge_compare(actual, edge_reference.run(x) if i != 2 else {{k: v + 1.0 for k, v in actual.items()}})
+''')
+    result = run(pytester, "--edge-html=r.html")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*on local/qnn-htp vs cpu reference (comparison 3 of this test): 1 of 1 outputs failed*"]
+    )
+    page = (pytester.path / "r.html").read_text()
+    assert page.count("(its test failed on another check)") == 2
+
+
 def test_edge_compare_without_edge_session_judges_the_marked_model_on_the_provider(pytester, model_dir):
     """A test that compares arrays of its own still gets the marked model's scales and tolerances (its
     session opened as ``edge_session`` would), and its record names that session."""
