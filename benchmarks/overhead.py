@@ -18,6 +18,8 @@ files' sources on every run.
 The target (plugin within 1.05x, issue 21) is edgeort / pytest: the cost the plugin adds to a pytest run.
 edgeort / plain is printed too; it also contains pytest's own per-test cost. Runs of 1 comparison, alternated
 with the others, split that cost into a fixed part (a run of 1) and the cost of each further comparison.
+A run of one plain test (no edge marker), with the plugin installed and with ``-p no:edgeort``, shows what the
+plugin costs pytest runs that do not use it (DESIGN.md: it must not slow them).
 
     python -m benchmarks.overhead [--n 200] [--repeats 3]
 """
@@ -124,6 +126,7 @@ def main() -> None:
         for n in (args.n, 1):
             (folder / f"test_hand_{n}.py").write_text(textwrap.dedent(HAND_TEST.format(model=model, n=n)))
             (folder / f"test_edgeort_{n}.py").write_text(textwrap.dedent(PLUGIN_TEST.format(model=model, n=n)))
+        (folder / "test_unrelated.py").write_text("def test_unrelated():\n    assert True\n")
         pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         commands = {
             "plain": [sys.executable, "plain.py", str(model), str(args.n)],
@@ -131,6 +134,8 @@ def main() -> None:
             "edgeort": pytest_cmd + [f"test_edgeort_{args.n}.py"],
             "pytest-1": pytest_cmd + ["test_hand_1.py"],
             "edgeort-1": pytest_cmd + ["test_edgeort_1.py"],
+            "unrelated": pytest_cmd + ["test_unrelated.py"],
+            "unrelated-without": pytest_cmd + ["-p", "no:edgeort", "test_unrelated.py"],
         }
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
@@ -162,6 +167,11 @@ def main() -> None:
             f"edgeort {1000 * per['edgeort']:.2f}"
             f" ms: {per['edgeort'] / per['pytest']:5.2f}x"
         )
+    without, unrelated = med["unrelated-without"], med["unrelated"]
+    print(
+        f"  a run of one plain test (no edge marker): {unrelated:.3f} s with the plugin, {without:.3f} s with "
+        f"-p no:edgeort (+{1000 * (unrelated - without):.0f} ms, {unrelated / without:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

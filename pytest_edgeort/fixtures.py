@@ -12,11 +12,7 @@ import pytest
 
 from ._text import atomic_write
 from .config.providers import resolve_provider
-from .config.suite import load_suite
 from .errors import EdgeError, InputError, MissingPackage, ModelError
-from .items.conformance import conclude
-from .items.no_fallback import assert_no_fallback
-from .items.node import CheckNode
 from .items.target import TargetParam
 from .junit import record_provenance
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
@@ -24,7 +20,7 @@ from .outcomes import fail, open_session, outcome_of
 from .reporting.schema import CheckRecord
 from .run import CACHE_DIR, EdgeRun, edge_run
 
-if TYPE_CHECKING:  # heavy modules (numpy, onnx) are imported inside the fixtures that need them
+if TYPE_CHECKING:  # what the fixtures run (numpy, onnx, the checks) is imported inside the fixtures that need it
     import numpy as np
 
     from .compare.engine import Comparison
@@ -78,6 +74,7 @@ def resolved_marker(node: pytest.Item, run: EdgeRun) -> Optional[ModelMarker]:
     """``edge_model`` of ``node`` (None when absent), once per test: with ``suite=``, the suite's model and float
     model as the suite runs them; a missing package skips, any other problem fails, in one line."""
     if _MARKER_KEY not in node.stash:
+        from .config.suite import load_suite
         from .items.prepared import suite_model_files
         from .model.prepare import PrepareError
 
@@ -188,6 +185,8 @@ def edge_compare(
     from .checks.conformance import baseline_source, open_float_session
     from .checks.conformance import compare as compare_outputs
     from .compare.tolerance import parse_tolerance
+    from .items.conformance import conclude
+    from .items.node import CheckNode
     from .model.yardstick import YARDSTICK_DIR
 
     marker = resolved_marker(request.node, edge_run_state)
@@ -281,6 +280,8 @@ def edge_assert_no_fallback(
     edge_model_marker: ModelMarker,
 ) -> Callable[[], float]:
     """``edge_assert_no_fallback()``: the model must be created with CPU fallback disabled."""
+    from .items.no_fallback import assert_no_fallback
+    from .items.node import CheckNode
 
     def check() -> float:
         options = {**edge_model_marker.options, **providers_marker(request.node).options}

@@ -1,17 +1,20 @@
-"""The edge markers: their help text and how their arguments are read and validated."""
+"""The edge markers: their help text and how their arguments are read and validated (what validates them is
+imported when a marker is read: every pytest run registers the markers)."""
 
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
 
 import pytest
 
 from ._text import did_you_mean
-from .compare.tolerance import ToleranceSpec, parse_tolerance
-from .config.suite import MANIFEST, load_suite, package_resource
+from .config import MANIFEST
+
+if TYPE_CHECKING:
+    from .compare.tolerance import ToleranceSpec
 
 MARKERS = {
     "edge_model": (
@@ -84,6 +87,8 @@ class ProvidersMarker:
 
 def _resolve(node: pytest.Item, value: Any) -> Path:
     if str(value).startswith("pkg:"):
+        from .config.suite import package_resource
+
         return package_resource(str(value), f"{node.nodeid}: edge_model")
     path = Path(str(value)).expanduser()
     if path.is_absolute():
@@ -126,6 +131,8 @@ def model_marker(node: pytest.Item) -> Optional[ModelMarker]:
 def _suite_marker(node: pytest.Item, folder: Any, given: Mapping[str, Any]) -> Dict[str, Any]:
     """``edge_model(suite=folder)``: the suite's model (its user's name) and, unless given, its float model and
     inputs; the fixtures prepare the model as the suite does."""
+    from .config.suite import load_suite
+
     path = _resolve(node, folder)
     manifest = path if path.name == MANIFEST else path / MANIFEST
     if not manifest.is_file():
@@ -161,6 +168,8 @@ def tolerance_marker(node: pytest.Item) -> ToleranceSpec:
     see :func:`parse_tolerance_markers`); empty when absent. A bad marker raises its ValueError
     each time it is asked for, so it fails that test only."""
     if _TOLERANCE_KEY not in node.stash:
+        from .compare.tolerance import ToleranceSpec, parse_tolerance
+
         mark = node.get_closest_marker("edge_tolerance")
         try:
             spec = (

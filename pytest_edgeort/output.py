@@ -8,21 +8,7 @@ from typing import Any, List, Optional
 import pytest
 
 from .errors import DeviceUnavailable, InventoryError, ReportError
-from .items.golden import unused_golden_lines
 from .items.target import item_target
-from .reporting.html import write_html
-from .reporting.jsonreport import build_report, write_report
-from .reporting.opmatrix import format_matrix, matrix_records, write_csv
-from .reporting.summary import (
-    build_rows,
-    device_line,
-    format_rows,
-    fp16_notes,
-    lock_lines,
-    placement_notes,
-    skip_counts,
-    u8_kernel_notes,
-)
 from .run import EdgeRun
 
 
@@ -30,7 +16,8 @@ class RunOutput:
     """What the run prints and writes: the device header after collection, the JSON report, the
     edgeort summary. Registered in the process that talks to the user (not in xdist workers);
     ``workers_devices``: the xdist controller, whose devices connect in the workers, lists them as
-    the workers' reports described them."""
+    the workers' reports described them. What presents and writes results is imported once a run has
+    some: a run without edge tests loads none of it (``tests/unit/test_imports.py``)."""
 
     def __init__(self, run: EdgeRun, workers_devices: bool = False) -> None:
         self.run = run
@@ -52,6 +39,8 @@ class RunOutput:
 
     def device_header(self, name: str) -> str:
         """'edgeort device local: Linux-...-x86_64, onnxruntime 1.31.1, QNN SDK 2.51.0 (EP 2.7.0), providers ...'."""
+        from .reporting.summary import device_line
+
         try:
             return device_line(name, self.run.device(name).describe())
         except (DeviceUnavailable, InventoryError) as exc:
@@ -61,15 +50,21 @@ class RunOutput:
         """Write the JSON and HTML reports (also after Ctrl-C: pytest still finishes the session, and a run
         of edge tests interrupted before its first result writes what it knows: the devices reached)."""
         results, options = self.results, self.run.options
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED and any(
+            item_target(item) is not None for item in getattr(session, "items", ())
+        )
+        if not (results.records or results.outcomes or interrupted):
+            return
+        from .items.golden import unused_golden_lines
+        from .reporting.html import write_html
+        from .reporting.jsonreport import build_report, write_report
+        from .reporting.summary import skip_counts
+
         self._write_matrix_csv(session)
         self.unused_goldens = unused_golden_lines(self.run, results.outcomes)
         if self.unused_goldens and options.strict and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        wanted = options.report is not None or options.html is not None
-        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED and any(
-            item_target(item) is not None for item in getattr(session, "items", ())
-        )
-        if not wanted or not (results.records or results.outcomes or interrupted):
+        if options.report is None and options.html is None:
             return
         devices = {**self.run.registry.facts(), **results.device_facts} if interrupted else results.device_facts
         document = build_report(
@@ -96,6 +91,8 @@ class RunOutput:
 
     def _write_matrix_csv(self, session: pytest.Session) -> None:
         """``--edge-op-matrix-csv``: one row per op-matrix case (a CSV that cannot be written fails the run)."""
+        from .reporting.opmatrix import matrix_records, write_csv
+
         path = self.run.options.op_matrix_csv
         records = matrix_records(self.results.records)
         if path is None or not records:
@@ -111,6 +108,20 @@ class RunOutput:
         for line in self.report_errors:
             terminalreporter.write_line(line, red=True, bold=True)
         results = self.results
+        if not (results.records or results.skip_reasons or self.unused_goldens):
+            return
+        from .reporting.opmatrix import format_matrix, matrix_records
+        from .reporting.summary import (
+            build_rows,
+            device_line,
+            format_rows,
+            fp16_notes,
+            lock_lines,
+            placement_notes,
+            skip_counts,
+            u8_kernel_notes,
+        )
+
         if any(r.op_matrix is None for r in results.records) or results.skip_reasons:
             terminalreporter.section("edgeort summary")
             if self.workers_devices:

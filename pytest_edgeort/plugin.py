@@ -1,4 +1,7 @@
-"""pytest hooks: build the run state, register the plugin objects of this process's role, delegate."""
+"""pytest hooks: build the run state, register the plugin objects of this process's role, delegate.
+
+Every pytest run of the environment loads this module: it imports only what any run needs (options, markers,
+the run state, the fixtures); what collects suites or the op matrix is imported when a run has them."""
 
 from __future__ import annotations
 
@@ -8,13 +11,11 @@ from typing import Any, Dict, List, Optional, Tuple
 import pytest
 
 from . import fixtures, hookspec
+from .config import MANIFEST
 from .config.inventory import DeviceConfig
 from .config.kinds import DeviceKind, kind_table
-from .config.suite import MANIFEST
 from .devices import make_device
 from .errors import ComparisonError, EdgeError, InventoryError
-from .items.opmatrix import add_corpus
-from .items.suite import SuiteFile, submit_ahead
 from .items.target import TARGET, item_target, mark_marker_test, marker_targets
 from .markers import MARKERS, parse_tolerance_markers
 from .options import EdgeOptions, add_options
@@ -102,7 +103,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Hosted devices (AI Hub) get every selected suite item's jobs now: submit all, then each item collects."""
-    if role_of(session.config).submits_ahead:
+    if role_of(session.config).submits_ahead and any(item_target(item) is not None for item in session.items):
+        from .items.suite import submit_ahead
+
         submit_ahead(edge_run(session.config), session.items)
 
 
@@ -111,12 +114,16 @@ def pytest_make_collect_report(collector: pytest.Collector) -> Any:
     """With ``--edge-op-matrix`` the session also collects the ONNX node-test corpus."""
     report = yield
     if isinstance(collector, pytest.Session) and report.passed and edge_run(collector.config).options.op_matrix:
+        from .items.opmatrix import add_corpus
+
         add_corpus(collector, report)
     return report
 
 
 def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> Optional[pytest.Collector]:
     if file_path.name == MANIFEST:
+        from .items.suite import SuiteFile
+
         return SuiteFile.from_parent(parent, path=file_path)
     return None
 

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ._text import file_sha256, model_label
-from .config.suite import MANIFEST, load_suite
+from .config import MANIFEST
+from .config.suite import load_suite
 from .errors import EdgeError
 from .items.prepared import suite_model_files
 from .run import CACHE_DIR

@@ -26,7 +26,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-MANIFEST = "edge_suite.toml"
 _TOP_KEYS = (
     "model",
     "float_model",

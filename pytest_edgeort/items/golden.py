@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping
 
 from .._text import one_line
-from ..config.suite import MANIFEST, SuiteError, load_suite
+from ..config import MANIFEST
+from ..config.suite import SuiteError, load_suite
 from ..outcomes import fail, outcome_of
 from .conformance import conclude_examples
 from .context import SuiteCheck, SuiteContext, SuiteModels

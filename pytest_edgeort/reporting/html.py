@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 from .. import __version__
 from .._text import atomic_write
-from ..config.suite import MANIFEST
+from ..config import MANIFEST
 from ..errors import ReportError
 from .html_blocks import OUTCOME_CLASS, badge, check_badge, e, facts_table, html_table, outcome_badge, record_html, when
 from .opmatrix import matrix_html, matrix_records

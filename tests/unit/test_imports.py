@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Set
 
+import pytest
+
 import pytest_edgeort
 
 HEAVY = ("numpy", "onnx", "onnxruntime", "fabric", "paramiko")
@@ -23,18 +25,65 @@ def test_importing_the_plugin_loads_no_heavy_module():
     assert json.loads(out) == []
 
 
-def test_a_run_without_edge_tests_loads_no_heavy_module(tmp_path):
-    """The plugin is installed for every pytest run of the environment: one without edge tests must not pay
-    for numpy and onnx (0.5 s at session end before: the unused-golden scan imported the checks)."""
-    (tmp_path / "test_plain.py").write_text("def test_plain():\n    pass\n")
-    (tmp_path / "conftest.py").write_text(
+#: What a pytest run without edge tests loads of the plugin: its wiring and the run state, none of the modules
+#: that collect suites, run checks, compare or report (they cost every run of the environment ~11 ms more).
+WIRING = {
+    "pytest_edgeort",
+    "pytest_edgeort._text",
+    "pytest_edgeort.config",
+    "pytest_edgeort.config.inventory",
+    "pytest_edgeort.config.kinds",
+    "pytest_edgeort.config.providers",
+    "pytest_edgeort.devices",
+    "pytest_edgeort.devices.boardlock",
+    "pytest_edgeort.errors",
+    "pytest_edgeort.fixtures",
+    "pytest_edgeort.hookspec",
+    "pytest_edgeort.items",
+    "pytest_edgeort.items.target",
+    "pytest_edgeort.junit",
+    "pytest_edgeort.markers",
+    "pytest_edgeort.options",
+    "pytest_edgeort.outcomes",
+    "pytest_edgeort.output",
+    "pytest_edgeort.plugin",
+    "pytest_edgeort.relay",
+    "pytest_edgeort.reporting",
+    "pytest_edgeort.reporting.schema",
+    "pytest_edgeort.results",
+    "pytest_edgeort.run",
+    "pytest_edgeort.signals",
+    "pytest_edgeort.xdist",
+}
+
+
+@pytest.fixture(scope="module")
+def unrelated_run(tmp_path_factory) -> Dict[str, List[str]]:
+    """What a pytest run of one plain test loaded at its end: heavy third-party modules, the plugin's modules."""
+    folder = tmp_path_factory.mktemp("unrelated")
+    (folder / "test_plain.py").write_text("def test_plain():\n    pass\n")
+    (folder / "conftest.py").write_text(
         "import json, sys\n"
         "def pytest_unconfigure(config):\n"
-        f"    print('LOADED', json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))\n"
+        f"    heavy = sorted(m for m in {HEAVY!r} if m in sys.modules)\n"
+        "    ours = sorted(m for m in sys.modules if m.split('.')[0] == 'pytest_edgeort')\n"
+        "    print('LOADED', json.dumps({'heavy': heavy, 'ours': ours}))\n"
     )
-    command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", str(tmp_path)]
-    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
-    assert json.loads(out.split("LOADED", 1)[1].splitlines()[0]) == []
+    command = [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", str(folder)]
+    out = subprocess.run(command, capture_output=True, text=True, check=True, cwd=folder).stdout
+    return json.loads(out.split("LOADED", 1)[1].splitlines()[0])
+
+
+def test_a_run_without_edge_tests_loads_no_heavy_module(unrelated_run):
+    """The plugin is installed for every pytest run of the environment: one without edge tests must not pay
+    for numpy and onnx (0.5 s at session end before: the unused-golden scan imported the checks)."""
+    assert unrelated_run["heavy"] == []
+
+
+def test_a_run_without_edge_tests_loads_only_the_plugins_wiring(unrelated_run):
+    """Nor for the plugin's own checks, comparison and reports: imported where an edge run first needs them."""
+    extra = sorted(set(unrelated_run["ours"]) - WIRING)
+    assert not extra, f"a run without edge tests imported {len(extra)} more of the plugin's modules: {extra}"
 
 
 def test_a_passing_marker_test_loads_no_onnx(tmp_path):
