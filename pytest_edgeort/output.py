@@ -3,13 +3,18 @@ JSON and HTML reports, the edgeort summary."""
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, List, Optional
 
 import pytest
 
+from .config import suite_of
 from .errors import DeviceUnavailable, InventoryError, ReportError
 from .items.target import item_target
 from .run import EdgeRun
+
+if TYPE_CHECKING:
+    from .reporting.schema import ReportDocument
 
 
 class RunOutput:
@@ -55,17 +60,18 @@ class RunOutput:
         )
         if not (results.records or results.outcomes or interrupted):
             return
-        from .items.golden import unused_golden_lines
-        from .reporting.html import write_html
-        from .reporting.jsonreport import build_report, write_report
-        from .reporting.summary import skip_counts
-
         self._write_matrix_csv(session)
-        self.unused_goldens = unused_golden_lines(self.run, results.outcomes)
+        if any(suite_of(nodeid) for nodeid in results.outcomes):  # (a run without suites never loads the checks)
+            from .items.golden import unused_golden_lines
+
+            self.unused_goldens = unused_golden_lines(self.run, results.outcomes)
         if self.unused_goldens and options.strict and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if options.report is None and options.html is None:
             return
+        from .reporting.jsonreport import build_report, write_report
+        from .reporting.summary import skip_counts
+
         devices = {**self.run.registry.facts(), **results.device_facts} if interrupted else results.device_facts
         document = build_report(
             results.records,
@@ -77,7 +83,7 @@ class RunOutput:
         )
         writers = (
             (options.report, lambda path: write_report(path, document.to_dict())),
-            (options.html, lambda path: write_html(path, document, self.run.rootdir)),  # rows relative to it
+            (options.html, lambda path: self._write_html(path, document)),
         )
         for path, write in writers:
             if path is None:
@@ -89,13 +95,20 @@ class RunOutput:
                 if session.exitstatus == pytest.ExitCode.OK:
                     session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
+    def _write_html(self, path: Path, document: ReportDocument) -> None:
+        from .reporting.html import write_html  # (its modules load only for a run that writes one)
+
+        write_html(path, document, self.run.rootdir)  # rows relative to it
+
     def _write_matrix_csv(self, session: pytest.Session) -> None:
         """``--edge-op-matrix-csv``: one row per op-matrix case (a CSV that cannot be written fails the run)."""
+        path = self.run.options.op_matrix_csv
+        if path is None:
+            return
         from .reporting.opmatrix import matrix_records, write_csv
 
-        path = self.run.options.op_matrix_csv
         records = matrix_records(self.results.records)
-        if path is None or not records:
+        if not records:
             return
         try:
             write_csv(path, records)

@@ -103,10 +103,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Hosted devices (AI Hub) get every selected suite item's jobs now: submit all, then each item collects."""
-    if role_of(session.config).submits_ahead and any(item_target(item) is not None for item in session.items):
+    run = edge_run(session.config)
+    edge_items = any(item_target(item) is not None for item in session.items)
+    if edge_items and role_of(session.config).submits_ahead and run.registry.hosted():
         from .items.suite import submit_ahead
 
-        submit_ahead(edge_run(session.config), session.items)
+        submit_ahead(run, session.items)
 
 
 @pytest.hookimpl(wrapper=True)

@@ -74,9 +74,16 @@ class DeviceRegistry:
     def locked(self) -> Tuple[str, ...]:
         """The selected devices that take a board lock, by their kind's lock policy (none when the
         inventory is malformed: the workers report that)."""
+        return self._selected(lambda config: self.kinds[config.kind].uses_lock(config.lock))
+
+    def hosted(self) -> Tuple[str, ...]:
+        """The selected devices whose kind runs hosted jobs (AI Hub): their items' jobs are submitted ahead."""
+        return self._selected(lambda config: self.kinds[config.kind].capabilities.jobs)
+
+    def _selected(self, wanted: Callable[[DeviceConfig], bool]) -> Tuple[str, ...]:
+        """The selected devices whose inventory entry is ``wanted`` (none when the inventory is malformed)."""
         try:
-            configs = [self.inventory[name] for name in self.names()]
-            return tuple(config.name for config in configs if self.kinds[config.kind].uses_lock(config.lock))
+            return tuple(name for name in self.names() if wanted(self.inventory[name]))
         except InventoryError:
             return ()
 

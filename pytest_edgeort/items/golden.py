@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Mapping
 
 from .._text import one_line
-from ..config import MANIFEST
+from ..config import suite_of
 from ..config.suite import SuiteError, load_suite
 from ..outcomes import fail, outcome_of
 from .conformance import conclude_examples
@@ -108,10 +108,9 @@ def golden_provenance(item: SuiteContext, session: EdgeSession, examples: int) -
 
 def unused_golden_lines(run: EdgeRun, nodeids: Iterable[str]) -> List[str]:
     """One line per golden file of the run's suites (those of ``nodeids``) that no item reads."""
-    manifests = sorted({n.split("::")[0] for n in nodeids if n.split("::")[0].endswith(MANIFEST)})
-    if not manifests:
-        return []  # (a run without suites, most runs of other tests, never imports the checks: numpy, onnx)
     from ..checks.golden import unused_goldens
+
+    manifests = sorted({manifest for manifest in map(suite_of, nodeids) if manifest is not None})
 
     lines = []
     for manifest in manifests:

@@ -8,7 +8,7 @@ from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tup
 
 from .. import __version__
 from .._text import atomic_write
-from ..config import MANIFEST
+from ..config import suite_of
 from ..errors import ReportError
 from .html_blocks import OUTCOME_CLASS, badge, check_badge, e, facts_table, html_table, outcome_badge, record_html, when
 from .opmatrix import matrix_html, matrix_records
@@ -59,7 +59,7 @@ def _named(record: CheckRecord) -> CheckRecord:
     """A record keyed like the other records of its test: a suite item's by its suite (also a record
     that does not name it), a test that failed before any session existed by the test itself."""
     nodeid = record.nodeid or "?"
-    suite = record.suite or (nodeid.split("::")[0] if nodeid.split("::")[0].endswith(MANIFEST) else None)
+    suite = record.suite or suite_of(nodeid)
     return dataclasses.replace(record, model=record.model or nodeid.split("[")[0], suite=suite)
 
 
