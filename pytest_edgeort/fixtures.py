@@ -181,7 +181,8 @@ def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str
 def edge_compare(
     request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
 ) -> Callable[..., Comparison]:
-    """``edge_compare(actual, expected, **tolerance)``: fail with a per-output report when outside tolerance."""
+    """``edge_compare(actual, expected, baseline=None, *, label=None, **tolerance)``: fail with a per-output report
+    when outside tolerance; ``label`` names this comparison (a data set's sample) in the failure and the records."""
     from .checks.conformance import baseline_source, open_float_session
     from .checks.conformance import compare as compare_outputs
     from .compare.tolerance import parse_tolerance
@@ -196,6 +197,8 @@ def edge_compare(
         actual: Mapping[str, np.ndarray],
         expected: Mapping[str, np.ndarray],
         baseline: Optional[Mapping[str, np.ndarray]] = None,
+        *,
+        label: Any = None,
         **tolerance: Any,
     ) -> Comparison:
         __tracebackhide__ = True  # a failure shows the test's line, not this function
@@ -218,9 +221,13 @@ def edge_compare(
         reference = _reference_name(request, session)
         node = CheckNode(edge_run_state, request.node, "conformance", edge_device, edge_provider)
         diagnose = _diagnose(request, edge_run_state, session, spec) if session.last_inputs is not None else None
-        title = f"{session.label} vs {reference}" + (f" (comparison {number} of this test)" if number > 1 else "")
+        name = None if label is None else str(label)
+        which = [name] if name is not None else []
+        which += [f"comparison {number} of this test"] if number > 1 else []  # a loop's sample, without a label
+        title = f"{session.label} vs {reference}" + (f" ({', '.join(which)})" if which else "")
         device = _reference_device(request)
-        return conclude(node, session, result, title, diagnose=diagnose, reference=reference, reference_device=device)
+        fields = {"reference": reference, "reference_device": device, "label": name}
+        return conclude(node, session, result, title, diagnose=diagnose, **fields)
 
     return compare
 

@@ -138,12 +138,13 @@ def renamed_nodeid(
 
 
 def _keyed(records: Iterable[CheckRecord], devices: Mapping[str, str]) -> Dict[Tuple[str, str, int], CheckRecord]:
-    """Records by (node id in NEW's spelling, check, how many of that pair came before)."""
+    """Records by (node id in NEW's spelling and the record's label, check, how many of that pair came before): a
+    data-set loop's comparisons pair by their ``label`` where the test gave one, else by their order."""
     seen: Counter = Counter()
     keyed = {}
     for rec in records:
         nodeid = renamed_nodeid(rec.nodeid or "", devices, rec.device, rec.provider)
-        pair = (nodeid, rec.check or "")
+        pair = (nodeid + (f" ({rec.label})" if rec.label else ""), rec.check or "")
         keyed[(*pair, seen[pair])] = rec
         seen[pair] += 1
     return keyed

@@ -21,6 +21,7 @@ OUTCOME_CLASS = {
 }
 _RECORD_FACTS = (
     ("nodeid", "test"),
+    ("label", "label"),
     ("model_path", "model"),
     ("model_sha256", "model sha256"),
     ("ep", "EP"),
@@ -311,7 +312,7 @@ def _profile(profile: Mapping[str, Any]) -> str:
 def record_html(number: int, record: CheckRecord, row_index: int) -> str:
     passed_here = passed_in_failed_test(record)
     failed = OUTCOME_CLASS.get(record.outcome or "") == "fail" and not passed_here
-    note = " (its test failed on another check)" if passed_here else ""
+    note = (f" {record.label}" if record.label else "") + (" (its test failed on another check)" if passed_here else "")
     parts = [
         f'<section class="record{" failed" if failed else ""}" id="rec-{number}">',
         (

@@ -107,6 +107,7 @@ class CheckRecord:
     suite: Optional[str] = None  # the edge_suite.toml of a suite item
     reference: Optional[str] = None  # what the outputs were compared with
     reference_device: Optional[str] = None  # the device the reference ran on
+    label: Optional[str] = None  # what the test called this comparison: edge_compare(..., label="sample 17")
     # the session's facts (SESSION_FACTS)
     device: Optional[str] = None
     provider: Optional[str] = None

@@ -431,6 +431,36 @@ def test_dataset(edge_session, edge_reference, edge_compare):
     assert page.count("(its test failed on another check)") == 2
 
 
+def test_a_labelled_comparison_names_its_sample_in_the_failure_and_the_reports(pytester, model_dir):
+    """``edge_compare(..., label=)`` names a data set's sample: in the failure title, on each JSON record and
+    with the HTML record; it is not taken for a tolerance key."""
+    pytester.makepyfile(f'''
+import numpy as np
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_dataset(edge_session, edge_reference, edge_compare):
+    for i in range(3):
+        x = {{"x": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)}}
+        actual = edge_session.run(x)
+        expected = edge_reference.run(x) if i != 1 else {{k: v + 1.0 for k, v in actual.items()}}
+        edge_compare(actual, expected, label=f"sample_{{i:03d}}.png", lsb=2)
+''')
+    report = pytester.path / "edge.json"
+    result = run(pytester, f"--edge-report={report}", "--edge-html=r.html")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(
+        ["*vs cpu reference (sample_001.png, comparison 2 of this test): 1 of 1 outputs failed*"]
+    )
+    records = [r for r in json.loads(report.read_text())["results"] if r["check"] == "conformance"]
+    assert [(r["label"], r["comparison"]["passed"]) for r in records] == [
+        ("sample_000.png", True),
+        ("sample_001.png", False),
+    ]
+    assert "sample_001.png" in (pytester.path / "r.html").read_text()
+
+
 def test_edge_compare_without_edge_session_judges_the_marked_model_on_the_provider(pytester, model_dir):
     """A test that compares arrays of its own still gets the marked model's scales and tolerances (its
     session opened as ``edge_session`` would), and its record names that session."""

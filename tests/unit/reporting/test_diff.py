@@ -117,3 +117,23 @@ def test_cli_exit_codes_text_and_json(tmp_path, capsys):
     assert json.loads(out.getvalue())["counts"] == {"worse": 0, "better": 3, "changed": 0}
     assert package_main(["dif"]) == 2
     assert "unknown command 'dif' (did you mean 'diff'?)" in capsys.readouterr().err
+
+
+def _sample(label: str, max_lsb: float) -> CheckRecord:
+    """One comparison of a data-set loop, named by ``edge_compare(..., label=)``."""
+    output = {"name": "y", "max_lsb": max_lsb, "max_abs": max_lsb / 10}
+    comparison = {"passed": True, "outputs": [output]}
+    return CheckRecord(
+        nodeid="t.py::test_dataset[local-qnn-htp]", check="conformance", label=label, comparison=comparison
+    )
+
+
+def test_a_data_sets_comparisons_pair_by_label_whatever_their_order():
+    """A data set read in another order (a directory listing, a shuffled loader) still pairs each sample with
+    itself; by order, OLD's cat.png would pair with NEW's dog.png."""
+    old = document([_sample("cat.png", 1.0), _sample("dog.png", 4.0)])
+    new = document([_sample("dog.png", 4.0), _sample("cat.png", 4.0)])
+    changes = [c for c in diff_reports(old, new).changes if c.kind == "metrics"]
+    assert [(c.subject, c.text) for c in changes] == [
+        ("t.py::test_dataset[local-qnn-htp] (cat.png)", "output y: max LSB 1 -> 4, max |err| 0.1 -> 0.4")
+    ]
