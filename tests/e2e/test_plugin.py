@@ -407,9 +407,8 @@ def test_expected_mismatch(edge_session, edge_reference, edge_inputs, edge_compa
     run(pytester).assert_outcomes(passed=1)
 
 
-def test_a_loop_of_comparisons_says_which_one_failed(pytester, model_dir):
-    """A test that compares every sample of a data set: the failure names the comparison's number, and the HTML
-    report marks the comparisons that passed as passed."""
+def _dataset_test(pytester, model_dir, samples: int, failing: int, compare_args: str) -> None:
+    """A test comparing ``samples`` samples of a data set in a loop, sample ``failing`` off by 1.0."""
     pytester.makepyfile(f'''
 import numpy as np
 import pytest
@@ -417,11 +416,18 @@ import pytest
 @pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
 @pytest.mark.edge_providers("qnn-htp")
 def test_dataset(edge_session, edge_reference, edge_compare):
-    for i in range(4):
+    for i in range({samples}):
         x = {{"x": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)}}
         actual = edge_session.run(x)
-        edge_compare(actual, edge_reference.run(x) if i != 2 else {{k: v + 1.0 for k, v in actual.items()}})
+        expected = edge_reference.run(x) if i != {failing} else {{k: v + 1.0 for k, v in actual.items()}}
+        edge_compare(actual, expected{compare_args})
 ''')
+
+
+def test_a_loop_of_comparisons_says_which_one_failed(pytester, model_dir):
+    """A test that compares every sample of a data set: the failure names the comparison's number, and the HTML
+    report marks the comparisons that passed as passed."""
+    _dataset_test(pytester, model_dir, 4, 2, "")
     result = run(pytester, "--edge-html=r.html")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(
@@ -434,19 +440,7 @@ def test_dataset(edge_session, edge_reference, edge_compare):
 def test_a_labelled_comparison_names_its_sample_in_the_failure_and_the_reports(pytester, model_dir):
     """``edge_compare(..., label=)`` names a data set's sample: in the failure title, on each JSON record and
     with the HTML record; it is not taken for a tolerance key."""
-    pytester.makepyfile(f'''
-import numpy as np
-import pytest
-
-@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
-@pytest.mark.edge_providers("qnn-htp")
-def test_dataset(edge_session, edge_reference, edge_compare):
-    for i in range(3):
-        x = {{"x": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)}}
-        actual = edge_session.run(x)
-        expected = edge_reference.run(x) if i != 1 else {{k: v + 1.0 for k, v in actual.items()}}
-        edge_compare(actual, expected, label=f"sample_{{i:03d}}.png", lsb=2)
-''')
+    _dataset_test(pytester, model_dir, 3, 1, ', label=f"sample_{i:03d}.png", lsb=2')
     report = pytester.path / "edge.json"
     result = run(pytester, f"--edge-report={report}", "--edge-html=r.html")
     result.assert_outcomes(failed=1)
