@@ -52,7 +52,7 @@ def edge_provider(_edge_target: TargetParam) -> str:
     return _edge_target[1]
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def edge_run_state(request: pytest.FixtureRequest) -> EdgeRun:
     """The run-wide state (session cache, devices, recorded results)."""
     return edge_run(request.config)
@@ -90,15 +90,11 @@ def resolved_marker(node: pytest.Item, run: EdgeRun) -> Optional[ModelMarker]:
 
 @pytest.fixture
 def edge_session(
-    edge_run_state: EdgeRun,
-    edge_device: str,
-    edge_provider: str,
-    edge_model_marker: ModelMarker,
-    request: pytest.FixtureRequest,
+    edge_run_state: EdgeRun, _edge_target: TargetParam, edge_model_marker: ModelMarker, request: pytest.FixtureRequest
 ) -> EdgeSession:
     """The marked model on the current device and provider (CPU fallback allowed, placement checked)."""
     options = {**edge_model_marker.options, **providers_marker(request.node).options}
-    session = _marker_session(edge_run_state, edge_device, edge_provider, edge_model_marker, options)
+    session = _marker_session(edge_run_state, _edge_target.device, _edge_target.provider, edge_model_marker, options)
     record_provenance(request.node, CheckRecord.from_session(request.node.nodeid, "test", session.provenance()))
     return session
 
@@ -139,12 +135,12 @@ def _shaped_model(run: EdgeRun, marker: ModelMarker) -> Path:
 
 
 @pytest.fixture
-def edge_reference(edge_run_state: EdgeRun, edge_device: str, edge_model_marker: ModelMarker) -> EdgeSession:
+def edge_reference(edge_run_state: EdgeRun, _edge_target: TargetParam, edge_model_marker: ModelMarker) -> EdgeSession:
     """The reference: ``reference_model`` (or the model) on the reference provider (``cpu``)."""
     from .checks.conformance import reference_target
 
     marker = edge_model_marker
-    device, provider = reference_target(edge_device, marker.reference)
+    device, provider = reference_target(_edge_target.device, marker.reference)
     if marker.reference_model is not None:
         return open_session(edge_run_state, device, marker.reference_model, provider)
     return open_session(edge_run_state, device, marker.model, provider, name=marker.source)
@@ -179,7 +175,7 @@ def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str
 
 @pytest.fixture
 def edge_compare(
-    request: pytest.FixtureRequest, edge_run_state: EdgeRun, edge_device: str, edge_provider: str
+    request: pytest.FixtureRequest, edge_run_state: EdgeRun, _edge_target: TargetParam
 ) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, baseline=None, *, label=None, **tolerance)``: fail with a per-output report
     when outside tolerance; ``label`` names this comparison (a data set's sample) in the failure and the records."""
@@ -191,6 +187,7 @@ def edge_compare(
     from .model.yardstick import YARDSTICK_DIR
 
     marker = resolved_marker(request.node, edge_run_state)
+    edge_device, edge_provider = _edge_target.device, _edge_target.provider
     calls = itertools.count(1)
 
     def compare(
