@@ -19,7 +19,9 @@ The target (plugin within 1.05x, issue 21) is edgeort / pytest: the cost the plu
 edgeort / plain is printed too; it also contains pytest's own per-test cost. Runs of 1 comparison, alternated
 with the others, split that cost into a fixed part (a run of 1) and the cost of each further comparison.
 A run of one plain test (no edge marker), with the plugin installed and with ``-p no:edgeort``, shows what the
-plugin costs pytest runs that do not use it (DESIGN.md: it must not slow them).
+plugin costs pytest runs that do not use it (DESIGN.md: it must not slow them). One more run of each N-test file,
+with a phase timer (``-p phases``), splits a test's time into pytest's phases and the NPU inference inside it: where
+the plugin's cost per test is, and which of its two speeds the in-process simulator of the hand-written tests had.
 
     python -m benchmarks.overhead [--n 200] [--repeats 3]
 """
@@ -27,6 +29,7 @@ plugin costs pytest runs that do not use it (DESIGN.md: it must not slow them).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -65,10 +68,13 @@ sys.exit(1 if failures else 0)
 """
 
 HAND_TEST = """
+import time
+
 import numpy as np
 import onnxruntime as ort
 import onnxruntime_qnn
 import pytest
+from phases import NPU_RUNS
 
 MODEL = r"{model}"
 
@@ -86,22 +92,66 @@ def sessions():
 def test_matches_cpu(i, sessions):
     npu, cpu = sessions
     x = {{"x": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)}}
+    start = time.perf_counter()
     a, = npu.run(None, x)
+    NPU_RUNS.append(time.perf_counter() - start)
     e, = cpu.run(None, x)
     err = a.astype(np.float64) - e
     assert 10 * np.log10(np.sum(e.astype(np.float64) ** 2) / max(np.sum(err ** 2), 1e-30)) >= 15
 """
 
 PLUGIN_TEST = """
+import time
+
 import numpy as np
 import pytest
+from phases import NPU_RUNS
 
 @pytest.mark.edge_model(r"{model}")
 @pytest.mark.edge_providers("qnn-htp")
 @pytest.mark.parametrize("i", range({n}))
 def test_matches_cpu(i, edge_session, edge_reference, edge_compare):
     x = {{"x": np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)}}
-    edge_compare(edge_session.run(x), edge_reference.run(x))
+    start = time.perf_counter()
+    actual = edge_session.run(x)
+    NPU_RUNS.append(time.perf_counter() - start)
+    edge_compare(actual, edge_reference.run(x))
+"""
+
+PHASES = """
+\"\"\"A test's time split into pytest's phases (``-p phases``): medians in ms, as JSON in $PHASES_OUT.\"\"\"
+import json
+import os
+import statistics
+import time
+
+import pytest
+
+NPU_RUNS = []  # seconds of each NPU inference, appended by the test bodies
+TIMES = {"setup": [], "call": [], "teardown": [], "test": []}
+
+
+def _timed(phase):
+    @pytest.hookimpl(wrapper=True)
+    def hook(item):
+        start = time.perf_counter()
+        try:
+            return (yield)
+        finally:
+            TIMES[phase].append(time.perf_counter() - start)
+
+    return hook
+
+
+pytest_runtest_setup, pytest_runtest_call = _timed("setup"), _timed("call")
+pytest_runtest_teardown, pytest_runtest_protocol = _timed("teardown"), _timed("test")
+
+
+def pytest_unconfigure(config):
+    medians = {k: 1000 * statistics.median(v[10:]) for k, v in dict(TIMES, npu=NPU_RUNS).items() if v[10:]}
+    if "PHASES_OUT" in os.environ:
+        with open(os.environ["PHASES_OUT"], "w") as out:
+            json.dump(medians, out)
 """
 
 
@@ -112,6 +162,23 @@ def timed(cmd: list, cwd: Path, env: dict) -> float:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
     return elapsed
+
+
+PHASE_LABELS = (
+    ("setup", "setup"),
+    ("call", "call"),
+    ("of it the NPU run", "npu"),
+    ("teardown", "teardown"),
+    ("reports and hooks", "rest"),
+    ("whole test", "test"),
+)
+
+
+def phases(cmd: list, cwd: Path, env: dict) -> dict:
+    """Median ms per test of each phase (see ``PHASES``) in one more run of ``cmd``."""
+    out = cwd / "phases.json"
+    timed(cmd + ["-p", "phases"], cwd, dict(env, PHASES_OUT=str(out)))
+    return json.loads(out.read_text())
 
 
 def main() -> None:
@@ -127,6 +194,7 @@ def main() -> None:
             (folder / f"test_hand_{n}.py").write_text(textwrap.dedent(HAND_TEST.format(model=model, n=n)))
             (folder / f"test_edgeort_{n}.py").write_text(textwrap.dedent(PLUGIN_TEST.format(model=model, n=n)))
         (folder / "test_unrelated.py").write_text("def test_unrelated():\n    assert True\n")
+        (folder / "phases.py").write_text(PHASES)
         pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
         commands = {
             "plain": [sys.executable, "plain.py", str(model), str(args.n)],
@@ -145,6 +213,7 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, cmd in commands.items():
                 times[name].append(timed(cmd, folder, env))
+        split = {name: phases(commands[name], folder, env) for name in ("pytest", "edgeort")} if args.n > 10 else {}
     med = {name: statistics.median(t) for name, t in times.items()}
     labels = {"plain": "plain onnxruntime script", "pytest": "hand-written pytest + ORT", "edgeort": "pytest-edgeort"}
     print(
@@ -160,17 +229,22 @@ def main() -> None:
         per = {name: (med[name] - med[f"{name}-1"]) / (args.n - 1) for name in ("pytest", "edgeort")}
         print(
             f"  a run of 1 comparison (the fixed cost): hand-written {med['pytest-1']:.3f} s, "
-            f"edgeort {med['edgeort-1']:.3f} s (+{med['edgeort-1'] - med['pytest-1']:.3f} s)"
+            f"edgeort {med['edgeort-1']:.3f} s ({med['edgeort-1'] - med['pytest-1']:+.3f} s)"
         )
         print(
             f"  each further comparison: hand-written {1000 * per['pytest']:.2f} ms, "
             f"edgeort {1000 * per['edgeort']:.2f}"
             f" ms: {per['edgeort'] / per['pytest']:5.2f}x"
         )
+    if split:
+        hand, plugin = split["pytest"], split["edgeort"]
+        hand["rest"], plugin["rest"] = (t["test"] - t["setup"] - t["call"] - t["teardown"] for t in (hand, plugin))
+        parts = ", ".join(f"{name} {plugin[key]:.2f} vs {hand[key]:.2f}" for name, key in PHASE_LABELS)
+        print(f"  per test, median ms, edgeort vs hand-written (one more run of each, phase timer): {parts}")
     without, unrelated = med["unrelated-without"], med["unrelated"]
     print(
         f"  a run of one plain test (no edge marker): {unrelated:.3f} s with the plugin, {without:.3f} s with "
-        f"-p no:edgeort (+{1000 * (unrelated - without):.0f} ms, {unrelated / without:.2f}x)"
+        f"-p no:edgeort ({1000 * (unrelated - without):+.0f} ms, {unrelated / without:.2f}x)"
     )
 
 
