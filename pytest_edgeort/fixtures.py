@@ -205,7 +205,7 @@ def edge_compare(
         with outcome_of(ValueError):
             spec = tolerance_marker(request.node)
             if tolerance:
-                spec = spec.over(parse_tolerance(tolerance, where))
+                spec = spec.over(parse_tolerance(tolerance, where, keywords=("baseline", "label")))
             source = "the baseline given to edge_compare" if baseline is not None else None
             if baseline is None and session.last_inputs is not None:
                 opener = partial(open_session, edge_run_state)

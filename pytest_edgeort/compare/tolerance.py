@@ -116,24 +116,28 @@ def _validate_value(key: str, value: Any, where: str) -> Any:
     raise ValueError(f"{where}: tolerance key {key!r} must be {expected}{off}, got {value!r}")
 
 
-def _unknown_keys(keys: Sequence[Any], valid: Tuple[str, ...]) -> str:
-    """``unknown tolerance key 'lbs' (did you mean 'lsb'? valid: ...)``; several keys each with their hint."""
-    hints = {key: closest(str(key), valid) for key in keys}
+def _unknown_keys(keys: Sequence[Any], valid: Tuple[str, ...], keywords: Tuple[str, ...] = ()) -> str:
+    """``unknown tolerance key 'lbs' (did you mean 'lsb'? valid: ...)``; several keys each with their hint;
+    ``keywords``: the call's own keyword arguments, suggested and listed too."""
+    hints = {key: closest(str(key), valid + keywords) for key in keys}
+    listed = ", ".join(valid) + (f"; and the call's own {', '.join(keywords)}" if keywords else "")
     if len(keys) == 1:
         hint = "" if hints[keys[0]] is None else f"did you mean {hints[keys[0]]!r}? "
-        return f"unknown tolerance key {keys[0]!r} ({hint}valid: {', '.join(valid)})"
+        return f"unknown tolerance key {keys[0]!r} ({hint}valid: {listed})"
     named = ", ".join(
         repr(key) + ("" if match is None else f" (did you mean {match!r}?)") for key, match in hints.items()
     )
-    return f"unknown tolerance keys {named} (valid: {', '.join(valid)})"
+    return f"unknown tolerance keys {named} (valid: {listed})"
 
 
-def _validate_rules(mapping: Mapping[str, Any], where: str, extra: Tuple[str, ...] = ()) -> Dict[str, Any]:
+def _validate_rules(
+    mapping: Mapping[str, Any], where: str, extra: Tuple[str, ...] = (), keywords: Tuple[str, ...] = ()
+) -> Dict[str, Any]:
     """Every key of ``mapping`` validated; a ValueError names all bad keys and values at once."""
     valid = tuple(sorted(TOLERANCE_KEYS | set(extra)))
     out: Dict[str, Any] = {}
     unknown = [key for key in mapping if key not in TOLERANCE_KEYS and key not in extra]
-    problems = [_unknown_keys(unknown, valid)] if unknown else []
+    problems = [_unknown_keys(unknown, valid, keywords)] if unknown else []
     for key, value in mapping.items():
         if key in TOLERANCE_KEYS:
             try:
@@ -192,15 +196,16 @@ class ToleranceSpec:
             raise ValueError(f"{where}: tolerance for unknown output {unknown[0]!r}; model outputs: {', '.join(names)}")
 
 
-def parse_tolerance(mapping: Mapping[str, Any], where: str) -> ToleranceSpec:
+def parse_tolerance(mapping: Mapping[str, Any], where: str, keywords: Tuple[str, ...] = ()) -> ToleranceSpec:
     """Validate a user tolerance mapping (marker kwargs or a TOML ``[tolerance]`` table) into a spec.
 
     ``mapping`` may hold ``outputs = {name: {...}}`` with per-output rules. Raises a one-line
-    ``ValueError`` naming ``where``, the key and what was expected.
+    ``ValueError`` naming ``where``, the key and what was expected; an unknown key close to one of
+    ``keywords`` (the call's own keyword arguments, as ``edge_compare``'s ``label``) is taken for a typo of it.
     """
     if not isinstance(mapping, Mapping):
         raise ValueError(f"{where}: tolerance must be a table/mapping, got {type(mapping).__name__}")
-    rules = _validate_rules(mapping, where, extra=("outputs",))
+    rules = _validate_rules(mapping, where, extra=("outputs",), keywords=keywords)
     per_output: Dict[str, Dict[str, Any]] = {}
     outputs = mapping.get("outputs", {})
     if not isinstance(outputs, Mapping):

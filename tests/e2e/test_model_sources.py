@@ -101,3 +101,24 @@ def test_fully_on_npu(edge_assert_no_fallback):
     assert missing.stderr == (
         "pytest_edgeort prepare: nosuite/edge_suite.toml: cannot read it: No such file or directory\n"
     )
+
+
+def test_a_suite_marker_naming_no_suite_is_one_line_and_the_run_goes_on(pytester):
+    """``edge_model(suite=...)`` naming a folder without an edge_suite.toml errors that test, in one line, and the
+    run goes on (it was an INTERNALERROR that ended the run: the failure record's model lookup raised again)."""
+    pytester.makepyfile("""
+import pytest
+
+@pytest.mark.edge_model(suite="no_such_suite")
+@pytest.mark.edge_providers("cpu")
+def test_suite_missing(edge_session):
+    pass
+
+def test_plain():
+    pass
+""")
+    result = run(pytester, "--edge-report=r.json")
+    result.assert_outcomes(passed=1, errors=1)  # a fixture's failure: an error, as pytest counts it
+    result.stdout.fnmatch_lines(["*edge_model(suite='no_such_suite'): no edge_suite.toml in *no_such_suite*"])
+    records = json.loads((pytester.path / "r.json").read_text())["results"]
+    assert [(r["check"], r["passed"]) for r in records] == [("test", False)]

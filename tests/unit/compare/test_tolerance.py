@@ -70,6 +70,16 @@ def test_unknown_key_without_close_match():
     assert str(info.value) == (f"edge_suite.toml [tolerance]: unknown tolerance key 'zzz' (valid: {VALID})")
 
 
+def test_a_typo_of_the_calls_own_keyword_is_named():
+    """``edge_compare(..., lable="x")``: the typo is of edge_compare's ``label``, not of a tolerance key."""
+    with pytest.raises(ValueError) as info:
+        parse_tolerance({"lable": "x"}, WHERE, keywords=("baseline", "label"))
+    assert str(info.value) == (
+        f"{WHERE}: unknown tolerance key 'lable' (did you mean 'label'? valid: {VALID}; and the call's own "
+        "baseline, label)"
+    )
+
+
 def test_every_bad_key_is_reported_at_once():
     with pytest.raises(ValueError) as info:
         parse_tolerance({"lbs": 2, "min_snr": 3, "zzz": 1, "topk": 0, "lsb": -1}, WHERE)
