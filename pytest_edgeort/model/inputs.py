@@ -9,6 +9,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
+from .._text import did_you_mean
 from ..errors import InputError
 from .info import ModelInfo, TensorInfo
 
@@ -16,6 +17,23 @@ Feed = Dict[str, np.ndarray]
 # Default generation ranges, [low, high): a QDQ input uses the range its QuantizeLinear can represent.
 DEFAULT_FLOAT_RANGE = (0.0, 1.0)
 DEFAULT_INT_RANGE = (0, 128)
+
+
+def check_input_names(
+    model: ModelInfo,
+    ranges: Optional[Mapping[str, Sequence[float]]] = None,
+    shapes: Optional[Mapping[str, Sequence[int]]] = None,
+) -> None:
+    """InputError (one line) when ``ranges`` or ``shapes`` name an input the model does not have: a typo there
+    would otherwise be ignored, and the input generated with its default range or shape."""
+    names = [t.name for t in model.inputs]
+    for what, given in (("value ranges", ranges), ("shapes", shapes)):
+        unknown = [name for name in given or () if name not in names]
+        if unknown:
+            raise InputError(
+                f"{model.path.name}: the {what} given name input {unknown[0]!r}{did_you_mean(unknown[0], names)}, "
+                f"which the model does not have; its inputs: {', '.join(names)}"
+            )
 
 
 def static_shape(
@@ -75,6 +93,7 @@ def generate_inputs(
     shapes: Optional[Mapping[str, Sequence[int]]] = None,
 ) -> Feed:
     """One feed for every model input, reproducible from ``seed`` and ``index``."""
+    check_input_names(model, ranges, shapes)
     feed: Feed = {}
     for tensor in model.inputs:
         shape = static_shape(model, tensor, shapes)

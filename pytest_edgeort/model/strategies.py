@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from .info import ModelInfo, TensorInfo, model_info
-from .inputs import static_shape, value_range
+from .inputs import check_input_names, static_shape, value_range
 
 
 def _elements(
@@ -38,6 +38,7 @@ def inputs_for(
     floats and [0, 128) for integers; ``ranges={"x": (low, high)}`` overrides per input.
     """
     info = model if isinstance(model, ModelInfo) else model_info(model)
+    check_input_names(info, ranges, shapes)
     fields = {
         t.name: hnp.arrays(np.dtype(t.dtype), static_shape(info, t, shapes), elements=_elements(info, t, ranges))
         for t in info.inputs

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
+import pytest
 from hypothesis import given, settings
 
+from pytest_edgeort.errors import InputError
 from pytest_edgeort.model.info import model_info
+from pytest_edgeort.model.inputs import generate_inputs
 from pytest_edgeort.strategies import inputs_for
 
 
@@ -38,3 +41,18 @@ def test_every_io_dtype_and_explicit_ranges(model_dir):
         assert feed["in_f16"].min() >= 2.0 and feed["in_f16"].max() < 3.0
 
     check()
+
+
+def test_ranges_or_shapes_naming_an_input_the_model_lacks_is_one_line(model_dir):
+    """A typo in an input's name (``input_ranges``, ``[inputs.generate] ranges``, ``shapes``) fails where it was
+    silently ignored: the input was generated with its default range, so a test checked other data than meant."""
+    info = model_info(model_dir / "conv_matmul_qdq.onnx")
+    expected = (
+        "the value ranges given name input 'xx' (did you mean 'x'?), which the model does not have; its inputs: x"
+    )
+    for make in (lambda: generate_inputs(info, 0, 0, {"xx": (0.0, 1.0)}), lambda: inputs_for(info, {"xx": (0, 1)})):
+        with pytest.raises(InputError) as info_error:
+            make()
+        assert str(info_error.value) == f"conv_matmul_qdq.onnx: {expected}"
+    with pytest.raises(InputError, match="the shapes given name input 'y'"):
+        generate_inputs(info, 0, 0, None, {"y": [1, 3, 16, 16]})
