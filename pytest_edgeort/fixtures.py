@@ -184,6 +184,7 @@ def edge_compare(
     from .compare.tolerance import parse_tolerance
     from .items.conformance import conclude
     from .items.node import CheckNode
+    from .model.inputs import named_arrays
     from .model.yardstick import YARDSTICK_DIR
 
     marker = resolved_marker(request.node, edge_run_state)
@@ -203,6 +204,10 @@ def edge_compare(
         number = next(calls)  # in a loop over a data set: which of the test's comparisons failed
         session = _session_for_compare(request, edge_run_state, edge_device, edge_provider, marker)
         with outcome_of(ValueError):
+            names = [tensor.name for tensor in session.model.outputs]
+            actual = named_arrays(actual, where, "actual", names)
+            expected = named_arrays(expected, where, "expected", names)
+            baseline = None if baseline is None else named_arrays(baseline, where, "baseline", names)
             spec = tolerance_marker(request.node)
             if tolerance:
                 spec = spec.over(parse_tolerance(tolerance, where, keywords=("baseline", "label")))

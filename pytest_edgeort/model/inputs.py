@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -165,11 +165,23 @@ def load_npz(path: Path) -> Dict[str, np.ndarray]:
         raise InputError(f"{path}: not a readable .npz without pickled objects ({exc})") from None
 
 
+def named_arrays(value: Any, where: str, what: str, names: Sequence[str]) -> Mapping[str, Any]:
+    """``value`` when it maps tensor names to arrays (as ``edge_session.run`` takes and returns); else an
+    InputError naming ``what`` it should have been, with ``names`` (the model's tensors) as the example."""
+    if isinstance(value, Mapping):
+        return value
+    example = ", ".join(f"{name!r}: array" for name in names[:3]) + (", ..." if len(names) > 3 else "")
+    raise InputError(
+        f"{where}: {what} must be a mapping of tensor name -> array, got {type(value).__name__}; e.g. {{{example}}}"
+    )
+
+
 def check_feed(
     model: ModelInfo, feed: Mapping[str, np.ndarray], source: str, shapes: Optional[Mapping[str, Sequence[int]]] = None
 ) -> Feed:
     """Check names, dtypes and shapes of a feed against the model; return it as a plain dict."""
     expected = {t.name: t for t in model.inputs}
+    feed = named_arrays(feed, source, "the feed", list(expected))
     missing = sorted(set(expected) - set(feed))
     extra = sorted(set(feed) - set(expected))
     if missing or extra:

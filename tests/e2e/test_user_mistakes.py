@@ -58,6 +58,44 @@ def test_two_bad_tolerance_keys(edge_session, edge_reference, edge_inputs, edge_
     assert deselected.ret == 0
 
 
+def test_arrays_passed_where_a_dict_of_them_belongs_is_one_line(pytester, model_dir):
+    """``edge_compare`` and ``edge_session.run`` take and return {tensor name: array}; a bare array or a list
+    there was numpy's "truth value of an array is ambiguous" or a TypeError from deep in the plugin; an unknown
+    ``edge_compare`` keyword close to its own ``label`` is named as a typo of it."""
+    pytester.makepyfile(f'''
+import numpy as np
+import pytest
+
+pytestmark = [pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}"), pytest.mark.edge_providers("cpu")]
+
+def test_list(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(list(edge_session.run(edge_inputs).values()), edge_reference.run(edge_inputs))
+
+def test_array(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs)["y"])
+
+def test_feed(edge_session):
+    edge_session.run([np.zeros((1, 3, 16, 16), np.float32)])
+
+def test_label_typo(edge_session, edge_reference, edge_inputs, edge_compare):
+    edge_compare(edge_session.run(edge_inputs), edge_reference.run(edge_inputs), lable="cat.png")
+''')
+    result = run(pytester)
+    result.assert_outcomes(failed=4)
+    result.stdout.fnmatch_lines_random(
+        [
+            "edge_compare in *test_list[[]local-cpu[]]: actual must be a mapping of tensor name -> array, got list; "
+            "e.g. {'y': array}",
+            "edge_compare in *test_array[[]local-cpu[]]: expected must be a mapping of tensor name -> array, got "
+            "ndarray; e.g. {'y': array}",
+            "conv_matmul_qdq.onnx on local/cpu: the feed must be a mapping of tensor name -> array, got list; "
+            "e.g. {'x': array}",
+            "*unknown tolerance key 'lable' (did you mean 'label'? valid: *; and the call's own baseline, label)",
+        ]
+    )
+    assert "Traceback" not in result.stdout.str() and "ambiguous" not in result.stdout.str()
+
+
 def test_a_model_identical_to_a_prepared_one_is_named_as_the_user_names_it(pytester, model_dir):
     """Sessions are cached by content hash: a marker test whose model file has the bytes of a suite's
     prepared model shares its session, yet every record, title, JUnit property, summary row and golden
