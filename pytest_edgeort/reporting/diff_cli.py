@@ -33,6 +33,8 @@ def load_report(path: Path, which: str) -> ReportDocument:
         raise DiffUsageError(f"{which} {path}: not a JSON report ({exc})") from None
     if not isinstance(data, dict):
         raise DiffUsageError(f"{which} {path}: not a pytest-edgeort report (a JSON {type(data).__name__})")
+    if "schema" not in data:  # every --edge-report has one: another JSON file must not pass the gate as empty
+        raise DiffUsageError(f'{which} {path}: not a pytest-edgeort report (no "schema"; --edge-report writes one)')
     try:
         return ReportDocument.from_dict(data)
     except ValueError as exc:

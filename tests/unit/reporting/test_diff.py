@@ -119,6 +119,17 @@ def test_cli_exit_codes_text_and_json(tmp_path, capsys):
     assert "unknown command 'dif' (did you mean 'diff'?)" in capsys.readouterr().err
 
 
+def test_a_json_file_that_is_no_report_is_refused_not_read_as_empty(tmp_path):
+    """``diff`` gates upgrades: a wrong file (another tool's JSON) read as an empty report said "nothing worse"."""
+    report, other = tmp_path / "edge.json", tmp_path / "other.json"
+    report.write_text(json.dumps(document([case("test_conv", "Conv", "ok")]).to_dict()))
+    other.write_text(json.dumps({"tests": [{"name": "test_conv", "outcome": "failed"}]}))
+    err = io.StringIO()
+    assert main([str(report), str(other)], out=io.StringIO(), err=err) == 2
+    refused = f'NEW {other}: not a pytest-edgeort report (no "schema"; --edge-report writes one)'
+    assert err.getvalue() == f"edgeort diff: {refused}\n"
+
+
 def _sample(label: str, max_lsb: float) -> CheckRecord:
     """One comparison of a data-set loop, named by ``edge_compare(..., label=)``."""
     output = {"name": "y", "max_lsb": max_lsb, "max_abs": max_lsb / 10}
