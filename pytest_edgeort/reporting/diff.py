@@ -49,7 +49,7 @@ SESSION_FACTS = (
 class Change:
     """One thing that differs between the runs: its kind, what it is about, one line, and whether it got worse."""
 
-    kind: str  # verdict, metrics, coverage, placement, latency, op-matrix, op-type, golden, facts
+    kind: str  # verdict, run, metrics, coverage, placement, latency, op-matrix, op-type, golden, facts
     subject: str  # a test node id (NEW's), a row "model on device/provider", a device, an op type
     text: str
     severity: str = CHANGED
@@ -164,7 +164,8 @@ def _rank(values: Sequence[str], value: str) -> int:
 
 
 def verdict_changes(old: Mapping[str, str], new: Mapping[str, str]) -> List[Change]:
-    """Tests whose outcome differs: to failed/error is worse, from it better."""
+    """Tests whose outcome differs: to failed/error is worse, from it better; a test only NEW has that failed is
+    worse too (a suite file that broke is a new ``::suite`` item, not a paired one)."""
     changes = []
     for nodeid in sorted(set(old) & set(new)):
         before, after = old[nodeid], new[nodeid]
@@ -173,6 +174,24 @@ def verdict_changes(old: Mapping[str, str], new: Mapping[str, str]) -> List[Chan
         bad_before, bad_after = before in _BAD_OUTCOMES, after in _BAD_OUTCOMES
         severity = WORSE if bad_after and not bad_before else BETTER if bad_before and not bad_after else CHANGED
         changes.append(Change("verdict", nodeid, f"{before} -> {after}", severity))
+    for nodeid in sorted(set(new) - set(old)):
+        if new[nodeid] in _BAD_OUTCOMES:
+            changes.append(Change("verdict", nodeid, f"{new[nodeid]} (not in OLD)", WORSE))
+    return changes
+
+
+def run_changes(old: ReportDocument, new: ReportDocument, result: Diff) -> List[Change]:
+    """What makes NEW no run of OLD's tests to compare with: NEW was interrupted (its report holds what ran
+    before), or none of OLD's tests is in it (another suite, a wrong file); either is worse: the gate cannot say
+    nothing got worse. An interrupted OLD is said, not counted."""
+    changes = []
+    missing = f"{len(result.only_old)} of OLD's {result.paired_tests + len(result.only_old)} tests are not in it"
+    if new.interrupted:
+        changes.append(Change("run", "NEW", f"the run was interrupted: {missing}", WORSE))
+    elif result.only_old and not result.paired_tests:
+        changes.append(Change("run", "NEW", f"no test of OLD is in it ({missing}): not a run of the same tests", WORSE))
+    if old.interrupted:
+        changes.append(Change("run", "OLD", "the run was interrupted: its report holds only what ran before it"))
     return changes
 
 
@@ -389,6 +408,7 @@ def diff_reports(
     result.only_old = sorted(set(old_outcomes) - set(new_outcomes))
     result.only_new = sorted(set(new_outcomes) - set(old_outcomes))
     result.changes.extend(verdict_changes(old_outcomes, new_outcomes))
+    result.changes.extend(run_changes(old, new, result))
 
     old_records, new_records = _keyed(old.records, devices), _keyed(new.records, {})
     row_pairs: Dict[Tuple[str, str, str], Tuple[str, str, str]] = {}  # OLD's row key -> NEW's

@@ -148,3 +148,23 @@ def test_a_data_sets_comparisons_pair_by_label_whatever_their_order():
     assert [(c.subject, c.text) for c in changes] == [
         ("t.py::test_dataset[local-qnn-htp] (cat.png)", "output y: max LSB 1 -> 4, max |err| 0.1 -> 0.4")
     ]
+
+
+def test_a_new_run_that_cannot_stand_for_the_old_one_is_worse():
+    """The gate must not say "nothing worse" for a NEW report of a cancelled run, of other tests, or with a failure
+    OLD had no test for (a suite whose file broke is a new ``::suite`` item)."""
+    old = document([case("test_conv", "Conv", "ok"), case("test_relu", "Relu", "ok")])
+    cancelled = document([case("test_conv", "Conv", "ok")])
+    cancelled.interrupted = True
+    other = document([case("test_add", "Add", "ok")])
+    broken = ReportDocument(records=old.records, outcomes={**old.outcomes, "s/edge_suite.toml::suite": "failed"})
+
+    def worse(new: ReportDocument) -> list:
+        return [(c.kind, c.subject, c.text) for c in diff_reports(old, new).changes if c.severity == "worse"]
+
+    assert worse(cancelled) == [("run", "NEW", "the run was interrupted: 1 of OLD's 2 tests are not in it")]
+    assert worse(other) == [
+        ("run", "NEW", "no test of OLD is in it (2 of OLD's 2 tests are not in it): not a run of the same tests")
+    ]
+    assert worse(broken) == [("verdict", "s/edge_suite.toml::suite", "failed (not in OLD)")]
+    assert worse(document(old.records[:1])) == []  # a subset that ran whole: listed as only in OLD, not worse
