@@ -159,7 +159,8 @@ class EdgeOptions:
     @classmethod
     def from_config(cls, config: pytest.Config) -> EdgeOptions:
         """The options of this run: the command line wins over the ini file; UsageError (one line)
-        for a named inventory file that does not exist or a seed that is no integer."""
+        for a named inventory file that does not exist, a seed that is no integer, a provider name that does
+        not resolve."""
 
         def pick(name: str) -> Any:
             value = config.getoption(name)
@@ -195,11 +196,19 @@ class EdgeOptions:
         except re.error as exc:
             raise pytest.UsageError(f"--edge-op-filter {op_filter!r}: not a regular expression ({exc})") from None
         op_csv = pick("edge_op_matrix_csv")
+        providers = tuple(pick("edge_provider") or ())
+        default_providers = tuple(config.getini("edge_default_providers") or DEFAULT_PROVIDERS)
+        for option, names in (("--edge-provider", providers), ("edge_default_providers", default_providers)):
+            for name in names:  # a typo would filter every test out: a green run that ran nothing
+                try:
+                    resolve_provider(name)
+                except ValueError as exc:
+                    raise pytest.UsageError(f"{option}: {exc}") from None
         return cls(
             devices=tuple(pick("edge_device") or ["local"]),
             devices_file=path,
-            providers=tuple(pick("edge_provider") or ()),
-            default_providers=tuple(config.getini("edge_default_providers") or DEFAULT_PROVIDERS),
+            providers=providers,
+            default_providers=default_providers,
             strict=bool(pick("edge_strict")),
             seed=seed,
             update_golden=_update_golden(pick("edge_update_golden")),

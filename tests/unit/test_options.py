@@ -87,6 +87,17 @@ def test_providers_for_filters_by_alias_or_ep_name():
         EdgeOptions().providers_for(("qnn-hpt",))
 
 
+def test_a_provider_filter_that_does_not_resolve_is_a_usage_error(tmp_path):
+    """``--edge-provider qnn-htpp`` kept no provider of any test: every test skipped as "got empty parameter set"
+    and the run passed, on CI too."""
+    with pytest.raises(pytest.UsageError, match=r"^--edge-provider: unknown provider 'qnn-htpp' \(did you mean"):
+        EdgeOptions.from_config(config(tmp_path, {"edge_provider": ["cpu", "qnn-htpp"]}))
+    with pytest.raises(pytest.UsageError, match=r"^edge_default_providers: unknown provider 'cpux'"):
+        EdgeOptions.from_config(config(tmp_path, ini={"edge_default_providers": ["cpux"]}))
+    options = EdgeOptions.from_config(config(tmp_path, {"edge_provider": ["QNNExecutionProvider"]}))
+    assert options.providers == ("QNNExecutionProvider",)
+
+
 def test_diagnose_mode_comes_from_the_command_line_or_the_ini(tmp_path):
     assert EdgeOptions.from_config(config(tmp_path)).diagnose == "on"
     assert EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose": "off"})).diagnose == "off"
