@@ -205,7 +205,7 @@ class EdgeOptions:
                 except ValueError as exc:
                     raise pytest.UsageError(f"{option}: {exc}") from None
         return cls(
-            devices=tuple(pick("edge_device") or ["local"]),
+            devices=tuple(dict.fromkeys(pick("edge_device") or ["local"])),  # each once: ids stay [<device>-...]
             devices_file=path,
             providers=providers,
             default_providers=default_providers,
@@ -223,8 +223,8 @@ class EdgeOptions:
         )
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:
-        """Providers a test/suite asks for (or the defaults), minus those --edge-provider drops."""
-        wanted = list(requested or self.default_providers)
+        """Providers a test/suite asks for (or the defaults), each once, minus those --edge-provider drops."""
+        wanted = list(dict.fromkeys(requested or self.default_providers))
         for name in wanted:
             resolve_provider(name)  # unknown names fail early with a hint
         if self.providers:

@@ -98,6 +98,14 @@ def test_a_provider_filter_that_does_not_resolve_is_a_usage_error(tmp_path):
     assert options.providers == ("QNNExecutionProvider",)
 
 
+def test_a_device_or_provider_named_twice_runs_once(tmp_path):
+    """``--edge-device local --edge-device local`` (a CI template adding its own) made every test twice, with
+    pytest's ids ``[local-qnn-htp0]`` / ``[local-qnn-htp1]`` that no longer end in ``[<device>-<provider>]``."""
+    options = EdgeOptions.from_config(config(tmp_path, {"edge_device": ["local", "b1", "local"]}))
+    assert options.devices == ("local", "b1")
+    assert options.providers_for(("cpu", "qnn-htp", "cpu")) == ["cpu", "qnn-htp"]
+
+
 def test_diagnose_mode_comes_from_the_command_line_or_the_ini(tmp_path):
     assert EdgeOptions.from_config(config(tmp_path)).diagnose == "on"
     assert EdgeOptions.from_config(config(tmp_path, ini={"edge_diagnose": "off"})).diagnose == "off"
