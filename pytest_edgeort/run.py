@@ -88,10 +88,13 @@ class DeviceRegistry:
             return ()
 
     def get(self, name: str) -> Device:
-        """The device object, connected lazily; DeviceUnavailable is remembered for the run."""
+        """The device object, connected lazily; DeviceUnavailable is remembered for the run; InventoryError (one
+        line, with a did-you-mean) for a name the inventory does not have."""
         if name in self.unreachable:
             raise self.unreachable[name]
         if name not in self.connected:
+            if name not in self.inventory:  # edge_open(device=...) names any device of the inventory
+                raise InventoryError(unknown_device_message(name, self.inventory, self.options.devices_file))
             config = self.inventory[name]
             device = self.make(config, self.kinds[config.kind])
             device.notify = self.notify

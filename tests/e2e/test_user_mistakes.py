@@ -96,6 +96,22 @@ def test_label_typo(edge_session, edge_reference, edge_inputs, edge_compare):
     assert "Traceback" not in result.stdout.str() and "ambiguous" not in result.stdout.str()
 
 
+def test_edge_open_on_a_device_the_inventory_lacks_is_one_line(pytester, model_dir):
+    """``edge_open(model, device=...)`` with a typo was a KeyError traceback from the run state."""
+    pytester.makepyfile(f'''
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
+@pytest.mark.edge_providers("cpu")
+def test_other_device(edge_open):
+    edge_open(r"{model_dir / "conv_matmul_qdq.onnx"}", device="lokal")
+''')
+    result = run(pytester)
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["unknown edge device 'lokal' (did you mean 'local'?); known devices: local *"])
+    assert "KeyError" not in result.stdout.str()
+
+
 def test_a_model_identical_to_a_prepared_one_is_named_as_the_user_names_it(pytester, model_dir):
     """Sessions are cached by content hash: a marker test whose model file has the bytes of a suite's
     prepared model shares its session, yet every record, title, JUnit property, summary row and golden
