@@ -212,17 +212,18 @@ def edge_compare(
             if tolerance:
                 spec = spec.over(parse_tolerance(tolerance, where, keywords=("baseline", "label")))
             source = "the baseline given to edge_compare" if baseline is not None else None
-            if baseline is None and session.last_inputs is not None:
+            inputs = session.inputs_of(actual)  # the feed that made ``actual`` (a data set run first: each its own)
+            if baseline is None and inputs is not None:
                 opener = partial(open_session, edge_run_state)
                 cache = edge_run_state.rootdir / CACHE_DIR / YARDSTICK_DIR
                 model = session.model.path
                 float_session = open_float_session(opener, edge_device, marker.float_model, spec, model, cache)
-                baseline = float_session.run(session.last_inputs) if float_session is not None else None
+                baseline = float_session.run(inputs) if float_session is not None else None
                 source = baseline_source(float_session)
             result = compare_outputs(session, actual, expected, spec, where, baseline, source)
         reference = _reference_name(request, session)
         node = CheckNode(edge_run_state, request.node, "conformance", edge_device, edge_provider)
-        diagnose = _diagnose(request, edge_run_state, session, spec) if session.last_inputs is not None else None
+        diagnose = _diagnose(request, edge_run_state, session, spec, inputs) if inputs is not None else None
         name = None if label is None else str(label)
         which = [name] if name is not None else []
         which += [f"comparison {number} of this test"] if number > 1 else []  # a loop's sample, without a label
@@ -234,17 +235,19 @@ def edge_compare(
     return compare
 
 
-def _diagnose(request: pytest.FixtureRequest, run: EdgeRun, session: EdgeSession, spec: Any) -> Callable[[], Any]:
-    """The layer-wise diagnosis of ``session``'s last inputs against the test's ``edge_reference`` (else the
-    model on the device's CPU), for :func:`~.items.conformance.conclude` to run when ``--edge-diagnose`` says."""
+def _diagnose(
+    request: pytest.FixtureRequest, run: EdgeRun, session: EdgeSession, spec: Any, inputs: Mapping[str, np.ndarray]
+) -> Callable[[], Any]:
+    """The layer-wise diagnosis of ``session`` on ``inputs`` (those of the compared outputs) against the test's
+    ``edge_reference`` (else the model on the device's CPU), for :func:`~.items.conformance.conclude` to run when
+    ``--edge-diagnose`` says."""
 
     def diagnose() -> Any:
         from .checks.diagnose import PREFIX_DIR  # on a failure only: it imports onnx (~0.4 s)
 
         reference = request.getfixturevalue("edge_reference") if "edge_reference" in request.fixturenames else None
-        assert session.last_inputs is not None
         cache, budget = run.rootdir / CACHE_DIR / PREFIX_DIR, run.options.diagnose_budget_s
-        return session.diagnose(session.last_inputs, reference, spec, budget, cache=cache)
+        return session.diagnose(inputs, reference, spec, budget, cache=cache)
 
     return diagnose
 

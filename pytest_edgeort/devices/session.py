@@ -18,6 +18,7 @@ from ..config.providers import ProviderSpec
 from ..errors import EdgeSessionError, SessionLost, StaleOutputs, WorkerDied, WorkerError
 from ..model.info import ModelInfo
 from ..model.inputs import Feed, check_feed
+from .origins import Origins
 from .placement import Placement, format_fallback
 from .protocol import Device, SessionBackend
 
@@ -68,7 +69,7 @@ class EdgeSession:
         self.options = dict(options)
         self.cpu_fallback = cpu_fallback
         self.name: Union[Path, str] = model.path
-        self.last_inputs: Optional[Feed] = None
+        self.origins = Origins()  # which feed made the outputs the test holds (see inputs_of)
         self._on_create = on_create
         self._live = _Live()
         self._open()
@@ -232,7 +233,6 @@ class EdgeSession:
         check = self.checks_memory_state and not backend.memory_checked
         reply, outputs = self._request(Op.RUN, lambda backend: backend.run(feed, check))
         self._placement_known()
-        self.last_inputs = feed
         if reply.get("memory_differs"):
             detail = ", ".join(
                 f"{name!r}: {count} element{'s' * (count != 1)}"
@@ -244,7 +244,14 @@ class EdgeSession:
                 "this result depends on test order and selection"
             )
         backend.memory_checked = backend.memory_checked or check
-        return dict(outputs)
+        result = dict(outputs)
+        self.origins.add(result, feed)
+        return result
+
+    def inputs_of(self, outputs: Mapping[str, Any]) -> Optional[Feed]:
+        """The feed this session ran to return ``outputs`` (those arrays, or the last run's by value); None for
+        arrays it did not return (a test's own): what a comparison's yardstick and diagnosis run on."""
+        return self.origins.feed_of(outputs)
 
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
         """One inference per feed, in order, as one batch where the device kind has one; the first
@@ -259,15 +266,17 @@ class EdgeSession:
         live = self._live
         if live.memo is not None and live.memo[0] == digest:
             live.reused += 1
-            self.last_inputs = checked[-1]
-            return [{name: array.copy() for name, array in outputs.items()} for outputs in live.memo[1]]
-        head = [self.run(checked[0])] if self.checks_memory_state and not self._live_backend().memory_checked else []
-        rest = checked[len(head) :]
-        outputs = self._request(Op.RUN, lambda backend: backend.run_all(rest)) if rest else []
-        self._placement_known()
-        self.last_inputs = checked[-1]
-        result = [*head, *(dict(o) for o in outputs)]
-        live.memo = (digest, [{name: array.copy() for name, array in o.items()} for o in result])
+            result = [{name: array.copy() for name, array in outputs.items()} for outputs in live.memo[1]]
+        else:
+            check_first = self.checks_memory_state and not self._live_backend().memory_checked
+            head = [self.run(checked[0])] if check_first else []
+            rest = checked[len(head) :]
+            outputs = self._request(Op.RUN, lambda backend: backend.run_all(rest)) if rest else []
+            self._placement_known()
+            result = [*head, *(dict(o) for o in outputs)]
+            live.memo = (digest, [{name: array.copy() for name, array in o.items()} for o in result])
+        for feed, outputs in zip(checked, result):
+            self.origins.add(outputs, feed)
         return result
 
     def submit(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> None:

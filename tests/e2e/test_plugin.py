@@ -455,6 +455,45 @@ def test_a_labelled_comparison_names_its_sample_in_the_failure_and_the_reports(p
     assert "sample_001.png" in (pytester.path / "r.html").read_text()
 
 
+def test_a_data_set_run_first_and_compared_after_judges_each_sample_on_its_own_inputs(pytester):
+    """Outputs of a whole data set held, then compared one by one: the float yardstick of a deep output (what
+    lowers its SNR floor where quantization itself costs that much) comes from each sample's own inputs. It
+    came from the session's last feed: the last sample's float outputs judged every sample (a floor 20 dB off)."""
+    from tests.support.models import deep_qdq_chain
+
+    deep_qdq_chain(pytester.path)
+    pytester.makepyfile("""
+import numpy as np
+import pytest
+
+def feed(i):
+    return {"x": np.random.default_rng(i).random((1, 4, 8, 8), dtype=np.float32)}
+
+pytestmark = [pytest.mark.edge_model("deep_chain_qdq.onnx", float_model="deep_chain.onnx"),
+              pytest.mark.edge_providers("qnn-htp")]
+
+def test_each_in_turn(edge_session, edge_reference, edge_compare):
+    for i in range(3):
+        edge_compare(edge_session.run(feed(i)), edge_reference.run(feed(i)))
+
+def test_run_first(edge_session, edge_reference, edge_compare):
+    outputs = [edge_session.run(feed(i)) for i in range(3)]
+    references = [edge_reference.run(feed(i)) for i in range(3)]
+    for actual, expected in zip(outputs, references):
+        edge_compare(actual, expected)
+""")
+    report = pytester.path / "edge.json"
+    run(pytester, f"--edge-report={report}").assert_outcomes(passed=2)
+    yardsticks: dict = {}
+    for record in json.loads(report.read_text())["results"]:
+        if record["check"] == "conformance":
+            test = record["nodeid"].split("::")[1].split("[")[0]
+            snr = record["comparison"]["outputs"][0]["yardstick"]["reference_snr_db"]
+            yardsticks.setdefault(test, []).append(round(snr, 6))
+    assert len(yardsticks["test_each_in_turn"]) == 3
+    assert yardsticks["test_run_first"] == yardsticks["test_each_in_turn"]
+
+
 def test_edge_compare_without_edge_session_judges_the_marked_model_on_the_provider(pytester, model_dir):
     """A test that compares arrays of its own still gets the marked model's scales and tolerances (its
     session opened as ``edge_session`` would), and its record names that session."""
