@@ -16,7 +16,7 @@ from .config.inventory import DeviceConfig
 from .config.kinds import DeviceKind, kind_table
 from .devices import make_device
 from .errors import ComparisonError, EdgeError, InventoryError
-from .items.target import TARGET, item_target, mark_marker_test, marker_targets
+from .items.target import TARGET, filtered_out, item_target, mark_marker_test, marker_targets
 from .markers import MARKERS, parse_tolerance_markers
 from .options import EdgeOptions, add_options
 from .outcomes import outcome_of
@@ -82,6 +82,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         run.usage_errors.append(str(exc))
         devices = ()
     targets = marker_targets(run, metafunc.definition, devices)
+    if devices and not targets:  # said as such, not as pytest's "got empty parameter set for (_edge_target)"
+        skip = pytest.mark.skip(reason=filtered_out(run, metafunc.definition))
+        metafunc.parametrize(TARGET, [pytest.param(None, marks=skip, id="NOTSET")], indirect=True)
+        return
     metafunc.parametrize(TARGET, targets, ids=[f"{t.device}-{t.provider}" for t in targets], indirect=True)
 
 

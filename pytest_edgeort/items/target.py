@@ -62,6 +62,13 @@ def marker_targets(run: EdgeRun, node: pytest.Item, devices: Sequence[str]) -> L
     ]
 
 
+def filtered_out(run: EdgeRun, node: pytest.Item) -> str:
+    """Why a marker test has no parameter on the selected devices: ``--edge-provider`` kept none of its providers."""
+    asked = providers_marker(node).providers or run.options.default_providers
+    kept = ", ".join(run.options.providers)
+    return f"--edge-provider {kept} keeps none of the providers this test runs on ({', '.join(asked)})"
+
+
 #: Every edge item (marker test or suite item) carries its target here.
 TARGET_KEY = pytest.StashKey[EdgeTarget]()
 #: An item that stands for a suite file that does not validate carries the file's path here.

@@ -175,6 +175,11 @@ def test_ids(edge_device, edge_provider):
     filtered = run(pytester, "--collect-only", "-q", "--edge-provider=cpu")
     filtered.stdout.fnmatch_lines(["*test_ids[[]local-cpu[]]"])
     filtered.stdout.no_fnmatch_line("*local-qnn-htp*")
+    none_kept = run(pytester, "--edge-provider=qnn-htp-fp16")  # a test the filter leaves nothing of says why
+    none_kept.assert_outcomes(skipped=1)
+    none_kept.stdout.fnmatch_lines(
+        ["SKIPPED [[]1[]] *: --edge-provider qnn-htp-fp16 keeps none of the providers this test runs on (qnn-htp, cpu)"]
+    )
 
 
 def test_unknown_device_or_missing_inventory_file_is_a_usage_error(pytester, model_dir):
