@@ -145,6 +145,21 @@ def test_missing_numpy_or_onnxruntime_is_one_clear_line(tmp_path):
         WorkerClient(LocalTransport(worker_command(str(fake), tmp_path)), "worker on device 'bare'")
 
 
+def test_the_worker_starts_no_blas_thread_pool(tmp_path, monkeypatch):
+    """numpy's OpenBLAS starts a thread per core that spins ~0.1 s of CPU beside the tests and the simulator; the
+    worker does no BLAS work, so it starts as few threads as a worker told ``OPENBLAS_NUM_THREADS=1``."""
+    monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+
+    def threads(env):
+        client = WorkerClient(LocalTransport(worker_command(sys.executable, tmp_path), env), "worker")
+        try:
+            return len(os.listdir(f"/proc/{client.pid}/task"))
+        finally:
+            client.close()
+
+    assert threads({}) == threads({"OPENBLAS_NUM_THREADS": "1"})
+
+
 def test_crashed_worker_is_reported_with_signal(tmp_path):
     client = WorkerClient(LocalTransport(worker_command(sys.executable, tmp_path)), "worker on device 'local'")
     os.kill(client.pid, signal.SIGSEGV)
