@@ -15,7 +15,9 @@ run of each command), as an installed package has it: pip byte-compiles what it 
 that sets ``PYTHONDONTWRITEBYTECODE`` (this one does) would otherwise time compiling the plugin's and the test
 files' sources on every run.
 
-The target (plugin within 1.05x, issue 21) is edgeort / pytest: the cost the plugin adds to a pytest run.
+The target (plugin within 1.05x, issue 21) is edgeort / pytest: the cost the plugin adds to a pytest run. The
+hand-written runs' in-process simulator runs at one of two speeds (where its helper threads land), so the median's
+ratio is printed next to the strict one, against the fastest hand-written run.
 edgeort / plain is printed too; it also contains pytest's own per-test cost. Runs of 1 comparison, alternated
 with the others, split that cost into a fixed part (a run of 1) and the cost of each further comparison.
 A run of one plain test (no edge marker), with the plugin installed and with ``-p no:edgeort``, shows what the
@@ -224,6 +226,11 @@ def main() -> None:
         runs = ", ".join(f"{t:.2f}" for t in times[name])
         print(f"  {label:27s}: {med[name]:7.3f} s  ({1000 * med[name] / args.n:6.2f} ms/comparison; runs {runs})")
     print(f"  ratio edgeort / hand-written pytest: {med['edgeort'] / med['pytest']:5.2f}x  (target <= 1.05x)")
+    # the hand-written runs' in-process simulator has two speeds (docs/benchmarks.md): their fastest is the strict bar
+    print(
+        f"  ratio edgeort / the fastest hand-written run: {med['edgeort'] / min(times['pytest']):5.2f}x  "
+        f"(edgeort's median against {min(times['pytest']):.3f} s)"
+    )
     print(f"  ratio edgeort / plain script       : {med['edgeort'] / med['plain']:5.2f}x  (includes pytest itself)")
     if args.n > 1:  # a run of 1 comparison is the fixed cost; the rest divided by n - 1 is the cost of one more
         per = {name: (med[name] - med[f"{name}-1"]) / (args.n - 1) for name in ("pytest", "edgeort")}
