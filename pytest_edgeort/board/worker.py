@@ -415,7 +415,7 @@ def main(argv=None):
     cap (least recently used entries go first; default 4 GiB). ``--run``: the host run this worker serves
     (its workers are told apart from those earlier runs left behind)."""
     argv = sys.argv[1:] if argv is None else argv
-    # numpy's OpenBLAS starts a thread per core that spins ~50 ms of CPU at import, beside the pytest process and
+    # numpy's OpenBLAS starts a thread per core that spins ~0.1 s of CPU at import, beside the pytest process and
     # the simulator on the board's cores; the worker does no BLAS work (onnxruntime has its own kernels)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     workdir = argv[argv.index("--workdir") + 1] if "--workdir" in argv else os.path.join(os.getcwd(), ".edgeort")
