@@ -339,10 +339,16 @@ def main() -> int:
             poll = halt_poll_ns()
             idle = "" if poll is None else f", idle vCPUs poll {poll} ns before they halt (haltpoll)"
             print_link(fast, f"this machine{idle}")
-            if args.halt_poll_ns is not None and poll is not None:
-                with guest_halt_poll(args.halt_poll_ns):
-                    polled = persistent_and_echo(device, model, x, args.n, args.rounds)
-                print_link(polled, f"idle vCPUs polling {args.halt_poll_ns} ns before they halt, put back after")
+            if args.halt_poll_ns is not None and poll is None:
+                print(f"    --halt-poll-ns: this machine has no {HALT_POLL} (not a guest with the haltpoll driver)")
+            elif args.halt_poll_ns is not None:
+                try:
+                    with guest_halt_poll(args.halt_poll_ns):
+                        polled = persistent_and_echo(device, model, x, args.n, args.rounds)
+                except PermissionError as exc:
+                    print(f"    --halt-poll-ns: cannot set {HALT_POLL} ({exc.strerror}; root only)")
+                else:
+                    print_link(polled, f"idle vCPUs polling {args.halt_poll_ns} ns before they halt, put back after")
             ratio = slow["overhead"] / fast["overhead"]
             print(
                 f"    overhead ratio: {ratio:,.0f}x lower with the persistent worker "
