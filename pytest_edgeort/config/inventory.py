@@ -12,7 +12,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on 3.9/3.10 only
     import tomli as tomllib
 
-from .._text import did_you_mean
+from .._text import closest, did_you_mean
 from ..errors import InventoryError, ProviderError
 from .kinds import BUILTIN_KINDS, DeviceKind, quoted
 from .providers import provider_options, resolve_provider
@@ -143,6 +143,21 @@ def load_inventory(path: Optional[Path], kinds: Mapping[str, DeviceKind] = BUILT
 
 def unknown_device_message(name: str, devices: Mapping[str, DeviceConfig], path: Optional[Path]) -> str:
     """One line naming the unknown device, the closest known one and where the known ones come from."""
-    source = str(path) if path is not None and path.exists() else "no inventory file"
+    source = str(path) if path is not None and path.exists() else _no_inventory(path)
     hint = did_you_mean(name, devices)
     return f"unknown edge device {name!r}{hint}; known devices: {', '.join(sorted(devices))} (from {source})"
+
+
+def _no_inventory(path: Optional[Path]) -> str:
+    """Says no inventory file was read, and names a TOML file beside where it was looked for whose name is close
+    (``edge_devices.toml`` for ``edge-devices.toml``): the likely inventory under another name."""
+    if path is None:
+        return "no inventory file"
+    others = sorted(p.name for p in path.parent.glob("*.toml")) if path.parent.is_dir() else []
+    near = closest(path.name, others)
+    if near is None:
+        return "no inventory file"
+    return (
+        f"no inventory file: {path.name} is not in {path.parent}, {near} is: rename it or pass "
+        f"--edge-devices-file {near}"
+    )

@@ -191,6 +191,18 @@ def test_unknown_device_lists_known_ones_and_the_source(tmp_path):
     )
 
 
+def test_an_inventory_under_a_near_name_is_named(tmp_path):
+    """``edge_devices.toml`` where ``edge-devices.toml`` is looked for: the line says which file to rename or name."""
+    (tmp_path / "pyproject.toml").write_text("")
+    local = {"local": DeviceConfig("local")}
+    assert unknown_device_message("board1", local, tmp_path / "edge-devices.toml").endswith("(from no inventory file)")
+    (tmp_path / "edge_devices.toml").write_text('[devices.board1]\nkind = "ssh"\nhost = "h"\n')
+    assert unknown_device_message("board1", local, tmp_path / "edge-devices.toml") == (
+        f"unknown edge device 'board1'; known devices: local (from no inventory file: edge-devices.toml is not in "
+        f"{tmp_path}, edge_devices.toml is: rename it or pass --edge-devices-file edge_devices.toml)"
+    )
+
+
 def test_env_errors_name_the_variables_never_their_values(tmp_path):
     message = error(tmp_path, '[devices.b]\nkind = "ssh"\nhost = "h"\nenv = { API_TOKEN = "s3cr3t-value", N = 3 }\n')
     assert "s3cr3t-value" not in message
