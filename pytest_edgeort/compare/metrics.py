@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Callable, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 import numpy as np
 
@@ -38,6 +38,27 @@ def stat(values: np.ndarray, tol: Tolerance) -> float:
     if tol.stat == "median":
         return float(np.median(values))
     return float(np.quantile(values, tol.quantile))
+
+
+def median(values: np.ndarray, axis: Optional[int] = None) -> Any:
+    """``np.median(values, axis)`` of float64 ``values`` for ``axis`` None (a float) or -1 (an array), bit for bit,
+    without its ~10 us of Python a call and its copy of the last values for the NaN check: an output is compared on
+    every example, and a median of the few values of a classifier's output, or of every window of a small map along
+    their last axis, was most of that."""
+    if axis is None:
+        values = values.reshape(-1)
+    n = values.shape[-1]
+    if n == 0 or axis not in (None, -1):
+        return float(np.median(values)) if axis is None else np.median(values, axis=axis)
+    mid = n // 2
+    part = np.partition(values, [mid, n - 1] if n % 2 else [mid - 1, mid, n - 1], axis=-1)
+    middle = part[..., mid : mid + 1] if n % 2 else part[..., mid - 1 : mid + 1]
+    result = np.add.reduce(middle, axis=-1) / middle.shape[-1]  # their mean as np.mean takes it (-0.0 comes out 0.0)
+    last = part[..., -1]  # NaN sorts last: np.median returns it where there is one
+    if axis is None:
+        return float(last if last != last else result)
+    nan = np.isnan(last)
+    return np.where(nan, last, result) if nan.any() else result
 
 
 def allowed_count(fraction: float, n: int) -> int:

@@ -28,6 +28,7 @@ from typing import FrozenSet, Iterator, List, Optional, Tuple
 
 import numpy as np
 
+from . import metrics
 from .layout import Head, Layout
 
 MIN_GROUP = 64
@@ -109,7 +110,7 @@ def _slice_axes(d: np.ndarray, free: FrozenSet[int]) -> Iterator[Tuple[int, int]
 def _slices(d: np.ndarray, free: FrozenSet[int] = frozenset()) -> Iterator[Bias]:
     for axis, size in _slice_axes(d, free):
         count = d.shape[axis]
-        medians = np.median(np.moveaxis(d, axis, 0).reshape(count, -1), axis=1)
+        medians = metrics.median(np.moveaxis(d, axis, 0).reshape(count, -1), axis=-1)
         k = int(np.argmax(np.abs(medians)))
         alike = [
             i
@@ -123,7 +124,7 @@ def _slices(d: np.ndarray, free: FrozenSet[int] = frozenset()) -> Iterator[Bias]
             f"index {k} on axis {axis}",
             size,
             float(medians[k]),
-            float(np.median(rest)) if rest.size else None,
+            metrics.median(rest) if rest.size else None,
             also=also + more,
             kind="channel offset",
         )
@@ -148,7 +149,7 @@ def _extent(plane: np.ndarray, y0: int, y1: int, x0: int, x1: int, median: float
     sign, half = math.copysign(1.0, median), abs(median) / 2
     ya, yb = _run(sign * np.median(plane[:, x0:x1], axis=1) >= half, y0, y1)
     xa, xb = _run(sign * np.median(plane[y0:y1, :], axis=0) >= half, x0, x1)
-    return f"[{ya}:{yb}, {xa}:{xb}]: median {float(np.median(plane[ya:yb, xa:xb])):+.3g}"
+    return f"[{ya}:{yb}, {xa}:{xb}]: median {metrics.median(plane[ya:yb, xa:xb]):+.3g}"
 
 
 #: region windows' statistics come from per-line counts of their values when those are integers (errors in LSB)
@@ -280,9 +281,9 @@ def _copied_stats(planes: np.ndarray, h: int, w: int, ys: List[int], xs: List[in
             # both starts in one indexing (``[:, ys][:, :, xs]`` copied every column start of the chosen rows)
             view = windows[:, starts_y[y : y + ys_at_once, None], starts_x[None, x : x + xs_at_once]]
             values = view.reshape(*view.shape[:3], -1)
-            median = np.median(values, axis=-1)
+            median = metrics.median(values, axis=-1)
             row_medians.append(median)
-            row_spreads.append(1.4826 * np.median(np.abs(values - median[..., None]), axis=-1))
+            row_spreads.append(1.4826 * metrics.median(np.abs(values - median[..., None]), axis=-1))
         medians.append(np.concatenate(row_medians, axis=2))
         spreads.append(np.concatenate(row_spreads, axis=2))
     return np.concatenate(medians, axis=1), np.concatenate(spreads, axis=1)
@@ -349,8 +350,8 @@ def _heads(d: np.ndarray, layout: Layout, budget: Optional[int]) -> Iterator[Bia
         part, name = _head_part(d, axis, head), _head_name(i, axis, head)
         if part.size >= MIN_GROUP:
             rest = np.delete(d, np.s_[head.start : head.stop], axis=axis)
-            rest_median = float(np.median(rest)) if rest.size else None
-            yield Bias(name, int(part.size), float(np.median(part)), rest_median, kind="head offset")
+            rest_median = metrics.median(rest) if rest.size else None
+            yield Bias(name, int(part.size), metrics.median(part), rest_median, kind="head offset")
         inner = list(_slices(part, free))
         if head.grid is not None:
             grid = np.moveaxis(part, axis, -1)
@@ -373,9 +374,9 @@ def biases(d: np.ndarray, layout: Optional[Layout] = None, budget: Optional[int]
     offset moves a region's median and leaves its spread as it was. ``budget``: see :func:`_window_stats`."""
     if d.size == 0:
         return []
-    median = np.median(d)
-    sigma = 1.4826 * float(np.median(np.abs(d - median)))
-    whole = [Bias(WHOLE, int(d.size), float(median))] if d.size >= MIN_WHOLE else []
+    middle = metrics.median(d)
+    sigma = 1.4826 * metrics.median(np.abs(d - middle))
+    whole = [Bias(WHOLE, int(d.size), middle)] if d.size >= MIN_WHOLE else []
     axis = layout.axis_of(d.ndim) if layout is not None else None
     groups = [*whole, *_slices(d, _free_axes(d.ndim, axis, layout))]
     if layout is None or len(layout.heads) < 2 or axis is None or axis < d.ndim - 2:
@@ -392,6 +393,11 @@ def worst_bias(d: np.ndarray, layout: Optional[Layout] = None, budget: Optional[
     return max(found, key=lambda b: b.excess) if found else None
 
 
+def _rms(x: np.ndarray) -> float:
+    """``float(np.sqrt(np.mean(x**2)))`` of a flat float64 array, bit for bit, without np.mean's Python."""
+    return math.sqrt(np.add.reduce(x**2) / x.size)
+
+
 def fit_gain(d: np.ndarray, e: np.ndarray) -> Gain:
     """Least-squares ``d = gain * e``; ``gain = 0`` when ``e`` is all 0 (or ``d`` is not finite)."""
     d, e = d.reshape(-1).astype(np.float64), e.reshape(-1).astype(np.float64)
@@ -400,13 +406,13 @@ def fit_gain(d: np.ndarray, e: np.ndarray) -> Gain:
     if d_max == 0.0 or not math.isfinite(d_max) or not math.isfinite(e_max):
         return Gain(0.0, 0.0, 1.0, 1.0)
     dn = d / d_max  # normalized: the squares cannot overflow
-    total = float(np.sqrt(np.mean(dn**2)))
+    total = _rms(dn)
+    offset_residual = _rms(dn - metrics.median(dn)) / total
     if e_max == 0.0:
-        return Gain(0.0, 0.0, 1.0, float(np.sqrt(np.mean((dn - np.median(dn)) ** 2))) / total)
+        return Gain(0.0, 0.0, 1.0, offset_residual)
     en = e / e_max
     slope = float(np.dot(en, dn) / np.dot(en, en))
-    residual = float(np.sqrt(np.mean((dn - slope * en) ** 2))) / total
-    offset_residual = float(np.sqrt(np.mean((dn - np.median(dn)) ** 2))) / total
+    residual = _rms(dn - slope * en) / total
     gain = slope * d_max / e_max
     return Gain(gain, abs(gain) * e_max, residual, offset_residual)
 
@@ -491,7 +497,7 @@ def describe(
         )
     garbage = _garbage(d, offset_floor, layout, u)
     bias = bias if bias is not None else worst_bias(d, layout, NAMING_COPY_VALUES)
-    whole = float(np.median(d))
+    whole = metrics.median(d)
     if garbage is not None and (bias is None or bias.excess <= offset_floor or bias.where.startswith(garbage.where)):
         return garbage  # a two-sided group's median (or its head's part's) is no offset; one inside a head is
     if bias is not None and bias.excess > offset_floor:
