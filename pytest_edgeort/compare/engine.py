@@ -202,17 +202,14 @@ def _worst(
         part = np.argpartition(-flat[nonzero], WORST_COUNT - 1)[:WORST_COUNT]
         nonzero = nonzero[part]
     order = nonzero[np.lexsort((nonzero, -flat[nonzero]))]
-    for i in order:
-        idx = tuple(int(x) for x in np.unravel_index(int(i), a.shape)) if a.ndim else ()
-        res.worst.append(
-            WorstElement(
-                index=idx,
-                actual=a.reshape(-1)[i].item(),
-                expected=e.reshape(-1)[i].item(),
-                abs_err=float(flat[i]),
-                err_lsb=None if units is None else float(units.reshape(-1)[i]),
-            )
-        )
+    if not order.size:
+        return
+    indices = zip(*(axis.tolist() for axis in np.unravel_index(order, a.shape))) if a.ndim else [()] * order.size
+    lsb = [None] * order.size if units is None else units.reshape(-1)[order].tolist()
+    for index, actual, expected, abs_err, err_lsb in zip(
+        indices, a.reshape(-1)[order].tolist(), e.reshape(-1)[order].tolist(), flat[order].tolist(), lsb
+    ):
+        res.worst.append(WorstElement(tuple(index), actual, expected, abs_err, err_lsb))
 
 
 def compare_outputs(

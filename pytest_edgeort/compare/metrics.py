@@ -15,6 +15,7 @@ HIST_EDGES = (1, 2, 4, 8, 16, 32)
 HIST_LABELS_INT = ("0", "1", "2", "3-4", "5-8", "9-16", "17-32", ">32")
 HIST_LABELS_REAL = ("0", "(0,1]", "(1,2]", "(2,4]", "(4,8]", "(8,16]", "(16,32]", ">32")
 NONFINITE_BUCKET = "non-finite"
+_BUCKET_EDGES = np.array((0.0,) + HIST_EDGES)
 
 
 def int_abs_diff(a: np.ndarray, e: np.ndarray) -> np.ndarray:
@@ -130,12 +131,9 @@ def topk_ranks(a: np.ndarray, e: np.ndarray, tie: float = 0.0) -> np.ndarray:
 def histogram(units: np.ndarray, integer_labels: bool) -> List[Tuple[str, int]]:
     labels = HIST_LABELS_INT if integer_labels else HIST_LABELS_REAL
     finite = units[np.isfinite(units)]
-    counts = [int(np.count_nonzero(finite == 0))]
-    lo = 0.0
-    for hi in HIST_EDGES:
-        counts.append(int(np.count_nonzero((finite > lo) & (finite <= hi))))
-        lo = hi
-    counts.append(int(np.count_nonzero(finite > lo)))
+    # bucket k of a positive value: the first edge it does not exceed ((0, 1] -> 1 ... > 32 -> 7); 0 and below -> 0
+    counts = np.bincount(np.searchsorted(_BUCKET_EDGES, finite.reshape(-1)), minlength=len(labels)).tolist()
+    counts[0] = int(np.count_nonzero(finite == 0))  # the "0" bucket: exact zeros only (errors are never negative)
     hist = list(zip(labels, counts))
     nonfinite = units.size - finite.size
     if nonfinite:
