@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from .tolerance import Tolerance
+
+_TOLERANCE_FIELDS = tuple(f.name for f in fields(Tolerance))
+_LEAVES = (str, int, bool, type(None))
 
 
 class WorstElement(NamedTuple):
@@ -60,7 +63,7 @@ class OutputComparison:
     def to_dict(self) -> Dict[str, Any]:
         """JSON-friendly dict; non-finite floats become the strings "inf", "-inf", "nan"."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}  # _plain copies; asdict's deep copy cost ~0.3 ms
-        d["tolerance"] = asdict(self.tolerance)
+        d["tolerance"] = {name: getattr(self.tolerance, name) for name in _TOLERANCE_FIELDS}  # scalars: asdict's copy
         d["actual_shape"] = list(self.actual_shape)
         d["expected_shape"] = list(self.expected_shape)
         d["worst"] = [w._asdict() | {"index": list(w.index)} for w in self.worst]
@@ -93,6 +96,11 @@ class Comparison:
 
 def _plain(value: Any) -> Any:
     """``value`` with tuples as lists and non-finite floats as the strings "inf", "-inf", "nan"."""
+    kind = type(value)  # the plain types first, by exact type: a comparison's dict holds ~100 of them
+    if kind is float:
+        return value if math.isfinite(value) else str(value)
+    if kind in _LEAVES:
+        return value
     if isinstance(value, dict):
         return {key: _plain(v) for key, v in value.items()}
     if isinstance(value, (list, tuple)):
