@@ -20,12 +20,14 @@ hand-written runs' in-process simulator runs at one of two speeds (where its hel
 ratio is printed next to the strict one, against the fastest hand-written run.
 edgeort / plain is printed too; it also contains pytest's own per-test cost. Runs of 1 comparison, alternated
 with the others, split that cost into a fixed part (a run of 1) and the cost of each further comparison.
+``--baseline DIR`` (another checkout, e.g. a ``git worktree`` of an earlier commit) runs that checkout's plugin as
+one more column, alternated with the rest: a change to the plugin measured side by side in one run.
 A run of one plain test (no edge marker), with the plugin installed and with ``-p no:edgeort``, shows what the
 plugin costs pytest runs that do not use it (DESIGN.md: it must not slow them). One more run of each N-test file,
 with a phase timer (``-p phases``), splits a test's time into pytest's phases and the NPU inference inside it: where
 the plugin's cost per test is, and which of its two speeds the in-process simulator of the hand-written tests had.
 
-    python -m benchmarks.overhead [--n 200] [--repeats 3]
+    python -m benchmarks.overhead [--n 200] [--repeats 3] [--baseline DIR]
 """
 
 from __future__ import annotations
@@ -166,6 +168,7 @@ def timed(cmd: list, cwd: Path, env: dict) -> float:
     return elapsed
 
 
+PHASED = ("pytest", "edgeort", "baseline")  # the commands timed once more with the phase timer
 PHASE_LABELS = (
     ("setup", "setup"),
     ("call", "call"),
@@ -187,6 +190,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=200, help="comparisons per run")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="another checkout of pytest-edgeort (a git worktree of an earlier commit): its plugin is one more column, "
+        "alternated with the others, so a change is measured side by side in one run",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -207,6 +216,8 @@ def main() -> None:
             "unrelated": pytest_cmd + ["test_unrelated.py"],
             "unrelated-without": pytest_cmd + ["-p", "no:edgeort", "test_unrelated.py"],
         }
+        if args.baseline is not None:  # the same run with the plugin imported from the other checkout
+            commands["baseline"] = ["env", f"PYTHONPATH={args.baseline.resolve()}", *commands["edgeort"]]
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
         env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
         for cmd in commands.values():  # untimed: fills the bytecode cache
@@ -215,9 +226,12 @@ def main() -> None:
         for _ in range(args.repeats):
             for name, cmd in commands.items():
                 times[name].append(timed(cmd, folder, env))
-        split = {name: phases(commands[name], folder, env) for name in ("pytest", "edgeort")} if args.n > 10 else {}
+        phased = [name for name in PHASED if name in commands] if args.n > 10 else []
+        split = {name: phases(commands[name], folder, env) for name in phased}
     med = {name: statistics.median(t) for name, t in times.items()}
     labels = {"plain": "plain onnxruntime script", "pytest": "hand-written pytest + ORT", "edgeort": "pytest-edgeort"}
+    if "baseline" in times:
+        labels["baseline"] = "pytest-edgeort, --baseline"
     print(
         f"{args.n} comparisons (u8 QDQ conv/matmul 1x3x16x16, QNN HTP simulator vs CPU), median of {args.repeats}, "
         "bytecode cache on:"
@@ -243,11 +257,18 @@ def main() -> None:
             f"edgeort {1000 * per['edgeort']:.2f}"
             f" ms: {per['edgeort'] / per['pytest']:5.2f}x"
         )
+    if "baseline" in med:
+        print(f"  ratio edgeort / --baseline edgeort: {med['edgeort'] / med['baseline']:5.2f}x")
     if split:
+        for t in split.values():
+            t["rest"] = t["test"] - t["setup"] - t["call"] - t["teardown"]
+            t["own"] = t["test"] - t["npu"]
         hand, plugin = split["pytest"], split["edgeort"]
-        hand["rest"], plugin["rest"] = (t["test"] - t["setup"] - t["call"] - t["teardown"] for t in (hand, plugin))
         parts = ", ".join(f"{name} {plugin[key]:.2f} vs {hand[key]:.2f}" for name, key in PHASE_LABELS)
         print(f"  per test, median ms, edgeort vs hand-written (one more run of each, phase timer): {parts}")
+        # the simulator's speed moves the NPU run from run to run: a test's time outside it is the steadier figure
+        own = ", ".join(f"{labels[name]} {t['own']:.2f}" for name, t in split.items())
+        print(f"  per test outside the NPU run (whole test minus it), median ms: {own}")
     without, unrelated = med["unrelated-without"], med["unrelated"]
     print(
         f"  a run of one plain test (no edge marker): {unrelated:.3f} s with the plugin, {without:.3f} s with "
