@@ -143,12 +143,10 @@ def _bound(bounds: Mapping[str, Optional[float]], mag: np.ndarray, lsb_size: Opt
     """Allowed |err| per element: the largest of ``atol + rtol*|e|`` and ``lsb*scale`` given (``bounds``:
     the three keys' values, a Tolerance's or changed ones)."""
     atol, rtol, lsb = bounds["atol"], bounds["rtol"], bounds["lsb"]
-    b = np.full(np.shape(mag), -math.inf)
-    if atol is not None or rtol is not None:
-        b = np.maximum(b, (atol or 0.0) + (rtol or 0.0) * mag)
+    b = (atol or 0.0) + (rtol or 0.0) * mag if atol is not None or rtol is not None else None
     if lsb is not None and lsb_size:
-        b = np.maximum(b, lsb * lsb_size)
-    return b
+        b = np.full(np.shape(mag), lsb * lsb_size) if b is None else np.maximum(b, lsb * lsb_size)
+    return np.full(np.shape(mag), -math.inf) if b is None else b  # no bound given: nothing is inside
 
 
 def _bounds(tol: Tolerance, **changed: Optional[float]) -> Dict[str, Optional[float]]:
