@@ -3,16 +3,16 @@
 The host's bootstrap reads the zipapp once, checks its sha256, and then runs it from those bytes:
 it executes this module's source from the archive, calls :func:`install`, then runs the archive's
 ``__main__.py``. So a file swapped on the board after the check never runs. Standard library only,
-and no imports of its own package: it runs before that package can be imported.
+and no imports of its own package: it runs before that package can be imported. (Not an
+``importlib.abc`` subclass: that module imports ``importlib.resources``, ~8 ms of every worker's start.)
 """
 
-import importlib.abc
-import importlib.util
 import sys
+from importlib.machinery import ModuleSpec
 
 
-class ArchiveImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds and loads modules and packages stored in an open :class:`zipfile.ZipFile`."""
+class ArchiveImporter:
+    """A meta path finder and loader of the modules and packages stored in an open :class:`zipfile.ZipFile`."""
 
     def __init__(self, archive, path):
         self.archive = archive
@@ -23,9 +23,7 @@ class ArchiveImporter(importlib.abc.MetaPathFinder, importlib.abc.Loader):
         base = fullname.replace(".", "/")
         for entry, package in ((base + "/__init__.py", True), (base + ".py", False)):
             if entry in self.names:
-                return importlib.util.spec_from_loader(
-                    fullname, self, origin=self.path + "/" + entry, is_package=package
-                )
+                return ModuleSpec(fullname, self, origin=self.path + "/" + entry, is_package=package)
         return None
 
     def create_module(self, spec):

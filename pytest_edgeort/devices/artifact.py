@@ -10,6 +10,7 @@ builds of the same sources are byte-identical and the hash names the code (the b
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import io
 import os
@@ -105,30 +106,33 @@ def _definitions(module: str, *names: str) -> str:
     return "".join(ast.get_source_segment(text, nodes[name]) + "\n\n" for name in names)
 
 
-# python -c PREPARE WORKDIR NAME SHA256: the workdir, private (the worker's own check), and whether the
-# worker file in it is this plugin's (by hash), as one JSON line.
-PREPARE_CODE = (
-    _definitions("wire.py", "one_line")
-    + _definitions("store.py", "EnvironmentProblem", "NotRegular", "private_dir", "file_sha256")
-    + (
-        "import hashlib, json, os, shlex, stat, sys\n"
-        "wd, name, sha = sys.argv[1:4]\n"
-        "wd = os.path.expanduser(wd)\n"
-        "try:\n"
-        "    private_dir(wd)\n"
-        "except EnvironmentProblem as exc:\n"
-        "    print(json.dumps({'error': str(exc)})); sys.exit(0)\n"
-        "path = os.path.join(wd, name)\n"
-        "try:\n"
-        "    current = file_sha256(path) == sha\n"
-        "except OSError:\n"
-        "    current = False\n"
-        "print(json.dumps({'workdir': wd, 'current': current}))\n"
+@functools.cache
+def prepare_command() -> str:
+    """``python -c PREPARE WORKDIR NAME SHA256``'s code: the workdir, private (the worker's own check), and whether
+    the worker file in it is this plugin's (by hash), as one JSON line. Built on first use (SSH devices only):
+    parsing the board modules for their definitions takes ~8 ms."""
+    code = (
+        _definitions("wire.py", "one_line")
+        + _definitions("store.py", "EnvironmentProblem", "NotRegular", "private_dir", "file_sha256")
+        + (
+            "import hashlib, json, os, shlex, stat, sys\n"
+            "wd, name, sha = sys.argv[1:4]\n"
+            "wd = os.path.expanduser(wd)\n"
+            "try:\n"
+            "    private_dir(wd)\n"
+            "except EnvironmentProblem as exc:\n"
+            "    print(json.dumps({'error': str(exc)})); sys.exit(0)\n"
+            "path = os.path.join(wd, name)\n"
+            "try:\n"
+            "    current = file_sha256(path) == sha\n"
+            "except OSError:\n"
+            "    current = False\n"
+            "print(json.dumps({'workdir': wd, 'current': current}))\n"
+        )
     )
-)
+    return version_guarded(code)
 
 
-PREPARE = version_guarded(PREPARE_CODE)
 BOOTSTRAP = version_guarded(BOOTSTRAP_CODE)
 
 

@@ -32,7 +32,7 @@ from invoke.exceptions import CommandTimedOut
 from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
 from ..config.kinds import DeviceKind
 from ..errors import DeviceFault, DeviceUnavailable, HostKeyChanged, HostKeyRefused, WorkerDied
-from .artifact import PREPARE, WORKER_BYTES, WORKER_NAME, WORKER_SHA256, bootstrap_argv
+from .artifact import WORKER_BYTES, WORKER_NAME, WORKER_SHA256, bootstrap_argv, prepare_command
 from .base import WorkerDevice
 from .boardlock import LOCK_NAME
 from .client import StderrTail, Transport, describe_exit
@@ -354,7 +354,14 @@ class SSHDevice(WorkerDevice):
             python = self.config.python or "python3"
             command = " ".join(
                 shlex.quote(a)
-                for a in (python, "-c", PREPARE, self.config.workdir or DEFAULT_WORKDIR, WORKER_NAME, WORKER_SHA256)
+                for a in (
+                    python,
+                    "-c",
+                    prepare_command(),
+                    self.config.workdir or DEFAULT_WORKDIR,
+                    WORKER_NAME,
+                    WORKER_SHA256,
+                )
             )
             output = self.shell(command, what=f"preparing the workdir with {python}")
             try:
