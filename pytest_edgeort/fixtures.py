@@ -190,6 +190,7 @@ def edge_compare(
     marker = resolved_marker(request.node, edge_run_state)
     edge_device, edge_provider = _edge_target.device, _edge_target.provider
     calls = itertools.count(1)
+    opener, cache = partial(open_session, edge_run_state), edge_run_state.rootdir / CACHE_DIR / YARDSTICK_DIR
 
     def compare(
         actual: Mapping[str, np.ndarray],
@@ -214,8 +215,6 @@ def edge_compare(
             source = "the baseline given to edge_compare" if baseline is not None else None
             inputs = session.inputs_of(actual)  # the feed that made ``actual`` (a data set run first: each its own)
             if baseline is None and inputs is not None:
-                opener = partial(open_session, edge_run_state)
-                cache = edge_run_state.rootdir / CACHE_DIR / YARDSTICK_DIR
                 model = session.model.path
                 float_session = open_float_session(opener, edge_device, marker.float_model, spec, model, cache)
                 baseline = float_session.run(inputs) if float_session is not None else None

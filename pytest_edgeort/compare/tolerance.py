@@ -9,6 +9,7 @@ detection rates behind it: ``docs/tolerances.md``.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from dataclasses import dataclass, field, fields, replace
@@ -257,6 +258,7 @@ def _too_few(shape: Sequence[Any]) -> bool:
     return bool(shape) and all(isinstance(d, int) for d in shape) and math.prod(shape) < MIN_SNR_ELEMENTS
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of its arguments, asked once per output compared
 def default_tolerance(
     precision: str,
     accelerator: bool,

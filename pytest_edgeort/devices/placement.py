@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Dict, List, Optional, Sequence, Tuple
 
 Node = Tuple[str, str, str]  # (name, op_type, domain)
@@ -49,8 +50,12 @@ class Placement:
                 grouped.setdefault(key, []).append(name or "<unnamed>")
         return dict(sorted(grouped.items()))
 
-    def to_dict(self) -> Dict[str, Dict[str, int]]:
+    @cached_property
+    def _op_counts(self) -> Dict[str, Dict[str, int]]:  # every result of a session records it: counted once
         return {ep: self.op_counts(ep) for ep in self.nodes_by_ep}
+
+    def to_dict(self) -> Dict[str, Dict[str, int]]:
+        return {ep: dict(counts) for ep, counts in self._op_counts.items()}
 
 
 def format_fallback(nodes: Dict[str, List[str]], limit: int = 8) -> str:
