@@ -6,7 +6,7 @@ import itertools
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Mapping, NamedTuple, Optional
 
 import pytest
 
@@ -28,26 +28,41 @@ if TYPE_CHECKING:  # what the fixtures run (numpy, onnx, the checks) is imported
     from .model.info import ModelInfo
 
 
+class BoundTarget(NamedTuple):
+    """What ``_edge_target`` gives the other fixtures: the test instance's device and provider, and a request of
+    the test (its item, its other fixtures). The fixtures of every marker test take this instead of ``request``:
+    pytest 9 builds a fixture definition, with an ``inspect.signature``, each time a fixture's ``request`` is
+    resolved (three times per fixture that takes it)."""
+
+    device: str
+    provider: str
+    request: pytest.FixtureRequest
+
+    @property
+    def item(self) -> pytest.Item:
+        return self.request.node
+
+
 @pytest.fixture(name="_edge_target")
-def _edge_target_fixture(request: pytest.FixtureRequest) -> TargetParam:
+def _edge_target_fixture(request: pytest.FixtureRequest) -> BoundTarget:
     """The (device, provider) parameter from pytest_generate_tests; a parameter carrying an error (a
     provider typo in ``edge_providers``) fails this test instance with it."""
-    target = getattr(request, "param", None)
+    target: Optional[TargetParam] = getattr(request, "param", None)
     if target is None:
         raise pytest.UsageError("edge fixtures need the test to be collected by pytest-edgeort")
     if target.error is not None:
         fail(target.error)
-    return target
+    return BoundTarget(target.device, target.provider, request)
 
 
 @pytest.fixture
-def edge_device(_edge_target: TargetParam) -> str:
+def edge_device(_edge_target: BoundTarget) -> str:
     """Name of the device this test instance runs on (``local``, ``board1``, ...)."""
     return _edge_target[0]
 
 
 @pytest.fixture
-def edge_provider(_edge_target: TargetParam) -> str:
+def edge_provider(_edge_target: BoundTarget) -> str:
     """Provider alias this test instance checks (``qnn-htp``, ``cpu``, ...)."""
     return _edge_target[1]
 
@@ -61,9 +76,14 @@ def edge_run_state(request: pytest.FixtureRequest) -> EdgeRun:
 @pytest.fixture
 def edge_model_marker(request: pytest.FixtureRequest, edge_run_state: EdgeRun) -> ModelMarker:
     """The test's ``edge_model`` marker, resolved (paths relative to the test file; a suite's model prepared)."""
-    marker = resolved_marker(request.node, edge_run_state)
+    return required_marker(request.node, edge_run_state)
+
+
+def required_marker(node: pytest.Item, run: EdgeRun) -> ModelMarker:
+    """:func:`resolved_marker`; a test without the marker fails with what to add."""
+    marker = resolved_marker(node, run)
     if marker is None:
-        fail(f'{request.node.nodeid}: this fixture needs @pytest.mark.edge_model("model.onnx")')
+        fail(f'{node.nodeid}: this fixture needs @pytest.mark.edge_model("model.onnx")')
     return marker
 
 
@@ -89,13 +109,13 @@ def resolved_marker(node: pytest.Item, run: EdgeRun) -> Optional[ModelMarker]:
 
 
 @pytest.fixture
-def edge_session(
-    edge_run_state: EdgeRun, _edge_target: TargetParam, edge_model_marker: ModelMarker, request: pytest.FixtureRequest
-) -> EdgeSession:
+def edge_session(edge_run_state: EdgeRun, _edge_target: BoundTarget) -> EdgeSession:
     """The marked model on the current device and provider (CPU fallback allowed, placement checked)."""
-    options = {**edge_model_marker.options, **providers_marker(request.node).options}
-    session = _marker_session(edge_run_state, _edge_target.device, _edge_target.provider, edge_model_marker, options)
-    record_provenance(request.node, CheckRecord.from_session(request.node.nodeid, "test", session.provenance()))
+    item = _edge_target.item
+    marker = required_marker(item, edge_run_state)
+    options = {**marker.options, **providers_marker(item).options}
+    session = _marker_session(edge_run_state, _edge_target.device, _edge_target.provider, marker, options)
+    record_provenance(item, CheckRecord.from_session(item.nodeid, "test", session.provenance()))
     return session
 
 
@@ -135,11 +155,11 @@ def _shaped_model(run: EdgeRun, marker: ModelMarker) -> Path:
 
 
 @pytest.fixture
-def edge_reference(edge_run_state: EdgeRun, _edge_target: TargetParam, edge_model_marker: ModelMarker) -> EdgeSession:
+def edge_reference(edge_run_state: EdgeRun, _edge_target: BoundTarget) -> EdgeSession:
     """The reference: ``reference_model`` (or the model) on the reference provider (``cpu``)."""
     from .checks.conformance import reference_target
 
-    marker = edge_model_marker
+    marker = required_marker(_edge_target.item, edge_run_state)
     device, provider = reference_target(_edge_target.device, marker.reference)
     if marker.reference_model is not None:
         return open_session(edge_run_state, device, marker.reference_model, provider)
@@ -174,9 +194,7 @@ def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str
 
 
 @pytest.fixture
-def edge_compare(
-    request: pytest.FixtureRequest, edge_run_state: EdgeRun, _edge_target: TargetParam
-) -> Callable[..., Comparison]:
+def edge_compare(edge_run_state: EdgeRun, _edge_target: BoundTarget) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, baseline=None, *, label=None, **tolerance)``: fail with a per-output report
     when outside tolerance; ``label`` names this comparison (a data set's sample) in the failure and the records."""
     from .checks.conformance import baseline_source, open_float_session
@@ -187,6 +205,7 @@ def edge_compare(
     from .model.inputs import named_arrays
     from .model.yardstick import YARDSTICK_DIR
 
+    request = _edge_target.request
     marker = resolved_marker(request.node, edge_run_state)
     edge_device, edge_provider = _edge_target.device, _edge_target.provider
     calls = itertools.count(1)
