@@ -14,7 +14,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -114,6 +114,7 @@ class WorkerDevice:
         self.ep_cache = True
         self.lock_owner: Dict[str, Optional[str]] = lock_owner()
         self.probe_backends: Optional[Tuple[str, ...]] = None
+        self._present: Set[Tuple[str, str, Optional[str]]] = set()  # providers missing_provider found
 
     # -- subclass hooks
     def _start_transport(self, group: str) -> Transport:
@@ -283,10 +284,15 @@ class WorkerDevice:
         return available_aliases(tuple(caps["providers"]), caps.get("qnn"))
 
     def missing_provider(self, spec: ProviderSpec) -> Optional[str]:
-        """None if the device can run ``spec``, else a one-line reason naming what it does have."""
+        """None if the device can run ``spec``, else a one-line reason naming what it does have. (Asked before every
+        session lookup; a provider found once stays: its backend has been probed.)"""
+        key = (spec.alias, spec.ep_name, spec.qnn_backend)
+        if key in self._present:
+            return None
         self._probe([spec.qnn_backend])
         caps = self.describe()
         if spec.ep_name in caps["providers"] and (spec.alias in self.provider_aliases() or spec.alias not in ALIASES):
+            self._present.add(key)
             return None
         self._probe((caps.get("qnn") or {}).get("backends", ()))  # the line names every provider it has
         have = self.provider_aliases()
