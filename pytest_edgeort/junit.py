@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Tuple
+from typing import Any, Iterable, Tuple
 
 import pytest
 
@@ -23,22 +23,24 @@ PROVENANCE_KEYS = {
 }
 
 
-def _add(item: pytest.Item, name: str, value: Any) -> None:
-    if value is not None and name not in {key for key, _ in item.user_properties}:
-        item.user_properties.append((name, str(value)))
+def _add(item: pytest.Item, pairs: Iterable[Tuple[str, Any]]) -> None:
+    """Each ``(name, value)`` that is known (not None), unless the test carries ``name`` already."""
+    have = {key for key, _ in item.user_properties}
+    for name, value in pairs:
+        if value is not None and name not in have:
+            item.user_properties.append((name, str(value)))
+            have.add(name)
 
 
 def record_identity(item: pytest.Item, target: Tuple[str, str]) -> None:
     """``edge_device`` and ``edge_provider``, on every edge test, also one that failed or skipped
     before any session existed: CI groups results by device and provider."""
-    for name, value in zip(("edge_device", "edge_provider"), target):
-        _add(item, name, value)
+    _add(item, zip(("edge_device", "edge_provider"), target))
 
 
 def record_provenance(item: pytest.Item, record: CheckRecord) -> None:
     """``edge_model``, ``edge_model_sha256``, versions and platform of ``record`` (each once, where known)."""
-    for name, key in PROVENANCE_KEYS.items():
-        _add(item, name, getattr(record, key))
+    _add(item, ((name, getattr(record, key)) for name, key in PROVENANCE_KEYS.items()))
 
 
 def record_error(item: pytest.Item, line: str) -> None:

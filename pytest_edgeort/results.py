@@ -42,7 +42,14 @@ class RunResults:
             record.attempt = attempt
             records.append(record.to_dict())
         self.pending.clear()
-        changed = {name: f for name, f in json_safe(facts).items() if self.device_facts.get(name) != f}
+        changed = {}
+        for name, raw in facts.items():
+            known = self.device_facts.get(name)
+            if raw == known:  # known is JSON-safe: equal facts make equal JSON-safe facts (every phase of every test)
+                continue
+            safe = json_safe(raw)
+            if safe != known:
+                changed[name] = safe
         return {"records": records, "devices": changed, "attempt": attempt}
 
     def merge_payload(self, payload: Mapping[str, Any]) -> None:
