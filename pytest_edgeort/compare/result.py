@@ -60,15 +60,16 @@ class OutputComparison:
     vs_float: Optional[Dict[str, float]] = None
     yardstick: Optional[Dict[str, Any]] = None  # source, reference_snr_db: the reference against it
 
-    def to_dict(self) -> Dict[str, Any]:
-        """JSON-friendly dict; non-finite floats become the strings "inf", "-inf", "nan"."""
+    def to_dict(self, plain: bool = True) -> Dict[str, Any]:
+        """JSON-friendly dict; non-finite floats become the strings "inf", "-inf", "nan". ``plain=False``: the
+        same dict with its values as they are, for a caller that makes it JSON-safe itself (a check record)."""
         d = {f.name: getattr(self, f.name) for f in fields(self)}  # _plain copies; asdict's deep copy cost ~0.3 ms
         d["tolerance"] = {name: getattr(self.tolerance, name) for name in _TOLERANCE_FIELDS}  # scalars: asdict's copy
         d["actual_shape"] = list(self.actual_shape)
         d["expected_shape"] = list(self.expected_shape)
         d["worst"] = [w._asdict() | {"index": list(w.index)} for w in self.worst]
         d["histogram"] = [[label, count] for label, count in self.histogram]
-        return _plain(d)
+        return _plain(d) if plain else d
 
 
 @dataclass
@@ -84,13 +85,13 @@ class Comparison:
         """True when no expected output is missing and every output passed."""
         return not self.missing and all(o.passed for o in self.outputs)
 
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self, plain: bool = True) -> Dict[str, Any]:
         """JSON-friendly dict (see :meth:`OutputComparison.to_dict`)."""
         return {
             "passed": self.passed,
             "missing": list(self.missing),
             "extra": list(self.extra),
-            "outputs": [o.to_dict() for o in self.outputs],
+            "outputs": [o.to_dict(plain) for o in self.outputs],
         }
 
 

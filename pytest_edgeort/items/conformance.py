@@ -45,7 +45,8 @@ def conclude(
             what = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
             line = f"no diagnosis: {one_line(what, 300)}"
             fields["diagnosis"] = {"message": line}
-    record = node.record(session, comparison=with_precision(result.to_dict(), session), **fields)
+    # the record's own to_dict makes the comparison JSON-safe when it travels (one walk over it, not two)
+    record = node.record(session, comparison=with_precision(result.to_dict(plain=False), session), **fields)
     record_metrics(node.item, record)
     if not result.passed:
         report = format_comparison(result, title=title)

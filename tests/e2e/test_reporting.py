@@ -251,3 +251,35 @@ def test_quantized(edge_session, edge_reference, edge_inputs, edge_compare):
     assert notes[0].endswith(
         " dB here), real HTP in fp16; check it with qnn-htp-fp16 (on the simulator with soc_model set)"
     )
+
+
+def test_non_finite_results_of_edge_compare_are_strict_json_and_junit_properties(pytester, model_dir):
+    """A comparison that meets NaN and infinity: its record in the JSON report spells them as strings (strict JSON
+    that any parser reads); the test's JUnit properties spell infinity ``inf``."""
+    pytester.makepyfile(f'''
+import numpy as np
+import pytest
+
+@pytest.mark.edge_model(r"{model_dir / "conv_matmul_qdq.onnx"}")
+@pytest.mark.edge_providers("cpu")
+def test_blows_up(edge_session, edge_reference, edge_inputs, edge_compare):
+    expected = edge_reference.run(edge_inputs)
+    edge_compare(expected, expected, label="healthy")
+    broken = {{name: np.full_like(array, np.inf) for name, array in expected.items()}}
+    broken["y"].flat[0] = np.nan
+    edge_compare(broken, expected, label="broken")
+''')
+    pytester.runpytest("-p", "no:cacheprovider", "--junitxml=junit.xml", "--edge-report=report.json").assert_outcomes(
+        failed=1
+    )
+    text = (pytester.path / "report.json").read_text()
+    records = json.loads(text, parse_constant=lambda token: pytest.fail(f"non-strict JSON token {token}"))["results"]
+    healthy, broken = ([r for r in records if r.get("label") == label][0] for label in ("healthy", "broken"))
+    assert healthy["comparison"]["passed"] is True and healthy["comparison"]["outputs"][0]["max_abs"] == 0.0
+    output = broken["comparison"]["outputs"][0]
+    assert broken["comparison"]["passed"] is False and output["nonfinite_mismatch"] == output["size"]
+    assert output["worst"] and all(w["abs_err"] == "inf" for w in output["worst"])
+    assert output["worst"][0]["actual"] in ("inf", "nan")
+    properties = {p.get("name"): p.get("value") for p in ET.parse(pytester.path / "junit.xml").iter("property")}
+    # SNR over the elements finite on both sides: the healthy comparison's inf; top-k: the broken one's
+    assert (properties["edge_y_snr_db"], properties["edge_y_topk_agreement"]) == ("inf", "0")
