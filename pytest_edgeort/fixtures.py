@@ -94,13 +94,14 @@ def resolved_marker(node: pytest.Item, run: EdgeRun) -> Optional[ModelMarker]:
     """``edge_model`` of ``node`` (None when absent), once per test: with ``suite=``, the suite's model and float
     model as the suite runs them; a missing package skips, any other problem fails, in one line."""
     if _MARKER_KEY not in node.stash:
-        from .config.suite import load_suite
-        from .items.prepared import suite_model_files
-        from .model.prepare import PrepareError
-
-        with outcome_of(EdgeError, ValueError, PrepareError, run=run, skip=(MissingPackage,)):
+        with outcome_of(EdgeError, ValueError, run=run, skip=(MissingPackage,)):
             marker = model_marker(node)
-            if marker is not None and marker.suite is not None:
+        if marker is not None and marker.suite is not None:  # (a marker test without one never loads the suites)
+            from .config.suite import load_suite
+            from .items.prepared import suite_model_files
+            from .model.prepare import PrepareError
+
+            with outcome_of(EdgeError, ValueError, PrepareError, run=run, skip=(MissingPackage,)):
                 files = suite_model_files(load_suite(marker.suite), run.rootdir / CACHE_DIR)
                 float_model = marker.float_model or files.float_model
                 marker = replace(marker, model=files.model, name=files.name, float_model=float_model)
