@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, Optional, Set, Tuple, Union
@@ -100,6 +101,7 @@ class DeviceRegistry:
             device.notify = self.notify
             device.note = self.notes.append
             device.ep_cache = self.options.ep_cache
+            device.sharers = 1 if self.kinds[config.kind].uses_lock(config.lock) else pytest_processes()
             device.lock_owner = lock_owner(self.run_id, self.dist)
             device.probe_backends = self.probes.get(name)
             self.connected[name] = device
@@ -124,6 +126,12 @@ class DeviceRegistry:
         """Stop every device's workers."""
         for device in self.connected.values():
             device.close()
+
+
+def pytest_processes() -> int:
+    """How many pytest processes drive devices in this run: pytest-xdist's worker count in a worker, else 1."""
+    count = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    return int(count) if count.isdigit() and int(count) > 0 else 1
 
 
 def renamed(error: EdgeSessionError, path: Path, name: Union[Path, str]) -> EdgeSessionError:

@@ -51,7 +51,7 @@ def _create_session(worker, req, arrays):
 
 
 def _run(worker, req, arrays):
-    return worker.run(req["sid"], dict(arrays), req["memory_check"])
+    return worker.run(req["sid"], dict(arrays), req["memory_check"], req.get("core"))
 
 
 def _time(worker, req, arrays):

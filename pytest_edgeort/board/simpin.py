@@ -7,7 +7,9 @@ onnxruntime-qnn 2.7.0 (QNN 2.51), rapidocr_cls: 42,000 ``sched_yield`` calls in 
 helpers and the calling thread on one core, 365 ms of CPU per inference instead of 450-580 ms (the calling
 thread's own ~320 ms unchanged), outputs bit-identical. Each simulated run is pinned to the core the calling
 thread is on when it starts (the scheduler's choice, so parallel workers and other processes spread as
-before); the calling thread gets every core back afterwards (CPU EP sessions keep all of them).
+before), or to the core the host names for it: worker processes that share one batch (simulator lanes, see
+``pytest_edgeort.devices.lanes``) each take a core of their own, where two simulators on one core would each run
+at half speed. The calling thread gets every core back afterwards (CPU EP sessions keep all of them).
 """
 
 import os
@@ -48,14 +50,21 @@ class SimulatorPin:
         self.all = os.sched_getaffinity(0)
         self.helpers = []
         self.helpers_on = None  # the core the helpers were last pinned to (they stay there between runs)
+        self.core = None  # the next run's core, an index into the allowed cores (None: the one it starts on)
 
     def refresh(self):
         """Find the helper threads again (after a session was created: the first one starts them)."""
         self.helpers = helper_threads()
         self.helpers_on = None
 
+    def on(self, index):
+        """This pin, for a run on core ``index`` of the allowed cores (modulo their number; None: the core the
+        calling thread is on when the run starts)."""
+        self.core = index
+        return self
+
     def __enter__(self):
-        cpu = _current_cpu()
+        cpu = _current_cpu() if self.core is None else sorted(self.all)[int(self.core) % len(self.all)]
         if cpu is None or cpu not in self.all or len(self.all) < 2:
             return self
         for tid in [0] if cpu == self.helpers_on else [0, *self.helpers]:

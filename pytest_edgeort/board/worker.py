@@ -151,6 +151,7 @@ class Worker:
             "soc": read_soc(),
             "u8_isa": u8_isa(),
             "pid": os.getpid(),
+            "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         }
         if "QNNExecutionProvider" in available:
             info["qnn"] = self._qnn_info(ep_cache, probe)
@@ -243,6 +244,7 @@ class Worker:
             api=api,
             placement=placement,
             ep_context=context,
+            simulated=self._simulated(sid),
             inputs=[io_meta(i) for i in sess.get_inputs()],
             outputs=[io_meta(o) for o in sess.get_outputs()],
         )
@@ -318,9 +320,10 @@ class Worker:
         ep, options = self.session_eps.get(sid, (None, {}))
         return self.sim_pin is not None and ep == QNN_EP and options.get("backend_type") == "htp"
 
-    def _pinned(self, sid):
-        """The context a run of ``sid`` happens in: one core for the simulator (see :mod:`.simpin`)."""
-        return self.sim_pin if self._simulated(sid) else contextlib.nullcontext()
+    def _pinned(self, sid, core=None):
+        """The context a run of ``sid`` happens in: one core for the simulator (see :mod:`.simpin`), the host's
+        ``core`` (an index into this process's cores) where it names one."""
+        return self.sim_pin.on(core) if self._simulated(sid) else contextlib.nullcontext()
 
     def _session(self, sid):
         try:
@@ -328,12 +331,13 @@ class Worker:
         except KeyError:
             raise RequestError(Kind.BAD_REQUEST, "no open session %r" % sid) from None
 
-    def run(self, sid, feeds, memory_check):
+    def run(self, sid, feeds, memory_check, core=None):
         """One inference; with ``memory_check`` the same feed twice around two memory fills, and
-        ``memory_differs`` says which outputs changed (see :class:`MemoryStateCheck`)."""
+        ``memory_differs`` says which outputs changed (see :class:`MemoryStateCheck`); ``core``: the core a
+        simulated run takes (see :meth:`_pinned`)."""
         sess = self._session(sid)
         try:
-            with self._pinned(sid):
+            with self._pinned(sid, core):
                 if memory_check:
                     outputs, differs = self.memory_check(sid).run(sess, feeds)
                 else:

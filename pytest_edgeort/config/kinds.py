@@ -93,6 +93,11 @@ KEYS: Dict[str, Key] = {
         lambda v: v > 0,
         default=DEFAULT_OUTPUT_MAX_MB,
     ),
+    "simulator_workers": Key(
+        (int,),
+        "an integer >= 1 (worker processes one batch of a simulated session may use; 1: no simulator lanes)",
+        lambda v: v >= 1,
+    ),
     "lock": Key((bool,), "true or false"),
     "lock_timeout": Key((int, float), "a number of seconds >= 0", lambda v: v >= 0),
     "lock_file": Key((str,), "a path on the device (default <workdir>/board.lock)"),
@@ -126,6 +131,7 @@ _WORKER_KEYS = (
     "providers",
     "cache_max_mb",
     "output_max_mb",
+    "simulator_workers",
 )
 _LOCK_KEYS = ("lock", "lock_timeout", "lock_file")
 _SSH_KEYS = ("host", "user", "port", "identity_file", "known_hosts", "insecure_skip_host_key_check")

@@ -11,6 +11,7 @@ the board lock (:mod:`.boardlock`) before it starts any other worker, and gives 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from ..model.info import ModelInfo
 from .boardlock import LOCK_GROUP, BoardLock, acquire, lock_owner
 from .client import Transport, WorkerClient
 from .facts import capabilities_problem
+from .lanes import LANE_MIN_S, lane_count, spread
 from .placement import Placement
 from .replies import ReplyCheck, outputs_bound
 
@@ -45,6 +47,9 @@ class WorkerSession:
     outputs: ReplyCheck  # what a run's reply may declare: the model's outputs
     placement: Optional[Placement] = None
     memory_checked: bool = False  # a run of this session passed the memory-state check
+    group: str = "default"  # the worker's isolation group
+    reopen: Optional[Callable[[str], WorkerSession]] = None  # the same session in a worker of another group
+    lanes: Optional[List[WorkerSession]] = None  # the session in simulator lane workers (None: not opened yet)
 
     @property
     def alive(self) -> bool:
@@ -76,9 +81,24 @@ class WorkerSession:
         )
         return reply, dict(outputs)
 
+    def run_on_core(self, feed: Mapping[str, np.ndarray], core: int) -> Dict[str, np.ndarray]:
+        """One inference (no memory-state check), a simulated one on core ``core`` of the worker's cores."""
+        reply, outputs = self._call(
+            lambda timeout: self.client.run(self.sid, feed, False, timeout, outputs=self.outputs, core=core)
+        )
+        return dict(outputs)
+
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
-        """One request per feed: the worker's protocol has no batch request (a pipe costs little per run)."""
-        return [self.run(feed, False)[1] for feed in feeds]
+        """One request per feed: the worker's protocol has no batch request (a pipe costs little per run). A
+        simulated session's batch that would take :data:`~.lanes.LANE_MIN_S` or more (its first run, timed,
+        says) is spread over simulator lanes (:mod:`.lanes`)."""
+        if len(feeds) < 2 or not self.reply.get("simulated") or self.reopen is None:
+            return [self.run(feed, False)[1] for feed in feeds]
+        start = time.perf_counter()
+        first, rest = self.run(feeds[0], False)[1], feeds[1:]
+        long = (time.perf_counter() - start) * len(rest) >= LANE_MIN_S
+        lanes = self.device.lanes_of(self) if long else []
+        return [first, *(spread(self, rest, lanes) if lanes else (self.run(feed, False)[1] for feed in rest))]
 
     def time(
         self, feed: Mapping[str, np.ndarray], runs: int, warmup: int, max_s: Optional[float], min_runs: int
@@ -90,6 +110,8 @@ class WorkerSession:
         return self._call(lambda timeout: self.client.take_profile(self.sid, timeout))
 
     def close(self) -> None:
+        for lane in self.lanes or ():
+            lane.close()
         if self.alive:
             try:
                 self.client.close_session(self.sid, timeout=10)
@@ -115,6 +137,7 @@ class WorkerDevice:
         self.lock_owner: Dict[str, Optional[str]] = lock_owner()
         self.probe_backends: Optional[Tuple[str, ...]] = None
         self._present: Set[Tuple[str, str, Optional[str]]] = set()  # providers missing_provider found
+        self.sharers = 1  # pytest processes that drive this device at once (xdist workers, for an unlocked device)
 
     # -- subclass hooks
     def _start_transport(self, group: str) -> Transport:
@@ -341,9 +364,16 @@ class WorkerDevice:
             raise
 
     def _create(
-        self, model: ModelInfo, spec: ProviderSpec, options: Mapping[str, str], cpu_fallback: bool, profile: bool
+        self,
+        model: ModelInfo,
+        spec: ProviderSpec,
+        options: Mapping[str, str],
+        cpu_fallback: bool,
+        profile: bool,
+        group: Optional[str] = None,
     ) -> WorkerSession:
-        client = self.client(isolation_group(spec, options))
+        group = group or isolation_group(spec, options)
+        client = self.client(group)
         sid = f"s{next(_session_ids)}"
         bundle = model.cache_id if model.external_data else None
         for attempt in (1, 2):
@@ -373,7 +403,35 @@ class WorkerDevice:
                 f"edgeort: device {self.name!r}: EP-context cache entry of {model.path.name} ({spec.alias}) "
                 f"rebuilt: {context.get('reason')}"
             )
-        return WorkerSession(self, sid, client, reply, outputs, Placement.from_worker(reply.get("placement")))
+        session = WorkerSession(self, sid, client, reply, outputs, Placement.from_worker(reply.get("placement")))
+        session.group = group
+        if not profile:
+            session.reopen = functools.partial(self._create, model, spec, options, cpu_fallback, False)
+        return session
+
+    def lanes_of(self, session: WorkerSession) -> List[WorkerSession]:
+        """``session`` open in this device's simulator lane workers (:mod:`.lanes`): opened on first use, again when
+        a lane's worker ended; none where lanes are off or a lane cannot load the session's EP-context cache entry."""
+        if session.lanes is not None and all(lane.client.usable() for lane in session.lanes):
+            return session.lanes
+        for lane in session.lanes or ():
+            lane.close()
+        count = lane_count(self.config.settings.get("simulator_workers"), self.describe().get("cpus"), self.sharers)
+        session.lanes = []
+        for index in range(1, count if session.reopen is not None and self.uses_ep_cache else 1):
+            group = f"{session.group}/lane{index}"
+            ended = self.clients.get(group)
+            if ended is not None and not ended.usable():  # its worker ended (killed, crashed): a fresh one starts
+                self.clients.pop(group).close()
+            try:
+                lane = session.reopen(group)
+            except (WorkerError, WorkerDied, DeviceUnavailable):
+                break  # the batch runs on the lanes that did open (or in the session's own worker)
+            session.lanes.append(lane)
+            if (lane.reply.get("ep_context") or {}).get("state") != "hit":  # not the session's very graph
+                session.lanes.pop().close()
+                break
+        return session.lanes
 
 
 def bundle_files(model: ModelInfo) -> List[List[str]]:

@@ -356,12 +356,15 @@ class WorkerClient:
         timeout: Optional[float],
         *,
         outputs: ReplyCheck,
+        core: Optional[int] = None,
     ) -> Tuple[Dict[str, Any], Arrays]:
         """One inference: ``(reply with "memory_differs", [(output name, array)])``; ``outputs``: what
-        the model can produce (:func:`~.replies.outputs_bound`)."""
-        return self.request(
-            Op.RUN, list(feed.items()), sid=sid, memory_check=memory_check, timeout=timeout, reply_check=outputs
-        )
+        the model can produce (:func:`~.replies.outputs_bound`); ``core``: the core (an index into the
+        worker's cores) a simulated run takes, so that parallel workers of one batch do not share one."""
+        fields: Dict[str, Any] = {"sid": sid, "memory_check": memory_check}
+        if core is not None:
+            fields["core"] = core
+        return self.request(Op.RUN, list(feed.items()), timeout=timeout, reply_check=outputs, **fields)
 
     def time_runs(
         self,

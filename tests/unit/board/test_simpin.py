@@ -65,3 +65,16 @@ def test_helpers_follow_the_calling_threads_core_and_stay_there_between_runs(hel
     with pin:  # another core: the helpers move with the calling thread
         assert all(os.sched_getaffinity(tid) == {other} for tid in helpers)
     assert sorted(pinned) == sorted([0, 0, *helpers])
+
+
+def test_a_run_the_host_gives_a_core_runs_there_whatever_core_it_starts_on(helpers, monkeypatch):
+    cores = sorted(os.sched_getaffinity(0))
+    pin = simpin.SimulatorPin()
+    pin.refresh()
+    monkeypatch.setattr(simpin, "_current_cpu", lambda: cores[0])  # the thread starts on the first core
+    for index in (1, len(cores) + 1):  # an index past the cores wraps around
+        with pin.on(index):
+            assert os.sched_getaffinity(0) == {cores[1]} and all(os.sched_getaffinity(t) == {cores[1]} for t in helpers)
+    with pin.on(None):  # no core named: the one it started on
+        assert os.sched_getaffinity(0) == {cores[0]}
+    assert os.sched_getaffinity(0) == set(cores)

@@ -122,6 +122,12 @@ def test_local_may_be_tuned_but_not_turned_into_a_board(tmp_path):
             '{ qnn-htp = "burst" }',
             "key 'providers': expected a table of provider option tables, got {'qnn-htp': 'burst'}",
         ),
+        (
+            "simulator_workers",
+            "0",
+            "key 'simulator_workers': expected an integer >= 1 (worker processes one batch of a simulated session "
+            "may use; 1: no simulator lanes), got 0",
+        ),
     ],
 )
 def test_every_key_is_validated(tmp_path, key, value, expected):
