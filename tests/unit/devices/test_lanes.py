@@ -17,9 +17,10 @@ from pytest_edgeort.config.providers import provider_options, resolve_provider
 from pytest_edgeort.devices import base
 from pytest_edgeort.devices.lanes import MAX_LANES, lane_count, shares
 from pytest_edgeort.devices.local import LocalDevice
+from pytest_edgeort.devices.ssh import SSHDevice
 from pytest_edgeort.model.info import model_info
 from pytest_edgeort.model.inputs import generate_inputs
-from tests.support.runs import require_qnn
+from tests.support.runs import require_qnn, wait_until
 
 HTP = resolve_provider("qnn-htp")
 CORES = len(os.sched_getaffinity(0))
@@ -68,7 +69,7 @@ class Spy:
 
 
 @pytest.fixture
-def board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalDevice]:
+def local(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalDevice]:
     """A ``local`` device whose every simulated batch counts as long (a lane for each core)."""
     require_qnn()
     if CORES < 2:
@@ -79,14 +80,14 @@ def board(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LocalDevi
     device.close()
 
 
-def open_htp(device: LocalDevice, model_dir: Path) -> Tuple[base.WorkerSession, list]:
+def open_htp(device: base.WorkerDevice, model_dir: Path) -> Tuple[base.WorkerSession, list]:
     model = model_info(model_dir / "conv_matmul_qdq.onnx")
     session = device.open_session(model, HTP, provider_options(HTP, None, None, where="test"), False)
     return session, [generate_inputs(model, seed=n) for n in range(9)]
 
 
-def test_a_long_simulated_batch_is_spread_over_lanes_with_one_workers_outputs(board, model_dir, monkeypatch):
-    session, feeds = open_htp(board, model_dir)
+def test_a_long_simulated_batch_is_spread_over_lanes_with_one_workers_outputs(local, model_dir, monkeypatch):
+    session, feeds = open_htp(local, model_dir)
     spy = Spy(monkeypatch)
     spread = session.run_all(feeds)
     one_worker = [session.run(feed, False)[1] for feed in feeds]
@@ -97,14 +98,14 @@ def test_a_long_simulated_batch_is_spread_over_lanes_with_one_workers_outputs(bo
     ran = {(sid, core) for sid, core in spy.calls}
     assert ran == {(session.sid, 0), *((lane.sid, n) for n, lane in enumerate(lanes, 1))}  # a core each
     assert len(spy.calls) == len(feeds) - 1  # the first feed ran alone (timed), the rest were shared
-    pids = [board.clients[f"default/lane{n}"].pid for n in range(1, len(lanes) + 1)]
+    pids = [local.clients[f"default/lane{n}"].pid for n in range(1, len(lanes) + 1)]
     assert all(pid_alive(pid) for pid in pids)
-    board.close()
+    local.close()
     assert not any(pid_alive(pid) for pid in pids)  # no stray lane workers after the run
 
 
-def test_a_lane_whose_worker_ended_is_opened_again(board, model_dir):
-    session, feeds = open_htp(board, model_dir)
+def test_a_lane_whose_worker_ended_is_opened_again(local, model_dir):
+    session, feeds = open_htp(local, model_dir)
     first = session.run_all(feeds)
     lane = (session.lanes or [None])[0]
     assert lane is not None
@@ -123,16 +124,35 @@ def test_a_lane_whose_worker_ended_is_opened_again(board, model_dir):
         pytest.param(lambda device: device.config.settings.update(simulator_workers=1), id="simulator_workers-1"),
     ],
 )
-def test_without_a_cache_hit_or_with_one_worker_the_batch_stays_in_the_sessions_worker(board, model_dir, turn_off):
-    turn_off(board)
-    session, feeds = open_htp(board, model_dir)
+def test_without_a_cache_hit_or_with_one_worker_the_batch_stays_in_the_sessions_worker(local, model_dir, turn_off):
+    turn_off(local)
+    session, feeds = open_htp(local, model_dir)
     outputs = session.run_all(feeds)
-    assert session.lanes == [] and sorted(board.clients) == ["default"]
+    assert session.lanes == [] and sorted(local.clients) == ["default"]
     assert outputs_bytes(outputs) == outputs_bytes([session.run(feed, False)[1] for feed in feeds])
 
 
-def test_a_short_batch_stays_in_the_sessions_worker(board, model_dir, monkeypatch):
+def test_a_short_batch_stays_in_the_sessions_worker(local, model_dir, monkeypatch):
     monkeypatch.setattr(base, "LANE_MIN_S", 3600.0)  # nothing this model runs takes that long
-    session, feeds = open_htp(board, model_dir)
+    session, feeds = open_htp(local, model_dir)
     session.run_all(feeds)
-    assert session.lanes is None and sorted(board.clients) == ["default"]
+    assert session.lanes is None and sorted(local.clients) == ["default"]
+
+
+def test_lanes_of_an_ssh_board_run_on_its_channels_and_leave_no_worker_behind(
+    board, board_workdir, model_dir, monkeypatch
+):
+    require_qnn()
+    if CORES < 2:
+        pytest.skip("lanes need two cores")
+    monkeypatch.setattr(base, "LANE_MIN_S", 0.0)
+    device = SSHDevice(board.device_config("board1", board_workdir, command_timeout=60.0))
+    try:
+        session, feeds = open_htp(device, model_dir)
+        spread = session.run_all(feeds)
+        assert session.lanes and all(lane.reply["ep_context"]["state"] == "hit" for lane in session.lanes)
+        assert outputs_bytes(spread) == outputs_bytes([session.run(feed, False)[1] for feed in feeds])
+        assert len(board.worker_pids()) >= 3  # the board lock's, the session's and a lane's worker
+    finally:
+        device.close()
+    wait_until(lambda: not board.worker_pids(), "the board's workers to end")

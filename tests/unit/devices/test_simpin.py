@@ -48,3 +48,19 @@ def test_a_simulated_run_pins_the_simulators_threads_to_one_core(tmp_path, model
     helpers = {cpus for name, cpus in threads.values() if name.startswith("thr_h")}
     assert len(helpers) == 1 and helpers.pop().isdigit()  # every helper thread on one and the same core
     assert threads[pid][1] == allowed_cpus(os.getpid())[os.getpid()][1]  # the worker's own thread: every core again
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="pinning needs two cores to choose from")
+def test_a_run_on_a_named_core_pins_the_simulator_there(tmp_path, model_dir):
+    model = model_info(model_dir / "conv_matmul_qdq.onnx")
+    cores = sorted(os.sched_getaffinity(0))
+    device = LocalDevice(DeviceConfig("local", workdir=str(tmp_path / "work"), command_timeout=60.0))
+    try:
+        session = device.open_session(model, HTP, provider_options(HTP, None, None, where="test"), False)
+        pid = device.clients["default"].pid
+        for index in (1, 0, 1):  # the helpers follow the core each run names (they stay there between runs)
+            session.run_on_core(generate_inputs(model, seed=index), index)
+            helpers = {cpus for name, cpus in allowed_cpus(pid).values() if name.startswith("thr_h")}
+            assert helpers == {str(cores[index])}
+    finally:
+        device.close()
