@@ -75,18 +75,14 @@ class WorkerSession:
             self.device.worker_died()
             raise
 
-    def run(self, feed: Mapping[str, np.ndarray], check_memory: bool) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+    def run(
+        self, feed: Mapping[str, np.ndarray], check_memory: bool, core: Optional[int] = None
+    ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
+        """One inference; ``core``: the core (an index into the worker's cores) a simulated run takes."""
         reply, outputs = self._call(
-            lambda timeout: self.client.run(self.sid, feed, check_memory, timeout, outputs=self.outputs)
+            lambda timeout: self.client.run(self.sid, feed, check_memory, timeout, outputs=self.outputs, core=core)
         )
         return reply, dict(outputs)
-
-    def run_on_core(self, feed: Mapping[str, np.ndarray], core: int) -> Dict[str, np.ndarray]:
-        """One inference (no memory-state check), a simulated one on core ``core`` of the worker's cores."""
-        reply, outputs = self._call(
-            lambda timeout: self.client.run(self.sid, feed, False, timeout, outputs=self.outputs, core=core)
-        )
-        return dict(outputs)
 
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
         """One request per feed: the worker's protocol has no batch request (a pipe costs little per run). A

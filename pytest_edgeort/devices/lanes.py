@@ -65,7 +65,7 @@ def spread(session: WorkerSession, feeds: Sequence[Outputs], lanes: Sequence[Wor
 
     def share(index: int, backend: WorkerSession) -> None:
         try:
-            results[index] = [backend.run_on_core(feed, index) for feed in parts[index] if not stop.is_set()]
+            results[index] = [backend.run(feed, False, index)[1] for feed in parts[index] if not stop.is_set()]
         except BaseException as exc:  # handed to the caller's thread
             errors[index] = exc
 

@@ -55,17 +55,18 @@ def pid_alive(pid: int) -> bool:
 
 
 class Spy:
-    """Which session ran which feeds on which core (``run_on_core`` calls), keyed by session id."""
+    """Which session ran a feed on which core (runs that name a core: the shares of a spread batch)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: List[Tuple[str, int]] = []
-        real = base.WorkerSession.run_on_core
+        real = base.WorkerSession.run
 
-        def run_on_core(session: base.WorkerSession, feed, core):  # type: ignore[no-untyped-def]
-            self.calls.append((session.sid, core))
-            return real(session, feed, core)
+        def run(session: base.WorkerSession, feed, check_memory, core=None):  # type: ignore[no-untyped-def]
+            if core is not None:
+                self.calls.append((session.sid, core))
+            return real(session, feed, check_memory, core)
 
-        monkeypatch.setattr(base.WorkerSession, "run_on_core", run_on_core)
+        monkeypatch.setattr(base.WorkerSession, "run", run)
 
 
 @pytest.fixture

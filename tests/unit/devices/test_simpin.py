@@ -59,7 +59,7 @@ def test_a_run_on_a_named_core_pins_the_simulator_there(tmp_path, model_dir):
         session = device.open_session(model, HTP, provider_options(HTP, None, None, where="test"), False)
         pid = device.clients["default"].pid
         for index in (1, 0, 1):  # the helpers follow the core each run names (they stay there between runs)
-            session.run_on_core(generate_inputs(model, seed=index), index)
+            session.run(generate_inputs(model, seed=index), False, index)
             helpers = {cpus for name, cpus in allowed_cpus(pid).values() if name.startswith("thr_h")}
             assert helpers == {str(cores[index])}
     finally:
