@@ -1,16 +1,9 @@
-"""pytest-xdist: the role of this process (answered once), and scheduling per device on the controller.
+"""pytest-xdist: the role of this process (answered once), and the controller's hooks.
 
 Roles are objects: :func:`role_of` tells an xdist worker (:class:`WorkerRole`) from the process that
 talks to the user (:class:`MainRole`: a plain run or the xdist controller); each says who the run is
-for the board locks, where notices go, and which plugin objects it registers.
-
-Scheduling: the xdist controller collects nothing itself: it sees the workers' node ids only. An edge
-item's id ends in ``[<device>-<provider>]`` (plus any other parameters, joined by ``-``), so the device
-is read from the id, against the devices this run selected. The scheduler is xdist's own
-``LoadGroupScheduling`` with one more kind of group: every item of a device that takes a board lock
-forms one work unit (scope), which xdist hands to one worker; every other item keeps its own scope
-(``xdist_group`` marks, where xdist still applies them, keep theirs), so it is spread like ``load``.
-Node ids stay as pytest makes them: nothing here depends on xdist rewriting them.
+for the board locks, where notices go, and which plugin objects it registers. The controller's
+scheduler is in :mod:`.scheduling`.
 """
 
 from __future__ import annotations
@@ -18,16 +11,14 @@ from __future__ import annotations
 import contextlib
 import sys
 import uuid
-from typing import Any, Callable, Collection, List, Optional, Union
+from typing import Any, Callable, List, Optional, Union
 
 import pytest
 
 from .output import RunOutput
 from .run import EdgeRun, edge_run
+from .scheduling import TAKES_OVER, ChosenOnCollection, device_of
 from .signals import interrupt_on_sigterm
-
-#: The ``--dist`` modes this scheduler replaces (``load`` is xdist's default under ``-n``).
-TAKES_OVER = ("load", "loadgroup")
 
 
 def role_of(config: pytest.Config) -> Union[WorkerRole, MainRole]:
@@ -106,37 +97,10 @@ class XdistController:
 
     @pytest.hookimpl(tryfirst=True, optionalhook=True)
     def pytest_xdist_make_scheduler(self, config: pytest.Config, log: Any) -> Any:
-        """Keep every item of a locked device on one worker; None leaves xdist's own scheduler (a
-        split board then fails its items: the board lock self-check)."""
-        locked = edge_run(config).registry.locked()
-        if not locked or config.option.dist not in TAKES_OVER:
+        """Keep every item of a locked device, and a suite's items on one device and provider, on one worker
+        (:class:`~.scheduling.ChosenOnCollection`); None leaves xdist's own scheduler to other ``--dist``
+        modes (a split board then fails its items: the board lock self-check)."""
+        if config.option.dist not in TAKES_OVER:
             return None
-        return device_scheduling(config, log, locked)
-
-
-def device_of(nodeid: str, devices: Collection[str]) -> Optional[str]:
-    """The device among ``devices`` whose name is a whole ``-``-separated run of the id's parameters
-    and is followed by at least one more part (the provider); the longest such name; else None."""
-    if not nodeid.endswith("]") or "[" not in nodeid:
-        return None
-    parts = nodeid[nodeid.rindex("[", 0, nodeid.rindex("]")) + 1 : -1].split("-")
-    best: Optional[str] = None
-    for device in devices:
-        want = device.split("-")
-        if (best is None or len(device) > len(best)) and any(
-            parts[i : i + len(want)] == want for i in range(len(parts) - len(want))
-        ):
-            best = device
-    return best
-
-
-def device_scheduling(config: pytest.Config, log: Any, locked: Collection[str]) -> Any:
-    """xdist's loadgroup scheduler, plus one work unit per device in ``locked``."""
-    from xdist.scheduler import LoadGroupScheduling  # loads execnet: only on the controller, when it schedules
-
-    class DeviceScheduling(LoadGroupScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            device = device_of(nodeid, locked)
-            return f"edgeort device {device}" if device is not None else super()._split_scope(nodeid)
-
-    return DeviceScheduling(config, log)
+        run = edge_run(config)
+        return ChosenOnCollection(config, log, run.registry.locked(), run.options.devices)

@@ -885,3 +885,22 @@ def test_a_check_is_one_module_and_one_table_entry(pytester, model_dir):
     cases = {case.get("name"): case for case in ET.parse(pytester.path / "junit.xml").iter("testcase")}
     props = {p.get("name"): p.get("value") for p in cases["one_output[local-cpu]"].iter("property")}
     assert props["edge_device"] == "local" and len(props["edge_model_sha256"]) == 64
+
+
+def test_under_xdist_a_suites_items_run_in_one_worker_so_golden_reuses_conformance(pytester, model_dir):
+    manifest = 'model = "m.onnx"\nproviders = ["qnn-htp"]\ngolden_dir = "golden"\n[checks]\nlatency_runs = 3\n'
+    for n in range(3):
+        make_suite(pytester, f"s{n}", manifest, model_dir)
+    pytester.makepyfile(test_plain="".join(f"def test_p{i}():\n    pass\n\n" for i in range(8)))
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", "-n", "2", "--edge-update-golden", "--edge-report=report.json", timeout=300
+    )
+    assert result.ret == 0, result.stdout.str()
+    records = json.loads((pytester.path / "report.json").read_text())["results"]
+    workers: dict = {}
+    for record in records:
+        workers.setdefault(record["nodeid"].split("::")[0], set()).add(record["xdist_worker"])
+    assert sorted(workers) == [f"s{n}/edge_suite.toml" for n in range(3)]
+    assert all(len(w) == 1 for w in workers.values()), workers  # each suite's items in one worker's session
+    assert len(set().union(*workers.values())) == 2, workers  # and the suites spread over both workers
+    assert {r["nodeid"].split("::")[1].split("[")[0] for r in records} >= {"conformance", "golden", "latency"}

@@ -7,7 +7,8 @@ from types import SimpleNamespace
 import pytest
 
 from pytest_edgeort.output import RunOutput
-from pytest_edgeort.xdist import MainRole, WorkerRole, device_of, device_scheduling, role_of
+from pytest_edgeort.scheduling import ChosenOnCollection, device_of, device_scheduling
+from pytest_edgeort.xdist import MainRole, WorkerRole, role_of
 
 DEVICES = ("board1", "rb3", "rb3-01", "local")
 
@@ -81,8 +82,47 @@ def test_main_notices_go_to_the_terminal():
     assert lines == [("waiting", {"yellow": True})]
 
 
-def test_a_locked_device_is_one_work_unit():
+def test_a_locked_device_is_one_work_unit_and_a_suite_on_one_device_and_provider_another():
     config = SimpleNamespace(getvalue=lambda name: {"tx": ["2*popen"]}[name])
-    scheduling = device_scheduling(config, None, ("board1",))
+    scheduling = device_scheduling(config, None, ("board1",), ("board1", "local"))
     assert scheduling._split_scope("t.py::test[board1-qnn-htp]") == "edgeort device board1"
+    assert scheduling._split_scope("s/edge_suite.toml::golden[board1-qnn-htp]") == "edgeort device board1"
     assert scheduling._split_scope("t.py::test[local-qnn-htp]") == "t.py::test[local-qnn-htp]"
+    for item in ("conformance", "golden", "latency"):  # one suite's items on one device and provider: one unit
+        assert scheduling._split_scope(f"s/edge_suite.toml::{item}[local-qnn-htp]") == (
+            "edgeort suite s/edge_suite.toml[local-qnn-htp]"
+        )
+    assert (
+        scheduling._split_scope("s/edge_suite.toml::golden[local-cpu]") == "edgeort suite s/edge_suite.toml[local-cpu]"
+    )
+    assert scheduling._split_scope("other.toml::golden[local-cpu]") == "other.toml::golden[local-cpu]"
+
+
+class Node:
+    """What the scheduler sees of an xdist worker (a name is enough until work is sent)."""
+
+    def __init__(self, name: str) -> None:
+        self.gateway = SimpleNamespace(id=name)
+        self.shutting_down = False
+
+
+@pytest.mark.parametrize(
+    "ids, chosen",
+    [
+        (["t.py::test_plain", "t.py::test_m[local-qnn-htp]"], "LoadScheduling"),  # nothing to keep together
+        (["t.py::test_plain", "s/edge_suite.toml::golden[local-qnn-htp]"], "DeviceScheduling"),
+        (["t.py::test_m[board1-qnn-htp]"], "DeviceScheduling"),
+    ],
+)
+def test_the_scheduler_is_chosen_from_the_first_collection(pytester, ids, chosen):
+    config = pytester.parseconfig("--dist", "load", "--tx", "2*popen")  # a real config: the schedulers read it
+    scheduler = ChosenOnCollection(config, None, ("board1",), ("board1", "local"))
+    first, second = Node("gw0"), Node("gw1")
+    scheduler.add_node(first)
+    scheduler.add_node(second)
+    assert scheduler.nodes == [first, second] and not scheduler.collection_is_completed
+    assert not scheduler.tests_finished and scheduler.has_pending
+    scheduler.add_node_collection(first, ids)
+    assert type(scheduler._chosen).__name__ == chosen and scheduler.nodes == [first, second]
+    scheduler.add_node_collection(second, ids)
+    assert scheduler.collection_is_completed  # the chosen scheduler's answer, through the wrapper
