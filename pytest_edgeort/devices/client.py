@@ -203,7 +203,7 @@ class WorkerClient:
         try:
             chunk = self.transport.recv(max_bytes, remaining)
         except TimeoutError:
-            self._die()
+            self.kill()
             configured, origin = self.timeout_origin
             origin = f" ({origin})" if timeout == configured and what != "start-up" else ""
             raise WorkerDied(
@@ -231,7 +231,7 @@ class WorkerClient:
             problem = f"answered request {reply.get('id')!r} when {request_id!r} was expected (protocol out of step)"
         status = None if problem else self._wait_exit()
         tail = self.transport.stderr.text(since=stderr_since, drain=0.2 if problem else 1.0)
-        self._die()
+        self.kill()
         what_happened = (
             f"{problem} during {what}; the worker was stopped"
             if problem
@@ -251,7 +251,8 @@ class WorkerClient:
             time.sleep(0.02)
         return None
 
-    def _die(self) -> None:
+    def kill(self) -> None:
+        """Stop the worker at once, without a shutdown request (it may be in the middle of one)."""
         self.alive = False
         self.transport.terminate()
 
@@ -275,10 +276,10 @@ class WorkerClient:
                 self.transport.send(frame)
                 reply, out = self._read_reply(timeout, op, request_id, since, reply_check)
             except WorkerDied:
-                self._die()  # a failed write leaves no usable worker: the next request starts a new one
+                self.kill()  # a failed write leaves no usable worker: the next request starts a new one
                 raise
             except BaseException as exc:  # pytest-timeout, Ctrl-C: a reply may still come, out of step
-                self._die()
+                self.kill()
                 self.on_interrupt(
                     f"{self.label}: the {op} request was interrupted ({wire.one_line(exc)}); the worker was "
                     "stopped, so the next request starts a fresh one"

@@ -79,8 +79,11 @@ def spread(session: WorkerSession, feeds: Sequence[Outputs], lanes: Sequence[Wor
         share(0, session)
         if errors[0] is not None:
             raise errors[0]
-    except BaseException:
-        stop.set()  # a lane's worker ends its run in progress; the device stops it at the end of the run at the latest
+    except BaseException as exc:
+        stop.set()  # the lanes start no further run
+        if not isinstance(exc, Exception):  # Ctrl-C, SIGTERM, a test's timeout: their runs in progress are not awaited
+            for lane in lanes:
+                lane.client.kill()  # the next batch starts a fresh lane worker
         raise
     for thread in threads:
         thread.join()

@@ -157,3 +157,28 @@ def test_lanes_of_an_ssh_board_run_on_its_channels_and_leave_no_worker_behind(
     finally:
         device.close()
     wait_until(lambda: not board.worker_pids(), "the board's workers to end")
+
+
+def test_an_interrupted_batch_stops_its_lanes_at_once_and_the_next_batch_opens_them_again(
+    local, model_dir, monkeypatch
+):
+    session, feeds = open_htp(local, model_dir)
+    session.run_all(feeds)
+    lanes = list(session.lanes or [])
+    pids = [lane.client.pid for lane in lanes]
+    real = base.WorkerSession.run
+
+    def interrupted(backend, feed, check_memory, core=None):  # type: ignore[no-untyped-def]
+        if core == 0:  # the session's own share, while the lanes run theirs: Ctrl-C
+            raise KeyboardInterrupt
+        return real(backend, feed, check_memory, core)
+
+    monkeypatch.setattr(base.WorkerSession, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        session.run_all(feeds)
+    assert lanes and not any(lane.client.alive for lane in lanes)
+    wait_until(lambda: not any(pid_alive(pid) for pid in pids), "the lane workers to end")
+    monkeypatch.setattr(base.WorkerSession, "run", real)
+    again = session.run_all(feeds[::-1])
+    assert outputs_bytes(again) == outputs_bytes([session.run(feed, False)[1] for feed in feeds[::-1]])
+    assert session.lanes and all(lane.client.pid not in pids for lane in session.lanes)
