@@ -3,7 +3,7 @@
 Roles are objects: :func:`role_of` tells an xdist worker (:class:`WorkerRole`) from the process that
 talks to the user (:class:`MainRole`: a plain run or the xdist controller); each says who the run is
 for the board locks, where notices go, and which plugin objects it registers. The controller's
-scheduler is in :mod:`.scheduling`.
+scheduler is in :mod:`.scheduling`, imported by the controller's hooks only (a run without xdist does not load it).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import pytest
 
 from .output import RunOutput
 from .run import EdgeRun, edge_run
-from .scheduling import TAKES_OVER, ChosenOnCollection, device_of
 from .signals import interrupt_on_sigterm
 
 
@@ -92,6 +91,8 @@ class XdistController:
     @pytest.hookimpl(optionalhook=True)
     def pytest_xdist_node_collection_finished(self, node: Any, ids: List[str]) -> None:
         """SIGTERM like Ctrl-C once a worker reports edge items (the controller collects nothing itself)."""
+        from .scheduling import device_of
+
         if any(device_of(nodeid, edge_run(node.config).options.devices) for nodeid in ids):
             interrupt_on_sigterm()
 
@@ -100,6 +101,8 @@ class XdistController:
         """Keep every item of a locked device, and a suite's items on one device and provider, on one worker
         (:class:`~.scheduling.ChosenOnCollection`); None leaves xdist's own scheduler to other ``--dist``
         modes (a split board then fails its items: the board lock self-check)."""
+        from .scheduling import TAKES_OVER, ChosenOnCollection
+
         if config.option.dist not in TAKES_OVER:
             return None
         run = edge_run(config)
