@@ -50,6 +50,7 @@ class WorkerSession:
     group: str = "default"  # the worker's isolation group
     reopen: Optional[Callable[[str], WorkerSession]] = None  # the same session in a worker of another group
     lanes: Optional[List[WorkerSession]] = None  # the session in simulator lane workers (None: not opened yet)
+    run_s: Optional[float] = None  # how long its last inference took, request and reply included (None: none yet)
 
     @property
     def alive(self) -> bool:
@@ -79,22 +80,23 @@ class WorkerSession:
         self, feed: Mapping[str, np.ndarray], check_memory: bool, core: Optional[int] = None
     ) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
         """One inference; ``core``: the core (an index into the worker's cores) a simulated run takes."""
+        start = time.perf_counter()
         reply, outputs = self._call(
             lambda timeout: self.client.run(self.sid, feed, check_memory, timeout, outputs=self.outputs, core=core)
         )
+        self.run_s = (time.perf_counter() - start) / (2 if check_memory else 1)  # the check runs the feed twice
         return reply, dict(outputs)
 
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
         """One request per feed: the worker's protocol has no batch request (a pipe costs little per run). A
-        simulated session's batch that would take :data:`~.lanes.LANE_MIN_S` or more (its first run, timed,
-        says) is spread over simulator lanes (:mod:`.lanes`)."""
+        simulated session's batch that would take :data:`~.lanes.LANE_MIN_S` or more (its last run says; a session
+        that has not run yet runs the first feed alone to know) is spread over simulator lanes (:mod:`.lanes`)."""
         if len(feeds) < 2 or not self.reply.get("simulated") or self.reopen is None:
             return [self.run(feed, False)[1] for feed in feeds]
-        start = time.perf_counter()
-        first, rest = self.run(feeds[0], False)[1], feeds[1:]
-        long = (time.perf_counter() - start) * len(rest) >= LANE_MIN_S
-        lanes = self.device.lanes_of(self) if long else []
-        return [first, *(spread(self, rest, lanes) if lanes else (self.run(feed, False)[1] for feed in rest))]
+        first = [self.run(feeds[0], False)[1]] if self.run_s is None else []
+        rest = feeds[len(first) :]
+        lanes = self.device.lanes_of(self) if (self.run_s or 0.0) * len(rest) >= LANE_MIN_S else []
+        return [*first, *(spread(self, rest, lanes) if lanes else (self.run(feed, False)[1] for feed in rest))]
 
     def time(
         self, feed: Mapping[str, np.ndarray], runs: int, warmup: int, max_s: Optional[float], min_runs: int

@@ -99,6 +99,9 @@ def test_a_long_simulated_batch_is_spread_over_lanes_with_one_workers_outputs(lo
     ran = {(sid, core) for sid, core in spy.calls}
     assert ran == {(session.sid, 0), *((lane.sid, n) for n, lane in enumerate(lanes, 1))}  # a core each
     assert len(spy.calls) == len(feeds) - 1  # the first feed ran alone (timed), the rest were shared
+    spy.calls.clear()
+    session.run_all(feeds[::-1])  # a session that has run: its last run says how long one takes
+    assert len(spy.calls) == len(feeds)
     pids = [local.clients[f"default/lane{n}"].pid for n in range(1, len(lanes) + 1)]
     assert all(pid_alive(pid) for pid in pids)
     local.close()
