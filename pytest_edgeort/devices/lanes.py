@@ -5,14 +5,15 @@ runs in one worker keeps one core busy however many the machine has. Measured on
 onnxruntime-qnn 2.7.0 (QNN 2.51), magika on a 2-vCPU VM: one process 1.38 s per inference; two processes, one
 per core, 1.41 s each (1.93x the throughput); two processes on one core 2.68 s each.
 
-A batch (:meth:`~.base.WorkerSession.run_all`) of a simulated session whose runs would take :data:`LANE_MIN_S`
-or more (its first run, timed, says) is split in contiguous shares: the session's own worker runs the first
-share, lane workers the others, each on a core of its own (the run request names it). A lane worker is another
-worker process of the same device and isolation group, started on first use and kept for the run; a lane opens
-the same compiled graph from the EP-context cache entry the session's worker made, and is used only on a proven
-hit (created with compilation disabled), so every share runs the very graph the session runs. Outputs come back
-in feed order, bit for bit what one worker gives. A session whose graph has no cache entry (``--edge-no-ep-cache``,
-an EP that writes no context model) runs its batches in its own worker, as it would without lanes.
+A batch (:meth:`~.base.WorkerSession.run_all`) of a simulated session whose runs would take :data:`LANE_MIN_S` or
+more (its last run says; a session that has not run yet runs its first feed alone to know) is split in contiguous
+shares: the session's own worker runs the first share, lane workers the others, each on a core of its own (the run
+request names it). A lane worker is another worker process of the same device and isolation group, started on first
+use and kept for the run; a lane opens the same compiled graph from the EP-context cache entry the session's worker
+made, and is used only on a proven hit (created with compilation disabled), so every share runs the very graph the
+session runs. Outputs come back in feed order, bit for bit what one worker gives. A session whose graph has no cache
+entry (``--edge-no-ep-cache``, an EP that writes no context model) runs its batches in its own worker, as it would
+without lanes.
 
 How many: the inventory key ``simulator_workers`` (1 turns lanes off), else the device's cores divided by the
 pytest processes that share the device (pytest-xdist workers, for a device without board lock), at most
