@@ -163,8 +163,15 @@ def edge_reference(edge_run_state: EdgeRun, _edge_target: BoundTarget) -> EdgeSe
     marker = required_marker(_edge_target.item, edge_run_state)
     device, provider = reference_target(_edge_target.device, marker.reference)
     if marker.reference_model is not None:
-        return open_session(edge_run_state, device, marker.reference_model, provider)
-    return open_session(edge_run_state, device, marker.model, provider, name=marker.source)
+        reference = open_session(edge_run_state, device, marker.reference_model, provider)
+    else:
+        reference = open_session(edge_run_state, device, marker.model, provider, name=marker.source)
+    request = _edge_target.request
+    if "edge_session" in request.fixturenames:  # its runs take the reference's run of the same feed along
+        session = request.getfixturevalue("edge_session")
+        session.follow(reference)
+        request.addfinalizer(lambda: session.follow(None))
+    return reference
 
 
 @pytest.fixture

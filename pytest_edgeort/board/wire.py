@@ -119,12 +119,12 @@ def frame_parts(header, arrays=()):
             data = data.astype(dtype.newbyteorder("<"))
         meta.append({"name": name, "dtype": data.dtype.str, "shape": list(data.shape), "nbytes": data.nbytes})
         payloads.append(memoryview(data).cast("B") if data.size else b"")
-    return _coalesce([encode_header_only(dict(header, arrays=meta))] + payloads)
+    return coalesce([encode_header_only(dict(header, arrays=meta))] + payloads)
 
 
-def _coalesce(parts):
+def coalesce(parts):
     """Runs of parts under ``COALESCE_BYTES`` joined into one buffer each; bigger parts stay as they
-    are (a big tensor is never copied)."""
+    are (a big tensor is never copied). The host joins two frames sent in one write the same way."""
     out, run = [], []
     for part in parts:
         if len(part) < COALESCE_BYTES:

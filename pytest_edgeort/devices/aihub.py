@@ -255,6 +255,10 @@ class HubSession:
     def run(self, feed: Mapping[str, np.ndarray], check_memory: bool) -> Tuple[Dict[str, Any], Dict[str, np.ndarray]]:
         return {}, self.run_all([feed])[0]
 
+    def run_paired(self, feed: Mapping[str, np.ndarray], check_memory: bool, other: Any) -> None:
+        """Never: every run is a job of its own (see ``submit`` for running ahead)."""
+        return None
+
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
         job = self._collect(self.submit(feeds))
         return job_results(job.outputs or [], self.model.outputs, len(feeds), f"AI Hub job {job.url}")

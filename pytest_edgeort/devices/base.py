@@ -26,10 +26,11 @@ from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolati
 from ..errors import DeviceFault, DeviceUnavailable, WorkerDied, WorkerError
 from ..model.info import ModelInfo
 from .boardlock import LOCK_GROUP, BoardLock, acquire, lock_owner
-from .client import Transport, WorkerClient
+from .client import Transport, WorkerClient, run_request
 from .facts import capabilities_problem
 from .lanes import LANE_MIN_S, lane_count, spread
 from .placement import Placement
+from .protocol import SessionBackend
 from .replies import ReplyCheck, outputs_bound
 
 _session_ids = itertools.count(1)
@@ -86,6 +87,22 @@ class WorkerSession:
         )
         self.run_s = (time.perf_counter() - start) / (2 if check_memory else 1)  # the check runs the feed twice
         return reply, dict(outputs)
+
+    def run_paired(
+        self, feed: Mapping[str, np.ndarray], check_memory: bool, other: SessionBackend
+    ) -> Optional[Tuple[Dict[str, Any], Dict[str, np.ndarray], Optional[Dict[str, np.ndarray]]]]:
+        """:meth:`run`, and ``other``'s run of the same feed sent in the same write where both live in this worker
+        (no round trip between them): ``(facts, outputs, other's outputs, None where its run failed)``; None where
+        ``other`` lives elsewhere."""
+        if not isinstance(other, WorkerSession) or other.client is not self.client:
+            return None
+        start = time.perf_counter()
+        first = run_request(self.sid, feed, check_memory, self.outputs)
+        (reply, outputs), (then, arrays) = self._call(
+            lambda timeout: self.client.run_both(first, run_request(other.sid, feed, False, other.outputs), timeout)
+        )
+        self.run_s = (time.perf_counter() - start) / (2 if check_memory else 1)  # (an upper bound: both runs)
+        return reply, dict(outputs), dict(arrays) if then.get("ok") else None
 
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Dict[str, np.ndarray]]:
         """One request per feed: the worker's protocol has no batch request (a pipe costs little per run). A

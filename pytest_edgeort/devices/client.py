@@ -16,7 +16,7 @@ import signal
 import subprocess
 import threading
 import time
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, NamedTuple, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -161,7 +161,7 @@ def describe_exit(status: Optional[int]) -> str:
 
 
 class WorkerClient:
-    """Request/response over one transport; one request at a time."""
+    """Request/response over one transport; one exchange at a time (a request, or a few sent in one write)."""
 
     def __init__(
         self,
@@ -266,28 +266,32 @@ class WorkerClient:
     ) -> Tuple[Dict[str, Any], Arrays]:
         """Send one request and return ``(reply header, arrays)``; raise WorkerError / WorkerDied (also
         when the reply declares arrays ``reply_check`` does not allow: none by default)."""
+        return _ok(self.exchange([Request(op, arrays, reply_check, fields)], timeout)[0])
+
+    def exchange(self, requests: Sequence[Request], timeout: Optional[float]) -> List[Tuple[Dict[str, Any], Arrays]]:
+        """Send ``requests`` in one write and read their replies in order (the worker answers one after another,
+        the next request already in its input: no round trip between them); each ``(reply header, arrays)`` as
+        it came, ``ok`` or not. WorkerDied when the worker is gone, or a reply declares arrays its check does not
+        allow."""
         if not self.alive:
             raise WorkerDied(f"{self.label} is no longer running")
         with self._lock:
-            request_id = next(self._ids)
-            frame = wire.frame_parts(dict(fields, op=op, id=request_id), arrays)
+            ids = [next(self._ids) for _ in requests]
+            frames = [wire.frame_parts(dict(r.fields, op=r.op, id=i), r.arrays) for r, i in zip(requests, ids)]
             since = self.transport.stderr.mark()
             try:
-                self.transport.send(frame)
-                reply, out = self._read_reply(timeout, op, request_id, since, reply_check)
+                self.transport.send(frames[0] if len(frames) == 1 else wire.coalesce(sum(frames, [])))
+                return [self._read_reply(timeout, r.op, i, since, r.check) for r, i in zip(requests, ids)]
             except WorkerDied:
                 self.kill()  # a failed write leaves no usable worker: the next request starts a new one
                 raise
             except BaseException as exc:  # pytest-timeout, Ctrl-C: a reply may still come, out of step
                 self.kill()
                 self.on_interrupt(
-                    f"{self.label}: the {op} request was interrupted ({wire.one_line(exc)}); the worker was "
-                    "stopped, so the next request starts a fresh one"
+                    f"{self.label}: the {requests[0].op} request was interrupted ({wire.one_line(exc)}); the worker "
+                    "was stopped, so the next request starts a fresh one"
                 )
                 raise
-        if not reply.get("ok"):
-            raise WorkerError(reply.get("kind", wire.Kind.INTERNAL), reply.get("error", "unknown worker error"))
-        return reply, out
 
     # -- one method per request (the worker's HANDLERS answer them)
     def capabilities(
@@ -362,10 +366,15 @@ class WorkerClient:
         """One inference: ``(reply with "memory_differs", [(output name, array)])``; ``outputs``: what
         the model can produce (:func:`~.replies.outputs_bound`); ``core``: the core (an index into the
         worker's cores) a simulated run takes, so that parallel workers of one batch do not share one."""
-        fields: Dict[str, Any] = {"sid": sid, "memory_check": memory_check}
-        if core is not None:
-            fields["core"] = core
-        return self.request(Op.RUN, list(feed.items()), timeout=timeout, reply_check=outputs, **fields)
+        return _ok(self.exchange([run_request(sid, feed, memory_check, outputs, core)], timeout)[0])
+
+    def run_both(
+        self, first: Request, then: Request, timeout: Optional[float]
+    ) -> Tuple[Tuple[Dict[str, Any], Arrays], Tuple[Dict[str, Any], Arrays]]:
+        """Two runs (:func:`run_request`) in one write: a test's inference and its reference's of the same feed.
+        WorkerError for the first's error, after both replies are read; the second's reply comes as it is."""
+        replies = self.exchange([first, then], timeout)
+        return _ok(replies[0]), replies[1]
 
     def time_runs(
         self,
@@ -419,6 +428,33 @@ class WorkerClient:
                 pass
         self.alive = False
         self.transport.terminate()
+
+
+class Request(NamedTuple):
+    """One request for :meth:`WorkerClient.exchange`: its op, arrays, what its reply may declare, other fields."""
+
+    op: str
+    arrays: Sequence[Tuple[str, np.ndarray]]
+    check: ReplyCheck
+    fields: Mapping[str, Any]
+
+
+def run_request(
+    sid: str, feed: Mapping[str, np.ndarray], memory_check: bool, outputs: ReplyCheck, core: Optional[int] = None
+) -> Request:
+    """The ``run`` request of session ``sid`` (see :meth:`WorkerClient.run`)."""
+    fields: Dict[str, Any] = {"sid": sid, "memory_check": memory_check}
+    if core is not None:
+        fields["core"] = core
+    return Request(Op.RUN, list(feed.items()), outputs, fields)
+
+
+def _ok(exchanged: Tuple[Dict[str, Any], Arrays]) -> Tuple[Dict[str, Any], Arrays]:
+    """A reply of :meth:`WorkerClient.exchange`; WorkerError when it is not ``ok``."""
+    reply = exchanged[0]
+    if not reply.get("ok"):
+        raise WorkerError(reply.get("kind", wire.Kind.INTERNAL), reply.get("error", "unknown worker error"))
+    return exchanged
 
 
 class _ReplyReader:

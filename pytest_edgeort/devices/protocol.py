@@ -60,6 +60,13 @@ class SessionBackend(Protocol):
     def run(self, feed: Mapping[str, np.ndarray], check_memory: bool) -> Tuple[Dict[str, Any], Outputs]:
         """One inference: ``(facts about the run, {output name: array})``."""
 
+    def run_paired(
+        self, feed: Mapping[str, np.ndarray], check_memory: bool, other: SessionBackend
+    ) -> Optional[Tuple[Dict[str, Any], Outputs, Optional[Outputs]]]:
+        """``run``, and ``other``'s run of the same feed (a test's reference) in the same request where the kind can:
+        ``(facts, outputs, other's outputs or None where its run failed)``; None where it cannot (the caller runs
+        ``other`` on its own when it needs it)."""
+
     def run_all(self, feeds: Sequence[Mapping[str, np.ndarray]]) -> List[Outputs]:
         """One inference per feed, in order (a hosted device sends them as one batch)."""
 

@@ -351,3 +351,33 @@ def test_outputs_that_depend_on_stale_npu_memory_fail_in_any_order_or_selection(
         result = pytester.runpytest("-p", "no:cacheprovider", *selection)
         result.assert_outcomes(failed=1, passed=0 if selection else 1)
         assert message in result.stdout.str(), selection
+
+
+CHANGED_FEED_TESTS = """
+import numpy as np
+import pytest
+
+@pytest.mark.edge_model(r"{model}")
+@pytest.mark.edge_providers("qnn-htp")
+@pytest.mark.parametrize("change", ["in place", "new arrays"])
+def test_the_reference_runs_the_feed_it_is_given(change, edge_session, edge_reference, edge_inputs, edge_open):
+    before = {{name: array.copy() for name, array in edge_inputs.items()}}
+    edge_session.run(edge_inputs)  # (it carries the reference's run of this feed along)
+    name = next(iter(edge_inputs))
+    if change == "in place":
+        edge_inputs[name][...] += 0.25
+    else:
+        edge_inputs = {{name: edge_inputs[name] + 0.25}}
+    expected = edge_reference.run(edge_inputs)
+    fresh = edge_open(r"{model}", "cpu").run(edge_inputs)  # the same reference session: a run of its own now
+    assert all(expected[k].tobytes() == fresh[k].tobytes() for k in fresh)
+    old = edge_reference.run(before)
+    assert any(not np.array_equal(old[k], expected[k]) for k in fresh)  # the change shows in the outputs
+"""
+
+
+def test_a_reference_run_ahead_never_answers_a_feed_changed_since(pytester, model_dir):
+    """``edge_session.run`` takes the reference's run of the same feed along (one request): ``edge_reference.run``
+    of a feed changed since, in place or anew, must run that feed."""
+    pytester.makepyfile(CHANGED_FEED_TESTS.format(model=model_dir / "conv_matmul_qdq.onnx"))
+    pytester.runpytest("-p", "no:cacheprovider").assert_outcomes(passed=2)
