@@ -276,11 +276,13 @@ class WorkerClient:
         if not self.alive:
             raise WorkerDied(f"{self.label} is no longer running")
         with self._lock:
-            ids = [next(self._ids) for _ in requests]
-            frames = [wire.frame_parts(dict(r.fields, op=r.op, id=i), r.arrays) for r, i in zip(requests, ids)]
+            ids, parts = [], []
+            for op, arrays, _, fields in requests:
+                ids.append(next(self._ids))
+                parts += wire.frame_parts(dict(fields, op=op, id=ids[-1]), arrays)
             since = self.transport.stderr.mark()
             try:
-                self.transport.send(frames[0] if len(frames) == 1 else wire.coalesce(sum(frames, [])))
+                self.transport.send(parts if len(ids) == 1 else wire.coalesce(parts))
                 return [self._read_reply(timeout, r.op, i, since, r.check) for r, i in zip(requests, ids)]
             except WorkerDied:
                 self.kill()  # a failed write leaves no usable worker: the next request starts a new one
