@@ -37,6 +37,7 @@ class BoundTarget(NamedTuple):
     device: str
     provider: str
     request: pytest.FixtureRequest
+    run: EdgeRun  # the run-wide state (what ``edge_run_state`` gives: one fixture less to resolve per fixture)
 
     @property
     def item(self) -> pytest.Item:
@@ -52,7 +53,7 @@ def _edge_target_fixture(request: pytest.FixtureRequest) -> BoundTarget:
         raise pytest.UsageError("edge fixtures need the test to be collected by pytest-edgeort")
     if target.error is not None:
         fail(target.error)
-    return BoundTarget(target.device, target.provider, request)
+    return BoundTarget(target.device, target.provider, request, edge_run(request.config))
 
 
 @pytest.fixture
@@ -110,8 +111,9 @@ def resolved_marker(node: pytest.Item, run: EdgeRun) -> Optional[ModelMarker]:
 
 
 @pytest.fixture
-def edge_session(edge_run_state: EdgeRun, _edge_target: BoundTarget) -> EdgeSession:
+def edge_session(_edge_target: BoundTarget) -> EdgeSession:
     """The marked model on the current device and provider (CPU fallback allowed, placement checked)."""
+    edge_run_state = _edge_target.run
     item = _edge_target.item
     marker = required_marker(item, edge_run_state)
     options = {**marker.options, **providers_marker(item).options}
@@ -156,8 +158,9 @@ def _shaped_model(run: EdgeRun, marker: ModelMarker) -> Path:
 
 
 @pytest.fixture
-def edge_reference(edge_run_state: EdgeRun, _edge_target: BoundTarget) -> EdgeSession:
+def edge_reference(_edge_target: BoundTarget) -> EdgeSession:
     """The reference: ``reference_model`` (or the model) on the reference provider (``cpu``)."""
+    edge_run_state = _edge_target.run
     from .checks.conformance import reference_target
 
     marker = required_marker(_edge_target.item, edge_run_state)
@@ -202,7 +205,7 @@ def first_example(info: ModelInfo, arrays: Mapping[str, np.ndarray], source: str
 
 
 @pytest.fixture
-def edge_compare(edge_run_state: EdgeRun, _edge_target: BoundTarget) -> Callable[..., Comparison]:
+def edge_compare(_edge_target: BoundTarget) -> Callable[..., Comparison]:
     """``edge_compare(actual, expected, baseline=None, *, label=None, **tolerance)``: fail with a per-output report
     when outside tolerance; ``label`` names this comparison (a data set's sample) in the failure and the records."""
     from .checks.conformance import baseline_source, open_float_session
@@ -213,7 +216,7 @@ def edge_compare(edge_run_state: EdgeRun, _edge_target: BoundTarget) -> Callable
     from .model.inputs import named_arrays
     from .model.yardstick import YARDSTICK_DIR
 
-    request = _edge_target.request
+    request, edge_run_state = _edge_target.request, _edge_target.run
     marker = resolved_marker(request.node, edge_run_state)
     edge_device, edge_provider = _edge_target.device, _edge_target.provider
     calls = itertools.count(1)
