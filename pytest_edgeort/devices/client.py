@@ -178,7 +178,8 @@ class WorkerClient:
         self.label = label
         self.timeout_origin = timeout_origin
         self.on_interrupt = on_interrupt
-        self._buffer = bytearray()
+        self._buffer = bytearray()  # bytes from the worker; those before _read_at are read (see _ReplyReader)
+        self._read_at = 0
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self.alive = True
@@ -461,25 +462,30 @@ def _ok(exchanged: Tuple[Dict[str, Any], Arrays]) -> Tuple[Dict[str, Any], Array
 
 class _ReplyReader:
     """Reads one reply for :class:`WorkerClient`: small reads through its buffer, arrays straight
-    into their own memory (a big tensor is not copied on the way in)."""
+    into their own memory (a big tensor is not copied on the way in). What is read is not cut off the
+    buffer at once: ``client._read_at`` moves past it, and the buffer drops it when it next needs more."""
 
     def __init__(self, client: WorkerClient, deadline: Optional[float], timeout: Optional[float], what: str) -> None:
         self.client, self.deadline, self.timeout, self.what = client, deadline, timeout, what
 
     def read_exact(self, n: int) -> bytes:
-        buffer = self.client._buffer
-        while len(buffer) < n:
-            buffer += self.client._recv(max(65536, n - len(buffer)), self.deadline, self.timeout, self.what)
-        data = bytes(buffer[:n])
-        del buffer[:n]
-        return data
+        client = self.client
+        buffer, start = client._buffer, client._read_at
+        if len(buffer) - start < n:
+            del buffer[:start]
+            start = 0
+            while len(buffer) < n:
+                buffer += client._recv(max(65536, n - len(buffer)), self.deadline, self.timeout, self.what)
+        client._read_at = start + n
+        return bytes(memoryview(buffer)[start : start + n])
 
     def read_into(self, view: memoryview) -> None:
-        buffer = self.client._buffer
-        done = min(len(buffer), len(view))
-        view[:done] = buffer[:done]
-        del buffer[:done]
+        client = self.client
+        start = client._read_at
+        done = min(len(client._buffer) - start, len(view))
+        view[:done] = memoryview(client._buffer)[start : start + done]
+        client._read_at = start + done
         while done < len(view):
-            chunk = self.client._recv(min(len(view) - done, 1 << 20), self.deadline, self.timeout, self.what)
+            chunk = client._recv(min(len(view) - done, 1 << 20), self.deadline, self.timeout, self.what)
             view[done : done + len(chunk)] = chunk
             done += len(chunk)

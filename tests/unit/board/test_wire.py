@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -59,3 +60,33 @@ def test_a_frame_that_arrives_in_pieces_is_read_whole_and_a_cut_one_says_where_i
     length = int.from_bytes(data[4:8], "big")
     with pytest.raises(EOFError, match=f"^stream closed after 2 of {length} bytes$"):
         wire.read_frame(wire.stream_reader(Trickle(data[:10])))
+
+
+HEADERS = [
+    {"op": "run", "id": 7, "sid": "s-1", "memory_check": False, "core": None},
+    {"error": 'QNN said "no" \u00e9\u4e2d\U0001f600\n\ttab', "kind": "run", "ok": False, "id": 2**40},
+    {"times_ms": [0.1, 1e-300, 1.5e300, -0.0, float("nan"), float("inf")], "nested": {"a": [[], {}]}, "t": True},
+]
+
+
+@pytest.mark.parametrize("header", HEADERS)
+def test_a_header_is_the_compact_json_of_json_dumps_with_either_encoder(header, monkeypatch):
+    """Headers are encoded by CPython's C encoder built once (2.3 against 3.0 us a run reply), or by the
+    JSONEncoder where there is none: both write exactly what ``json.dumps(separators=(",", ":"))`` writes."""
+    expected = json.dumps(dict(header, arrays=[]), separators=(",", ":")).encode("utf-8")
+    monkeypatch.setattr(json.encoder, "c_make_encoder", None)
+    encoders = {"C": wire._ENCODE, "fallback": wire._header_encoder()}
+    assert getattr(encoders["C"], "__self__", None) is None, "CPython's C encoder is not in use"
+    for name, encode in encoders.items():
+        monkeypatch.setattr(wire, "_ENCODE", encode)
+        frame = wire.encode_header_only(header)
+        assert frame[8:] == expected, name
+        back, _ = _read_back([frame])
+        assert json.dumps(back) == json.dumps(dict(header, arrays=[])), name
+
+
+def test_a_header_with_anything_after_its_json_is_not_a_frame():
+    for text in (b'{"id":1,"arrays":[]}{"id":2}', b'{"id":1,"arrays":[]} ', b' {"id":1,"arrays":[]}'):
+        frame = wire.MAGIC + len(text).to_bytes(4, "big") + text
+        with pytest.raises(wire.ProtocolError, match="^frame header (has 1|has 8|is not JSON)"):
+            _read_back([frame])
