@@ -11,10 +11,10 @@ and prints, side by side in one run:
     request's bytes echoed by ``cat`` on an open channel, alternated with the worker in --rounds rounds
     (machine noise moves both) after one untimed round of each. Target: the worker's round trip <= 2x that, the
     median of the rounds' ratios (it was 44 ms, ~150x, while frames left in several writes: Nagle against delayed
-    ACKs). On a VM whose idle vCPUs halt at once (the haltpoll cpuidle driver with ``guest_halt_poll_ns`` 0, as
-    here), every wake-up of a process on the other vCPU goes through the hypervisor; ``--halt-poll-ns N`` (root)
-    measures (a) a second time with the guest's idle vCPUs polling N ns before they halt (Linux's default is
-    200000), and puts the setting back.
+    ACKs). On a VM whose idle vCPUs halt at once (the haltpoll cpuidle driver with ``guest_halt_poll_ns`` 0, or no
+    cpuidle driver at all), every wake-up of a process on the other vCPU goes through the hypervisor; where the
+    haltpoll driver is in use, ``--halt-poll-ns N`` (root) measures (a) a second time with the guest's idle vCPUs
+    polling N ns before they halt (Linux's default is 200000), and puts the setting back.
 (b) throughput moving a 64 MB tensor to the board and back through the worker (the ``echo`` request;
     2 x 64 MB moved) vs OpenSSH itself: ``ssh host 'cat > /dev/null'`` of the same bytes (64 MB moved,
     a fresh connection as a user would type it, and over an already open ControlMaster connection so
@@ -146,11 +146,15 @@ def persistent_and_echo(device: SSHDevice, model: Path, x: np.ndarray, n: int, r
 
 
 HALT_POLL = Path("/sys/module/haltpoll/parameters/guest_halt_poll_ns")
+IDLE_DRIVER = Path("/sys/devices/system/cpu/cpuidle/current_driver")
 
 
 def halt_poll_ns() -> Optional[int]:
-    """How long this VM's idle vCPUs poll before they halt (the haltpoll cpuidle driver), None without it."""
+    """How long this VM's idle vCPUs poll before they halt, where the haltpoll cpuidle driver is the one in use (its
+    parameter can be there while another driver, or none, idles the vCPUs); None otherwise."""
     try:
+        if IDLE_DRIVER.read_text().strip() != "haltpoll":
+            return None
         return int(HALT_POLL.read_text())
     except (OSError, ValueError):
         return None
@@ -340,7 +344,7 @@ def main() -> int:
             idle = "" if poll is None else f", idle vCPUs poll {poll} ns before they halt (haltpoll)"
             print_link(fast, f"this machine{idle}")
             if args.halt_poll_ns is not None and poll is None:
-                print(f"    --halt-poll-ns: this machine has no {HALT_POLL} (not a guest with the haltpoll driver)")
+                print(f"    --halt-poll-ns: this machine's vCPUs do not idle with the haltpoll driver ({IDLE_DRIVER})")
             elif args.halt_poll_ns is not None:
                 try:
                     with guest_halt_poll(args.halt_poll_ns):
