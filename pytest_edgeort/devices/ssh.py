@@ -153,10 +153,12 @@ class SSHTransport(Transport):
         try:
             self.channel.settimeout(self.command_timeout)
             for part in parts:
-                view = memoryview(part).cast("B")
+                # bytes go out as they are (a slice of all of them is the same object: no copy); other buffers
+                # as bytes, a packet at a time
+                data = part if type(part) is bytes else memoryview(part).cast("B")
                 offset = 0
-                while offset < len(view):
-                    offset += self.channel.send(bytes(view[offset : offset + MAX_PACKET_SIZE]))
+                while offset < len(data):
+                    offset += self.channel.send(bytes(data[offset : offset + MAX_PACKET_SIZE]))
         except socket.timeout:
             raise WorkerDied(f"{self.description} did not accept input within {self.command_timeout:g} s") from None
         except (OSError, EOFError, paramiko.SSHException):

@@ -26,12 +26,15 @@ def report(when: str, outcome: str, nodeid: str = "t.py::test[local-cpu]", **ext
     )
 
 
-def test_a_payload_carries_pending_records_and_changed_facts_once():
+def test_a_payload_carries_pending_records_and_changed_facts_once(monkeypatch):
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw3")  # (whether or not this test itself runs under xdist)
     worker = RunResults()
     worker.record(CheckRecord.from_dict({"nodeid": "a", "snr_db": float("inf")}))
     payload = worker.take_payload(1.0, 2.0, {"local": {"python": "3.11"}})
     json.dumps(payload)  # plain data: survives xdist's report transport
-    assert payload["records"] == [{"started": 1.0, "finished": 2.0, "attempt": 1, "nodeid": "a", "snr_db": "inf"}]
+    assert payload["records"] == [
+        {"started": 1.0, "finished": 2.0, "attempt": 1, "nodeid": "a", "snr_db": "inf", "xdist_worker": "gw3"}
+    ]
     assert worker.pending == [] and payload["devices"] == {"local": {"python": "3.11"}}
 
     controller = RunResults()
