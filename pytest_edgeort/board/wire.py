@@ -6,7 +6,7 @@ never corrupt the channel). Every message is one frame::
 
     b"EORT" | u32 big-endian header length | UTF-8 JSON header | raw array bytes ...
 
-The header is a JSON object whose ``"arrays"`` lists ``{"name", "dtype", "shape", "nbytes"}`` for
+The header is one JSON object (compact, nothing before or after it) whose ``"arrays"`` lists ``{"name", "dtype", "shape", "nbytes"}`` for
 the raw payloads that follow, in order; both sides validate it (dtype from an allow-list, ``nbytes``
 equal to what dtype and shape imply, under a limit). Arrays are C-contiguous little-endian bytes:
 never pickled. Requests carry ``"op"`` (one of :class:`Op`) and an ``"id"``; every reply echoes the
