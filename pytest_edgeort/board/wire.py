@@ -6,13 +6,13 @@ never corrupt the channel). Every message is one frame::
 
     b"EORT" | u32 big-endian header length | UTF-8 JSON header | raw array bytes ...
 
-The header is one JSON object (compact, nothing before or after it) whose ``"arrays"`` lists ``{"name", "dtype", "shape", "nbytes"}`` for
-the raw payloads that follow, in order; both sides validate it (dtype from an allow-list, ``nbytes``
-equal to what dtype and shape imply, under a limit). Arrays are C-contiguous little-endian bytes:
-never pickled. Requests carry ``"op"`` (one of :class:`Op`) and an ``"id"``; every reply echoes the
-``"id"`` and carries ``"ok"`` and, when not ok, ``"error"`` (one line) and ``"kind"`` (one of
-:class:`Kind`). A frame that does not decode ends the conversation: the stream position is then
-unknown. The worker's first frame is a hello: ``{"ok", "protocol", "pid"}`` (or an error).
+The header is one JSON object (compact, nothing before or after it) whose ``"arrays"`` lists ``{"name", "dtype",
+"shape", "nbytes"}`` for the raw payloads that follow, in order; both sides validate it (dtype from an allow-list,
+``nbytes`` equal to what dtype and shape imply, under a limit). Arrays are C-contiguous little-endian bytes: never
+pickled. Requests carry ``"op"`` (one of :class:`Op`) and an ``"id"``; every reply echoes the ``"id"`` and carries
+``"ok"`` and, when not ok, ``"error"`` (one line) and ``"kind"`` (one of :class:`Kind`). A frame that does not
+decode ends the conversation: the stream position is then unknown. The worker's first frame is a hello: ``{"ok",
+"protocol", "pid"}`` (or an error).
 
 This module runs on the board too: python3 (3.8+) and the standard library, numpy when arrays move.
 """

@@ -8,6 +8,7 @@ of pytest_edgeort). The wire format is in :mod:`.wire`; requests are answered fr
 :data:`.serveloop.HANDLERS`, one function per request name.
 """
 
+import collections
 import contextlib
 import hashlib
 import os
@@ -48,6 +49,10 @@ from .wire import (
 OWN_GRAPH = "worker-graph-"
 PIPE_BUFFER_BYTES = 64 * 1024  # Linux's default pipe capacity
 
+#: An open session: the onnxruntime session, its EP and options, whether it came through the EP-context cache, its
+#: output names (each run asks for them: no per-run NodeArg objects), whether it runs on the QNN HTP simulator.
+Opened = collections.namedtuple("Opened", "sess ep options ep_cache outputs simulated")
+
 
 class LockOnly:
     """What a lock-only process holds: its workdir (it never imports numpy or onnxruntime)."""
@@ -71,9 +76,7 @@ class Worker:
         self.ort = onnxruntime
         self.store = ModelStore(workdir, cache_max_bytes)
         self.profile_root = os.path.join(workdir, "profiles")
-        self.sessions = {}
-        self.session_eps = {}  # sid -> (ep, options)
-        self.session_ep_cache = {}  # sid -> whether its session came through the EP-context cache
+        self.sessions = {}  # sid -> Opened
         self.memory_checks = {}  # (ep, options) -> MemoryStateCheck
         self.contexts = ContextCache(workdir)
         simulator_host = platform.machine().lower() in ("x86_64", "amd64") and hasattr(os, "sched_setaffinity")
@@ -230,10 +233,10 @@ class Worker:
         else:
             sess, api = self.open_session(path, ep, options, cpu_fallback)
             placement, context = placement_of(sess), None
-        self.sessions[sid] = sess
-        self.session_eps[sid] = (ep, options)
-        self.session_ep_cache[sid] = bool(ep_cache)
-        if self._simulated(sid):
+        simulated = self.sim_pin is not None and ep == QNN_EP and options.get("backend_type") == "htp"
+        outputs = sess.get_outputs()
+        self.sessions[sid] = Opened(sess, ep, options, bool(ep_cache), [o.name for o in outputs], simulated)
+        if simulated:
             self.sim_pin.refresh()
         used = sess.get_session_options()
         return dict(
@@ -244,9 +247,9 @@ class Worker:
             api=api,
             placement=placement,
             ep_context=context,
-            simulated=self._simulated(sid),
+            simulated=simulated,
             inputs=[io_meta(i) for i in sess.get_inputs()],
-            outputs=[io_meta(o) for o in sess.get_outputs()],
+            outputs=[io_meta(o) for o in outputs],
         )
 
     def _cached_session(self, path, model_id, ep, options, cpu_fallback):
@@ -296,10 +299,10 @@ class Worker:
 
     def memory_check(self, sid):
         """The :class:`MemoryStateCheck` for a session's EP and options (one per worker and both)."""
-        ep, options = self.session_eps[sid]
+        opened = self.sessions[sid]
+        ep, options, ep_cache = opened.ep, opened.options, opened.ep_cache
         key = (ep, tuple(sorted(options.items())))
         if key not in self.memory_checks:
-            ep_cache = self.session_ep_cache.get(sid, False)
             self.memory_checks[key] = MemoryStateCheck(
                 lambda model: self._own_graph_session(model, ep, options, ep_cache), ep
             )
@@ -315,15 +318,10 @@ class Worker:
         model_id = OWN_GRAPH + hashlib.sha256(model).hexdigest()
         return self._cached_session(model, model_id, ep, options, cpu_fallback=False)[0]
 
-    def _simulated(self, sid):
-        """Whether session ``sid`` runs on the QNN HTP simulator (QNN's HTP backend on x86-64)."""
-        ep, options = self.session_eps.get(sid, (None, {}))
-        return self.sim_pin is not None and ep == QNN_EP and options.get("backend_type") == "htp"
-
-    def _pinned(self, sid, core=None):
-        """The context a run of ``sid`` happens in: one core for the simulator (see :mod:`.simpin`), the host's
+    def _pinned(self, opened, core=None):
+        """The context a run of ``opened`` happens in: one core for the simulator (see :mod:`.simpin`), the host's
         ``core`` (an index into this process's cores) where it names one."""
-        return self.sim_pin.on(core) if self._simulated(sid) else contextlib.nullcontext()
+        return self.sim_pin.on(core) if opened.simulated else contextlib.nullcontext()
 
     def _session(self, sid):
         try:
@@ -335,13 +333,13 @@ class Worker:
         """One inference; with ``memory_check`` the same feed twice around two memory fills, and
         ``memory_differs`` says which outputs changed (see :class:`MemoryStateCheck`); ``core``: the core a
         simulated run takes (see :meth:`_pinned`)."""
-        sess = self._session(sid)
+        opened = self._session(sid)
         try:
-            with self._pinned(sid, core):
+            with self._pinned(opened, core):
                 if memory_check:
-                    outputs, differs = self.memory_check(sid).run(sess, feeds)
+                    outputs, differs = self.memory_check(sid).run(opened.sess, feeds)
                 else:
-                    outputs, differs = list(zip([o.name for o in sess.get_outputs()], sess.run(None, feeds))), {}
+                    outputs, differs = list(zip(opened.outputs, opened.sess.run(opened.outputs, feeds))), {}
         except RequestError:
             raise
         except Exception as exc:
@@ -352,14 +350,15 @@ class Worker:
         """Latencies in ms of up to ``runs`` inferences after up to ``warmup`` untimed ones, stopping
         once ``max_s`` seconds have gone by in all (warm-up included), but never before one warm-up
         and ``min_runs`` timed runs (pytest-benchmark's ``max_time`` / ``min_rounds``)."""
-        sess = self._session(sid)
+        opened = self._session(sid)
+        sess = opened.sess
         budget_end = None if max_s is None else time.perf_counter() + float(max_s)
 
         def over_budget():
             return budget_end is not None and time.perf_counter() >= budget_end
 
         try:
-            with self._pinned(sid):
+            with self._pinned(opened):
                 for n in range(int(warmup)):
                     if n and over_budget():
                         break
@@ -377,8 +376,6 @@ class Worker:
 
     def close_session(self, sid):
         self.sessions.pop(sid, None)
-        self.session_eps.pop(sid, None)
-        self.session_ep_cache.pop(sid, None)
 
 
 def start(workdir, lock_only, reader, write, cache_max_bytes=DEFAULT_CACHE_MAX_BYTES, run=None):

@@ -60,8 +60,10 @@ def test_quick(edge_session, edge_inputs):
 
 
 def start_pytest(pytester: pytest.Pytester, log: str, *args: str) -> subprocess.Popen:
-    """A pytest process in the pytester folder (its own process, like a CI job), output to ``log``."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    """A pytest process in the pytester folder (its own process, like a CI job: not an xdist worker, even when
+    this suite runs under ``-n``), output to ``log``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_XDIST_")}
+    env["PYTHONUNBUFFERED"] = "1"
     return subprocess.Popen(
         [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rsfE", *args],
         cwd=pytester.path,
