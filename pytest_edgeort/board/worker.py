@@ -30,6 +30,7 @@ from .sessioninfo import (
     placement_of,
     qnn_package,
     read_soc,
+    runner,
     session_config,
     session_facts,
     u8_isa,
@@ -49,9 +50,10 @@ from .wire import (
 OWN_GRAPH = "worker-graph-"
 PIPE_BUFFER_BYTES = 64 * 1024  # Linux's default pipe capacity
 
-#: An open session: the onnxruntime session, its EP and options, whether it came through the EP-context cache, its
-#: output names (each run asks for them: no per-run NodeArg objects), whether it runs on the QNN HTP simulator.
-Opened = collections.namedtuple("Opened", "sess ep options ep_cache outputs simulated")
+#: An open session: the onnxruntime session, ``run(feeds) -> outputs`` (:func:`.sessioninfo.runner`), its EP and
+#: options, whether it came through the EP-context cache, its output names (each run asks for them: no NodeArg
+#: objects per run), whether it runs on the QNN HTP simulator.
+Opened = collections.namedtuple("Opened", "sess run ep options ep_cache outputs simulated")
 
 
 class LockOnly:
@@ -235,7 +237,8 @@ class Worker:
             placement, context = placement_of(sess), None
         simulated = self.sim_pin is not None and ep == QNN_EP and options.get("backend_type") == "htp"
         outputs = sess.get_outputs()
-        self.sessions[sid] = Opened(sess, ep, options, bool(ep_cache), [o.name for o in outputs], simulated)
+        names = [o.name for o in outputs]
+        self.sessions[sid] = Opened(sess, runner(sess, names), ep, options, bool(ep_cache), names, simulated)
         if simulated:
             self.sim_pin.refresh()
         used = sess.get_session_options()
@@ -339,7 +342,7 @@ class Worker:
                 if memory_check:
                     outputs, differs = self.memory_check(sid).run(opened.sess, feeds)
                 else:
-                    outputs, differs = list(zip(opened.outputs, opened.sess.run(opened.outputs, feeds))), {}
+                    outputs, differs = list(zip(opened.outputs, opened.run(feeds))), {}
         except RequestError:
             raise
         except Exception as exc:
@@ -351,7 +354,7 @@ class Worker:
         once ``max_s`` seconds have gone by in all (warm-up included), but never before one warm-up
         and ``min_runs`` timed runs (pytest-benchmark's ``max_time`` / ``min_rounds``)."""
         opened = self._session(sid)
-        sess = opened.sess
+        run = opened.run
         budget_end = None if max_s is None else time.perf_counter() + float(max_s)
 
         def over_budget():
@@ -362,13 +365,13 @@ class Worker:
                 for n in range(int(warmup)):
                     if n and over_budget():
                         break
-                    sess.run(None, feeds)
+                    run(feeds)
                 times = []
                 for n in range(int(runs)):
                     if n >= int(min_runs) and over_budget():
                         break
                     start = time.perf_counter()
-                    sess.run(None, feeds)
+                    run(feeds)
                     times.append((time.perf_counter() - start) * 1000.0)
         except Exception as exc:
             raise RequestError(Kind.RUN, one_line(exc)) from None
