@@ -66,6 +66,11 @@ def pytest_edgeort_make_device(device_config: DeviceConfig, kind: DeviceKind) ->
     return make_device(device_config, kind)
 
 
+@pytest.hookimpl(trylast=True)  # after the reports are written; pytest's terminal summary comes after this
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    edge_run(session.config).stop_workers_ahead()
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     if RUN_KEY in config.stash:
         config.stash[RUN_KEY].close()

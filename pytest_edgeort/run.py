@@ -21,6 +21,8 @@ from .reporting.schema import CheckRecord
 from .results import RunResults
 
 if TYPE_CHECKING:  # numpy/onnx/onnxruntime-side modules load only when an edge test runs
+    from concurrent.futures import Future
+
     from .devices.protocol import Device
     from .devices.session import EdgeSession
     from .items.target import EdgeTarget
@@ -220,6 +222,7 @@ class EdgeRun:
         self.registry = DeviceRegistry(options, notify, run_id or uuid.uuid4().hex, dist, kinds, make)
         self.cache = SessionCache(self.registry)
         self.results = RunResults()
+        self._closing: Optional[Future[None]] = None  # see stop_workers_ahead
         self.usage_errors: List[str] = []  # raised once collection is done, as one clean line
 
     def device_names(self) -> Tuple[str, ...]:
@@ -280,8 +283,25 @@ class EdgeRun:
         """Every check's result that reached this process (in the xdist controller: all workers')."""
         return self.results.records
 
+    def stop_workers_ahead(self) -> None:
+        """Start :meth:`close` in a thread: the workers stop (a QNN worker takes the kernel ~15 ms to tear down)
+        while pytest prints its summary, and :meth:`close` waits for that. Nothing needs a device after the tests."""
+        if self.registry.connected and self._closing is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            pool = ThreadPoolExecutor(1, thread_name_prefix="edgeort-close")
+            self._closing = pool.submit(self._close_now)
+            pool.shutdown(wait=False)
+
     def close(self) -> None:
-        """Close every session and stop every worker (no stray processes)."""
+        """Close every session and stop every worker (no stray processes); waits for, and raises the error of,
+        a close that :meth:`stop_workers_ahead` started."""
+        closing, self._closing = self._closing, None
+        if closing is not None:
+            closing.result()
+        self._close_now()
+
+    def _close_now(self) -> None:
         self.cache.close()
         self.registry.close()
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tests.support.runs import MATCH_TEST, require_qnn, run
+from tests.support.runs import MATCH_TEST, QUICK_TEST, require_qnn, run
 
 require_qnn()
 
@@ -318,6 +318,34 @@ def pytest_unconfigure(config):
     result.assert_outcomes(passed=1)
     assert "edgeort:" not in result.stdout.str() and "edgeort device" not in result.stdout.str()
     assert (pytester.path / "edge-state.txt").read_text() == "0 0"
+
+
+def test_workers_stop_while_pytest_prints_its_summary(pytester, model_dir):
+    """A worker's teardown (~15 ms for a QNN process) overlaps pytest's summary; unconfigure only waits for it."""
+    pytester.makeconftest("""
+import os, time
+import pytest
+from pytest_edgeort.run import edge_run
+
+PIDS = []
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    PIDS.extend(c.pid for d in edge_run(session.config).devices.values() for c in d.clients.values())
+
+def gone():
+    return all(not os.path.exists(f"/proc/{pid}") for pid in PIDS)
+
+def pytest_terminal_summary(terminalreporter):
+    deadline = time.monotonic() + 5
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    terminalreporter.write_line(f"workers {len(PIDS)}, gone before the summary: {gone()}")
+""")
+    pytester.makepyfile(QUICK_TEST.format(models=model_dir))
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["workers 1, gone before the summary: True"])
 
 
 def test_worker_killed_mid_run_errors_that_test_and_next_one_recovers(pytester, model_dir):
