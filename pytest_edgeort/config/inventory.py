@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - exercised on 3.9/3.10 only
-    import tomli as tomllib
 
 from .._text import closest, did_you_mean
 from ..errors import InventoryError, ProviderError
 from .kinds import BUILTIN_KINDS, DeviceKind, quoted
 from .providers import provider_options, resolve_provider
+from .tomlfile import read_toml
 
 DEFAULT_WORKDIR = "~/.cache/edgeort"  # private to the user: created 0700, checked by the worker
 DEFAULT_LOCK_TIMEOUT = 900.0
@@ -119,17 +114,9 @@ def load_inventory(path: Optional[Path], kinds: Mapping[str, DeviceKind] = BUILT
     if path is None or not path.exists():
         return devices
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        problem = f"invalid TOML: {exc}"
-    except UnicodeDecodeError as exc:
-        problem = f"not UTF-8 text (byte {exc.start}: {exc.object[exc.start : exc.start + 1]!r}); expected a TOML file"
-    except OSError as exc:
-        problem = f"cannot be read ({exc.strerror or exc}); expected a TOML file"
-    else:
-        problem = None
-    if problem is not None:
-        raise InventoryError(f"{path}: {problem}")
+        data = read_toml(path)
+    except ValueError as exc:
+        raise InventoryError(f"{path}: {exc}") from None
     unknown = sorted(set(data) - {"devices"})
     if unknown:
         raise InventoryError(f"{path}: unknown top-level key {unknown[0]!r}; expected only [devices.<name>] tables")

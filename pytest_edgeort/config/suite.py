@@ -7,7 +7,6 @@ import importlib.util
 import os
 import re
 import shlex
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -17,14 +16,10 @@ from ..checks.latency import LatencyBudget, LatencyGate
 from ..compare.tolerance import ToleranceSpec, parse_tolerance
 from ..errors import MissingPackage, SuiteError
 from .providers import provider_options, resolve_provider
+from .tomlfile import read_toml
 
 if TYPE_CHECKING:
     from ..model.prepare import PrepareRecipe
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 _TOP_KEYS = (
     "model",
@@ -206,13 +201,9 @@ def _generate(table: Any, where: str) -> GenerateSpec:
 
 def _read(path: Path) -> Dict[str, Any]:
     try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as exc:
-        raise SuiteError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise SuiteError(f"{path}: cannot read it: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(f"{path}: invalid TOML: {exc}") from None
+        return read_toml(path)
+    except ValueError as exc:
+        raise SuiteError(f"{path}: {exc}") from None
 
 
 def _reference(value: Any, where: str) -> str:

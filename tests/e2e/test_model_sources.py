@@ -99,7 +99,8 @@ def test_fully_on_npu(edge_assert_no_fallback):
     )
     assert missing.returncode == 1
     assert missing.stderr == (
-        "pytest_edgeort prepare: nosuite/edge_suite.toml: cannot read it: No such file or directory\n"
+        "pytest_edgeort prepare: nosuite/edge_suite.toml: cannot be read (No such file or directory); expected a TOML "
+        "file\n"
     )
 
 

@@ -144,7 +144,7 @@ def test_malformed_manifests_are_failing_items_naming_file_key_and_expectation(p
         assert f"FAILED {folder}/edge_suite.toml::suite - " in result.stdout.str()
         assert f"{path}: {message}" in text, f"{folder}: {message!r} not in output"
     not_utf8 = pytester.path / "not_utf8" / "edge_suite.toml"
-    assert f"{not_utf8}: not UTF-8 text (invalid start byte at byte 10)" in text
+    assert f"{not_utf8}: not UTF-8 text (byte 10: b'\\xff'); expected a TOML file" in text
     assert "ERROR collecting" not in text and "Interrupted" not in text
     assert "Traceback" not in text
     # tomllib names the position of the problem
