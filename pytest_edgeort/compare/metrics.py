@@ -29,6 +29,22 @@ def int_abs_diff(a: np.ndarray, e: np.ndarray) -> np.ndarray:
     return diff.astype(np.float64)
 
 
+def on_both(x: np.ndarray, both: Optional[np.ndarray]) -> np.ndarray:
+    """The elements of ``x`` where ``both`` (finite on both sides; None: every element), flat in C order."""
+    return x.reshape(-1) if both is None else x[both]
+
+
+def zero_outside(x: np.ndarray, both: Optional[np.ndarray]) -> np.ndarray:
+    """``x`` with 0 where ``both`` is False (None: ``x`` itself, as ``np.where`` of an all-True mask copies it)."""
+    return x if both is None else np.where(both, x, 0.0)
+
+
+def mean(x: np.ndarray) -> float:
+    """``float(np.mean(x))`` of a non-empty float64 array without its Python: np.mean divides ``np.add.reduce`` by
+    the count."""
+    return float(np.add.reduce(x, axis=None)) / x.size
+
+
 def stat(values: np.ndarray, tol: Tolerance) -> float:
     if values.size == 0:
         return 0.0
@@ -52,7 +68,7 @@ def median(values: np.ndarray, axis: Optional[int] = None) -> Any:
     if n == 0 or axis not in (None, -1):
         return float(np.median(values)) if axis is None else np.median(values, axis=axis)
     mid = n // 2
-    part = np.partition(values, [mid, n - 1] if n % 2 else [mid - 1, mid, n - 1], axis=-1)
+    part = _partition(values, [mid, n - 1] if n % 2 else [mid - 1, mid, n - 1])
     middle = part[..., mid : mid + 1] if n % 2 else part[..., mid - 1 : mid + 1]
     result = np.add.reduce(middle, axis=-1) / middle.shape[-1]  # their mean as np.mean takes it (-0.0 comes out 0.0)
     last = part[..., -1]  # NaN sorts last: np.median returns it where there is one
@@ -60,6 +76,13 @@ def median(values: np.ndarray, axis: Optional[int] = None) -> Any:
         return float(last if last != last else result)
     nan = np.isnan(last)
     return np.where(nan, last, result) if nan.any() else result
+
+
+def _partition(values: np.ndarray, kth: Any) -> np.ndarray:
+    """``np.partition(values, kth)`` (along the last axis) without its Python wrapper: the same copy, partitioned."""
+    part = values.copy(order="K")
+    part.partition(kth, axis=-1)
+    return part
 
 
 def allowed_count(fraction: float, n: int) -> int:
@@ -71,7 +94,7 @@ def kth_largest(values: np.ndarray, allowed: int) -> float:
     if values.size <= allowed:
         return 0.0
     k = values.size - allowed - 1
-    return float(max(np.partition(values, k)[k], 0.0))
+    return float(max(_partition(values, k)[k], 0.0))
 
 
 def nudge_up(value: float, passes: Callable[[float], bool]) -> float:
@@ -79,10 +102,15 @@ def nudge_up(value: float, passes: Callable[[float], bool]) -> float:
     for _ in range(64):
         if passes(value):
             return value
-        value = float(np.nextafter(value, math.inf))
+        value = math.nextafter(value, math.inf)  # np.nextafter of one float, without the array round trip
     while not passes(value):
         value = value * (1 + 1e-9) + 1e-300
     return value
+
+
+def _sum(x: np.ndarray) -> Any:
+    """``np.sum(x)`` of an ndarray without its Python wrapper: it is ``np.add.reduce(x, axis=None)``."""
+    return np.add.reduce(x, axis=None)
 
 
 def snr_db(a: np.ndarray, e: np.ndarray) -> float:
@@ -94,8 +122,8 @@ def snr_from(err: np.ndarray, e: np.ndarray, step: float = 0.0) -> float:
     count and the signal power is at least ``e.size * step**2``."""
     if step:
         err = np.maximum(err - step, 0.0)
-    noise = float(np.sum(err**2))
-    signal = max(float(np.sum(e**2)), e.size * step * step)
+    noise = float(_sum(err**2))
+    signal = max(float(_sum(e**2)), e.size * step * step)
     if noise == 0.0:
         return math.inf
     if signal == 0.0:
@@ -104,12 +132,20 @@ def snr_from(err: np.ndarray, e: np.ndarray, step: float = 0.0) -> float:
 
 
 def cosine(a: np.ndarray, e: np.ndarray) -> float:
-    if np.array_equal(a, e):  # exactly 1, which rounding in the formula may miss
+    """Cosine similarity of two float64 arrays of the same shape."""
+    if a.shape == e.shape and (a == e).all():  # np.array_equal: exactly 1, which rounding in the formula may miss
         return 1.0
-    na, ne = float(np.linalg.norm(a)), float(np.linalg.norm(e))
+    na, ne = _norm(a), _norm(e)
     if na == 0.0 or ne == 0.0:
         return 0.0
-    return float(np.clip(np.dot(a, e) / (na * ne), -1.0, 1.0))
+    # min/max: np.clip of one float, NaN kept as clip keeps it
+    return min(max(float(a.dot(e) / (na * ne)), -1.0), 1.0)
+
+
+def _norm(x: np.ndarray) -> float:
+    """``float(np.linalg.norm(x))`` of a float64 array, as numpy computes it: sqrt(x.dot(x)) of x.ravel("K")."""
+    x = x.ravel(order="K")
+    return math.sqrt(x.dot(x))
 
 
 def topk_ranks(a: np.ndarray, e: np.ndarray, tie: float = 0.0) -> np.ndarray:
@@ -123,16 +159,16 @@ def topk_ranks(a: np.ndarray, e: np.ndarray, tie: float = 0.0) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     last = a.shape[-1] if a.ndim else 1
     ar, er = a.reshape(-1, last), e.reshape(-1, last)
-    top1 = np.argmax(ar, axis=1)
+    top1 = ar.argmax(axis=1)
     ev = er[np.arange(er.shape[0]), top1]
-    return (er > ev[:, None] + tie).sum(axis=1) + 1
+    return np.add.reduce(er > ev[:, None] + tie, axis=1) + 1  # the sum over axis 1, without ndarray.sum's Python
 
 
 def histogram(units: np.ndarray, integer_labels: bool) -> List[Tuple[str, int]]:
     labels = HIST_LABELS_INT if integer_labels else HIST_LABELS_REAL
     finite = units[np.isfinite(units)]
     # bucket k of a positive value: the first edge it does not exceed ((0, 1] -> 1 ... > 32 -> 7); 0 and below -> 0
-    counts = np.bincount(np.searchsorted(_BUCKET_EDGES, finite.reshape(-1)), minlength=len(labels)).tolist()
+    counts = np.bincount(_BUCKET_EDGES.searchsorted(finite.reshape(-1)), minlength=len(labels)).tolist()
     counts[0] = int(np.count_nonzero(finite == 0))  # the "0" bucket: exact zeros only (errors are never negative)
     hist = list(zip(labels, counts))
     nonfinite = units.size - finite.size

@@ -376,12 +376,13 @@ def biases(d: np.ndarray, layout: Optional[Layout] = None, budget: Optional[int]
         return []
     middle = metrics.median(d)
     sigma = 1.4826 * metrics.median(np.abs(d - middle))
-    whole = [Bias(WHOLE, int(d.size), middle)] if d.size >= MIN_WHOLE else []
+    groups = [Bias(WHOLE, int(d.size), middle)] if d.size >= MIN_WHOLE else []
     axis = layout.axis_of(d.ndim) if layout is not None else None
-    groups = [*whole, *_slices(d, _free_axes(d.ndim, axis, layout))]
-    if layout is None or len(layout.heads) < 2 or axis is None or axis < d.ndim - 2:
-        # windows across the heads of a concat axis are no region: each head has its own
-        groups += list(_windows(d, budget))
+    if d.size >= MIN_GROUP:  # slices and windows hold at least MIN_GROUP elements: a smaller output has none
+        groups += _slices(d, _free_axes(d.ndim, axis, layout))
+        if layout is None or len(layout.heads) < 2 or axis is None or axis < d.ndim - 2:
+            # windows across the heads of a concat axis are no region: each head has its own
+            groups += _windows(d, budget)
     if layout is not None:
         groups += list(_heads(d, layout, budget))
     return [replace(b, allowance=max(NOISE_Z * 1.2533 * sigma / math.sqrt(b.size), b.spread)) for b in groups]
@@ -395,12 +396,12 @@ def worst_bias(d: np.ndarray, layout: Optional[Layout] = None, budget: Optional[
 
 def _rms(x: np.ndarray) -> float:
     """``float(np.sqrt(np.mean(x**2)))`` of a flat float64 array, bit for bit, without np.mean's Python."""
-    return math.sqrt(np.add.reduce(x**2) / x.size)
+    return math.sqrt(metrics.mean(x**2))
 
 
 def fit_gain(d: np.ndarray, e: np.ndarray) -> Gain:
     """Least-squares ``d = gain * e``; ``gain = 0`` when ``e`` is all 0 (or ``d`` is not finite)."""
-    d, e = d.reshape(-1).astype(np.float64), e.reshape(-1).astype(np.float64)
+    d, e = d.reshape(-1).astype(np.float64, copy=False), e.reshape(-1).astype(np.float64, copy=False)
     d_max = float(np.abs(d).max()) if d.size else 0.0
     e_max = float(np.abs(e).max()) if e.size else 0.0
     if d_max == 0.0 or not math.isfinite(d_max) or not math.isfinite(e_max):
@@ -411,7 +412,7 @@ def fit_gain(d: np.ndarray, e: np.ndarray) -> Gain:
     if e_max == 0.0:
         return Gain(0.0, 0.0, 1.0, offset_residual)
     en = e / e_max
-    slope = float(np.dot(en, dn) / np.dot(en, en))
+    slope = float(en.dot(dn) / en.dot(en))
     residual = _rms(dn - slope * en) / total
     gain = slope * d_max / e_max
     return Gain(gain, abs(gain) * e_max, residual, offset_residual)

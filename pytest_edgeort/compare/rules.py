@@ -4,7 +4,7 @@ and the smallest value of its key that would have passed (``OutputComparison.sma
 from __future__ import annotations
 
 import math
-from typing import Dict, Mapping, Optional
+from typing import Dict, Mapping, Optional, Union
 
 import numpy as np
 
@@ -27,16 +27,16 @@ def check_systematic(
     tol: Tolerance,
     af: np.ndarray,
     ef: np.ndarray,
-    both: np.ndarray,
+    both: Optional[np.ndarray],
     lsb_size: Optional[float],
     layout: Optional[Layout] = None,
 ) -> None:
-    """``bias_lsb`` and ``gain`` on the signed error in LSB (groups per head of ``layout``); on failure,
-    name the error's pattern."""
+    """``bias_lsb`` and ``gain`` on the signed error in LSB (groups per head of ``layout``; 0 where ``both`` is
+    False, None: every element is finite on both sides); on failure, name the error's pattern."""
     unit = lsb_size or 1.0
     with np.errstate(invalid="ignore", over="ignore"):
-        signed = metrics.snap(np.where(both, (af - ef) / unit, 0.0))
-        e_units = np.where(both, ef / unit, 0.0)
+        signed = metrics.snap(metrics.zero_outside((af - ef) / unit, both))
+        e_units = metrics.zero_outside(ef / unit, both)
     worst = _check_bias(res, tol, signed, lsb_size, layout) if tol.bias_lsb is not None else None
     if tol.gain is not None:
         _check_gain(res, tol, signed, e_units, "LSB" if lsb_size else "")
@@ -139,14 +139,17 @@ def _bound_text(tol: Tolerance, lsb_size: Optional[float]) -> str:
     return parts[0] if len(parts) == 1 else "max(" + ", ".join(parts) + ")"
 
 
-def _bound(bounds: Mapping[str, Optional[float]], mag: np.ndarray, lsb_size: Optional[float]) -> np.ndarray:
-    """Allowed |err| per element: the largest of ``atol + rtol*|e|`` and ``lsb*scale`` given (``bounds``:
-    the three keys' values, a Tolerance's or changed ones)."""
+def _bound(
+    bounds: Mapping[str, Optional[float]], mag: np.ndarray, lsb_size: Optional[float]
+) -> Union[np.ndarray, float]:
+    """Allowed |err| per element of ``mag``: the largest of ``atol + rtol*|e|`` and ``lsb*scale`` given (``bounds``:
+    the three keys' values, a Tolerance's or changed ones). Without atol and rtol it is one float for all elements:
+    ``err`` compares with it as with an array of it, without building one."""
     atol, rtol, lsb = bounds["atol"], bounds["rtol"], bounds["lsb"]
     b = (atol or 0.0) + (rtol or 0.0) * mag if atol is not None or rtol is not None else None
     if lsb is not None and lsb_size:
-        b = np.full(np.shape(mag), lsb * lsb_size) if b is None else np.maximum(b, lsb * lsb_size)
-    return np.full(np.shape(mag), -math.inf) if b is None else b  # no bound given: nothing is inside
+        b = lsb * lsb_size if b is None else np.maximum(b, lsb * lsb_size)
+    return -math.inf if b is None else b  # no bound given: nothing is inside
 
 
 def _bounds(tol: Tolerance, **changed: Optional[float]) -> Dict[str, Optional[float]]:
@@ -190,10 +193,11 @@ def check_bound(
     tol: Tolerance,
     err: np.ndarray,
     abs_e: np.ndarray,
-    both: np.ndarray,
+    both: Optional[np.ndarray],
     lsb_size: Optional[float],
 ) -> None:
-    """Elementwise / statistic bound from atol, rtol and lsb (largest given bound wins)."""
+    """Elementwise / statistic bound from atol, rtol and lsb (largest given bound wins); statistics over the
+    elements where ``both`` (None: all)."""
     if not tol.has_bound:
         return
     if tol.lsb is not None and not lsb_size:
@@ -207,23 +211,26 @@ def check_bound(
     n = res.size
     outside = _outside(_bounds(tol), err, abs_e, lsb_size)
     res.frac_within = 1.0 - outside / n if n else 1.0
-    text = _bound_text(tol, lsb_size)
     if tol.stat == "elemwise":
         allowed = metrics.allowed_count(tol.max_mismatch, n)
         if outside > allowed:
             extra = f", max_mismatch allows {allowed}" if tol.max_mismatch else ""
-            res.failures.append(f"{outside} of {n} elements ({outside / n:.2%}) outside |err| <= {text}{extra}")
+            res.failures.append(
+                f"{outside} of {n} elements ({outside / n:.2%}) outside |err| <= {_bound_text(tol, lsb_size)}{extra}"
+            )
         if n and (tol.max_mismatch or outside > allowed):
             res.smallest_passing["max_mismatch"] = outside / n
         stat_err, stat_mag = err, abs_e
     else:
         allowed = 0
-        stat_err = np.array([metrics.stat(err[both], tol)])
-        stat_mag = np.array([metrics.stat(abs_e[both], tol)])
-        limit = float(_bound(_bounds(tol), stat_mag, lsb_size)[0])
+        stat_err = np.array([metrics.stat(metrics.on_both(err, both), tol)])
+        stat_mag = np.array([metrics.stat(metrics.on_both(abs_e, both), tol)])
+        limit = float(np.max(_bound(_bounds(tol), stat_mag, lsb_size)))  # one value: stat_mag holds one
         label = f"quantile({tol.quantile:g})" if tol.stat == "quantile" else tol.stat
         if not stat_err[0] <= limit:
-            res.failures.append(f"{label} |err| {_fmt(stat_err[0])} > {label} bound {text} = {_fmt(limit)}")
+            res.failures.append(
+                f"{label} |err| {_fmt(stat_err[0])} > {label} bound {_bound_text(tol, lsb_size)} = {_fmt(limit)}"
+            )
     for key in keys:
         value = _smallest_bound(key, tol, stat_err, stat_mag, lsb_size, allowed)
         if math.isfinite(value):  # infinite: non-finite mismatches no bound can cover
