@@ -34,6 +34,7 @@ WIRING = {
     "pytest_edgeort.config.inventory",
     "pytest_edgeort.config.kinds",
     "pytest_edgeort.config.providers",
+    "pytest_edgeort.config.tomlfile",
     "pytest_edgeort.devices",
     "pytest_edgeort.devices.boardlock",
     "pytest_edgeort.errors",
