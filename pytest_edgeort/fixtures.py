@@ -17,7 +17,6 @@ from .items.target import TargetParam
 from .junit import record_provenance
 from .markers import ModelMarker, model_marker, providers_marker, tolerance_marker
 from .outcomes import fail, open_session, outcome_of
-from .reporting.schema import CheckRecord
 from .run import CACHE_DIR, EdgeRun, edge_run
 
 if TYPE_CHECKING:  # what the fixtures run (numpy, onnx, the checks) is imported inside the fixtures that need it
@@ -118,6 +117,8 @@ def edge_session(_edge_target: BoundTarget) -> EdgeSession:
     marker = required_marker(item, edge_run_state)
     options = {**marker.options, **providers_marker(item).options}
     session = _marker_session(edge_run_state, _edge_target.device, _edge_target.provider, marker, options)
+    from .reporting.schema import CheckRecord
+
     record_provenance(item, CheckRecord.from_session(item.nodeid, "test", session.provenance()))
     return session
 

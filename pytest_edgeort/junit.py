@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Iterable, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, Tuple
 
 import pytest
 
-from .reporting.schema import CheckRecord, number
+if TYPE_CHECKING:  # the record schema loads with the first record: a run without edge tests never loads it
+    from .reporting.schema import CheckRecord
 
 # JUnit property <- provenance key: every edge test carries these where they are known, also one
 # that failed before any session existed.
@@ -60,6 +61,8 @@ def record_metrics(item: pytest.Item, record: CheckRecord) -> None:
     """Key metrics of the record's comparison: ``edge_<output>_max_lsb``, ``_max_abs``, ``_snr_db``,
     ``_topk_agreement``, each once per test, the worst of its comparisons so far (a test that compares every
     sample of a data set carries four properties per output, not four per sample)."""
+    from .reporting.schema import number
+
     properties = item.user_properties
     for out in record.outputs:
         for key, larger_is_worse in METRICS.items():
@@ -82,6 +85,8 @@ def record_coverage(item: pytest.Item, coverage: float) -> None:
 def record_latency(item: pytest.Item, record: CheckRecord) -> None:
     """``edge_latency_p50_ms`` and ``edge_latency_p90_ms`` of the deciding measurement,
     ``edge_latency_simulated`` and ``edge_latency_decided_by``."""
+    from .reporting.schema import number
+
     for key in ("p50_ms", "p90_ms"):
         value = number((record.latency or {}).get(key))
         if value is not None:

@@ -6,13 +6,12 @@ the run state, the fixtures); what collects suites or the op matrix is imported 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import pytest
 
 from . import fixtures, hookspec
 from .config import MANIFEST
-from .config.inventory import DeviceConfig
 from .config.kinds import DeviceKind, kind_table
 from .devices import make_device
 from .errors import ComparisonError, EdgeError, InventoryError
@@ -24,6 +23,9 @@ from .relay import ResultRelay
 from .run import RUN_KEY, EdgeRun, MakeDevice, edge_run
 from .signals import interrupt_on_sigterm
 from .xdist import role_of
+
+if TYPE_CHECKING:
+    from .config.inventory import DeviceConfig
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:

@@ -4,15 +4,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 import pytest
 
 from ._text import file_sha256
 from .items.target import BROKEN_SUITE_KEY, EdgeTarget, item_model, item_target
 from .junit import record_error, record_identity, record_provenance
-from .reporting.schema import CheckRecord
 from .run import EdgeRun
+
+if TYPE_CHECKING:
+    from .reporting.schema import CheckRecord
 
 
 def _file_sha256(path: Path) -> Optional[str]:
@@ -62,6 +64,8 @@ class ResultRelay:
             report.edgeort = self.results.take_payload(call.start, call.stop, self.devices.facts(), attempt)
         elif broken_suite is not None:  # a suite file that does not validate: no targets
             if report.failed:
+                from .reporting.schema import CheckRecord
+
                 line = failure_line(report)
                 self.results.record(
                     CheckRecord(
@@ -80,6 +84,8 @@ class ResultRelay:
     def _known_provenance(self, item: pytest.Item, target: EdgeTarget) -> CheckRecord:
         """A failure record of a test that has no session (yet), with what is known: its device and
         provider, its model file and hash, and the device's versions if the device was reached."""
+        from .reporting.schema import CheckRecord
+
         model = item_model(item)
         if model is not None and model not in self._hashes:
             self._hashes[model] = _file_sha256(model)

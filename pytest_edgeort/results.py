@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Mapping, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Tuple
 
 import pytest
 
-from .reporting.schema import CheckRecord, json_safe
+if TYPE_CHECKING:  # the record schema loads with the first record: a run without edge tests never loads it
+    from .reporting.schema import CheckRecord
 
 
 @dataclass
@@ -47,6 +48,8 @@ class RunResults:
             known = self.device_facts.get(name)
             if raw == known:  # known is JSON-safe: equal facts make equal JSON-safe facts (every phase of every test)
                 continue
+            from .reporting.schema import json_safe
+
             safe = json_safe(raw)
             if safe != known:
                 changed[name] = safe
@@ -54,6 +57,8 @@ class RunResults:
 
     def merge_payload(self, payload: Mapping[str, Any]) -> None:
         """Add a report's payload (see :meth:`take_payload`) to the run's results."""
+        from .reporting.schema import CheckRecord
+
         for data in payload.get("records", ()):
             record = CheckRecord.from_dict(data)
             self.records.append(record)

@@ -10,25 +10,26 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Mapping, 
 import pytest
 
 from ._text import model_label
-from .config.inventory import DeviceConfig, load_inventory, unknown_device_message
 from .config.kinds import BUILTIN_KINDS, DeviceKind
 from .config.providers import provider_options, resolve_provider
 from .devices import make_device
 from .devices.boardlock import lock_owner
 from .errors import DeviceUnavailable, EdgeError, EdgeSessionError, InventoryError
 from .options import EdgeOptions
-from .reporting.schema import CheckRecord
 from .results import RunResults
 
-if TYPE_CHECKING:  # numpy/onnx/onnxruntime-side modules load only when an edge test runs
+if TYPE_CHECKING:  # numpy/onnx/onnxruntime-side modules load only when an edge test runs; the inventory's and the
+    # records' when a run reads the inventory or records a result (a run without edge tests does neither)
     from concurrent.futures import Future
 
+    from .config.inventory import DeviceConfig
     from .devices.protocol import Device
     from .devices.session import EdgeSession
     from .items.target import EdgeTarget
+    from .reporting.schema import CheckRecord
 
 SessionKey = Tuple[str, str, str, Tuple[Tuple[str, str], ...], bool]
-MakeDevice = Callable[[DeviceConfig, DeviceKind], "Device"]
+MakeDevice = Callable[["DeviceConfig", DeviceKind], "Device"]
 
 
 def _print_notice(message: str) -> None:
@@ -64,14 +65,22 @@ class DeviceRegistry:
     @property
     def inventory(self) -> Dict[str, DeviceConfig]:
         if self._inventory is None:
+            from .config.inventory import load_inventory
+
             self._inventory = load_inventory(self.options.devices_file, self.kinds)
         return self._inventory
+
+    def _unknown(self, name: str) -> InventoryError:
+        """The one-line error for a device ``name`` the inventory does not have, with a did-you-mean."""
+        from .config.inventory import unknown_device_message
+
+        return InventoryError(unknown_device_message(name, self.inventory, self.options.devices_file))
 
     def names(self) -> Tuple[str, ...]:
         """The selected devices, validated against the inventory."""
         for name in self.options.devices:
             if name not in self.inventory:
-                raise InventoryError(unknown_device_message(name, self.inventory, self.options.devices_file))
+                raise self._unknown(name)
         return self.options.devices
 
     def locked(self) -> Tuple[str, ...]:
@@ -97,7 +106,7 @@ class DeviceRegistry:
             raise self.unreachable[name]
         if name not in self.connected:
             if name not in self.inventory:  # edge_open(device=...) names any device of the inventory
-                raise InventoryError(unknown_device_message(name, self.inventory, self.options.devices_file))
+                raise self._unknown(name)
             config = self.inventory[name]
             device = self.make(config, self.kinds[config.kind])
             device.notify = self.notify
