@@ -20,7 +20,7 @@ from .markers import MARKERS, parse_tolerance_markers
 from .options import EdgeOptions, add_options
 from .outcomes import outcome_of
 from .relay import ResultRelay
-from .run import RUN_KEY, EdgeRun, MakeDevice, edge_run
+from .run import RUN_KEY, EdgeRun, MakeDevice, edge_run, import_ahead
 from .signals import interrupt_on_sigterm
 from .xdist import role_of
 
@@ -97,7 +97,11 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
+    """An edge item's device starts connecting now where its kind can (a local worker loads while pytest collects)."""
     mark_marker_test(item)
+    target = item_target(item)
+    if target is not None:
+        edge_run(item.config).registry.start_ahead(target.device)
 
 
 @pytest.hookimpl(trylast=True)  # after -k/-m/--deselect: ``items`` is what runs
@@ -106,10 +110,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     if run.usage_errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
         raise pytest.UsageError(run.usage_errors[0])
     edge_items = [item for item in items if item_target(item) is not None]
+    run.plan_probes([item_target(item) for item in edge_items])  # (a device started ahead for none stops)
     if edge_items:
         parse_tolerance_markers(edge_items)
-        run.plan_probes([item_target(item) for item in edge_items])
         interrupt_on_sigterm()
+        import_ahead()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:

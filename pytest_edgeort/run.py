@@ -107,15 +107,7 @@ class DeviceRegistry:
         if name not in self.connected:
             if name not in self.inventory:  # edge_open(device=...) names any device of the inventory
                 raise self._unknown(name)
-            config = self.inventory[name]
-            device = self.make(config, self.kinds[config.kind])
-            device.notify = self.notify
-            device.note = self.notes.append
-            device.ep_cache = self.options.ep_cache
-            device.sharers = 1 if self.kinds[config.kind].uses_lock(config.lock) else pytest_processes()
-            device.lock_owner = lock_owner(self.run_id, self.dist)
-            device.probe_backends = self.probes.get(name)
-            self.connected[name] = device
+            self._make(name)
         device = self.connected[name]
         try:
             device.describe()
@@ -123,6 +115,34 @@ class DeviceRegistry:
             self.unreachable[name] = exc
             raise
         return device
+
+    def _make(self, name: str) -> Device:
+        """Build the device of inventory entry ``name`` (not connected yet)."""
+        config = self.inventory[name]
+        device = self.make(config, self.kinds[config.kind])
+        device.notify = self.notify
+        device.note = self.notes.append
+        device.ep_cache = self.options.ep_cache
+        device.sharers = 1 if self.kinds[config.kind].uses_lock(config.lock) else pytest_processes()
+        device.lock_owner = lock_owner(self.run_id, self.dist)
+        device.probe_backends = self.probes.get(name)
+        self.connected[name] = device
+        return device
+
+    def start_ahead(self, name: str) -> None:
+        """Let device ``name`` start connecting while pytest collects (``Device.start_ahead``, where its kind has it:
+        a local worker); nothing for a device already built or one the inventory lacks."""
+        if name in self.connected or name in self.unreachable or name not in self.inventory:
+            return
+        start = getattr(self._make(name), "start_ahead", None)  # (optional: a plugin's kind may not have it)
+        if start is not None:
+            start()
+
+    def drop_unused(self, used: Iterable[str]) -> None:
+        """Stop the devices started ahead that no selected item runs on (``-k``, ``-m`` deselected them)."""
+        for name in set(self.connected) - set(used):
+            if self.connected[name].facts() is None:  # never described: nothing of it is in any record
+                self.connected.pop(name).close()
 
     def take_notes(self) -> List[str]:
         """What devices noted since the last call (a request the running test's interruption stopped)."""
@@ -245,7 +265,7 @@ class EdgeRun:
     def plan_probes(self, targets: Iterable[EdgeTarget]) -> None:
         """Probe, when a device is first described, only the QNN backends the selected items run on (a
         failing probe costs ~40 ms of every run on the simulator's missing GPU); another backend is probed
-        when a test opens a session on it."""
+        when a test opens a session on it. A device started ahead that no item runs on stops."""
         probes: Dict[str, Set[str]] = {}
         for target in targets:
             try:
@@ -254,6 +274,9 @@ class EdgeRun:
                 backend = None
             probes.setdefault(target.device, set()).update([backend] if backend else [])
         self.registry.probes = {device: tuple(sorted(backends)) for device, backends in probes.items()}
+        for name, device in self.registry.connected.items():  # started ahead, not described yet
+            device.probe_backends = self.registry.probes.get(name)
+        self.registry.drop_unused(probes)
 
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:
         """Providers a test/suite asks for (or the defaults), minus those --edge-provider drops."""
@@ -313,6 +336,24 @@ class EdgeRun:
     def _close_now(self) -> None:
         self.cache.close()
         self.registry.close()
+
+
+#: What an edge test's fixtures and checks import on first use (~15 ms): loaded when collection has found edge items,
+#: while a local worker started ahead loads numpy and onnxruntime (the two overlap on two cores)
+TEST_MODULES = (
+    "pytest_edgeort.devices.session",
+    "pytest_edgeort.checks.conformance",
+    "pytest_edgeort.items.conformance",
+    "pytest_edgeort.model.inputs",
+)
+
+
+def import_ahead() -> None:
+    """Import :data:`TEST_MODULES`."""
+    import importlib
+
+    for name in TEST_MODULES:
+        importlib.import_module(name)
 
 
 RUN_KEY = pytest.StashKey[EdgeRun]()

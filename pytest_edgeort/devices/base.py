@@ -137,11 +137,16 @@ class WorkerSession:
 class WorkerDevice:
     """A device whose sessions live in board zipapp workers: worker lifecycle, board lock, model upload."""
 
+    #: whether :meth:`_start_transport` returns at once (a subprocess), so :meth:`start_ahead` can start a worker
+    #: while pytest collects; a kind that connects first (SSH) would only move that wait
+    starts_without_waiting = False
+
     def __init__(self, config: DeviceConfig, kind: Optional[DeviceKind] = None) -> None:
         self.config = config
         self.kind = kind or BUILTIN_KINDS[config.kind]
         self.name = config.name
         self.clients: Dict[str, WorkerClient] = {}
+        self.ahead: Dict[str, Transport] = {}  # workers started by start_ahead, not yet greeted (group -> transport)
         self._caps: Optional[Dict[str, Any]] = None
         self.uploads = 0
         self.board_lock: Optional[BoardLock] = None
@@ -173,10 +178,24 @@ class WorkerDevice:
 
     def close(self) -> None:
         """Stop every worker; the lock-only worker goes last, so the board is free only when idle."""
+        for transport in self.ahead.values():
+            transport.terminate()
+        self.ahead.clear()
         for group in sorted(self.clients, key=lambda g: g == LOCK_GROUP):
             self.clients[group].close()
         self.clients.clear()
         self.board_lock = None
+
+    def start_ahead(self) -> None:
+        """Start the default worker now and greet it on first use, so it loads numpy and onnxruntime (~130 ms) while
+        pytest collects: only where that costs this process no wait (:attr:`starts_without_waiting`) and no board
+        lock comes first. A worker that cannot start is left to the first use, which says why."""
+        if not self.starts_without_waiting or self.kind.uses_lock(self.config.lock) or self.clients or self.ahead:
+            return
+        try:
+            self.ahead["default"] = self._start_transport("default")
+        except DeviceUnavailable:
+            pass
 
     # -- workers
     def worker_args(self, group: str) -> List[str]:
@@ -248,7 +267,7 @@ class WorkerDevice:
         existing = self.clients.get(group)
         if existing is not None and existing.alive:
             return existing
-        transport = self._start_transport(group)
+        transport = self.ahead.pop(group, None) or self._start_transport(group)
         try:
             client = WorkerClient(
                 transport,

@@ -348,6 +348,71 @@ def pytest_terminal_summary(terminalreporter):
     result.stdout.fnmatch_lines(["workers 1, gone before the summary: True"])
 
 
+RUN_WORKERS = """
+import os
+import pytest
+from pytest_edgeort.run import edge_run
+
+
+def run_workers(config):
+    \"\"\"The pids of this run's worker processes (their command line names the run).\"\"\"
+    run_id = edge_run(config).registry.run_id.encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                if run_id in f.read().split(b"\\0"):
+                    found.append(int(pid))
+        except OSError:
+            pass
+    return found
+"""
+
+
+def test_the_local_worker_starts_while_pytest_collects(pytester, model_dir):
+    """The worker loads numpy and onnxruntime (~130 ms) while pytest collects, not after the collection."""
+    pytester.makeconftest(
+        RUN_WORKERS
+        + """
+SEEN = {}
+
+def pytest_collection_modifyitems(config):  # before the plugin's (trylast), so before the device header
+    SEEN["collecting"] = run_workers(config)
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    used = [c.pid for d in edge_run(session.config).devices.values() for c in d.clients.values()]
+    SEEN["used"] = used
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(f"running while collecting: {SEEN['collecting'] == SEEN['used'] != []}")
+"""
+    )
+    pytester.makepyfile(QUICK_TEST.format(models=model_dir))
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["running while collecting: True"])
+
+
+def test_a_worker_started_for_deselected_edge_tests_stops_before_the_tests(pytester, model_dir):
+    """``-k`` that deselects every edge test: the worker started while collecting them is gone, no device header."""
+    pytester.makeconftest(
+        RUN_WORKERS
+        + """
+def pytest_collection_finish(session):
+    session.config._workers = run_workers(session.config)
+
+def pytest_terminal_summary(terminalreporter, config):
+    terminalreporter.write_line(f"workers after collection: {len(config._workers)}")
+"""
+    )
+    pytester.makepyfile(QUICK_TEST.format(models=model_dir) + "\n\ndef test_plain():\n    pass\n")
+    result = run(pytester, "-k", "plain")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["workers after collection: 0"])
+    result.stdout.no_fnmatch_line("*edgeort device*")
+
+
 def test_worker_killed_mid_run_errors_that_test_and_next_one_recovers(pytester, model_dir):
     pytester.makepyfile(f'''
 import os, signal
