@@ -130,13 +130,12 @@ class DeviceRegistry:
         return device
 
     def start_ahead(self, name: str) -> None:
-        """Let device ``name`` start connecting while pytest collects (``Device.start_ahead``, where its kind has it:
-        a local worker); nothing for a device already built or one the inventory lacks."""
+        """Let device ``name`` start connecting while pytest collects, where its kind's row says ``starts_ahead`` (a
+        local worker); nothing for a device already built, or one the inventory lacks."""
         if name in self.connected or name in self.unreachable or name not in self.inventory:
             return
-        start = getattr(self._make(name), "start_ahead", None)  # (optional: a plugin's kind may not have it)
-        if start is not None:
-            start()
+        if self.kinds[self.inventory[name].kind].starts_ahead:
+            self._make(name).start_ahead()
 
     def drop_unused(self, used: Iterable[str]) -> None:
         """Stop the devices started ahead that no selected item runs on (``-k``, ``-m`` deselected them)."""

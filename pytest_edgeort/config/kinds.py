@@ -165,7 +165,9 @@ class DeviceKind:
 
     ``factory`` builds the device from ``(DeviceConfig, DeviceKind)``: a callable, or ``"module:attribute"``
     imported on first use (so the table loads nothing heavy). ``lock`` is whether runs take the board
-    lock unless an entry says ``lock = false``/``true``."""
+    lock unless an entry says ``lock = false``/``true``. ``starts_ahead``: the device is built when collection finds
+    its first item and its ``start_ahead()`` called, for a kind whose start costs the pytest process no wait (a
+    subprocess): it then starts while pytest collects."""
 
     name: str
     factory: Union[str, Callable[..., Any]]
@@ -174,6 +176,7 @@ class DeviceKind:
     lock: bool = False
     capabilities: Capabilities = WORKER_CAPABILITIES
     check: Optional[Callable[[Mapping[str, Any]], Optional[str]]] = None  # the whole entry: a problem, or None
+    starts_ahead: bool = False
 
     def uses_lock(self, lock: Optional[bool]) -> bool:
         """Whether a device of this kind takes the board lock, given its ``lock`` key (None: unset)."""
@@ -192,8 +195,11 @@ def pick(*names: str, **own: Key) -> Dict[str, Key]:
 BUILTIN_KINDS: Dict[str, DeviceKind] = {
     kind.name: kind
     for kind in (
-        # this machine: workers are subprocesses of the pytest process; no board lock unless asked
-        DeviceKind("local", "pytest_edgeort.devices.local:LocalDevice", pick(*_WORKER_KEYS, *_LOCK_KEYS)),
+        # this machine: workers are subprocesses of the pytest process (started while pytest collects); no board
+        # lock unless asked
+        DeviceKind(
+            "local", "pytest_edgeort.devices.local:LocalDevice", pick(*_WORKER_KEYS, *_LOCK_KEYS), starts_ahead=True
+        ),
         # a board reached over SSH, its workers started in its workdir, under the board lock
         DeviceKind(
             "ssh",

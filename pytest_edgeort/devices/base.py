@@ -137,10 +137,6 @@ class WorkerSession:
 class WorkerDevice:
     """A device whose sessions live in board zipapp workers: worker lifecycle, board lock, model upload."""
 
-    #: whether :meth:`_start_transport` returns at once (a subprocess), so :meth:`start_ahead` can start a worker
-    #: while pytest collects; a kind that connects first (SSH) would only move that wait
-    starts_without_waiting = False
-
     def __init__(self, config: DeviceConfig, kind: Optional[DeviceKind] = None) -> None:
         self.config = config
         self.kind = kind or BUILTIN_KINDS[config.kind]
@@ -188,9 +184,10 @@ class WorkerDevice:
 
     def start_ahead(self) -> None:
         """Start the default worker now and greet it on first use, so it loads numpy and onnxruntime (~130 ms) while
-        pytest collects: only where that costs this process no wait (:attr:`starts_without_waiting`) and no board
-        lock comes first. A worker that cannot start is left to the first use, which says why."""
-        if not self.starts_without_waiting or self.kind.uses_lock(self.config.lock) or self.clients or self.ahead:
+        pytest collects (the run calls this for kinds whose row says ``starts_ahead``: their start does not block);
+        not under a board lock, which comes first. A worker that cannot start is left to the first use, which says
+        why."""
+        if self.kind.uses_lock(self.config.lock) or self.clients or self.ahead:
             return
         try:
             self.ahead["default"] = self._start_transport("default")

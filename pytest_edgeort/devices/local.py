@@ -27,8 +27,6 @@ def worker_command(python: str, workdir: Path, args: Sequence[str] = ()) -> List
 class LocalDevice(WorkerDevice):
     """This machine: workers are subprocesses of the pytest process, run from the same zipapp as on a board."""
 
-    starts_without_waiting = True
-
     def __init__(self, config: DeviceConfig, kind: Optional[DeviceKind] = None) -> None:
         super().__init__(config, kind)
         self.workdir = Path(os.path.expanduser(config.workdir or DEFAULT_WORKDIR))

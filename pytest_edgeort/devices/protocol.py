@@ -93,7 +93,8 @@ class JobBackend(SessionBackend, Protocol):
 
 @runtime_checkable
 class Device(Protocol):
-    """One inventory entry, connected on first use."""
+    """One inventory entry, connected on first use. A kind whose row says ``starts_ahead`` also has ``start_ahead()``:
+    start connecting without waiting (the run calls it when collection finds the device's first item)."""
 
     name: str
     config: DeviceConfig
