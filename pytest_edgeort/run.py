@@ -337,13 +337,14 @@ class EdgeRun:
         self.registry.close()
 
 
-#: What an edge test's fixtures and checks import on first use (~15 ms): loaded when collection has found edge items,
+#: What an edge test's fixtures and checks import on first use (~20 ms): loaded when collection has found edge items,
 #: while a local worker started ahead loads numpy and onnxruntime (the two overlap on two cores)
 TEST_MODULES = (
     "pytest_edgeort.devices.session",
     "pytest_edgeort.checks.conformance",
     "pytest_edgeort.items.conformance",
     "pytest_edgeort.model.inputs",
+    "numpy.random",  # (numpy loads it on first use: generated inputs are seeded draws, ~6 ms)
 )
 
 
