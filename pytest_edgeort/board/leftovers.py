@@ -52,6 +52,11 @@ def unregister(path):
             pass
 
 
+def forget(workdir, pid):
+    """Remove the record of worker ``pid``, which its host stopped (SIGKILL: it could not remove its own)."""
+    unregister(os.path.join(workdir, FOLDER, "%d.json" % pid))
+
+
 def stop_leftovers(workdir, run):
     """Stop every recorded worker of a run other than ``run`` that still lives; remove stale records.
     Returns what was stopped, one ``"pid N (process group G)"`` each."""

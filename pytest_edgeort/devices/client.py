@@ -93,9 +93,15 @@ class Transport:
 
 
 class LocalTransport(Transport):
-    """A worker subprocess on this machine, started with ``command`` (OSError when it cannot start)."""
+    """A worker subprocess on this machine, started with ``command`` (OSError when it cannot start); ``on_end(pid)``
+    runs once :meth:`terminate` has stopped it."""
 
-    def __init__(self, command: Sequence[str], env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        env: Optional[Dict[str, str]] = None,
+        on_end: Callable[[int], None] = lambda pid: None,
+    ) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
         full_env.setdefault("PYTHONUNBUFFERED", "1")
@@ -108,6 +114,7 @@ class LocalTransport(Transport):
             start_new_session=True,
         )
         self.description = f"local worker pid {self.proc.pid}"
+        self.on_end = on_end
         self.stderr = StderrTail()
         self.stderr.feed_stream(self.proc.stderr)
         self._fd = self.proc.stdout.fileno()
@@ -141,6 +148,8 @@ class LocalTransport(Transport):
             self.proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        else:
+            self.on_end(self.proc.pid)
         for stream in (self.proc.stdin, self.proc.stdout):
             try:
                 stream.close()

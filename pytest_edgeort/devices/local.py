@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import List, Optional, Sequence
 
+from ..board.leftovers import forget
 from ..board.store import EnvironmentProblem
 from ..config.inventory import DEFAULT_WORKDIR, DeviceConfig
 from ..config.kinds import DeviceKind
@@ -37,8 +39,8 @@ class LocalDevice(WorkerDevice):
             command = worker_command(python, self.workdir, self.worker_args(group))
         except EnvironmentProblem as exc:  # the worker's own check, made before the worker is put there
             raise DeviceUnavailable(f"device {self.name!r}: {self.worker_label(group)}: {exc}") from None
-        try:
-            return LocalTransport(command, dict(self.config.env))
+        try:  # a worker this process stops leaves no record of itself in the workdir (board/leftovers.py)
+            return LocalTransport(command, dict(self.config.env), partial(forget, str(self.workdir)))
         except OSError as exc:
             raise DeviceUnavailable(
                 f"device {self.name!r}: cannot start the worker with {python}: {exc.strerror or exc}"

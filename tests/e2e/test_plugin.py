@@ -395,21 +395,32 @@ def pytest_terminal_summary(terminalreporter):
 
 
 def test_a_worker_started_for_deselected_edge_tests_stops_before_the_tests(pytester, model_dir):
-    """``-k`` that deselects every edge test: the worker started while collecting them is gone, no device header."""
+    """``-k`` that deselects every edge test: the worker started while collecting them is gone, and so is the record
+    it keeps of itself in the workdir (board/leftovers.py), no device header."""
     pytester.makeconftest(
         RUN_WORKERS
         + """
+import time
+
+def pytest_collection_modifyitems(config):  # before the plugin's (trylast): the worker has recorded itself
+    workdir = edge_run(config).registry.connected["local"].workdir
+    config._records = [workdir / "workers" / f"{pid}.json" for pid in run_workers(config)]
+    deadline = time.monotonic() + 30
+    while not all(r.exists() for r in config._records) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
 def pytest_collection_finish(session):
-    session.config._workers = run_workers(session.config)
+    config = session.config
+    config._seen = (len(config._records), len(run_workers(config)), sum(r.exists() for r in config._records))
 
 def pytest_terminal_summary(terminalreporter, config):
-    terminalreporter.write_line(f"workers after collection: {len(config._workers)}")
+    terminalreporter.write_line("started %d; after collection: workers %d, records %d" % config._seen)
 """
     )
     pytester.makepyfile(QUICK_TEST.format(models=model_dir) + "\n\ndef test_plain():\n    pass\n")
     result = run(pytester, "-k", "plain")
     result.assert_outcomes(passed=1)
-    result.stdout.fnmatch_lines(["workers after collection: 0"])
+    result.stdout.fnmatch_lines(["started 1; after collection: workers 0, records 0"])
     result.stdout.no_fnmatch_line("*edgeort device*")
 
 
