@@ -45,8 +45,9 @@ def measure(n: int) -> Dict[str, float]:
     from pytest_edgeort.board import wire
     from pytest_edgeort.board.serveloop import serve
     from pytest_edgeort.board.worker import Worker
-    from pytest_edgeort.devices.client import StderrTail, Transport, WorkerClient
+    from pytest_edgeort.devices.client import WorkerClient
     from pytest_edgeort.devices.replies import within
+    from pytest_edgeort.devices.transport import StderrTail, Transport
 
     x = np.random.default_rng(0).standard_normal((1, 3, 32, 32)).astype(np.float32)
     hello = {"ok": True, "hello": True, "protocol": wire.PROTOCOL_VERSION, "pid": 1}

@@ -20,7 +20,7 @@ from .markers import MARKERS, parse_tolerance_markers
 from .options import EdgeOptions, add_options
 from .outcomes import outcome_of
 from .relay import ResultRelay
-from .run import RUN_KEY, EdgeRun, MakeDevice, edge_run, import_ahead
+from .run import CACHE_DIR, RUN_KEY, EdgeRun, MakeDevice, edge_run, import_ahead
 from .signals import interrupt_on_sigterm
 from .xdist import role_of
 
@@ -46,6 +46,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ResultRelay(run), "edgeort-results")
     role.register(config, run)
     config.pluginmanager.register(fixtures, "edgeort-fixtures")
+    if _starts_workers(config):  # the devices this command last ran edge items on start now (:mod:`.starthint`)
+        from .starthint import command_key, last_devices
+
+        for name in last_devices(run.rootdir / CACHE_DIR, command_key(config)):
+            run.registry.start_ahead(name)
 
 
 def _device_kinds(config: pytest.Config) -> Tuple[Dict[str, DeviceKind], MakeDevice]:
@@ -96,11 +101,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     metafunc.parametrize(TARGET, targets, ids=[f"{t.device}-{t.provider}" for t in targets], indirect=True)
 
 
+def _starts_workers(config: pytest.Config) -> bool:
+    """Whether this process starts workers ahead: it runs the tests it collects (not ``--collect-only``, not the
+    xdist controller)."""
+    return role_of(config).collects and not config.option.collectonly
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
     """An edge item's device starts connecting now where its kind can (a local worker loads while pytest collects)."""
     mark_marker_test(item)
     target = item_target(item)
-    if target is not None:
+    if target is not None and _starts_workers(item.config):
         edge_run(item.config).registry.start_ahead(target.device)
 
 
@@ -110,7 +121,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: List[pytest.Item
     if run.usage_errors:  # raised here, outside any collector, pytest prints one clean "ERROR:" line
         raise pytest.UsageError(run.usage_errors[0])
     edge_items = [item for item in items if item_target(item) is not None]
-    run.plan_probes([item_target(item) for item in edge_items])  # (a device started ahead for none stops)
+    targets = [item_target(item) for item in edge_items]
+    run.plan_probes(targets)  # (a device started ahead for none stops)
+    if _starts_workers(config):
+        from .starthint import command_key, remember
+
+        remember(run.rootdir / CACHE_DIR, command_key(config), [target.device for target in targets])
     if edge_items:
         parse_tolerance_markers(edge_items)
         interrupt_on_sigterm()

@@ -12,7 +12,7 @@ import pytest
 from ._text import model_label
 from .config.kinds import BUILTIN_KINDS, DeviceKind
 from .config.providers import provider_options, resolve_provider
-from .devices import make_device
+from .devices import imported, make_device
 from .devices.boardlock import lock_owner
 from .errors import DeviceUnavailable, EdgeError, EdgeSessionError, InventoryError
 from .options import EdgeOptions
@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # numpy/onnx/onnxruntime-side modules load only when an edge 
     from .config.inventory import DeviceConfig
     from .devices.protocol import Device
     from .devices.session import EdgeSession
+    from .devices.transport import Transport
     from .items.target import EdgeTarget
     from .reporting.schema import CheckRecord
 
@@ -60,6 +61,7 @@ class DeviceRegistry:
         self.unreachable: Dict[str, DeviceUnavailable] = {}
         self.notes: List[str] = []  # what devices said about the running test (see take_notes)
         self.probes: Dict[str, Tuple[str, ...]] = {}  # device -> the QNN backends its tests run on (plan_probes)
+        self.ahead: Dict[str, Transport] = {}  # device -> the worker its kind's starts_ahead started, until adopted
         self._inventory: Optional[Dict[str, DeviceConfig]] = None
 
     @property
@@ -117,7 +119,7 @@ class DeviceRegistry:
         return device
 
     def _make(self, name: str) -> Device:
-        """Build the device of inventory entry ``name`` (not connected yet)."""
+        """Build the device of inventory entry ``name`` (not connected yet; it adopts a worker started ahead)."""
         config = self.inventory[name]
         device = self.make(config, self.kinds[config.kind])
         device.notify = self.notify
@@ -126,19 +128,35 @@ class DeviceRegistry:
         device.sharers = 1 if self.kinds[config.kind].uses_lock(config.lock) else pytest_processes()
         device.lock_owner = lock_owner(self.run_id, self.dist)
         device.probe_backends = self.probes.get(name)
+        if name in self.ahead:
+            device.adopt(self.ahead.pop(name))
         self.connected[name] = device
         return device
 
     def start_ahead(self, name: str) -> None:
-        """Let device ``name`` start connecting while pytest collects, where its kind's row says ``starts_ahead`` (a
-        local worker); nothing for a device already built, or one the inventory lacks."""
-        if name in self.connected or name in self.unreachable or name not in self.inventory:
+        """Start device ``name``'s worker now, without building the device, where its kind's row has ``starts_ahead``
+        (a local worker loads while pytest collects) and no board lock comes first; nothing for a device already
+        built or started, one the inventory lacks, or a malformed inventory (the run reports that). A worker that
+        cannot start is left to the first use, which says why."""
+        if name in self.connected or name in self.ahead or name in self.unreachable:
             return
-        if self.kinds[self.inventory[name].kind].starts_ahead:
-            self._make(name).start_ahead()
+        try:
+            config = self.inventory.get(name)
+        except InventoryError:
+            return
+        kind = self.kinds[config.kind] if config is not None else None
+        if kind is None or not kind.starts_ahead or kind.uses_lock(config.lock):
+            return
+        try:
+            self.ahead[name] = imported(kind.starts_ahead)(config, self.run_id)
+        except DeviceUnavailable:
+            pass
 
     def drop_unused(self, used: Iterable[str]) -> None:
-        """Stop the devices started ahead that no selected item runs on (``-k``, ``-m`` deselected them)."""
+        """Stop the workers started ahead for devices that no selected item runs on (``-k``, ``-m`` deselected them,
+        or the command's last run had edge items and this one has none)."""
+        for name in set(self.ahead) - set(used):
+            self.ahead.pop(name).terminate()
         for name in set(self.connected) - set(used):
             if self.connected[name].facts() is None:  # never described: nothing of it is in any record
                 self.connected.pop(name).close()
@@ -153,7 +171,10 @@ class DeviceRegistry:
         return {name: device.facts() for name, device in self.connected.items() if device.facts() is not None}
 
     def close(self) -> None:
-        """Stop every device's workers."""
+        """Stop every device's workers, and those started ahead for devices never built."""
+        for transport in self.ahead.values():
+            transport.terminate()
+        self.ahead.clear()
         for device in self.connected.values():
             device.close()
 

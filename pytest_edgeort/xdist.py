@@ -48,6 +48,7 @@ class WorkerRole:
         self.run_id: Optional[str] = workerinput["testrunuid"]
         self.dist: Optional[str] = workerinput.get("edgeort_dist")
         self.submits_ahead = False  # its items are handed out one by one: each submits its own hosted jobs
+        self.collects = True  # it runs what it collects
         prefix = f"[{workerinput['workerid']}] "
         self.notify = _uncaptured(config, lambda message: sys.stderr.write(f"{prefix}{message}\n"))
 
@@ -64,6 +65,7 @@ class MainRole:
         self.run_id: Optional[str] = uuid.uuid4().hex
         self.dist: Optional[str] = None
         self.submits_ahead = True  # hosted jobs of every collected item (the controller collects none)
+        self.collects = not controller  # the controller collects nothing: its workers do
 
         def write(message: str) -> None:
             reporter = config.pluginmanager.get_plugin("terminalreporter")

@@ -165,9 +165,12 @@ class DeviceKind:
 
     ``factory`` builds the device from ``(DeviceConfig, DeviceKind)``: a callable, or ``"module:attribute"``
     imported on first use (so the table loads nothing heavy). ``lock`` is whether runs take the board
-    lock unless an entry says ``lock = false``/``true``. ``starts_ahead``: the device is built when collection finds
-    its first item and its ``start_ahead()`` called, for a kind whose start costs the pytest process no wait (a
-    subprocess): it then starts while pytest collects."""
+    lock unless an entry says ``lock = false``/``true``. ``starts_ahead``: for a kind whose worker's start costs the
+    pytest process no wait (a subprocess), what starts its default worker from the inventory entry alone,
+    ``(DeviceConfig, run id) -> transport`` or ``"module:attribute"``, loading no numpy; the run calls it before
+    collection (for the devices the same pytest command last ran edge items on) or when collection finds the device's
+    first item, and the device, once built, adopts the worker (``adopt(transport)``). Not called under a board lock,
+    which comes first."""
 
     name: str
     factory: Union[str, Callable[..., Any]]
@@ -176,7 +179,7 @@ class DeviceKind:
     lock: bool = False
     capabilities: Capabilities = WORKER_CAPABILITIES
     check: Optional[Callable[[Mapping[str, Any]], Optional[str]]] = None  # the whole entry: a problem, or None
-    starts_ahead: bool = False
+    starts_ahead: Union[str, Callable[..., Any], None] = None
 
     def uses_lock(self, lock: Optional[bool]) -> bool:
         """Whether a device of this kind takes the board lock, given its ``lock`` key (None: unset)."""
@@ -198,7 +201,10 @@ BUILTIN_KINDS: Dict[str, DeviceKind] = {
         # this machine: workers are subprocesses of the pytest process (started while pytest collects); no board
         # lock unless asked
         DeviceKind(
-            "local", "pytest_edgeort.devices.local:LocalDevice", pick(*_WORKER_KEYS, *_LOCK_KEYS), starts_ahead=True
+            "local",
+            "pytest_edgeort.devices.local:LocalDevice",
+            pick(*_WORKER_KEYS, *_LOCK_KEYS),
+            starts_ahead="pytest_edgeort.devices.localworker:start_ahead",
         ),
         # a board reached over SSH, its workers started in its workdir, under the board lock
         DeviceKind(

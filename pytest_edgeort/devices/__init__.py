@@ -8,7 +8,7 @@ this package (the plugin does) loads neither numpy nor fabric.
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from ..config.kinds import BUILTIN_KINDS, DeviceKind
 
@@ -21,8 +21,12 @@ def make_device(config: DeviceConfig, kind: Optional[DeviceKind] = None) -> Devi
     """The device object for an inventory entry, built by its kind's factory (``kind`` defaults to
     the built-in row of ``config.kind``)."""
     kind = kind or BUILTIN_KINDS[config.kind]
-    factory = kind.factory
-    if isinstance(factory, str):
-        module, _, attribute = factory.partition(":")
-        factory = getattr(importlib.import_module(module), attribute)
-    return factory(config, kind)
+    return imported(kind.factory)(config, kind)
+
+
+def imported(ref: Union[str, Callable[..., Any]]) -> Callable[..., Any]:
+    """A callable of the device-kind table: itself, or ``"module:attribute"`` imported."""
+    if isinstance(ref, str):
+        module, _, attribute = ref.partition(":")
+        return getattr(importlib.import_module(module), attribute)
+    return ref

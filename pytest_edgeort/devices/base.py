@@ -21,17 +21,19 @@ import numpy as np
 
 from ..board.wire import Kind
 from ..config.inventory import DeviceConfig
-from ..config.kinds import BUILTIN_KINDS, DEFAULT_CACHE_MAX_MB, DEFAULT_OUTPUT_MAX_MB, Capabilities, DeviceKind
+from ..config.kinds import BUILTIN_KINDS, DEFAULT_OUTPUT_MAX_MB, Capabilities, DeviceKind
 from ..config.providers import ALIASES, ProviderSpec, available_aliases, isolation_group, unusable_aliases
 from ..errors import DeviceFault, DeviceUnavailable, WorkerDied, WorkerError
 from ..model.info import ModelInfo
 from .boardlock import LOCK_GROUP, BoardLock, acquire, lock_owner
-from .client import Transport, WorkerClient, run_request
+from .client import WorkerClient, run_request
 from .facts import capabilities_problem
 from .lanes import LANE_MIN_S, lane_count, spread
 from .placement import Placement
 from .protocol import SessionBackend
 from .replies import ReplyCheck, outputs_bound
+from .transport import Transport
+from .workerspec import worker_flags, worker_label
 
 _session_ids = itertools.count(1)
 LOCK_LOSS_GRACE_S = 3.0  # how long the other workers of a dropped connection may take to end too (loaded CI)
@@ -142,7 +144,7 @@ class WorkerDevice:
         self.kind = kind or BUILTIN_KINDS[config.kind]
         self.name = config.name
         self.clients: Dict[str, WorkerClient] = {}
-        self.ahead: Dict[str, Transport] = {}  # workers started by start_ahead, not yet greeted (group -> transport)
+        self.ahead: Dict[str, Transport] = {}  # workers started ahead (adopt), not yet greeted (group -> transport)
         self._caps: Optional[Dict[str, Any]] = None
         self.uploads = 0
         self.board_lock: Optional[BoardLock] = None
@@ -182,32 +184,19 @@ class WorkerDevice:
         self.clients.clear()
         self.board_lock = None
 
-    def start_ahead(self) -> None:
-        """Start the default worker now and greet it on first use, so it loads numpy and onnxruntime (~130 ms) while
-        pytest collects (the run calls this for kinds whose row says ``starts_ahead``: their start does not block);
-        not under a board lock, which comes first. A worker that cannot start is left to the first use, which says
-        why."""
-        if self.kind.uses_lock(self.config.lock) or self.clients or self.ahead:
-            return
-        try:
-            self.ahead["default"] = self._start_transport("default")
-        except DeviceUnavailable:
-            pass
+    def adopt(self, transport: Transport) -> None:
+        """Greet ``transport``, a default worker the run started before building this device (the kind's
+        ``starts_ahead``), on first use instead of starting one."""
+        self.ahead["default"] = transport
 
     # -- workers
     def worker_args(self, group: str) -> List[str]:
-        """The worker's command-line flags: the run it serves, and lock-only or the model cache's size cap
-        (``cache_max_mb``)."""
-        run = ["--run", str(self.lock_owner["run"])]
-        if group == LOCK_GROUP:
-            return ["--lock-only", *run]
-        megabytes = self.config.settings.get("cache_max_mb", DEFAULT_CACHE_MAX_MB)
-        return ["--cache-max-bytes", str(int(megabytes * 1024 * 1024)), *run]
+        """The worker's command-line flags (:func:`~.workerspec.worker_flags`)."""
+        return worker_flags(self.config, group, self.lock_owner["run"])
 
     def worker_label(self, group: str) -> str:
         """The worker of ``group`` in messages."""
-        suffix = {"default": "", LOCK_GROUP: " (board lock)"}.get(group, f" (group {group})")
-        return f"worker on device {self.name!r}{suffix}"
+        return worker_label(self.name, group)
 
     def check_board_lock(self) -> None:
         """DeviceFault if this run held the board lock and its holder process ended while session

@@ -93,8 +93,8 @@ class JobBackend(SessionBackend, Protocol):
 
 @runtime_checkable
 class Device(Protocol):
-    """One inventory entry, connected on first use. A kind whose row says ``starts_ahead`` also has ``start_ahead()``:
-    start connecting without waiting (the run calls it when collection finds the device's first item)."""
+    """One inventory entry, connected on first use. A kind whose row has ``starts_ahead`` also has ``adopt(transport)``:
+    greet, on first use, the worker the run started for it before building it."""
 
     name: str
     config: DeviceConfig

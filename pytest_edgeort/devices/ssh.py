@@ -35,8 +35,8 @@ from ..errors import DeviceFault, DeviceUnavailable, HostKeyChanged, HostKeyRefu
 from .artifact import WORKER_BYTES, WORKER_NAME, WORKER_SHA256, bootstrap_argv, prepare_command
 from .base import WorkerDevice
 from .boardlock import LOCK_NAME
-from .client import StderrTail, Transport, describe_exit
 from .hostkeys import RefuseUnknownHost, fingerprint, known_hosts_path, load_known_hosts
+from .transport import StderrTail, Transport, describe_exit
 
 PREAMBLE = b"edgeort-worker "
 # The window the host grants the board: twice paramiko's 2 MiB default, so large tensors stream back without

@@ -19,8 +19,9 @@ from onnx import TensorProto, helper
 
 from pytest_edgeort.board import wire
 from pytest_edgeort.devices.artifact import WORKER_BYTES, WORKER_NAME
-from pytest_edgeort.devices.client import LocalTransport, StderrTail, WorkerClient, WorkerDied
-from pytest_edgeort.devices.local import worker_command
+from pytest_edgeort.devices.client import WorkerClient, WorkerDied
+from pytest_edgeort.devices.localworker import worker_command
+from pytest_edgeort.devices.transport import LocalTransport, StderrTail
 from tests.support.runs import MATCH_TEST, require_qnn
 
 require_qnn()

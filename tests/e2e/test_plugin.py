@@ -401,9 +401,10 @@ def test_a_worker_started_for_deselected_edge_tests_stops_before_the_tests(pytes
         RUN_WORKERS
         + """
 import time
+from pytest_edgeort.devices.localworker import workdir_of
 
 def pytest_collection_modifyitems(config):  # before the plugin's (trylast): the worker has recorded itself
-    workdir = edge_run(config).registry.connected["local"].workdir
+    workdir = workdir_of(edge_run(config).registry.inventory["local"])
     config._records = [workdir / "workers" / f"{pid}.json" for pid in run_workers(config)]
     deadline = time.monotonic() + 30
     while not all(r.exists() for r in config._records) and time.monotonic() < deadline:
@@ -422,6 +423,43 @@ def pytest_terminal_summary(terminalreporter, config):
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["started 1; after collection: workers 0, records 0"])
     result.stdout.no_fnmatch_line("*edgeort device*")
+
+
+def test_a_command_that_ran_edge_tests_starts_its_worker_before_collecting_next_time(pytester, model_dir):
+    """The second run of the same command starts the local worker at configure time, before collection, and greets
+    that worker; once the command's tests hold no edge test, its next run starts one and stops it after collection,
+    and the run after that starts none (``.edgeort-cache/ahead.json``, git-ignored)."""
+    pytester.makeconftest(
+        RUN_WORKERS
+        + """
+SEEN = {}
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session):
+    SEEN["before"] = run_workers(session.config)
+
+def pytest_collection_finish(session):
+    SEEN["after"] = run_workers(session.config)
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session):
+    SEEN["used"] = [c.pid for d in edge_run(session.config).devices.values() for c in d.clients.values()]
+
+def pytest_terminal_summary(terminalreporter):
+    before, after, used = SEEN["before"], SEEN["after"], SEEN["used"]
+    greeted = bool(before) and before == used
+    terminalreporter.write_line(f"before collection {len(before)}, after {len(after)}, greeted: {greeted}")
+"""
+    )
+    pytester.makepyfile(test_it=QUICK_TEST.format(models=model_dir))
+    run(pytester).stdout.fnmatch_lines(["before collection 0, after 1, greeted: False"])
+    result = run(pytester)
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["before collection 1, after 1, greeted: True"])
+    assert (pytester.path / ".edgeort-cache" / ".gitignore").read_text().endswith("*\n")
+    pytester.makepyfile(test_it="def test_plain():\n    pass\n")
+    run(pytester).stdout.fnmatch_lines(["before collection 1, after 0, greeted: False"])
+    run(pytester).stdout.fnmatch_lines(["before collection 0, after 0, greeted: False"])
 
 
 def test_worker_killed_mid_run_errors_that_test_and_next_one_recovers(pytester, model_dir):

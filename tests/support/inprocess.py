@@ -12,8 +12,8 @@ from typing import Any, Callable, Optional, Sequence
 from pytest_edgeort.board import wire, worker
 from pytest_edgeort.config.kinds import DeviceKind, pick
 from pytest_edgeort.devices.boardlock import LOCK_GROUP
-from pytest_edgeort.devices.client import StderrTail, Transport
 from pytest_edgeort.devices.local import LocalDevice
+from pytest_edgeort.devices.transport import StderrTail, Transport
 
 Start = Callable[[str, bool, Any, Callable[[Sequence[Any]], None]], int]  # the signature of worker.start
 

@@ -51,6 +51,7 @@ WIRING = {
     "pytest_edgeort.results",
     "pytest_edgeort.run",
     "pytest_edgeort.signals",
+    "pytest_edgeort.starthint",  # (a run reads which devices to start before collecting)
     "pytest_edgeort.xdist",
 }
 

@@ -17,9 +17,10 @@ from hypothesis.extra import numpy as hnp
 
 from pytest_edgeort.board import wire
 from pytest_edgeort.devices.artifact import PACKAGE, WORKER_NAME
-from pytest_edgeort.devices.client import LocalTransport, WorkerClient, WorkerDied, WorkerError
-from pytest_edgeort.devices.local import worker_command
+from pytest_edgeort.devices.client import WorkerClient, WorkerDied, WorkerError
+from pytest_edgeort.devices.localworker import worker_command
 from pytest_edgeort.devices.replies import outputs_bound
+from pytest_edgeort.devices.transport import LocalTransport
 from pytest_edgeort.model.info import model_info
 from pytest_edgeort.model.inputs import generate_inputs
 

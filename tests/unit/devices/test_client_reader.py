@@ -9,8 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_edgeort.board import wire
-from pytest_edgeort.devices.client import Request, StderrTail, Transport, WorkerClient
+from pytest_edgeort.devices.client import Request, WorkerClient
 from pytest_edgeort.devices.replies import within
+from pytest_edgeort.devices.transport import StderrTail, Transport
 
 
 class Pieces(Transport):
