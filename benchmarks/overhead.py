@@ -15,6 +15,9 @@ run of each command), as an installed package has it: pip byte-compiles what it 
 that sets ``PYTHONDONTWRITEBYTECODE`` (this one does) would otherwise time compiling the plugin's and the test
 files' sources on every run.
 
+The untimed first run of each command also leaves the plugin's start hint (``.edgeort-cache/ahead.json``: the devices a
+command ran edge tests on, whose workers its next run starts before collecting), as a project's earlier runs of the
+command do; the column "no hint" deletes it before each of its runs, as a command's first run (a fresh clone in CI).
 The target (plugin within 1.05x, issue 21) is edgeort / pytest: the cost the plugin adds to a pytest run, judged by
 the median of the rounds' ratios (a round runs every command once, back to back, so its ratio sees one phase of the
 machine's speed; the ratio of the medians is printed next to it). The
@@ -45,6 +48,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from pytest_edgeort.run import CACHE_DIR
+from pytest_edgeort.starthint import FILE as HINT_FILE
 from tests.support.models import conv_matmul_qdq  # (same small u8 QDQ conv/matmul model as the tests)
 
 PLAIN = """
@@ -215,6 +220,7 @@ def main() -> None:
             "edgeort": pytest_cmd + [f"test_edgeort_{args.n}.py"],
             "pytest-1": pytest_cmd + ["test_hand_1.py"],
             "edgeort-1": pytest_cmd + ["test_edgeort_1.py"],
+            "edgeort-first": pytest_cmd + [f"test_edgeort_{args.n}.py"],  # run without the command's start hint
             "unrelated": pytest_cmd + ["test_unrelated.py"],
             "unrelated-without": pytest_cmd + ["-p", "no:edgeort", "test_unrelated.py"],
         }
@@ -227,11 +233,18 @@ def main() -> None:
         times: dict = {name: [] for name in commands}
         for _ in range(args.repeats):
             for name, cmd in commands.items():
+                if name == "edgeort-first":  # as a command's first run: no hint to start its worker before collecting
+                    (folder / CACHE_DIR / HINT_FILE).unlink(missing_ok=True)
                 times[name].append(timed(cmd, folder, env))
         phased = [name for name in PHASED if name in commands] if args.n > 10 else []
         split = {name: phases(commands[name], folder, env) for name in phased}
     med = {name: statistics.median(t) for name, t in times.items()}
-    labels = {"plain": "plain onnxruntime script", "pytest": "hand-written pytest + ORT", "edgeort": "pytest-edgeort"}
+    labels = {
+        "plain": "plain onnxruntime script",
+        "pytest": "hand-written pytest + ORT",
+        "edgeort": "pytest-edgeort",
+        "edgeort-first": "pytest-edgeort, no hint",
+    }
     if "baseline" in times:
         labels["baseline"] = "pytest-edgeort, --baseline"
     print(
@@ -253,6 +266,11 @@ def main() -> None:
         f"(edgeort's median against {min(times['pytest']):.3f} s)"
     )
     print(f"  ratio edgeort / plain script       : {med['edgeort'] / med['plain']:5.2f}x  (includes pytest itself)")
+    first = statistics.median(e / h for e, h in zip(times["edgeort-first"], times["pytest"]))
+    print(
+        f"  ratio edgeort without the start hint / hand-written pytest: {first:5.2f}x, median of the rounds' ratios "
+        "(a command's first run: its worker starts when collection finds the first edge test)"
+    )
     if args.n > 1:  # a run of 1 comparison is the fixed cost; the rest divided by n - 1 is the cost of one more
         per = {name: (med[name] - med[f"{name}-1"]) / (args.n - 1) for name in ("pytest", "edgeort")}
         print(
