@@ -6,7 +6,7 @@ the run state, the fixtures); what collects suites or the op matrix is imported 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -53,9 +53,11 @@ def pytest_configure(config: pytest.Config) -> None:
             run.registry.start_ahead(name)
 
 
-def _device_kinds(config: pytest.Config) -> Tuple[Dict[str, DeviceKind], MakeDevice]:
-    """The run's device-kind table (built-in rows plus plugins' ones) and its device factory (the
-    ``pytest_edgeort_make_device`` hook); UsageError (one line) when two rows share a name."""
+def _device_kinds(config: pytest.Config) -> Tuple[Dict[str, DeviceKind], MakeDevice, Callable[[], bool]]:
+    """The run's device-kind table (built-in rows plus plugins' ones), its device factory (the
+    ``pytest_edgeort_make_device`` hook) and whether a plugin or conftest implements that hook (then the rows'
+    ``starts_ahead`` start nothing: the device it builds may start its workers its own way); UsageError (one line)
+    when two rows share a name."""
     try:
         kinds = kind_table(config.hook.pytest_edgeort_device_kinds())
     except ValueError as exc:
@@ -64,7 +66,10 @@ def _device_kinds(config: pytest.Config) -> Tuple[Dict[str, DeviceKind], MakeDev
     def make(device_config: DeviceConfig, kind: DeviceKind) -> Any:
         return config.hook.pytest_edgeort_make_device(device_config=device_config, kind=kind)
 
-    return kinds, make
+    def builds_own() -> bool:  # (asked when it matters: a conftest below the rootdir loads during collection)
+        return len(config.hook.pytest_edgeort_make_device.get_hookimpls()) > 1
+
+    return kinds, make, builds_own
 
 
 @pytest.hookimpl(trylast=True)

@@ -50,10 +50,12 @@ class DeviceRegistry:
         dist: Optional[str] = None,
         kinds: Mapping[str, DeviceKind] = BUILTIN_KINDS,
         make: MakeDevice = make_device,
+        builds_own: Callable[[], bool] = lambda: False,
     ) -> None:
         self.options = options
         self.kinds = kinds
         self.make = make
+        self.builds_own = builds_own  # a plugin's make_device hook builds devices: kinds' starts_ahead start nothing
         self.notify = notify
         self.run_id = run_id  # the board locks' run: xdist's testrunuid, shared by the workers of one run
         self.dist = dist  # an xdist worker: the run's --dist mode
@@ -128,17 +130,21 @@ class DeviceRegistry:
         device.sharers = 1 if self.kinds[config.kind].uses_lock(config.lock) else pytest_processes()
         device.lock_owner = lock_owner(self.run_id, self.dist)
         device.probe_backends = self.probes.get(name)
-        if name in self.ahead:
-            device.adopt(self.ahead.pop(name))
+        if name in self.ahead:  # (a device a plugin built may start its workers its own way: not this one)
+            transport = self.ahead.pop(name)
+            if self.builds_own():
+                transport.terminate()
+            else:
+                device.adopt(transport)
         self.connected[name] = device
         return device
 
     def start_ahead(self, name: str) -> None:
         """Start device ``name``'s worker now, without building the device, where its kind's row has ``starts_ahead``
         (a local worker loads while pytest collects) and no board lock comes first; nothing for a device already
-        built or started, one the inventory lacks, or a malformed inventory (the run reports that). A worker that
-        cannot start is left to the first use, which says why."""
-        if name in self.connected or name in self.ahead or name in self.unreachable:
+        built or started, one the inventory lacks, a malformed inventory (the run reports that), or when a plugin
+        builds devices itself. A worker that cannot start is left to the first use, which says why."""
+        if name in self.connected or name in self.ahead or name in self.unreachable or self.builds_own():
             return
         try:
             config = self.inventory.get(name)
@@ -265,10 +271,11 @@ class EdgeRun:
         dist: Optional[str] = None,
         kinds: Mapping[str, DeviceKind] = BUILTIN_KINDS,
         make: MakeDevice = make_device,
+        builds_own: Callable[[], bool] = lambda: False,
     ) -> None:
         self.options = options
         self.rootdir = rootdir
-        self.registry = DeviceRegistry(options, notify, run_id or uuid.uuid4().hex, dist, kinds, make)
+        self.registry = DeviceRegistry(options, notify, run_id or uuid.uuid4().hex, dist, kinds, make, builds_own)
         self.cache = SessionCache(self.registry)
         self.results = RunResults()
         self._closing: Optional[Future[None]] = None  # see stop_workers_ahead

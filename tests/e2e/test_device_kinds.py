@@ -51,9 +51,10 @@ def test_a_make_device_hook_builds_a_built_in_kind_its_own_way(pytester, model_d
     pytester.makeconftest(MAKE_PLUGIN)
     pytester.makefile(".toml", **{"edge-devices": f'[devices.local]\nworkdir = "{pytester.path}/w"\n'})
     pytester.makepyfile(SESSION_TEST.format(model=model_dir / "conv_matmul_qdq.onnx", kind="local"))
-    result = run(pytester, "-v")
-    result.stdout.fnmatch_lines(["*test_matches_cpu[[]local-cpu[]] PASSED*"])
-    result.assert_outcomes(passed=1)
+    for _ in range(2):  # the second run with the command's start hint: the run starts no worker of its own either
+        result = run(pytester, "-v")
+        result.stdout.fnmatch_lines(["*test_matches_cpu[[]local-cpu[]] PASSED*"])
+        result.assert_outcomes(passed=1)
 
 
 @pytest.mark.parametrize("with_plugin", [False, True], ids=["without the plugin", "with it"])
