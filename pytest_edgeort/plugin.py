@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from .config.inventory import DeviceConfig
 
 
+_STARTS_WORKERS = pytest.StashKey[bool]()  # whether this process starts workers ahead (see _starts_workers)
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     pluginmanager.add_hookspecs(hookspec)
 
@@ -46,6 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(ResultRelay(run), "edgeort-results")
     role.register(config, run)
     config.pluginmanager.register(fixtures, "edgeort-fixtures")
+    config.stash[_STARTS_WORKERS] = role.collects and not config.option.collectonly
     if _starts_workers(config):  # the devices this command last ran edge items on start now (:mod:`.starthint`)
         from .starthint import command_key, last_devices
 
@@ -109,7 +113,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 def _starts_workers(config: pytest.Config) -> bool:
     """Whether this process starts workers ahead: it runs the tests it collects (not ``--collect-only``, not the
     xdist controller)."""
-    return role_of(config).collects and not config.option.collectonly
+    return config.stash.get(_STARTS_WORKERS, False)
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:
