@@ -236,12 +236,18 @@ BUILTIN_KINDS: Dict[str, DeviceKind] = {
 
 def kind_table(extra: Iterable[Iterable[DeviceKind]] = ()) -> Dict[str, DeviceKind]:
     """The built-in kinds plus those plugins add (the results of ``pytest_edgeort_device_kinds``);
-    ValueError (one line) when two rows share a name."""
+    ValueError (one line) when two rows share a name, or a row's ``starts_ahead`` is no function."""
     table = dict(BUILTIN_KINDS)
     for kinds in extra:
         for kind in kinds:
             if kind.name in table:
                 raise ValueError(f"device kind {kind.name!r} is defined twice (a plugin's pytest_edgeort_device_kinds)")
+            ahead = kind.starts_ahead
+            if ahead is not None and not (isinstance(ahead, str) and ":" in ahead or callable(ahead)):
+                raise ValueError(
+                    f"device kind {kind.name!r}: starts_ahead must be a function (DeviceConfig, run id) -> transport "
+                    f'or "module:attribute", got {ahead!r}'
+                )
             table[kind.name] = kind
     return table
 

@@ -94,6 +94,14 @@ def test_two_rows_with_one_name_are_refused():
         kind_table([[DeviceKind("ssh", "x:y", {})]])
 
 
+def test_a_row_whose_starts_ahead_is_no_function_is_refused():
+    """(It was a flag before session 20: a plugin's row saying ``starts_ahead=True`` gets one line, not a TypeError
+    at the first collected item.)"""
+    with pytest.raises(ValueError, match=r"^device kind 'bench': starts_ahead must be a function .* got True$"):
+        kind_table([[DeviceKind("bench", "x:y", {}, starts_ahead=True)]])
+    assert kind_table([[DeviceKind("bench", "x:y", {}, starts_ahead="m:start")]])["bench"].starts_ahead == "m:start"
+
+
 def test_the_factory_of_the_row_builds_the_device(tmp_path):
     config = DeviceConfig("local", workdir=str(tmp_path))
     device = make_device(config)
