@@ -1,7 +1,7 @@
 """Which devices a pytest command starts before collection: those its last run had edge items on.
 
 A local worker takes ~150 ms to load numpy and onnxruntime. Started when collection finds the first edge item, it
-overlaps only what pytest does after that; started at ``pytest_sessionstart`` it overlaps the whole collection. The
+overlaps only what pytest does after that; started at ``pytest_configure`` it overlaps the whole collection. The
 devices the same command (its directory and arguments) last ran edge items on are kept in
 ``<rootdir>/.edgeort-cache/ahead.json`` (the latest :data:`KEEP` commands), and the run starts those whose kind can
 start ahead before collecting. A wrong guess (the tests changed) costs a worker started and stopped when collection

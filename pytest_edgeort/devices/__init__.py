@@ -1,8 +1,8 @@
 """Devices and the sessions on them; this module holds only the factory for inventory entries.
 
 The factory goes through the device-kind table (:mod:`pytest_edgeort.config.kinds`): a row names its
-device class as ``"module:attribute"``, imported when a device of that kind is first built, so importing
-this package (the plugin does) loads neither numpy nor fabric.
+device class (and its worker start, ``starts_ahead``) as ``"module:attribute"``, imported when first used, so
+importing this package (the plugin does) loads neither numpy nor fabric.
 """
 
 from __future__ import annotations
