@@ -91,11 +91,19 @@ _MARKER_KEY = pytest.StashKey[Optional[ModelMarker]]()
 
 
 def resolved_marker(node: pytest.Item, run: EdgeRun) -> Optional[ModelMarker]:
-    """``edge_model`` of ``node`` (None when absent), once per test: with ``suite=``, the suite's model and float
-    model as the suite runs them; a missing package skips, any other problem fails, in one line."""
-    if _MARKER_KEY not in node.stash:
+    """``edge_model`` of ``node`` (None when absent), once per test, and once per run for the tests of one folder
+    that share the mark (a parametrized test's instances): with ``suite=``, the suite's model and float model as
+    the suite runs them; a missing package skips, any other problem fails, in one line (naming each test)."""
+    if _MARKER_KEY in node.stash:
+        return node.stash[_MARKER_KEY]
+    mark = node.get_closest_marker("edge_model")
+    key = (id(mark), node.path.parent)
+    known = run.markers.get(key)
+    if known is not None and known[0] is mark:
+        marker = known[1]
+    else:
         with outcome_of(EdgeError, ValueError, run=run, skip=(MissingPackage,)):
-            marker = model_marker(node)
+            marker = model_marker(node, mark)
         if marker is not None and marker.suite is not None:  # (a marker test without one never loads the suites)
             from .config.suite import load_suite
             from .items.prepared import suite_model_files
@@ -105,8 +113,9 @@ def resolved_marker(node: pytest.Item, run: EdgeRun) -> Optional[ModelMarker]:
                 files = suite_model_files(load_suite(marker.suite), run.rootdir / CACHE_DIR)
                 float_model = marker.float_model or files.float_model
                 marker = replace(marker, model=files.model, name=files.name, float_model=float_model)
-        node.stash[_MARKER_KEY] = marker
-    return node.stash[_MARKER_KEY]
+        run.markers[key] = (mark, marker)
+    node.stash[_MARKER_KEY] = marker
+    return marker
 
 
 @pytest.fixture
@@ -117,9 +126,7 @@ def edge_session(_edge_target: BoundTarget) -> EdgeSession:
     marker = required_marker(item, edge_run_state)
     options = {**marker.options, **providers_marker(item).options}
     session = _marker_session(edge_run_state, _edge_target.device, _edge_target.provider, marker, options)
-    from .reporting.schema import CheckRecord
-
-    record_provenance(item, CheckRecord.from_session(item.nodeid, "test", session.provenance()))
+    record_provenance(item, session.provenance())
     return session
 
 
@@ -130,7 +137,8 @@ def _marker_session(
     fix_shapes``); a dynamic input on QNN that the plugin must generate (no ``inputs=``) fails with how to fix
     it, before QNN's "took none of the nodes"."""
     model = _shaped_model(run, marker)
-    if resolve_provider(provider).ep_name == "QNNExecutionProvider" and marker.inputs is None:
+    qnn = resolve_provider(provider).ep_name == "QNNExecutionProvider"
+    if qnn and marker.inputs is None and model not in run.static_models:
         from .model.info import model_info
         from .model.inputs import static_shape
 
@@ -138,6 +146,7 @@ def _marker_session(
             info = model_info(model)
             for tensor in info.inputs:
                 static_shape(info, tensor)
+        run.static_models.add(model)
     return open_session(run, device, model, provider, options, name=marker.source)
 
 

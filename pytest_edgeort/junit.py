@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Tuple
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Tuple, Union
 
 import pytest
 
@@ -39,9 +39,11 @@ def record_identity(item: pytest.Item, target: Tuple[str, str]) -> None:
     _add(item, zip(("edge_device", "edge_provider"), target))
 
 
-def record_provenance(item: pytest.Item, record: CheckRecord) -> None:
-    """``edge_model``, ``edge_model_sha256``, versions and platform of ``record`` (each once, where known)."""
-    _add(item, ((name, getattr(record, key)) for name, key in PROVENANCE_KEYS.items()))
+def record_provenance(item: pytest.Item, facts: Union[CheckRecord, Mapping[str, Any]]) -> None:
+    """``edge_model``, ``edge_model_sha256``, versions and platform of a record, or of a session's ``provenance()``
+    (each once, where known)."""
+    known = facts if isinstance(facts, Mapping) else vars(facts)
+    _add(item, ((name, known.get(key)) for name, key in PROVENANCE_KEYS.items()))
 
 
 def record_error(item: pytest.Item, line: str) -> None:

@@ -100,9 +100,10 @@ def _resolve(node: pytest.Item, value: Any) -> Path:
     return rooted if rooted.exists() else here
 
 
-def model_marker(node: pytest.Item) -> Optional[ModelMarker]:
-    """The closest ``edge_model`` marker of ``node``, validated; None when absent."""
-    mark = node.get_closest_marker("edge_model")
+def model_marker(node: pytest.Item, mark: Optional[pytest.Mark] = None) -> Optional[ModelMarker]:
+    """The closest ``edge_model`` marker of ``node`` (or ``mark``, that marker found already), validated; None when
+    absent."""
+    mark = node.get_closest_marker("edge_model") if mark is None else mark
     if mark is None:
         return None
     if len(mark.args) != (0 if "suite" in mark.kwargs else 1):

@@ -280,6 +280,11 @@ class EdgeRun:
         self.results = RunResults()
         self._closing: Optional[Future[None]] = None  # see stop_workers_ahead
         self.usage_errors: List[str] = []  # raised once collection is done, as one clean line
+        # what the fixtures work out once per run, not per test: ``edge_model`` marks resolved, by (id of the mark,
+        # the test's folder) with the mark itself (an id is only unique while its object lives), and the models
+        # whose inputs have a static shape
+        self.markers: Dict[Tuple[int, Path], Tuple[Any, Any]] = {}
+        self.static_models: Set[Path] = set()
 
     def device_names(self) -> Tuple[str, ...]:
         """The selected devices, validated against the inventory."""

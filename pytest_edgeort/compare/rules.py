@@ -1,5 +1,6 @@
 """The tolerance rules, each a check on one output's errors: it appends its failures, its statistics
-and the smallest value of its key that would have passed (``OutputComparison.smallest_passing``)."""
+and the smallest value of its key that would have passed (``OutputComparison.smallest_passing``). They run inside
+:func:`~.engine.compare_output`, with numpy's floating-point warnings off (non-finite values are handled here)."""
 
 from __future__ import annotations
 
@@ -34,9 +35,8 @@ def check_systematic(
     """``bias_lsb`` and ``gain`` on the signed error in LSB (groups per head of ``layout``; 0 where ``both`` is
     False, None: every element is finite on both sides); on failure, name the error's pattern."""
     unit = lsb_size or 1.0
-    with np.errstate(invalid="ignore", over="ignore"):
-        signed = metrics.snap(metrics.zero_outside((af - ef) / unit, both))
-        e_units = metrics.zero_outside(ef / unit, both)
+    signed = metrics.snap(metrics.zero_outside((af - ef) / unit, both))
+    e_units = metrics.zero_outside(ef / unit, both)
     worst = _check_bias(res, tol, signed, lsb_size, layout) if tol.bias_lsb is not None else None
     if tol.gain is not None:
         _check_gain(res, tol, signed, e_units, "LSB" if lsb_size else "")
@@ -167,13 +167,12 @@ def _smallest_bound(
     """Smallest value of ``key`` (lsb, atol or rtol), other rules unchanged, that leaves at most
     ``allowed`` elements of ``err`` outside the bound."""
     covered = err <= _bound(_bounds(tol, **{key: None}), mag, lsb_size)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        if key == "lsb":
-            need = err / lsb_size
-        elif key == "atol":
-            need = err - (tol.rtol or 0.0) * mag
-        else:
-            need = np.where(err == 0, 0.0, err / mag)
+    if key == "lsb":
+        need = err / lsb_size
+    elif key == "atol":
+        need = err - (tol.rtol or 0.0) * mag
+    else:
+        need = np.where(err == 0, 0.0, err / mag)
     need = np.where(covered, 0.0, need)
     value = metrics.kth_largest(need.reshape(-1), allowed)
     if not math.isfinite(value):
@@ -282,8 +281,7 @@ def check_vs_float(
     bf = baseline.astype(np.float64)
     rng = metrics.float_range(bf)
     slack = tol.vs_float * rng
-    with np.errstate(invalid="ignore"):
-        ep_err, ref_err = np.abs(af - bf), np.abs(ef - bf)
+    ep_err, ref_err = np.abs(af - bf), np.abs(ef - bf)
     ok_nan = np.isnan(ep_err) & np.isnan(ref_err)
     ep_c = np.where(ok_nan, 0.0, np.nan_to_num(ep_err, nan=math.inf))
     ref_c = np.where(ok_nan, 0.0, np.nan_to_num(ref_err, nan=0.0))

@@ -88,6 +88,7 @@ class EdgeSession:
         self.cpu_fallback = cpu_fallback
         self.name: Union[Path, str] = model.path
         self.origins = Origins()  # which feed made the outputs the test holds (see inputs_of)
+        self._provenance: Optional[Tuple[Tuple[Any, ...], Dict[str, Any]]] = None  # (what it was made from, facts)
         self._on_create = on_create
         self._live = _Live()
         self._open()
@@ -139,14 +140,25 @@ class EdgeSession:
         return self.spec.simulated(self.device.describe())
 
     def provenance(self) -> Dict[str, Any]:
-        """Facts to record with every result from this session."""
-        caps = self.device.describe()
-        made = self._backend.facts if self._backend else {}
+        """Facts to record with every result from this session (a test asks twice: worked out again only when the
+        backend, its placement, the device's report or the session's name is another)."""
+        caps, backend, placement = self.device.describe(), self._backend, self.placement
+        known = self._provenance
+        if known is not None:
+            (was_caps, was_backend, was_placement, was_name), facts = known
+            if was_caps is caps and was_backend is backend and was_placement is placement and was_name == self.name:
+                return dict(facts)
+        facts = self._facts(caps, backend)
+        self._provenance = ((caps, backend, placement, self.name), facts)
+        return dict(facts)
+
+    def _facts(self, caps: Mapping[str, Any], backend: Optional[SessionBackend]) -> Dict[str, Any]:
+        made = backend.facts if backend else {}
         return {
             "device": self.device.name,
             "provider": self.spec.alias,
             "ep": self.spec.ep_name,
-            "ep_api": self._backend.api if self._backend else None,
+            "ep_api": backend.api if backend else None,
             "provider_options": dict(self.options),
             "cpu_fallback": self.cpu_fallback,
             "offload_graph_io_quantization": made.get("offload_graph_io_quantization"),

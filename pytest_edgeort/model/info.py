@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -51,7 +51,12 @@ class TensorInfo:
     @property
     def is_static(self) -> bool:
         """True when every dimension is a number; a zero-length one (an empty ``axes`` input) is static too."""
-        return all(isinstance(d, int) and d >= 0 for d in self.shape)
+        return self.static_dims is not None
+
+    @cached_property
+    def static_dims(self) -> Optional[Tuple[int, ...]]:
+        """The shape as numbers where it is static, else None (worked out once: every run checks its feed)."""
+        return tuple(int(d) for d in self.shape) if all(isinstance(d, int) and d >= 0 for d in self.shape) else None
 
 
 @dataclass(frozen=True)

@@ -42,8 +42,8 @@ def static_shape(
     """The concrete shape of an input, or an InputError telling how to fix a dynamic one."""
     if shapes and tensor.name in shapes:
         return tuple(int(d) for d in shapes[tensor.name])
-    if tensor.is_static:
-        return tuple(int(d) for d in tensor.shape)
+    if tensor.static_dims is not None:
+        return tensor.static_dims
     dynamic = [d for d in tensor.shape if not isinstance(d, int)]
     name = next((d for d in dynamic if isinstance(d, str) and d != "?"), None)
     if name:
@@ -196,8 +196,8 @@ def check_feed(
         array = np.asarray(feed[name])
         if array.dtype != np.dtype(tensor.dtype):
             raise InputError(f"{source}: input {name!r} has dtype {array.dtype}, the model wants {tensor.dtype}")
-        want = static_shape(model, tensor, shapes) if (tensor.is_static or (shapes and name in shapes)) else None
-        if want is not None and tuple(array.shape) != want:
+        want = static_shape(model, tensor, shapes) if shapes and name in shapes else tensor.static_dims
+        if want is not None and array.shape != want:
             raise InputError(f"{source}: input {name!r} has shape {list(array.shape)}, the model wants {list(want)}")
         out[name] = array
     return out
