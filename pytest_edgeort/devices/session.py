@@ -147,10 +147,10 @@ class EdgeSession:
         if known is not None:
             (was_caps, was_backend, was_placement, was_name), facts = known
             if was_caps is caps and was_backend is backend and was_placement is placement and was_name == self.name:
-                return dict(facts)
+                return _copied(facts)
         facts = self._facts(caps, backend)
         self._provenance = ((caps, backend, placement, self.name), facts)
-        return dict(facts)
+        return _copied(facts)
 
     def _facts(self, caps: Mapping[str, Any], backend: Optional[SessionBackend]) -> Dict[str, Any]:
         made = backend.facts if backend else {}
@@ -442,6 +442,16 @@ class EdgeSession:
 
     def __repr__(self) -> str:
         return f"<EdgeSession {self.label} fallback={'on' if self.cpu_fallback else 'off'}>"
+
+
+def _copied(facts: Mapping[str, Any]) -> Dict[str, Any]:
+    """``facts`` (a session's provenance) as a caller may change them: its own dicts of options and placement."""
+    placement = facts["placement"]
+    return {
+        **facts,
+        "provider_options": dict(facts["provider_options"]),
+        "placement": None if placement is None else {ep: dict(ops) for ep, ops in placement.items()},
+    }
 
 
 def _fp16_needs_soc(session: EdgeSession, error: str) -> Optional[str]:

@@ -123,3 +123,45 @@ def test_plain():
     result.stdout.fnmatch_lines(["*edge_model(suite='no_such_suite'): no edge_suite.toml in *no_such_suite*"])
     records = json.loads((pytester.path / "r.json").read_text())["results"]
     assert [(r["check"], r["passed"]) for r in records] == [("test", False)]
+
+
+def test_one_mark_shared_by_tests_in_two_folders_opens_each_folders_own_model(pytester, model_dir):
+    """A relative ``edge_model`` path names a file beside each test, also where one mark object serves tests in
+    several folders (a helper module's mark): each folder's own model, and a mistake in a shared mark fails every
+    test that uses it, each named in its own line."""
+    for folder, model in (("a", "conv_matmul_qdq.onnx"), ("b", "conv_matmul_qdq_wrong.onnx")):
+        (pytester.path / folder).mkdir()
+        shutil.copyfile(model_dir / model, pytester.path / folder / "model.onnx")
+    (pytester.path / "shared_marks.py").write_text(
+        "import pytest\n\n"
+        'MODEL = pytest.mark.edge_model("model.onnx")\n'
+        'TYPO = pytest.mark.edge_model("model.onnx", refrence="cpu")\n'
+    )
+    test = """
+from pathlib import Path
+
+import pytest
+from shared_marks import MODEL, TYPO
+
+@MODEL
+@pytest.mark.edge_providers("cpu")
+@pytest.mark.parametrize("i", range(2))
+def test_model_beside_it(i, edge_session):
+    assert edge_session.model.path == Path(__file__).parent / "model.onnx"
+
+@TYPO
+@pytest.mark.edge_providers("cpu")
+@pytest.mark.parametrize("i", range(2))
+def test_typo(i, edge_session):
+    pass
+"""
+    (pytester.path / "a" / "test_in_a.py").write_text(test)
+    (pytester.path / "b" / "test_in_b.py").write_text(test)
+    pytester.syspathinsert()
+    result = run(pytester)
+    result.assert_outcomes(passed=4, errors=4)
+    for folder in ("a", "b"):
+        for i in range(2):
+            result.stdout.fnmatch_lines(
+                [f"*{folder}/test_in_{folder}.py::test_typo[[]*{i}*[]]: edge_model got unknown argument 'refrence'*"]
+            )
