@@ -174,7 +174,8 @@ class DeviceRegistry:
 
     def facts(self) -> Dict[str, Dict[str, Any]]:
         """What each connected device has found out about itself (versions, board lock waits)."""
-        return {name: device.facts() for name, device in self.connected.items() if device.facts() is not None}
+        found = {name: device.facts() for name, device in self.connected.items()}
+        return {name: facts for name, facts in found.items() if facts is not None}
 
     def close(self) -> None:
         """Stop every device's workers, and those started ahead for devices never built."""
