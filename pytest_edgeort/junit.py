@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Iterable, Mapping, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Mapping, Tuple, Union
 
 import pytest
 
@@ -66,14 +66,18 @@ def record_metrics(item: pytest.Item, record: CheckRecord) -> None:
     from .reporting.schema import number
 
     properties = item.user_properties
+    index: Dict[str, int] = {}  # where each property is first: one pass, not one per metric
+    for i, (have, _) in enumerate(properties):
+        index.setdefault(have, i)
     for out in record.outputs:
         for key, larger_is_worse in METRICS.items():
             value = number(out.get(key))
             if value is None:
                 continue
             name, text = f"edge_{out.get('name')}_{key}", f"{value:.6g}"
-            at = next((i for i, (have, _) in enumerate(properties) if have == name), None)
+            at = index.get(name)
             if at is None:
+                index[name] = len(properties)
                 properties.append((name, text))
             elif _badness(value, larger_is_worse) > _badness(float(properties[at][1]), larger_is_worse):
                 properties[at] = (name, text)

@@ -51,7 +51,8 @@ class ResultRelay:
         target = item_target(item)
         broken_suite = item.stash.get(BROKEN_SUITE_KEY, None)
         if target is not None:  # plain data on the report: pytest-xdist ships it to the controller
-            record_identity(item, (target.device, target.provider))
+            if report.when == "setup":  # (every test's first report, also one that fails or skips there)
+                record_identity(item, (target.device, target.provider))
             if report.when == "teardown" and "edge_model_sha256" not in {name for name, _ in item.user_properties}:
                 # no session recorded it (failed or skipped before one): what is known, on the report
                 # junitxml writes the properties from

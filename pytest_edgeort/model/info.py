@@ -91,6 +91,11 @@ class ModelInfo:
     output_op: Dict[str, str] = field(default_factory=dict)  # the op computing it, behind Q/DQ and reshapes
     io_quantization: Dict[str, int] = field(default_factory=dict)  # graph-I/O (de)quantizing nodes by op type
 
+    @cached_property
+    def input_tensors(self) -> Dict[str, TensorInfo]:
+        """The graph inputs by name (worked out once: every run checks its feed against them)."""
+        return {tensor.name: tensor for tensor in self.inputs}
+
     @property
     def cache_id(self) -> str:
         """The model's identity in a device's cache: its sha256, or for a model with external data a

@@ -180,11 +180,11 @@ def check_feed(
     model: ModelInfo, feed: Mapping[str, np.ndarray], source: str, shapes: Optional[Mapping[str, Sequence[int]]] = None
 ) -> Feed:
     """Check names, dtypes and shapes of a feed against the model; return it as a plain dict."""
-    expected = {t.name: t for t in model.inputs}
+    expected = model.input_tensors
     feed = named_arrays(feed, source, "the feed", list(expected))
-    missing = sorted(set(expected) - set(feed))
-    extra = sorted(set(feed) - set(expected))
-    if missing or extra:
+    if feed.keys() != expected.keys():
+        missing = sorted(set(expected) - set(feed))
+        extra = sorted(set(feed) - set(expected))
         raise InputError(
             f"{source}: inputs do not match {model.path.name}"
             + (f"; missing {missing}" if missing else "")
