@@ -12,7 +12,9 @@ from pytest_edgeort.config.inventory import DeviceConfig
 from pytest_edgeort.devices.localworker import WAIT_SPIN_MS, wait_spin_s
 from pytest_edgeort.devices.transport import LocalTransport
 
-ECHO_LATE = "import sys, time; line = sys.stdin.readline(); time.sleep(float(sys.argv[1])); print(line, end='', flush=True)"
+ECHO_LATE = (
+    "import sys, time; line = sys.stdin.readline(); time.sleep(float(sys.argv[1])); print(line, end='', flush=True)"
+)
 
 
 def _echo(spin_s: float, delay: float) -> LocalTransport:
