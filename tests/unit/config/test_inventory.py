@@ -161,7 +161,7 @@ def test_the_wait_spin_applies_to_local_devices_only(tmp_path):
         "before it sleeps; 0: it sleeps at once), got -1"
     )
     assert error(tmp_path, '[devices.b]\nkind = "ssh"\nhost = "h"\nwait_spin_ms = 2\n') == (
-        f'{where} key \'wait_spin_ms\' only applies to kind = "local"'
+        f"{where} key 'wait_spin_ms' only applies to kind = \"local\""
     )
 
 
