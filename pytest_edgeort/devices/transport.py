@@ -77,6 +77,10 @@ class Transport:
         raise NotImplementedError
 
 
+#: quick waits in a row (data within ``spin_s``) before a local transport's waits poll first
+QUICK_WAITS = 2
+
+
 class LocalTransport(Transport):
     """A worker subprocess on this machine, started with ``command`` (OSError when it cannot start); ``on_end(pid)``
     runs once :meth:`terminate` has stopped it. ``spin_s``: how long a wait for the worker's reply polls before it
@@ -101,6 +105,7 @@ class LocalTransport(Transport):
             start_new_session=True,
         )
         self.spin_s = spin_s
+        self._quick = 0  # waits in a row that data ended within spin_s (see recv)
         self.description = f"local worker pid {self.proc.pid}"
         self.on_end = on_end
         self.stderr = StderrTail()
@@ -120,13 +125,19 @@ class LocalTransport(Transport):
             pass
 
     def recv(self, max_bytes: int, timeout: Optional[float]) -> bytes:
-        """As :meth:`Transport.recv`; the first ``spin_s`` seconds of the wait poll without sleeping."""
-        if self.spin_s:
-            start = time.perf_counter()
+        """As :meth:`Transport.recv`. After :data:`QUICK_WAITS` waits in a row that data ended within ``spin_s``, the
+        first ``spin_s`` of a wait polls without sleeping; a wait the poll does not cover stops it until that many
+        quick ones again (long inferences, also each after a quick reply, cost no poll). Data already there is no
+        wait."""
+        poll = self._poll.poll
+        if poll(0):
+            return os.read(self._fd, max_bytes)
+        start = time.perf_counter()
+        if self._quick >= QUICK_WAITS:
             end = start + (self.spin_s if timeout is None else min(self.spin_s, timeout))
-            poll = self._poll.poll
             while not poll(0):
                 if time.perf_counter() >= end:
+                    self._quick = 0
                     break
             else:
                 return os.read(self._fd, max_bytes)
@@ -135,6 +146,7 @@ class LocalTransport(Transport):
         ready, _, _ = select.select([self._fd], [], [], timeout)
         if not ready:
             raise TimeoutError
+        self._quick = self._quick + 1 if time.perf_counter() - start < self.spin_s else 0
         return os.read(self._fd, max_bytes)
 
     def exit_status(self) -> Optional[int]:
