@@ -7,12 +7,10 @@ HTP simulator vs CPU on the local device) runs under ``valgrind --tool=cachegrin
 and with ``--large`` tests, and (count at large - count at small) / (large - small) is what each further test costs
 the pytest process: its fixtures, ``edge_session.run``'s host side, ``edge_compare``, the records and report hooks,
 and pytest's own work per test. The worker is another process, not counted (its inference is the same code either
-way). The poll a wait for the worker's reply makes before it sleeps (``wait_spin_ms``, session 23) is turned off in
-the counted runs: its count is how long the worker took, not what the plugin does. ``--baseline DIR`` (another
-checkout, e.g. ``git worktree add /tmp/old <commit>``) is counted the same way, alternated ``--repeats`` times with
-this one, after one uncounted run of each (it writes the bytecode cache, ~10 billion instructions, the start hint and
-the EP-context cache); what still moves between repeats of one checkout (timing-dependent paths: how many reads a
-reply takes, ~+-3 %) is printed as the spread.
+way). ``--baseline DIR`` (another checkout, e.g. ``git worktree add /tmp/old <commit>``) is counted the same way,
+alternated ``--repeats`` times with this one, after one uncounted run of each (it writes the bytecode cache, ~10
+billion instructions, the start hint and the EP-context cache); what still moves between repeats of one checkout
+(timing-dependent paths: how many reads a reply takes, ~+-3 %) is printed as the spread.
 
 Needs ``valgrind`` (Debian: ``apt-get install valgrind``); a run of 250 tests takes ~1 min under it.
 
@@ -38,17 +36,8 @@ from tests.support.models import conv_matmul_qdq  # (same small u8 QDQ conv/matm
 PHASES_STUB = "NPU_RUNS = []\n"  # what the test file imports from overhead.py's phase timer
 
 
-def _knows_wait_spin(checkout: Optional[Path]) -> bool:
-    """Whether the plugin of ``checkout`` (None: this one) has the inventory key ``wait_spin_ms`` (session 23)."""
-    root = Path(__file__).resolve().parents[1] if checkout is None else checkout
-    return "wait_spin_ms" in (root / "pytest_edgeort" / "config" / "kinds.py").read_text()
-
-
 def instructions(folder: Path, tests: int, checkout: Optional[Path]) -> int:
     """Instructions valgrind counts in a pytest run of the first ``tests`` tests (the plugin from ``checkout``)."""
-    # the poll of a wait for the worker's reply would count how long the worker took, not the plugin's work
-    inventory = folder / "edge-devices.toml"
-    inventory.write_text("[devices.local]\nwait_spin_ms = 0\n" if _knows_wait_spin(checkout) else "")
     env = dict(os.environ, PYTHONHASHSEED="0", CI="true")
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")

@@ -98,11 +98,6 @@ KEYS: Dict[str, Key] = {
         "an integer >= 1 (worker processes one batch of a simulated session may use; 1: no simulator lanes)",
         lambda v: v >= 1,
     ),
-    "wait_spin_ms": Key(
-        (int, float),
-        "milliseconds >= 0 (how long a wait for a local worker's reply polls before it sleeps; 0: it sleeps at once)",
-        lambda v: v >= 0,
-    ),
     "lock": Key((bool,), "true or false"),
     "lock_timeout": Key((int, float), "a number of seconds >= 0", lambda v: v >= 0),
     "lock_file": Key((str,), "a path on the device (default <workdir>/board.lock)"),
@@ -208,7 +203,7 @@ BUILTIN_KINDS: Dict[str, DeviceKind] = {
         DeviceKind(
             "local",
             "pytest_edgeort.devices.local:LocalDevice",
-            pick(*_WORKER_KEYS, *_LOCK_KEYS, "wait_spin_ms"),
+            pick(*_WORKER_KEYS, *_LOCK_KEYS),
             starts_ahead="pytest_edgeort.devices.localworker:start_ahead",
         ),
         # a board reached over SSH, its workers started in its workdir, under the board lock

@@ -36,25 +36,6 @@ def worker_command(python: str, workdir: Path, args: Sequence[str] = ()) -> List
     return bootstrap_argv(python, str(workdir), args)
 
 
-#: how long (ms) the pytest process polls for a local worker's reply before it sleeps, where a core is free for it
-WAIT_SPIN_MS = 10.0
-
-
-def wait_spin_s(config: DeviceConfig) -> float:
-    """How long a wait for a reply of ``config``'s local worker polls before it sleeps (s): the inventory's
-    ``wait_spin_ms``, else :data:`WAIT_SPIN_MS` where this machine has a core for every pytest process and its worker
-    (0 where it has not: the poll would take a core from a worker). A pytest process that sleeps through a short
-    inference wakes on a cold core: on a 2-vCPU VM the host's work for each test took ~25 % longer after it
-    (docs/benchmarks.md, session 23). A long inference costs the wait at most this much CPU."""
-    from ..run import pytest_processes
-
-    setting = config.settings.get("wait_spin_ms")
-    if setting is not None:
-        return float(setting) / 1000
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return WAIT_SPIN_MS / 1000 if cores >= 2 * pytest_processes() else 0.0
-
-
 def start_worker(config: DeviceConfig, group: str, run: Optional[str]) -> LocalTransport:
     """Start the worker of ``group`` for ``config`` (DeviceUnavailable, one line, when it cannot start); a worker
     this process stops leaves no record of itself in the workdir (:mod:`pytest_edgeort.board.leftovers`)."""
@@ -64,7 +45,7 @@ def start_worker(config: DeviceConfig, group: str, run: Optional[str]) -> LocalT
     except EnvironmentProblem as exc:  # the worker's own check, made before the worker is put there
         raise DeviceUnavailable(f"device {config.name!r}: {worker_label(config.name, group)}: {exc}") from None
     try:
-        return LocalTransport(command, dict(config.env), partial(forget, str(workdir)), wait_spin_s(config))
+        return LocalTransport(command, dict(config.env), partial(forget, str(workdir)))
     except OSError as exc:
         raise DeviceUnavailable(
             f"device {config.name!r}: cannot start the worker with {python}: {exc.strerror or exc}"

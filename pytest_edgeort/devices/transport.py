@@ -13,7 +13,6 @@ import select
 import signal
 import subprocess
 import threading
-import time
 from typing import Any, Callable, Deque, Dict, Optional, Sequence
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
@@ -77,21 +76,15 @@ class Transport:
         raise NotImplementedError
 
 
-#: quick waits in a row (data within ``spin_s``) before a local transport's waits poll first
-QUICK_WAITS = 2
-
-
 class LocalTransport(Transport):
     """A worker subprocess on this machine, started with ``command`` (OSError when it cannot start); ``on_end(pid)``
-    runs once :meth:`terminate` has stopped it. ``spin_s``: how long a wait for the worker's reply polls before it
-    sleeps (see :func:`~.localworker.wait_spin_s`)."""
+    runs once :meth:`terminate` has stopped it."""
 
     def __init__(
         self,
         command: Sequence[str],
         env: Optional[Dict[str, str]] = None,
         on_end: Callable[[int], None] = lambda pid: None,
-        spin_s: float = 0.0,
     ) -> None:
         full_env = dict(os.environ)
         full_env.update(env or {})
@@ -104,15 +97,11 @@ class LocalTransport(Transport):
             env=full_env,
             start_new_session=True,
         )
-        self.spin_s = spin_s
-        self._quick = 0  # waits in a row that data ended within spin_s (see recv)
         self.description = f"local worker pid {self.proc.pid}"
         self.on_end = on_end
         self.stderr = StderrTail()
         self.stderr.feed_stream(self.proc.stderr)
         self._fd = self.proc.stdout.fileno()
-        self._poll = select.poll()
-        self._poll.register(self._fd, select.POLLIN)
 
     def send(self, parts: Sequence[Any]) -> None:
         """Write a frame. A worker that already died leaves a broken pipe: that is left to the next
@@ -125,28 +114,9 @@ class LocalTransport(Transport):
             pass
 
     def recv(self, max_bytes: int, timeout: Optional[float]) -> bytes:
-        """As :meth:`Transport.recv`. After :data:`QUICK_WAITS` waits in a row that data ended within ``spin_s``, the
-        first ``spin_s`` of a wait polls without sleeping; a wait the poll does not cover stops it until that many
-        quick ones again (long inferences, also each after a quick reply, cost no poll). Data already there is no
-        wait."""
-        poll = self._poll.poll
-        if poll(0):
-            return os.read(self._fd, max_bytes)
-        start = time.perf_counter()
-        if self._quick >= QUICK_WAITS:
-            end = start + (self.spin_s if timeout is None else min(self.spin_s, timeout))
-            while not poll(0):
-                if time.perf_counter() >= end:
-                    self._quick = 0
-                    break
-            else:
-                return os.read(self._fd, max_bytes)
-            if timeout is not None:
-                timeout = max(0.0, timeout - (time.perf_counter() - start))
         ready, _, _ = select.select([self._fd], [], [], timeout)
         if not ready:
             raise TimeoutError
-        self._quick = self._quick + 1 if time.perf_counter() - start < self.spin_s else 0
         return os.read(self._fd, max_bytes)
 
     def exit_status(self) -> Optional[int]:

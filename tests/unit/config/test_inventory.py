@@ -153,18 +153,6 @@ def test_kind_is_required_and_ssh_needs_a_host(tmp_path):
     assert error(tmp_path, '[devices.b]\nkind = "ssh"\n') == f'{where}: kind = "ssh" needs key "host"'
 
 
-def test_the_wait_spin_applies_to_local_devices_only(tmp_path):
-    where = f"{tmp_path / 'edge-devices.toml'}: [devices.b]"
-    assert load(tmp_path, '[devices.b]\nkind = "local"\nwait_spin_ms = 2\n')["b"].settings["wait_spin_ms"] == 2
-    assert error(tmp_path, '[devices.b]\nkind = "local"\nwait_spin_ms = -1\n') == (
-        f"{where} key 'wait_spin_ms': expected milliseconds >= 0 (how long a wait for a local worker's reply polls "
-        "before it sleeps; 0: it sleeps at once), got -1"
-    )
-    assert error(tmp_path, '[devices.b]\nkind = "ssh"\nhost = "h"\nwait_spin_ms = 2\n') == (
-        f"{where} key 'wait_spin_ms' only applies to kind = \"local\""
-    )
-
-
 def test_ssh_only_keys_are_refused_on_local_devices(tmp_path):
     assert error(tmp_path, '[devices.b]\nkind = "local"\nhost = "h"\n') == (
         f"{tmp_path / 'edge-devices.toml'}: [devices.b] key 'host' only applies to kind = \"ssh\""
