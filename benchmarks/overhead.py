@@ -55,21 +55,30 @@ from pytest_edgeort.starthint import FILE as HINT_FILE
 from pytest_edgeort.starthint import remember
 from tests.support.models import conv_matmul_qdq  # (same small u8 QDQ conv/matmul model as the tests)
 
-PLAIN = """
+#: the two sessions the hand-written code opens (a QNN HTP one without CPU fallback, a CPU one) from ``MODEL``: the
+#: plain script's, and (indented, ``{sessions}``) ``HAND_TEST``'s fixture's and ``WORKER_TEST``'s worker process's
+SESSIONS = """
+ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
+so = ort.SessionOptions()
+so.add_provider_for_devices([d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"],
+                            {"backend_type": "htp"})
+npu = ort.InferenceSession(MODEL, sess_options=so)
+npu.disable_fallback()
+cpu = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
+"""
+INDENTED_SESSIONS = textwrap.indent(SESSIONS.strip("\n"), "    ")
+
+PLAIN = (
+    """
 import sys
 import numpy as np
 import onnxruntime as ort
 import onnxruntime_qnn
 
-model, n = sys.argv[1], int(sys.argv[2])
-ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
-so = ort.SessionOptions()
-so.add_provider_for_devices([d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"],
-                            {"backend_type": "htp"})
-npu = ort.InferenceSession(model, sess_options=so)
-npu.disable_fallback()
-cpu = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-failures = 0
+MODEL, n = sys.argv[1], int(sys.argv[2])
+"""
+    + SESSIONS
+    + """failures = 0
 for i in range(n):
     x = np.random.default_rng(i).random((1, 3, 16, 16), dtype=np.float32)
     a, = npu.run(None, {"x": x})
@@ -80,6 +89,7 @@ for i in range(n):
 print("failures", failures)
 sys.exit(1 if failures else 0)
 """
+)
 
 HAND_TEST = """
 import time
@@ -94,13 +104,8 @@ MODEL = r"{model}"
 
 @pytest.fixture(scope="module")
 def sessions():
-    ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
-    so = ort.SessionOptions()
-    so.add_provider_for_devices([d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"],
-                                {{"backend_type": "htp"}})
-    npu = ort.InferenceSession(MODEL, sess_options=so)
-    npu.disable_fallback()
-    return npu, ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
+{sessions}
+    return npu, cpu
 
 @pytest.mark.parametrize("i", range({n}))
 def test_matches_cpu(i, sessions):
@@ -132,6 +137,7 @@ def test_matches_cpu(i, edge_session, edge_reference, edge_compare):
     edge_compare(actual, edge_reference.run(x))
 """
 
+#: ``context``: how multiprocessing starts the worker (``fork`` here; ``spawn`` where valgrind must not follow it)
 WORKER_TEST = """
 import multiprocessing
 import time
@@ -147,13 +153,7 @@ def serve(conn):
     import onnxruntime as ort
     import onnxruntime_qnn
 
-    ort.register_execution_provider_library("QNNExecutionProvider", onnxruntime_qnn.get_library_path())
-    so = ort.SessionOptions()
-    so.add_provider_for_devices([d for d in ort.get_ep_devices() if d.ep_name == "QNNExecutionProvider"],
-                                {{"backend_type": "htp"}})
-    npu = ort.InferenceSession(MODEL, sess_options=so)
-    npu.disable_fallback()
-    cpu = ort.InferenceSession(MODEL, providers=["CPUExecutionProvider"])
+{sessions}
     conn.send("ready")
     for x in iter(conn.recv, None):
         start = time.perf_counter()
@@ -164,9 +164,9 @@ def serve(conn):
 
 @pytest.fixture(scope="module")
 def worker():
-    fork = multiprocessing.get_context("fork")
-    here, there = fork.Pipe()
-    proc = fork.Process(target=serve, args=(there,), daemon=True)
+    context = multiprocessing.get_context("{context}")
+    here, there = context.Pipe()
+    proc = context.Process(target=serve, args=(there,), daemon=True)
     proc.start()
     assert here.recv() == "ready"
     yield here
@@ -271,9 +271,11 @@ def main() -> None:
         model = conv_matmul_qdq(folder)
         (folder / "plain.py").write_text(PLAIN)
         for n in (args.n, 1):
-            (folder / f"test_hand_{n}.py").write_text(textwrap.dedent(HAND_TEST.format(model=model, n=n)))
+            hand_test = HAND_TEST.format(model=model, n=n, sessions=INDENTED_SESSIONS)
+            (folder / f"test_hand_{n}.py").write_text(textwrap.dedent(hand_test))
             (folder / f"test_edgeort_{n}.py").write_text(textwrap.dedent(PLUGIN_TEST.format(model=model, n=n)))
-        (folder / f"test_worker_{args.n}.py").write_text(textwrap.dedent(WORKER_TEST.format(model=model, n=args.n)))
+        worker_test = WORKER_TEST.format(model=model, n=args.n, context="fork", sessions=INDENTED_SESSIONS)
+        (folder / f"test_worker_{args.n}.py").write_text(textwrap.dedent(worker_test))
         (folder / "test_unrelated.py").write_text("def test_unrelated():\n    assert True\n")
         (folder / "phases.py").write_text(PHASES)
         pytest_cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
