@@ -222,6 +222,12 @@ class EdgeOptions:
             ep_cache=not pick("edge_no_ep_cache"),
         )
 
+    @property
+    def full_records(self) -> bool:
+        """Whether a passing comparison's record keeps every statistic: a report file (JSON or HTML) shows them;
+        without one, the terminal summary and the JUnit properties read only :data:`~.compare.result.SUMMARY_FIELDS`."""
+        return self.report is not None or self.html is not None
+
     def providers_for(self, requested: Optional[Tuple[str, ...]]) -> List[str]:
         """Providers a test/suite asks for (or the defaults), each once, minus those --edge-provider drops."""
         wanted = list(dict.fromkeys(requested or self.default_providers))

@@ -72,8 +72,19 @@ class OutputComparison:
         d["histogram"] = [[label, count] for label, count in self.histogram]
         return _plain(d) if plain else d
 
+    def to_summary_dict(self) -> Dict[str, Any]:
+        """:data:`SUMMARY_FIELDS` of :meth:`to_dict`, values as they are (a passing comparison's record when the
+        run writes no report file)."""
+        values = vars(self)
+        return {name: values[name] for name in SUMMARY_FIELDS}
+
 
 _OUTPUT_FIELDS = tuple(f.name for f in fields(OutputComparison))
+#: what the terminal summary (its table and notes) and the JUnit metrics read of an output's result
+SUMMARY_FIELDS = (
+    *("name", "passed", "max_abs", "max_lsb", "snr_db", "snr_q_db", "topk_agreement"),  # the table, the JUnit metrics
+    *("scale", "actual_dtype"),  # the note on float models the simulator computed in fp32
+)
 
 
 @dataclass
@@ -89,13 +100,14 @@ class Comparison:
         """True when no expected output is missing and every output passed."""
         return not self.missing and all(o.passed for o in self.outputs)
 
-    def to_dict(self, plain: bool = True) -> Dict[str, Any]:
-        """JSON-friendly dict (see :meth:`OutputComparison.to_dict`)."""
+    def to_dict(self, plain: bool = True, summary: bool = False) -> Dict[str, Any]:
+        """JSON-friendly dict (see :meth:`OutputComparison.to_dict`); ``summary``: each output's
+        :meth:`~OutputComparison.to_summary_dict` only (its values as they are)."""
         return {
             "passed": self.passed,
             "missing": list(self.missing),
             "extra": list(self.extra),
-            "outputs": [o.to_dict(plain) for o in self.outputs],
+            "outputs": [o.to_summary_dict() if summary else o.to_dict(plain) for o in self.outputs],
         }
 
 

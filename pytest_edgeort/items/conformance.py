@@ -45,8 +45,10 @@ def conclude(
             what = str(exc) if isinstance(exc, EdgeError) else f"{type(exc).__name__}: {exc}"
             line = f"no diagnosis: {one_line(what, 300)}"
             fields["diagnosis"] = {"message": line}
-    # the record's own to_dict makes the comparison JSON-safe when it travels (one walk over it, not two)
-    record = node.record(session, comparison=with_precision(result.to_dict(plain=False), session), **fields)
+    # the record's own to_dict makes the comparison JSON-safe when it travels (one walk over it, not two); a passing
+    # comparison keeps only what the summary reads unless a report file shows the rest
+    summary = result.passed and not node.run.options.full_records
+    record = node.record(session, comparison=with_precision(result.to_dict(False, summary), session), **fields)
     record_metrics(node.item, record)
     if not result.passed:
         report = format_comparison(result, title=title)

@@ -133,6 +133,70 @@ def test_junit_properties_carry_device_versions_and_metrics(result, pytester):
     assert float(props["edge_y_snr_db"]) > 15
 
 
+SAMPLES = """
+import numpy as np
+import pytest
+
+def feed(seed):
+    return {{"x": np.random.default_rng(seed).random((1, 3, 16, 16), dtype=np.float32)}}
+
+@pytest.mark.edge_model(r"{qdq}")
+@pytest.mark.edge_providers("qnn-htp")
+@pytest.mark.parametrize("seed", range(3))
+def test_passes(seed, edge_session, edge_reference, edge_compare):
+    edge_compare(edge_session.run(feed(seed)), edge_reference.run(feed(seed)))
+
+@pytest.mark.edge_model(r"{qdq}")
+@pytest.mark.edge_providers("qnn-htp")
+def test_shifted(edge_session, edge_reference, edge_compare):
+    edge_compare({{"y": edge_session.run(feed(7))["y"] + 0.2}}, edge_reference.run(feed(7)))
+"""
+
+#: what travels on each test's report (pytest-xdist and report-log plugins see it), one record a line
+CAPTURE = """
+import json
+import os
+
+def pytest_runtest_logreport(report):
+    for record in (getattr(report, "edgeort", None) or {}).get("records", ()):
+        with open(os.environ["RECORDS_OUT"], "a") as out:
+            out.write(json.dumps(record) + "\\n")
+"""
+
+
+def test_a_passing_comparisons_record_keeps_every_statistic_only_for_a_report_file(pytester, model_dir, monkeypatch):
+    """Without ``--edge-report``/``--edge-html`` nothing shows a passing comparison's worst elements, histogram or
+    rules: its record holds what the terminal summary and the JUnit metrics read, and they come out the same; a
+    failing comparison's record keeps everything."""
+    from pytest_edgeort.compare.result import SUMMARY_FIELDS
+
+    pytester.makepyfile(SAMPLES.format(qdq=model_dir / "conv_matmul_qdq.onnx"))
+    pytester.makeconftest(CAPTURE)
+    runs = {}
+    for name, extra in (("plain", []), ("report", ["--edge-report=report.json"])):
+        monkeypatch.setenv("RECORDS_OUT", str(pytester.path / f"{name}.jsonl"))
+        result = pytester.runpytest("-p", "no:cacheprovider", f"--junitxml={name}.xml", *extra)
+        result.assert_outcomes(passed=3, failed=1)
+        lines = (pytester.path / f"{name}.jsonl").read_text().splitlines()
+        records = {r["nodeid"]: r["comparison"]["outputs"][0] for r in map(json.loads, lines)}
+        row = next(line for line in result.outlines if "/conv_matmul_qdq.onnx " in line)
+        cases = ET.parse(pytester.path / f"{name}.xml").iter("testcase")
+        metrics = {
+            c.get("name"): [(p.get("name"), p.get("value")) for p in c.iter("property") if "_y_" in p.get("name")]
+            for c in cases
+        }
+        runs[name] = records, row, metrics
+    (plain, plain_row, plain_metrics), (full, full_row, full_metrics) = runs["plain"], runs["report"]
+    passing = [nodeid for nodeid in plain if "test_passes" in nodeid]
+    assert len(passing) == 3 and all(set(plain[n]) == {*SUMMARY_FIELDS, "precision"} for n in passing)
+    assert all({"worst", "histogram", "tolerance", "bias", "smallest_passing"} <= set(full[n]) for n in passing)
+    assert all(plain[n] == {key: full[n][key] for key in plain[n]} for n in passing)
+    shifted = next(nodeid for nodeid in plain if "test_shifted" in nodeid)
+    assert plain[shifted] == full[shifted] and plain[shifted]["worst"] and plain[shifted]["histogram"]
+    assert plain_row == full_row and "FAIL 3/4" in plain_row
+    assert plain_metrics == full_metrics and len(plain_metrics) == 4 and all(plain_metrics.values())
+
+
 INTERRUPTED = """
 import os
 import signal
